@@ -1,0 +1,63 @@
+/**
+ * `shanghai status [--addr host:port] [--json]`: what a running node reports about itself.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { requestJson, resolveAddr } from "./client.ts";
+import { EXIT_OK, EXIT_USAGE } from "./exit_codes.ts";
+import { CliError, type CliIo, formatBytes } from "./io.ts";
+
+export const STATUS_HELP = `Usage: shanghai status [--addr host:port] [--json]
+
+Shows a running node's status: node id, cluster, last LSN, segments, bytes on disk, uptime.
+
+Options:
+  --addr host:port   Node's HTTP address [default: $SHANGHAI_ADDR or 127.0.0.1:9090]
+  --json             Print the raw JSON
+  -h, --help         Show this help
+
+Exit codes: 0 ok, 1 the node answered with an error, 2 bad usage, 3 node unreachable.`;
+
+export async function status(args: string[], io: CliIo): Promise<number> {
+  let values: { addr?: string; json?: boolean; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: { addr: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+      strict: true,
+    }));
+  } catch (error) {
+    throw new CliError(`${(error as Error).message}; see shanghai status --help`, EXIT_USAGE);
+  }
+  if (values.help) {
+    io.out(STATUS_HELP);
+    return EXIT_OK;
+  }
+  const addr = resolveAddr(values.addr, io);
+  const { body } = await requestJson(addr, "/v1/status");
+  if (values.json) {
+    io.out(JSON.stringify(body, null, 2));
+    return EXIT_OK;
+  }
+  io.out(formatStatus(body));
+  return EXIT_OK;
+}
+
+export function formatStatus(s: Record<string, unknown>): string {
+  const lines = [
+    "Shanghai Node Status",
+    "========================================",
+    `Node:          ${s.nodeId}`,
+    `Cluster:       ${s.clusterId}`,
+    `Version:       ${s.version}`,
+    `Ready:         ${s.ready ? "yes" : "no"}`,
+    `Uptime:        ${Math.round(Number(s.uptimeMs) / 1000)}s`,
+    `Last LSN:      ${s.lastLsn}`,
+    `Snapshot LSN:  ${s.snapshotLsn}`,
+    `Keys:          ${s.keys}`,
+    `Segments:      ${s.segments} (${formatBytes(Number(s.bytesOnDisk))})`,
+    `Data dir:      ${s.dataDir}`,
+  ];
+  return lines.join("\n");
+}

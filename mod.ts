@@ -1,0 +1,28 @@
+/**
+ * Shanghai as a library: open a WAL or a key-value store in your own process, or start a
+ * whole node, and subscribe to its events.
+ *
+ * ```ts ignore
+ * import { Wal } from "./mod.ts";
+ * const wal = await Wal.open("/tmp/my-wal");
+ * const lsn = await wal.append({
+ *   origin: "me", seq: 1, hlc: 1, op: "append", key: "", value: new Uint8Array([1]),
+ *   contentType: "", prevHlc: 0, prevOrigin: "",
+ * });
+ * const entries = await wal.read(lsn);
+ * await wal.close();
+ * ```
+ *
+ * @module
+ */
+export { type BatchInfo, type EntryInput, LsnCompactedError, type SegmentInfo, Wal, type WalOptions } from "./src/storage/wal/wal.ts";
+export { Store, type StoreOptions, type WriteResult } from "./src/storage/kv/store.ts";
+export { type ConflictResolver, type KeyRecord, Keyspace, lastWriterWins } from "./src/storage/kv/keyspace.ts";
+export { compareVersions, type Entry, type Op, type Version, type VersionVector } from "./src/common/entry.ts";
+export * from "./src/common/errors.ts";
+export * as limits from "./src/common/limits.ts";
+export { type EventMap, type EventName, EventBus } from "./src/telemetry/events.ts";
+export { createLogger, type Logger } from "./src/telemetry/log.ts";
+export { type NodeConfig, resolveConfig } from "./src/node/config.ts";
+export { ShanghaiNode } from "./src/node/node.ts";
+export { VERSION } from "./src/node/version.ts";

@@ -1,0 +1,40 @@
+/**
+ * Reads a request body without ever holding more than `bytesMax` of it: a declared
+ * Content-Length over the limit is refused before reading, a chunked body as soon as it passes.
+ *
+ * @module
+ */
+import { InputError, TooLargeError } from "../../common/errors.ts";
+
+export async function readBody(request: Request, bytesMax: number, what = "request body"): Promise<Uint8Array> {
+  const declared = request.headers.get("content-length");
+  if (declared !== null) {
+    const length = Number(declared);
+    if (!Number.isSafeInteger(length) || length < 0) {
+      throw new InputError("bad_request", `Invalid Content-Length header "${declared}"`);
+    }
+    if (length > bytesMax) throw new TooLargeError(what, length, bytesMax);
+  }
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > bytesMax) {
+      await reader.cancel().catch(() => {});
+      throw new TooLargeError(what, total, bytesMax);
+    }
+    parts.push(value);
+  }
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}

@@ -1,0 +1,104 @@
+/**
+ * Key-value routes: `PUT|GET|DELETE /v1/kv/{key}` and `GET /v1/kv?prefix=&limit=&after=`.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { InputError, ShanghaiError } from "../../common/errors.ts";
+import { HTTP_LIST_LIMIT_DEFAULT, HTTP_LIST_LIMIT_MAX } from "../../common/limits.ts";
+import type { KeyRecord } from "../../storage/kv/keyspace.ts";
+import type { Store } from "../../storage/kv/store.ts";
+import { readBody } from "./body.ts";
+import type { HttpContext } from "./context.ts";
+import { intParam } from "./params.ts";
+import { encodeValue } from "./values.ts";
+
+export const JSON_TYPE = "application/json";
+export const BYTES_TYPE = "application/octet-stream";
+
+export function requireStore(ctx: HttpContext): Store {
+  const store = ctx.store();
+  if (!store) throw new ShanghaiError("not_ready", "Cannot serve data: the node is still recovering; retry shortly");
+  return store;
+}
+
+/** The stored content type for a request's Content-Type header, or a 415. */
+export function valueType(header: string | undefined): string {
+  const type = (header ?? "").split(";")[0].trim().toLowerCase();
+  if (type === JSON_TYPE || type === BYTES_TYPE) return type;
+  throw new ShanghaiError(
+    "unsupported_media_type",
+    `Unsupported Content-Type "${header ?? ""}": send application/json or application/octet-stream`,
+  );
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Refuses a JSON body that does not parse, so stored JSON always reads back as JSON. */
+export function checkJson(bytes: Uint8Array): void {
+  try {
+    JSON.parse(utf8.decode(bytes));
+  } catch {
+    throw new InputError("bad_json", "Malformed JSON body: send valid JSON or use application/octet-stream");
+  }
+}
+
+function versionHeader(record: KeyRecord): string {
+  return `${record.hlc}.${record.origin}`;
+}
+
+export function kvRoutes(ctx: HttpContext): Hono {
+  const app = new Hono();
+
+  app.get("/", (c) => {
+    const store = requireStore(ctx);
+    const limit = intParam(c.req.query("limit"), "limit", { min: 1, max: HTTP_LIST_LIMIT_MAX, fallback: HTTP_LIST_LIMIT_DEFAULT });
+    const prefix = c.req.query("prefix") ?? "";
+    const after = c.req.query("after");
+    const rows = store.scan({ prefix, after: after === "" ? undefined : after, limit: limit + 1 });
+    const more = rows.length > limit;
+    const page = more ? rows.slice(0, limit) : rows;
+    return c.json({
+      items: page.map(([key, record]) => ({
+        key,
+        contentType: record.contentType,
+        ...encodeValue(record.value!, record.contentType),
+        lsn: record.lsn,
+        version: versionHeader(record),
+      })),
+      next: more ? page[page.length - 1][0] : null,
+    });
+  });
+
+  app.put("/:key{.+}", async (c) => {
+    const store = requireStore(ctx);
+    const key = c.req.param("key");
+    const type = valueType(c.req.header("content-type"));
+    const body = await readBody(c.req.raw, store.valueBytesMax, "value");
+    if (type === JSON_TYPE) checkJson(body);
+    const result = await store.put(key, body, type);
+    return c.json({ lsn: result.lsn, version: `${result.hlc}.${result.origin}` });
+  });
+
+  app.get("/:key{.+}", (c) => {
+    const store = requireStore(ctx);
+    const key = c.req.param("key");
+    const record = store.get(key);
+    if (!record) throw new ShanghaiError("not_found", `Key not found: ${JSON.stringify(key)}`);
+    return c.body(record.value as Uint8Array<ArrayBuffer>, 200, {
+      "content-type": record.contentType || BYTES_TYPE,
+      "x-shanghai-lsn": String(record.lsn),
+      "x-shanghai-version": versionHeader(record),
+    });
+  });
+
+  app.delete("/:key{.+}", async (c) => {
+    const store = requireStore(ctx);
+    const key = c.req.param("key");
+    if (!store.get(key)) throw new ShanghaiError("not_found", `Key not found: ${JSON.stringify(key)}`);
+    const result = await store.delete(key);
+    return c.json({ lsn: result.lsn, deleted: true });
+  });
+
+  return app;
+}

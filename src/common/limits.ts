@@ -1,0 +1,58 @@
+/**
+ * Every bound in Shanghai, in one place. Operator configuration may lower most of them
+ * (see src/node/config.ts); nothing may raise them past the values here.
+ *
+ * @module
+ */
+import { invariant } from "./invariant.ts";
+
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
+export const GiB = 1024 * MiB;
+
+/** Longest key, in UTF-8 bytes. */
+export const KEY_BYTES_MAX = 1 * KiB;
+/** Default and ceiling of the configurable value limit. */
+export const VALUE_BYTES_DEFAULT = 1 * MiB;
+export const VALUE_BYTES_MAX = 16 * MiB;
+/** One encoded entry: a value plus its key and metadata. */
+export const RECORD_OVERHEAD_BYTES_MAX = 4 * KiB;
+export const RECORD_BYTES_MAX = VALUE_BYTES_MAX + RECORD_OVERHEAD_BYTES_MAX;
+/** Record frame: length uint32 + CRC32 uint32. */
+export const RECORD_HEADER_BYTES = 8;
+export const SEGMENT_HEADER_BYTES = 64;
+export const SEGMENT_BYTES_DEFAULT = 64 * MiB;
+export const SEGMENT_BYTES_MIN = 64 * KiB;
+export const SEGMENT_BYTES_MAX = 1 * GiB;
+
+/** Group commit: a batch holds at most this many entries / bytes (both configurable lower). */
+export const BATCH_ENTRIES_DEFAULT = 100;
+export const BATCH_ENTRIES_MAX = 10_000;
+export const BATCH_BYTES_DEFAULT = 4 * MiB;
+/** Writers queued behind the batch in flight; past this, appends are refused (backpressure). */
+export const PENDING_ENTRIES_MAX = 100_000;
+export const PENDING_BYTES_MAX = 256 * MiB;
+
+/** One in-flight sparse index point per this many bytes of segment. */
+export const SPARSE_INDEX_INTERVAL_BYTES = 64 * KiB;
+/** Reads of the log return at most this many entries / bytes per call. */
+export const READ_ENTRIES_MAX = 10_000;
+export const READ_BYTES_MAX = 32 * MiB;
+
+/** HTTP request bodies beyond the value limit are refused before they are read whole. */
+export const HTTP_LIST_LIMIT_DEFAULT = 100;
+export const HTTP_LIST_LIMIT_MAX = 10_000;
+export const HTTP_LOG_LIMIT_DEFAULT = 100;
+export const HTTP_LOG_LIMIT_MAX = 10_000;
+
+/** Snapshot after this many WAL bytes since the last one (configurable). */
+export const SNAPSHOT_EVERY_BYTES_DEFAULT = 256 * MiB;
+/** Keep at least this much WAL behind the newest snapshot for replication catch-up. */
+export const RETAIN_BYTES_DEFAULT = 256 * MiB;
+
+/** HLC: the logical counter lives in the low bits of one safe integer. */
+export const HLC_LOGICAL_BITS = 10;
+
+invariant(RECORD_BYTES_MAX <= SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES, "A record must fit in one segment");
+invariant(BATCH_BYTES_DEFAULT >= RECORD_HEADER_BYTES + VALUE_BYTES_DEFAULT, "A batch must admit one full default record");
+invariant(PENDING_BYTES_MAX >= RECORD_BYTES_MAX, "The pending queue must admit one full record");

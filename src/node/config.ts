@@ -1,0 +1,179 @@
+/**
+ * Node configuration: one table of settings, read from flags, then SHANGHAI_* environment
+ * variables, then a JSON config file, then the defaults here; validated before anything starts,
+ * with errors that name the setting and where its value came from.
+ *
+ * To add a setting, add a row to SETTINGS and a field to NodeConfig; the CLI flags, environment
+ * variables, config file keys and `serve --help` all come from the table.
+ *
+ * @module
+ */
+import { ConfigError } from "../common/errors.ts";
+import {
+  BATCH_BYTES_DEFAULT,
+  BATCH_ENTRIES_DEFAULT,
+  BATCH_ENTRIES_MAX,
+  GiB,
+  MiB,
+  RECORD_HEADER_BYTES,
+  RETAIN_BYTES_DEFAULT,
+  SEGMENT_BYTES_DEFAULT,
+  SEGMENT_BYTES_MAX,
+  SEGMENT_BYTES_MIN,
+  SNAPSHOT_EVERY_BYTES_DEFAULT,
+  VALUE_BYTES_DEFAULT,
+  VALUE_BYTES_MAX,
+} from "../common/limits.ts";
+
+export interface NodeConfig {
+  nodeId?: string;
+  host: string;
+  port: number;
+  adminPort: number;
+  dataDir: string;
+  walDir?: string;
+  join: string[];
+  valueBytesMax: number;
+  segmentBytes: number;
+  batchEntriesMax: number;
+  batchBytesMax: number;
+  snapshotEveryBytes: number;
+  retainBytes: number;
+  logLevel: "debug" | "info" | "warn" | "error";
+  logFormat: "json" | "text";
+}
+
+type Kind = "string" | "int" | "list" | "enum";
+
+export interface SettingSpec {
+  key: keyof NodeConfig;
+  flag: string;
+  env?: string;
+  kind: Kind;
+  default?: string | number | string[];
+  min?: number;
+  max?: number;
+  values?: readonly string[];
+  help: string;
+}
+
+export const SETTINGS: readonly SettingSpec[] = [
+  { key: "nodeId", flag: "node-id", env: "SHANGHAI_NODE_ID", kind: "string", help: "Stable node id (default: the one stored in the data directory, else generated)" },
+  { key: "host", flag: "host", env: "SHANGHAI_HOST", kind: "string", default: "127.0.0.1", help: "Address to listen on and advertise" },
+  { key: "port", flag: "port", env: "SHANGHAI_PORT", kind: "int", default: 4000, min: 0, max: 65535, help: "Node-to-node TCP port (0 picks a free one)" },
+  { key: "adminPort", flag: "admin-port", env: "SHANGHAI_ADMIN_PORT", kind: "int", default: 9090, min: 0, max: 65535, help: "HTTP port for data, admin, /metrics, /health, /ready" },
+  { key: "dataDir", flag: "data-dir", env: "SHANGHAI_DATA_DIR", kind: "string", default: "./data", help: "Data directory (identity, snapshots, and the WAL unless --wal-dir)" },
+  { key: "walDir", flag: "wal-dir", env: "SHANGHAI_WAL_DIR", kind: "string", help: "WAL directory (default: <data-dir>/wal)" },
+  { key: "join", flag: "join", env: "SHANGHAI_CLUSTER_NODES", kind: "list", default: [], help: "Seed members to join, host:port[,host:port]" },
+  { key: "valueBytesMax", flag: "value-bytes-max", env: "SHANGHAI_VALUE_BYTES_MAX", kind: "int", default: VALUE_BYTES_DEFAULT, min: 1, max: VALUE_BYTES_MAX, help: "Largest value or log entry accepted, in bytes" },
+  { key: "segmentBytes", flag: "segment-bytes", env: "SHANGHAI_SEGMENT_BYTES", kind: "int", default: SEGMENT_BYTES_DEFAULT, min: SEGMENT_BYTES_MIN, max: SEGMENT_BYTES_MAX, help: "WAL segment size before rotation" },
+  { key: "batchEntriesMax", flag: "batch-entries-max", env: "SHANGHAI_BATCH_ENTRIES_MAX", kind: "int", default: BATCH_ENTRIES_DEFAULT, min: 1, max: BATCH_ENTRIES_MAX, help: "Most entries in one group commit" },
+  { key: "batchBytesMax", flag: "batch-bytes-max", env: "SHANGHAI_BATCH_BYTES_MAX", kind: "int", default: BATCH_BYTES_DEFAULT, min: 64 * 1024, max: 64 * MiB, help: "Most bytes in one group commit" },
+  { key: "snapshotEveryBytes", flag: "snapshot-every-bytes", env: "SHANGHAI_SNAPSHOT_EVERY_BYTES", kind: "int", default: SNAPSHOT_EVERY_BYTES_DEFAULT, min: 0, max: 64 * GiB, help: "Snapshot after this many WAL bytes (0: only at shutdown)" },
+  { key: "retainBytes", flag: "retain-bytes", env: "SHANGHAI_RETAIN_BYTES", kind: "int", default: RETAIN_BYTES_DEFAULT, min: 0, max: 1024 * GiB, help: "WAL kept behind the newest snapshot for catch-up" },
+  { key: "logLevel", flag: "log-level", env: "SHANGHAI_LOG_LEVEL", kind: "enum", default: "info", values: ["debug", "info", "warn", "error"], help: "Log level" },
+  { key: "logFormat", flag: "log-format", env: "SHANGHAI_LOG_FORMAT", kind: "enum", default: "text", values: ["json", "text"], help: "Log line format" },
+];
+
+type Raw = string | number | string[] | boolean | undefined;
+
+function coerce(spec: SettingSpec, raw: Raw, source: string): unknown {
+  const name = `${spec.flag} (from ${source})`;
+  switch (spec.kind) {
+    case "string": {
+      if (typeof raw !== "string" || raw.trim() === "") throw new ConfigError(name, "expected a non-empty string");
+      return raw.trim();
+    }
+    case "int": {
+      const text = String(raw).trim();
+      if (!/^\d+$/.test(text)) throw new ConfigError(name, `expected a whole number, got ${JSON.stringify(raw)}`);
+      const value = Number(text);
+      if (!Number.isSafeInteger(value) || value < (spec.min ?? 0) || value > (spec.max ?? Number.MAX_SAFE_INTEGER)) {
+        throw new ConfigError(name, `${value} is outside ${spec.min ?? 0} to ${spec.max}`);
+      }
+      return value;
+    }
+    case "list": {
+      const items = Array.isArray(raw) ? raw : String(raw).split(",");
+      return items.map((s) => String(s).trim()).filter((s) => s.length > 0);
+    }
+    case "enum": {
+      if (typeof raw !== "string" || !spec.values!.includes(raw)) {
+        throw new ConfigError(name, `expected one of ${spec.values!.join(", ")}, got ${JSON.stringify(raw)}`);
+      }
+      return raw;
+    }
+  }
+}
+
+/** Reads a JSON config file whose keys are setting names (camelCase or flag form). */
+export async function readConfigFile(path: string): Promise<Record<string, Raw>> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (cause) {
+    throw new ConfigError("config", `cannot read ${path}: ${(cause as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (cause) {
+    throw new ConfigError("config", `${path} is not valid JSON: ${(cause as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError("config", `${path} must hold a JSON object`);
+  }
+  const out: Record<string, Raw> = {};
+  for (const [key, value] of Object.entries(parsed)) {
+    const spec = SETTINGS.find((s) => s.key === key || s.flag === key);
+    if (!spec) throw new ConfigError(key, `unknown setting in ${path}`);
+    out[spec.key] = value as Raw;
+  }
+  return out;
+}
+
+/**
+ * Resolves the configuration: flags win, then environment, then the config file, then the
+ * defaults. Checks combinations after each value checks alone.
+ */
+export function resolveConfig(
+  flags: Record<string, Raw>,
+  env: Record<string, string | undefined>,
+  file: Record<string, Raw> = {},
+): NodeConfig {
+  const out: Record<string, unknown> = {};
+  for (const spec of SETTINGS) {
+    const fromFlag = flags[spec.flag];
+    const fromEnv = spec.env ? env[spec.env] : undefined;
+    const fromFile = file[spec.key];
+    if (fromFlag !== undefined) out[spec.key] = coerce(spec, fromFlag, `--${spec.flag}`);
+    else if (fromEnv !== undefined && fromEnv !== "") out[spec.key] = coerce(spec, fromEnv, spec.env!);
+    else if (fromFile !== undefined) out[spec.key] = coerce(spec, fromFile, "config file");
+    else if (spec.default !== undefined) out[spec.key] = spec.default;
+  }
+  const config = out as unknown as NodeConfig;
+  if (config.nodeId !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(config.nodeId)) {
+    throw new ConfigError("node-id", `${JSON.stringify(config.nodeId)} must be 1-64 letters, digits, '.', '_' or '-'`);
+  }
+  if (config.batchBytesMax < config.valueBytesMax + RECORD_HEADER_BYTES + 4096) {
+    throw new ConfigError(
+      "batch-bytes-max",
+      `${config.batchBytesMax} cannot hold one value of value-bytes-max ${config.valueBytesMax}; raise it or lower value-bytes-max`,
+    );
+  }
+  if (config.segmentBytes < config.batchBytesMax + 64) {
+    throw new ConfigError("segment-bytes", `${config.segmentBytes} is smaller than batch-bytes-max ${config.batchBytesMax}`);
+  }
+  for (const member of config.join) parseHostPort(member, "join");
+  return config;
+}
+
+/** Parses `host:port` (IPv6 as `[::1]:4000`); a bad one is a ConfigError naming `setting`. */
+export function parseHostPort(text: string, setting: string): { host: string; port: number } {
+  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text.trim());
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || port < 1 || port > 65535) {
+    throw new ConfigError(setting, `${JSON.stringify(text)} is not host:port`);
+  }
+  return { host: match[1].replace(/^\[|\]$/g, ""), port };
+}

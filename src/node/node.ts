@@ -1,0 +1,159 @@
+/**
+ * The composition root: builds one node from a validated config and wires the shells
+ * together. Start order: HTTP first (so /health answers and /ready says 503 during recovery),
+ * then identity and store recovery, then readiness. Stop order is the reverse: stop taking
+ * requests, let in-flight batches finish and fsync, snapshot, close.
+ *
+ * @module
+ */
+import { type Clock, systemClock } from "../common/clock.ts";
+import { createApp, type RouteMount } from "../api/http/app.ts";
+import type { HttpContext, Readiness } from "../api/http/context.ts";
+import { Store } from "../storage/kv/store.ts";
+import { EventBus } from "../telemetry/events.ts";
+import { createLogger, type Logger } from "../telemetry/log.ts";
+import type { NodeConfig } from "./config.ts";
+import { type Identity, loadOrCreateIdentity } from "./identity.ts";
+import { VERSION } from "./version.ts";
+
+export interface NodeOptions {
+  clock?: Clock;
+  logger?: Logger;
+  events?: EventBus;
+  mounts?: RouteMount[];
+}
+
+export class ShanghaiNode {
+  readonly config: NodeConfig;
+  readonly events: EventBus;
+  readonly logger: Logger;
+  readonly #clock: Clock;
+  readonly #startedMs: number;
+  #store: Store | undefined;
+  #identity: Identity | undefined;
+  #server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  #recoveryError: string | undefined;
+  #stopping = false;
+
+  private constructor(config: NodeConfig, options: NodeOptions) {
+    this.config = config;
+    this.#clock = options.clock ?? systemClock;
+    this.events = options.events ?? new EventBus();
+    this.logger = options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat });
+    this.#startedMs = this.#clock.monoMs();
+  }
+
+  /** Starts a node; resolves once it is serving and recovered. */
+  static async start(config: NodeConfig, options: NodeOptions = {}): Promise<ShanghaiNode> {
+    const node = new ShanghaiNode(config, options);
+    await node.#start(options.mounts ?? []);
+    return node;
+  }
+
+  get store(): Store | undefined {
+    return this.#store;
+  }
+
+  get identity(): Identity | undefined {
+    return this.#identity;
+  }
+
+  get httpPort(): number {
+    return this.#server?.addr.port ?? 0;
+  }
+
+  readiness(): Readiness {
+    const reasons: string[] = [];
+    if (this.#recoveryError) reasons.push(`recovery failed: ${this.#recoveryError}`);
+    else if (!this.#store) reasons.push("recovery in progress");
+    if (this.#stopping) reasons.push("shutting down");
+    const failure = this.#store?.wal.failure;
+    if (failure !== undefined) reasons.push(`WAL stopped after an I/O error: ${failure}`);
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  status(): Record<string, unknown> {
+    const store = this.#store;
+    return {
+      nodeId: this.#identity?.nodeId ?? this.config.nodeId ?? null,
+      clusterId: this.#identity?.clusterId ?? null,
+      version: VERSION,
+      ready: this.readiness().ready,
+      uptimeMs: Math.round(this.#clock.monoMs() - this.#startedMs),
+      lastLsn: store?.lastLsn ?? 0,
+      firstLsn: store?.wal.firstLsn ?? 0,
+      snapshotLsn: store?.snapshotLsn ?? 0,
+      keys: store?.keyspace.size ?? 0,
+      segments: store?.wal.segments().length ?? 0,
+      bytesOnDisk: store?.wal.bytesOnDisk ?? 0,
+      dataDir: this.config.dataDir,
+      walDir: store?.walDir ?? null,
+      httpAddress: `${this.config.host}:${this.httpPort}`,
+    };
+  }
+
+  #httpContext(): HttpContext {
+    return {
+      store: () => this.#store,
+      readiness: () => this.readiness(),
+      status: () => this.status(),
+      events: this.events,
+      logger: this.logger,
+    };
+  }
+
+  async #start(mounts: RouteMount[]): Promise<void> {
+    const app = createApp(this.#httpContext(), mounts);
+    this.#server = Deno.serve({
+      hostname: this.config.host,
+      port: this.config.adminPort,
+      onListen: () => {},
+      onError: (error) => {
+        this.logger.error("HTTP server error", { error: String(error) });
+        return new Response(JSON.stringify({ error: { code: "internal", message: "Internal error" } }), {
+          status: 500,
+          headers: { "content-type": "application/json" },
+        });
+      },
+    }, app.fetch);
+    try {
+      this.#identity = await loadOrCreateIdentity(this.config.dataDir, this.config.nodeId, this.#clock.nowMs());
+      this.#store = await Store.open({
+        dataDir: this.config.dataDir,
+        walDir: this.config.walDir,
+        nodeId: this.#identity.nodeId,
+        valueBytesMax: this.config.valueBytesMax,
+        segmentBytesMax: this.config.segmentBytes,
+        batchEntriesMax: this.config.batchEntriesMax,
+        batchBytesMax: this.config.batchBytesMax,
+        snapshotEveryBytes: this.config.snapshotEveryBytes,
+        retainBytes: this.config.retainBytes,
+        clock: this.#clock,
+        events: this.events,
+        logger: this.logger,
+      });
+    } catch (error) {
+      this.#recoveryError = (error as Error).message;
+      await this.#server.shutdown();
+      throw error;
+    }
+    this.logger.info("Node ready", {
+      nodeId: this.#identity.nodeId,
+      clusterId: this.#identity.clusterId,
+      httpPort: this.httpPort,
+      lastLsn: this.#store.lastLsn,
+      keys: this.#store.keyspace.size,
+      recoveryMs: Math.round(this.#clock.monoMs() - this.#startedMs),
+    });
+  }
+
+  /** Graceful stop: stop accepting requests, finish in-flight batches, fsync, snapshot, close. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.logger.info("Node stopping");
+    await this.#server?.shutdown();
+    await this.#store?.close();
+    this.logger.info("Node stopped");
+  }
+}

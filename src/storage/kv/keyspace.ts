@@ -1,0 +1,197 @@
+/**
+ * The key-value view: applies entries in any order and lands on the same state, because the
+ * winner for a key is the greater version `(hlc, origin)` (see compareVersions). Pure: no I/O.
+ *
+ * Deletes stay as tombstones (value null) so a late, older put cannot resurrect a key.
+ *
+ * @module
+ */
+import { compareVersions, type Entry, type Version, type VersionVector } from "../../common/entry.ts";
+
+export interface KeyRecord {
+  /** null marks a tombstone. */
+  value: Uint8Array | null;
+  contentType: string;
+  hlc: number;
+  origin: string;
+  seq: number;
+  /** LSN of the entry in this node's WAL. */
+  lsn: number;
+  prevHlc: number;
+  prevOrigin: string;
+}
+
+export interface ApplyResult {
+  /** The entry's version won and is now the key's value. */
+  applied: boolean;
+  /** The entry and the key's previous version were written without seeing each other. */
+  concurrent: boolean;
+  /** The version that lost, when there was one. */
+  loser?: Version;
+}
+
+/** Decides which of two concurrent versions wins. Must be deterministic and symmetric. */
+export type ConflictResolver = (a: KeyRecord, b: KeyRecord) => KeyRecord;
+
+/** Last writer wins: the greater (hlc, origin). */
+export const lastWriterWins: ConflictResolver = (a, b) => compareVersions(a, b) >= 0 ? a : b;
+
+function sameVersion(a: Version, hlc: number, origin: string): boolean {
+  return a.hlc === hlc && a.origin === origin;
+}
+
+export class Keyspace {
+  #map = new Map<string, KeyRecord>();
+  // The sorted key list is rebuilt lazily: writes only mark it stale, scans pay once.
+  #sorted: string[] = [];
+  #newKeys: string[] = [];
+  #live = 0;
+  // Invariant: vv[o] is the highest seq of origin o such that all of 1..vv[o] were applied.
+  #vv: VersionVector = {};
+  #ahead = new Map<string, Set<number>>();
+  readonly resolver: ConflictResolver;
+
+  constructor(resolver: ConflictResolver = lastWriterWins) {
+    this.resolver = resolver;
+  }
+
+  get size(): number {
+    return this.#live;
+  }
+
+  get tombstones(): number {
+    return this.#map.size - this.#live;
+  }
+
+  /** Applies one entry (put, delete or append) and advances the version vector. */
+  apply(entry: Entry): ApplyResult {
+    this.#advance(entry.origin, entry.seq);
+    if (entry.op === "append") return { applied: true, concurrent: false };
+    const incoming: KeyRecord = {
+      value: entry.op === "delete" ? null : entry.value,
+      contentType: entry.op === "delete" ? "" : entry.contentType,
+      hlc: entry.hlc,
+      origin: entry.origin,
+      seq: entry.seq,
+      lsn: entry.lsn,
+      prevHlc: entry.prevHlc,
+      prevOrigin: entry.prevOrigin,
+    };
+    const current = this.#map.get(entry.key);
+    if (current === undefined) {
+      this.#set(entry.key, incoming, undefined);
+      return { applied: true, concurrent: false };
+    }
+    const order = compareVersions(incoming, current);
+    if (order === 0) return { applied: false, concurrent: false }; // a duplicate
+    const newer = order > 0 ? incoming : current;
+    const older = order > 0 ? current : incoming;
+    // Causal when the newer write saw the older one (or something after it).
+    const causal = sameVersion(older, newer.prevHlc, newer.prevOrigin) ||
+      compareVersions({ hlc: newer.prevHlc, origin: newer.prevOrigin }, older) > 0;
+    const winner = causal ? newer : this.resolver(incoming, current);
+    if (winner === incoming) this.#set(entry.key, incoming, current);
+    return {
+      applied: winner === incoming,
+      concurrent: !causal,
+      loser: winner === incoming ? current : incoming,
+    };
+  }
+
+  #set(key: string, record: KeyRecord, previous: KeyRecord | undefined): void {
+    if (previous === undefined) this.#newKeys.push(key);
+    const wasLive = previous !== undefined && previous.value !== null;
+    const isLive = record.value !== null;
+    this.#live += (isLive ? 1 : 0) - (wasLive ? 1 : 0);
+    this.#map.set(key, record);
+  }
+
+  #advance(origin: string, seq: number): void {
+    const have = this.#vv[origin] ?? 0;
+    if (seq <= have) return;
+    if (seq === have + 1) {
+      let next = seq;
+      const ahead = this.#ahead.get(origin);
+      while (ahead?.delete(next + 1)) next++;
+      this.#vv[origin] = next;
+      if (ahead && ahead.size === 0) this.#ahead.delete(origin);
+    } else {
+      let ahead = this.#ahead.get(origin);
+      if (!ahead) this.#ahead.set(origin, ahead = new Set());
+      ahead.add(seq);
+    }
+  }
+
+  /** The live record for `key` (tombstones read as absent). */
+  get(key: string): KeyRecord | undefined {
+    const record = this.#map.get(key);
+    return record?.value === null ? undefined : record;
+  }
+
+  /** The record for `key`, tombstone included. */
+  getVersion(key: string): KeyRecord | undefined {
+    return this.#map.get(key);
+  }
+
+  /** True when the entry `(origin, seq)` has been applied. */
+  has(origin: string, seq: number): boolean {
+    return seq <= (this.#vv[origin] ?? 0) || (this.#ahead.get(origin)?.has(seq) ?? false);
+  }
+
+  versionVector(): VersionVector {
+    return { ...this.#vv };
+  }
+
+  /** Live keys in byte order of their UTF-16 code units, starting after `after`. */
+  scan(options: { prefix?: string; after?: string; limit: number }): [string, KeyRecord][] {
+    this.#sortKeys();
+    const prefix = options.prefix ?? "";
+    const start = options.after !== undefined && options.after >= prefix ? options.after : prefix;
+    let lo = 0;
+    let hi = this.#sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.#sorted[mid] < start || (options.after !== undefined && this.#sorted[mid] === options.after)) {
+        lo = mid + 1;
+      } else hi = mid;
+    }
+    const out: [string, KeyRecord][] = [];
+    for (let i = lo; i < this.#sorted.length && out.length < options.limit; i++) {
+      const key = this.#sorted[i];
+      if (!key.startsWith(prefix)) break;
+      const record = this.#map.get(key)!;
+      if (record.value !== null) out.push([key, record]);
+    }
+    return out;
+  }
+
+  #sortKeys(): void {
+    if (this.#newKeys.length === 0) return;
+    const fresh = this.#newKeys.sort();
+    this.#newKeys = [];
+    const merged: string[] = new Array(this.#sorted.length + fresh.length);
+    let i = 0, j = 0, k = 0;
+    while (i < this.#sorted.length && j < fresh.length) {
+      merged[k++] = this.#sorted[i] < fresh[j] ? this.#sorted[i++] : fresh[j++];
+    }
+    while (i < this.#sorted.length) merged[k++] = this.#sorted[i++];
+    while (j < fresh.length) merged[k++] = fresh[j++];
+    this.#sorted = merged;
+  }
+
+  /** Every record, tombstones included (for snapshots). A copy: safe across awaits. */
+  records(): [string, KeyRecord][] {
+    return Array.from(this.#map);
+  }
+
+  /** Replaces the state with a snapshot's. */
+  load(records: Iterable<[string, KeyRecord]>, vv: VersionVector): void {
+    this.#map = new Map();
+    this.#sorted = [];
+    this.#newKeys = [];
+    this.#live = 0;
+    for (const [key, record] of records) this.#set(key, record, this.#map.get(key));
+    this.#vv = { ...vv };
+    this.#ahead = new Map();
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * Snapshots of the key-value view. A file `snapshots/<lsn:20>.snap` holds framed records
+ * (the WAL's framing: length, CRC-32, CBOR data):
+ *
+ * 1. a header `{ magic: "SHSNAP", format, lsn, createdMs, nodeId, versionVector, hlc, keys }`;
+ * 2. chunks of at most SNAPSHOT_CHUNK_KEYS key tuples;
+ * 3. a trailer `{ end: true, keys }`, so a file cut short never loads as complete.
+ *
+ * Written to a temporary name, fsynced, renamed, and the directory fsynced: a crash leaves
+ * either the old set of snapshots or the new one, never a half file under a final name.
+ *
+ * @module
+ */
+import { Encoder } from "cbor-x";
+import type { VersionVector } from "../../common/entry.ts";
+import { ShanghaiError } from "../../common/errors.ts";
+import { MiB, RECORD_BYTES_MAX } from "../../common/limits.ts";
+import { frameRecord, readRecord } from "../wal/record.ts";
+import type { KeyRecord } from "./keyspace.ts";
+
+const SNAPSHOT_MAGIC = "SHSNAP";
+const SNAPSHOT_FORMAT = 1;
+const SNAPSHOT_CHUNK_KEYS = 1000;
+/** A chunk closes at this many value bytes, so one record stays far below the read limit. */
+const SNAPSHOT_CHUNK_BYTES = 4 * MiB;
+const SNAPSHOT_RECORD_BYTES_MAX = SNAPSHOT_CHUNK_BYTES + RECORD_BYTES_MAX;
+const encoder = new Encoder({ useRecords: false, mapsAsObjects: true });
+
+export interface SnapshotMeta {
+  lsn: number;
+  createdMs: number;
+  nodeId: string;
+  versionVector: VersionVector;
+  hlc: number;
+  keys: number;
+}
+
+export interface Snapshot extends SnapshotMeta {
+  records: [string, KeyRecord][];
+}
+
+export function snapshotFileName(lsn: number): string {
+  return `${String(lsn).padStart(20, "0")}.snap`;
+}
+
+export function parseSnapshotFileName(name: string): number | undefined {
+  const match = /^(\d{20})\.snap$/.exec(name);
+  return match ? Number(match[1]) : undefined;
+}
+
+type Tuple = [string, Uint8Array | null, string, number, string, number, number, number, string];
+
+function toTuple(key: string, r: KeyRecord): Tuple {
+  return [key, r.value, r.contentType, r.hlc, r.origin, r.seq, r.lsn, r.prevHlc, r.prevOrigin];
+}
+
+function fromTuple(t: Tuple): [string, KeyRecord] {
+  const [key, value, contentType, hlc, origin, seq, lsn, prevHlc, prevOrigin] = t;
+  return [key, {
+    value: value === null ? null : new Uint8Array(value),
+    contentType,
+    hlc,
+    origin,
+    seq,
+    lsn,
+    prevHlc,
+    prevOrigin,
+  }];
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await file.write(bytes.subarray(written));
+}
+
+async function syncDir(path: string): Promise<void> {
+  const dir = await Deno.open(path, { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
+}
+
+/** Writes a snapshot durably into `dir`; returns its path and size. */
+export async function writeSnapshot(
+  dir: string,
+  meta: Omit<SnapshotMeta, "keys">,
+  records: readonly [string, KeyRecord][],
+): Promise<{ path: string; bytes: number }> {
+  await Deno.mkdir(dir, { recursive: true });
+  const path = `${dir}/${snapshotFileName(meta.lsn)}`;
+  const temp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  const file = await Deno.open(temp, { write: true, createNew: true });
+  let bytes = 0;
+  try {
+    const put = async (value: unknown) => {
+      const frame = frameRecord(encoder.encode(value));
+      bytes += frame.length;
+      await writeAll(file, frame);
+    };
+    await put({ magic: SNAPSHOT_MAGIC, format: SNAPSHOT_FORMAT, ...meta, keys: records.length });
+    let chunk: Tuple[] = [];
+    let chunkBytes = 0;
+    for (const [key, record] of records) {
+      chunk.push(toTuple(key, record));
+      chunkBytes += key.length + (record.value?.length ?? 0);
+      if (chunk.length >= SNAPSHOT_CHUNK_KEYS || chunkBytes >= SNAPSHOT_CHUNK_BYTES) {
+        await put(chunk);
+        chunk = [];
+        chunkBytes = 0;
+      }
+    }
+    if (chunk.length > 0) await put(chunk);
+    await put({ end: true, keys: records.length });
+    await file.sync();
+  } catch (error) {
+    file.close();
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+  file.close();
+  await Deno.rename(temp, path);
+  await syncDir(dir);
+  return { path, bytes };
+}
+
+export class SnapshotError extends ShanghaiError {
+  override name = "SnapshotError";
+  constructor(readonly path: string, reason: string) {
+    super("corrupt", `Cannot load snapshot "${path}": ${reason}`);
+  }
+}
+
+/** Reads and fully checks a snapshot file. Throws {@link SnapshotError} on any damage. */
+export async function readSnapshot(path: string): Promise<Snapshot> {
+  const bytes = await Deno.readFile(path);
+  let offset = 0;
+  const next = (): unknown => {
+    const record = readRecord(bytes, offset, SNAPSHOT_RECORD_BYTES_MAX);
+    if (!record.ok) throw new SnapshotError(path, `${record.problem} at byte ${offset}`);
+    offset = record.next;
+    try {
+      return encoder.decode(record.data);
+    } catch {
+      throw new SnapshotError(path, `undecodable record at byte ${offset}`);
+    }
+  };
+  const header = next() as SnapshotMeta & { magic?: string; format?: number };
+  if (header?.magic !== SNAPSHOT_MAGIC || header.format !== SNAPSHOT_FORMAT) {
+    throw new SnapshotError(path, "not a snapshot of a known format");
+  }
+  const records: [string, KeyRecord][] = [];
+  while (true) {
+    const item = next();
+    if (Array.isArray(item)) {
+      for (const tuple of item as Tuple[]) records.push(fromTuple(tuple));
+      continue;
+    }
+    const trailer = item as { end?: boolean; keys?: number };
+    if (trailer?.end !== true || trailer.keys !== records.length || records.length !== header.keys) {
+      throw new SnapshotError(path, "the trailer does not match the records");
+    }
+    break;
+  }
+  if (offset !== bytes.length) throw new SnapshotError(path, `unexpected bytes after the trailer at ${offset}`);
+  return {
+    lsn: header.lsn,
+    createdMs: header.createdMs,
+    nodeId: header.nodeId,
+    versionVector: header.versionVector ?? {},
+    hlc: header.hlc,
+    keys: header.keys,
+    records,
+  };
+}
+
+/** Snapshot files in `dir`, newest first. */
+export async function listSnapshots(dir: string): Promise<{ lsn: number; path: string }[]> {
+  const out: { lsn: number; path: string }[] = [];
+  try {
+    for await (const item of Deno.readDir(dir)) {
+      const lsn = item.isFile ? parseSnapshotFileName(item.name) : undefined;
+      if (lsn !== undefined) out.push({ lsn, path: `${dir}/${item.name}` });
+      else if (item.isFile && item.name.includes(".snap.tmp-")) {
+        // A temp file left by a crash mid-write: never complete, safe to drop.
+        await Deno.remove(`${dir}/${item.name}`).catch(() => {});
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return out.sort((a, b) => b.lsn - a.lsn);
+}

@@ -1,0 +1,373 @@
+/**
+ * The store: a WAL, the key-value view materialized from it, and snapshots that bound how
+ * much of the WAL a restart replays. Every write is acknowledged only after its entry is
+ * fsynced, and is visible to reads from that moment on (the view applies durable batches,
+ * in LSN order, before their writers are answered).
+ *
+ * Recovery: load the newest snapshot that checks out whole, open the WAL (verifying every
+ * segment that holds entries after the snapshot, truncating a torn tail), replay those
+ * entries into the view.
+ *
+ * @module
+ */
+import { type Clock, systemClock } from "../../common/clock.ts";
+import type { Entry, VersionVector } from "../../common/entry.ts";
+import { validateKey } from "../../common/entry.ts";
+import { CorruptionError, InputError, TooLargeError } from "../../common/errors.ts";
+import { Hlc } from "../../common/hlc.ts";
+import {
+  READ_ENTRIES_MAX,
+  RETAIN_BYTES_DEFAULT,
+  SNAPSHOT_EVERY_BYTES_DEFAULT,
+  VALUE_BYTES_DEFAULT,
+} from "../../common/limits.ts";
+import { EventBus } from "../../telemetry/events.ts";
+import { type Logger, silentLogger } from "../../telemetry/log.ts";
+import { type BatchInfo, type EntryInput, Wal } from "../wal/wal.ts";
+import { type ApplyResult, type ConflictResolver, type KeyRecord, Keyspace } from "./keyspace.ts";
+import { listSnapshots, readSnapshot, SnapshotError, writeSnapshot } from "./snapshot.ts";
+
+export interface StoreOptions {
+  /** Data directory: snapshots live in `<dataDir>/snapshots`. */
+  dataDir: string;
+  /** WAL directory; defaults to `<dataDir>/wal`. */
+  walDir?: string;
+  nodeId: string;
+  valueBytesMax?: number;
+  segmentBytesMax?: number;
+  batchEntriesMax?: number;
+  batchBytesMax?: number;
+  /** Take a snapshot after this many WAL bytes since the last one. 0 disables it. */
+  snapshotEveryBytes?: number;
+  /** WAL bytes kept behind the newest snapshot, for peers catching up. */
+  retainBytes?: number;
+  /** Lowest LSN some peer still needs; retention keeps it unless it is past retainBytes. */
+  retentionHoldLsn?: () => number;
+  resolver?: ConflictResolver;
+  clock?: Clock;
+  events?: EventBus;
+  logger?: Logger;
+}
+
+export interface WriteResult {
+  lsn: number;
+  origin: string;
+  seq: number;
+  hlc: number;
+}
+
+/** Called for each entry applied to the view, in LSN order (change feeds, replication). */
+export type ApplyListener = (entry: Entry, result: ApplyResult) => void;
+
+export class Store {
+  readonly nodeId: string;
+  readonly dataDir: string;
+  readonly valueBytesMax: number;
+  readonly events: EventBus;
+  readonly keyspace: Keyspace;
+  readonly hlc = new Hlc();
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #options: StoreOptions;
+  #wal!: Wal;
+  // Invariant: localSeq >= versionVector[nodeId]; sequence numbers are never reused.
+  #localSeq = 0;
+  #inflight = new Set<string>();
+  #applyListeners = new Set<ApplyListener>();
+  #snapshotLsn = 0;
+  #bytesSinceSnapshot = 0;
+  #snapshotting: Promise<void> | undefined;
+  #conflicts = 0;
+
+  private constructor(options: StoreOptions) {
+    this.#options = options;
+    this.nodeId = options.nodeId;
+    this.dataDir = options.dataDir;
+    this.valueBytesMax = options.valueBytesMax ?? VALUE_BYTES_DEFAULT;
+    this.events = options.events ?? new EventBus();
+    this.keyspace = new Keyspace(options.resolver);
+    this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  static async open(options: StoreOptions): Promise<Store> {
+    const store = new Store(options);
+    await store.#recover();
+    return store;
+  }
+
+  get snapshotDir(): string {
+    return `${this.dataDir}/snapshots`;
+  }
+
+  get walDir(): string {
+    return this.#options.walDir ?? `${this.dataDir}/wal`;
+  }
+
+  get wal(): Wal {
+    return this.#wal;
+  }
+
+  get lastLsn(): number {
+    return this.#wal.lastLsn;
+  }
+
+  get snapshotLsn(): number {
+    return this.#snapshotLsn;
+  }
+
+  get conflicts(): number {
+    return this.#conflicts;
+  }
+
+  async #recover(): Promise<void> {
+    let snapshotLsn = 0;
+    for (const { path, lsn } of await listSnapshots(this.snapshotDir)) {
+      try {
+        const snapshot = await readSnapshot(path);
+        this.keyspace.load(snapshot.records, snapshot.versionVector);
+        this.hlc.observe(snapshot.hlc);
+        snapshotLsn = lsn;
+        this.#logger.info("Loaded snapshot", { path, lsn, keys: snapshot.keys });
+        break;
+      } catch (error) {
+        if (!(error instanceof SnapshotError)) throw error;
+        // An older snapshot plus a longer replay reaches the same state.
+        this.#logger.warn("Skipping damaged snapshot", { path, reason: error.message });
+      }
+    }
+    this.#snapshotLsn = snapshotLsn;
+    this.#wal = await Wal.open(this.walDir, {
+      segmentBytesMax: this.#options.segmentBytesMax,
+      batchEntriesMax: this.#options.batchEntriesMax,
+      batchBytesMax: this.#options.batchBytesMax,
+      verifyFromLsn: snapshotLsn + 1,
+      firstLsnIfEmpty: snapshotLsn + 1,
+      clock: this.#clock,
+      onDurable: (entries, info) => this.#onDurable(entries, info),
+      onRepair: (message) => {
+        this.#logger.warn(message);
+        this.events.emit("wal.repaired", { message });
+      },
+    });
+    if (this.#wal.firstLsn > snapshotLsn + 1) {
+      throw new CorruptionError(
+        this.walDir,
+        0,
+        `the WAL starts at LSN ${this.#wal.firstLsn} but the newest usable snapshot ends at ${snapshotLsn}`,
+        "Entries in between are missing: restore the data directory from a backup",
+      );
+    }
+    let lsn = snapshotLsn + 1;
+    while (lsn <= this.#wal.lastLsn) {
+      const entries = await this.#wal.read(lsn, { limit: READ_ENTRIES_MAX });
+      if (entries.length === 0) break;
+      for (const entry of entries) this.#apply(entry);
+      lsn = entries[entries.length - 1].lsn + 1;
+    }
+    this.#localSeq = this.keyspace.versionVector()[this.nodeId] ?? 0;
+  }
+
+  #apply(entry: Entry): void {
+    this.hlc.observe(entry.hlc);
+    const result = this.keyspace.apply(entry);
+    if (result.concurrent) {
+      this.#conflicts++;
+      this.events.emit("replication.conflict", {
+        key: entry.key,
+        winnerOrigin: result.applied ? entry.origin : result.loser?.origin ?? "",
+        loserOrigin: result.applied ? result.loser?.origin ?? "" : entry.origin,
+      });
+    }
+    for (const listener of this.#applyListeners) listener(entry, result);
+  }
+
+  #onDurable(entries: readonly Entry[], info: BatchInfo): void {
+    for (const entry of entries) {
+      this.#apply(entry);
+      if (entry.origin !== this.nodeId) this.#inflight.delete(`${entry.origin}:${entry.seq}`);
+    }
+    this.events.emit("wal.write.completed", {
+      durationMs: info.writeMs + info.syncMs,
+      syncMs: info.syncMs,
+      bytes: info.bytes,
+      entries: info.entries,
+    });
+    this.#bytesSinceSnapshot += info.bytes;
+    const every = this.#options.snapshotEveryBytes ?? SNAPSHOT_EVERY_BYTES_DEFAULT;
+    if (every > 0 && this.#bytesSinceSnapshot >= every && this.#snapshotting === undefined) {
+      this.snapshot().catch((error) => this.#logger.error("Snapshot failed", { error: String(error) }));
+    }
+  }
+
+  /** Subscribes to applied entries; returns the unsubscribe function. */
+  onApply(listener: ApplyListener): () => void {
+    this.#applyListeners.add(listener);
+    return () => this.#applyListeners.delete(listener);
+  }
+
+  #checkValue(value: Uint8Array): void {
+    if (value.length > this.valueBytesMax) throw new TooLargeError("value", value.length, this.valueBytesMax);
+  }
+
+  #local(op: Entry["op"], key: string, value: Uint8Array | null, contentType: string): EntryInput {
+    const previous = key === "" ? undefined : this.keyspace.getVersion(key);
+    return {
+      origin: this.nodeId,
+      seq: ++this.#localSeq,
+      hlc: this.hlc.now(this.#clock.nowMs()),
+      op,
+      key,
+      value,
+      contentType,
+      prevHlc: previous?.hlc ?? 0,
+      prevOrigin: previous?.origin ?? "",
+    };
+  }
+
+  async #write(input: EntryInput): Promise<WriteResult> {
+    const lsn = await this.#wal.append(input);
+    return { lsn, origin: input.origin, seq: input.seq, hlc: input.hlc };
+  }
+
+  /** Puts `value` under `key`; resolves once the entry is durable. */
+  put(key: string, value: Uint8Array, contentType: string): Promise<WriteResult> {
+    validateKey(key);
+    this.#checkValue(value);
+    return this.#write(this.#local("put", key, value, contentType));
+  }
+
+  /** Writes a tombstone for `key`. */
+  delete(key: string): Promise<WriteResult> {
+    validateKey(key);
+    return this.#write(this.#local("delete", key, null, ""));
+  }
+
+  /** Appends an opaque entry to the log (it does not touch the key-value view). */
+  append(value: Uint8Array, contentType = "application/octet-stream"): Promise<WriteResult> {
+    this.#checkValue(value);
+    return this.#write(this.#local("append", "", value, contentType));
+  }
+
+  /**
+   * Appends an entry that another node accepted, keeping its identity. Resolves with
+   * undefined, writing nothing, when the entry is already held or on its way to disk.
+   */
+  async applyRemote(entry: EntryInput): Promise<number | undefined> {
+    if (entry.origin === this.nodeId) {
+      // Our own entry coming back from a peer: we hold it unless it was lost, which
+      // cannot happen to an acknowledged entry. Either way its sequence must never be reused.
+      if (entry.seq > this.#localSeq) this.#localSeq = entry.seq;
+    }
+    const id = `${entry.origin}:${entry.seq}`;
+    if (this.keyspace.has(entry.origin, entry.seq) || this.#inflight.has(id)) return undefined;
+    if (entry.key !== "") validateKey(entry.key);
+    if (entry.value) this.#checkValue(entry.value);
+    this.#inflight.add(id);
+    this.hlc.observe(entry.hlc);
+    try {
+      return await this.#wal.append(entry);
+    } catch (error) {
+      this.#inflight.delete(id);
+      throw error;
+    }
+  }
+
+  get(key: string): KeyRecord | undefined {
+    return this.keyspace.get(key);
+  }
+
+  scan(options: { prefix?: string; after?: string; limit: number }): [string, KeyRecord][] {
+    return this.keyspace.scan(options);
+  }
+
+  readLog(fromLsn: number, limit: number): Promise<Entry[]> {
+    if (!Number.isSafeInteger(fromLsn) || fromLsn < 0) {
+      throw new InputError("bad_query", `Invalid LSN ${fromLsn}: expected a whole number >= 0`);
+    }
+    return this.#wal.read(fromLsn, { limit });
+  }
+
+  versionVector(): VersionVector {
+    return this.keyspace.versionVector();
+  }
+
+  /** Writes a snapshot of the view at the current durable LSN, then applies retention. */
+  snapshot(): Promise<void> {
+    this.#snapshotting ??= this.#snapshot().finally(() => this.#snapshotting = undefined);
+    return this.#snapshotting;
+  }
+
+  async #snapshot(): Promise<void> {
+    const started = this.#clock.monoMs();
+    // Everything up to lastLsn is applied (the view applies batches as they become durable),
+    // and records() copies synchronously, so the copy is the state at exactly `lsn`.
+    const lsn = this.#wal.lastLsn;
+    if (lsn === this.#snapshotLsn) return;
+    const records = this.keyspace.records();
+    const versionVector = this.keyspace.versionVector();
+    const hlc = this.hlc.last;
+    this.#bytesSinceSnapshot = 0;
+    const { path, bytes } = await writeSnapshot(this.snapshotDir, {
+      lsn,
+      createdMs: this.#clock.nowMs(),
+      nodeId: this.nodeId,
+      versionVector,
+      hlc,
+    }, records);
+    this.#snapshotLsn = lsn;
+    this.events.emit("snapshot.completed", {
+      lsn,
+      keys: records.length,
+      bytes,
+      durationMs: this.#clock.monoMs() - started,
+    });
+    this.#logger.info("Snapshot written", { path, lsn, keys: records.length, bytes });
+    // Keep the newest two snapshots: the older one is the fallback if the newest is damaged.
+    for (const old of (await listSnapshots(this.snapshotDir)).slice(2)) {
+      await Deno.remove(old.path).catch(() => {});
+    }
+    await this.#applyRetention();
+  }
+
+  async #applyRetention(): Promise<void> {
+    const started = this.#clock.monoMs();
+    const retainBytes = this.#options.retainBytes ?? RETAIN_BYTES_DEFAULT;
+    // The oldest LSN the second-newest snapshot needs: the fallback must stay loadable.
+    const snapshots = await listSnapshots(this.snapshotDir);
+    const fallbackLsn = snapshots.length > 1 ? snapshots[snapshots.length - 1].lsn : this.#snapshotLsn;
+    let floor = Math.min(this.#snapshotLsn, fallbackLsn) + 1;
+    // Keep a tail of retainBytes for peers catching up.
+    const segments = this.#wal.segments();
+    let kept = 0;
+    for (let i = segments.length - 1; i >= 0; i--) {
+      kept += segments[i].bytes;
+      if (kept >= retainBytes) {
+        floor = Math.min(floor, segments[i].firstLsn);
+        break;
+      }
+      if (i === 0) floor = Math.min(floor, segments[0].firstLsn);
+    }
+    const hold = this.#options.retentionHoldLsn?.();
+    if (hold !== undefined) floor = Math.min(floor, hold);
+    const removed = await this.#wal.removeBefore(floor);
+    if (removed.length > 0) {
+      const bytesRemoved = removed.reduce((sum, s) => sum + s.bytes, 0);
+      this.events.emit("retention.completed", {
+        segmentsRemoved: removed.length,
+        bytesRemoved,
+        durationMs: this.#clock.monoMs() - started,
+      });
+      this.#logger.info("Retention removed WAL segments", { segments: removed.length, bytes: bytesRemoved });
+    }
+  }
+
+  /** Finishes queued writes, takes a snapshot so the next start replays little, and closes. */
+  async close(options: { snapshot?: boolean } = {}): Promise<void> {
+    if (this.#snapshotting) await this.#snapshotting.catch(() => {});
+    await this.#wal.close();
+    if (options.snapshot ?? true) {
+      await this.#snapshot().catch((error) => this.#logger.error("Snapshot at close failed", { error: String(error) }));
+    }
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * Pure recovery of one segment's bytes: find where valid data ends and decide whether the
+ * damage found there is a torn tail (repair by truncation) or corruption (refuse to start).
+ *
+ * Decision table, one row per case, in the order the code checks them:
+ *
+ * | header   | first bad record                           | segment   | action                  |
+ * |----------|--------------------------------------------|-----------|-------------------------|
+ * | invalid  | -                                          | last, no records could have been acked (file shorter than a header, or header all zero) | torn creation: drop the file |
+ * | invalid  | -                                          | any other | refuse: CorruptionError |
+ * | valid    | none                                       | any       | accept                  |
+ * | valid    | has a valid record ending past the torn window after it | any | refuse: mid-log damage |
+ * | valid    | otherwise                                  | last      | torn tail: truncate     |
+ * | valid    | otherwise                                  | not last  | refuse: CorruptionError |
+ *
+ * The torn window is the largest batch the writer may have had in flight: a crash can leave a
+ * partial, unsynced batch of that size with pages written out of order, and none of it was
+ * acknowledged. Valid data further on means bytes that were once durable are now damaged.
+ *
+ * @module
+ */
+import { CorruptionError } from "../../common/errors.ts";
+import { decodeEntry } from "../../common/entry.ts";
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "../../common/limits.ts";
+import { readRecord } from "./record.ts";
+import { decodeSegmentHeader, type SegmentHeader } from "./segment.ts";
+
+/** Every `interval` bytes one (lsn, offset) pair, so a read by LSN seeks close to its entry. */
+export interface IndexPoint {
+  lsn: number;
+  offset: number;
+}
+
+export interface ScanOptions {
+  fileName: string;
+  isLast: boolean;
+  /** The LSN the segment must start at (the previous segment's last + 1), when known. */
+  expectedFirstLsn?: number;
+  recordBytesMax: number;
+  tornWindowBytes: number;
+  indexIntervalBytes: number;
+}
+
+export type SegmentScan =
+  | { kind: "drop"; reason: string }
+  | {
+    kind: "ok";
+    header: SegmentHeader;
+    /** Last LSN in the segment; firstLsn - 1 when it holds no records. */
+    lastLsn: number;
+    /** Bytes of the file to keep; less than its size when a torn tail is cut off. */
+    validBytes: number;
+    index: IndexPoint[];
+    /** Why the tail was cut, when it was. */
+    tornTail?: string;
+  };
+
+const REPAIR_ADVICE =
+  "Stop the node, move this segment and every later one out of the WAL directory, and restart: " +
+  "the node recovers up to the damage and peers or a backup restore the rest";
+
+function isAllZero(bytes: Uint8Array): boolean {
+  for (const b of bytes) if (b !== 0) return false;
+  return true;
+}
+
+/** Offset of the first valid record found after `from`, or -1. */
+function findValidRecordAfter(bytes: Uint8Array, from: number, recordBytesMax: number): number {
+  for (let at = from + 1; at + RECORD_HEADER_BYTES < bytes.length; at++) {
+    if (readRecord(bytes, at, recordBytesMax).ok) return at;
+  }
+  return -1;
+}
+
+export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentScan {
+  const { fileName } = options;
+  const head = decodeSegmentHeader(bytes);
+  if (!head.ok) {
+    const header = bytes.subarray(0, SEGMENT_HEADER_BYTES);
+    if (options.isLast && (bytes.length < SEGMENT_HEADER_BYTES || isAllZero(header))) {
+      return { kind: "drop", reason: `segment header was never completed (${head.problem})` };
+    }
+    throw new CorruptionError(fileName, 0, head.problem, REPAIR_ADVICE);
+  }
+  const header = head.header;
+  if (options.expectedFirstLsn !== undefined && header.firstLsn !== options.expectedFirstLsn) {
+    throw new CorruptionError(
+      fileName,
+      32,
+      `segment starts at LSN ${header.firstLsn} but LSN ${options.expectedFirstLsn} was expected`,
+      REPAIR_ADVICE,
+    );
+  }
+  const index: IndexPoint[] = [];
+  let offset = SEGMENT_HEADER_BYTES;
+  let nextLsn = header.firstLsn;
+  let lastIndexed = -Infinity;
+  while (offset < bytes.length) {
+    const read = readRecord(bytes, offset, options.recordBytesMax);
+    let problem: string | undefined = read.ok ? undefined : read.problem;
+    if (read.ok) {
+      let lsn: number;
+      try {
+        lsn = decodeEntry(read.data).lsn;
+      } catch {
+        lsn = -1;
+      }
+      if (lsn !== nextLsn) problem = `record holds LSN ${lsn} where LSN ${nextLsn} belongs`;
+    }
+    if (problem !== undefined) {
+      const later = findValidRecordAfter(bytes, offset, options.recordBytesMax);
+      if (later >= 0 && later - offset > options.tornWindowBytes) {
+        throw new CorruptionError(
+          fileName,
+          offset,
+          `${problem}, with valid records after it (first at byte ${later})`,
+          REPAIR_ADVICE,
+        );
+      }
+      if (!options.isLast) throw new CorruptionError(fileName, offset, problem, REPAIR_ADVICE);
+      return {
+        kind: "ok",
+        header,
+        lastLsn: nextLsn - 1,
+        validBytes: offset,
+        index,
+        tornTail: `${problem} at byte ${offset}; cut ${bytes.length - offset} bytes`,
+      };
+    }
+    if (offset - lastIndexed >= options.indexIntervalBytes) {
+      index.push({ lsn: nextLsn, offset });
+      lastIndexed = offset;
+    }
+    nextLsn++;
+    offset = (read as { next: number }).next;
+  }
+  return { kind: "ok", header, lastLsn: nextLsn - 1, validBytes: offset, index };
+}

@@ -1,0 +1,520 @@
+/**
+ * The write-ahead log: segments on disk, group commit, reads by LSN, retention.
+ *
+ * Group commit never idles: an append queues its framed record; if no flush is running one
+ * starts at once, and while a flush runs (one write, one fdatasync) new appends queue up and
+ * go out together in the next one. One client pays one fsync; fifty share one. A batch holds
+ * at most `batchEntriesMax` entries and `batchBytesMax` bytes, and no timer ever delays it.
+ * Every caller is answered only after the fdatasync that covers its entry.
+ *
+ * A failed write or sync leaves the file in an unknown state, so the WAL fails stop: every
+ * pending and later append is rejected until the process restarts and recovery repairs the tail.
+ *
+ * @module
+ */
+import { type Clock, systemClock } from "../../common/clock.ts";
+import { decodeEntry, encodeEntry, type Entry } from "../../common/entry.ts";
+import { ClosedError, CorruptionError, OverloadedError, ShanghaiError } from "../../common/errors.ts";
+import { invariant } from "../../common/invariant.ts";
+import {
+  BATCH_BYTES_DEFAULT,
+  BATCH_ENTRIES_DEFAULT,
+  BATCH_ENTRIES_MAX,
+  PENDING_BYTES_MAX,
+  PENDING_ENTRIES_MAX,
+  READ_BYTES_MAX,
+  READ_ENTRIES_MAX,
+  RECORD_BYTES_MAX,
+  RECORD_HEADER_BYTES,
+  SEGMENT_BYTES_DEFAULT,
+  SEGMENT_HEADER_BYTES,
+  SPARSE_INDEX_INTERVAL_BYTES,
+} from "../../common/limits.ts";
+import { concatBytes, frameRecord, readRecord } from "./record.ts";
+import { type IndexPoint, scanSegment } from "./recovery.ts";
+import {
+  decodeSegmentHeader,
+  encodeSegmentHeader,
+  parseSegmentFileName,
+  SEGMENT_FORMAT_VERSION,
+  segmentFileName,
+} from "./segment.ts";
+
+export interface WalOptions {
+  segmentBytesMax?: number;
+  batchEntriesMax?: number;
+  batchBytesMax?: number;
+  /** Segments wholly below this LSN are trusted after a header check (a snapshot covers them). */
+  verifyFromLsn?: number;
+  /** With no segments on disk, the log starts here (after a snapshot or restore). */
+  firstLsnIfEmpty?: number;
+  clock?: Clock;
+  /** Called with each durable batch, in LSN order, before its writers are answered. */
+  onDurable?: (entries: readonly Entry[], info: BatchInfo) => void;
+  /** Called once for each torn tail cut or half-created segment dropped during recovery. */
+  onRepair?: (message: string) => void;
+}
+
+export interface BatchInfo {
+  bytes: number;
+  entries: number;
+  writeMs: number;
+  syncMs: number;
+}
+
+/** An entry as handed to append: the WAL assigns the LSN. */
+export type EntryInput = Omit<Entry, "lsn">;
+
+/** A read reached below the oldest retained segment. */
+export class LsnCompactedError extends ShanghaiError {
+  override name = "LsnCompactedError";
+  constructor(readonly lsn: number, readonly firstLsn: number) {
+    super("not_found", `Cannot read LSN ${lsn}: retention removed it; the log starts at ${firstLsn}`);
+  }
+}
+
+export interface SegmentInfo {
+  fileName: string;
+  firstLsn: number;
+  lastLsn: number;
+  bytes: number;
+}
+
+interface Segment {
+  fileName: string;
+  path: string;
+  firstLsn: number;
+  /** Last durable LSN held; firstLsn - 1 while empty. */
+  lastLsn: number;
+  bytes: number;
+  /** Undefined until the segment has been scanned (lazily, for segments recovery skipped). */
+  index?: IndexPoint[];
+}
+
+interface Pending {
+  entry: Entry;
+  frame: Uint8Array;
+  resolve: (lsn: number) => void;
+  reject: (error: unknown) => void;
+}
+
+async function syncDir(path: string): Promise<void> {
+  const dir = await Deno.open(path, { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await file.write(bytes.subarray(written));
+}
+
+async function readAt(path: string, offset: number, bytes: number): Promise<Uint8Array> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    await file.seek(offset, Deno.SeekMode.Start);
+    const out = new Uint8Array(bytes);
+    let at = 0;
+    while (at < bytes) {
+      const n = await file.read(out.subarray(at));
+      if (n === null) break;
+      at += n;
+    }
+    return out.subarray(0, at);
+  } finally {
+    file.close();
+  }
+}
+
+/** The last index point at or below `lsn`. */
+function floorPoint(index: IndexPoint[], lsn: number): IndexPoint | undefined {
+  let lo = 0;
+  let hi = index.length - 1;
+  let found: IndexPoint | undefined;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (index[mid].lsn <= lsn) {
+      found = index[mid];
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return found;
+}
+
+export class Wal {
+  readonly dir: string;
+  readonly #segmentBytesMax: number;
+  readonly #batchEntriesMax: number;
+  readonly #batchBytesMax: number;
+  readonly #clock: Clock;
+  readonly #onDurable?: WalOptions["onDurable"];
+  // Invariant: sorted by firstLsn, contiguous (each firstLsn = previous lastLsn + 1), last active.
+  #segments: Segment[];
+  #file: Deno.FsFile;
+  // Invariant: durableLsn <= nextLsn - 1; everything <= durableLsn is fsynced.
+  #nextLsn: number;
+  #durableLsn: number;
+  #queue: Pending[] = [];
+  #queueBytes = 0;
+  #flushing: Promise<void> | undefined;
+  #failed: unknown;
+  #closed = false;
+
+  private constructor(dir: string, segments: Segment[], file: Deno.FsFile, options: WalOptions) {
+    this.dir = dir;
+    this.#segments = segments;
+    this.#file = file;
+    this.#segmentBytesMax = options.segmentBytesMax ?? SEGMENT_BYTES_DEFAULT;
+    this.#batchEntriesMax = options.batchEntriesMax ?? BATCH_ENTRIES_DEFAULT;
+    this.#batchBytesMax = options.batchBytesMax ?? BATCH_BYTES_DEFAULT;
+    this.#clock = options.clock ?? systemClock;
+    this.#onDurable = options.onDurable;
+    const active = segments[segments.length - 1];
+    this.#durableLsn = active.lastLsn;
+    this.#nextLsn = active.lastLsn + 1;
+  }
+
+  /** Opens (creating if needed) the WAL in `dir`, recovering its tail. */
+  static async open(dir: string, options: WalOptions = {}): Promise<Wal> {
+    const batchEntriesMax = options.batchEntriesMax ?? BATCH_ENTRIES_DEFAULT;
+    invariant(batchEntriesMax >= 1 && batchEntriesMax <= BATCH_ENTRIES_MAX, "batchEntriesMax out of range");
+    await Deno.mkdir(dir, { recursive: true });
+    const names: { name: string; firstLsn: number }[] = [];
+    for await (const item of Deno.readDir(dir)) {
+      const firstLsn = item.isFile ? parseSegmentFileName(item.name) : undefined;
+      if (firstLsn !== undefined) names.push({ name: item.name, firstLsn });
+    }
+    names.sort((a, b) => a.firstLsn - b.firstLsn);
+    const segments: Segment[] = [];
+    const verifyFromLsn = options.verifyFromLsn ?? 0;
+    const tornWindowBytes = (options.batchBytesMax ?? BATCH_BYTES_DEFAULT) + RECORD_BYTES_MAX;
+    for (let i = 0; i < names.length; i++) {
+      const { name, firstLsn } = names[i];
+      const path = `${dir}/${name}`;
+      const isLast = i === names.length - 1;
+      const nextFirst = isLast ? undefined : names[i + 1].firstLsn;
+      const expectedFirstLsn = segments.length > 0 ? segments[segments.length - 1].lastLsn + 1 : undefined;
+      if (nextFirst !== undefined && nextFirst - 1 < verifyFromLsn) {
+        // Wholly covered by a snapshot: check the header only, index it on first read.
+        const stat = await Deno.stat(path);
+        const head = decodeSegmentHeader(await readAt(path, 0, SEGMENT_HEADER_BYTES));
+        if (!head.ok) {
+          throw new CorruptionError(name, 0, head.problem, "Move the damaged segment out and restart");
+        }
+        if (head.header.firstLsn !== firstLsn) {
+          throw new CorruptionError(name, 32, `header says LSN ${head.header.firstLsn}`, "Rename or remove the segment");
+        }
+        segments.push({ fileName: name, path, firstLsn, lastLsn: nextFirst - 1, bytes: stat.size });
+        continue;
+      }
+      const bytes = await Deno.readFile(path);
+      const scan = scanSegment(bytes, {
+        fileName: name,
+        isLast,
+        expectedFirstLsn,
+        recordBytesMax: RECORD_BYTES_MAX,
+        tornWindowBytes,
+        indexIntervalBytes: SPARSE_INDEX_INTERVAL_BYTES,
+      });
+      if (scan.kind === "drop") {
+        options.onRepair?.(`Dropped WAL segment "${name}": ${scan.reason}`);
+        await Deno.remove(path);
+        await syncDir(dir);
+        continue;
+      }
+      if (scan.header.firstLsn !== firstLsn) {
+        throw new CorruptionError(name, 32, `header says LSN ${scan.header.firstLsn}`, "Rename or remove the segment");
+      }
+      if (nextFirst !== undefined && scan.lastLsn !== nextFirst - 1) {
+        throw new CorruptionError(
+          name,
+          scan.validBytes,
+          `segment ends at LSN ${scan.lastLsn} but the next segment starts at ${nextFirst}`,
+          "A segment is missing or damaged; move this segment and later ones out and restart",
+        );
+      }
+      if (scan.tornTail !== undefined) {
+        options.onRepair?.(`Truncated torn tail of WAL segment "${name}": ${scan.tornTail}`);
+        await Deno.truncate(path, scan.validBytes);
+      }
+      segments.push({
+        fileName: name,
+        path,
+        firstLsn,
+        lastLsn: scan.lastLsn,
+        bytes: scan.validBytes,
+        index: scan.index,
+      });
+    }
+    let file: Deno.FsFile;
+    if (segments.length === 0) {
+      const firstLsn = Math.max(1, options.firstLsnIfEmpty ?? 1);
+      const created = await Wal.#createSegment(dir, firstLsn, options.clock ?? systemClock);
+      segments.push(created.segment);
+      file = created.file;
+    } else {
+      const active = segments[segments.length - 1];
+      file = await Deno.open(active.path, { write: true, read: true });
+      await file.seek(active.bytes, Deno.SeekMode.Start);
+      if (active.index === undefined) active.index = (await Wal.#scanForIndex(active)).index;
+    }
+    return new Wal(dir, segments, file, options);
+  }
+
+  static async #createSegment(
+    dir: string,
+    firstLsn: number,
+    clock: Clock,
+  ): Promise<{ segment: Segment; file: Deno.FsFile }> {
+    const fileName = segmentFileName(firstLsn);
+    const path = `${dir}/${fileName}`;
+    const file = await Deno.open(path, { write: true, read: true, createNew: true });
+    await writeAll(
+      file,
+      encodeSegmentHeader({
+        version: SEGMENT_FORMAT_VERSION,
+        uuid: crypto.randomUUID(),
+        createdMs: clock.nowMs(),
+        firstLsn,
+      }),
+    );
+    await file.sync();
+    await syncDir(dir);
+    return {
+      segment: { fileName, path, firstLsn, lastLsn: firstLsn - 1, bytes: SEGMENT_HEADER_BYTES, index: [] },
+      file,
+    };
+  }
+
+  static async #scanForIndex(segment: Segment): Promise<{ index: IndexPoint[] }> {
+    const scan = scanSegment(await Deno.readFile(segment.path), {
+      fileName: segment.fileName,
+      isLast: false,
+      recordBytesMax: RECORD_BYTES_MAX,
+      tornWindowBytes: 0,
+      indexIntervalBytes: SPARSE_INDEX_INTERVAL_BYTES,
+    });
+    invariant(scan.kind === "ok", "A sealed segment cannot be dropped");
+    return { index: scan.index };
+  }
+
+  /** LSN of the newest durable entry (0 when the log is empty). */
+  get lastLsn(): number {
+    return this.#durableLsn;
+  }
+
+  /** LSN of the oldest entry still held. */
+  get firstLsn(): number {
+    return this.#segments[0].firstLsn;
+  }
+
+  get bytesOnDisk(): number {
+    return this.#segments.reduce((sum, s) => sum + s.bytes, 0);
+  }
+
+  /** Entries queued behind the flush in flight. */
+  get pendingEntries(): number {
+    return this.#queue.length;
+  }
+
+  /** Why the WAL stopped taking writes, if it did. */
+  get failure(): unknown {
+    return this.#failed;
+  }
+
+  segments(): SegmentInfo[] {
+    return this.#segments.map(({ fileName, firstLsn, lastLsn, bytes }) => ({ fileName, firstLsn, lastLsn, bytes }));
+  }
+
+  /**
+   * Appends one entry; resolves with its LSN once it is durable. The caller validates the
+   * entry's size first (the store does): an entry over RECORD_BYTES_MAX is a programmer error.
+   */
+  append(input: EntryInput): Promise<number> {
+    if (this.#closed) return Promise.reject(new ClosedError("the WAL"));
+    if (this.#failed !== undefined) return Promise.reject(this.#failedError());
+    if (this.#queue.length >= PENDING_ENTRIES_MAX || this.#queueBytes >= PENDING_BYTES_MAX) {
+      return Promise.reject(
+        new OverloadedError("overloaded", `Cannot append: ${this.#queue.length} entries already wait for the disk; retry later`),
+      );
+    }
+    const entry: Entry = { ...input, lsn: this.#nextLsn };
+    const frame = frameRecord(encodeEntry(entry));
+    invariant(frame.length - RECORD_HEADER_BYTES <= RECORD_BYTES_MAX, "Entry exceeds RECORD_BYTES_MAX");
+    this.#nextLsn++;
+    return new Promise<number>((resolve, reject) => {
+      this.#queue.push({ entry, frame, resolve, reject });
+      this.#queueBytes += frame.length;
+      this.#flushing ??= this.#flushLoop();
+    });
+  }
+
+  #failedError(): ShanghaiError {
+    return new ShanghaiError("io", `Cannot append: the WAL stopped after a failed write or sync (${this.#failed}); restart the node to recover`, {
+      cause: this.#failed,
+    });
+  }
+
+  async #flushLoop(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        let count = 0;
+        let bytes = 0;
+        while (
+          count < this.#queue.length && count < this.#batchEntriesMax &&
+          (count === 0 || bytes + this.#queue[count].frame.length <= this.#batchBytesMax)
+        ) {
+          bytes += this.#queue[count].frame.length;
+          count++;
+        }
+        const batch = this.#queue.splice(0, count);
+        this.#queueBytes -= bytes;
+        try {
+          await this.#writeBatch(batch, bytes);
+        } catch (error) {
+          this.#failed = error;
+          const failure = this.#failedError();
+          for (const p of batch) p.reject(failure);
+          for (const p of this.#queue.splice(0)) p.reject(failure);
+          this.#queueBytes = 0;
+          return;
+        }
+      }
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  async #writeBatch(batch: Pending[], bytes: number): Promise<void> {
+    let active = this.#segments[this.#segments.length - 1];
+    if (active.bytes + bytes > this.#segmentBytesMax && active.lastLsn >= active.firstLsn) {
+      this.#file.close();
+      const created = await Wal.#createSegment(this.dir, batch[0].entry.lsn, this.#clock);
+      this.#segments.push(created.segment);
+      this.#file = created.file;
+      active = created.segment;
+    }
+    const buffer = concatBytes(batch.map((p) => p.frame), bytes);
+    const t0 = this.#clock.monoMs();
+    await writeAll(this.#file, buffer);
+    const t1 = this.#clock.monoMs();
+    await this.#file.syncData();
+    const t2 = this.#clock.monoMs();
+    // Index points are laid after the write is durable, so reads never see unsynced offsets.
+    const index = active.index!;
+    let offset = active.bytes;
+    let lastIndexed = index.length > 0 ? index[index.length - 1].offset : -Infinity;
+    for (const p of batch) {
+      if (offset - lastIndexed >= SPARSE_INDEX_INTERVAL_BYTES) {
+        index.push({ lsn: p.entry.lsn, offset });
+        lastIndexed = offset;
+      }
+      offset += p.frame.length;
+    }
+    active.bytes = offset;
+    active.lastLsn = batch[batch.length - 1].entry.lsn;
+    this.#durableLsn = active.lastLsn;
+    const entries = batch.map((p) => p.entry);
+    this.#onDurable?.(entries, { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - t1 });
+    for (const p of batch) p.resolve(p.entry.lsn);
+  }
+
+  /**
+   * Durable entries from `fromLsn` on, in LSN order: at most `limit` entries and about
+   * `bytesMax` bytes (always at least one entry when one exists).
+   */
+  async read(fromLsn: number, options: { limit?: number; bytesMax?: number } = {}): Promise<Entry[]> {
+    const limit = Math.min(options.limit ?? READ_ENTRIES_MAX, READ_ENTRIES_MAX);
+    const bytesMax = Math.min(options.bytesMax ?? READ_BYTES_MAX, READ_BYTES_MAX);
+    const from = Math.max(fromLsn, 1);
+    if (from < this.firstLsn) throw new LsnCompactedError(from, this.firstLsn);
+    const out: Entry[] = [];
+    let bytesRead = 0;
+    let lsn = from;
+    while (out.length < limit && lsn <= this.#durableLsn && bytesRead < bytesMax) {
+      const segment = this.#segmentFor(lsn);
+      if (segment === undefined) break;
+      segment.index ??= (await Wal.#scanForIndex(segment)).index;
+      // Snapshot the bounds now: the active segment grows while we await reads.
+      const segmentEnd = segment.bytes;
+      const segmentLast = segment.lastLsn;
+      const point = floorPoint(segment.index, lsn);
+      let offset = point?.offset ?? SEGMENT_HEADER_BYTES;
+      let cursor = point?.lsn ?? segment.firstLsn;
+      while (out.length < limit && cursor <= segmentLast && bytesRead < bytesMax && offset < segmentEnd) {
+        const chunkBytes = Math.min(segmentEnd - offset, Math.max(256 * 1024, RECORD_HEADER_BYTES + 1));
+        let chunk = await readAt(segment.path, offset, chunkBytes);
+        let at = 0;
+        let progressed = false;
+        while (at < chunk.length && out.length < limit && cursor <= segmentLast && bytesRead < bytesMax) {
+          const record = readRecord(chunk, at, RECORD_BYTES_MAX);
+          if (!record.ok) {
+            if (record.problem === "truncated header" || record.problem === "truncated data") {
+              if (!progressed) {
+                // One record larger than the chunk: read exactly it.
+                const len = new DataView(chunk.buffer, chunk.byteOffset + at).getUint32(0, true);
+                chunk = await readAt(segment.path, offset, RECORD_HEADER_BYTES + len);
+                at = 0;
+                const whole = readRecord(chunk, 0, RECORD_BYTES_MAX);
+                if (!whole.ok) throw new CorruptionError(segment.fileName, offset, whole.problem, "Restore the segment from a peer or a backup");
+                continue;
+              }
+              break;
+            }
+            throw new CorruptionError(segment.fileName, offset + at, record.problem, "Restore the segment from a peer or a backup");
+          }
+          progressed = true;
+          if (cursor >= lsn) {
+            const entry = decodeEntry(record.data);
+            out.push(entry);
+            bytesRead += record.data.length;
+          }
+          cursor++;
+          at = record.next;
+        }
+        offset += at;
+        if (at === 0) break;
+      }
+      lsn = cursor;
+    }
+    return out;
+  }
+
+  #segmentFor(lsn: number): Segment | undefined {
+    let lo = 0;
+    let hi = this.#segments.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.#segments[mid].firstLsn <= lsn) lo = mid;
+      else hi = mid - 1;
+    }
+    const segment = this.#segments[lo];
+    return segment && segment.firstLsn <= lsn && lsn <= segment.lastLsn ? segment : undefined;
+  }
+
+  /**
+   * Deletes sealed segments whose every entry is below `lsn`. The active segment stays.
+   * Returns the segments removed.
+   */
+  async removeBefore(lsn: number): Promise<SegmentInfo[]> {
+    const removed: SegmentInfo[] = [];
+    while (this.#segments.length > 1 && this.#segments[0].lastLsn < lsn) {
+      const segment = this.#segments.shift()!;
+      await Deno.remove(segment.path);
+      removed.push({ fileName: segment.fileName, firstLsn: segment.firstLsn, lastLsn: segment.lastLsn, bytes: segment.bytes });
+    }
+    if (removed.length > 0) await syncDir(this.dir);
+    return removed;
+  }
+
+  /** Waits for queued writes, then closes. Later appends reject with ClosedError. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    while (this.#flushing) await this.#flushing;
+    this.#file.close();
+  }
+}

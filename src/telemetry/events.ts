@@ -1,0 +1,50 @@
+/**
+ * The in-process event bus. Names follow seed 000's telemetry events; measurements and
+ * metadata travel together in one plain object per event.
+ *
+ * @module
+ */
+
+export interface EventMap {
+  "wal.write.completed": { durationMs: number; syncMs: number; bytes: number; entries: number };
+  "wal.repaired": { message: string };
+  "snapshot.completed": { lsn: number; keys: number; bytes: number; durationMs: number };
+  "retention.completed": { segmentsRemoved: number; bytesRemoved: number; durationMs: number };
+  "cluster.heartbeat.completed": { rttMs: number; fromNode: string; toNode: string };
+  "cluster.member.changed": { nodeId: string; state: string; previous?: string; address?: string };
+  "replication.lag.changed": { lag: number; follower: string; leader: string };
+  "replication.conflict": { key: string; winnerOrigin: string; loserOrigin: string };
+  "http.request.completed": { method: string; route: string; status: number; durationMs: number };
+}
+
+export type EventName = keyof EventMap;
+export type Listener<N extends EventName> = (event: EventMap[N], name: N) => void;
+
+export class EventBus {
+  #listeners = new Map<EventName, Set<Listener<EventName>>>();
+
+  /** Calls `listener` for each `name` event; returns the function that unsubscribes. */
+  on<N extends EventName>(name: N, listener: Listener<N>): () => void {
+    let set = this.#listeners.get(name);
+    if (!set) this.#listeners.set(name, set = new Set());
+    set.add(listener as Listener<EventName>);
+    return () => set.delete(listener as Listener<EventName>);
+  }
+
+  /** Cheap check so hot paths skip building events nobody listens to. */
+  has(name: EventName): boolean {
+    return (this.#listeners.get(name)?.size ?? 0) > 0;
+  }
+
+  emit<N extends EventName>(name: N, event: EventMap[N]): void {
+    const set = this.#listeners.get(name);
+    if (!set) return;
+    for (const listener of set) {
+      try {
+        (listener as Listener<N>)(event, name);
+      } catch {
+        // A subscriber's bug must not break the write path that emitted the event.
+      }
+    }
+  }
+}
