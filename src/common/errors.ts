@@ -19,7 +19,9 @@ export type ErrorCode =
   | "closed"
   | "corrupt"
   | "config"
-  | "io";
+  | "io"
+  | "timeout"
+  | "refused";
 
 /** Base of every operating error Shanghai raises on purpose. */
 export class ShanghaiError extends Error {
@@ -73,5 +75,30 @@ export class ConfigError extends ShanghaiError {
   override name = "ConfigError";
   constructor(readonly setting: string, message: string) {
     super("config", `Invalid setting ${setting}: ${message}`);
+  }
+}
+
+/** A write was stored but not confirmed by enough replicas in time; it is not rolled back. */
+export class AckTimeoutError extends ShanghaiError {
+  override name = "AckTimeoutError";
+  constructor(
+    readonly level: string,
+    readonly copies: number,
+    readonly copiesNeeded: number,
+    readonly members: number,
+    readonly token: string,
+  ) {
+    super(
+      "timeout",
+      `Cannot confirm ack=${level}: ${copies} of ${members} members hold the write durably, ${copiesNeeded} needed; the write is kept and will still replicate`,
+    );
+  }
+}
+
+/** A replication frame that is malformed or out of order; it was refused without effect. */
+export class ProtocolError extends ShanghaiError {
+  override name = "ProtocolError";
+  constructor(message: string, options?: ErrorOptions) {
+    super("refused", message, options);
   }
 }

@@ -56,3 +56,30 @@ export const HLC_LOGICAL_BITS = 10;
 invariant(RECORD_BYTES_MAX <= SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES, "A record must fit in one segment");
 invariant(BATCH_BYTES_DEFAULT >= RECORD_HEADER_BYTES + VALUE_BYTES_DEFAULT, "A batch must admit one full default record");
 invariant(PENDING_BYTES_MAX >= RECORD_BYTES_MAX, "The pending queue must admit one full record");
+
+/** Replication (src/replication): credit the follower grants, in entries in flight. */
+export const REPL_CREDIT_ENTRIES_DEFAULT = 100;
+export const REPL_CREDIT_ENTRIES_MAX = 100_000;
+/** Replication batches: entries per frame and bytes per frame (entries framed as in the WAL). */
+export const REPL_BATCH_ENTRIES_DEFAULT = 100;
+export const REPL_BATCH_BYTES_DEFAULT = 1 * MiB;
+export const REPL_BATCH_BYTES_MAX = 32 * MiB;
+/** Bytes a leader may have in flight to one follower: with the credit, this is all it buffers. */
+export const REPL_WINDOW_BYTES_DEFAULT = 8 * MiB;
+/** Batches in flight to one follower (empty batches that only skip entries count too). */
+export const REPL_WINDOW_BATCHES_MAX = 64;
+/** A stream with unacknowledged batches and no progress for this long is reopened. */
+export const REPL_RESEND_AFTER_MS_DEFAULT = 1_000;
+/** Snapshot transfer: keys and value bytes per chunk, chunks in flight. */
+export const REPL_SNAPSHOT_CHUNK_KEYS = 1_000;
+export const REPL_SNAPSHOT_CHUNK_BYTES = 1 * MiB;
+export const REPL_SNAPSHOT_CHUNKS_INFLIGHT_MAX = 4;
+/** How long a write waits for `ack=quorum|all`, and a read for `consistency=causal|quorum`. */
+export const ACK_TIMEOUT_MS_DEFAULT = 5_000;
+export const ACK_TIMEOUT_MS_MAX = 60_000;
+/** Waiting writes and reads (ack, causal, quorum) at once; past this, requests get a 503. */
+export const WAITERS_MAX = 100_000;
+/** Change feed: entries read per step, and subscribers' queued entries before they are cut off. */
+export const CHANGES_QUEUE_ENTRIES_MAX = 10_000;
+
+invariant(REPL_BATCH_BYTES_DEFAULT <= REPL_WINDOW_BYTES_DEFAULT, "The window must admit one full batch");

@@ -22,6 +22,8 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   corrupt: 500,
   io: 500,
   config: 500,
+  timeout: 504,
+  refused: 400,
 };
 
 export function statusOf(code: ErrorCode): ContentfulStatusCode {

@@ -49,6 +49,10 @@ export class Keyspace {
   // Invariant: vv[o] is the highest seq of origin o such that all of 1..vv[o] were applied.
   #vv: VersionVector = {};
   #ahead = new Map<string, Set<number>>();
+  // Keys whose record is a tombstone, so collecting them never scans live keys.
+  #tombstoneKeys = new Set<string>();
+  // Keys removed by tombstone collection but maybe still in #sorted.
+  #removed = 0;
   readonly resolver: ConflictResolver;
 
   constructor(resolver: ConflictResolver = lastWriterWins) {
@@ -103,6 +107,8 @@ export class Keyspace {
     const wasLive = previous !== undefined && previous.value !== null;
     const isLive = record.value !== null;
     this.#live += (isLive ? 1 : 0) - (wasLive ? 1 : 0);
+    if (isLive) this.#tombstoneKeys.delete(key);
+    else this.#tombstoneKeys.add(key);
     this.#map.set(key, record);
   }
 
@@ -159,24 +165,69 @@ export class Keyspace {
     for (let i = lo; i < this.#sorted.length && out.length < options.limit; i++) {
       const key = this.#sorted[i];
       if (!key.startsWith(prefix)) break;
-      const record = this.#map.get(key)!;
-      if (record.value !== null) out.push([key, record]);
+      const record = this.#map.get(key);
+      if (record !== undefined && record.value !== null) out.push([key, record]);
     }
     return out;
   }
 
   #sortKeys(): void {
+    if (this.#removed > 0) {
+      this.#sorted = this.#sorted.filter((key) => this.#map.has(key));
+      this.#removed = 0;
+    }
     if (this.#newKeys.length === 0) return;
-    const fresh = this.#newKeys.sort();
+    // A key collected and written again is both in #sorted and new: keep one.
+    const fresh = [...new Set(this.#newKeys)].sort();
     this.#newKeys = [];
     const merged: string[] = new Array(this.#sorted.length + fresh.length);
     let i = 0, j = 0, k = 0;
     while (i < this.#sorted.length && j < fresh.length) {
-      merged[k++] = this.#sorted[i] < fresh[j] ? this.#sorted[i++] : fresh[j++];
+      if (this.#sorted[i] === fresh[j]) j++;
+      else merged[k++] = this.#sorted[i] < fresh[j] ? this.#sorted[i++] : fresh[j++];
     }
     while (i < this.#sorted.length) merged[k++] = this.#sorted[i++];
     while (j < fresh.length) merged[k++] = fresh[j++];
+    merged.length = k;
     this.#sorted = merged;
+  }
+
+  /**
+   * Raises the version vector to at least `vv` (after merging a peer's snapshot, whose
+   * records stand for every entry its vector names).
+   */
+  mergeVersionVector(vv: VersionVector): void {
+    for (const [origin, seq] of Object.entries(vv)) {
+      if (seq <= (this.#vv[origin] ?? 0)) continue;
+      this.#vv[origin] = seq;
+      const ahead = this.#ahead.get(origin);
+      if (!ahead) continue;
+      for (const held of ahead) if (held <= seq) ahead.delete(held);
+      let next = seq;
+      while (ahead.delete(next + 1)) next++;
+      this.#vv[origin] = next;
+      if (ahead.size === 0) this.#ahead.delete(origin);
+    }
+  }
+
+  /**
+   * Removes tombstones that no older write can ever reach again: the delete is held by every
+   * member (`stable`, the element-wise minimum of every member's version vector, covers it)
+   * and its HLC is below `belowHlc` (every origin's later writes are above it). Returns how
+   * many were removed.
+   */
+  collectTombstones(stable: VersionVector, belowHlc: number): number {
+    let removed = 0;
+    for (const key of this.#tombstoneKeys) {
+      const record = this.#map.get(key)!;
+      if (record.hlc < belowHlc && record.seq <= (stable[record.origin] ?? 0)) {
+        this.#map.delete(key);
+        this.#tombstoneKeys.delete(key);
+        removed++;
+      }
+    }
+    this.#removed += removed;
+    return removed;
   }
 
   /** Every record, tombstones included (for snapshots). A copy: safe across awaits. */
@@ -190,6 +241,8 @@ export class Keyspace {
     this.#sorted = [];
     this.#newKeys = [];
     this.#live = 0;
+    this.#tombstoneKeys = new Set();
+    this.#removed = 0;
     for (const [key, record] of records) this.#set(key, record, this.#map.get(key));
     this.#vv = { ...vv };
     this.#ahead = new Map();

@@ -253,6 +253,48 @@ export class Store {
    * Appends an entry that another node accepted, keeping its identity. Resolves with
    * undefined, writing nothing, when the entry is already held or on its way to disk.
    */
+  /** Checks a peer's entry the way applyRemote will, without writing (all-or-nothing batches). */
+  checkRemote(entry: EntryInput): void {
+    if (entry.key !== "") validateKey(entry.key);
+    if (entry.value) this.#checkValue(entry.value);
+  }
+
+  /**
+   * Merges records from a peer's snapshot into the view, version by version (the same rule
+   * as for entries), and raises the version vector to the snapshot's. Not durable by itself:
+   * {@link installSnapshot} persists the result.
+   */
+  mergeRecords(records: readonly [string, KeyRecord][]): void {
+    for (const [key, record] of records) {
+      this.hlc.observe(record.hlc);
+      this.keyspace.apply({
+        lsn: 0,
+        origin: record.origin,
+        seq: record.seq,
+        hlc: record.hlc,
+        op: record.value === null ? "delete" : "put",
+        key,
+        value: record.value,
+        contentType: record.contentType,
+        prevHlc: record.prevHlc,
+        prevOrigin: record.prevOrigin,
+      });
+    }
+  }
+
+  /**
+   * Completes a snapshot transfer: raises the version vector to the peer's and writes a local
+   * snapshot of the merged view, so a restart keeps what the transfer brought (those entries
+   * are not in this node's WAL). Resolves once the snapshot is durable.
+   */
+  async installSnapshot(versionVector: VersionVector, hlc: number): Promise<void> {
+    this.hlc.observe(hlc);
+    this.keyspace.mergeVersionVector(versionVector);
+    if (this.#snapshotting) await this.#snapshotting.catch(() => {});
+    this.#snapshotting = this.#snapshot(true).finally(() => this.#snapshotting = undefined);
+    await this.#snapshotting;
+  }
+
   async applyRemote(entry: EntryInput): Promise<number | undefined> {
     if (entry.origin === this.nodeId) {
       // Our own entry coming back from a peer: we hold it unless it was lost, which
@@ -298,12 +340,12 @@ export class Store {
     return this.#snapshotting;
   }
 
-  async #snapshot(): Promise<void> {
+  async #snapshot(force = false): Promise<void> {
     const started = this.#clock.monoMs();
     // Everything up to lastLsn is applied (the view applies batches as they become durable),
     // and records() copies synchronously, so the copy is the state at exactly `lsn`.
     const lsn = this.#wal.lastLsn;
-    if (lsn === this.#snapshotLsn) return;
+    if (lsn === this.#snapshotLsn && !force) return;
     const records = this.keyspace.records();
     const versionVector = this.keyspace.versionVector();
     const hlc = this.hlc.last;

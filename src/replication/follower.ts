@@ -1,0 +1,88 @@
+/**
+ * The follower side of one replication stream: this node receiving one leader's log. Pure:
+ * it decides whether a frame is accepted; the shell appends accepted entries to the WAL and
+ * acknowledges only after they are durable.
+ *
+ * Order rule: within a session, batch `fromLsn` must equal the end of the previous accepted
+ * batch + 1, and the session's first batch must start at the session's `startLsn`. So a
+ * duplicated, reordered or stale frame is refused without effect, and a gap (a lost frame)
+ * is refused too: the leader sees no ack and reopens the stream from the acknowledged point.
+ *
+ * @module
+ */
+import type { BatchFrame, OpenFrame, SnapFrame } from "./frames.ts";
+
+/** Why a frame was refused. */
+export type Refusal = "stale session" | "out of order" | "no session";
+
+/** One leader's stream, seen from the follower. */
+export class FollowerStream {
+  readonly leaderId: string;
+  #session = 0;
+  // Next fromLsn accepted in this session; undefined until its first batch.
+  #expectedLsn: number | undefined;
+  // Invariant: every entry of the leader's log up to cursor is durable here.
+  #cursor = 0;
+  #snapNext = 0;
+  #snapLsn = 0;
+
+  constructor(leaderId: string) {
+    this.leaderId = leaderId;
+  }
+
+  get cursor(): number {
+    return this.#cursor;
+  }
+
+  get session(): number {
+    return this.#session;
+  }
+
+  /** Accepts an `open` of a newer session (true), or refuses an older one (false). */
+  onOpen(frame: OpenFrame): boolean {
+    if (frame.session < this.#session) return false;
+    if (frame.session > this.#session) {
+      this.#session = frame.session;
+      this.#expectedLsn = undefined;
+      this.#snapNext = 0;
+    }
+    return true;
+  }
+
+  /** Checks a batch's place in the stream; on acceptance the stream expects the next range. */
+  onBatch(frame: BatchFrame): Refusal | undefined {
+    if (this.#session === 0) return "no session";
+    if (frame.session !== this.#session) return "stale session";
+    const expected = this.#expectedLsn ?? frame.startLsn;
+    if (frame.fromLsn !== expected) return "out of order";
+    this.#expectedLsn = frame.toLsn + 1;
+    return undefined;
+  }
+
+  /** Appending a batch failed: refuse the rest of this session until the leader reopens. */
+  onAppendFailed(session: number): void {
+    if (session === this.#session) this.#expectedLsn = -1;
+  }
+
+  /** Every entry of the leader's log up to `toLsn` is durable here. */
+  onDurable(toLsn: number): void {
+    if (toLsn > this.#cursor) this.#cursor = toLsn;
+  }
+
+  /** Checks a snapshot chunk's place: chunks of a session arrive in index order. */
+  onSnap(frame: SnapFrame): Refusal | undefined {
+    if (this.#session === 0) return "no session";
+    if (frame.session !== this.#session) return "stale session";
+    if (frame.index !== this.#snapNext) return "out of order";
+    if (frame.index > 0 && frame.lsn !== this.#snapLsn) return "out of order";
+    this.#snapLsn = frame.lsn;
+    this.#snapNext++;
+    return undefined;
+  }
+
+  /** The snapshot at the leader's `lsn` is durable here: the tail follows from lsn + 1. */
+  onSnapshotInstalled(session: number, lsn: number): void {
+    if (lsn > this.#cursor) this.#cursor = lsn;
+    if (session === this.#session) this.#expectedLsn = lsn + 1;
+  }
+}

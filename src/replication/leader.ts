@@ -1,0 +1,338 @@
+/**
+ * The leader side of one replication stream: this node shipping its log to one peer. Pure:
+ * it is handed events (peer up/down, frames, reads done, ticks) with the time, and leaves
+ * work in its outbox (frames to send, log ranges to read, a snapshot to capture); the shell
+ * (shipper.ts) does the I/O and reports back.
+ *
+ * A stream lives in sessions. Each `open` starts a new session (numbers rise across restarts:
+ * `sessionBase` comes from the wall clock); the follower answers with how far it holds this
+ * leader's log (its cursor) and its version vector, and the leader resumes from
+ * `max(cursor, what it saw acknowledged) + 1`, or ships a snapshot when retention has removed
+ * that point. Anything unexpected (a refused frame, a lost ack, a send the transport dropped)
+ * ends in the same place: no ack progress for `resendAfterMs`, so the leader opens a new
+ * session and resends from the last acknowledged point. Frames of older sessions are ignored.
+ *
+ * | status        | meaning                                                            |
+ * |---------------|--------------------------------------------------------------------|
+ * | `down`        | the transport says the peer is unreachable                          |
+ * | `opening`     | `open` sent, waiting for `opened`                                   |
+ * | `snapshot`    | shipping a snapshot because the follower's point was removed        |
+ * | `replicating` | streaming, the follower is close behind                             |
+ * | `catching_up` | streaming, more than one batch behind                               |
+ * | `paused`      | streaming, but the window is full: waiting for the follower's credit |
+ *
+ * @module
+ */
+import type { VersionVector } from "../common/entry.ts";
+import { CreditWindow } from "./credit_window.ts";
+import {
+  type AckFrame,
+  MSG_OPEN,
+  type OpenedFrame,
+  REPL_PROTOCOL_VERSION,
+  type SnapAckFrame,
+} from "./frames.ts";
+
+export type StreamStatus =
+  | "down"
+  | "opening"
+  | "snapshot"
+  | "replicating"
+  | "catching_up"
+  | "paused";
+
+/** Options of a {@link LeaderStream}. */
+export interface LeaderOptions {
+  peerId: string;
+  /** First session number; sessions count up from here. Use wall-clock ms * 1000. */
+  sessionBase: number;
+  batchEntriesMax: number;
+  batchBytesMax: number;
+  windowBytesMax: number;
+  windowBatchesMax: number;
+  /** Credit assumed until the follower grants its own. */
+  creditEntries: number;
+  resendAfterMs: number;
+  snapshotChunksInflightMax: number;
+}
+
+/** The part of the local log the leader needs to plan reads. */
+export interface LogBounds {
+  firstLsn: number;
+  lastLsn: number;
+}
+
+/** Work for the shell. */
+export type LeaderWork =
+  | { kind: "send"; type: string; body: unknown }
+  | { kind: "read"; session: number; fromLsn: number; entriesMax: number; bytesMax: number }
+  | { kind: "snapshot"; session: number }
+  | { kind: "sendChunk"; session: number; index: number }
+  | { kind: "snapshotDone"; session: number };
+
+interface SnapshotTransfer {
+  lsn: number;
+  chunks: number;
+  nextIndex: number;
+  ackedIndex: number;
+}
+
+/** One peer's stream, seen from the leader. */
+export class LeaderStream {
+  readonly peerId: string;
+  readonly #options: LeaderOptions;
+  readonly window: CreditWindow;
+  #status: StreamStatus = "down";
+  #session: number;
+  // Invariant: matchLsn < nextLsn once streaming; matchLsn only grows.
+  #nextLsn = 1;
+  #startLsn = 1;
+  #matchLsn = 0;
+  #followerVv: VersionVector = {};
+  #followerHlc = 0;
+  #reading = false;
+  #lastProgressMs = 0;
+  #snapshot: SnapshotTransfer | undefined;
+  #snapshotPending = false;
+  #outbox: LeaderWork[] = [];
+
+  constructor(options: LeaderOptions) {
+    this.#options = options;
+    this.peerId = options.peerId;
+    this.#session = options.sessionBase;
+    this.window = new CreditWindow({
+      creditEntries: options.creditEntries,
+      bytesMax: options.windowBytesMax,
+      batchesMax: options.windowBatchesMax,
+    });
+  }
+
+  get status(): StreamStatus {
+    if (this.#status !== "replicating") return this.#status;
+    if (!this.window.hasCredit()) return "paused";
+    return this.#status;
+  }
+
+  /** Status including whether the follower is more than a batch behind `lastLsn`. */
+  statusAt(lastLsn: number): StreamStatus {
+    const status = this.status;
+    if (status === "replicating" && lastLsn - this.#matchLsn > this.#options.batchEntriesMax) {
+      return "catching_up";
+    }
+    return status;
+  }
+
+  get session(): number {
+    return this.#session;
+  }
+
+  /** Highest LSN of this node's log the follower acknowledged holding. */
+  get matchLsn(): number {
+    return this.#matchLsn;
+  }
+
+  get nextLsn(): number {
+    return this.#nextLsn;
+  }
+
+  /** The follower's version vector as last reported (only grows). */
+  get followerVv(): VersionVector {
+    return this.#followerVv;
+  }
+
+  get followerHlc(): number {
+    return this.#followerHlc;
+  }
+
+  get streaming(): boolean {
+    return this.#status === "replicating";
+  }
+
+  onPeerUp(nowMs: number, log: LogBounds): void {
+    this.#open(nowMs, log);
+  }
+
+  onPeerDown(): void {
+    this.#status = "down";
+    this.#session++;
+    this.#reset();
+  }
+
+  #reset(): void {
+    this.window.reset();
+    this.#reading = false;
+    this.#snapshot = undefined;
+    this.#snapshotPending = false;
+  }
+
+  #open(nowMs: number, log: LogBounds): void {
+    this.#session++;
+    this.#reset();
+    this.#status = "opening";
+    this.#lastProgressMs = nowMs;
+    this.#outbox.push({
+      kind: "send",
+      type: MSG_OPEN,
+      body: {
+        v: REPL_PROTOCOL_VERSION,
+        session: this.#session,
+        firstLsn: log.firstLsn,
+        lastLsn: log.lastLsn,
+      },
+    });
+  }
+
+  #mergeVv(vv: VersionVector): void {
+    for (const [origin, seq] of Object.entries(vv)) {
+      if (seq > (this.#followerVv[origin] ?? 0)) this.#followerVv[origin] = seq;
+    }
+  }
+
+  /** The follower answered `open`. Returns false when the frame is stale (ignored). */
+  onOpened(frame: OpenedFrame, nowMs: number, log: LogBounds): boolean {
+    if (frame.session !== this.#session || this.#status !== "opening") return false;
+    this.#mergeVv(frame.vv);
+    this.window.onAck(0, frame.credit);
+    this.#lastProgressMs = nowMs;
+    const start = Math.max(frame.cursor, this.#matchLsn) + 1;
+    if (frame.cursor > this.#matchLsn) this.#matchLsn = Math.min(frame.cursor, log.lastLsn);
+    if (start < log.firstLsn) {
+      this.#status = "snapshot";
+      this.#snapshotPending = true;
+      this.#outbox.push({ kind: "snapshot", session: this.#session });
+      return true;
+    }
+    this.#startLsn = this.#nextLsn = start;
+    this.#status = "replicating";
+    return true;
+  }
+
+  /**
+   * Plans the next read when the stream may send: streaming, not already reading, credit
+   * left and something new in the log. Call after every event and whenever the log grows.
+   */
+  poll(nowMs: number, log: LogBounds): void {
+    if (this.#status === "snapshot") {
+      const snap = this.#snapshot;
+      while (
+        snap && snap.nextIndex < snap.chunks &&
+        snap.nextIndex - snap.ackedIndex - 1 < this.#options.snapshotChunksInflightMax
+      ) {
+        if (snap.nextIndex === snap.ackedIndex + 1) this.#lastProgressMs = nowMs;
+        this.#outbox.push({ kind: "sendChunk", session: this.#session, index: snap.nextIndex++ });
+      }
+      return;
+    }
+    if (this.#status !== "replicating" || this.#reading || !this.window.hasCredit()) return;
+    if (this.#nextLsn > log.lastLsn) return;
+    if (this.#nextLsn < log.firstLsn) {
+      // Retention removed entries this follower still needs: it gets a snapshot instead.
+      this.#status = "snapshot";
+      this.#snapshotPending = true;
+      this.window.reset();
+      this.#outbox.push({ kind: "snapshot", session: this.#session });
+      return;
+    }
+    if (this.window.inflightBatches === 0) this.#lastProgressMs = nowMs;
+    this.#reading = true;
+    this.#outbox.push({
+      kind: "read",
+      session: this.#session,
+      fromLsn: this.#nextLsn,
+      entriesMax: Math.min(this.#options.batchEntriesMax, this.window.entriesAvailable),
+      bytesMax: Math.min(this.#options.batchBytesMax, this.window.bytesAvailable),
+    });
+  }
+
+  /**
+   * The shell read `fromLsn..toLsn` and is about to send `count` entries (those the follower
+   * lacks) of `bytes`. Returns the batch header to send, or undefined when the read belongs
+   * to an older session (drop it).
+   */
+  onRead(
+    session: number,
+    fromLsn: number,
+    toLsn: number,
+    count: number,
+    bytes: number,
+  ): { session: number; startLsn: number; fromLsn: number; toLsn: number } | undefined {
+    if (session !== this.#session || !this.#reading) return undefined;
+    this.#reading = false;
+    if (toLsn < fromLsn) return undefined; // nothing was there after all
+    this.window.onSend(toLsn, count, bytes);
+    this.#nextLsn = toLsn + 1;
+    return { session, startLsn: this.#startLsn, fromLsn, toLsn };
+  }
+
+  /** The read failed (the shell logs why); the next poll tries again. */
+  onReadFailed(session: number): void {
+    if (session === this.#session) this.#reading = false;
+  }
+
+  /** The transport refused a frame (peer gone or its queue full): resend after a pause. */
+  onSendRefused(nowMs: number): void {
+    if (this.#status === "down") return;
+    this.#session++;
+    this.#reset();
+    this.#status = "opening";
+    // Make tick() reopen after resendAfterMs, not at once: the queue needs time to drain.
+    this.#lastProgressMs = nowMs;
+  }
+
+  /**
+   * An ack. Returns the number of LSNs newly acknowledged, or undefined when the ack is
+   * refused: another session, behind the acknowledged point, or past what was sent.
+   */
+  onAck(frame: AckFrame, nowMs: number): number | undefined {
+    if (frame.session !== this.#session) return undefined;
+    this.#mergeVv(frame.vv);
+    if (frame.hlc > this.#followerHlc) this.#followerHlc = frame.hlc;
+    if (this.#status !== "replicating") return undefined;
+    if (frame.ackedLsn >= this.#nextLsn || frame.ackedLsn < this.#matchLsn) return undefined;
+    const advanced = frame.ackedLsn - this.#matchLsn;
+    this.#matchLsn = frame.ackedLsn;
+    this.window.onAck(frame.ackedLsn, frame.credit);
+    this.#lastProgressMs = nowMs;
+    return advanced;
+  }
+
+  /** The shell captured a snapshot at `lsn` in `chunks` chunks. */
+  onSnapshotReady(session: number, lsn: number, chunks: number): void {
+    if (session !== this.#session || !this.#snapshotPending) return;
+    this.#snapshotPending = false;
+    this.#snapshot = { lsn, chunks: Math.max(1, chunks), nextIndex: 0, ackedIndex: -1 };
+  }
+
+  /** A chunk was installed. Returns false when the ack is refused. */
+  onSnapAck(frame: SnapAckFrame, nowMs: number): boolean {
+    const snap = this.#snapshot;
+    if (frame.session !== this.#session || this.#status !== "snapshot" || !snap) return false;
+    if (frame.index <= snap.ackedIndex || frame.index >= snap.nextIndex) return false;
+    snap.ackedIndex = frame.index;
+    this.#lastProgressMs = nowMs;
+    if (snap.ackedIndex === snap.chunks - 1) {
+      if (snap.lsn > this.#matchLsn) this.#matchLsn = snap.lsn;
+      this.#startLsn = this.#nextLsn = this.#matchLsn + 1;
+      this.#snapshot = undefined;
+      this.#status = "replicating";
+      this.#outbox.push({ kind: "snapshotDone", session: this.#session });
+    }
+    return true;
+  }
+
+  /** Reopens a stream that made no progress for resendAfterMs while it had work out. */
+  tick(nowMs: number, log: LogBounds): void {
+    if (this.#status === "down") return;
+    const stalled = nowMs - this.#lastProgressMs >= this.#options.resendAfterMs;
+    const waiting = this.#status === "opening" || this.#status === "snapshot" ||
+      this.window.inflightBatches > 0 || this.#reading;
+    if (stalled && waiting) this.#open(nowMs, log);
+  }
+
+  /** Returns the pending work and starts an empty outbox. */
+  drain(): LeaderWork[] {
+    const out = this.#outbox;
+    this.#outbox = [];
+    return out;
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * What replication needs from local storage, as one narrow interface: the shipper runs over
+ * the real {@link Store} (storeReplicaLog) in a node and over an in-memory log in the seeded
+ * simulation (tests/support/memory_replica_log.ts), so both exercise the same shell code.
+ *
+ * @module
+ */
+import type { Entry, VersionVector } from "../common/entry.ts";
+import type { KeyRecord } from "../storage/kv/keyspace.ts";
+import type { Store } from "../storage/kv/store.ts";
+import type { EntryInput } from "../storage/wal/wal.ts";
+
+/** A point-in-time copy of the key-value view for a snapshot transfer. */
+export interface CapturedSnapshot {
+  /** The local LSN the copy is at. */
+  lsn: number;
+  versionVector: VersionVector;
+  hlc: number;
+  /** Tombstones included. Values are shared, not copied: the view never mutates them. */
+  records: [string, KeyRecord][];
+}
+
+export interface ReplicaLog {
+  readonly nodeId: string;
+  firstLsn(): number;
+  lastLsn(): number;
+  /** Durable entries from `fromLsn`; throws LsnCompactedError below the first retained LSN. */
+  read(fromLsn: number, entriesMax: number, bytesMax: number): Promise<Entry[]>;
+  versionVector(): VersionVector;
+  hlc(): number;
+  /** Throws InputError when a peer's entry would be refused by applyRemote. */
+  checkRemote(entry: EntryInput): void;
+  /** Appends a peer's entry unless it is held; resolves once durable. */
+  applyRemote(entry: EntryInput): Promise<unknown>;
+  /** Every applied (durable) entry, in LSN order. */
+  onApply(listener: (entry: Entry) => void): () => void;
+  getVersion(key: string): KeyRecord | undefined;
+  captureSnapshot(): CapturedSnapshot;
+  mergeRecords(records: readonly [string, KeyRecord][]): void;
+  installSnapshot(versionVector: VersionVector, hlc: number): Promise<void>;
+  collectTombstones(stable: VersionVector, belowHlc: number): number;
+}
+
+/** The real store as a replica log. */
+export function storeReplicaLog(store: Store): ReplicaLog {
+  return {
+    nodeId: store.nodeId,
+    firstLsn: () => store.wal.firstLsn,
+    lastLsn: () => store.lastLsn,
+    read: (fromLsn, entriesMax, bytesMax) =>
+      store.wal.read(fromLsn, { limit: entriesMax, bytesMax }),
+    versionVector: () => store.versionVector(),
+    hlc: () => store.hlc.last,
+    checkRemote: (entry) => store.checkRemote(entry),
+    applyRemote: (entry) => store.applyRemote(entry),
+    onApply: (listener) => store.onApply((entry) => listener(entry)),
+    getVersion: (key) => store.keyspace.getVersion(key),
+    captureSnapshot: () => ({
+      lsn: store.lastLsn,
+      versionVector: store.versionVector(),
+      hlc: store.hlc.last,
+      records: store.keyspace.records(),
+    }),
+    mergeRecords: (records) => store.mergeRecords(records),
+    installSnapshot: (vv, hlc) => store.installSnapshot(vv, hlc),
+    collectTombstones: (stable, belowHlc) => store.keyspace.collectTombstones(stable, belowHlc),
+  };
+}

@@ -1,0 +1,883 @@
+/**
+ * The replication shell: one {@link LeaderStream} and one {@link FollowerStream} per peer,
+ * fed from the cluster transport and the local log, plus what rides on the streams: write
+ * acks (`one|quorum|all`), quorum reads with read repair, tombstone collection and the
+ * per-peer view `shanghai replicas` prints.
+ *
+ * The shell owns no timer of its own: `tick()` is called by the node every TICK_MS (and by
+ * the simulation with a fake clock), so the same code runs in both. Order of I/O: a follower
+ * acknowledges a batch only after every entry of it is durable in its WAL; a leader sends
+ * only entries already durable in its own.
+ *
+ * @module
+ */
+import type { PeerTransport } from "../cluster/transport.ts";
+import type { Clock } from "../common/clock.ts";
+import { compareVersions, type Entry, type VersionVector } from "../common/entry.ts";
+import {
+  AckTimeoutError,
+  OverloadedError,
+  ProtocolError,
+  ShanghaiError,
+} from "../common/errors.ts";
+import {
+  REPL_BATCH_BYTES_DEFAULT,
+  REPL_BATCH_ENTRIES_DEFAULT,
+  REPL_CREDIT_ENTRIES_DEFAULT,
+  REPL_RESEND_AFTER_MS_DEFAULT,
+  REPL_SNAPSHOT_CHUNK_BYTES,
+  REPL_SNAPSHOT_CHUNK_KEYS,
+  REPL_SNAPSHOT_CHUNKS_INFLIGHT_MAX,
+  REPL_WINDOW_BATCHES_MAX,
+  REPL_WINDOW_BYTES_DEFAULT,
+  WAITERS_MAX,
+} from "../common/limits.ts";
+import type { KeyRecord } from "../storage/kv/keyspace.ts";
+import { LsnCompactedError } from "../storage/wal/wal.ts";
+import type { EventBus } from "../telemetry/events.ts";
+import { type Logger, silentLogger } from "../telemetry/log.ts";
+import { FollowerStream } from "./follower.ts";
+import {
+  decodeBatchEntries,
+  decodeOneEntry,
+  decodeSnapRecords,
+  encodeBatchRecords,
+  encodeOneEntry,
+  encodeSnapRecords,
+  MSG_ACK,
+  MSG_BATCH,
+  MSG_OPEN,
+  MSG_OPENED,
+  MSG_READ,
+  MSG_READOK,
+  MSG_REPAIR,
+  MSG_SNAP,
+  MSG_SNAPACK,
+  parseAck,
+  parseBatch,
+  parseOpen,
+  parseOpened,
+  parseRead,
+  parseReadOk,
+  parseRepair,
+  parseSnap,
+  parseSnapAck,
+  recordToEntry,
+  REPL_PROTOCOL_VERSION,
+} from "./frames.ts";
+import { LeaderStream, type LogBounds, type StreamStatus } from "./leader.ts";
+import type { CapturedSnapshot, ReplicaLog } from "./replica_log.ts";
+
+/** Write acknowledgement levels. */
+export type AckLevel = "one" | "quorum" | "all";
+export const ACK_LEVELS: readonly AckLevel[] = ["one", "quorum", "all"];
+
+/** How often the node calls tick(). */
+export const TICK_MS = 20;
+/** A tombstone must be this much older than every member's reported clock to be collected. */
+export const TOMBSTONE_GRACE_MS = 60_000;
+const HLC_PER_MS = 1024;
+
+/** Options of a {@link Shipper}. */
+export interface ShipperOptions {
+  log: ReplicaLog;
+  transport: PeerTransport;
+  clock: Clock;
+  /** Every member's id, this node and down ones included (quorum size counts them all). */
+  members?: () => string[];
+  /** First replication session number (default: wall-clock ms * 1000). */
+  sessionBase?: number;
+  creditEntries?: number;
+  batchEntriesMax?: number;
+  batchBytesMax?: number;
+  windowBytesMax?: number;
+  resendAfterMs?: number;
+  events?: EventBus;
+  logger?: Logger;
+}
+
+/** One row of `shanghai replicas`. */
+export interface ReplicaView {
+  peer: string;
+  status: StreamStatus;
+  /** This node's last LSN. */
+  leaderOffset: number;
+  /** Highest LSN of this node's log the peer acknowledged. */
+  followerOffset: number;
+  lag: number;
+  /** Entries the peer still lets this node send before its next ack. */
+  credit: number;
+  inflightEntries: number;
+  inflightBytes: number;
+  /** Entries acknowledged per second, over the last few seconds. */
+  entriesPerSec: number;
+  bytesPerSec: number;
+  /** Entries of this peer's log this node holds durably (its cursor as a follower). */
+  receivedOffset: number;
+}
+
+interface Waiter {
+  origin: string;
+  seq: number;
+  needed: number;
+  deadlineMs: number;
+  resolve: (copies: number) => void;
+}
+
+interface PeerStats {
+  ackedEntries: number;
+  ackedBytes: number;
+  rateEntries: number;
+  rateBytes: number;
+  windowStartMs: number;
+  windowEntries: number;
+  windowBytes: number;
+  refused: number;
+}
+
+interface QuorumRead {
+  key: string;
+  needed: number;
+  replies: Map<string, Entry | null>;
+  deadlineMs: number;
+  resolve: (replies: Map<string, Entry | null>) => void;
+}
+
+function newestOf(a: Entry | null, b: Entry | null): Entry | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return compareVersions(a, b) >= 0 ? a : b;
+}
+
+function stripLsn(entry: Entry): Omit<Entry, "lsn"> {
+  const { lsn: _lsn, ...input } = entry;
+  return input;
+}
+
+/** Replication over a {@link PeerTransport}: one leader and one follower stream per peer. */
+export class Shipper {
+  readonly log: ReplicaLog;
+  readonly transport: PeerTransport;
+  readonly #clock: Clock;
+  readonly #options: ShipperOptions;
+  readonly #logger: Logger;
+  readonly #events: EventBus | undefined;
+  #leaders = new Map<string, LeaderStream>();
+  #followers = new Map<string, FollowerStream>();
+  #followerChains = new Map<string, Promise<void>>();
+  #snapshots = new Map<
+    string,
+    { session: number; capture: CapturedSnapshot; chunks: [string, KeyRecord][][] }
+  >();
+  #stats = new Map<string, PeerStats>();
+  #known = new Set<string>();
+  #waiters = new Set<Waiter>();
+  #reads = new Map<number, QuorumRead>();
+  #readId = 0;
+  #pumpScheduled = false;
+  #lastLag = new Map<string, number>();
+  #unsubscribe: (() => void)[] = [];
+  #stopped = false;
+  /** Frames refused as malformed or out of order since start. */
+  refusedFrames = 0;
+
+  constructor(options: ShipperOptions) {
+    this.log = options.log;
+    this.transport = options.transport;
+    this.#clock = options.clock;
+    this.#options = options;
+    this.#logger = options.logger ?? silentLogger;
+    this.#events = options.events;
+  }
+
+  get nodeId(): string {
+    return this.log.nodeId;
+  }
+
+  /** Registers handlers and opens a stream to every connected peer. */
+  start(): void {
+    const t = this.transport;
+    t.handle(MSG_OPEN, (from, body) => this.#guard(from, MSG_OPEN, () => this.#onOpen(from, body)));
+    t.handle(
+      MSG_OPENED,
+      (from, body) => this.#guard(from, MSG_OPENED, () => this.#onOpened(from, body)),
+    );
+    t.handle(
+      MSG_BATCH,
+      (from, body) => this.#guard(from, MSG_BATCH, () => this.#onBatch(from, body)),
+    );
+    t.handle(MSG_ACK, (from, body) => this.#guard(from, MSG_ACK, () => this.#onAck(from, body)));
+    t.handle(MSG_SNAP, (from, body) => this.#guard(from, MSG_SNAP, () => this.#onSnap(from, body)));
+    t.handle(
+      MSG_SNAPACK,
+      (from, body) => this.#guard(from, MSG_SNAPACK, () => this.#onSnapAck(from, body)),
+    );
+    t.handle(MSG_READ, (from, body) => this.#guard(from, MSG_READ, () => this.#onRead(from, body)));
+    t.handle(
+      MSG_READOK,
+      (from, body) => this.#guard(from, MSG_READOK, () => this.#onReadOk(from, body)),
+    );
+    t.handle(
+      MSG_REPAIR,
+      (from, body) => this.#guard(from, MSG_REPAIR, () => this.#onRepair(from, body)),
+    );
+    this.#unsubscribe.push(t.onPeerUp((peer) => this.#onPeerUp(peer)));
+    this.#unsubscribe.push(t.onPeerDown((peer) => this.#onPeerDown(peer)));
+    this.#unsubscribe.push(this.log.onApply(() => this.#schedulePump()));
+    for (const peer of t.connectedPeers()) this.#onPeerUp(peer);
+  }
+
+  /** Stops streaming and answers every waiter with what it has. */
+  stop(): void {
+    this.#stopped = true;
+    for (const off of this.#unsubscribe) off();
+    this.#unsubscribe = [];
+    for (const waiter of this.#waiters) waiter.resolve(this.copies(waiter.origin, waiter.seq));
+    this.#waiters.clear();
+    for (const read of this.#reads.values()) read.resolve(read.replies);
+    this.#reads.clear();
+  }
+
+  #guard(from: string, type: string, handler: () => void): void {
+    if (this.#stopped) return;
+    try {
+      handler();
+    } catch (error) {
+      if (error instanceof ProtocolError) {
+        this.#refuse(from, error.message);
+        return;
+      }
+      this.#logger.error("Replication handler failed", {
+        type,
+        from,
+        error: String((error as Error)?.stack ?? error),
+      });
+    }
+  }
+
+  #refuse(from: string, reason: string): void {
+    this.refusedFrames++;
+    this.#peerStats(from).refused++;
+    this.#logger.warn("Refused replication frame", { from, reason });
+  }
+
+  #bounds(): LogBounds {
+    return { firstLsn: this.log.firstLsn(), lastLsn: this.log.lastLsn() };
+  }
+
+  #peerStats(peer: string): PeerStats {
+    let stats = this.#stats.get(peer);
+    if (!stats) {
+      stats = {
+        ackedEntries: 0,
+        ackedBytes: 0,
+        rateEntries: 0,
+        rateBytes: 0,
+        windowStartMs: this.#clock.monoMs(),
+        windowEntries: 0,
+        windowBytes: 0,
+        refused: 0,
+      };
+      this.#stats.set(peer, stats);
+    }
+    return stats;
+  }
+
+  #leader(peer: string): LeaderStream {
+    let leader = this.#leaders.get(peer);
+    if (!leader) {
+      const o = this.#options;
+      leader = new LeaderStream({
+        peerId: peer,
+        sessionBase: o.sessionBase ?? Math.floor(this.#clock.nowMs()) * 1000,
+        creditEntries: o.creditEntries ?? REPL_CREDIT_ENTRIES_DEFAULT,
+        batchEntriesMax: o.batchEntriesMax ?? REPL_BATCH_ENTRIES_DEFAULT,
+        batchBytesMax: o.batchBytesMax ?? REPL_BATCH_BYTES_DEFAULT,
+        windowBytesMax: o.windowBytesMax ?? REPL_WINDOW_BYTES_DEFAULT,
+        windowBatchesMax: REPL_WINDOW_BATCHES_MAX,
+        resendAfterMs: o.resendAfterMs ?? REPL_RESEND_AFTER_MS_DEFAULT,
+        snapshotChunksInflightMax: REPL_SNAPSHOT_CHUNKS_INFLIGHT_MAX,
+      });
+      this.#leaders.set(peer, leader);
+      this.#known.add(peer);
+    }
+    return leader;
+  }
+
+  #follower(peer: string): FollowerStream {
+    let follower = this.#followers.get(peer);
+    if (!follower) {
+      follower = new FollowerStream(peer);
+      this.#followers.set(peer, follower);
+      this.#known.add(peer);
+    }
+    return follower;
+  }
+
+  #onPeerUp(peer: string): void {
+    if (this.#stopped || peer === this.nodeId) return;
+    this.#leader(peer).onPeerUp(this.#clock.monoMs(), this.#bounds());
+    this.#pump(peer);
+  }
+
+  #onPeerDown(peer: string): void {
+    if (peer === this.nodeId) return;
+    this.#leader(peer).onPeerDown();
+    this.#snapshots.delete(peer);
+  }
+
+  // ---- leader side -------------------------------------------------------------------------
+
+  #schedulePump(): void {
+    if (this.#pumpScheduled || this.#stopped) return;
+    this.#pumpScheduled = true;
+    queueMicrotask(() => {
+      this.#pumpScheduled = false;
+      for (const peer of this.#leaders.keys()) this.#pump(peer);
+    });
+  }
+
+  #send(peer: string, type: string, body: unknown): boolean {
+    const ok = this.transport.send(peer, type, body);
+    if (!ok) this.#leaders.get(peer)?.onSendRefused(this.#clock.monoMs());
+    return ok;
+  }
+
+  #pump(peer: string): void {
+    if (this.#stopped) return;
+    const leader = this.#leaders.get(peer);
+    if (!leader) return;
+    leader.poll(this.#clock.monoMs(), this.#bounds());
+    for (const work of leader.drain()) {
+      switch (work.kind) {
+        case "send":
+          this.#send(peer, work.type, work.body);
+          break;
+        case "read":
+          this.#readAndSend(
+            peer,
+            leader,
+            work.session,
+            work.fromLsn,
+            work.entriesMax,
+            work.bytesMax,
+          );
+          break;
+        case "snapshot":
+          this.#captureSnapshot(peer, leader, work.session);
+          break;
+        case "sendChunk":
+          this.#sendChunk(peer, work.session, work.index);
+          break;
+        case "snapshotDone":
+          this.#snapshots.delete(peer);
+          this.#logger.info("Snapshot transfer completed", { peer });
+          break;
+      }
+    }
+  }
+
+  async #readAndSend(
+    peer: string,
+    leader: LeaderStream,
+    session: number,
+    fromLsn: number,
+    entriesMax: number,
+    bytesMax: number,
+  ): Promise<void> {
+    let entries: Entry[];
+    try {
+      // Read at least one entry even at zero entry credit: an all-skipped batch costs none.
+      entries = await this.log.read(fromLsn, Math.max(1, entriesMax), bytesMax);
+    } catch (error) {
+      leader.onReadFailed(session);
+      if (!(error instanceof LsnCompactedError)) {
+        this.#logger.error("Replication read failed", { peer, fromLsn, error: String(error) });
+      }
+      this.#pump(peer);
+      return;
+    }
+    if (entries.length === 0) {
+      leader.onReadFailed(session);
+      return;
+    }
+    // Leave out what the follower already holds (it got it from its origin or another peer).
+    const vv = leader.followerVv;
+    const wanted = entries.filter((e) => (vv[e.origin] ?? 0) < e.seq);
+    const records = encodeBatchRecords(wanted);
+    const toLsn = entries[entries.length - 1].lsn;
+    const header = leader.onRead(session, fromLsn, toLsn, wanted.length, records.length);
+    if (!header) return;
+    this.#send(peer, MSG_BATCH, {
+      v: REPL_PROTOCOL_VERSION,
+      ...header,
+      count: wanted.length,
+      records,
+    });
+    this.#pump(peer);
+  }
+
+  #captureSnapshot(peer: string, leader: LeaderStream, session: number): void {
+    const capture = this.log.captureSnapshot();
+    const chunks: [string, KeyRecord][][] = [];
+    let chunk: [string, KeyRecord][] = [];
+    let bytes = 0;
+    for (const row of capture.records) {
+      chunk.push(row);
+      bytes += row[0].length + (row[1].value?.length ?? 0);
+      if (chunk.length >= REPL_SNAPSHOT_CHUNK_KEYS || bytes >= REPL_SNAPSHOT_CHUNK_BYTES) {
+        chunks.push(chunk);
+        chunk = [];
+        bytes = 0;
+      }
+    }
+    if (chunk.length > 0 || chunks.length === 0) chunks.push(chunk);
+    this.#snapshots.set(peer, { session, capture, chunks });
+    this.#logger.info("Snapshot transfer started", {
+      peer,
+      lsn: capture.lsn,
+      keys: capture.records.length,
+      chunks: chunks.length,
+    });
+    leader.onSnapshotReady(session, capture.lsn, chunks.length);
+    this.#pump(peer);
+  }
+
+  #sendChunk(peer: string, session: number, index: number): void {
+    const snap = this.#snapshots.get(peer);
+    if (!snap || snap.session !== session) return;
+    this.#send(peer, MSG_SNAP, {
+      v: REPL_PROTOCOL_VERSION,
+      session,
+      lsn: snap.capture.lsn,
+      index,
+      last: index === snap.chunks.length - 1,
+      vv: snap.capture.versionVector,
+      hlc: snap.capture.hlc,
+      records: encodeSnapRecords(snap.chunks[index]),
+    });
+  }
+
+  #onOpened(from: string, body: unknown): void {
+    const frame = parseOpened(body);
+    const leader = this.#leaders.get(from);
+    if (!leader) return;
+    if (leader.onOpened(frame, this.#clock.monoMs(), this.#bounds())) this.#checkWaiters();
+    this.#pump(from);
+  }
+
+  #onAck(from: string, body: unknown): void {
+    const frame = parseAck(body);
+    const leader = this.#leaders.get(from);
+    if (!leader) return;
+    const before = leader.window.inflightBytes;
+    const advanced = leader.onAck(frame, this.#clock.monoMs());
+    if (advanced !== undefined && advanced > 0) {
+      const stats = this.#peerStats(from);
+      stats.ackedEntries += advanced;
+      stats.windowEntries += advanced;
+      const bytes = Math.max(0, before - leader.window.inflightBytes);
+      stats.ackedBytes += bytes;
+      stats.windowBytes += bytes;
+    }
+    this.#checkWaiters();
+    this.#pump(from);
+  }
+
+  #onSnapAck(from: string, body: unknown): void {
+    const frame = parseSnapAck(body);
+    this.#leaders.get(from)?.onSnapAck(frame, this.#clock.monoMs());
+    this.#pump(from);
+  }
+
+  // ---- follower side -----------------------------------------------------------------------
+
+  #chain(peer: string, step: () => Promise<void>): void {
+    const previous = this.#followerChains.get(peer) ?? Promise.resolve();
+    const next = previous.then(step).catch((error) => {
+      this.#logger.warn("Replication append failed; the leader will resend", {
+        peer,
+        error: String(error),
+      });
+    });
+    this.#followerChains.set(peer, next);
+  }
+
+  #credit(): number {
+    return this.#options.creditEntries ?? REPL_CREDIT_ENTRIES_DEFAULT;
+  }
+
+  #onOpen(from: string, body: unknown): void {
+    const frame = parseOpen(body);
+    const follower = this.#follower(from);
+    if (!follower.onOpen(frame)) {
+      this.#refuse(
+        from,
+        `Cannot accept repl.open frame: session ${frame.session} is older than ${follower.session}`,
+      );
+      return;
+    }
+    // Answer after earlier appends are durable, so the cursor covers them.
+    this.#chain(from, () => {
+      if (follower.session !== frame.session) return Promise.resolve();
+      this.transport.send(from, MSG_OPENED, {
+        v: REPL_PROTOCOL_VERSION,
+        session: frame.session,
+        cursor: follower.cursor,
+        vv: this.log.versionVector(),
+        credit: this.#credit(),
+      });
+      return Promise.resolve();
+    });
+    // A peer that opens a stream to us is up: make sure we stream to it too.
+    const leader = this.#leader(from);
+    if (leader.status === "down") this.#onPeerUp(from);
+  }
+
+  #onBatch(from: string, body: unknown): void {
+    const frame = parseBatch(body);
+    // Decode and check every entry before the stream or the WAL sees any: all or nothing.
+    const entries = decodeBatchEntries(frame);
+    const inputs = entries.map(stripLsn);
+    for (const input of inputs) {
+      try {
+        this.log.checkRemote(input);
+      } catch (error) {
+        throw new ProtocolError(
+          `Cannot accept repl.batch frame: entry ${input.origin}:${input.seq}: ${
+            (error as Error).message
+          }`,
+        );
+      }
+    }
+    const follower = this.#follower(from);
+    const refusal = follower.onBatch(frame);
+    if (refusal !== undefined) {
+      this.#refuse(
+        from,
+        `Cannot accept repl.batch frame ${frame.fromLsn}..${frame.toLsn} of session ${frame.session}: ${refusal}`,
+      );
+      return;
+    }
+    // Appends are queued now, in order; the ack waits until all are durable.
+    const appends = inputs.map((input) => this.log.applyRemote(input));
+    this.#chain(from, async () => {
+      try {
+        await Promise.all(appends);
+      } catch (error) {
+        follower.onAppendFailed(frame.session);
+        throw error;
+      }
+      follower.onDurable(frame.toLsn);
+      this.transport.send(from, MSG_ACK, {
+        v: REPL_PROTOCOL_VERSION,
+        session: frame.session,
+        ackedLsn: frame.toLsn,
+        vv: this.log.versionVector(),
+        hlc: this.log.hlc(),
+        credit: this.#credit(),
+      });
+    });
+  }
+
+  #onSnap(from: string, body: unknown): void {
+    const frame = parseSnap(body);
+    const records = decodeSnapRecords(frame.records);
+    const hlc = typeof (body as { hlc?: unknown }).hlc === "number"
+      ? (body as { hlc: number }).hlc
+      : 0;
+    const follower = this.#follower(from);
+    const refusal = follower.onSnap(frame);
+    if (refusal !== undefined) {
+      this.#refuse(
+        from,
+        `Cannot accept repl.snap chunk ${frame.index} of session ${frame.session}: ${refusal}`,
+      );
+      return;
+    }
+    this.#chain(from, async () => {
+      this.log.mergeRecords(records);
+      if (frame.last) {
+        await this.log.installSnapshot(frame.vv, hlc);
+        follower.onSnapshotInstalled(frame.session, frame.lsn);
+        this.#logger.info("Installed snapshot from peer", { peer: from, lsn: frame.lsn });
+      }
+      this.transport.send(from, MSG_SNAPACK, {
+        v: REPL_PROTOCOL_VERSION,
+        session: frame.session,
+        index: frame.index,
+      });
+    });
+  }
+
+  // ---- quorum reads and read repair --------------------------------------------------------
+
+  #onRead(from: string, body: unknown): void {
+    const frame = parseRead(body);
+    const record = this.log.getVersion(frame.key);
+    this.transport.send(from, MSG_READOK, {
+      v: REPL_PROTOCOL_VERSION,
+      id: frame.id,
+      record: record ? encodeOneEntry(recordToEntry(frame.key, record)) : null,
+    });
+  }
+
+  #onReadOk(from: string, body: unknown): void {
+    const frame = parseReadOk(body);
+    const read = this.#reads.get(frame.id);
+    if (!read || read.replies.has(from)) return;
+    const entry = frame.record === null ? null : decodeOneEntry(MSG_READOK, frame.record);
+    if (entry !== null && entry.key !== read.key) {
+      throw new ProtocolError(
+        `Cannot accept repl.readok frame: it answers key ${JSON.stringify(entry.key)}`,
+      );
+    }
+    read.replies.set(from, entry);
+    if (read.replies.size >= read.needed) {
+      this.#reads.delete(frame.id);
+      read.resolve(read.replies);
+    }
+  }
+
+  #onRepair(_from: string, body: unknown): void {
+    const frame = parseRepair(body);
+    const entry = decodeOneEntry(MSG_REPAIR, frame.record);
+    const input = stripLsn(entry);
+    try {
+      this.log.checkRemote(input);
+    } catch (error) {
+      throw new ProtocolError(`Cannot accept repl.repair frame: ${(error as Error).message}`);
+    }
+    this.log.applyRemote(input).catch((error) =>
+      this.#logger.warn("Read repair failed", { error: String(error) })
+    );
+  }
+
+  /**
+   * Reads `key` from a majority of members (this node included) and returns the newest
+   * version, repairing every replica that answered with an older one. Throws AckTimeoutError
+   * (a 504) when a majority does not answer within `timeoutMs`.
+   */
+  async readQuorum(key: string, timeoutMs: number): Promise<Entry | null> {
+    const members = this.members();
+    const needed = Math.floor(members.length / 2) + 1;
+    const local = this.log.getVersion(key);
+    const replies = new Map<string, Entry | null>([[
+      this.nodeId,
+      local ? recordToEntry(key, local) : null,
+    ]]);
+    if (needed > 1) {
+      if (this.#reads.size >= WAITERS_MAX) {
+        throw new OverloadedError(
+          "overloaded",
+          `Cannot start a quorum read: ${this.#reads.size} already wait; retry later`,
+        );
+      }
+      const id = ++this.#readId;
+      const done = new Promise<Map<string, Entry | null>>((resolve) => {
+        this.#reads.set(id, {
+          key,
+          needed,
+          replies,
+          deadlineMs: this.#clock.monoMs() + timeoutMs,
+          resolve,
+        });
+      });
+      for (const peer of this.transport.connectedPeers()) {
+        if (peer !== this.nodeId) {
+          this.transport.send(peer, MSG_READ, { v: REPL_PROTOCOL_VERSION, id, key });
+        }
+      }
+      await done;
+    }
+    if (replies.size < needed) {
+      throw new ShanghaiError(
+        "timeout",
+        `Cannot read with consistency=quorum: ${replies.size} of ${members.length} members answered, ${needed} needed`,
+      );
+    }
+    let newest: Entry | null = null;
+    for (const entry of replies.values()) newest = newestOf(newest, entry);
+    if (newest !== null) {
+      const repair = { v: REPL_PROTOCOL_VERSION, record: encodeOneEntry(newest) };
+      for (const [peer, entry] of replies) {
+        if (entry !== null && compareVersions(entry, newest) === 0) continue;
+        if (peer === this.nodeId) {
+          await this.log.applyRemote(stripLsn(newest)).catch(() => {});
+        } else this.transport.send(peer, MSG_REPAIR, repair);
+      }
+    }
+    return newest;
+  }
+
+  // ---- acks --------------------------------------------------------------------------------
+
+  /** Every member's id: the configured provider, else this node and every peer seen. */
+  members(): string[] {
+    const ids = new Set(this.#options.members?.() ?? []);
+    if (ids.size === 0) { for (const peer of this.#known) ids.add(peer); }
+    ids.add(this.nodeId);
+    return [...ids];
+  }
+
+  /** Copies needed for an ack level with the current membership. */
+  copiesNeeded(level: AckLevel): number {
+    const n = this.members().length;
+    return level === "one" ? 1 : level === "quorum" ? Math.floor(n / 2) + 1 : n;
+  }
+
+  /** How many members hold entry `origin:seq` durably, as far as this node has heard. */
+  copies(origin: string, seq: number): number {
+    let copies = (this.log.versionVector()[origin] ?? 0) >= seq ? 1 : 0;
+    for (const [peer, leader] of this.#leaders) {
+      if (peer !== this.nodeId && (leader.followerVv[origin] ?? 0) >= seq) copies++;
+    }
+    return copies;
+  }
+
+  /**
+   * Waits until `level` is met for this node's write `seq`. Resolves when it is; throws
+   * AckTimeoutError (the write stays and keeps replicating) after `timeoutMs`.
+   */
+  async waitForAck(
+    seq: number,
+    level: AckLevel,
+    timeoutMs: number,
+    token: string,
+  ): Promise<number> {
+    const needed = this.copiesNeeded(level);
+    let copies = this.copies(this.nodeId, seq);
+    if (copies < needed) {
+      if (this.#waiters.size >= WAITERS_MAX) {
+        throw new OverloadedError(
+          "overloaded",
+          `Cannot wait for ack=${level}: ${this.#waiters.size} writes already wait; retry later`,
+        );
+      }
+      copies = await new Promise<number>((resolve) => {
+        this.#waiters.add({
+          origin: this.nodeId,
+          seq,
+          needed,
+          deadlineMs: this.#clock.monoMs() + timeoutMs,
+          resolve,
+        });
+      });
+    }
+    if (copies < needed) {
+      throw new AckTimeoutError(level, copies, needed, this.members().length, token);
+    }
+    return copies;
+  }
+
+  #checkWaiters(): void {
+    if (this.#waiters.size === 0) return;
+    const now = this.#clock.monoMs();
+    for (const waiter of this.#waiters) {
+      const copies = this.copies(waiter.origin, waiter.seq);
+      if (copies >= waiter.needed || now >= waiter.deadlineMs) {
+        this.#waiters.delete(waiter);
+        waiter.resolve(copies);
+      }
+    }
+  }
+
+  // ---- timers, tombstones, views -----------------------------------------------------------
+
+  /** Resends stalled streams, expires waiters and quorum reads, reports lag. */
+  tick(): void {
+    if (this.#stopped) return;
+    const now = this.#clock.monoMs();
+    const bounds = this.#bounds();
+    for (const [peer, leader] of this.#leaders) {
+      leader.tick(now, bounds);
+      this.#pump(peer);
+      const lag = Math.max(0, bounds.lastLsn - leader.matchLsn);
+      if (this.#events && this.#lastLag.get(peer) !== lag) {
+        this.#lastLag.set(peer, lag);
+        this.#events.emit("replication.lag.changed", { lag, follower: peer, leader: this.nodeId });
+      }
+      const stats = this.#peerStats(peer);
+      const elapsed = now - stats.windowStartMs;
+      if (elapsed >= 1000) {
+        stats.rateEntries = stats.windowEntries * 1000 / elapsed;
+        stats.rateBytes = stats.windowBytes * 1000 / elapsed;
+        stats.windowEntries = 0;
+        stats.windowBytes = 0;
+        stats.windowStartMs = now;
+      }
+    }
+    this.#checkWaiters();
+    for (const [id, read] of this.#reads) {
+      if (now >= read.deadlineMs) {
+        this.#reads.delete(id);
+        read.resolve(read.replies);
+      }
+    }
+  }
+
+  /**
+   * Collects tombstones every member holds and no older write can reach (see
+   * Keyspace.collectTombstones). Needs a report from every member; returns how many went.
+   */
+  collectTombstones(): number {
+    const stable: VersionVector = { ...this.log.versionVector() };
+    let belowHlc = this.log.hlc();
+    const own: VersionVector[] = [];
+    for (const member of this.members()) {
+      if (member === this.nodeId) continue;
+      const leader = this.#leaders.get(member);
+      if (!leader || leader.followerHlc === 0) return 0;
+      const vv = leader.followerVv;
+      for (const origin of Object.keys(stable)) {
+        stable[origin] = Math.min(stable[origin], vv[origin] ?? 0);
+      }
+      for (const origin of Object.keys(vv)) if (!(origin in stable)) stable[origin] = 0;
+      belowHlc = Math.min(belowHlc, leader.followerHlc);
+      own.push({ [member]: vv[member] ?? 0 });
+    }
+    // Every origin's own reported writes must be everywhere, so its unseen ones are newer.
+    for (const report of own) {
+      for (const [origin, seq] of Object.entries(report)) if ((stable[origin] ?? 0) < seq) return 0;
+    }
+    if ((stable[this.nodeId] ?? 0) < (this.log.versionVector()[this.nodeId] ?? 0)) return 0;
+    return this.log.collectTombstones(stable, belowHlc - TOMBSTONE_GRACE_MS * HLC_PER_MS);
+  }
+
+  /** Per-peer replication state, for `GET /v1/replicas` and `shanghai replicas`. */
+  replicas(): ReplicaView[] {
+    const bounds = this.#bounds();
+    const peers = new Set([
+      ...this.#leaders.keys(),
+      ...this.members().filter((m) => m !== this.nodeId),
+    ]);
+    return [...peers].sort().map((peer) => {
+      const leader = this.#leaders.get(peer);
+      const stats = this.#peerStats(peer);
+      const followerOffset = leader?.matchLsn ?? 0;
+      return {
+        peer,
+        status: leader?.statusAt(bounds.lastLsn) ?? "down",
+        leaderOffset: bounds.lastLsn,
+        followerOffset,
+        lag: Math.max(0, bounds.lastLsn - followerOffset),
+        credit: leader?.window.entriesAvailable ?? 0,
+        inflightEntries: leader?.window.inflightEntries ?? 0,
+        inflightBytes: leader?.window.inflightBytes ?? 0,
+        entriesPerSec: Math.round(stats.rateEntries),
+        bytesPerSec: Math.round(stats.rateBytes),
+        receivedOffset: this.#followers.get(peer)?.cursor ?? 0,
+      };
+    });
+  }
+
+  /** Lowest LSN some peer still needs (for WAL retention); undefined with no peers. */
+  retentionHoldLsn(): number | undefined {
+    let hold: number | undefined;
+    for (const leader of this.#leaders.values()) {
+      const need = leader.matchLsn + 1;
+      hold = hold === undefined ? need : Math.min(hold, need);
+    }
+    return hold;
+  }
+}

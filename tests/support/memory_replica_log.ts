@@ -1,0 +1,153 @@
+/**
+ * An in-memory {@link ReplicaLog} for the seeded simulation: a log array and a real Keyspace.
+ * "Durable" means the append's promise resolved; a crash drops what is not durable and keeps
+ * the rest, as a real node's WAL would. Local writes mirror Store.put/delete.
+ *
+ * @module
+ */
+import { type Entry, validateKey, type VersionVector } from "../../src/common/entry.ts";
+import { Hlc } from "../../src/common/hlc.ts";
+import type { Clock } from "../../src/common/clock.ts";
+import { type KeyRecord, Keyspace } from "../../src/storage/kv/keyspace.ts";
+import { type EntryInput, LsnCompactedError } from "../../src/storage/wal/wal.ts";
+import type { CapturedSnapshot, ReplicaLog } from "../../src/replication/replica_log.ts";
+
+export class MemoryReplicaLog implements ReplicaLog {
+  readonly nodeId: string;
+  readonly keyspace = new Keyspace();
+  readonly #hlc = new Hlc();
+  readonly #clock: Clock;
+  #log: Entry[] = [];
+  #firstLsn = 1;
+  #localSeq = 0;
+  #inflight = new Set<string>();
+  #listeners = new Set<(entry: Entry) => void>();
+
+  constructor(nodeId: string, clock: Clock) {
+    this.nodeId = nodeId;
+    this.#clock = clock;
+  }
+
+  firstLsn(): number {
+    return this.#firstLsn;
+  }
+
+  lastLsn(): number {
+    return this.#firstLsn + this.#log.length - 1;
+  }
+
+  read(fromLsn: number, entriesMax: number, _bytesMax: number): Promise<Entry[]> {
+    if (fromLsn < this.#firstLsn) {
+      return Promise.reject(new LsnCompactedError(fromLsn, this.#firstLsn));
+    }
+    const start = fromLsn - this.#firstLsn;
+    return Promise.resolve(this.#log.slice(start, start + entriesMax).map((e) => ({ ...e })));
+  }
+
+  versionVector(): VersionVector {
+    return this.keyspace.versionVector();
+  }
+
+  hlc(): number {
+    return this.#hlc.last;
+  }
+
+  checkRemote(entry: EntryInput): void {
+    if (entry.key !== "") validateKey(entry.key);
+  }
+
+  #append(input: EntryInput): number {
+    const entry: Entry = { ...input, lsn: this.lastLsn() + 1 };
+    this.#log.push(entry);
+    this.#hlc.observe(entry.hlc);
+    this.keyspace.apply(entry);
+    for (const listener of this.#listeners) listener(entry);
+    return entry.lsn;
+  }
+
+  async applyRemote(entry: EntryInput): Promise<unknown> {
+    if (entry.origin === this.nodeId && entry.seq > this.#localSeq) this.#localSeq = entry.seq;
+    const id = `${entry.origin}:${entry.seq}`;
+    if (this.keyspace.has(entry.origin, entry.seq) || this.#inflight.has(id)) return undefined;
+    this.#inflight.add(id);
+    this.#hlc.observe(entry.hlc);
+    await Promise.resolve(); // the "fsync"
+    this.#inflight.delete(id);
+    if (this.keyspace.has(entry.origin, entry.seq)) return undefined;
+    return this.#append(entry);
+  }
+
+  onApply(listener: (entry: Entry) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  getVersion(key: string): KeyRecord | undefined {
+    return this.keyspace.getVersion(key);
+  }
+
+  captureSnapshot(): CapturedSnapshot {
+    return {
+      lsn: this.lastLsn(),
+      versionVector: this.versionVector(),
+      hlc: this.#hlc.last,
+      records: this.keyspace.records(),
+    };
+  }
+
+  mergeRecords(records: readonly [string, KeyRecord][]): void {
+    for (const [key, r] of records) {
+      this.#hlc.observe(r.hlc);
+      this.keyspace.apply({
+        lsn: 0,
+        origin: r.origin,
+        seq: r.seq,
+        hlc: r.hlc,
+        op: r.value === null ? "delete" : "put",
+        key,
+        value: r.value,
+        contentType: r.contentType,
+        prevHlc: r.prevHlc,
+        prevOrigin: r.prevOrigin,
+      });
+    }
+  }
+
+  installSnapshot(vv: VersionVector, hlc: number): Promise<void> {
+    this.#hlc.observe(hlc);
+    this.keyspace.mergeVersionVector(vv);
+    return Promise.resolve();
+  }
+
+  collectTombstones(stable: VersionVector, belowHlc: number): number {
+    return this.keyspace.collectTombstones(stable, belowHlc);
+  }
+
+  /** A local write, as Store.put / Store.delete make it. */
+  write(key: string, value: Uint8Array | null): Promise<{ seq: number }> {
+    const previous = this.keyspace.getVersion(key);
+    const input: EntryInput = {
+      origin: this.nodeId,
+      seq: ++this.#localSeq,
+      hlc: this.#hlc.now(this.#clock.nowMs()),
+      op: value === null ? "delete" : "put",
+      key,
+      value,
+      contentType: value === null ? "" : "application/octet-stream",
+      prevHlc: previous?.hlc ?? 0,
+      prevOrigin: previous?.origin ?? "",
+    };
+    const seq = input.seq;
+    return Promise.resolve().then(() => {
+      this.#append(input);
+      return { seq };
+    });
+  }
+
+  /** Retention: drops entries below `lsn` (peers that far behind need a snapshot). */
+  compact(lsn: number): void {
+    const drop = Math.min(Math.max(0, lsn - this.#firstLsn), this.#log.length);
+    this.#log = this.#log.slice(drop);
+    this.#firstLsn += drop;
+  }
+}
