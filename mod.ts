@@ -15,14 +15,53 @@
  *
  * @module
  */
-export { type BatchInfo, type EntryInput, LsnCompactedError, type SegmentInfo, Wal, type WalOptions } from "./src/storage/wal/wal.ts";
+export {
+  type BatchInfo,
+  type EntryInput,
+  LsnCompactedError,
+  type SegmentInfo,
+  Wal,
+  type WalOptions,
+} from "./src/storage/wal/wal.ts";
 export { Store, type StoreOptions, type WriteResult } from "./src/storage/kv/store.ts";
-export { type ConflictResolver, type KeyRecord, Keyspace, lastWriterWins } from "./src/storage/kv/keyspace.ts";
-export { compareVersions, type Entry, type Op, type Version, type VersionVector } from "./src/common/entry.ts";
+export {
+  type ConflictResolver,
+  type KeyRecord,
+  Keyspace,
+  lastWriterWins,
+} from "./src/storage/kv/keyspace.ts";
+export { type ApplyResult } from "./src/storage/kv/keyspace.ts";
+export {
+  compareVersions,
+  type Entry,
+  type Op,
+  type Version,
+  type VersionVector,
+} from "./src/common/entry.ts";
 export * from "./src/common/errors.ts";
 export * as limits from "./src/common/limits.ts";
-export { type EventMap, type EventName, EventBus } from "./src/telemetry/events.ts";
+export { EventBus, type EventMap, type EventName } from "./src/telemetry/events.ts";
 export { createLogger, type Logger } from "./src/telemetry/log.ts";
 export { type NodeConfig, resolveConfig } from "./src/node/config.ts";
 export { ShanghaiNode } from "./src/node/node.ts";
+export { type PeerTransport } from "./src/cluster/transport.ts";
+export {
+  ACK_LEVELS,
+  type AckLevel,
+  type ReplicaView,
+  Shipper,
+  type ShipperOptions,
+} from "./src/replication/shipper.ts";
+export {
+  type Consistency,
+  type ReplicationOptions,
+  ReplicationService,
+} from "./src/replication/service.ts";
+export {
+  type CapturedSnapshot,
+  type ReplicaLog,
+  storeReplicaLog,
+} from "./src/replication/replica_log.ts";
+export { stateDigest } from "./src/replication/digest.ts";
+export { decodeToken, encodeToken } from "./src/replication/causal_token.ts";
 export { VERSION } from "./src/node/version.ts";

@@ -6,6 +6,7 @@
 import { VERSION } from "../src/node/version.ts";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from "./exit_codes.ts";
 import { CliError, type CliIo, denoIo } from "./io.ts";
+import { replicas } from "./replicas.ts";
 import { serve } from "./serve.ts";
 import { status } from "./status.ts";
 
@@ -15,6 +16,10 @@ type Command = (args: string[], io: CliIo) => Promise<number>;
 export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   serve: { run: serve, summary: "Run a node (WAL, key-value store, HTTP API)" },
   status: { run: status, summary: "Show a running node's status" },
+  replicas: {
+    run: replicas,
+    summary: "Show replication to each peer: offsets, lag, credit, status",
+  },
 };
 
 export function mainHelp(): string {
@@ -51,7 +56,11 @@ export async function run(args: string[], io: CliIo = denoIo): Promise<number> {
   if (!command) {
     const group = Object.keys(COMMANDS).filter((n) => n.startsWith(`${first} `));
     if (group.length > 0) {
-      io.err(`Unknown '${first}' command ${JSON.stringify(rest[0] ?? "")}: expected one of ${group.join(", ")}`);
+      io.err(
+        `Unknown '${first}' command ${JSON.stringify(rest[0] ?? "")}: expected one of ${
+          group.join(", ")
+        }`,
+      );
     } else {
       io.err(`Unknown command ${JSON.stringify(first)}; run 'shanghai --help'`);
     }

@@ -53,8 +53,14 @@ export const RETAIN_BYTES_DEFAULT = 256 * MiB;
 /** HLC: the logical counter lives in the low bits of one safe integer. */
 export const HLC_LOGICAL_BITS = 10;
 
-invariant(RECORD_BYTES_MAX <= SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES, "A record must fit in one segment");
-invariant(BATCH_BYTES_DEFAULT >= RECORD_HEADER_BYTES + VALUE_BYTES_DEFAULT, "A batch must admit one full default record");
+invariant(
+  RECORD_BYTES_MAX <= SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES,
+  "A record must fit in one segment",
+);
+invariant(
+  BATCH_BYTES_DEFAULT >= RECORD_HEADER_BYTES + VALUE_BYTES_DEFAULT,
+  "A batch must admit one full default record",
+);
 invariant(PENDING_BYTES_MAX >= RECORD_BYTES_MAX, "The pending queue must admit one full record");
 
 /** Replication (src/replication): credit the follower grants, in entries in flight. */
@@ -82,4 +88,7 @@ export const WAITERS_MAX = 100_000;
 /** Change feed: entries read per step, and subscribers' queued entries before they are cut off. */
 export const CHANGES_QUEUE_ENTRIES_MAX = 10_000;
 
-invariant(REPL_BATCH_BYTES_DEFAULT <= REPL_WINDOW_BYTES_DEFAULT, "The window must admit one full batch");
+invariant(
+  REPL_BATCH_BYTES_DEFAULT <= REPL_WINDOW_BYTES_DEFAULT,
+  "The window must admit one full batch",
+);

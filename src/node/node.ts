@@ -9,6 +9,9 @@
 import { type Clock, systemClock } from "../common/clock.ts";
 import { createApp, type RouteMount } from "../api/http/app.ts";
 import type { HttpContext, Readiness } from "../api/http/context.ts";
+import type { PeerTransport } from "../cluster/transport.ts";
+import { ReplicationService } from "../replication/service.ts";
+import type { ConflictResolver } from "../storage/kv/keyspace.ts";
 import { Store } from "../storage/kv/store.ts";
 import { EventBus } from "../telemetry/events.ts";
 import { createLogger, type Logger } from "../telemetry/log.ts";
@@ -21,6 +24,12 @@ export interface NodeOptions {
   logger?: Logger;
   events?: EventBus;
   mounts?: RouteMount[];
+  /** Node-to-node transport for replication (none: a one-member cluster). */
+  transport?: PeerTransport;
+  /** Every member's id, down ones included (quorum size); default: peers seen so far. */
+  members?: () => string[];
+  /** Decides concurrent writes to a key (default last-writer-wins); same on every node. */
+  resolver?: ConflictResolver;
 }
 
 export class ShanghaiNode {
@@ -30,6 +39,8 @@ export class ShanghaiNode {
   readonly #clock: Clock;
   readonly #startedMs: number;
   #store: Store | undefined;
+  #replication: ReplicationService | undefined;
+  readonly #options: NodeOptions;
   #identity: Identity | undefined;
   #server: Deno.HttpServer<Deno.NetAddr> | undefined;
   #recoveryError: string | undefined;
@@ -39,8 +50,10 @@ export class ShanghaiNode {
     this.config = config;
     this.#clock = options.clock ?? systemClock;
     this.events = options.events ?? new EventBus();
-    this.logger = options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat });
+    this.logger = options.logger ??
+      createLogger({ level: config.logLevel, format: config.logFormat });
     this.#startedMs = this.#clock.monoMs();
+    this.#options = options;
   }
 
   /** Starts a node; resolves once it is serving and recovered. */
@@ -52,6 +65,10 @@ export class ShanghaiNode {
 
   get store(): Store | undefined {
     return this.#store;
+  }
+
+  get replication(): ReplicationService | undefined {
+    return this.#replication;
   }
 
   get identity(): Identity | undefined {
@@ -99,6 +116,7 @@ export class ShanghaiNode {
       status: () => this.status(),
       events: this.events,
       logger: this.logger,
+      replication: () => this.#replication,
     };
   }
 
@@ -110,14 +128,21 @@ export class ShanghaiNode {
       onListen: () => {},
       onError: (error) => {
         this.logger.error("HTTP server error", { error: String(error) });
-        return new Response(JSON.stringify({ error: { code: "internal", message: "Internal error" } }), {
-          status: 500,
-          headers: { "content-type": "application/json" },
-        });
+        return new Response(
+          JSON.stringify({ error: { code: "internal", message: "Internal error" } }),
+          {
+            status: 500,
+            headers: { "content-type": "application/json" },
+          },
+        );
       },
     }, app.fetch);
     try {
-      this.#identity = await loadOrCreateIdentity(this.config.dataDir, this.config.nodeId, this.#clock.nowMs());
+      this.#identity = await loadOrCreateIdentity(
+        this.config.dataDir,
+        this.config.nodeId,
+        this.#clock.nowMs(),
+      );
       this.#store = await Store.open({
         dataDir: this.config.dataDir,
         walDir: this.config.walDir,
@@ -128,10 +153,26 @@ export class ShanghaiNode {
         batchBytesMax: this.config.batchBytesMax,
         snapshotEveryBytes: this.config.snapshotEveryBytes,
         retainBytes: this.config.retainBytes,
+        retentionHoldLsn: () => this.#replication?.shipper.retentionHoldLsn(),
+        resolver: this.#options.resolver,
         clock: this.#clock,
         events: this.events,
         logger: this.logger,
       });
+      this.#replication = new ReplicationService({
+        store: this.#store,
+        transport: this.#options.transport,
+        members: this.#options.members,
+        ackDefault: this.config.ackDefault,
+        ackTimeoutMs: this.config.ackTimeoutMs,
+        creditEntries: this.config.replCreditEntries,
+        batchEntriesMax: this.config.replBatchEntries,
+        batchBytesMax: this.config.replBatchBytes,
+        clock: this.#clock,
+        events: this.events,
+        logger: this.logger,
+      });
+      this.#replication.start();
     } catch (error) {
       this.#recoveryError = (error as Error).message;
       await this.#server.shutdown();
@@ -153,6 +194,7 @@ export class ShanghaiNode {
     this.#stopping = true;
     this.logger.info("Node stopping");
     await this.#server?.shutdown();
+    this.#replication?.stop();
     await this.#store?.close();
     this.logger.info("Node stopped");
   }

@@ -871,10 +871,15 @@ export class Shipper {
     });
   }
 
-  /** Lowest LSN some peer still needs (for WAL retention); undefined with no peers. */
+  /**
+   * Lowest LSN a connected peer still needs (for WAL retention); undefined when none does.
+   * Down peers hold nothing: one that stays away past the retained tail gets a snapshot, so
+   * a dead node can never make the disk fill up.
+   */
   retentionHoldLsn(): number | undefined {
     let hold: number | undefined;
     for (const leader of this.#leaders.values()) {
+      if (leader.status === "down") continue;
       const need = leader.matchLsn + 1;
       hold = hold === undefined ? need : Math.min(hold, need);
     }

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { ReplicationService } from "../../replication/service.ts";
 import type { Store } from "../../storage/kv/store.ts";
 import type { EventBus } from "../../telemetry/events.ts";
 import type { Logger } from "../../telemetry/log.ts";
@@ -21,4 +22,6 @@ export interface HttpContext {
   status(): Promise<Record<string, unknown>> | Record<string, unknown>;
   events: EventBus;
   logger: Logger;
+  /** Replication (acks, causal and quorum reads, replicas, digest); absent in bare tests. */
+  replication?(): ReplicationService | undefined;
 }

@@ -12,13 +12,25 @@ import { readBody } from "./body.ts";
 import type { HttpContext } from "./context.ts";
 import { intParam } from "./params.ts";
 import { encodeValue } from "./values.ts";
+import {
+  ackedResponse,
+  ackLevelOf,
+  awaitCausal,
+  consistencyOf,
+  TOKEN_HEADER,
+} from "./replication_http.ts";
 
 export const JSON_TYPE = "application/json";
 export const BYTES_TYPE = "application/octet-stream";
 
 export function requireStore(ctx: HttpContext): Store {
   const store = ctx.store();
-  if (!store) throw new ShanghaiError("not_ready", "Cannot serve data: the node is still recovering; retry shortly");
+  if (!store) {
+    throw new ShanghaiError(
+      "not_ready",
+      "Cannot serve data: the node is still recovering; retry shortly",
+    );
+  }
   return store;
 }
 
@@ -39,7 +51,10 @@ export function checkJson(bytes: Uint8Array): void {
   try {
     JSON.parse(utf8.decode(bytes));
   } catch {
-    throw new InputError("bad_json", "Malformed JSON body: send valid JSON or use application/octet-stream");
+    throw new InputError(
+      "bad_json",
+      "Malformed JSON body: send valid JSON or use application/octet-stream",
+    );
   }
 }
 
@@ -52,7 +67,11 @@ export function kvRoutes(ctx: HttpContext): Hono {
 
   app.get("/", (c) => {
     const store = requireStore(ctx);
-    const limit = intParam(c.req.query("limit"), "limit", { min: 1, max: HTTP_LIST_LIMIT_MAX, fallback: HTTP_LIST_LIMIT_DEFAULT });
+    const limit = intParam(c.req.query("limit"), "limit", {
+      min: 1,
+      max: HTTP_LIST_LIMIT_MAX,
+      fallback: HTTP_LIST_LIMIT_DEFAULT,
+    });
     const prefix = c.req.query("prefix") ?? "";
     const after = c.req.query("after");
     const rows = store.scan({ prefix, after: after === "" ? undefined : after, limit: limit + 1 });
@@ -73,31 +92,61 @@ export function kvRoutes(ctx: HttpContext): Hono {
   app.put("/:key{.+}", async (c) => {
     const store = requireStore(ctx);
     const key = c.req.param("key");
+    const ack = ackLevelOf(c, ctx);
     const type = valueType(c.req.header("content-type"));
     const body = await readBody(c.req.raw, store.valueBytesMax, "value");
     if (type === JSON_TYPE) checkJson(body);
     const result = await store.put(key, body, type);
-    return c.json({ lsn: result.lsn, version: `${result.hlc}.${result.origin}` });
+    return await ackedResponse(c, ctx, ack, result.seq, {
+      lsn: result.lsn,
+      version: `${result.hlc}.${result.origin}`,
+    });
   });
 
-  app.get("/:key{.+}", (c) => {
+  app.get("/:key{.+}", async (c) => {
     const store = requireStore(ctx);
     const key = c.req.param("key");
-    const record = store.get(key);
-    if (!record) throw new ShanghaiError("not_found", `Key not found: ${JSON.stringify(key)}`);
+    const consistency = consistencyOf(c);
+    const repl = ctx.replication?.();
+    let record: KeyRecord | undefined;
+    if (consistency === "quorum" && repl) {
+      const newest = await repl.readQuorum(key);
+      record = newest === null || newest.op !== "put" ? undefined : {
+        value: newest.value,
+        contentType: newest.contentType,
+        hlc: newest.hlc,
+        origin: newest.origin,
+        seq: newest.seq,
+        lsn: store.get(key)?.lsn ?? 0,
+        prevHlc: newest.prevHlc,
+        prevOrigin: newest.prevOrigin,
+      };
+    } else {
+      if (consistency === "causal") await awaitCausal(c, repl);
+      record = store.get(key);
+    }
+    const token = repl?.token();
+    if (!record) {
+      if (token !== undefined) c.header(TOKEN_HEADER, token);
+      throw new ShanghaiError("not_found", `Key not found: ${JSON.stringify(key)}`);
+    }
     return c.body(record.value as Uint8Array<ArrayBuffer>, 200, {
       "content-type": record.contentType || BYTES_TYPE,
       "x-shanghai-lsn": String(record.lsn),
       "x-shanghai-version": versionHeader(record),
+      ...(token === undefined ? {} : { [TOKEN_HEADER]: token }),
     });
   });
 
   app.delete("/:key{.+}", async (c) => {
     const store = requireStore(ctx);
     const key = c.req.param("key");
-    if (!store.get(key)) throw new ShanghaiError("not_found", `Key not found: ${JSON.stringify(key)}`);
+    const ack = ackLevelOf(c, ctx);
+    if (!store.get(key)) {
+      throw new ShanghaiError("not_found", `Key not found: ${JSON.stringify(key)}`);
+    }
     const result = await store.delete(key);
-    return c.json({ lsn: result.lsn, deleted: true });
+    return await ackedResponse(c, ctx, ack, result.seq, { lsn: result.lsn, deleted: true });
   });
 
   return app;

@@ -1,0 +1,70 @@
+/**
+ * The replication side of the data routes: `?ack=one|quorum|all` on writes (504 with the count
+ * of durable copies on timeout; the write is kept), `?consistency=local|causal|quorum` on
+ * reads, and the causal token every write and read returns (`x-shanghai-token`).
+ *
+ * @module
+ */
+import type { Context } from "hono";
+import { AckTimeoutError } from "../../common/errors.ts";
+import { decodeToken } from "../../replication/causal_token.ts";
+import {
+  type Consistency,
+  parseAckLevel,
+  parseConsistency,
+  type ReplicationService,
+} from "../../replication/service.ts";
+import type { AckLevel } from "../../replication/shipper.ts";
+import type { HttpContext } from "./context.ts";
+
+export const TOKEN_HEADER = "x-shanghai-token";
+
+/** The write's ack level from `?ack=`, checked before anything is written. */
+export function ackLevelOf(c: Context, ctx: HttpContext): AckLevel {
+  return parseAckLevel(c.req.query("ack"), ctx.replication?.()?.ackDefault ?? "one");
+}
+
+/** The read's consistency from `?consistency=`. */
+export function consistencyOf(c: Context): Consistency {
+  return parseConsistency(c.req.query("consistency"));
+}
+
+/**
+ * Waits for the ack level of a durable local write and answers: 200 with `body` plus the
+ * copies and the causal token, or 504 saying how many durable copies exist.
+ */
+export async function ackedResponse(
+  c: Context,
+  ctx: HttpContext,
+  level: AckLevel,
+  seq: number,
+  body: Record<string, unknown>,
+): Promise<Response> {
+  const repl = ctx.replication?.();
+  if (!repl) return c.json({ ...body, ack: level, copies: 1 });
+  try {
+    const copies = await repl.waitForAck(seq, level);
+    const token = repl.token();
+    c.header(TOKEN_HEADER, token);
+    return c.json({ ...body, ack: level, copies, token });
+  } catch (error) {
+    if (!(error instanceof AckTimeoutError)) throw error;
+    c.header(TOKEN_HEADER, error.token);
+    return c.json({
+      error: { code: error.code, message: error.message },
+      ...body,
+      ack: level,
+      copies: error.copies,
+      copiesNeeded: error.copiesNeeded,
+      members: error.members,
+      token: error.token,
+    }, 504);
+  }
+}
+
+/** For `consistency=causal`: waits (bounded) until the node covers the request's token. */
+export async function awaitCausal(c: Context, repl: ReplicationService | undefined): Promise<void> {
+  const token = c.req.query("token") ?? c.req.header(TOKEN_HEADER) ?? "";
+  const vv = decodeToken(token);
+  if (repl) await repl.waitForCausal(vv);
+}

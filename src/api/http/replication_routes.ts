@@ -1,0 +1,140 @@
+/**
+ * Replication routes: `GET /v1/replicas` (per-peer streams), `GET /v1/digest` (an
+ * order-independent digest of the key-value state with the version vector, so anyone can
+ * check convergence) and `GET /v1/changes?from=&limit=` (a change feed: newline-delimited JSON,
+ * one applied entry per line, that keeps streaming as entries arrive).
+ *
+ * The change feed holds no queue: it reads the WAL from its cursor when the client pulls, and
+ * sleeps until the next applied entry when it has caught up, so a slow client costs one read
+ * batch of memory, not a backlog.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { READ_ENTRIES_MAX } from "../../common/limits.ts";
+import { stateDigest } from "../../replication/digest.ts";
+import { LsnCompactedError } from "../../storage/wal/wal.ts";
+import type { HttpContext } from "./context.ts";
+import { requireStore } from "./kv_routes.ts";
+import { entryJson } from "./log_routes.ts";
+import { intParam } from "./params.ts";
+
+const CHANGES_READ_ENTRIES = 1000;
+/** A caught-up feed rechecks its client this often (and sends nothing). */
+const CHANGES_IDLE_RECHECK_MS = 5_000;
+
+export function replicationRoutes(ctx: HttpContext): Hono {
+  const app = new Hono();
+
+  app.get("/replicas", (c) => {
+    const store = requireStore(ctx);
+    const repl = ctx.replication?.();
+    return c.json({
+      nodeId: store.nodeId,
+      lastLsn: store.lastLsn,
+      members: repl?.shipper.members() ?? [store.nodeId],
+      refusedFrames: repl?.shipper.refusedFrames ?? 0,
+      conflicts: store.conflicts,
+      replicas: repl?.replicas() ?? [],
+    });
+  });
+
+  app.get("/digest", (c) => {
+    const store = requireStore(ctx);
+    const repl = ctx.replication?.();
+    const body = repl?.digest() ?? {
+      digest: stateDigest(store.keyspace.records()),
+      versionVector: store.versionVector(),
+      keys: store.keyspace.size,
+    };
+    return c.json({ ...body, nodeId: store.nodeId, lastLsn: store.lastLsn });
+  });
+
+  app.get("/changes", (c) => {
+    const store = requireStore(ctx);
+    const from = intParam(c.req.query("from"), "from", {
+      min: 0,
+      max: Number.MAX_SAFE_INTEGER,
+      fallback: store.lastLsn + 1,
+    });
+    const limit = intParam(c.req.query("limit"), "limit", {
+      min: 1,
+      max: Number.MAX_SAFE_INTEGER,
+      fallback: Number.MAX_SAFE_INTEGER,
+    });
+    const first = Math.max(from, 1);
+    if (first < store.wal.firstLsn && first <= store.lastLsn) {
+      const error = new LsnCompactedError(first, store.wal.firstLsn);
+      return c.json({
+        error: { code: "compacted", message: error.message },
+        firstLsn: error.firstLsn,
+      }, 410);
+    }
+    // The client going away cancels the stream (cancel below); request.signal is not used
+    // because Deno aborts it when a response completes, not when the client leaves.
+    let cancelled = false;
+    const encoder = new TextEncoder();
+    let cursor = first;
+    let sent = 0;
+    let wake: (() => void) | undefined;
+    const off = store.onApply(() => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    });
+    const stream = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        while (true) {
+          if (cancelled || sent >= limit) {
+            off();
+            controller.close();
+            return;
+          }
+          if (cursor <= store.lastLsn) {
+            let entries;
+            try {
+              entries = await store.readLog(
+                cursor,
+                Math.min(CHANGES_READ_ENTRIES, READ_ENTRIES_MAX, limit - sent),
+              );
+            } catch (error) {
+              off();
+              const message = error instanceof LsnCompactedError
+                ? error.message
+                : "Cannot read the log: see the node's log";
+              controller.enqueue(
+                encoder.encode(JSON.stringify({ error: { code: "compacted", message } }) + "\n"),
+              );
+              controller.close();
+              return;
+            }
+            if (entries.length === 0) continue;
+            cursor = entries[entries.length - 1].lsn + 1;
+            sent += entries.length;
+            controller.enqueue(
+              encoder.encode(entries.map((e) => JSON.stringify(entryJson(e))).join("\n") + "\n"),
+            );
+            return;
+          }
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, CHANGES_IDLE_RECHECK_MS);
+            wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+        }
+      },
+      cancel() {
+        cancelled = true;
+        off();
+        wake?.();
+      },
+    });
+    return new Response(stream, {
+      headers: { "content-type": "application/x-ndjson", "cache-control": "no-store" },
+    });
+  });
+
+  return app;
+}

@@ -1,0 +1,179 @@
+/**
+ * Replication as the node runs it: a {@link Shipper} over the node's store and transport,
+ * driven by a timer, plus the request-side waits the HTTP routes need (write acks, causal
+ * reads, quorum reads) and the periodic tombstone collection. The node builds one with or
+ * without a cluster transport (without one it is a one-member cluster).
+ *
+ * @module
+ */
+import type { PeerTransport } from "../cluster/transport.ts";
+import { type Clock, systemClock } from "../common/clock.ts";
+import { covers, type Entry, type VersionVector } from "../common/entry.ts";
+import { InputError, OverloadedError, ShanghaiError } from "../common/errors.ts";
+import { ACK_TIMEOUT_MS_DEFAULT, WAITERS_MAX } from "../common/limits.ts";
+import type { Store } from "../storage/kv/store.ts";
+import type { EventBus } from "../telemetry/events.ts";
+import { type Logger, silentLogger } from "../telemetry/log.ts";
+import { encodeToken } from "./causal_token.ts";
+import { stateDigest } from "./digest.ts";
+import { NullTransport } from "./null_transport.ts";
+import { storeReplicaLog } from "./replica_log.ts";
+import { ACK_LEVELS, type AckLevel, type ReplicaView, Shipper, TICK_MS } from "./shipper.ts";
+
+/** Read consistency levels. */
+export type Consistency = "local" | "causal" | "quorum";
+export const CONSISTENCY_LEVELS: readonly Consistency[] = ["local", "causal", "quorum"];
+
+/** Tombstones are looked at this often. */
+const TOMBSTONE_SWEEP_MS = 10_000;
+
+export interface ReplicationOptions {
+  store: Store;
+  transport?: PeerTransport;
+  members?: () => string[];
+  ackDefault?: AckLevel;
+  ackTimeoutMs?: number;
+  creditEntries?: number;
+  batchEntriesMax?: number;
+  batchBytesMax?: number;
+  clock?: Clock;
+  events?: EventBus;
+  logger?: Logger;
+}
+
+/** Parses `?ack=`; unknown levels are a 400 before anything is written. */
+export function parseAckLevel(raw: string | undefined, fallback: AckLevel): AckLevel {
+  if (raw === undefined || raw === "") return fallback;
+  if (!(ACK_LEVELS as readonly string[]).includes(raw)) {
+    throw new InputError(
+      "bad_query",
+      `Invalid query parameter ack=${JSON.stringify(raw)}: expected one of ${
+        ACK_LEVELS.join(", ")
+      }`,
+    );
+  }
+  return raw as AckLevel;
+}
+
+/** Parses `?consistency=`; unknown levels are a 400. */
+export function parseConsistency(raw: string | undefined): Consistency {
+  if (raw === undefined || raw === "") return "local";
+  if (!(CONSISTENCY_LEVELS as readonly string[]).includes(raw)) {
+    throw new InputError(
+      "bad_query",
+      `Invalid query parameter consistency=${JSON.stringify(raw)}: expected one of ${
+        CONSISTENCY_LEVELS.join(", ")
+      }`,
+    );
+  }
+  return raw as Consistency;
+}
+
+export class ReplicationService {
+  readonly shipper: Shipper;
+  readonly store: Store;
+  readonly ackDefault: AckLevel;
+  readonly ackTimeoutMs: number;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #causalWaiters = 0;
+
+  constructor(options: ReplicationOptions) {
+    this.store = options.store;
+    this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger ?? silentLogger;
+    this.ackDefault = options.ackDefault ?? "one";
+    this.ackTimeoutMs = options.ackTimeoutMs ?? ACK_TIMEOUT_MS_DEFAULT;
+    this.shipper = new Shipper({
+      log: storeReplicaLog(options.store),
+      transport: options.transport ?? new NullTransport(options.store.nodeId),
+      clock: this.#clock,
+      members: options.members,
+      creditEntries: options.creditEntries,
+      batchEntriesMax: options.batchEntriesMax,
+      batchBytesMax: options.batchBytesMax,
+      events: options.events,
+      logger: this.#logger,
+    });
+  }
+
+  start(): void {
+    this.shipper.start();
+    this.#timer = setInterval(() => this.shipper.tick(), TICK_MS);
+    this.#sweepTimer = setInterval(() => {
+      const removed = this.shipper.collectTombstones();
+      if (removed > 0) this.#logger.info("Collected tombstones", { removed });
+    }, TOMBSTONE_SWEEP_MS);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    clearInterval(this.#sweepTimer);
+    this.shipper.stop();
+  }
+
+  /** The causal token for everything this node holds now. */
+  token(): string {
+    return encodeToken(this.store.versionVector());
+  }
+
+  /** Waits for `level` on this node's write `seq`; AckTimeoutError (504) on timeout. */
+  async waitForAck(seq: number, level: AckLevel): Promise<number> {
+    if (level === "one") return 1;
+    return await this.shipper.waitForAck(seq, level, this.ackTimeoutMs, this.token());
+  }
+
+  /** Waits, bounded, until this node's version vector covers `vv`. */
+  async waitForCausal(vv: VersionVector): Promise<void> {
+    if (covers(this.store.versionVector(), vv)) return;
+    if (this.#causalWaiters >= WAITERS_MAX) {
+      throw new OverloadedError(
+        "overloaded",
+        "Cannot wait for a causal read: too many wait already; retry later",
+      );
+    }
+    this.#causalWaiters++;
+    const done = Promise.withResolvers<boolean>();
+    const off = this.store.onApply(() => {
+      if (covers(this.store.versionVector(), vv)) done.resolve(true);
+    });
+    const timer = setTimeout(() => done.resolve(false), this.ackTimeoutMs);
+    try {
+      if (!(await done.promise)) {
+        throw new ShanghaiError(
+          "timeout",
+          `Cannot read with consistency=causal: this node holds ${
+            encodeToken(this.store.versionVector()) || "nothing"
+          }, the token needs ${encodeToken(vv)}`,
+        );
+      }
+    } finally {
+      off();
+      clearTimeout(timer);
+      this.#causalWaiters--;
+    }
+  }
+
+  /** Reads `key` from a majority, returns the newest version and repairs stale replicas. */
+  readQuorum(key: string): Promise<Entry | null> {
+    return this.shipper.readQuorum(key, this.ackTimeoutMs);
+  }
+
+  replicas(): ReplicaView[] {
+    return this.shipper.replicas();
+  }
+
+  digest(): { digest: string; versionVector: VersionVector; keys: number } {
+    return {
+      digest: stateDigest(this.store.keyspace.records()),
+      versionVector: this.store.versionVector(),
+      keys: this.store.keyspace.size,
+    };
+  }
+
+  get nowMs(): number {
+    return this.#clock.nowMs();
+  }
+}
