@@ -27,6 +27,10 @@ export interface ReplicaLog {
   /** Durable entries from `fromLsn`; throws LsnCompactedError below the first retained LSN. */
   read(fromLsn: number, entriesMax: number, bytesMax: number): Promise<Entry[]>;
   versionVector(): VersionVector;
+  /**
+   * A clock reading that every later local write is above: advances the HLC to the wall
+   * clock (tombstone collection relies on it, so it is never just the last write's HLC).
+   */
   hlc(): number;
   /** Throws InputError when a peer's entry would be refused by applyRemote. */
   checkRemote(entry: EntryInput): void;
@@ -50,7 +54,7 @@ export function storeReplicaLog(store: Store): ReplicaLog {
     read: (fromLsn, entriesMax, bytesMax) =>
       store.wal.read(fromLsn, { limit: entriesMax, bytesMax }),
     versionVector: () => store.versionVector(),
-    hlc: () => store.hlc.last,
+    hlc: () => store.hlcNow(),
     checkRemote: (entry) => store.checkRemote(entry),
     applyRemote: (entry) => store.applyRemote(entry),
     onApply: (listener) => store.onApply((entry) => listener(entry)),

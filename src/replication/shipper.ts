@@ -74,6 +74,13 @@ export const ACK_LEVELS: readonly AckLevel[] = ["one", "quorum", "all"];
 
 /** How often the node calls tick(). */
 export const TICK_MS = 20;
+/**
+ * A follower reports its version vector and clock to each leader this often when they changed
+ * (and every STATUS_REFRESH_MS anyway), even with no batch to ack: quorum counts and tombstone
+ * collection need every member's view, and a quiet stream would otherwise leave it stale.
+ */
+export const STATUS_EVERY_MS = 1_000;
+export const STATUS_REFRESH_MS = 5_000;
 /** A tombstone must be this much older than every member's reported clock to be collected. */
 export const TOMBSTONE_GRACE_MS = 60_000;
 const HLC_PER_MS = 1024;
@@ -176,6 +183,7 @@ export class Shipper {
   #readId = 0;
   #pumpScheduled = false;
   #lastLag = new Map<string, number>();
+  #lastStatus = new Map<string, { atMs: number; vv: string }>();
   #unsubscribe: (() => void)[] = [];
   #stopped = false;
   /** Frames refused as malformed or out of order since start. */
@@ -807,12 +815,33 @@ export class Shipper {
         stats.windowStartMs = now;
       }
     }
+    this.#reportStatus(now);
     this.#checkWaiters();
     for (const [id, read] of this.#reads) {
       if (now >= read.deadlineMs) {
         this.#reads.delete(id);
         read.resolve(read.replies);
       }
+    }
+  }
+
+  #reportStatus(now: number): void {
+    let vvText: string | undefined;
+    for (const [peer, follower] of this.#followers) {
+      if (follower.session === 0) continue;
+      const last = this.#lastStatus.get(peer);
+      if (last && now - last.atMs < STATUS_EVERY_MS) continue;
+      vvText ??= JSON.stringify(this.log.versionVector());
+      if (last && last.vv === vvText && now - last.atMs < STATUS_REFRESH_MS) continue;
+      this.#lastStatus.set(peer, { atMs: now, vv: vvText });
+      this.transport.send(peer, MSG_ACK, {
+        v: REPL_PROTOCOL_VERSION,
+        session: follower.session,
+        ackedLsn: follower.cursor,
+        vv: this.log.versionVector(),
+        hlc: this.log.hlc(),
+        credit: this.#credit(),
+      });
     }
   }
 

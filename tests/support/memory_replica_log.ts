@@ -49,7 +49,7 @@ export class MemoryReplicaLog implements ReplicaLog {
   }
 
   hlc(): number {
-    return this.#hlc.last;
+    return this.#hlc.now(this.#clock.nowMs());
   }
 
   checkRemote(entry: EntryInput): void {

@@ -116,6 +116,11 @@ export class Store {
     return this.#snapshotLsn;
   }
 
+  /** An HLC reading at the wall clock: every later local write is above it. */
+  hlcNow(): number {
+    return this.hlc.now(this.#clock.nowMs());
+  }
+
   get conflicts(): number {
     return this.#conflicts;
   }

@@ -1,0 +1,131 @@
+import assert from "node:assert/strict";
+import type { Entry } from "../common/entry.ts";
+import { ProtocolError } from "../common/errors.ts";
+import {
+  decodeBatchEntries,
+  decodeSnapRecords,
+  encodeBatchRecords,
+  encodeSnapRecords,
+  parseAck,
+  parseBatch,
+  parseOpen,
+  parseOpened,
+} from "./frames.ts";
+
+function entry(lsn: number, seq: number): Entry {
+  return {
+    lsn,
+    origin: "n1",
+    seq,
+    hlc: 1000 + seq,
+    op: "put",
+    key: `k${seq}`,
+    value: new Uint8Array([seq]),
+    contentType: "application/octet-stream",
+    prevHlc: 0,
+    prevOrigin: "",
+  };
+}
+
+Deno.test("batch frames round-trip their entries", () => {
+  const entries = [entry(3, 1), entry(5, 2)];
+  const records = encodeBatchRecords(entries);
+  const frame = parseBatch({
+    v: 1,
+    session: 1,
+    startLsn: 1,
+    fromLsn: 3,
+    toLsn: 6,
+    count: 2,
+    records,
+  });
+  assert.deepEqual(decodeBatchEntries(frame), entries);
+});
+
+Deno.test("malformed frames are refused with ProtocolError", () => {
+  const good = encodeBatchRecords([entry(3, 1), entry(5, 2)]);
+  const flipped = good.slice();
+  flipped[20] ^= 0xff;
+  const batchCases: unknown[] = [
+    null,
+    [],
+    "batch",
+    { v: 2, session: 1, startLsn: 1, fromLsn: 3, toLsn: 6, count: 2, records: good },
+    { v: 1, session: -1, startLsn: 1, fromLsn: 3, toLsn: 6, count: 2, records: good },
+    { v: 1, session: 1, startLsn: 1, fromLsn: 7, toLsn: 6, count: 0, records: new Uint8Array() },
+    { v: 1, session: 1, startLsn: 1, fromLsn: 3, toLsn: 6, count: 9, records: good },
+    { v: 1, session: 1, startLsn: 1, fromLsn: 3, toLsn: 6, count: 2, records: "bytes" },
+    { v: 1, session: 1.5, startLsn: 1, fromLsn: 3, toLsn: 6, count: 2, records: good },
+  ];
+  for (const body of batchCases) {
+    assert.throws(() => parseBatch(body), ProtocolError, JSON.stringify(body));
+  }
+  const entryCases = [
+    { records: flipped, count: 2, fromLsn: 3, toLsn: 6 }, // CRC mismatch
+    { records: good.subarray(0, good.length - 1), count: 2, fromLsn: 3, toLsn: 6 }, // torn
+    { records: good, count: 1, fromLsn: 3, toLsn: 6 }, // count disagrees
+    { records: good, count: 2, fromLsn: 4, toLsn: 6 }, // LSN below the range
+    { records: good, count: 2, fromLsn: 3, toLsn: 4 }, // LSN above the range
+    { records: encodeBatchRecords([entry(5, 2), entry(3, 1)]), count: 2, fromLsn: 3, toLsn: 6 }, // out of order
+  ];
+  for (const c of entryCases) {
+    const frame = { v: 1, session: 1, startLsn: 1, ...c };
+    assert.throws(() => decodeBatchEntries(frame), ProtocolError, JSON.stringify(c.fromLsn));
+  }
+  // Every prefix of a good batch is refused, never half-decoded.
+  for (let cut = 1; cut < good.length; cut++) {
+    const frame = {
+      v: 1,
+      session: 1,
+      startLsn: 1,
+      fromLsn: 3,
+      toLsn: 6,
+      count: 2,
+      records: good.subarray(0, cut),
+    };
+    assert.throws(() => decodeBatchEntries(frame), ProtocolError);
+  }
+  assert.throws(() => parseOpen({ v: 1, session: 1, firstLsn: "1", lastLsn: 0 }), ProtocolError);
+  assert.throws(
+    () => parseOpened({ v: 1, session: 1, cursor: 0, vv: { "": 1 }, credit: 1 }),
+    ProtocolError,
+  );
+  assert.throws(
+    () => parseOpened({ v: 1, session: 1, cursor: 0, vv: [], credit: 1 }),
+    ProtocolError,
+  );
+  assert.throws(
+    () => parseAck({ v: 1, session: 1, ackedLsn: 0, vv: {}, hlc: 0, credit: 1e9 }),
+    ProtocolError,
+  );
+  assert.throws(
+    () => decodeSnapRecords(new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0, 0])),
+    ProtocolError,
+  );
+});
+
+Deno.test("snapshot chunks round-trip records, tombstones included", () => {
+  const records: [string, import("../storage/kv/keyspace.ts").KeyRecord][] = [
+    ["a", {
+      value: new Uint8Array([1]),
+      contentType: "x",
+      hlc: 5,
+      origin: "n1",
+      seq: 1,
+      lsn: 0,
+      prevHlc: 0,
+      prevOrigin: "",
+    }],
+    ["b", {
+      value: null,
+      contentType: "",
+      hlc: 6,
+      origin: "n2",
+      seq: 4,
+      lsn: 0,
+      prevHlc: 2,
+      prevOrigin: "n1",
+    }],
+  ];
+  assert.deepEqual(decodeSnapRecords(encodeSnapRecords(records)), records);
+});

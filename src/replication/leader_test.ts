@@ -1,0 +1,126 @@
+import assert from "node:assert/strict";
+import { LeaderStream, type LeaderWork } from "./leader.ts";
+import { MSG_OPEN } from "./frames.ts";
+
+function stream(): LeaderStream {
+  return new LeaderStream({
+    peerId: "n2",
+    sessionBase: 1000,
+    batchEntriesMax: 10,
+    batchBytesMax: 1 << 20,
+    windowBytesMax: 1 << 20,
+    windowBatchesMax: 8,
+    creditEntries: 100,
+    resendAfterMs: 500,
+    snapshotChunksInflightMax: 2,
+  });
+}
+
+function only<K extends LeaderWork["kind"]>(
+  work: LeaderWork[],
+  kind: K,
+): Extract<LeaderWork, { kind: K }> {
+  assert.equal(work.length, 1, JSON.stringify(work));
+  assert.equal(work[0].kind, kind);
+  return work[0] as Extract<LeaderWork, { kind: K }>;
+}
+
+const opened = (session: number, cursor: number, credit = 100) => ({
+  v: 1,
+  session,
+  cursor,
+  vv: {},
+  credit,
+});
+const ack = (session: number, ackedLsn: number, credit = 100) => ({
+  v: 1,
+  session,
+  ackedLsn,
+  vv: {},
+  hlc: 1,
+  credit,
+});
+
+Deno.test("LeaderStream opens, resumes from the follower's cursor, and pauses at zero credit", () => {
+  const leader = stream();
+  const log = { firstLsn: 1, lastLsn: 50 };
+  leader.onPeerUp(0, log);
+  const open = only(leader.drain(), "send");
+  assert.equal(open.type, MSG_OPEN);
+  const session = leader.session;
+  assert.equal(leader.onOpened(opened(session, 20, 15), 1, log), true);
+  leader.poll(1, log);
+  const read = only(leader.drain(), "read");
+  assert.equal(read.fromLsn, 21);
+  assert.equal(read.entriesMax, 10);
+  // Only one read at a time.
+  leader.poll(1, log);
+  assert.equal(leader.drain().length, 0);
+  assert.deepEqual(leader.onRead(session, 21, 30, 10, 1000), {
+    session,
+    startLsn: 21,
+    fromLsn: 21,
+    toLsn: 30,
+  });
+  leader.poll(2, log);
+  const second = only(leader.drain(), "read");
+  assert.equal(second.entriesMax, 5); // credit 15, 10 in flight
+  leader.onRead(session, 31, 35, 5, 500);
+  assert.equal(leader.status, "paused");
+  leader.poll(3, log);
+  assert.equal(leader.drain().length, 0);
+  assert.equal(leader.onAck(ack(session, 30), 4), 10);
+  assert.equal(leader.matchLsn, 30);
+  assert.equal(leader.status, "replicating");
+});
+
+Deno.test("LeaderStream refuses stale, behind and ahead acks, and reopens a stalled stream", () => {
+  const leader = stream();
+  const log = { firstLsn: 1, lastLsn: 50 };
+  leader.onPeerUp(0, log);
+  leader.drain();
+  const session = leader.session;
+  leader.onOpened(opened(session, 0), 0, log);
+  leader.poll(0, log);
+  leader.drain();
+  leader.onRead(session, 1, 10, 10, 100);
+  assert.equal(leader.onAck(ack(session - 1, 5), 1), undefined);
+  assert.equal(leader.onAck(ack(session, 11), 1), undefined);
+  assert.equal(leader.onAck(ack(session, 5), 1), 5);
+  assert.equal(leader.onAck(ack(session, 4), 1), undefined);
+  leader.tick(400, log);
+  assert.equal(leader.drain().length, 0);
+  leader.tick(501, log);
+  const reopen = only(leader.drain(), "send");
+  assert.equal(reopen.type, MSG_OPEN);
+  assert.ok(leader.session > session);
+  // The new session resumes after what was acknowledged.
+  leader.onOpened(opened(leader.session, 0), 502, log);
+  leader.poll(502, log);
+  assert.equal(only(leader.drain(), "read").fromLsn, 6);
+});
+
+Deno.test("LeaderStream ships a snapshot when retention removed the follower's point, then the tail", () => {
+  const leader = stream();
+  const log = { firstLsn: 40, lastLsn: 50 };
+  leader.onPeerUp(0, log);
+  leader.drain();
+  const session = leader.session;
+  leader.onOpened(opened(session, 10), 0, log);
+  assert.equal(only(leader.drain(), "snapshot").session, session);
+  assert.equal(leader.status, "snapshot");
+  leader.onSnapshotReady(session, 50, 3);
+  leader.poll(1, log);
+  const chunks = leader.drain();
+  assert.deepEqual(chunks.map((w) => w.kind === "sendChunk" && w.index), [0, 1]);
+  assert.equal(leader.onSnapAck({ v: 1, session, index: 1 }, 2), true);
+  assert.equal(leader.onSnapAck({ v: 1, session, index: 1 }, 2), false);
+  leader.poll(2, log);
+  assert.deepEqual(leader.drain().map((w) => w.kind === "sendChunk" && w.index), [2]);
+  leader.onSnapAck({ v: 1, session, index: 2 }, 3);
+  assert.equal(only(leader.drain(), "snapshotDone").session, session);
+  assert.equal(leader.matchLsn, 50);
+  assert.equal(leader.status, "replicating");
+  leader.poll(3, { firstLsn: 40, lastLsn: 55 });
+  assert.equal(only(leader.drain(), "read").fromLsn, 51);
+});
