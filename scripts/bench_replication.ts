@@ -1,0 +1,512 @@
+/**
+ * Replication benchmark: 3 Shanghai nodes on loopback, 1 KiB values.
+ *
+ * - write ops/s, p50, p99 at ack=one|quorum|all with 10 and 50 clients (spread over the nodes),
+ *   and ack=one on a single node for reference;
+ * - replication delay (acknowledged at A -> applied at B, seen on B's change feed), p50/p99,
+ *   at half the maximum write rate;
+ * - catch-up rate of a node that was down for 100,000 writes;
+ * - leader RSS while a follower is SIGSTOPped under full load, and catch-up after SIGCONT;
+ * - the same write load on a 3-member etcd cluster (HTTP gateway /v3/kv/put) and a 3-replica
+ *   NATS JetStream file stream (publish with ack), with ratios.
+ *
+ * Run: deno task bench:replication   (BENCH_SECONDS=5, CATCHUP_WRITES=100000, STALL_SECONDS=30,
+ *      BENCH_ONLY=shanghai,etcd,nats to run a subset)
+ *
+ * @module
+ */
+import { type NodeProcess, spawnNode } from "../tests/support/node_process.ts";
+import {
+  freePort,
+  type LoadResult,
+  NatsClient,
+  percentile,
+  rssBytes,
+  runLoad,
+  waitUntil,
+} from "./_bench_load.ts";
+
+const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 5);
+const DURATION_MS = SECONDS * 1000;
+const CATCHUP_WRITES = Number(Deno.env.get("CATCHUP_WRITES") ?? 100_000);
+const STALL_SECONDS = Number(Deno.env.get("STALL_SECONDS") ?? 30);
+const ONLY = new Set((Deno.env.get("BENCH_ONLY") ?? "shanghai,etcd,nats").split(","));
+const OPS_MAX = 2_000_000;
+const VALUE = crypto.getRandomValues(new Uint8Array(1024));
+const CLIENTS = [10, 50];
+
+const rows: string[][] = [];
+const notes: string[] = [];
+const tempDirs: string[] = [];
+const children: { kill(): void }[] = [];
+
+function fmt(n: number, digits = 0): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : "n/a";
+}
+
+function addRow(system: string, mode: string, clients: number, r: LoadResult): void {
+  rows.push([
+    system,
+    mode,
+    String(clients),
+    fmt(r.opsPerSec),
+    fmt(r.p50Ms, 2),
+    fmt(r.p99Ms, 2),
+    String(r.errors),
+  ]);
+  console.error(
+    `${system} ${mode} c=${clients}: ${fmt(r.opsPerSec)} ops/s p50 ${fmt(r.p50Ms, 2)} p99 ${
+      fmt(r.p99Ms, 2)
+    } errors ${r.errors}${r.firstError ? ` (${r.firstError})` : ""}`,
+  );
+}
+
+async function tempDir(prefix: string): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix });
+  tempDirs.push(dir);
+  return dir;
+}
+
+// ---- Shanghai ---------------------------------------------------------------------------------
+
+async function json(addr: string, path: string): Promise<Record<string, unknown>> {
+  const response = await fetch(`http://${addr}${path}`);
+  return await response.json();
+}
+
+async function putKv(addr: string, key: string, ack: string): Promise<void> {
+  const response = await fetch(`http://${addr}/v1/kv/${key}?ack=${ack}`, {
+    method: "PUT",
+    headers: { "content-type": "application/octet-stream" },
+    body: VALUE,
+  });
+  const body = await response.text();
+  if (response.status !== 200) throw new Error(`${response.status} ${body.slice(0, 200)}`);
+}
+
+async function startShanghai(
+  id: string,
+  dataDir: string,
+  seed?: NodeProcess,
+): Promise<NodeProcess> {
+  const node = await spawnNode({
+    dataDir,
+    args: [
+      "--node-id",
+      id,
+      "--log-level",
+      "info",
+      ...(seed ? ["--join", `127.0.0.1:${seed.nodePort}`] : []),
+    ],
+  });
+  children.push({ kill: () => node.kill("SIGKILL") });
+  return node;
+}
+
+async function allReplicating(nodes: NodeProcess[]): Promise<boolean> {
+  for (const node of nodes) {
+    const view = await json(node.addr, "/v1/replicas");
+    const replicas = view.replicas as { status: string }[];
+    if (
+      replicas.length !== nodes.length - 1 ||
+      replicas.some((r) => r.status === "down" || r.status === "opening")
+    ) return false;
+  }
+  return true;
+}
+
+async function converged(nodes: NodeProcess[]): Promise<boolean> {
+  const digests = await Promise.all(nodes.map((n) => json(n.addr, "/v1/digest")));
+  return digests.every((d) => d.digest === digests[0].digest);
+}
+
+async function benchShanghai(): Promise<void> {
+  // Single node reference.
+  const soloDir = await tempDir("bench-solo-");
+  const solo = await startShanghai("solo", soloDir);
+  const single: Record<number, LoadResult> = {};
+  for (const clients of CLIENTS) {
+    single[clients] = await runLoad(
+      clients,
+      DURATION_MS,
+      OPS_MAX,
+      (_w, i) => putKv(solo.addr, `solo-${clients}-${i}`, "one"),
+    );
+    addRow("shanghai, 1 node", "ack=one", clients, single[clients]);
+  }
+  await solo.stop();
+
+  const dirs = [await tempDir("bench-n1-"), await tempDir("bench-n2-"), await tempDir("bench-n3-")];
+  const n1 = await startShanghai("n1", dirs[0]);
+  const n2 = await startShanghai("n2", dirs[1], n1);
+  let n3 = await startShanghai("n3", dirs[2], n1);
+  const nodes = [n1, n2, n3];
+  await waitUntil("3 nodes replicating", () => allReplicating(nodes), 30_000);
+
+  const results: Record<string, LoadResult> = {};
+  for (const ack of ["one", "quorum", "all"]) {
+    for (const clients of CLIENTS) {
+      const r = await runLoad(
+        clients,
+        DURATION_MS,
+        OPS_MAX,
+        (w, i) => putKv(nodes[w % 3].addr, `w-${ack}-${clients}-${i}`, ack),
+      );
+      results[`${ack}/${clients}`] = r;
+      addRow("shanghai, 3 nodes", `ack=${ack}`, clients, r);
+    }
+  }
+  for (const clients of CLIENTS) {
+    notes.push(
+      `shanghai ack=one (3 nodes) / single node at ${clients} clients: ${
+        fmt(results[`one/${clients}`].opsPerSec / single[clients].opsPerSec, 2)
+      }`,
+    );
+  }
+  await waitUntil("convergence after the write phase", () => converged(nodes), 120_000);
+
+  // Replication delay at half the maximum write rate: A's ack time -> B's change feed.
+  const maxRate = Math.max(...CLIENTS.map((c) => results[`one/${c}`].opsPerSec));
+  const rate = maxRate / 2;
+  const feedFrom = Number((await json(n2.addr, "/v1/status")).lastLsn) + 1;
+  const arrivals = new Map<string, number>();
+  const feedAbort = new AbortController();
+  const feed = fetch(`http://${n2.addr}/v1/changes?from=${feedFrom}`, { signal: feedAbort.signal })
+    .then(async (response) => {
+      const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let buffered = "";
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        buffered += value;
+        let nl;
+        while ((nl = buffered.indexOf("\n")) >= 0) {
+          const line = buffered.slice(0, nl);
+          buffered = buffered.slice(nl + 1);
+          const match = /"key":"(d-\d+)"/.exec(line);
+          if (match) arrivals.set(match[1], performance.now());
+        }
+      }
+    }).catch(() => {});
+  const acked = new Map<string, number>();
+  const delayWrites = Math.min(Math.round(rate * SECONDS), 50_000);
+  const startedAt = performance.now();
+  const inflight = new Set<Promise<void>>();
+  for (let i = 0; i < delayWrites; i++) {
+    const due = startedAt + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    while (inflight.size >= 50) await Promise.race(inflight);
+    const key = `d-${i}`;
+    const p = putKv(n1.addr, key, "one").then(() => {
+      acked.set(key, performance.now());
+    }).catch(() => {}).finally(() => inflight.delete(p));
+    inflight.add(p);
+  }
+  await Promise.all(inflight);
+  await waitUntil(
+    "the feed to show every delay write",
+    () => Promise.resolve(arrivals.size >= acked.size),
+    60_000,
+  ).catch(() => {});
+  feedAbort.abort();
+  await feed;
+  const delays = [...acked].filter(([k]) => arrivals.has(k)).map(([k, t]) => arrivals.get(k)! - t)
+    .sort((a, b) => a - b);
+  const achieved = delayWrites / ((performance.now() - startedAt) / 1000);
+  rows.push([
+    "shanghai, 3 nodes",
+    `replication delay A->B at ~${fmt(rate)} writes/s (achieved ${fmt(achieved)})`,
+    "-",
+    "-",
+    fmt(percentile(delays, 0.5), 2),
+    fmt(percentile(delays, 0.99), 2),
+    String(acked.size - delays.length),
+  ]);
+  console.error(
+    `delay p50 ${fmt(percentile(delays, 0.5), 2)} p99 ${
+      fmt(percentile(delays, 0.99), 2)
+    } over ${delays.length} writes`,
+  );
+
+  // Catch-up: n3 is down while CATCHUP_WRITES land on n1 and n2.
+  await n3.stop();
+  const catchupLoad = await runLoad(
+    50,
+    600_000,
+    CATCHUP_WRITES,
+    (w, i) => putKv((w % 2 ? n2 : n1).addr, `c-${i}`, "one"),
+  );
+  console.error(
+    `catch-up load: ${catchupLoad.ops} writes while n3 was down (${catchupLoad.errors} errors)`,
+  );
+  const target = await json(n1.addr, "/v1/digest");
+  const restarted = performance.now();
+  n3 = await startShanghai("n3", dirs[2], n1);
+  nodes[2] = n3;
+  const vvTarget = target.versionVector as Record<string, number>;
+  const caughtUpMs = await waitUntil("n3 to catch up", async () => {
+    const vv = (await json(n3.addr, "/v1/digest")).versionVector as Record<string, number>;
+    return Object.entries(vvTarget).every(([o, s]) => (vv[o] ?? 0) >= s);
+  }, 600_000) + 0;
+  const totalMs = performance.now() - restarted;
+  rows.push([
+    "shanghai, 3 nodes",
+    `catch-up after ${catchupLoad.ops} missed writes`,
+    "-",
+    fmt(catchupLoad.ops / (caughtUpMs / 1000)) + " entries/s",
+    "-",
+    "-",
+    "0",
+  ]);
+  notes.push(
+    `catch-up: ${catchupLoad.ops} entries in ${
+      fmt(caughtUpMs)
+    } ms after the restarted node was ready (${fmt(totalMs)} ms including its start)`,
+  );
+
+  // SIGSTOP a follower under full load; measure the leaders' RSS.
+  await waitUntil("3 nodes replicating again", () => allReplicating(nodes), 60_000);
+  const pid1 = n1.child.pid;
+  const pid2 = n2.child.pid;
+  const baseline = Math.max(await rssBytes(pid1), await rssBytes(pid2));
+  let peak = baseline;
+  n3.child.kill("SIGSTOP");
+  const sampler = setInterval(async () => {
+    try {
+      peak = Math.max(peak, await rssBytes(pid1), await rssBytes(pid2));
+    } catch { /* exited */ }
+  }, 250);
+  const stallLoad = await runLoad(
+    50,
+    STALL_SECONDS * 1000,
+    OPS_MAX,
+    (w, i) => putKv((w % 2 ? n2 : n1).addr, `s-${i}`, "one"),
+  );
+  clearInterval(sampler);
+  peak = Math.max(peak, await rssBytes(pid1), await rssBytes(pid2));
+  const stalledTarget = (await json(n1.addr, "/v1/digest")).versionVector as Record<string, number>;
+  n3.child.kill("SIGCONT");
+  const resumeMs = await waitUntil("n3 to catch up after SIGCONT", async () => {
+    const vv = (await json(n3.addr, "/v1/digest")).versionVector as Record<string, number>;
+    return Object.entries(stalledTarget).every(([o, s]) => (vv[o] ?? 0) >= s);
+  }, 600_000);
+  rows.push([
+    "shanghai, 3 nodes",
+    `follower SIGSTOPped ${STALL_SECONDS} s under load (${fmt(stallLoad.opsPerSec)} writes/s)`,
+    "50",
+    `leader RSS +${fmt((peak - baseline) / 1048576, 1)} MiB`,
+    "-",
+    "-",
+    String(stallLoad.errors),
+  ]);
+  notes.push(
+    `SIGSTOP: leader RSS baseline ${fmt(baseline / 1048576, 1)} MiB, peak ${
+      fmt(peak / 1048576, 1)
+    } MiB; ${stallLoad.ops} writes during the stall; caught up ${fmt(resumeMs)} ms after SIGCONT (${
+      fmt(stallLoad.ops / (resumeMs / 1000))
+    } entries/s)`,
+  );
+  await waitUntil("final convergence", () => converged(nodes), 300_000);
+  notes.push("final digests equal on all 3 nodes");
+  for (const n of nodes) await n.stop();
+  shanghaiQuorum50 = results["quorum/50"].opsPerSec;
+  shanghaiByMode = results;
+}
+
+let shanghaiQuorum50 = NaN;
+let shanghaiByMode: Record<string, LoadResult> = {};
+const etcdByClients: Record<number, LoadResult> = {};
+const natsByClients: Record<number, LoadResult> = {};
+
+// ---- etcd -------------------------------------------------------------------------------------
+
+async function benchEtcd(): Promise<void> {
+  const names = ["e1", "e2", "e3"];
+  const clientPorts = names.map(() => freePort());
+  const peerPorts = names.map(() => freePort());
+  const initial = names.map((n, i) => `${n}=http://127.0.0.1:${peerPorts[i]}`).join(",");
+  const procs: Deno.ChildProcess[] = [];
+  for (let i = 0; i < 3; i++) {
+    const dir = await tempDir(`bench-etcd-${names[i]}-`);
+    const child = new Deno.Command("etcd", {
+      args: [
+        "--name",
+        names[i],
+        "--data-dir",
+        dir,
+        "--listen-client-urls",
+        `http://127.0.0.1:${clientPorts[i]}`,
+        "--advertise-client-urls",
+        `http://127.0.0.1:${clientPorts[i]}`,
+        "--listen-peer-urls",
+        `http://127.0.0.1:${peerPorts[i]}`,
+        "--initial-advertise-peer-urls",
+        `http://127.0.0.1:${peerPorts[i]}`,
+        "--initial-cluster",
+        initial,
+        "--initial-cluster-state",
+        "new",
+        "--initial-cluster-token",
+        "bench",
+        "--log-level",
+        "error",
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    procs.push(child);
+    children.push({ kill: () => child.kill("SIGKILL") });
+  }
+  const key = btoa("probe");
+  await waitUntil("etcd to take writes", async () => {
+    const r = await fetch(`http://127.0.0.1:${clientPorts[0]}/v3/kv/put`, {
+      method: "POST",
+      body: JSON.stringify({ key, value: key }),
+    });
+    await r.text();
+    return r.ok;
+  }, 30_000);
+  const value = btoa(String.fromCharCode(...VALUE));
+  for (const clients of CLIENTS) {
+    const r = await runLoad(clients, DURATION_MS, OPS_MAX, async (w, i) => {
+      const response = await fetch(`http://127.0.0.1:${clientPorts[w % 3]}/v3/kv/put`, {
+        method: "POST",
+        body: JSON.stringify({ key: btoa(`w-${clients}-${i}`), value }),
+      });
+      const body = await response.text();
+      if (!response.ok) throw new Error(`${response.status} ${body.slice(0, 200)}`);
+    });
+    etcdByClients[clients] = r;
+    addRow("etcd 3.4, 3 members", "put (HTTP gateway)", clients, r);
+  }
+  for (const p of procs) {
+    p.kill("SIGTERM");
+    await p.status;
+  }
+}
+
+// ---- NATS JetStream ---------------------------------------------------------------------------
+
+async function benchNats(): Promise<void> {
+  const names = ["s1", "s2", "s3"];
+  const clientPorts = names.map(() => freePort());
+  const routePorts = names.map(() => freePort());
+  const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`).join(",");
+  const procs: Deno.ChildProcess[] = [];
+  for (let i = 0; i < 3; i++) {
+    const dir = await tempDir(`bench-nats-${names[i]}-`);
+    const child = new Deno.Command("nats-server", {
+      args: [
+        "-a",
+        "127.0.0.1",
+        "-p",
+        String(clientPorts[i]),
+        "-js",
+        "-sd",
+        dir,
+        "-n",
+        names[i],
+        "--cluster_name",
+        "bench",
+        "--cluster",
+        `nats://127.0.0.1:${routePorts[i]}`,
+        "--routes",
+        routes,
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    procs.push(child);
+    children.push({ kill: () => child.kill("SIGKILL") });
+  }
+  const admin = await waitUntil("nats to accept connections", async () => {
+    (await NatsClient.connect(clientPorts[0])).close();
+    return true;
+  }, 30_000).then(() => NatsClient.connect(clientPorts[0]));
+  const config = JSON.stringify({
+    name: "BENCH",
+    subjects: ["bench.>"],
+    storage: "file",
+    num_replicas: 3,
+  });
+  await waitUntil("the JetStream stream to be created", async () => {
+    const reply = await Promise.race([
+      admin.request("$JS.API.STREAM.CREATE.BENCH", new TextEncoder().encode(config)),
+      new Promise<string>((r) => setTimeout(() => r("timeout"), 2000)),
+    ]);
+    return reply.includes('"config"') || reply.includes("already in use");
+  }, 60_000);
+  await waitUntil("the stream to take publishes", async () => {
+    const reply = await Promise.race([
+      admin.request("bench.probe", VALUE),
+      new Promise<string>((r) => setTimeout(() => r("timeout"), 2000)),
+    ]);
+    return reply.includes('"seq"');
+  }, 30_000);
+  admin.close();
+  for (const clients of CLIENTS) {
+    const conns = await Promise.all(
+      Array.from({ length: clients }, (_, w) => NatsClient.connect(clientPorts[w % 3])),
+    );
+    const r = await runLoad(clients, DURATION_MS, OPS_MAX, async (w, i) => {
+      const reply = await conns[w].request(`bench.w${clients}.${i}`, VALUE);
+      if (!reply.includes('"seq"')) throw new Error(reply.slice(0, 200));
+    });
+    for (const c of conns) c.close();
+    natsByClients[clients] = r;
+    addRow("NATS 2.9 JetStream, R3 file", "publish with ack", clients, r);
+  }
+  for (const p of procs) {
+    p.kill("SIGTERM");
+    await p.status;
+  }
+}
+
+// ---- main -------------------------------------------------------------------------------------
+
+try {
+  if (ONLY.has("etcd")) await benchEtcd();
+  if (ONLY.has("nats")) await benchNats();
+  if (ONLY.has("shanghai")) await benchShanghai();
+} finally {
+  for (const c of children) {
+    try {
+      c.kill();
+    } catch { /* exited */ }
+  }
+  for (const dir of tempDirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
+}
+
+for (const clients of CLIENTS) {
+  for (const ack of ["one", "quorum", "all"]) {
+    const s = shanghaiByMode[`${ack}/${clients}`]?.opsPerSec;
+    if (s === undefined) continue;
+    if (etcdByClients[clients]) {
+      notes.push(
+        `ack=${ack}, ${clients} clients: ${fmt(s / etcdByClients[clients].opsPerSec, 2)}x etcd`,
+      );
+    }
+    if (natsByClients[clients]) {
+      notes.push(
+        `ack=${ack}, ${clients} clients: ${
+          fmt(s / natsByClients[clients].opsPerSec, 2)
+        }x NATS JetStream`,
+      );
+    }
+  }
+}
+void shanghaiQuorum50;
+
+const header = ["system", "mode", "clients", "ops/s", "p50 ms", "p99 ms", "errors"];
+console.log(
+  `## Replication benchmark (${SECONDS} s per row, 1 KiB values, loopback, ${navigator.hardwareConcurrency} cores)\n`,
+);
+console.log(`| ${header.join(" | ")} |`);
+console.log(`| ${header.map(() => "---").join(" | ")} |`);
+for (const row of rows) console.log(`| ${row.join(" | ")} |`);
+console.log("");
+for (const note of notes) console.log(`- ${note}`);
+console.log(
+  `\nReproduce: deno task bench:replication  (BENCH_SECONDS=${SECONDS} CATCHUP_WRITES=${CATCHUP_WRITES} STALL_SECONDS=${STALL_SECONDS})`,
+);
