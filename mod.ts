@@ -15,13 +15,31 @@
  *
  * @module
  */
-export { type BatchInfo, type EntryInput, LsnCompactedError, type SegmentInfo, Wal, type WalOptions } from "./src/storage/wal/wal.ts";
+export {
+  type BatchInfo,
+  type EntryInput,
+  LsnCompactedError,
+  type SegmentInfo,
+  Wal,
+  type WalOptions,
+} from "./src/storage/wal/wal.ts";
 export { Store, type StoreOptions, type WriteResult } from "./src/storage/kv/store.ts";
-export { type ConflictResolver, type KeyRecord, Keyspace, lastWriterWins } from "./src/storage/kv/keyspace.ts";
-export { compareVersions, type Entry, type Op, type Version, type VersionVector } from "./src/common/entry.ts";
+export {
+  type ConflictResolver,
+  type KeyRecord,
+  Keyspace,
+  lastWriterWins,
+} from "./src/storage/kv/keyspace.ts";
+export {
+  compareVersions,
+  type Entry,
+  type Op,
+  type Version,
+  type VersionVector,
+} from "./src/common/entry.ts";
 export * from "./src/common/errors.ts";
 export * as limits from "./src/common/limits.ts";
-export { type EventMap, type EventName, EventBus } from "./src/telemetry/events.ts";
+export { EventBus, type EventMap, type EventName } from "./src/telemetry/events.ts";
 export { createLogger, type Logger } from "./src/telemetry/log.ts";
 export { type NodeConfig, resolveConfig } from "./src/node/config.ts";
 export { ShanghaiNode } from "./src/node/node.ts";

@@ -51,7 +51,11 @@ export async function run(args: string[], io: CliIo = denoIo): Promise<number> {
   if (!command) {
     const group = Object.keys(COMMANDS).filter((n) => n.startsWith(`${first} `));
     if (group.length > 0) {
-      io.err(`Unknown '${first}' command ${JSON.stringify(rest[0] ?? "")}: expected one of ${group.join(", ")}`);
+      io.err(
+        `Unknown '${first}' command ${JSON.stringify(rest[0] ?? "")}: expected one of ${
+          group.join(", ")
+        }`,
+      );
     } else {
       io.err(`Unknown command ${JSON.stringify(first)}; run 'shanghai --help'`);
     }

@@ -53,6 +53,12 @@ export const RETAIN_BYTES_DEFAULT = 256 * MiB;
 /** HLC: the logical counter lives in the low bits of one safe integer. */
 export const HLC_LOGICAL_BITS = 10;
 
-invariant(RECORD_BYTES_MAX <= SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES, "A record must fit in one segment");
-invariant(BATCH_BYTES_DEFAULT >= RECORD_HEADER_BYTES + VALUE_BYTES_DEFAULT, "A batch must admit one full default record");
+invariant(
+  RECORD_BYTES_MAX <= SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES,
+  "A record must fit in one segment",
+);
+invariant(
+  BATCH_BYTES_DEFAULT >= RECORD_HEADER_BYTES + VALUE_BYTES_DEFAULT,
+  "A batch must admit one full default record",
+);
 invariant(PENDING_BYTES_MAX >= RECORD_BYTES_MAX, "The pending queue must admit one full record");

@@ -58,21 +58,142 @@ export interface SettingSpec {
 }
 
 export const SETTINGS: readonly SettingSpec[] = [
-  { key: "nodeId", flag: "node-id", env: "SHANGHAI_NODE_ID", kind: "string", help: "Stable node id (default: the one stored in the data directory, else generated)" },
-  { key: "host", flag: "host", env: "SHANGHAI_HOST", kind: "string", default: "127.0.0.1", help: "Address to listen on and advertise" },
-  { key: "port", flag: "port", env: "SHANGHAI_PORT", kind: "int", default: 4000, min: 0, max: 65535, help: "Node-to-node TCP port (0 picks a free one)" },
-  { key: "adminPort", flag: "admin-port", env: "SHANGHAI_ADMIN_PORT", kind: "int", default: 9090, min: 0, max: 65535, help: "HTTP port for data, admin, /metrics, /health, /ready" },
-  { key: "dataDir", flag: "data-dir", env: "SHANGHAI_DATA_DIR", kind: "string", default: "./data", help: "Data directory (identity, snapshots, and the WAL unless --wal-dir)" },
-  { key: "walDir", flag: "wal-dir", env: "SHANGHAI_WAL_DIR", kind: "string", help: "WAL directory (default: <data-dir>/wal)" },
-  { key: "join", flag: "join", env: "SHANGHAI_CLUSTER_NODES", kind: "list", default: [], help: "Seed members to join, host:port[,host:port]" },
-  { key: "valueBytesMax", flag: "value-bytes-max", env: "SHANGHAI_VALUE_BYTES_MAX", kind: "int", default: VALUE_BYTES_DEFAULT, min: 1, max: VALUE_BYTES_MAX, help: "Largest value or log entry accepted, in bytes" },
-  { key: "segmentBytes", flag: "segment-bytes", env: "SHANGHAI_SEGMENT_BYTES", kind: "int", default: SEGMENT_BYTES_DEFAULT, min: SEGMENT_BYTES_MIN, max: SEGMENT_BYTES_MAX, help: "WAL segment size before rotation" },
-  { key: "batchEntriesMax", flag: "batch-entries-max", env: "SHANGHAI_BATCH_ENTRIES_MAX", kind: "int", default: BATCH_ENTRIES_DEFAULT, min: 1, max: BATCH_ENTRIES_MAX, help: "Most entries in one group commit" },
-  { key: "batchBytesMax", flag: "batch-bytes-max", env: "SHANGHAI_BATCH_BYTES_MAX", kind: "int", default: BATCH_BYTES_DEFAULT, min: 64 * 1024, max: 64 * MiB, help: "Most bytes in one group commit" },
-  { key: "snapshotEveryBytes", flag: "snapshot-every-bytes", env: "SHANGHAI_SNAPSHOT_EVERY_BYTES", kind: "int", default: SNAPSHOT_EVERY_BYTES_DEFAULT, min: 0, max: 64 * GiB, help: "Snapshot after this many WAL bytes (0: only at shutdown)" },
-  { key: "retainBytes", flag: "retain-bytes", env: "SHANGHAI_RETAIN_BYTES", kind: "int", default: RETAIN_BYTES_DEFAULT, min: 0, max: 1024 * GiB, help: "WAL kept behind the newest snapshot for catch-up" },
-  { key: "logLevel", flag: "log-level", env: "SHANGHAI_LOG_LEVEL", kind: "enum", default: "info", values: ["debug", "info", "warn", "error"], help: "Log level" },
-  { key: "logFormat", flag: "log-format", env: "SHANGHAI_LOG_FORMAT", kind: "enum", default: "text", values: ["json", "text"], help: "Log line format" },
+  {
+    key: "nodeId",
+    flag: "node-id",
+    env: "SHANGHAI_NODE_ID",
+    kind: "string",
+    help: "Stable node id (default: the one stored in the data directory, else generated)",
+  },
+  {
+    key: "host",
+    flag: "host",
+    env: "SHANGHAI_HOST",
+    kind: "string",
+    default: "127.0.0.1",
+    help: "Address to listen on and advertise",
+  },
+  {
+    key: "port",
+    flag: "port",
+    env: "SHANGHAI_PORT",
+    kind: "int",
+    default: 4000,
+    min: 0,
+    max: 65535,
+    help: "Node-to-node TCP port (0 picks a free one)",
+  },
+  {
+    key: "adminPort",
+    flag: "admin-port",
+    env: "SHANGHAI_ADMIN_PORT",
+    kind: "int",
+    default: 9090,
+    min: 0,
+    max: 65535,
+    help: "HTTP port for data, admin, /metrics, /health, /ready",
+  },
+  {
+    key: "dataDir",
+    flag: "data-dir",
+    env: "SHANGHAI_DATA_DIR",
+    kind: "string",
+    default: "./data",
+    help: "Data directory (identity, snapshots, and the WAL unless --wal-dir)",
+  },
+  {
+    key: "walDir",
+    flag: "wal-dir",
+    env: "SHANGHAI_WAL_DIR",
+    kind: "string",
+    help: "WAL directory (default: <data-dir>/wal)",
+  },
+  {
+    key: "join",
+    flag: "join",
+    env: "SHANGHAI_CLUSTER_NODES",
+    kind: "list",
+    default: [],
+    help: "Seed members to join, host:port[,host:port]",
+  },
+  {
+    key: "valueBytesMax",
+    flag: "value-bytes-max",
+    env: "SHANGHAI_VALUE_BYTES_MAX",
+    kind: "int",
+    default: VALUE_BYTES_DEFAULT,
+    min: 1,
+    max: VALUE_BYTES_MAX,
+    help: "Largest value or log entry accepted, in bytes",
+  },
+  {
+    key: "segmentBytes",
+    flag: "segment-bytes",
+    env: "SHANGHAI_SEGMENT_BYTES",
+    kind: "int",
+    default: SEGMENT_BYTES_DEFAULT,
+    min: SEGMENT_BYTES_MIN,
+    max: SEGMENT_BYTES_MAX,
+    help: "WAL segment size before rotation",
+  },
+  {
+    key: "batchEntriesMax",
+    flag: "batch-entries-max",
+    env: "SHANGHAI_BATCH_ENTRIES_MAX",
+    kind: "int",
+    default: BATCH_ENTRIES_DEFAULT,
+    min: 1,
+    max: BATCH_ENTRIES_MAX,
+    help: "Most entries in one group commit",
+  },
+  {
+    key: "batchBytesMax",
+    flag: "batch-bytes-max",
+    env: "SHANGHAI_BATCH_BYTES_MAX",
+    kind: "int",
+    default: BATCH_BYTES_DEFAULT,
+    min: 64 * 1024,
+    max: 64 * MiB,
+    help: "Most bytes in one group commit",
+  },
+  {
+    key: "snapshotEveryBytes",
+    flag: "snapshot-every-bytes",
+    env: "SHANGHAI_SNAPSHOT_EVERY_BYTES",
+    kind: "int",
+    default: SNAPSHOT_EVERY_BYTES_DEFAULT,
+    min: 0,
+    max: 64 * GiB,
+    help: "Snapshot after this many WAL bytes (0: only at shutdown)",
+  },
+  {
+    key: "retainBytes",
+    flag: "retain-bytes",
+    env: "SHANGHAI_RETAIN_BYTES",
+    kind: "int",
+    default: RETAIN_BYTES_DEFAULT,
+    min: 0,
+    max: 1024 * GiB,
+    help: "WAL kept behind the newest snapshot for catch-up",
+  },
+  {
+    key: "logLevel",
+    flag: "log-level",
+    env: "SHANGHAI_LOG_LEVEL",
+    kind: "enum",
+    default: "info",
+    values: ["debug", "info", "warn", "error"],
+    help: "Log level",
+  },
+  {
+    key: "logFormat",
+    flag: "log-format",
+    env: "SHANGHAI_LOG_FORMAT",
+    kind: "enum",
+    default: "text",
+    values: ["json", "text"],
+    help: "Log line format",
+  },
 ];
 
 type Raw = string | number | string[] | boolean | undefined;
@@ -81,14 +202,21 @@ function coerce(spec: SettingSpec, raw: Raw, source: string): unknown {
   const name = `${spec.flag} (from ${source})`;
   switch (spec.kind) {
     case "string": {
-      if (typeof raw !== "string" || raw.trim() === "") throw new ConfigError(name, "expected a non-empty string");
+      if (typeof raw !== "string" || raw.trim() === "") {
+        throw new ConfigError(name, "expected a non-empty string");
+      }
       return raw.trim();
     }
     case "int": {
       const text = String(raw).trim();
-      if (!/^\d+$/.test(text)) throw new ConfigError(name, `expected a whole number, got ${JSON.stringify(raw)}`);
+      if (!/^\d+$/.test(text)) {
+        throw new ConfigError(name, `expected a whole number, got ${JSON.stringify(raw)}`);
+      }
       const value = Number(text);
-      if (!Number.isSafeInteger(value) || value < (spec.min ?? 0) || value > (spec.max ?? Number.MAX_SAFE_INTEGER)) {
+      if (
+        !Number.isSafeInteger(value) || value < (spec.min ?? 0) ||
+        value > (spec.max ?? Number.MAX_SAFE_INTEGER)
+      ) {
         throw new ConfigError(name, `${value} is outside ${spec.min ?? 0} to ${spec.max}`);
       }
       return value;
@@ -99,7 +227,10 @@ function coerce(spec: SettingSpec, raw: Raw, source: string): unknown {
     }
     case "enum": {
       if (typeof raw !== "string" || !spec.values!.includes(raw)) {
-        throw new ConfigError(name, `expected one of ${spec.values!.join(", ")}, got ${JSON.stringify(raw)}`);
+        throw new ConfigError(
+          name,
+          `expected one of ${spec.values!.join(", ")}, got ${JSON.stringify(raw)}`,
+        );
       }
       return raw;
     }
@@ -147,13 +278,17 @@ export function resolveConfig(
     const fromEnv = spec.env ? env[spec.env] : undefined;
     const fromFile = file[spec.key];
     if (fromFlag !== undefined) out[spec.key] = coerce(spec, fromFlag, `--${spec.flag}`);
-    else if (fromEnv !== undefined && fromEnv !== "") out[spec.key] = coerce(spec, fromEnv, spec.env!);
-    else if (fromFile !== undefined) out[spec.key] = coerce(spec, fromFile, "config file");
+    else if (fromEnv !== undefined && fromEnv !== "") {
+      out[spec.key] = coerce(spec, fromEnv, spec.env!);
+    } else if (fromFile !== undefined) out[spec.key] = coerce(spec, fromFile, "config file");
     else if (spec.default !== undefined) out[spec.key] = spec.default;
   }
   const config = out as unknown as NodeConfig;
   if (config.nodeId !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(config.nodeId)) {
-    throw new ConfigError("node-id", `${JSON.stringify(config.nodeId)} must be 1-64 letters, digits, '.', '_' or '-'`);
+    throw new ConfigError(
+      "node-id",
+      `${JSON.stringify(config.nodeId)} must be 1-64 letters, digits, '.', '_' or '-'`,
+    );
   }
   if (config.batchBytesMax < config.valueBytesMax + RECORD_HEADER_BYTES + 4096) {
     throw new ConfigError(
@@ -162,7 +297,10 @@ export function resolveConfig(
     );
   }
   if (config.segmentBytes < config.batchBytesMax + 64) {
-    throw new ConfigError("segment-bytes", `${config.segmentBytes} is smaller than batch-bytes-max ${config.batchBytesMax}`);
+    throw new ConfigError(
+      "segment-bytes",
+      `${config.segmentBytes} is smaller than batch-bytes-max ${config.batchBytesMax}`,
+    );
   }
   for (const member of config.join) parseHostPort(member, "join");
   return config;

@@ -26,7 +26,9 @@ export async function writeJsonDurably(path: string, value: unknown): Promise<vo
     file.close();
   }
   await Deno.rename(temp, path);
-  const dir = await Deno.open(path.slice(0, Math.max(path.lastIndexOf("/"), 1)) || ".", { read: true });
+  const dir = await Deno.open(path.slice(0, Math.max(path.lastIndexOf("/"), 1)) || ".", {
+    read: true,
+  });
   try {
     await dir.sync();
   } finally {
@@ -45,12 +47,18 @@ export async function readIdentity(dataDir: string): Promise<Identity | undefine
   }
   try {
     const parsed = JSON.parse(text) as Identity;
-    if (parsed.format !== 1 || typeof parsed.nodeId !== "string" || typeof parsed.clusterId !== "string") {
+    if (
+      parsed.format !== 1 || typeof parsed.nodeId !== "string" ||
+      typeof parsed.clusterId !== "string"
+    ) {
       throw new Error("missing fields");
     }
     return parsed;
   } catch (cause) {
-    throw new ConfigError("data-dir", `${path} is damaged (${(cause as Error).message}); restore it from a backup`);
+    throw new ConfigError(
+      "data-dir",
+      `${path} is damaged (${(cause as Error).message}); restore it from a backup`,
+    );
   }
 }
 

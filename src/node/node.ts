@@ -39,7 +39,8 @@ export class ShanghaiNode {
     this.config = config;
     this.#clock = options.clock ?? systemClock;
     this.events = options.events ?? new EventBus();
-    this.logger = options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat });
+    this.logger = options.logger ??
+      createLogger({ level: config.logLevel, format: config.logFormat });
     this.#startedMs = this.#clock.monoMs();
   }
 
@@ -110,14 +111,21 @@ export class ShanghaiNode {
       onListen: () => {},
       onError: (error) => {
         this.logger.error("HTTP server error", { error: String(error) });
-        return new Response(JSON.stringify({ error: { code: "internal", message: "Internal error" } }), {
-          status: 500,
-          headers: { "content-type": "application/json" },
-        });
+        return new Response(
+          JSON.stringify({ error: { code: "internal", message: "Internal error" } }),
+          {
+            status: 500,
+            headers: { "content-type": "application/json" },
+          },
+        );
       },
     }, app.fetch);
     try {
-      this.#identity = await loadOrCreateIdentity(this.config.dataDir, this.config.nodeId, this.#clock.nowMs());
+      this.#identity = await loadOrCreateIdentity(
+        this.config.dataDir,
+        this.config.nodeId,
+        this.#clock.nowMs(),
+      );
       this.#store = await Store.open({
         dataDir: this.config.dataDir,
         walDir: this.config.walDir,

@@ -32,7 +32,11 @@ export function createApp(ctx: HttpContext, mounts: readonly RouteMount[] = []):
   app.get("/ready", (c) => {
     const readiness = ctx.readiness();
     if (readiness.ready) return c.json({ ready: true });
-    return c.json({ ready: false, ...errorBody("not_ready", `Not ready: ${readiness.reasons.join("; ")}`), reasons: readiness.reasons }, 503);
+    return c.json({
+      ready: false,
+      ...errorBody("not_ready", `Not ready: ${readiness.reasons.join("; ")}`),
+      reasons: readiness.reasons,
+    }, 503);
   });
   app.get("/v1/status", async (c) => c.json(await ctx.status()));
 
@@ -40,9 +44,22 @@ export function createApp(ctx: HttpContext, mounts: readonly RouteMount[] = []):
   app.route("/v1/log", logRoutes(ctx));
   for (const mount of mounts) mount(app);
 
-  app.notFound((c) => c.json(errorBody("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
+  app.notFound((c) =>
+    c.json(
+      errorBody("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`),
+      404,
+    )
+  );
   app.onError((error, c) =>
-    errorResponse(c, error, (e) => ctx.logger.error("Unexpected error in HTTP handler", { route: c.req.path, error: String((e as Error)?.stack ?? e) }))
+    errorResponse(
+      c,
+      error,
+      (e) =>
+        ctx.logger.error("Unexpected error in HTTP handler", {
+          route: c.req.path,
+          error: String((e as Error)?.stack ?? e),
+        }),
+    )
   );
   return app;
 }

@@ -6,7 +6,11 @@
  */
 import { InputError, TooLargeError } from "../../common/errors.ts";
 
-export async function readBody(request: Request, bytesMax: number, what = "request body"): Promise<Uint8Array> {
+export async function readBody(
+  request: Request,
+  bytesMax: number,
+  what = "request body",
+): Promise<Uint8Array> {
   const declared = request.headers.get("content-length");
   if (declared !== null) {
     const length = Number(declared);

@@ -28,12 +28,19 @@ export function statusOf(code: ErrorCode): ContentfulStatusCode {
   return STATUS[code];
 }
 
-export function errorBody(code: string, message: string): { error: { code: string; message: string } } {
+export function errorBody(
+  code: string,
+  message: string,
+): { error: { code: string; message: string } } {
   return { error: { code, message } };
 }
 
 /** Maps any thrown value to a JSON error response; unknown errors are 500s without internals. */
-export function errorResponse(c: Context, error: unknown, onUnexpected?: (error: unknown) => void): Response {
+export function errorResponse(
+  c: Context,
+  error: unknown,
+  onUnexpected?: (error: unknown) => void,
+): Response {
   if (error instanceof ShanghaiError) {
     return c.json(errorBody(error.code, error.message), statusOf(error.code));
   }

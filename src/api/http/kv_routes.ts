@@ -18,7 +18,12 @@ export const BYTES_TYPE = "application/octet-stream";
 
 export function requireStore(ctx: HttpContext): Store {
   const store = ctx.store();
-  if (!store) throw new ShanghaiError("not_ready", "Cannot serve data: the node is still recovering; retry shortly");
+  if (!store) {
+    throw new ShanghaiError(
+      "not_ready",
+      "Cannot serve data: the node is still recovering; retry shortly",
+    );
+  }
   return store;
 }
 
@@ -39,7 +44,10 @@ export function checkJson(bytes: Uint8Array): void {
   try {
     JSON.parse(utf8.decode(bytes));
   } catch {
-    throw new InputError("bad_json", "Malformed JSON body: send valid JSON or use application/octet-stream");
+    throw new InputError(
+      "bad_json",
+      "Malformed JSON body: send valid JSON or use application/octet-stream",
+    );
   }
 }
 
@@ -52,7 +60,11 @@ export function kvRoutes(ctx: HttpContext): Hono {
 
   app.get("/", (c) => {
     const store = requireStore(ctx);
-    const limit = intParam(c.req.query("limit"), "limit", { min: 1, max: HTTP_LIST_LIMIT_MAX, fallback: HTTP_LIST_LIMIT_DEFAULT });
+    const limit = intParam(c.req.query("limit"), "limit", {
+      min: 1,
+      max: HTTP_LIST_LIMIT_MAX,
+      fallback: HTTP_LIST_LIMIT_DEFAULT,
+    });
     const prefix = c.req.query("prefix") ?? "";
     const after = c.req.query("after");
     const rows = store.scan({ prefix, after: after === "" ? undefined : after, limit: limit + 1 });
@@ -95,7 +107,9 @@ export function kvRoutes(ctx: HttpContext): Hono {
   app.delete("/:key{.+}", async (c) => {
     const store = requireStore(ctx);
     const key = c.req.param("key");
-    if (!store.get(key)) throw new ShanghaiError("not_found", `Key not found: ${JSON.stringify(key)}`);
+    if (!store.get(key)) {
+      throw new ShanghaiError("not_found", `Key not found: ${JSON.stringify(key)}`);
+    }
     const result = await store.delete(key);
     return c.json({ lsn: result.lsn, deleted: true });
   });

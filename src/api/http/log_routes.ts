@@ -22,7 +22,9 @@ export function entryJson(entry: Entry): Record<string, unknown> {
     hlc: entry.hlc,
     op: entry.op,
     ...(entry.op === "append" ? {} : { key: entry.key }),
-    ...(entry.value === null ? {} : { contentType: entry.contentType, ...encodeValue(entry.value, entry.contentType) }),
+    ...(entry.value === null
+      ? {}
+      : { contentType: entry.contentType, ...encodeValue(entry.value, entry.contentType) }),
   };
 }
 
@@ -42,14 +44,25 @@ export function logRoutes(ctx: HttpContext): Hono {
 
   app.get("/", async (c) => {
     const store = requireStore(ctx);
-    const from = intParam(c.req.query("from"), "from", { min: 0, max: Number.MAX_SAFE_INTEGER, fallback: 1 });
-    const limit = intParam(c.req.query("limit"), "limit", { min: 1, max: HTTP_LOG_LIMIT_MAX, fallback: HTTP_LOG_LIMIT_DEFAULT });
+    const from = intParam(c.req.query("from"), "from", {
+      min: 0,
+      max: Number.MAX_SAFE_INTEGER,
+      fallback: 1,
+    });
+    const limit = intParam(c.req.query("limit"), "limit", {
+      min: 1,
+      max: HTTP_LOG_LIMIT_MAX,
+      fallback: HTTP_LOG_LIMIT_DEFAULT,
+    });
     let entries: Entry[];
     try {
       entries = await store.readLog(Math.max(from, 1), limit);
     } catch (error) {
       if (error instanceof LsnCompactedError) {
-        return c.json({ error: { code: "compacted", message: error.message }, firstLsn: error.firstLsn }, 410);
+        return c.json({
+          error: { code: "compacted", message: error.message },
+          firstLsn: error.firstLsn,
+        }, 410);
       }
       throw error;
     }

@@ -6,7 +6,12 @@
  *
  * @module
  */
-import { compareVersions, type Entry, type Version, type VersionVector } from "../../common/entry.ts";
+import {
+  compareVersions,
+  type Entry,
+  type Version,
+  type VersionVector,
+} from "../../common/entry.ts";
 
 export interface KeyRecord {
   /** null marks a tombstone. */
@@ -151,7 +156,10 @@ export class Keyspace {
     let hi = this.#sorted.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (this.#sorted[mid] < start || (options.after !== undefined && this.#sorted[mid] === options.after)) {
+      if (
+        this.#sorted[mid] < start ||
+        (options.after !== undefined && this.#sorted[mid] === options.after)
+      ) {
         lo = mid + 1;
       } else hi = mid;
     }

@@ -158,12 +158,16 @@ export async function readSnapshot(path: string): Promise<Snapshot> {
       continue;
     }
     const trailer = item as { end?: boolean; keys?: number };
-    if (trailer?.end !== true || trailer.keys !== records.length || records.length !== header.keys) {
+    if (
+      trailer?.end !== true || trailer.keys !== records.length || records.length !== header.keys
+    ) {
       throw new SnapshotError(path, "the trailer does not match the records");
     }
     break;
   }
-  if (offset !== bytes.length) throw new SnapshotError(path, `unexpected bytes after the trailer at ${offset}`);
+  if (offset !== bytes.length) {
+    throw new SnapshotError(path, `unexpected bytes after the trailer at ${offset}`);
+  }
   return {
     lsn: header.lsn,
     createdMs: header.createdMs,

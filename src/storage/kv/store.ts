@@ -196,7 +196,9 @@ export class Store {
     this.#bytesSinceSnapshot += info.bytes;
     const every = this.#options.snapshotEveryBytes ?? SNAPSHOT_EVERY_BYTES_DEFAULT;
     if (every > 0 && this.#bytesSinceSnapshot >= every && this.#snapshotting === undefined) {
-      this.snapshot().catch((error) => this.#logger.error("Snapshot failed", { error: String(error) }));
+      this.snapshot().catch((error) =>
+        this.#logger.error("Snapshot failed", { error: String(error) })
+      );
     }
   }
 
@@ -207,7 +209,9 @@ export class Store {
   }
 
   #checkValue(value: Uint8Array): void {
-    if (value.length > this.valueBytesMax) throw new TooLargeError("value", value.length, this.valueBytesMax);
+    if (value.length > this.valueBytesMax) {
+      throw new TooLargeError("value", value.length, this.valueBytesMax);
+    }
   }
 
   #local(op: Entry["op"], key: string, value: Uint8Array | null, contentType: string): EntryInput {
@@ -335,7 +339,9 @@ export class Store {
     const retainBytes = this.#options.retainBytes ?? RETAIN_BYTES_DEFAULT;
     // The oldest LSN the second-newest snapshot needs: the fallback must stay loadable.
     const snapshots = await listSnapshots(this.snapshotDir);
-    const fallbackLsn = snapshots.length > 1 ? snapshots[snapshots.length - 1].lsn : this.#snapshotLsn;
+    const fallbackLsn = snapshots.length > 1
+      ? snapshots[snapshots.length - 1].lsn
+      : this.#snapshotLsn;
     let floor = Math.min(this.#snapshotLsn, fallbackLsn) + 1;
     // Keep a tail of retainBytes for peers catching up.
     const segments = this.#wal.segments();
@@ -358,7 +364,10 @@ export class Store {
         bytesRemoved,
         durationMs: this.#clock.monoMs() - started,
       });
-      this.#logger.info("Retention removed WAL segments", { segments: removed.length, bytes: bytesRemoved });
+      this.#logger.info("Retention removed WAL segments", {
+        segments: removed.length,
+        bytes: bytesRemoved,
+      });
     }
   }
 
@@ -367,7 +376,9 @@ export class Store {
     if (this.#snapshotting) await this.#snapshotting.catch(() => {});
     await this.#wal.close();
     if (options.snapshot ?? true) {
-      await this.#snapshot().catch((error) => this.#logger.error("Snapshot at close failed", { error: String(error) }));
+      await this.#snapshot().catch((error) =>
+        this.#logger.error("Snapshot at close failed", { error: String(error) })
+      );
     }
   }
 }
