@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { concatBytes } from "../../common/bytes.ts";
 import { InputError, TooLargeError } from "../../common/errors.ts";
 
 export async function readBody(
@@ -33,12 +34,5 @@ export async function readBody(
     }
     parts.push(value);
   }
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return parts.length === 1 ? parts[0] : concatBytes(parts, total);
 }

@@ -45,15 +45,3 @@ export function readRecord(bytes: Uint8Array, offset: number, recordBytesMax: nu
   if (crc32(data) !== view.getUint32(4, true)) return { ok: false, problem: "checksum mismatch" };
   return { ok: true, data, next: start + length };
 }
-
-/** Concatenates frames into one buffer, so a batch is one write. */
-export function concatBytes(parts: readonly Uint8Array[], totalBytes?: number): Uint8Array {
-  const total = totalBytes ?? parts.reduce((sum, p) => sum + p.length, 0);
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { crc32 } from "../../common/crc32.ts";
-import { concatBytes, frameRecord, readRecord } from "./record.ts";
+import { concatBytes } from "../../common/bytes.ts";
+import { frameRecord, readRecord } from "./record.ts";
 
 Deno.test("crc32() matches the IEEE check value", () => {
   assert.equal(crc32(new TextEncoder().encode("123456789")), 0xcbf43926);

@@ -35,7 +35,9 @@ import {
   SEGMENT_HEADER_BYTES,
   SPARSE_INDEX_INTERVAL_BYTES,
 } from "../../common/limits.ts";
-import { concatBytes, frameRecord, readRecord } from "./record.ts";
+import { concatBytes } from "../../common/bytes.ts";
+import { syncDir, writeAll } from "../durable_fs.ts";
+import { frameRecord, readRecord } from "./record.ts";
 import { type IndexPoint, scanSegment } from "./recovery.ts";
 import {
   decodeSegmentHeader,
@@ -104,20 +106,6 @@ interface Pending {
   frame: Uint8Array;
   resolve: (lsn: number) => void;
   reject: (error: unknown) => void;
-}
-
-async function syncDir(path: string): Promise<void> {
-  const dir = await Deno.open(path, { read: true });
-  try {
-    await dir.sync();
-  } finally {
-    dir.close();
-  }
-}
-
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await file.write(bytes.subarray(written));
 }
 
 async function readAt(path: string, offset: number, bytes: number): Promise<Uint8Array> {
