@@ -29,6 +29,8 @@ export interface Frame {
   version: number;
   type: string;
   body: unknown;
+  /** Bytes the frame took on the wire, header included (set by {@link FrameDecoder}). */
+  bytes?: number;
 }
 
 const encoder = new Encoder({ useRecords: false, mapsAsObjects: true });
@@ -121,7 +123,7 @@ export class FrameDecoder {
       this.#take(FRAME_HEADER_BYTES);
       const payload = this.#take(length);
       if (crc32(payload) !== crc) throw new ProtocolError("Cannot read frame: checksum mismatch");
-      frames.push(decodePayload(payload));
+      frames.push({ ...decodePayload(payload), bytes: FRAME_HEADER_BYTES + length });
     }
     return frames;
   }
