@@ -158,6 +158,7 @@ export class Membership {
   #gossip = new Map<string, { update: Update; sent: number }>();
   #pending = new Map<number, Pending>();
   #seq = 0;
+  #lastTickMs: number | undefined;
   #nextProbeMs: number;
   #periods = 0;
   #lastNoticeMs = new Map<string, number>();
@@ -235,6 +236,18 @@ export class Membership {
   /** Advances time: starts a probe period when due, expires probes, applies the detector. */
   tick(nowMs: number): void {
     this.self.lastHeardMs = nowMs;
+    // A long gap between our own ticks means this process was not running (SIGSTOP, a VM
+    // pause, a stalled event loop): the silence of others during it says nothing about them,
+    // so it must not make us suspect them (Lifeguard's "local health" idea, in its simplest form).
+    const pausedMs = this.#lastTickMs === undefined ? 0 : nowMs - this.#lastTickMs;
+    this.#lastTickMs = nowMs;
+    if (pausedMs > this.#options.suspectAfterMs / 2) {
+      for (const m of this.#members.values()) {
+        if (!m.self && (m.state === "up" || m.state === "suspect")) {
+          this.#detector.heard(m.id, nowMs);
+        }
+      }
+    }
     if (this.left) {
       if (nowMs >= this.#nextProbeMs) {
         this.#nextProbeMs = nowMs + this.#options.heartbeatIntervalMs;

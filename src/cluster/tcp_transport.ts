@@ -13,8 +13,10 @@
  *    | a live connection holds that id already  | duplicate_id  |
  *    | cluster ids differ and neither may adopt | cluster       |
  * 3. Cluster ids that differ are reconciled only for a fresh node (its data directory holds no
- *    data): it adopts the other's cluster id and persists it. When both are fresh the smaller
- *    cluster id wins, so a group of fresh nodes started together ends in one cluster whatever
+ *    data): it adopts the other's cluster id and persists it. A fresh node that knows no other
+ *    member yet adopts before a fresh node that already has members; between two equally fresh
+ *    nodes the larger cluster id adopts the smaller. So a seed that already has members keeps
+ *    its id as newcomers join, and fresh nodes started together end in one cluster whatever
  *    order they dial in. A node that holds data never changes cluster.
  * Until the handshake is done a connection may send only HANDSHAKE_FRAME_BYTES_MAX-byte frames
  * and must finish within HANDSHAKE_TIMEOUT_MS, so garbage on the port costs a few KiB and
@@ -28,7 +30,6 @@
  *
  * @module
  */
-import { TooLargeError } from "../common/errors.ts";
 import {
   FRAME_BYTES_MAX,
   HANDSHAKE_FRAME_BYTES_MAX,
@@ -54,6 +55,8 @@ export interface Hello {
   address: string;
   http: string;
   fresh: boolean;
+  /** Knows no other member yet. */
+  alone: boolean;
 }
 
 export type DialResult =
@@ -67,6 +70,8 @@ export interface TcpTransportOptions {
   clusterId: () => string;
   /** Whether this node may adopt another cluster id: its data directory holds no data. */
   fresh: () => boolean;
+  /** Whether this node knows no other member yet (it adopts before one that does). */
+  alone?: () => boolean;
   /** Persists an adopted cluster id; resolves once durable. */
   adoptClusterId: (clusterId: string) => Promise<void>;
   hostname: string;
@@ -107,19 +112,28 @@ function parseHello(body: unknown): Hello | undefined {
     !str(b.address, ADDRESS_CHARS_MAX) || typeof b.http !== "string" ||
     b.http.length > ADDRESS_CHARS_MAX
   ) return undefined;
-  if (!Number.isSafeInteger(b.version) || typeof b.fresh !== "boolean") return undefined;
+  if (
+    !Number.isSafeInteger(b.version) || typeof b.fresh !== "boolean" || typeof b.alone !== "boolean"
+  ) return undefined;
   return b as unknown as Hello;
+}
+
+/** How readily a node adopts another cluster id: 0 never (holds data), 2 most (fresh, alone). */
+function adoptRank(side: { fresh: boolean; alone?: boolean }): number {
+  return !side.fresh ? 0 : side.alone ? 2 : 1;
 }
 
 /** Who adopts whose cluster id when two differ (see the module doc); the same on both sides. */
 export function reconcileClusters(
-  mine: { cluster: string; fresh: boolean },
-  theirs: { cluster: string; fresh: boolean },
+  mine: { cluster: string; fresh: boolean; alone?: boolean },
+  theirs: { cluster: string; fresh: boolean; alone?: boolean },
 ): "same" | "adopt" | "they_adopt" | "refuse" {
   if (mine.cluster === theirs.cluster) return "same";
-  if (mine.fresh && (!theirs.fresh || theirs.cluster < mine.cluster)) return "adopt";
-  if (theirs.fresh && (!mine.fresh || mine.cluster < theirs.cluster)) return "they_adopt";
-  return "refuse";
+  const a = adoptRank(mine);
+  const b = adoptRank(theirs);
+  if (a === 0 && b === 0) return "refuse";
+  if (a !== b) return a > b ? "adopt" : "they_adopt";
+  return mine.cluster > theirs.cluster ? "adopt" : "they_adopt";
 }
 
 class Connection {
@@ -257,6 +271,7 @@ export class TcpTransport implements PeerTransport {
     return c?.peer ? { address: c.peer.address, httpAddress: c.peer.http } : undefined;
   }
 
+  /** See {@link PeerTransport.send}; a body over the frame limit throws TooLargeError. */
   send(peerId: string, type: string, body: unknown): boolean {
     const c = this.#active.get(peerId);
     if (!c || !c.open) return false;
@@ -354,6 +369,14 @@ export class TcpTransport implements PeerTransport {
     for (const c of [...this.#connections]) this.#drop(c);
   }
 
+  #reconcileSide(): { cluster: string; fresh: boolean; alone: boolean } {
+    return {
+      cluster: this.#options.clusterId(),
+      fresh: this.#options.fresh(),
+      alone: this.#options.alone?.() ?? true,
+    };
+  }
+
   #hello(): Hello {
     return {
       cluster: this.#options.clusterId(),
@@ -363,6 +386,7 @@ export class TcpTransport implements PeerTransport {
       address: this.address,
       http: this.#options.httpAddress(),
       fresh: this.#options.fresh(),
+      alone: this.#options.alone?.() ?? true,
     };
   }
 
@@ -510,8 +534,8 @@ export class TcpTransport implements PeerTransport {
       }
       return;
     }
-    const mine = { cluster: this.#options.clusterId(), fresh: this.#options.fresh() };
-    if (reconcileClusters(mine, { cluster: peer.cluster, fresh: peer.fresh }) === "adopt") {
+    const mine = this.#reconcileSide();
+    if (reconcileClusters(mine, peer) === "adopt") {
       this.#logger.info(
         "Adopting the cluster id of the cluster joined: this data directory holds no data yet",
         {
@@ -564,10 +588,7 @@ export class TcpTransport implements PeerTransport {
         };
       }
     }
-    const verdict = reconcileClusters(
-      { cluster: this.#options.clusterId(), fresh: this.#options.fresh() },
-      { cluster: peer.cluster, fresh: peer.fresh },
-    );
+    const verdict = reconcileClusters(this.#reconcileSide(), peer);
     if (verdict === "refuse") {
       return {
         code: "cluster",

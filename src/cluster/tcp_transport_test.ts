@@ -106,6 +106,7 @@ function hello(overrides: Record<string, unknown> = {}) {
     address: "127.0.0.1:9",
     http: "",
     fresh: false,
+    alone: true,
     ...overrides,
   };
 }
@@ -255,6 +256,8 @@ Deno.test("TcpTransport keeps one connection when two nodes dial each other at o
 Deno.test("reconcileClusters() agrees from both sides", () => {
   const cases = [
     [{ cluster: "a", fresh: true }, { cluster: "b", fresh: true }],
+    [{ cluster: "a", fresh: true, alone: false }, { cluster: "b", fresh: true, alone: true }],
+    [{ cluster: "a", fresh: true, alone: true }, { cluster: "b", fresh: true, alone: true }],
     [{ cluster: "a", fresh: false }, { cluster: "b", fresh: true }],
     [{ cluster: "a", fresh: false }, { cluster: "b", fresh: false }],
     [{ cluster: "a", fresh: true }, { cluster: "a", fresh: false }],

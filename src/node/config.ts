@@ -9,6 +9,7 @@
  * @module
  */
 import { ConfigError } from "../common/errors.ts";
+import { parseSeed } from "../cluster/seeds.ts";
 import {
   BATCH_BYTES_DEFAULT,
   BATCH_ENTRIES_DEFAULT,
@@ -21,6 +22,9 @@ import {
   SEGMENT_BYTES_MAX,
   SEGMENT_BYTES_MIN,
   SNAPSHOT_EVERY_BYTES_DEFAULT,
+  DOWN_AFTER_MS_DEFAULT,
+  HEARTBEAT_INTERVAL_MS_DEFAULT,
+  SUSPECT_AFTER_MS_DEFAULT,
   VALUE_BYTES_DEFAULT,
   VALUE_BYTES_MAX,
 } from "../common/limits.ts";
@@ -41,6 +45,10 @@ export interface NodeConfig {
   retainBytes: number;
   logLevel: "debug" | "info" | "warn" | "error";
   logFormat: "json" | "text";
+  heartbeatIntervalMs: number;
+  suspectAfterMs: number;
+  downAfterMs: number;
+  failureDetector: "swim" | "phi";
 }
 
 type Kind = "string" | "int" | "list" | "enum";
@@ -64,7 +72,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: "adminPort", flag: "admin-port", env: "SHANGHAI_ADMIN_PORT", kind: "int", default: 9090, min: 0, max: 65535, help: "HTTP port for data, admin, /metrics, /health, /ready" },
   { key: "dataDir", flag: "data-dir", env: "SHANGHAI_DATA_DIR", kind: "string", default: "./data", help: "Data directory (identity, snapshots, and the WAL unless --wal-dir)" },
   { key: "walDir", flag: "wal-dir", env: "SHANGHAI_WAL_DIR", kind: "string", help: "WAL directory (default: <data-dir>/wal)" },
-  { key: "join", flag: "join", env: "SHANGHAI_CLUSTER_NODES", kind: "list", default: [], help: "Seed members to join, host:port[,host:port]" },
+  { key: "join", flag: "join", env: "SHANGHAI_CLUSTER_NODES", kind: "list", default: [], help: "Seed members to join: host:port, id@host:port or id@host (port 4000), comma-separated" },
   { key: "valueBytesMax", flag: "value-bytes-max", env: "SHANGHAI_VALUE_BYTES_MAX", kind: "int", default: VALUE_BYTES_DEFAULT, min: 1, max: VALUE_BYTES_MAX, help: "Largest value or log entry accepted, in bytes" },
   { key: "segmentBytes", flag: "segment-bytes", env: "SHANGHAI_SEGMENT_BYTES", kind: "int", default: SEGMENT_BYTES_DEFAULT, min: SEGMENT_BYTES_MIN, max: SEGMENT_BYTES_MAX, help: "WAL segment size before rotation" },
   { key: "batchEntriesMax", flag: "batch-entries-max", env: "SHANGHAI_BATCH_ENTRIES_MAX", kind: "int", default: BATCH_ENTRIES_DEFAULT, min: 1, max: BATCH_ENTRIES_MAX, help: "Most entries in one group commit" },
@@ -73,6 +81,10 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: "retainBytes", flag: "retain-bytes", env: "SHANGHAI_RETAIN_BYTES", kind: "int", default: RETAIN_BYTES_DEFAULT, min: 0, max: 1024 * GiB, help: "WAL kept behind the newest snapshot for catch-up" },
   { key: "logLevel", flag: "log-level", env: "SHANGHAI_LOG_LEVEL", kind: "enum", default: "info", values: ["debug", "info", "warn", "error"], help: "Log level" },
   { key: "logFormat", flag: "log-format", env: "SHANGHAI_LOG_FORMAT", kind: "enum", default: "text", values: ["json", "text"], help: "Log line format" },
+  { key: "heartbeatIntervalMs", flag: "heartbeat-interval-ms", env: "SHANGHAI_HEARTBEAT_INTERVAL_MS", kind: "int", default: HEARTBEAT_INTERVAL_MS_DEFAULT, min: 10, max: 600_000, help: "Probe every member this often" },
+  { key: "suspectAfterMs", flag: "suspect-after-ms", env: "SHANGHAI_SUSPECT_AFTER_MS", kind: "int", default: SUSPECT_AFTER_MS_DEFAULT, min: 20, max: 3_600_000, help: "A member not heard from this long is suspect" },
+  { key: "downAfterMs", flag: "down-after-ms", env: "SHANGHAI_DOWN_AFTER_MS", kind: "int", default: DOWN_AFTER_MS_DEFAULT, min: 30, max: 3_600_000, help: "A member not heard from this long is down" },
+  { key: "failureDetector", flag: "failure-detector", env: "SHANGHAI_FAILURE_DETECTOR", kind: "enum", default: "swim", values: ["swim", "phi"], help: "swim: fixed timeouts; phi: phi accrual suspicion (down still at --down-after-ms)" },
 ];
 
 type Raw = string | number | string[] | boolean | undefined;
@@ -164,7 +176,13 @@ export function resolveConfig(
   if (config.segmentBytes < config.batchBytesMax + 64) {
     throw new ConfigError("segment-bytes", `${config.segmentBytes} is smaller than batch-bytes-max ${config.batchBytesMax}`);
   }
-  for (const member of config.join) parseHostPort(member, "join");
+  for (const member of config.join) parseSeed(member, "join");
+  if (config.suspectAfterMs <= config.heartbeatIntervalMs) {
+    throw new ConfigError("suspect-after-ms", `${config.suspectAfterMs} must be above heartbeat-interval-ms ${config.heartbeatIntervalMs}`);
+  }
+  if (config.downAfterMs <= config.suspectAfterMs) {
+    throw new ConfigError("down-after-ms", `${config.downAfterMs} must be above suspect-after-ms ${config.suspectAfterMs}`);
+  }
   return config;
 }
 
