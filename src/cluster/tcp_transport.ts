@@ -12,12 +12,11 @@
  *    | the node id is ours                      | duplicate_id  |
  *    | a live connection holds that id already  | duplicate_id  |
  *    | cluster ids differ and neither may adopt | cluster       |
- * 3. Cluster ids that differ are reconciled only for a fresh node (its data directory holds no
- *    data): it adopts the other's cluster id and persists it. A fresh node that knows no other
- *    member yet adopts before a fresh node that already has members; between two equally fresh
- *    nodes the larger cluster id adopts the smaller. So a seed that already has members keeps
- *    its id as newcomers join, and fresh nodes started together end in one cluster whatever
- *    order they dial in. A node that holds data never changes cluster.
+ * 3. Cluster ids that differ are reconciled only for a fresh node: its data directory holds no
+ *    data and it knows no other member yet. It adopts the other's cluster id and persists it;
+ *    when both are fresh, the larger cluster id adopts the smaller, so fresh nodes started
+ *    together end in one cluster whatever order they dial in. A node that holds data, or is
+ *    already in a cluster with other members, never changes cluster.
  * Until the handshake is done a connection may send only HANDSHAKE_FRAME_BYTES_MAX-byte frames
  * and must finish within HANDSHAKE_TIMEOUT_MS, so garbage on the port costs a few KiB and
  * seconds. Any malformed, oversize or truncated frame closes that connection with a logged
@@ -118,9 +117,9 @@ function parseHello(body: unknown): Hello | undefined {
   return b as unknown as Hello;
 }
 
-/** How readily a node adopts another cluster id: 0 never (holds data), 2 most (fresh, alone). */
-function adoptRank(side: { fresh: boolean; alone?: boolean }): number {
-  return !side.fresh ? 0 : side.alone ? 2 : 1;
+/** Only a node with no data that knows no other member may adopt another cluster id. */
+function mayAdopt(side: { fresh: boolean; alone?: boolean }): boolean {
+  return side.fresh && side.alone !== false;
 }
 
 /** Who adopts whose cluster id when two differ (see the module doc); the same on both sides. */
@@ -129,10 +128,10 @@ export function reconcileClusters(
   theirs: { cluster: string; fresh: boolean; alone?: boolean },
 ): "same" | "adopt" | "they_adopt" | "refuse" {
   if (mine.cluster === theirs.cluster) return "same";
-  const a = adoptRank(mine);
-  const b = adoptRank(theirs);
-  if (a === 0 && b === 0) return "refuse";
-  if (a !== b) return a > b ? "adopt" : "they_adopt";
+  const a = mayAdopt(mine);
+  const b = mayAdopt(theirs);
+  if (!a && !b) return "refuse";
+  if (a !== b) return a ? "adopt" : "they_adopt";
   return mine.cluster > theirs.cluster ? "adopt" : "they_adopt";
 }
 
@@ -369,6 +368,13 @@ export class TcpTransport implements PeerTransport {
     for (const c of [...this.#connections]) this.#drop(c);
   }
 
+  #why(peer: Hello): string {
+    const side = (fresh: boolean, alone: boolean) =>
+      !fresh ? "holds data" : !alone ? "already has members" : "may adopt";
+    const mine = this.#reconcileSide();
+    return `it ${side(peer.fresh, peer.alone)}, this node ${side(mine.fresh, mine.alone)}`;
+  }
+
   #reconcileSide(): { cluster: string; fresh: boolean; alone: boolean } {
     return {
       cluster: this.#options.clusterId(),
@@ -593,7 +599,9 @@ export class TcpTransport implements PeerTransport {
       return {
         code: "cluster",
         reason:
-          `Cannot accept node "${peer.node}": it belongs to cluster ${peer.cluster} and this node to cluster ${this.#options.clusterId()}, and both data directories hold data; start it with an empty data directory to join this cluster`,
+          `Cannot accept node "${peer.node}": it belongs to cluster ${peer.cluster} and this node to cluster ${this.#options.clusterId()}, and neither may change cluster (${
+            this.#why(peer)
+          }); start it with an empty data directory to join this cluster`,
       };
     }
     return undefined;

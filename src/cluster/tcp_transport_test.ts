@@ -120,7 +120,7 @@ Deno.test("TcpTransport refuses other clusters, other versions and its own id, a
     assert.equal((otherCluster.frames[0].body as { code: string }).code, "cluster");
     assert.match(
       (otherCluster.frames[0].body as { reason: string }).reason,
-      /belongs to cluster c2.*hold data/,
+      /belongs to cluster c2.*it holds data, this node holds data/,
     );
     assert.ok(otherCluster.closed);
 
@@ -279,4 +279,9 @@ Deno.test("reconcileClusters() agrees from both sides", () => {
     reconcileClusters({ cluster: "b", fresh: false }, { cluster: "a", fresh: false }),
     "refuse",
   );
+  // A fresh seed that already has members keeps its id when a fresh newcomer joins, and is
+  // not taken over by a node that holds data.
+  const seed = { cluster: "b", fresh: true, alone: false };
+  assert.equal(reconcileClusters(seed, { cluster: "a", fresh: true, alone: true }), "they_adopt");
+  assert.equal(reconcileClusters(seed, { cluster: "a", fresh: false }), "refuse");
 });
