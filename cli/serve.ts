@@ -86,7 +86,8 @@ export async function serve(args: string[], io: CliIo): Promise<number> {
   const onSignal = () => stopped.resolve();
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  await stopped.promise;
+  // A node that left its cluster (`shanghai node leave`) asks to stop, like a signal.
+  await Promise.race([stopped.promise, node.stopRequested]);
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
   await node.stop();

@@ -19,7 +19,9 @@ export type ErrorCode =
   | "closed"
   | "corrupt"
   | "config"
-  | "io";
+  | "io"
+  | "conflict"
+  | "unreachable";
 
 /** Base of every operating error Shanghai raises on purpose. */
 export class ShanghaiError extends Error {
