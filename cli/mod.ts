@@ -17,7 +17,10 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   serve: { run: serve, summary: "Run a node (WAL, key-value store, HTTP API)" },
   status: { run: status, summary: "Show a running node's status" },
   "node join": { run: nodeJoin, summary: "Tell a running node to join a member's cluster" },
-  "node leave": { run: nodeLeave, summary: "Leave the cluster gracefully (or remove a down member)" },
+  "node leave": {
+    run: nodeLeave,
+    summary: "Leave the cluster gracefully (or remove a down member)",
+  },
 };
 
 export function mainHelp(): string {

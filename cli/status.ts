@@ -89,8 +89,14 @@ export function formatCluster(c: Record<string, unknown>): string {
     "",
     "Nodes:",
     ...members.map((m) => {
-      const heard = m.self ? "this node" : m.state === "left" ? "left the cluster" : `heartbeat: ${formatAgo(m.lastSeenAgoMs)}`;
-      return `  ${MARKS[m.state] ?? " "} ${m.id.padEnd(width)} - ${m.state.padEnd(7)} (${heard})  ${m.address}`;
+      const heard = m.self
+        ? "this node"
+        : m.state === "left"
+        ? "left the cluster"
+        : `heartbeat: ${formatAgo(m.lastSeenAgoMs)}`;
+      return `  ${MARKS[m.state] ?? " "} ${m.id.padEnd(width)} - ${
+        m.state.padEnd(7)
+      } (${heard})  ${m.address}`;
     }),
   ];
   return lines.join("\n");
