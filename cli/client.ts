@@ -11,7 +11,8 @@ export const DEFAULT_ADDR = "127.0.0.1:9090";
 const REQUEST_TIMEOUT_MS = 10_000;
 
 export function resolveAddr(flag: string | undefined, io: CliIo): string {
-  const addr = flag ?? io.env.SHANGHAI_ADDR ?? (io.env.SHANGHAI_ADMIN_PORT ? `127.0.0.1:${io.env.SHANGHAI_ADMIN_PORT}` : DEFAULT_ADDR);
+  const addr = flag ?? io.env.SHANGHAI_ADDR ??
+    (io.env.SHANGHAI_ADMIN_PORT ? `127.0.0.1:${io.env.SHANGHAI_ADMIN_PORT}` : DEFAULT_ADDR);
   if (!/^(\[[^\]]+\]|[^:/\s]+):\d{1,5}$/.test(addr)) {
     throw new CliError(`Invalid --addr ${JSON.stringify(addr)}: expected host:port`, EXIT_USAGE);
   }
@@ -30,7 +31,10 @@ export async function requestJson<T = Record<string, unknown>>(
       signal: AbortSignal.timeout(init.timeoutMs ?? REQUEST_TIMEOUT_MS),
     });
   } catch (error) {
-    throw new CliError(`Cannot reach node at ${addr}: ${(error as Error).message}`, EXIT_UNREACHABLE);
+    throw new CliError(
+      `Cannot reach node at ${addr}: ${(error as Error).message}`,
+      EXIT_UNREACHABLE,
+    );
   }
   const text = await response.text();
   let body: unknown;
@@ -41,7 +45,10 @@ export async function requestJson<T = Record<string, unknown>>(
   }
   if (!response.ok && !(init.okStatuses ?? []).includes(response.status)) {
     const err = (body as { error?: { message?: string } }).error;
-    throw new CliError(`Node at ${addr} answered ${response.status}: ${err?.message ?? text.slice(0, 200)}`, EXIT_FAILED);
+    throw new CliError(
+      `Node at ${addr} answered ${response.status}: ${err?.message ?? text.slice(0, 200)}`,
+      EXIT_FAILED,
+    );
   }
   return { status: response.status, body: body as T };
 }

@@ -9,6 +9,7 @@ import { CliError, type CliIo, denoIo } from "./io.ts";
 import { replicas } from "./replicas.ts";
 import { serve } from "./serve.ts";
 import { status } from "./status.ts";
+import { nodeJoin, nodeLeave } from "./node_membership.ts";
 
 type Command = (args: string[], io: CliIo) => Promise<number>;
 
@@ -16,6 +17,11 @@ type Command = (args: string[], io: CliIo) => Promise<number>;
 export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   serve: { run: serve, summary: "Run a node (WAL, key-value store, HTTP API)" },
   status: { run: status, summary: "Show a running node's status" },
+  "node join": { run: nodeJoin, summary: "Tell a running node to join a member's cluster" },
+  "node leave": {
+    run: nodeLeave,
+    summary: "Leave the cluster gracefully (or remove a down member)",
+  },
   replicas: {
     run: replicas,
     summary: "Show replication to each peer: offsets, lag, credit, status",

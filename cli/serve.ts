@@ -12,8 +12,16 @@ import { CliError, type CliIo } from "./io.ts";
 
 export function serveHelp(): string {
   const rows = SETTINGS.map((s) => {
-    const flag = `  --${s.flag}${s.kind === "int" ? " N" : s.kind === "string" || s.kind === "list" ? " VALUE" : ` ${s.values?.join("|")}`}`;
-    const def = s.default !== undefined && !(Array.isArray(s.default) && s.default.length === 0) ? ` [default: ${s.default}]` : "";
+    const flag = `  --${s.flag}${
+      s.kind === "int"
+        ? " N"
+        : s.kind === "string" || s.kind === "list"
+        ? " VALUE"
+        : ` ${s.values?.join("|")}`
+    }`;
+    const def = s.default !== undefined && !(Array.isArray(s.default) && s.default.length === 0)
+      ? ` [default: ${s.default}]`
+      : "";
     const env = s.env ? ` (env ${s.env})` : "";
     return `${flag.padEnd(40)} ${s.help}${def}${env}`;
   });
@@ -25,7 +33,9 @@ export function serveHelp(): string {
     "then defaults. SIGINT or SIGTERM stops the node cleanly (in-flight writes finish and fsync).",
     "",
     "Options:",
-    `  --config FILE${" ".repeat(26)} JSON file of settings (keys as below, camelCase or flag form)`,
+    `  --config FILE${
+      " ".repeat(26)
+    } JSON file of settings (keys as below, camelCase or flag form)`,
     ...rows,
     "  -h, --help                               Show this help",
   ].join("\n");
@@ -39,7 +49,12 @@ export async function serve(args: string[], io: CliIo): Promise<number> {
   for (const s of SETTINGS) parseOptions[s.flag] = { type: "string" };
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({ args, options: parseOptions, allowPositionals: false, strict: true }));
+    ({ values } = parseArgs({
+      args,
+      options: parseOptions,
+      allowPositionals: false,
+      strict: true,
+    }));
   } catch (error) {
     throw new CliError(`${(error as Error).message}; see shanghai serve --help`, EXIT_USAGE);
   }
@@ -50,7 +65,9 @@ export async function serve(args: string[], io: CliIo): Promise<number> {
   let node: ShanghaiNode;
   try {
     const file = typeof values.config === "string" ? await readConfigFile(values.config) : {};
-    const flags = Object.fromEntries(Object.entries(values).filter(([k]) => k !== "config" && k !== "help")) as Record<string, string>;
+    const flags = Object.fromEntries(
+      Object.entries(values).filter(([k]) => k !== "config" && k !== "help"),
+    ) as Record<string, string>;
     const config = resolveConfig(flags, io.env, file);
     node = await ShanghaiNode.start(config);
   } catch (error) {
@@ -58,7 +75,10 @@ export async function serve(args: string[], io: CliIo): Promise<number> {
       throw new CliError(error.message, error.code === "config" ? EXIT_USAGE : EXIT_FAILED);
     }
     if (error instanceof Deno.errors.AddrInUse) {
-      throw new CliError(`Cannot listen: ${(error as Error).message}; pick another --admin-port or --port`, EXIT_USAGE);
+      throw new CliError(
+        `Cannot listen: ${(error as Error).message}; pick another --admin-port or --port`,
+        EXIT_USAGE,
+      );
     }
     throw error;
   }
@@ -66,7 +86,8 @@ export async function serve(args: string[], io: CliIo): Promise<number> {
   const onSignal = () => stopped.resolve();
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  await stopped.promise;
+  // A node that left its cluster (`shanghai node leave`) asks to stop, like a signal.
+  await Promise.race([stopped.promise, node.stopRequested]);
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
   await node.stop();

@@ -6,11 +6,13 @@
 import { parseArgs } from "node:util";
 import { requestJson, resolveAddr } from "./client.ts";
 import { EXIT_OK, EXIT_USAGE } from "./exit_codes.ts";
-import { CliError, type CliIo, formatBytes } from "./io.ts";
+import { CliError, type CliIo, formatAgo, formatBytes } from "./io.ts";
 
 export const STATUS_HELP = `Usage: shanghai status [--addr host:port] [--json]
 
-Shows a running node's status: node id, cluster, last LSN, segments, bytes on disk, uptime.
+Shows the cluster as the node at --addr sees it (cluster state Healthy, Degraded or Unavailable;
+each member with its state, node address and when it was last heard from), then the node's own
+status: node id, cluster, last LSN, segments, bytes on disk, uptime.
 
 Options:
   --addr host:port   Node's HTTP address [default: $SHANGHAI_ADDR or 127.0.0.1:9090]
@@ -24,7 +26,11 @@ export async function status(args: string[], io: CliIo): Promise<number> {
   try {
     ({ values } = parseArgs({
       args,
-      options: { addr: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+      options: {
+        addr: { type: "string" },
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
       strict: true,
     }));
   } catch (error) {
@@ -36,11 +42,12 @@ export async function status(args: string[], io: CliIo): Promise<number> {
   }
   const addr = resolveAddr(values.addr, io);
   const { body } = await requestJson(addr, "/v1/status");
+  const { body: cluster } = await requestJson(addr, "/v1/cluster/members");
   if (values.json) {
-    io.out(JSON.stringify(body, null, 2));
+    io.out(JSON.stringify({ ...body, cluster }, null, 2));
     return EXIT_OK;
   }
-  io.out(formatStatus(body));
+  io.out(formatCluster(cluster) + "\n\n" + formatStatus(body));
   return EXIT_OK;
 }
 
@@ -58,6 +65,39 @@ export function formatStatus(s: Record<string, unknown>): string {
     `Keys:          ${s.keys}`,
     `Segments:      ${s.segments} (${formatBytes(Number(s.bytesOnDisk))})`,
     `Data dir:      ${s.dataDir}`,
+  ];
+  return lines.join("\n");
+}
+
+const MARKS: Record<string, string> = { up: "✓", suspect: "?", down: "✗", left: "-" };
+
+/** Seed 002's cluster view: the cluster state, then one line per member. */
+export function formatCluster(c: Record<string, unknown>): string {
+  const members = (c.members ?? []) as {
+    id: string;
+    state: string;
+    address: string;
+    lastSeenAgoMs: number | null;
+    self: boolean;
+  }[];
+  const width = Math.max(0, ...members.map((m) => m.id.length));
+  const lines = [
+    "Shanghai Cluster Status",
+    "========================================",
+    "",
+    `Cluster State: ${c.state}`,
+    "",
+    "Nodes:",
+    ...members.map((m) => {
+      const heard = m.self
+        ? "this node"
+        : m.state === "left"
+        ? "left the cluster"
+        : `heartbeat: ${formatAgo(m.lastSeenAgoMs)}`;
+      return `  ${MARKS[m.state] ?? " "} ${m.id.padEnd(width)} - ${
+        m.state.padEnd(7)
+      } (${heard})  ${m.address}`;
+    }),
   ];
   return lines.join("\n");
 }

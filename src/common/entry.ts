@@ -116,7 +116,10 @@ export function validateKey(key: string): void {
   if (key.length === 0) throw new InputError("bad_key", "Invalid key: it is empty");
   const bytes = utf8.encode(key).length;
   if (bytes > KEY_BYTES_MAX) {
-    throw new InputError("bad_key", `Invalid key: ${bytes} bytes is over the limit of ${KEY_BYTES_MAX}`);
+    throw new InputError(
+      "bad_key",
+      `Invalid key: ${bytes} bytes is over the limit of ${KEY_BYTES_MAX}`,
+    );
   }
   // deno-lint-ignore no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(key)) {

@@ -20,6 +20,8 @@ export type ErrorCode =
   | "corrupt"
   | "config"
   | "io"
+  | "conflict"
+  | "unreachable"
   | "timeout"
   | "refused";
 

@@ -63,6 +63,33 @@ invariant(
 );
 invariant(PENDING_BYTES_MAX >= RECORD_BYTES_MAX, "The pending queue must admit one full record");
 
+// ---- Cluster: node-to-node transport and membership (src/cluster/) ----
+/** Frame header on the node port: length uint32 + CRC32 uint32. */
+export const FRAME_HEADER_BYTES = 8;
+/** Largest node-to-node frame payload; one full record plus its batch metadata must fit. */
+export const FRAME_BYTES_MAX = 32 * MiB;
+/** Before the handshake completes a peer is unauthenticated: its frames may be this big only. */
+export const HANDSHAKE_FRAME_BYTES_MAX = 4 * KiB;
+/** A connection that has not finished its handshake within this is closed. */
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
+/** Bytes queued to one peer before send() refuses (backpressure). */
+export const PEER_SEND_QUEUE_BYTES_MAX = 64 * MiB;
+/** Open node-port connections (inbound and outbound, authenticated or not). */
+export const PEER_CONNECTIONS_MAX = 256;
+/** Members one node tracks (including left ones). */
+export const MEMBERS_MAX = 1024;
+/** Gossip updates piggybacked on one probe message. */
+export const GOSSIP_UPDATES_PER_MESSAGE_MAX = 16;
+/** Members asked to probe a silent member on our behalf (SWIM's k). */
+export const INDIRECT_PROBES_K = 3;
+/** Operator timings of seed 002 (all configurable). */
+export const HEARTBEAT_INTERVAL_MS_DEFAULT = 5_000;
+export const SUSPECT_AFTER_MS_DEFAULT = 10_000;
+export const DOWN_AFTER_MS_DEFAULT = 15_000;
+
+invariant(FRAME_BYTES_MAX >= RECORD_BYTES_MAX + 64 * KiB, "A frame must carry one full record");
+invariant(PEER_SEND_QUEUE_BYTES_MAX >= FRAME_BYTES_MAX, "A peer queue must admit one full frame");
+
 /** Replication (src/replication): credit the follower grants, in entries in flight. */
 export const REPL_CREDIT_ENTRIES_DEFAULT = 100;
 export const REPL_CREDIT_ENTRIES_MAX = 100_000;

@@ -9,13 +9,16 @@
  * @module
  */
 import { ConfigError } from "../common/errors.ts";
+import { parseSeed } from "../cluster/seeds.ts";
 import {
   ACK_TIMEOUT_MS_DEFAULT,
   ACK_TIMEOUT_MS_MAX,
   BATCH_BYTES_DEFAULT,
   BATCH_ENTRIES_DEFAULT,
   BATCH_ENTRIES_MAX,
+  DOWN_AFTER_MS_DEFAULT,
   GiB,
+  HEARTBEAT_INTERVAL_MS_DEFAULT,
   MiB,
   RECORD_HEADER_BYTES,
   REPL_BATCH_BYTES_DEFAULT,
@@ -28,6 +31,7 @@ import {
   SEGMENT_BYTES_MAX,
   SEGMENT_BYTES_MIN,
   SNAPSHOT_EVERY_BYTES_DEFAULT,
+  SUSPECT_AFTER_MS_DEFAULT,
   VALUE_BYTES_DEFAULT,
   VALUE_BYTES_MAX,
 } from "../common/limits.ts";
@@ -54,6 +58,10 @@ export interface NodeConfig {
   replCreditEntries: number;
   replBatchEntries: number;
   replBatchBytes: number;
+  heartbeatIntervalMs: number;
+  suspectAfterMs: number;
+  downAfterMs: number;
+  failureDetector: "swim" | "phi";
 }
 
 type Kind = "string" | "int" | "list" | "enum";
@@ -127,7 +135,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: "SHANGHAI_CLUSTER_NODES",
     kind: "list",
     default: [],
-    help: "Seed members to join, host:port[,host:port]",
+    help: "Seed members to join: host:port, id@host:port or id@host (port 4000), comma-separated",
   },
   {
     key: "valueBytesMax",
@@ -256,6 +264,45 @@ export const SETTINGS: readonly SettingSpec[] = [
     values: ["json", "text"],
     help: "Log line format",
   },
+  {
+    key: "heartbeatIntervalMs",
+    flag: "heartbeat-interval-ms",
+    env: "SHANGHAI_HEARTBEAT_INTERVAL_MS",
+    kind: "int",
+    default: HEARTBEAT_INTERVAL_MS_DEFAULT,
+    min: 10,
+    max: 600_000,
+    help: "Probe every member this often",
+  },
+  {
+    key: "suspectAfterMs",
+    flag: "suspect-after-ms",
+    env: "SHANGHAI_SUSPECT_AFTER_MS",
+    kind: "int",
+    default: SUSPECT_AFTER_MS_DEFAULT,
+    min: 20,
+    max: 3_600_000,
+    help: "A member not heard from this long is suspect",
+  },
+  {
+    key: "downAfterMs",
+    flag: "down-after-ms",
+    env: "SHANGHAI_DOWN_AFTER_MS",
+    kind: "int",
+    default: DOWN_AFTER_MS_DEFAULT,
+    min: 30,
+    max: 3_600_000,
+    help: "A member not heard from this long is down",
+  },
+  {
+    key: "failureDetector",
+    flag: "failure-detector",
+    env: "SHANGHAI_FAILURE_DETECTOR",
+    kind: "enum",
+    default: "swim",
+    values: ["swim", "phi"],
+    help: "swim: fixed timeouts; phi: phi accrual suspicion (down still at --down-after-ms)",
+  },
 ];
 
 type Raw = string | number | string[] | boolean | undefined;
@@ -364,7 +411,19 @@ export function resolveConfig(
       `${config.segmentBytes} is smaller than batch-bytes-max ${config.batchBytesMax}`,
     );
   }
-  for (const member of config.join) parseHostPort(member, "join");
+  for (const member of config.join) parseSeed(member, "join");
+  if (config.suspectAfterMs <= config.heartbeatIntervalMs) {
+    throw new ConfigError(
+      "suspect-after-ms",
+      `${config.suspectAfterMs} must be above heartbeat-interval-ms ${config.heartbeatIntervalMs}`,
+    );
+  }
+  if (config.downAfterMs <= config.suspectAfterMs) {
+    throw new ConfigError(
+      "down-after-ms",
+      `${config.downAfterMs} must be above suspect-after-ms ${config.suspectAfterMs}`,
+    );
+  }
   return config;
 }
 

@@ -6,6 +6,7 @@
  */
 import { ConfigError } from "../common/errors.ts";
 import { randomHex } from "../common/random.ts";
+import { writeFileAtomic } from "../storage/durable_fs.ts";
 
 export interface Identity {
   format: 1;
@@ -17,21 +18,7 @@ export interface Identity {
 export const IDENTITY_FILE = "node.json";
 
 export async function writeJsonDurably(path: string, value: unknown): Promise<void> {
-  const temp = `${path}.tmp-${randomHex(4)}`;
-  const file = await Deno.open(temp, { write: true, createNew: true });
-  try {
-    await file.write(new TextEncoder().encode(JSON.stringify(value, null, 2) + "\n"));
-    await file.sync();
-  } finally {
-    file.close();
-  }
-  await Deno.rename(temp, path);
-  const dir = await Deno.open(path.slice(0, Math.max(path.lastIndexOf("/"), 1)) || ".", { read: true });
-  try {
-    await dir.sync();
-  } finally {
-    dir.close();
-  }
+  await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(value, null, 2) + "\n"));
 }
 
 export async function readIdentity(dataDir: string): Promise<Identity | undefined> {
@@ -45,12 +32,18 @@ export async function readIdentity(dataDir: string): Promise<Identity | undefine
   }
   try {
     const parsed = JSON.parse(text) as Identity;
-    if (parsed.format !== 1 || typeof parsed.nodeId !== "string" || typeof parsed.clusterId !== "string") {
+    if (
+      parsed.format !== 1 || typeof parsed.nodeId !== "string" ||
+      typeof parsed.clusterId !== "string"
+    ) {
       throw new Error("missing fields");
     }
     return parsed;
   } catch (cause) {
-    throw new ConfigError("data-dir", `${path} is damaged (${(cause as Error).message}); restore it from a backup`);
+    throw new ConfigError(
+      "data-dir",
+      `${path} is damaged (${(cause as Error).message}); restore it from a backup`,
+    );
   }
 }
 

@@ -9,7 +9,6 @@
 import { type Clock, systemClock } from "../common/clock.ts";
 import { createApp, type RouteMount } from "../api/http/app.ts";
 import type { HttpContext, Readiness } from "../api/http/context.ts";
-import type { PeerTransport } from "../cluster/transport.ts";
 import { ReplicationService } from "../replication/service.ts";
 import type { ConflictResolver } from "../storage/kv/keyspace.ts";
 import { Store } from "../storage/kv/store.ts";
@@ -18,6 +17,10 @@ import { createLogger, type Logger } from "../telemetry/log.ts";
 import type { NodeConfig } from "./config.ts";
 import { type Identity, loadOrCreateIdentity } from "./identity.ts";
 import { VERSION } from "./version.ts";
+import { clusterRoutes } from "../api/http/cluster_routes.ts";
+import { NodeCluster } from "../cluster/node_cluster.ts";
+import type { MembershipDriver } from "../cluster/membership_driver.ts";
+import type { PeerTransport } from "../cluster/transport.ts";
 
 export interface NodeOptions {
   clock?: Clock;
@@ -45,6 +48,8 @@ export class ShanghaiNode {
   #server: Deno.HttpServer<Deno.NetAddr> | undefined;
   #recoveryError: string | undefined;
   #stopping = false;
+  #cluster: NodeCluster | undefined;
+  readonly #stopRequested = Promise.withResolvers<void>();
 
   private constructor(config: NodeConfig, options: NodeOptions) {
     this.config = config;
@@ -79,6 +84,26 @@ export class ShanghaiNode {
     return this.#server?.addr.port ?? 0;
   }
 
+  /** Node-to-node messaging (available once started). */
+  get transport(): PeerTransport {
+    return this.#cluster!.transport;
+  }
+
+  /** Cluster membership: `members()`, `health()`, `leave()` (available once started). */
+  get membership(): MembershipDriver {
+    return this.#cluster!.membership;
+  }
+
+  /** The node-to-node port actually bound (0 before start). */
+  get nodePort(): number {
+    return this.#cluster?.transport.port ?? 0;
+  }
+
+  /** Resolves when the node asks its process to stop (after leaving the cluster). */
+  get stopRequested(): Promise<void> {
+    return this.#stopRequested.promise;
+  }
+
   readiness(): Readiness {
     const reasons: string[] = [];
     if (this.#recoveryError) reasons.push(`recovery failed: ${this.#recoveryError}`);
@@ -106,6 +131,8 @@ export class ShanghaiNode {
       dataDir: this.config.dataDir,
       walDir: store?.walDir ?? null,
       httpAddress: `${this.config.host}:${this.httpPort}`,
+      nodeAddress: this.#cluster?.transport.address ?? null,
+      clusterState: this.#cluster?.membership.health() ?? null,
     };
   }
 
@@ -121,7 +148,7 @@ export class ShanghaiNode {
   }
 
   async #start(mounts: RouteMount[]): Promise<void> {
-    const app = createApp(this.#httpContext(), mounts);
+    const app = createApp(this.#httpContext(), [clusterRoutes(() => this.#cluster), ...mounts]);
     this.#server = Deno.serve({
       hostname: this.config.host,
       port: this.config.adminPort,
@@ -159,10 +186,24 @@ export class ShanghaiNode {
         events: this.events,
         logger: this.logger,
       });
+      this.#cluster = await NodeCluster.start({
+        config: this.config,
+        identity: this.#identity,
+        store: this.#store,
+        httpAddress: () => `${this.config.host}:${this.httpPort}`,
+        onIdentityChanged: (identity) => this.#identity = identity,
+        onLeft: () => this.#stopRequested.resolve(),
+        clock: this.#clock,
+        events: this.events,
+        logger: this.logger,
+      });
+      const cluster = this.#cluster;
       this.#replication = new ReplicationService({
         store: this.#store,
-        transport: this.#options.transport,
-        members: this.#options.members,
+        transport: this.#options.transport ?? cluster.transport,
+        // Quorum counts every member that has not left, down ones included.
+        members: this.#options.members ??
+          (() => cluster.members().filter((m) => m.state !== "left").map((m) => m.id)),
         ackDefault: this.config.ackDefault,
         ackTimeoutMs: this.config.ackTimeoutMs,
         creditEntries: this.config.replCreditEntries,
@@ -176,12 +217,14 @@ export class ShanghaiNode {
     } catch (error) {
       this.#recoveryError = (error as Error).message;
       await this.#server.shutdown();
+      await this.#store?.close().catch(() => {});
       throw error;
     }
     this.logger.info("Node ready", {
       nodeId: this.#identity.nodeId,
       clusterId: this.#identity.clusterId,
       httpPort: this.httpPort,
+      nodePort: this.nodePort,
       lastLsn: this.#store.lastLsn,
       keys: this.#store.keyspace.size,
       recoveryMs: Math.round(this.#clock.monoMs() - this.#startedMs),
@@ -193,8 +236,9 @@ export class ShanghaiNode {
     if (this.#stopping) return;
     this.#stopping = true;
     this.logger.info("Node stopping");
-    await this.#server?.shutdown();
     this.#replication?.stop();
+    await this.#cluster?.stop();
+    await this.#server?.shutdown();
     await this.#store?.close();
     this.logger.info("Node stopped");
   }

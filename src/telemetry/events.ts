@@ -11,7 +11,15 @@ export interface EventMap {
   "snapshot.completed": { lsn: number; keys: number; bytes: number; durationMs: number };
   "retention.completed": { segmentsRemoved: number; bytesRemoved: number; durationMs: number };
   "cluster.heartbeat.completed": { rttMs: number; fromNode: string; toNode: string };
-  "cluster.member.changed": { nodeId: string; state: string; previous?: string; address?: string };
+  "cluster.member.changed": {
+    nodeId: string;
+    state: string;
+    previous?: string;
+    address?: string;
+    /** joined, up, suspect, down or left. */
+    kind?: string;
+    incarnation?: number;
+  };
   "replication.lag.changed": { lag: number; follower: string; leader: string };
   "replication.conflict": { key: string; winnerOrigin: string; loserOrigin: string };
   "http.request.completed": { method: string; route: string; status: number; durationMs: number };

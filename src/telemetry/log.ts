@@ -25,14 +25,17 @@ export function createLogger(
 ): Logger {
   const min = LOG_LEVELS.indexOf(options.level ?? "info");
   const format = options.format ?? "text";
-  const write = options.write ?? ((line: string) => Deno.stderr.writeSync(encoder.encode(line + "\n")));
+  const write = options.write ??
+    ((line: string) => Deno.stderr.writeSync(encoder.encode(line + "\n")));
   const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
     if (LOG_LEVELS.indexOf(level) < min) return;
     const time = new Date().toISOString();
     if (format === "json") {
       write(JSON.stringify({ time, level, msg, ...fields }));
     } else {
-      const rest = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === "string" ? JSON.stringify(v) : JSON.stringify(v)}`);
+      const rest = Object.entries(fields).map(([k, v]) =>
+        `${k}=${typeof v === "string" ? JSON.stringify(v) : JSON.stringify(v)}`
+      );
       write([time, level.toUpperCase().padEnd(5), msg, ...rest].join(" "));
     }
   };

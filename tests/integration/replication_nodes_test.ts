@@ -29,6 +29,7 @@ async function startNode(
   const config = resolveConfig({
     "node-id": id,
     "admin-port": "0",
+    "port": "0",
     "data-dir": dir,
     "ack-timeout-ms": "1500",
     ...flags,

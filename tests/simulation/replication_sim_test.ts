@@ -4,7 +4,7 @@
  * with `SEED=n deno task test:sim`.
  */
 import assert from "node:assert/strict";
-import { SimCluster } from "../support/sim_cluster.ts";
+import { SimCluster } from "../support/repl_sim_cluster.ts";
 
 const SEEDS = Deno.env.get("SEED")
   ? [Number(Deno.env.get("SEED"))]

@@ -79,9 +79,20 @@ export async function spawnNode(options: SpawnOptions): Promise<NodeProcess> {
       }
     }
   })().catch(() => {});
-  status.then((s) => ready.reject(new Error(`serve exited with ${s.code} before ready: ${JSON.stringify(logs.slice(-5))}`)));
+  status.then((s) =>
+    ready.reject(
+      new Error(`serve exited with ${s.code} before ready: ${JSON.stringify(logs.slice(-5))}`),
+    )
+  );
   const timer = setTimeout(
-    () => ready.reject(new Error(`serve not ready within ${options.readyTimeoutMs ?? READY_TIMEOUT_MS} ms: ${JSON.stringify(logs.slice(-5))}`)),
+    () =>
+      ready.reject(
+        new Error(
+          `serve not ready within ${options.readyTimeoutMs ?? READY_TIMEOUT_MS} ms: ${
+            JSON.stringify(logs.slice(-5))
+          }`,
+        ),
+      ),
     options.readyTimeoutMs ?? READY_TIMEOUT_MS,
   );
   let readyLine: Record<string, unknown>;
@@ -122,7 +133,10 @@ export async function spawnNode(options: SpawnOptions): Promise<NodeProcess> {
 }
 
 /** Runs the CLI as a separate process and returns its exit code and output. */
-export async function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", MAIN, ...args],
     env: { NO_COLOR: "1", ...env },

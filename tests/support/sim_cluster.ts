@@ -1,134 +1,196 @@
 /**
- * A seeded replication simulation: N nodes, each a {@link MemoryReplicaLog} and a real
- * {@link Shipper}, over a {@link SimNetwork} with a fake clock. `step()` moves time a little,
- * delivers due messages, ticks the shippers and lets promise continuations run. A failure
- * prints its seed; `SEED=n deno task test:sim` replays one seed.
+ * A whole cluster of {@link Membership} state machines on a {@link SimNetwork} with a fake
+ * clock, for seeded simulations. Node addresses are their ids; every node re-dials the members
+ * it knows but has no link to on each tick, as the real driver does (without backoff here).
  *
  * @module
  */
-import { FakeClock } from "../../src/common/clock.ts";
 import { Random } from "../../src/common/random.ts";
-import { stateDigest } from "../../src/replication/digest.ts";
-import { Shipper, TICK_MS } from "../../src/replication/shipper.ts";
-import { MemoryReplicaLog } from "./memory_replica_log.ts";
-import { type SimFaults, SimNetwork, type SimTransport } from "./sim_network.ts";
+import type { DetectorKind } from "../../src/cluster/failure_detector.ts";
+import { type MemberEvent, Membership, type MemberState } from "../../src/cluster/membership.ts";
+import {
+  SimNetwork,
+  type SimNetworkOptions,
+  type SimTransport,
+} from "../../src/cluster/sim_network.ts";
+import { bindMembership, flushOutbox } from "../../src/cluster/wiring.ts";
+
+export interface SimTimings {
+  heartbeatIntervalMs: number;
+  suspectAfterMs: number;
+  downAfterMs: number;
+}
+
+export const DEFAULT_TIMINGS: SimTimings = {
+  heartbeatIntervalMs: 5000,
+  suspectAfterMs: 10_000,
+  downAfterMs: 15_000,
+};
 
 export interface SimNode {
   id: string;
-  log: MemoryReplicaLog;
+  membership: Membership;
   transport: SimTransport;
-  shipper: Shipper;
   alive: boolean;
+  /** Set while a graceful leave is in progress or done. */
+  leaving: boolean;
 }
 
-export interface SimClusterOptions {
-  seed: number;
-  nodes: number;
-  faults?: Partial<SimFaults>;
-  creditEntries?: number;
-  batchEntriesMax?: number;
-}
-
-/** Lets every queued promise continuation run (the sim's only source of async is microtasks). */
-export async function settle(): Promise<void> {
-  // Microtasks only: a macrotask yield costs a millisecond of real time per step.
-  for (let i = 0; i < 64; i++) await Promise.resolve();
+export interface LoggedEvent extends MemberEvent {
+  atMs: number;
+  observer: string;
 }
 
 export class SimCluster {
-  readonly clock = new FakeClock();
-  readonly random: Random;
   readonly network: SimNetwork;
-  readonly nodes: SimNode[] = [];
-  #sinceTickMs = 0;
+  readonly timings: SimTimings;
+  readonly detector: DetectorKind;
+  readonly tickMs: number;
+  readonly nodes = new Map<string, SimNode>();
+  readonly events: LoggedEvent[] = [];
+  readonly #random: Random;
+  #incarnations = new Map<string, number>();
 
-  constructor(options: SimClusterOptions) {
-    this.random = new Random(options.seed);
-    this.network = new SimNetwork(this.clock, new Random(options.seed * 7919 + 1), {
-      dropRate: 0.02,
-      duplicateRate: 0.02,
-      delayMsMin: 1,
-      delayMsMax: 15,
-      ...options.faults,
+  constructor(options: SimNetworkOptions & { timings?: SimTimings; detector?: DetectorKind }) {
+    this.network = new SimNetwork(options);
+    this.timings = options.timings ?? DEFAULT_TIMINGS;
+    this.detector = options.detector ?? "swim";
+    this.tickMs = Math.max(1, Math.floor(this.timings.heartbeatIntervalMs / 10));
+    this.#random = new Random(options.seed ^ 0x5bd1e995);
+  }
+
+  get nowMs(): number {
+    return this.network.nowMs;
+  }
+
+  /** Starts node `id` (again, after a crash: with a higher incarnation) and dials `seeds`. */
+  start(id: string, seeds: readonly string[] = []): SimNode {
+    const previous = this.nodes.get(id);
+    const incarnation = (this.#incarnations.get(id) ?? 0) + 1;
+    this.#incarnations.set(id, incarnation);
+    const transport = previous ? this.network.restart(id) : this.network.transport(id);
+    const known = previous
+      ? previous.membership.members().filter((m) => !m.self).map((m) => ({
+        id: m.id,
+        address: m.address,
+        httpAddress: m.httpAddress,
+      }))
+      : [];
+    const membership = new Membership({
+      self: { id, address: id, httpAddress: `http-${id}`, incarnation },
+      ...this.timings,
+      detector: this.detector,
+      random: new Random(this.#random.int(2 ** 31)),
+      nowMs: this.nowMs,
+      known,
     });
-    const ids = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
-    for (const id of ids) {
-      const log = new MemoryReplicaLog(id, this.clock);
-      const transport = this.network.add(id);
-      const shipper = new Shipper({
-        log,
-        transport,
-        clock: this.clock,
-        members: () => ids,
-        sessionBase: 1000 * (ids.indexOf(id) + 1),
-        creditEntries: options.creditEntries ?? 20,
-        batchEntriesMax: options.batchEntriesMax ?? 7,
-        resendAfterMs: 200,
-      });
-      this.nodes.push({ id, log, transport, shipper, alive: true });
-    }
-    for (const node of this.nodes) node.shipper.start();
-    this.network.connectAll();
-  }
-
-  node(id: string): SimNode {
-    return this.nodes.find((n) => n.id === id)!;
-  }
-
-  async step(ms = 1 + this.random.int(4)): Promise<void> {
-    this.clock.advance(ms);
-    this.network.deliverDue();
-    this.#sinceTickMs += ms;
-    if (this.#sinceTickMs >= TICK_MS) {
-      this.#sinceTickMs = 0;
-      for (const node of this.nodes) if (node.alive) node.shipper.tick();
-    }
-    await settle();
+    const node: SimNode = { id, membership, transport, alive: true, leaving: false };
+    this.nodes.set(id, node);
+    bindMembership(
+      () => node.membership,
+      transport,
+      () => this.nowMs,
+      (outbox) => this.#log(id, outbox.events),
+    );
+    for (const seed of seeds) transport.dial(seed);
+    return node;
   }
 
   crash(id: string): void {
-    const node = this.node(id);
+    const node = this.nodes.get(id)!;
     node.alive = false;
-    node.shipper.stop();
     this.network.crash(id);
   }
 
-  /** Runs until every live node holds the same version vector, or throws after maxMs. */
-  async untilConverged(maxMs: number, describe: () => string): Promise<number> {
-    const start = this.clock.monoMs();
-    while (this.clock.monoMs() - start < maxMs) {
-      await this.step(5);
-      if (this.converged()) return this.clock.monoMs() - start;
+  /** Starts a graceful leave; the node stops once every member acked or two periods passed. */
+  leave(id: string): void {
+    const node = this.nodes.get(id)!;
+    node.leaving = true;
+    node.membership.leave(this.nowMs);
+    this.#log(id, flushOutbox(node.membership, node.transport).events);
+    const deadline = this.nowMs + 2 * this.timings.heartbeatIntervalMs;
+    const stopWhenDone = () => {
+      if (!node.alive) return;
+      if (node.membership.leaveAcknowledged() || this.nowMs >= deadline) this.crash(id);
+    };
+    this.#afterTick.push(stopWhenDone);
+  }
+
+  #afterTick: (() => void)[] = [];
+
+  /** Runs the cluster for `ms` of simulated time. */
+  run(ms: number, check?: () => void): void {
+    const end = this.nowMs + ms;
+    while (this.nowMs < end) {
+      const t = Math.min(end, this.nowMs + this.tickMs);
+      this.network.advanceTo(t);
+      for (const node of this.nodes.values()) {
+        if (!node.alive) continue;
+        if (!node.leaving) {
+          for (const m of node.membership.members()) {
+            if (m.self || m.state === "left" || node.transport.connectedPeers().includes(m.id)) {
+              continue;
+            }
+            node.transport.dial(m.address);
+          }
+        }
+        node.membership.tick(t);
+        this.#log(node.id, flushOutbox(node.membership, node.transport).events);
+      }
+      for (const f of this.#afterTick) f();
+      check?.();
     }
-    throw new Error(`Not converged after ${maxMs} simulated ms: ${describe()}\n${this.report()}`);
   }
 
-  converged(ids?: string[]): boolean {
-    const live = this.nodes.filter((n) => n.alive && (ids === undefined || ids.includes(n.id)));
-    const first = JSON.stringify(sortVv(live[0].log.versionVector()));
-    return live.every((n) => JSON.stringify(sortVv(n.log.versionVector())) === first);
+  /** Runs until `done()` or `ms` passes; returns whether `done()` held. */
+  runUntil(done: () => boolean, ms: number): boolean {
+    const end = this.nowMs + ms;
+    while (this.nowMs < end) {
+      if (done()) return true;
+      this.run(this.tickMs);
+    }
+    return done();
   }
 
-  digests(): Map<string, string> {
-    return new Map(
-      this.nodes.filter((n) => n.alive).map((n) => [n.id, stateDigest(n.log.keyspace.records())]),
-    );
+  /** What `observer` thinks of `target` (undefined if it does not know it). */
+  view(observer: string, target: string): MemberState | undefined {
+    return this.nodes.get(observer)!.membership.member(target)?.state;
   }
 
-  report(): string {
-    return this.nodes.map((n) =>
-      `${n.id}${n.alive ? "" : " (dead)"} vv=${
-        JSON.stringify(sortVv(n.log.versionVector()))
-      } last=${n.log.lastLsn()} ` +
-      `replicas=${
-        JSON.stringify(
-          n.alive ? n.shipper.replicas().map((r) => [r.peer, r.status, r.followerOffset]) : [],
-        )
-      }`
-    ).join("\n");
+  liveIds(): string[] {
+    return [...this.nodes.values()].filter((n) => n.alive && !n.leaving).map((n) => n.id);
+  }
+
+  /** Every live node sees every other live node up. */
+  allUp(): boolean {
+    const live = this.liveIds();
+    return live.every((a) => live.every((b) => a === b || this.view(a, b) === "up"));
+  }
+
+  #log(observer: string, events: MemberEvent[]): void {
+    for (const e of events) this.events.push({ ...e, atMs: this.nowMs, observer });
   }
 }
 
-function sortVv(vv: Record<string, number>): Record<string, number> {
-  return Object.fromEntries(Object.entries(vv).sort(([a], [b]) => (a < b ? -1 : 1)));
+/**
+ * Runs `body` once per seed (or only for SEED from the environment); a failure names its seed
+ * and the command that replays it.
+ */
+export function forEachSeed(count: number, body: (seed: number) => void, base = 1): void {
+  const only = Deno.env.get("SEED");
+  const seeds = only !== undefined
+    ? [Number(only)]
+    : Array.from({ length: count }, (_, i) => base + i);
+  for (const seed of seeds) {
+    try {
+      body(seed);
+    } catch (error) {
+      throw new Error(
+        `Failed at seed ${seed}; replay with SEED=${seed} deno task test:sim: ${
+          (error as Error).message
+        }`,
+        { cause: error },
+      );
+    }
+  }
 }

@@ -4,9 +4,14 @@
  *
  * @module
  */
+import { concatBytes } from "../../common/bytes.ts";
 import { InputError, TooLargeError } from "../../common/errors.ts";
 
-export async function readBody(request: Request, bytesMax: number, what = "request body"): Promise<Uint8Array> {
+export async function readBody(
+  request: Request,
+  bytesMax: number,
+  what = "request body",
+): Promise<Uint8Array> {
   const declared = request.headers.get("content-length");
   if (declared !== null) {
     const length = Number(declared);
@@ -29,12 +34,5 @@ export async function readBody(request: Request, bytesMax: number, what = "reque
     }
     parts.push(value);
   }
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return parts.length === 1 ? parts[0] : concatBytes(parts, total);
 }

@@ -22,6 +22,8 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   corrupt: 500,
   io: 500,
   config: 500,
+  conflict: 409,
+  unreachable: 502,
   timeout: 504,
   refused: 400,
 };

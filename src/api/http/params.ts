@@ -8,7 +8,10 @@ export function intParam(
 ): number {
   if (raw === undefined || raw === "") return options.fallback;
   if (!/^\d+$/.test(raw)) {
-    throw new InputError("bad_query", `Invalid query parameter ${name}=${JSON.stringify(raw)}: expected a whole number`);
+    throw new InputError(
+      "bad_query",
+      `Invalid query parameter ${name}=${JSON.stringify(raw)}: expected a whole number`,
+    );
   }
   const value = Number(raw);
   if (!Number.isSafeInteger(value) || value < options.min || value > options.max) {

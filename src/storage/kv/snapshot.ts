@@ -15,6 +15,7 @@ import { Encoder } from "cbor-x";
 import type { VersionVector } from "../../common/entry.ts";
 import { ShanghaiError } from "../../common/errors.ts";
 import { MiB, RECORD_BYTES_MAX } from "../../common/limits.ts";
+import { syncDir, writeAll } from "../durable_fs.ts";
 import { frameRecord, readRecord } from "../wal/record.ts";
 import type { KeyRecord } from "./keyspace.ts";
 
@@ -66,20 +67,6 @@ function fromTuple(t: Tuple): [string, KeyRecord] {
     prevHlc,
     prevOrigin,
   }];
-}
-
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await file.write(bytes.subarray(written));
-}
-
-async function syncDir(path: string): Promise<void> {
-  const dir = await Deno.open(path, { read: true });
-  try {
-    await dir.sync();
-  } finally {
-    dir.close();
-  }
 }
 
 /** Writes a snapshot durably into `dir`; returns its path and size. */
@@ -158,12 +145,16 @@ export async function readSnapshot(path: string): Promise<Snapshot> {
       continue;
     }
     const trailer = item as { end?: boolean; keys?: number };
-    if (trailer?.end !== true || trailer.keys !== records.length || records.length !== header.keys) {
+    if (
+      trailer?.end !== true || trailer.keys !== records.length || records.length !== header.keys
+    ) {
       throw new SnapshotError(path, "the trailer does not match the records");
     }
     break;
   }
-  if (offset !== bytes.length) throw new SnapshotError(path, `unexpected bytes after the trailer at ${offset}`);
+  if (offset !== bytes.length) {
+    throw new SnapshotError(path, `unexpected bytes after the trailer at ${offset}`);
+  }
   return {
     lsn: header.lsn,
     createdMs: header.createdMs,

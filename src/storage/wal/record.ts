@@ -18,7 +18,11 @@ export function frameRecord(data: Uint8Array): Uint8Array {
 }
 
 /** Why a record at some offset could not be read. */
-export type RecordProblem = "truncated header" | "bad length" | "truncated data" | "checksum mismatch";
+export type RecordProblem =
+  | "truncated header"
+  | "bad length"
+  | "truncated data"
+  | "checksum mismatch";
 
 export type RecordRead =
   | { ok: true; data: Uint8Array; next: number }
@@ -29,7 +33,9 @@ export type RecordRead =
  * `data` is a view into `bytes`, not a copy.
  */
 export function readRecord(bytes: Uint8Array, offset: number, recordBytesMax: number): RecordRead {
-  if (offset + RECORD_HEADER_BYTES > bytes.length) return { ok: false, problem: "truncated header" };
+  if (offset + RECORD_HEADER_BYTES > bytes.length) {
+    return { ok: false, problem: "truncated header" };
+  }
   const view = new DataView(bytes.buffer, bytes.byteOffset + offset, RECORD_HEADER_BYTES);
   const length = view.getUint32(0, true);
   if (length === 0 || length > recordBytesMax) return { ok: false, problem: "bad length" };
@@ -38,16 +44,4 @@ export function readRecord(bytes: Uint8Array, offset: number, recordBytesMax: nu
   const data = bytes.subarray(start, start + length);
   if (crc32(data) !== view.getUint32(4, true)) return { ok: false, problem: "checksum mismatch" };
   return { ok: true, data, next: start + length };
-}
-
-/** Concatenates frames into one buffer, so a batch is one write. */
-export function concatBytes(parts: readonly Uint8Array[], totalBytes?: number): Uint8Array {
-  const total = totalBytes ?? parts.reduce((sum, p) => sum + p.length, 0);
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }

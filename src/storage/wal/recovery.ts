@@ -9,7 +9,7 @@
  * | invalid  | -                                          | last, no records could have been acked (file shorter than a header, or header all zero) | torn creation: drop the file |
  * | invalid  | -                                          | any other | refuse: CorruptionError |
  * | valid    | none                                       | any       | accept                  |
- * | valid    | has a valid record ending past the torn window after it | any | refuse: mid-log damage |
+ * | valid    | a valid record starts more than the torn window after it | any | refuse: mid-log damage |
  * | valid    | otherwise                                  | last      | torn tail: truncate     |
  * | valid    | otherwise                                  | not last  | refuse: CorruptionError |
  *
@@ -108,8 +108,13 @@ export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentSca
       if (lsn !== nextLsn) problem = `record holds LSN ${lsn} where LSN ${nextLsn} belongs`;
     }
     if (problem !== undefined) {
-      const later = findValidRecordAfter(bytes, offset, options.recordBytesMax);
-      if (later >= 0 && later - offset > options.tornWindowBytes) {
+      // Only the last batch can be torn: look for valid data past one batch from here.
+      const later = findValidRecordAfter(
+        bytes,
+        offset + options.tornWindowBytes,
+        options.recordBytesMax,
+      );
+      if (later >= 0) {
         throw new CorruptionError(
           fileName,
           offset,

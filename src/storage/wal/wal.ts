@@ -14,7 +14,12 @@
  */
 import { type Clock, systemClock } from "../../common/clock.ts";
 import { decodeEntry, encodeEntry, type Entry } from "../../common/entry.ts";
-import { ClosedError, CorruptionError, OverloadedError, ShanghaiError } from "../../common/errors.ts";
+import {
+  ClosedError,
+  CorruptionError,
+  OverloadedError,
+  ShanghaiError,
+} from "../../common/errors.ts";
 import { invariant } from "../../common/invariant.ts";
 import {
   BATCH_BYTES_DEFAULT,
@@ -30,7 +35,9 @@ import {
   SEGMENT_HEADER_BYTES,
   SPARSE_INDEX_INTERVAL_BYTES,
 } from "../../common/limits.ts";
-import { concatBytes, frameRecord, readRecord } from "./record.ts";
+import { concatBytes } from "../../common/bytes.ts";
+import { syncDir, writeAll } from "../durable_fs.ts";
+import { frameRecord, readRecord } from "./record.ts";
 import { type IndexPoint, scanSegment } from "./recovery.ts";
 import {
   decodeSegmentHeader,
@@ -69,7 +76,10 @@ export type EntryInput = Omit<Entry, "lsn">;
 export class LsnCompactedError extends ShanghaiError {
   override name = "LsnCompactedError";
   constructor(readonly lsn: number, readonly firstLsn: number) {
-    super("not_found", `Cannot read LSN ${lsn}: retention removed it; the log starts at ${firstLsn}`);
+    super(
+      "not_found",
+      `Cannot read LSN ${lsn}: retention removed it; the log starts at ${firstLsn}`,
+    );
   }
 }
 
@@ -96,20 +106,6 @@ interface Pending {
   frame: Uint8Array;
   resolve: (lsn: number) => void;
   reject: (error: unknown) => void;
-}
-
-async function syncDir(path: string): Promise<void> {
-  const dir = await Deno.open(path, { read: true });
-  try {
-    await dir.sync();
-  } finally {
-    dir.close();
-  }
-}
-
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await file.write(bytes.subarray(written));
 }
 
 async function readAt(path: string, offset: number, bytes: number): Promise<Uint8Array> {
@@ -180,7 +176,10 @@ export class Wal {
   /** Opens (creating if needed) the WAL in `dir`, recovering its tail. */
   static async open(dir: string, options: WalOptions = {}): Promise<Wal> {
     const batchEntriesMax = options.batchEntriesMax ?? BATCH_ENTRIES_DEFAULT;
-    invariant(batchEntriesMax >= 1 && batchEntriesMax <= BATCH_ENTRIES_MAX, "batchEntriesMax out of range");
+    invariant(
+      batchEntriesMax >= 1 && batchEntriesMax <= BATCH_ENTRIES_MAX,
+      "batchEntriesMax out of range",
+    );
     await Deno.mkdir(dir, { recursive: true });
     const names: { name: string; firstLsn: number }[] = [];
     for await (const item of Deno.readDir(dir)) {
@@ -190,22 +189,36 @@ export class Wal {
     names.sort((a, b) => a.firstLsn - b.firstLsn);
     const segments: Segment[] = [];
     const verifyFromLsn = options.verifyFromLsn ?? 0;
-    const tornWindowBytes = (options.batchBytesMax ?? BATCH_BYTES_DEFAULT) + RECORD_BYTES_MAX;
+    // A valid record inside one batch starts less than a batch after a damaged one: the batch
+    // may be the unsynced one a crash tore. Anything further on was durable once.
+    const tornWindowBytes = options.batchBytesMax ?? BATCH_BYTES_DEFAULT;
     for (let i = 0; i < names.length; i++) {
       const { name, firstLsn } = names[i];
       const path = `${dir}/${name}`;
       const isLast = i === names.length - 1;
       const nextFirst = isLast ? undefined : names[i + 1].firstLsn;
-      const expectedFirstLsn = segments.length > 0 ? segments[segments.length - 1].lastLsn + 1 : undefined;
+      const expectedFirstLsn = segments.length > 0
+        ? segments[segments.length - 1].lastLsn + 1
+        : undefined;
       if (nextFirst !== undefined && nextFirst - 1 < verifyFromLsn) {
         // Wholly covered by a snapshot: check the header only, index it on first read.
         const stat = await Deno.stat(path);
         const head = decodeSegmentHeader(await readAt(path, 0, SEGMENT_HEADER_BYTES));
         if (!head.ok) {
-          throw new CorruptionError(name, 0, head.problem, "Move the damaged segment out and restart");
+          throw new CorruptionError(
+            name,
+            0,
+            head.problem,
+            "Move the damaged segment out and restart",
+          );
         }
         if (head.header.firstLsn !== firstLsn) {
-          throw new CorruptionError(name, 32, `header says LSN ${head.header.firstLsn}`, "Rename or remove the segment");
+          throw new CorruptionError(
+            name,
+            32,
+            `header says LSN ${head.header.firstLsn}`,
+            "Rename or remove the segment",
+          );
         }
         segments.push({ fileName: name, path, firstLsn, lastLsn: nextFirst - 1, bytes: stat.size });
         continue;
@@ -226,7 +239,12 @@ export class Wal {
         continue;
       }
       if (scan.header.firstLsn !== firstLsn) {
-        throw new CorruptionError(name, 32, `header says LSN ${scan.header.firstLsn}`, "Rename or remove the segment");
+        throw new CorruptionError(
+          name,
+          32,
+          `header says LSN ${scan.header.firstLsn}`,
+          "Rename or remove the segment",
+        );
       }
       if (nextFirst !== undefined && scan.lastLsn !== nextFirst - 1) {
         throw new CorruptionError(
@@ -284,7 +302,14 @@ export class Wal {
     await file.sync();
     await syncDir(dir);
     return {
-      segment: { fileName, path, firstLsn, lastLsn: firstLsn - 1, bytes: SEGMENT_HEADER_BYTES, index: [] },
+      segment: {
+        fileName,
+        path,
+        firstLsn,
+        lastLsn: firstLsn - 1,
+        bytes: SEGMENT_HEADER_BYTES,
+        index: [],
+      },
       file,
     };
   }
@@ -326,7 +351,12 @@ export class Wal {
   }
 
   segments(): SegmentInfo[] {
-    return this.#segments.map(({ fileName, firstLsn, lastLsn, bytes }) => ({ fileName, firstLsn, lastLsn, bytes }));
+    return this.#segments.map(({ fileName, firstLsn, lastLsn, bytes }) => ({
+      fileName,
+      firstLsn,
+      lastLsn,
+      bytes,
+    }));
   }
 
   /**
@@ -338,12 +368,18 @@ export class Wal {
     if (this.#failed !== undefined) return Promise.reject(this.#failedError());
     if (this.#queue.length >= PENDING_ENTRIES_MAX || this.#queueBytes >= PENDING_BYTES_MAX) {
       return Promise.reject(
-        new OverloadedError("overloaded", `Cannot append: ${this.#queue.length} entries already wait for the disk; retry later`),
+        new OverloadedError(
+          "overloaded",
+          `Cannot append: ${this.#queue.length} entries already wait for the disk; retry later`,
+        ),
       );
     }
     const entry: Entry = { ...input, lsn: this.#nextLsn };
     const frame = frameRecord(encodeEntry(entry));
-    invariant(frame.length - RECORD_HEADER_BYTES <= RECORD_BYTES_MAX, "Entry exceeds RECORD_BYTES_MAX");
+    invariant(
+      frame.length - RECORD_HEADER_BYTES <= RECORD_BYTES_MAX,
+      "Entry exceeds RECORD_BYTES_MAX",
+    );
     this.#nextLsn++;
     return new Promise<number>((resolve, reject) => {
       this.#queue.push({ entry, frame, resolve, reject });
@@ -353,9 +389,13 @@ export class Wal {
   }
 
   #failedError(): ShanghaiError {
-    return new ShanghaiError("io", `Cannot append: the WAL stopped after a failed write or sync (${this.#failed}); restart the node to recover`, {
-      cause: this.#failed,
-    });
+    return new ShanghaiError(
+      "io",
+      `Cannot append: the WAL stopped after a failed write or sync (${this.#failed}); restart the node to recover`,
+      {
+        cause: this.#failed,
+      },
+    );
   }
 
   async #flushLoop(): Promise<void> {
@@ -426,7 +466,10 @@ export class Wal {
    * Durable entries from `fromLsn` on, in LSN order: at most `limit` entries and about
    * `bytesMax` bytes (always at least one entry when one exists).
    */
-  async read(fromLsn: number, options: { limit?: number; bytesMax?: number } = {}): Promise<Entry[]> {
+  async read(
+    fromLsn: number,
+    options: { limit?: number; bytesMax?: number } = {},
+  ): Promise<Entry[]> {
     const limit = Math.min(options.limit ?? READ_ENTRIES_MAX, READ_ENTRIES_MAX);
     const bytesMax = Math.min(options.bytesMax ?? READ_BYTES_MAX, READ_BYTES_MAX);
     const from = Math.max(fromLsn, 1);
@@ -444,12 +487,19 @@ export class Wal {
       const point = floorPoint(segment.index, lsn);
       let offset = point?.offset ?? SEGMENT_HEADER_BYTES;
       let cursor = point?.lsn ?? segment.firstLsn;
-      while (out.length < limit && cursor <= segmentLast && bytesRead < bytesMax && offset < segmentEnd) {
-        const chunkBytes = Math.min(segmentEnd - offset, Math.max(256 * 1024, RECORD_HEADER_BYTES + 1));
+      while (
+        out.length < limit && cursor <= segmentLast && bytesRead < bytesMax && offset < segmentEnd
+      ) {
+        const chunkBytes = Math.min(
+          segmentEnd - offset,
+          Math.max(256 * 1024, RECORD_HEADER_BYTES + 1),
+        );
         let chunk = await readAt(segment.path, offset, chunkBytes);
         let at = 0;
         let progressed = false;
-        while (at < chunk.length && out.length < limit && cursor <= segmentLast && bytesRead < bytesMax) {
+        while (
+          at < chunk.length && out.length < limit && cursor <= segmentLast && bytesRead < bytesMax
+        ) {
           const record = readRecord(chunk, at, RECORD_BYTES_MAX);
           if (!record.ok) {
             if (record.problem === "truncated header" || record.problem === "truncated data") {
@@ -459,12 +509,24 @@ export class Wal {
                 chunk = await readAt(segment.path, offset, RECORD_HEADER_BYTES + len);
                 at = 0;
                 const whole = readRecord(chunk, 0, RECORD_BYTES_MAX);
-                if (!whole.ok) throw new CorruptionError(segment.fileName, offset, whole.problem, "Restore the segment from a peer or a backup");
+                if (!whole.ok) {
+                  throw new CorruptionError(
+                    segment.fileName,
+                    offset,
+                    whole.problem,
+                    "Restore the segment from a peer or a backup",
+                  );
+                }
                 continue;
               }
               break;
             }
-            throw new CorruptionError(segment.fileName, offset + at, record.problem, "Restore the segment from a peer or a backup");
+            throw new CorruptionError(
+              segment.fileName,
+              offset + at,
+              record.problem,
+              "Restore the segment from a peer or a backup",
+            );
           }
           progressed = true;
           if (cursor >= lsn) {
@@ -504,7 +566,12 @@ export class Wal {
     while (this.#segments.length > 1 && this.#segments[0].lastLsn < lsn) {
       const segment = this.#segments.shift()!;
       await Deno.remove(segment.path);
-      removed.push({ fileName: segment.fileName, firstLsn: segment.firstLsn, lastLsn: segment.lastLsn, bytes: segment.bytes });
+      removed.push({
+        fileName: segment.fileName,
+        firstLsn: segment.firstLsn,
+        lastLsn: segment.lastLsn,
+        bytes: segment.bytes,
+      });
     }
     if (removed.length > 0) await syncDir(this.dir);
     return removed;

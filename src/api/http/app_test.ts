@@ -1,0 +1,200 @@
+import assert from "node:assert/strict";
+import { Store } from "../../storage/kv/store.ts";
+import { EventBus } from "../../telemetry/events.ts";
+import { silentLogger } from "../../telemetry/log.ts";
+import { createApp } from "./app.ts";
+import type { HttpContext } from "./context.ts";
+
+async function withApp(
+  fn: (app: ReturnType<typeof createApp>, store: Store) => Promise<void>,
+  valueBytesMax = 64,
+): Promise<void> {
+  const dataDir = await Deno.makeTempDir({ prefix: "http-test-" });
+  const store = await Store.open({ dataDir, nodeId: "n1", valueBytesMax });
+  const ctx: HttpContext = {
+    store: () => store,
+    readiness: () => ({ ready: true, reasons: [] }),
+    status: () => ({ nodeId: "n1", lastLsn: store.lastLsn }),
+    events: new EventBus(),
+    logger: silentLogger,
+  };
+  try {
+    await fn(createApp(ctx), store);
+  } finally {
+    await store.close({ snapshot: false });
+    await Deno.remove(dataDir, { recursive: true });
+  }
+}
+
+const json = { "content-type": "application/json" };
+const octets = { "content-type": "application/octet-stream" };
+
+async function expectError(res: Response, status: number, code: string): Promise<void> {
+  assert.equal(res.status, status);
+  const body = await res.json();
+  assert.equal(body.error.code, code, JSON.stringify(body));
+  assert.equal(typeof body.error.message, "string");
+}
+
+Deno.test("PUT then GET returns JSON and bytes exactly as stored, with their content types", async () => {
+  await withApp(async (app) => {
+    const put = await app.request("/v1/kv/users/1", {
+      method: "PUT",
+      headers: json,
+      body: '{"name": "Alice"}',
+    });
+    assert.equal(put.status, 200);
+    assert.equal((await put.json()).lsn, 1);
+    const got = await app.request("/v1/kv/users/1");
+    assert.equal(got.headers.get("content-type"), "application/json");
+    assert.equal(await got.text(), '{"name": "Alice"}');
+    const raw = new Uint8Array([0, 255, 1, 254]);
+    assert.equal(
+      (await app.request("/v1/kv/blob", { method: "PUT", headers: octets, body: raw })).status,
+      200,
+    );
+    const blob = await app.request("/v1/kv/blob");
+    assert.equal(blob.headers.get("content-type"), "application/octet-stream");
+    assert.deepEqual(new Uint8Array(await blob.arrayBuffer()), raw);
+  });
+});
+
+Deno.test("DELETE removes a key; GET and DELETE of an absent key are 404", async () => {
+  await withApp(async (app) => {
+    await app.request("/v1/kv/a", { method: "PUT", headers: json, body: "1" });
+    const del = await app.request("/v1/kv/a", { method: "DELETE" });
+    assert.equal(del.status, 200);
+    assert.equal((await del.json()).lsn, 2);
+    await expectError(await app.request("/v1/kv/a"), 404, "not_found");
+    await expectError(await app.request("/v1/kv/a", { method: "DELETE" }), 404, "not_found");
+  });
+});
+
+Deno.test("GET /v1/kv lists a prefix with limit and cursor", async () => {
+  await withApp(async (app) => {
+    for (const k of ["p:1", "p:2", "p:3", "q:1"]) {
+      await app.request(`/v1/kv/${k}`, {
+        method: "PUT",
+        headers: json,
+        body: JSON.stringify({ k }),
+      });
+    }
+    await app.request("/v1/kv/b64", {
+      method: "PUT",
+      headers: octets,
+      body: new Uint8Array([104, 105]),
+    });
+    const first = await (await app.request("/v1/kv?prefix=p:&limit=2")).json();
+    assert.deepEqual(first.items.map((i: { key: string }) => i.key), ["p:1", "p:2"]);
+    assert.deepEqual(first.items[0].value, { k: "p:1" });
+    assert.equal(first.next, "p:2");
+    const second = await (await app.request(`/v1/kv?prefix=p:&limit=2&after=${first.next}`)).json();
+    assert.deepEqual(second.items.map((i: { key: string }) => i.key), ["p:3"]);
+    assert.equal(second.next, null);
+    const bin = await (await app.request("/v1/kv?prefix=b64")).json();
+    assert.equal(bin.items[0].valueBase64, "aGk=");
+  });
+});
+
+Deno.test("POST /v1/log appends; GET /v1/log returns every entry in LSN order", async () => {
+  await withApp(async (app) => {
+    await app.request("/v1/kv/a", { method: "PUT", headers: json, body: "1" });
+    const append = await app.request("/v1/log", {
+      method: "POST",
+      headers: octets,
+      body: new Uint8Array([1, 2]),
+    });
+    assert.deepEqual(await append.json(), { lsn: 2 });
+    await app.request("/v1/kv/a", { method: "DELETE" });
+    const log = await (await app.request("/v1/log?from=1&limit=10")).json();
+    assert.deepEqual(log.entries.map((e: { lsn: number; op: string }) => [e.lsn, e.op]), [
+      [1, "put"],
+      [2, "append"],
+      [3, "delete"],
+    ]);
+    assert.equal(log.entries[1].valueBase64, "AQI=");
+    assert.equal(log.next, 4);
+    const page = await (await app.request("/v1/log?from=2&limit=1")).json();
+    assert.deepEqual(page.entries.map((e: { lsn: number }) => e.lsn), [2]);
+  });
+});
+
+Deno.test("Bad input gets a 4xx JSON error and changes nothing", async () => {
+  await withApp(async (app, store) => {
+    await expectError(
+      await app.request("/v1/kv/a", { method: "PUT", headers: json, body: "{not json" }),
+      400,
+      "bad_json",
+    );
+    await expectError(
+      await app.request("/v1/kv/a%01b", { method: "PUT", headers: json, body: "1" }),
+      400,
+      "bad_key",
+    );
+    await expectError(
+      await app.request(`/v1/kv/${"k".repeat(1025)}`, { method: "PUT", headers: json, body: "1" }),
+      400,
+      "bad_key",
+    );
+    await expectError(await app.request("/v1/kv?limit=0"), 400, "bad_query");
+    await expectError(await app.request("/v1/kv?limit=abc"), 400, "bad_query");
+    await expectError(await app.request("/v1/log?from=-1"), 400, "bad_query");
+    await expectError(await app.request("/v1/log?limit=100000"), 400, "bad_query");
+    await expectError(
+      await app.request("/v1/kv/a", { method: "PUT", headers: octets, body: new Uint8Array(65) }),
+      413,
+      "too_large",
+    );
+    await expectError(
+      await app.request("/v1/log", { method: "POST", headers: octets, body: new Uint8Array(65) }),
+      413,
+      "too_large",
+    );
+    // A chunked body with no Content-Length is cut off as soon as it passes the limit.
+    const stream = new ReadableStream({
+      start(controller) {
+        for (let i = 0; i < 10; i++) controller.enqueue(new Uint8Array(16));
+        controller.close();
+      },
+    });
+    await expectError(
+      await app.request("/v1/kv/a", { method: "PUT", headers: octets, body: stream }),
+      413,
+      "too_large",
+    );
+    await expectError(
+      await app.request("/v1/kv/a", {
+        method: "PUT",
+        headers: { "content-type": "text/plain" },
+        body: "x",
+      }),
+      415,
+      "unsupported_media_type",
+    );
+    await expectError(await app.request("/v1/kv/missing"), 404, "not_found");
+    await expectError(await app.request("/v2/anything"), 404, "not_found");
+    assert.equal(store.lastLsn, 0);
+  });
+});
+
+Deno.test("Data routes answer 503 and /ready says why until recovery is done", async () => {
+  const ctx: HttpContext = {
+    store: () => undefined,
+    readiness: () => ({ ready: false, reasons: ["recovery in progress"] }),
+    status: () => ({}),
+    events: new EventBus(),
+    logger: silentLogger,
+  };
+  const app = createApp(ctx);
+  assert.equal((await app.request("/health")).status, 200);
+  const ready = await app.request("/ready");
+  assert.equal(ready.status, 503);
+  assert.deepEqual((await ready.json()).reasons, ["recovery in progress"]);
+  await expectError(await app.request("/v1/kv/a"), 503, "not_ready");
+  await expectError(
+    await app.request("/v1/kv/a", { method: "PUT", headers: json, body: "1" }),
+    503,
+    "not_ready",
+  );
+  await expectError(await app.request("/v1/log"), 503, "not_ready");
+});

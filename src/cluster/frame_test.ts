@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { Encoder } from "cbor-x";
+import { crc32 } from "../common/crc32.ts";
+import { TooLargeError } from "../common/errors.ts";
+import { Random } from "../common/random.ts";
+import {
+  decodePayload,
+  encodeFrame,
+  FrameDecoder,
+  PROTOCOL_VERSION,
+  ProtocolError,
+} from "./frame.ts";
+
+function rawFrame(
+  payload: Uint8Array,
+  options: { length?: number; crc?: number } = {},
+): Uint8Array {
+  const out = new Uint8Array(8 + payload.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, options.length ?? payload.length, true);
+  view.setUint32(4, options.crc ?? crc32(payload), true);
+  out.set(payload, 8);
+  return out;
+}
+
+const cbor = new Encoder({ useRecords: false, mapsAsObjects: true });
+
+Deno.test("FrameDecoder reads frames fed one byte at a time and at random split points", () => {
+  const frames = [
+    encodeFrame("cluster.ping", { s: 1, i: 2, g: [] }),
+    encodeFrame("repl.batch", { entries: [new Uint8Array(3000).fill(7)] }),
+    encodeFrame("x", null),
+  ];
+  const stream = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+  let at = 0;
+  for (const f of frames) {
+    stream.set(f, at);
+    at += f.length;
+  }
+  const oneByte = new FrameDecoder();
+  const got = [];
+  for (let i = 0; i < stream.length; i++) got.push(...oneByte.push(stream.subarray(i, i + 1)));
+  assert.deepEqual(got.map((f) => f.type), ["cluster.ping", "repl.batch", "x"]);
+  assert.equal(oneByte.bufferedBytes, 0);
+  oneByte.end();
+  const random = new Random(7);
+  for (let round = 0; round < 200; round++) {
+    const decoder = new FrameDecoder();
+    const out = [];
+    let from = 0;
+    while (from < stream.length) {
+      const to = Math.min(stream.length, from + 1 + random.int(2000));
+      out.push(...decoder.push(stream.slice(from, to)));
+      from = to;
+    }
+    assert.equal(out.length, 3);
+    assert.equal(out[0].version, PROTOCOL_VERSION);
+    assert.deepEqual(out[0].body, { s: 1, i: 2, g: [] });
+    assert.deepEqual((out[1].body as { entries: Uint8Array[] }).entries[0].length, 3000);
+  }
+});
+
+Deno.test("FrameDecoder refuses malformed frames with ProtocolError", () => {
+  const good = cbor.encode([1, "t", {}]);
+  const cases: [string, Uint8Array, number?][] = [
+    ["zero length", rawFrame(new Uint8Array(0))],
+    ["oversize", rawFrame(good, { length: 5000 }), 4096],
+    ["bad crc", rawFrame(good, { crc: 12345 })],
+    ["not cbor", rawFrame(new Uint8Array([0xff, 0xff, 0xff]))],
+    ["not an array", rawFrame(cbor.encode({ a: 1 }))],
+    ["short array", rawFrame(cbor.encode([1, "t"]))],
+    ["bad version", rawFrame(cbor.encode([0, "t", null]))],
+    ["bad type", rawFrame(cbor.encode([1, 5, null]))],
+    ["long type", rawFrame(cbor.encode([1, "t".repeat(65), null]))],
+    ["garbage", new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n")],
+  ];
+  for (const [name, bytes, limit] of cases) {
+    const decoder = new FrameDecoder(limit);
+    assert.throws(() => decoder.push(bytes), ProtocolError, name);
+  }
+});
+
+Deno.test("FrameDecoder.end() reports a truncated frame", () => {
+  const frame = encodeFrame("cluster.ping", { s: 1 });
+  const decoder = new FrameDecoder();
+  assert.deepEqual(decoder.push(frame.subarray(0, frame.length - 1)), []);
+  assert.throws(() => decoder.end(), /stream ended/);
+});
+
+Deno.test("encodeFrame() refuses a payload over the limit", () => {
+  assert.throws(() => encodeFrame("big", new Uint8Array(5000), { bytesMax: 4096 }), TooLargeError);
+  assert.equal(decodePayload(encodeFrame("a", 1).subarray(8)).body, 1);
+});

@@ -1,0 +1,346 @@
+/**
+ * The membership shell: the only cluster code with a timer. It ticks the pure
+ * {@link Membership} on an interval, feeds it the transport's messages, drains its outbox into
+ * the transport, the event bus and the log, dials members it has no connection to (with
+ * backoff), and remembers the members it knows in the data directory.
+ *
+ * @module
+ */
+import type { Clock } from "../common/clock.ts";
+import { Random } from "../common/random.ts";
+import type { EventBus } from "../telemetry/events.ts";
+import type { Logger } from "../telemetry/log.ts";
+import type { KnownMember } from "./cluster_state.ts";
+import type { DetectorKind } from "./failure_detector.ts";
+import {
+  type Member,
+  type MemberEvent,
+  Membership,
+  type MemberState,
+  type Outbox,
+} from "./membership.ts";
+import type { Seed } from "./seeds.ts";
+import type { DialResult } from "./tcp_transport.ts";
+import type { PeerTransport } from "./transport.ts";
+import { bindMembership, flushOutbox } from "./wiring.ts";
+
+/** A transport the driver can dial through (the TCP transport). */
+export interface DialingTransport extends PeerTransport {
+  dial(address: string): Promise<DialResult>;
+}
+
+/** One member as the HTTP API and `shanghai status` show it. */
+export interface MemberInfo {
+  id: string;
+  /** Node port, host:port. */
+  address: string;
+  /** HTTP API, host:port. */
+  httpAddress: string;
+  state: MemberState;
+  incarnation: number;
+  /** Wall-clock ms since the epoch when this node last heard from it; null if never. */
+  lastSeenMs: number | null;
+  /** How long ago that was, in ms; null if never. */
+  lastSeenAgoMs: number | null;
+  self: boolean;
+}
+
+/** Seed 002's cluster states. */
+export type ClusterHealth = "Healthy" | "Degraded" | "Unavailable";
+
+/**
+ * Healthy: every member that has not left is up. Degraded: some are suspect or down but a
+ * majority is up (quorum writes still succeed). Unavailable: no majority is up.
+ */
+export function clusterHealth(members: readonly { state: MemberState }[]): ClusterHealth {
+  const counted = members.filter((m) => m.state !== "left");
+  const up = counted.filter((m) => m.state === "up").length;
+  if (up === counted.length) return "Healthy";
+  return up > counted.length / 2 ? "Degraded" : "Unavailable";
+}
+
+export interface MembershipDriverOptions {
+  transport: DialingTransport;
+  self: KnownMember;
+  incarnation: number;
+  known: readonly KnownMember[];
+  seeds: readonly Seed[];
+  heartbeatIntervalMs: number;
+  suspectAfterMs: number;
+  downAfterMs: number;
+  detector: DetectorKind;
+  clock: Clock;
+  events: EventBus;
+  logger: Logger;
+  /** Saves the members worth remembering; called after the set changes (one write at a time). */
+  persist: (members: KnownMember[], incarnation: number) => Promise<void>;
+  seed?: number;
+}
+
+const LOG_MESSAGES: Record<MemberEvent["kind"], string> = {
+  joined: "Member joined",
+  up: "Member up",
+  suspect: "Member suspect",
+  down: "Member down",
+  left: "Member left",
+};
+
+export class MembershipDriver {
+  readonly #options: MembershipDriverOptions;
+  readonly #transport: DialingTransport;
+  readonly #membership: Membership;
+  readonly #tickMs: number;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #unbind: () => void = () => {};
+  #dialing = new Set<string>();
+  #backoff = new Map<string, { fails: number; nextMs: number }>();
+  #seedsPending: Seed[];
+  #persisted = "";
+  #persisting = false;
+  #stopped = false;
+
+  constructor(options: MembershipDriverOptions) {
+    this.#options = options;
+    this.#transport = options.transport;
+    this.#seedsPending = options.seeds.filter((s) =>
+      s.address !== options.self.address && s.id !== options.self.id
+    );
+    // Ten ticks per heartbeat: detection lags its bound by at most a tenth of an interval.
+    this.#tickMs = Math.max(5, Math.floor(options.heartbeatIntervalMs / 10));
+    this.#membership = new Membership({
+      self: { ...options.self, incarnation: options.incarnation },
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      suspectAfterMs: options.suspectAfterMs,
+      downAfterMs: options.downAfterMs,
+      detector: options.detector,
+      random: new Random(options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]),
+      nowMs: options.clock.monoMs(),
+      known: options.known,
+    });
+    this.#persisted = this.#signature(this.#knownMembers());
+  }
+
+  /** Starts ticking and dials the seeds and remembered members (without waiting). */
+  start(): void {
+    this.#unbind = bindMembership(
+      () => this.#membership,
+      this.#transport,
+      () => this.#options.clock.monoMs(),
+      (outbox) => this.#publish(outbox),
+      (from, type) =>
+        this.#options.logger.warn("Dropped malformed membership message", { peer: from, type }),
+    );
+    this.#timer = setInterval(() => this.#tick(), this.#tickMs);
+    this.#tick();
+  }
+
+  /**
+   * Dials every seed once and waits for the answers, so `serve` can fail at start when a seed
+   * refuses this node (another cluster, a taken id, another protocol version).
+   */
+  async joinSeeds(): Promise<{ seed: Seed; result: DialResult }[]> {
+    const seeds = [...this.#seedsPending];
+    const results = await Promise.all(
+      seeds.map(async (seed) => ({ seed, result: await this.#dial(seed.address) })),
+    );
+    return results;
+  }
+
+  /** Joins the cluster that the member at `address` (its node port) belongs to. */
+  async join(address: string): Promise<DialResult> {
+    return await this.#dial(address);
+  }
+
+  /** Every member, self included, sorted by id. */
+  members(): MemberInfo[] {
+    const mono = this.#options.clock.monoMs();
+    const wall = this.#options.clock.nowMs();
+    return this.#membership.members().map((m) => {
+      const ago = m.self
+        ? 0
+        : m.lastHeardMs === undefined
+        ? null
+        : Math.max(0, Math.round(mono - m.lastHeardMs));
+      return {
+        id: m.id,
+        address: m.address,
+        httpAddress: m.httpAddress,
+        state: m.state,
+        incarnation: m.incarnation,
+        lastSeenMs: ago === null ? null : Math.round(wall - ago),
+        lastSeenAgoMs: ago,
+        self: m.self,
+      };
+    });
+  }
+
+  member(id: string): Member | undefined {
+    return this.#membership.member(id);
+  }
+
+  health(): ClusterHealth {
+    return clusterHealth(this.#membership.members());
+  }
+
+  get incarnation(): number {
+    return this.#membership.incarnation;
+  }
+
+  get left(): boolean {
+    return this.#membership.left;
+  }
+
+  /**
+   * Leaves gracefully: announces `left` to every member and waits until each acknowledged it
+   * or two heartbeat intervals passed. Returns whether every member acknowledged.
+   */
+  async leave(): Promise<boolean> {
+    if (!this.#membership.left) {
+      this.#membership.leave(this.#options.clock.monoMs());
+      this.#publish(flushOutbox(this.#membership, this.#transport));
+    }
+    const deadline = this.#options.clock.monoMs() +
+      Math.max(2 * this.#options.heartbeatIntervalMs, 200);
+    while (
+      !this.#membership.leaveAcknowledged() && this.#options.clock.monoMs() < deadline &&
+      !this.#stopped
+    ) {
+      await new Promise((r) => setTimeout(r, this.#tickMs));
+    }
+    // A node that left does not rejoin by itself after a restart.
+    await this.#options.persist([], this.incarnation).catch(() => {});
+    this.#persisted = this.#signature([]);
+    return this.#membership.leaveAcknowledged();
+  }
+
+  /** Marks a down member as left for good (operator's decision). */
+  remove(id: string): ReturnType<Membership["remove"]> {
+    const result = this.#membership.remove(id, this.#options.clock.monoMs());
+    this.#publish(flushOutbox(this.#membership, this.#transport));
+    return result;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#unbind();
+  }
+
+  #tick(): void {
+    if (this.#stopped) return;
+    const now = this.#options.clock.monoMs();
+    this.#membership.tick(now);
+    this.#publish(flushOutbox(this.#membership, this.#transport));
+    if (this.#membership.left) return;
+    this.#redial(now);
+    this.#maybePersist();
+  }
+
+  #redial(now: number): void {
+    const connected = new Set(this.#transport.connectedPeers());
+    for (const m of this.#membership.members()) {
+      if (m.self || m.state === "left" || connected.has(m.id)) {
+        if (connected.has(m.id)) this.#backoff.delete(m.address);
+        continue;
+      }
+      this.#maybeDial(m.address, now);
+    }
+    // Seeds are dialed until one answers, and again whenever this node knows no other member
+    // (a seed may have dropped the connection before the full-state exchange).
+    const alone = this.#membership.members().every((m) => m.self || m.state === "left");
+    const seeds = alone ? this.#options.seeds : this.#seedsPending;
+    for (const seed of seeds) {
+      if (seed.address !== this.#options.self.address && seed.id !== this.#options.self.id) {
+        this.#maybeDial(seed.address, now);
+      }
+    }
+  }
+
+  #maybeDial(address: string, now: number): void {
+    if (this.#dialing.has(address)) return;
+    const backoff = this.#backoff.get(address);
+    if (backoff && now < backoff.nextMs) return;
+    this.#dial(address);
+  }
+
+  async #dial(address: string): Promise<DialResult> {
+    this.#dialing.add(address);
+    try {
+      const result = await this.#transport.dial(address);
+      const now = this.#options.clock.monoMs();
+      if (result.ok) {
+        this.#backoff.delete(address);
+        this.#seedsPending = this.#seedsPending.filter((s) => s.address !== address);
+      } else {
+        const fails = (this.#backoff.get(address)?.fails ?? 0) + 1;
+        const interval = this.#options.heartbeatIntervalMs;
+        const delayMs = Math.min(interval * 2 ** (fails - 1), 8 * interval);
+        this.#backoff.set(address, { fails, nextMs: now + delayMs });
+        if (result.refused) {
+          this.#options.logger.warn("Member refused our connection", {
+            address,
+            code: result.code,
+            reason: result.reason,
+          });
+        } else if (fails === 1) {
+          this.#options.logger.debug("Cannot reach member", { address, reason: result.reason });
+        }
+      }
+      return result;
+    } finally {
+      this.#dialing.delete(address);
+    }
+  }
+
+  #publish(outbox: Outbox): void {
+    const { events, logger } = this.#options;
+    for (const e of outbox.events) {
+      if (e.nodeId === this.#options.self.id && e.kind !== "left") continue;
+      events.emit("cluster.member.changed", {
+        nodeId: e.nodeId,
+        state: e.state,
+        ...(e.previous === undefined ? {} : { previous: e.previous }),
+        address: e.address,
+        kind: e.kind,
+        incarnation: e.incarnation,
+      });
+      const fields = {
+        member: e.nodeId,
+        state: e.state,
+        previous: e.previous,
+        address: e.address,
+        incarnation: e.incarnation,
+      };
+      if (e.kind === "suspect" || e.kind === "down") logger.warn(LOG_MESSAGES[e.kind], fields);
+      else logger.info(LOG_MESSAGES[e.kind], fields);
+    }
+    if (events.has("cluster.heartbeat.completed")) {
+      for (const h of outbox.heartbeats) events.emit("cluster.heartbeat.completed", h);
+    }
+  }
+
+  #knownMembers(): KnownMember[] {
+    return this.#membership.members()
+      .filter((m) => !m.self && m.state !== "left")
+      .map((m) => ({ id: m.id, address: m.address, httpAddress: m.httpAddress }));
+  }
+
+  #signature(members: KnownMember[]): string {
+    return JSON.stringify([this.#membership.incarnation, members]);
+  }
+
+  #maybePersist(): void {
+    if (this.#persisting) return;
+    const members = this.#knownMembers();
+    const signature = this.#signature(members);
+    if (signature === this.#persisted) return;
+    this.#persisting = true;
+    this.#options.persist(members, this.#membership.incarnation)
+      .then(() => this.#persisted = signature)
+      .catch((error) =>
+        this.#options.logger.warn("Cannot save known members", { error: String(error) })
+      )
+      .finally(() => this.#persisting = false);
+  }
+}

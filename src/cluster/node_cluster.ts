@@ -1,0 +1,219 @@
+/**
+ * A node's cluster layer: the TCP transport on the node port, the membership driver, the
+ * data directory's cluster state, and the operations the HTTP API exposes (members, join,
+ * leave). Built by ShanghaiNode after recovery.
+ *
+ * @module
+ */
+import type { Clock } from "../common/clock.ts";
+import { ShanghaiError } from "../common/errors.ts";
+import type { NodeConfig } from "../node/config.ts";
+import type { Identity } from "../node/identity.ts";
+import type { Store } from "../storage/kv/store.ts";
+import type { EventBus } from "../telemetry/events.ts";
+import type { Logger } from "../telemetry/log.ts";
+import type { ClusterControl } from "../api/http/cluster_routes.ts";
+import { adoptClusterId, readClusterState, writeClusterState } from "./cluster_state.ts";
+import { type ClusterHealth, type MemberInfo, MembershipDriver } from "./membership_driver.ts";
+import { parseSeed } from "./seeds.ts";
+import { TcpTransport, type TransportStats } from "./tcp_transport.ts";
+
+const FORWARD_TIMEOUT_MS = 10_000;
+
+export interface NodeClusterOptions {
+  config: NodeConfig;
+  identity: Identity;
+  store: Store;
+  httpAddress: () => string;
+  onIdentityChanged: (identity: Identity) => void;
+  /** Called once this node has left the cluster: the process should stop. */
+  onLeft: () => void;
+  clock: Clock;
+  events: EventBus;
+  logger: Logger;
+}
+
+export class NodeCluster implements ClusterControl {
+  readonly transport: TcpTransport;
+  readonly membership: MembershipDriver;
+  readonly #options: NodeClusterOptions;
+  #identity: Identity;
+
+  private constructor(
+    options: NodeClusterOptions,
+    transport: TcpTransport,
+    membership: MembershipDriver,
+  ) {
+    this.#options = options;
+    this.#identity = options.identity;
+    this.transport = transport;
+    this.membership = membership;
+  }
+
+  /**
+   * Listens on the node port, starts membership, and dials the seeds. A seed that refuses this
+   * node (another cluster holding data, a taken node id, another protocol version) fails the
+   * start with its reason; a seed that cannot be reached is retried in the background.
+   */
+  static async start(options: NodeClusterOptions): Promise<NodeCluster> {
+    const { config, logger } = options;
+    const dataDir = config.dataDir;
+    const saved = await readClusterState(dataDir);
+    const incarnation = (saved?.incarnation ?? 0) + 1;
+    // Durable before anyone hears the new incarnation, so a restart always goes higher.
+    await writeClusterState(dataDir, { format: 1, incarnation, members: saved?.members ?? [] });
+    let cluster: NodeCluster | undefined = undefined;
+    let identity = options.identity;
+    const transport = TcpTransport.listen({
+      nodeId: identity.nodeId,
+      clusterId: () => identity.clusterId,
+      fresh: () => options.store.lastLsn === 0,
+      alone: () =>
+        cluster === undefined ||
+        cluster.membership.members().every((m) => m.self || m.state === "left"),
+      adoptClusterId: async (clusterId) => {
+        identity = await adoptClusterId(dataDir, identity, clusterId);
+        if (cluster) cluster.#identity = identity;
+        options.onIdentityChanged(identity);
+      },
+      hostname: config.host,
+      port: config.port,
+      httpAddress: options.httpAddress,
+      logger,
+      monoMs: () => options.clock.monoMs(),
+      staleAfterMs: config.suspectAfterMs,
+    });
+    const membership = new MembershipDriver({
+      transport,
+      self: { id: identity.nodeId, address: transport.address, httpAddress: options.httpAddress() },
+      incarnation,
+      known: saved?.members ?? [],
+      seeds: config.join.map((s) => parseSeed(s)),
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      suspectAfterMs: config.suspectAfterMs,
+      downAfterMs: config.downAfterMs,
+      detector: config.failureDetector,
+      clock: options.clock,
+      events: options.events,
+      logger,
+      persist: (members, incarnationNow) =>
+        writeClusterState(dataDir, { format: 1, incarnation: incarnationNow, members }),
+    });
+    cluster = new NodeCluster(options, transport, membership);
+    membership.start();
+    const answers = await membership.joinSeeds();
+    const refused = answers.find((a) => !a.result.ok && a.result.refused);
+    if (refused && !refused.result.ok) {
+      membership.stop();
+      transport.close();
+      throw new ShanghaiError(
+        "conflict",
+        `Cannot join the cluster through ${refused.seed.address}: ${refused.result.reason}`,
+      );
+    }
+    for (const { seed, result } of answers) {
+      if (!result.ok) {
+        logger.warn("Seed not reachable yet; retrying in the background", {
+          seed: seed.address,
+          reason: result.reason,
+        });
+      }
+    }
+    logger.info("Cluster layer started", {
+      nodeAddress: transport.address,
+      incarnation,
+      detector: config.failureDetector,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      suspectAfterMs: config.suspectAfterMs,
+      downAfterMs: config.downAfterMs,
+      seeds: config.join,
+    });
+    return cluster;
+  }
+
+  clusterId(): string {
+    return this.#identity.clusterId;
+  }
+
+  selfId(): string {
+    return this.#identity.nodeId;
+  }
+
+  members(): MemberInfo[] {
+    return this.membership.members();
+  }
+
+  health(): ClusterHealth {
+    return this.membership.health();
+  }
+
+  transportStats(): TransportStats {
+    return this.transport.stats();
+  }
+
+  async join(address: string): Promise<{ peerId: string; clusterId: string }> {
+    if (this.membership.left) {
+      throw new ShanghaiError(
+        "conflict",
+        "Cannot join: this node has left its cluster; restart it to join again",
+      );
+    }
+    const result = await this.membership.join(address);
+    if (result.ok) return { peerId: result.peerId, clusterId: this.#identity.clusterId };
+    if (result.refused) {
+      throw new ShanghaiError("conflict", `Cannot join through ${address}: ${result.reason}`);
+    }
+    throw new ShanghaiError("unreachable", `Cannot join through ${address}: ${result.reason}`);
+  }
+
+  async leave(nodeId: string | undefined): Promise<Record<string, unknown>> {
+    const selfId = this.#identity.nodeId;
+    if (nodeId === undefined || nodeId === selfId) {
+      const acknowledged = await this.membership.leave();
+      this.#options.logger.info("Left the cluster; stopping", { acknowledged });
+      // Answer the request first, then stop the process.
+      setTimeout(() => this.#options.onLeft(), 50);
+      return { left: selfId, acknowledged, stopping: true };
+    }
+    const member = this.membership.member(nodeId);
+    if (!member) {
+      throw new ShanghaiError(
+        "not_found",
+        `Cannot remove node "${nodeId}": it is not a member of this cluster`,
+      );
+    }
+    if (member.state === "left") return { left: nodeId, already: true };
+    if (member.state === "down") {
+      this.membership.remove(nodeId);
+      return { left: nodeId, removed: true };
+    }
+    // It is up (or suspect): ask it to leave by itself, so it drains and stops.
+    try {
+      const response = await fetch(`http://${member.httpAddress}/v1/cluster/leave`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+        signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(`it answered ${response.status}: ${JSON.stringify(body)}`);
+      return { ...body, forwardedTo: member.httpAddress };
+    } catch (error) {
+      if (member.state === "suspect" && this.membership.remove(nodeId) === "removed") {
+        return { left: nodeId, removed: true };
+      }
+      throw new ShanghaiError(
+        "unreachable",
+        `Cannot ask node "${nodeId}" at ${member.httpAddress} to leave: ${
+          (error as Error).message
+        }; if it is gone for good, run this again once it shows down`,
+      );
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.membership.stop();
+    this.transport.close();
+    await Promise.resolve();
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * The few file operations every durable write in Shanghai is built from: write a whole buffer,
+ * fsync a directory (so a create, rename or delete survives a crash), and replace a file
+ * atomically (temp name, fsync, rename, directory fsync).
+ *
+ * @module
+ */
+
+export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await file.write(bytes.subarray(written));
+}
+
+export async function syncDir(path: string): Promise<void> {
+  const dir = await Deno.open(path, { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
+}
+
+function parentOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
+}
+
+/** Writes `bytes` to `path` so that a crash leaves either the old file or the new one whole. */
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const temp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  const file = await Deno.open(temp, { write: true, createNew: true });
+  try {
+    await writeAll(file, bytes);
+    await file.sync();
+  } catch (error) {
+    file.close();
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+  file.close();
+  await Deno.rename(temp, path);
+  await syncDir(parentOf(path));
+}

@@ -1,0 +1,132 @@
+import assert from "node:assert/strict";
+import type { Entry } from "../../common/entry.ts";
+import { Random } from "../../common/random.ts";
+import { Keyspace } from "./keyspace.ts";
+
+const bytes = (s: string) => new TextEncoder().encode(s);
+const text = (b: Uint8Array | null | undefined) => b ? new TextDecoder().decode(b) : undefined;
+
+function put(
+  key: string,
+  value: string,
+  origin: string,
+  seq: number,
+  hlc: number,
+  prev?: [number, string],
+): Entry {
+  return {
+    lsn: 0,
+    origin,
+    seq,
+    hlc,
+    op: "put",
+    key,
+    value: bytes(value),
+    contentType: "text/plain",
+    prevHlc: prev?.[0] ?? 0,
+    prevOrigin: prev?.[1] ?? "",
+  };
+}
+
+function del(
+  key: string,
+  origin: string,
+  seq: number,
+  hlc: number,
+  prev?: [number, string],
+): Entry {
+  return { ...put(key, "", origin, seq, hlc, prev), op: "delete", value: null, contentType: "" };
+}
+
+Deno.test("Keyspace: put, get, delete leaves a tombstone that reads as absent", () => {
+  const ks = new Keyspace();
+  ks.apply(put("a", "1", "n1", 1, 10));
+  assert.equal(text(ks.get("a")?.value), "1");
+  ks.apply(del("a", "n1", 2, 11, [10, "n1"]));
+  assert.equal(ks.get("a"), undefined);
+  assert.equal(ks.getVersion("a")?.value, null);
+  assert.equal(ks.size, 0);
+  assert.equal(ks.tombstones, 1);
+  assert.deepEqual(ks.versionVector(), { n1: 2 });
+});
+
+Deno.test("Keyspace: a late, older write does not resurrect or overwrite", () => {
+  const ks = new Keyspace();
+  ks.apply(del("a", "n2", 1, 20));
+  const late = ks.apply(put("a", "old", "n1", 1, 10));
+  assert.equal(late.applied, false);
+  assert.equal(ks.get("a"), undefined);
+});
+
+Deno.test("Keyspace: concurrent writes are detected; causal overwrites are not", () => {
+  const ks = new Keyspace();
+  ks.apply(put("k", "base", "n1", 1, 10));
+  const causal = ks.apply(put("k", "next", "n2", 1, 20, [10, "n1"]));
+  assert.deepEqual([causal.applied, causal.concurrent], [true, false]);
+  // n3 wrote having seen only "base": concurrent with n2's write.
+  const concurrent = ks.apply(put("k", "other", "n3", 1, 15, [10, "n1"]));
+  assert.deepEqual([concurrent.applied, concurrent.concurrent], [false, true]);
+  assert.equal(text(ks.get("k")?.value), "next");
+});
+
+Deno.test("Keyspace: the version vector advances only over gap-free sequences", () => {
+  const ks = new Keyspace();
+  ks.apply(put("a", "x", "n1", 1, 1));
+  ks.apply(put("b", "x", "n1", 3, 3));
+  assert.deepEqual(ks.versionVector(), { n1: 1 });
+  assert.equal(ks.has("n1", 3), true);
+  assert.equal(ks.has("n1", 2), false);
+  ks.apply(put("c", "x", "n1", 2, 2));
+  assert.deepEqual(ks.versionVector(), { n1: 3 });
+});
+
+Deno.test("Keyspace: any arrival order of the same entries gives the same state (200 seeds)", () => {
+  const entries: Entry[] = [];
+  const origins = ["n1", "n2", "n3"];
+  const base = new Random(7);
+  const seqs: Record<string, number> = { n1: 0, n2: 0, n3: 0 };
+  for (let i = 0; i < 60; i++) {
+    const origin = base.pick(origins);
+    const key = `k${base.int(5)}`;
+    const seq = ++seqs[origin];
+    entries.push(
+      base.chance(0.2)
+        ? del(key, origin, seq, 100 + base.int(50))
+        : put(key, `${origin}-${seq}`, origin, seq, 100 + base.int(50)),
+    );
+  }
+  const stateOf = (ks: Keyspace) =>
+    JSON.stringify(
+      ks.records().sort(([a], [b]) => a < b ? -1 : 1).map((
+        [k, r],
+      ) => [k, text(r.value), r.hlc, r.origin]),
+    );
+  const reference = new Keyspace();
+  for (const e of entries) reference.apply(e);
+  for (let seed = 1; seed <= 200; seed++) {
+    const ks = new Keyspace();
+    for (const e of new Random(seed).shuffle([...entries])) ks.apply(e);
+    assert.equal(stateOf(ks), stateOf(reference), `seed ${seed}`);
+    assert.deepEqual(ks.versionVector(), reference.versionVector(), `seed ${seed}`);
+  }
+});
+
+Deno.test("Keyspace.scan() pages through a prefix in key order with a cursor", () => {
+  const ks = new Keyspace();
+  const keys = ["user:3", "user:1", "item:1", "user:2", "user:10", "users"];
+  keys.forEach((k, i) => ks.apply(put(k, k, "n1", i + 1, i + 1)));
+  ks.apply(del("user:2", "n1", 7, 7));
+  const page1 = ks.scan({ prefix: "user:", limit: 2 }).map(([k]) => k);
+  assert.deepEqual(page1, ["user:1", "user:10"]);
+  const page2 = ks.scan({ prefix: "user:", after: "user:10", limit: 2 }).map(([k]) => k);
+  assert.deepEqual(page2, ["user:3"]);
+  assert.deepEqual(ks.scan({ limit: 100 }).map(([k]) => k), [
+    "item:1",
+    "user:1",
+    "user:10",
+    "user:3",
+    "users",
+  ]);
+  ks.apply(put("user:0", "z", "n1", 8, 8));
+  assert.deepEqual(ks.scan({ prefix: "user:", limit: 1 }).map(([k]) => k), ["user:0"]);
+});

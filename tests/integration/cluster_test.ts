@@ -1,0 +1,275 @@
+/**
+ * Real `shanghai serve` processes on loopback with millisecond timings: joining through one
+ * seed, SIGKILL and restart, SIGSTOP past the down bound and SIGCONT, graceful leave, refusal
+ * of another cluster and of a duplicate node id, and garbage on the node port.
+ */
+import assert from "node:assert/strict";
+import { type NodeProcess, runCli, spawnNode, tempDir } from "../support/node_process.ts";
+
+const HEARTBEAT_MS = 100;
+const SUSPECT_MS = 600;
+const DOWN_MS = 1000;
+const TIMINGS = [
+  "--heartbeat-interval-ms",
+  String(HEARTBEAT_MS),
+  "--suspect-after-ms",
+  String(SUSPECT_MS),
+  "--down-after-ms",
+  String(DOWN_MS),
+];
+// Slack for polling and for a loaded 2-core machine running the whole suite in parallel.
+const SLACK_MS = 3000;
+
+interface MemberView {
+  id: string;
+  state: string;
+  incarnation: number;
+  address: string;
+  httpAddress: string;
+  lastSeenMs: number | null;
+}
+
+interface Cluster {
+  dirs: string[];
+  nodes: Map<string, NodeProcess>;
+}
+
+async function members(
+  node: NodeProcess,
+): Promise<{ state: string; clusterId: string; members: MemberView[] }> {
+  const response = await fetch(`http://${node.addr}/v1/cluster/members`);
+  assert.equal(response.status, 200);
+  return await response.json();
+}
+
+async function stateOf(observer: NodeProcess, target: string): Promise<string | undefined> {
+  return (await members(observer)).members.find((m) => m.id === target)?.state;
+}
+
+async function waitFor(
+  what: string,
+  done: () => Promise<boolean>,
+  timeoutMs = 15_000,
+): Promise<number> {
+  const started = performance.now();
+  while (performance.now() - started < timeoutMs) {
+    if (await done()) return performance.now() - started;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+async function allSee(observers: NodeProcess[], target: string, state: string): Promise<boolean> {
+  for (const o of observers) if ((await stateOf(o, target)) !== state) return false;
+  return true;
+}
+
+async function start(
+  cluster: Cluster,
+  id: string,
+  seed?: NodeProcess,
+  extra: string[] = [],
+): Promise<NodeProcess> {
+  const dir = await tempDir("shanghai-cluster-");
+  cluster.dirs.push(dir);
+  return await startIn(cluster, dir, id, seed, extra);
+}
+
+async function startIn(
+  cluster: Cluster,
+  dir: string,
+  id: string,
+  seed?: NodeProcess,
+  extra: string[] = [],
+): Promise<NodeProcess> {
+  const join = seed ? ["--join", `127.0.0.1:${seed.nodePort}`] : [];
+  const node = await spawnNode({
+    dataDir: dir,
+    args: ["--node-id", id, ...TIMINGS, ...join, ...extra],
+  });
+  cluster.nodes.set(id, node);
+  return node;
+}
+
+async function formCluster(size: number): Promise<Cluster> {
+  const cluster: Cluster = { dirs: [], nodes: new Map() };
+  const seed = await start(cluster, "n1");
+  await Promise.all(Array.from({ length: size - 1 }, (_, i) => start(cluster, `n${i + 2}`, seed)));
+  const all = [...cluster.nodes.values()];
+  await waitFor(`${size} nodes to see each other up`, async () => {
+    for (const n of all) {
+      const view = await members(n);
+      if (view.members.length !== size || view.members.some((m) => m.state !== "up")) return false;
+    }
+    return true;
+  });
+  return cluster;
+}
+
+async function teardown(cluster: Cluster): Promise<void> {
+  for (const node of cluster.nodes.values()) {
+    try {
+      node.child.kill("SIGCONT");
+    } catch { /* gone */ }
+    await node.kill("SIGKILL");
+  }
+  for (const dir of cluster.dirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
+}
+
+function logged(node: NodeProcess, msg: string, member: string): number {
+  return node.logs.findIndex((l) => l.msg === msg && l.member === member);
+}
+
+Deno.test("3 nodes: join through one seed, SIGKILL -> suspect -> down, restart -> up, graceful leave, status", async () => {
+  const cluster = await formCluster(3);
+  try {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    const view = await members(n2);
+    assert.equal(view.state, "Healthy");
+    assert.deepEqual(view.members.map((m) => m.id), ["n1", "n2", "n3"]);
+    const n3Before = view.members.find((m) => m.id === "n3")!;
+    assert.equal(n3Before.address, `127.0.0.1:${n3.nodePort}`);
+    assert.equal(n3Before.httpAddress, n3.addr);
+    assert.ok(typeof n3Before.lastSeenMs === "number");
+
+    // shanghai status: the cluster view and --json.
+    const text = await runCli(["status", "--addr", n1.addr]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /Cluster State: Healthy/);
+    assert.match(text.stdout, /✓ n2 +- up +\(heartbeat: \d+ms ago\)/);
+    const json = await runCli(["status", "--addr", n1.addr, "--json"]);
+    assert.equal(JSON.parse(json.stdout).cluster.members.length, 3);
+
+    // SIGKILL n3: the others see it suspect, then down, within the bound.
+    const killedAt = performance.now();
+    await n3.kill("SIGKILL");
+    await waitFor("n3 down on n1 and n2", () => allSee([n1, n2], "n3", "down"));
+    const detectMs = performance.now() - killedAt;
+    assert.ok(detectMs < DOWN_MS + SLACK_MS, `down after ${detectMs} ms`);
+    for (const o of [n1, n2]) {
+      const suspect = logged(o, "Member suspect", "n3");
+      const down = logged(o, "Member down", "n3");
+      assert.ok(suspect >= 0 && down > suspect, `${o.nodeId} logged suspect before down`);
+    }
+    assert.equal((await members(n1)).state, "Degraded");
+
+    // Restart n3 on its data directory: same id, higher incarnation, up everywhere.
+    const again = await startIn(cluster, cluster.dirs[2], "n3", n1);
+    await waitFor("n3 up again everywhere", () => allSee([n1, n2, again], "n3", "up"));
+    const n3After = (await members(n1)).members.find((m) => m.id === "n3")!;
+    assert.ok(n3After.incarnation > n3Before.incarnation, "restart raises the incarnation");
+
+    // Graceful leave: n2 leaves, its process stops, the others show it left and stay Healthy.
+    const leave = await runCli(["node", "leave", "--addr", n2.addr]);
+    assert.equal(leave.code, 0, leave.stderr);
+    assert.match(leave.stdout, /n2 left the cluster/);
+    assert.equal((await n2.status).code, 0);
+    await waitFor("n2 left on n1 and n3", () => allSee([n1, again], "n2", "left"));
+    assert.equal((await members(n1)).state, "Healthy");
+    assert.ok(logged(n1, "Member left", "n2") >= 0);
+    assert.equal(logged(n1, "Member down", "n2"), -1, "a node that left is not reported down");
+  } finally {
+    await teardown(cluster);
+  }
+});
+
+Deno.test("5 nodes: SIGSTOP past the down bound, SIGCONT -> it refutes and is up everywhere", async () => {
+  const cluster = await formCluster(5);
+  try {
+    const all = [...cluster.nodes.values()];
+    const victim = cluster.nodes.get("n4")!;
+    const others = all.filter((n) => n !== victim);
+    const before = (await members(others[0])).members.find((m) => m.id === "n4")!.incarnation;
+    victim.child.kill("SIGSTOP");
+    await waitFor("n4 down on the other four", () => allSee(others, "n4", "down"));
+    for (const o of others) assert.ok(logged(o, "Member suspect", "n4") >= 0);
+    victim.child.kill("SIGCONT");
+    await waitFor("n4 up again everywhere", async () => (await allSee(all, "n4", "up")));
+    const after = (await members(others[0])).members.find((m) => m.id === "n4")!.incarnation;
+    assert.ok(after > before, `n4 refuted with a higher incarnation (${before} -> ${after})`);
+    await waitFor("everyone up everywhere", async () => {
+      for (const n of all) if ((await members(n)).state !== "Healthy") return false;
+      return true;
+    });
+  } finally {
+    await teardown(cluster);
+  }
+});
+
+Deno.test("joining is refused for another cluster's data and for a taken node id; a fresh node adopts the cluster; garbage leaves every node serving", async () => {
+  const cluster = await formCluster(2);
+  try {
+    const [n1, n2] = ["n1", "n2"].map((id) => cluster.nodes.get(id)!);
+    const clusterId = (await members(n1)).clusterId;
+
+    // A second live node with the id n2 is refused at start, with the reason.
+    const dupDir = await tempDir("shanghai-cluster-");
+    cluster.dirs.push(dupDir);
+    await assert.rejects(
+      spawnNode({
+        dataDir: dupDir,
+        args: ["--node-id", "n2", ...TIMINGS, "--join", `127.0.0.1:${n1.nodePort}`],
+      }),
+      /node id \\"n2\\" is in use by a live member/,
+    );
+
+    // A standalone node holding data of its own cluster is refused by `node join`.
+    const other = await start(cluster, "x1");
+    const put = await fetch(`http://${other.addr}/v1/kv/k`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: "1",
+    });
+    assert.equal(put.status, 200);
+    const refused = await runCli([
+      "node",
+      "join",
+      `127.0.0.1:${n1.nodePort}`,
+      "--addr",
+      other.addr,
+    ]);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stderr,
+      /belongs to cluster .* neither may change cluster \(it holds data, this node already has members\)/,
+    );
+    assert.ok(
+      n1.logs.some((l) => l.msg === "Refused peer" && l.code === "cluster"),
+      "the seed logs why",
+    );
+
+    // A fresh standalone node joins with `node join` and adopts the cluster id.
+    const fresh = await start(cluster, "f1");
+    const joined = await runCli(["node", "join", `127.0.0.1:${n1.nodePort}`, "--addr", fresh.addr]);
+    assert.equal(joined.code, 0, joined.stderr);
+    await waitFor("f1 up everywhere", () => allSee([n1, n2, fresh], "f1", "up"));
+    assert.equal((await members(fresh)).clusterId, clusterId);
+    assert.equal(
+      (await (await fetch(`http://${fresh.addr}/v1/status`)).json()).clusterId,
+      clusterId,
+    );
+
+    // Garbage, an oversize frame header and a truncated frame on every node port.
+    for (const node of [n1, n2, fresh]) {
+      for (
+        const bytes of [
+          crypto.getRandomValues(new Uint8Array(4096)),
+          new Uint8Array([0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0]),
+          new Uint8Array([10, 0, 0, 0, 1, 2, 3, 4, 5]),
+        ]
+      ) {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: node.nodePort! });
+        await conn.write(bytes).catch(() => {});
+        conn.close();
+      }
+    }
+    await new Promise((r) => setTimeout(r, 3 * HEARTBEAT_MS));
+    for (const node of [n1, n2, fresh]) {
+      assert.equal((await (await fetch(`http://${node.addr}/health`)).json()).status, "ok");
+      assert.equal((await members(node)).state, "Healthy");
+    }
+    assert.ok(n1.logs.some((l) => l.msg === "Refused frame from peer"), "bad frames are logged");
+  } finally {
+    await teardown(cluster);
+  }
+});
