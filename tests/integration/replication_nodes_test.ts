@@ -100,11 +100,17 @@ async function until(
   }
 }
 
+/** Version vectors as sorted entries: key order differs between nodes. */
+function sameVv(a: unknown, b: unknown): boolean {
+  const norm = (vv: unknown) => JSON.stringify(Object.entries(vv as Record<string, number>).sort());
+  return norm(a) === norm(b);
+}
+
 async function digestsEqual(nodes: TestNode[]): Promise<boolean> {
   const digests = await Promise.all(nodes.map((n) => json(`${n.url}/v1/digest`)));
   return digests.every((d) =>
     d.digest === digests[0].digest &&
-    JSON.stringify(d.versionVector) === JSON.stringify(digests[0].versionVector)
+    sameVv(d.versionVector, digests[0].versionVector)
   );
 }
 

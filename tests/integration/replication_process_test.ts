@@ -1,0 +1,322 @@
+/**
+ * Replication between real `shanghai serve` processes on loopback, over the TCP transport:
+ * SIGKILL under quorum writes, a SIGSTOPped follower under load (leader RSS from /proc),
+ * a node away past retention (snapshot, then tail), and malformed frames on the node port.
+ */
+import assert from "node:assert/strict";
+import { TcpTransport } from "../../src/cluster/tcp_transport.ts";
+import { silentLogger } from "../../src/telemetry/log.ts";
+import { type NodeProcess, spawnNode, tempDir } from "../support/node_process.ts";
+
+const TIMINGS = [
+  "--heartbeat-interval-ms",
+  "100",
+  "--suspect-after-ms",
+  "600",
+  "--down-after-ms",
+  "1000",
+];
+const VALUE = new Uint8Array(1024).fill(7);
+
+interface Cluster {
+  dirs: Map<string, string>;
+  nodes: Map<string, NodeProcess>;
+  extra: string[];
+}
+
+async function waitFor(
+  what: string,
+  done: () => Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<number> {
+  const started = performance.now();
+  while (performance.now() - started < timeoutMs) {
+    try {
+      if (await done()) return performance.now() - started;
+    } catch { /* a node restarting; try again */ }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+async function json(node: NodeProcess, path: string): Promise<Record<string, unknown>> {
+  const response = await fetch(`http://${node.addr}${path}`);
+  return await response.json();
+}
+
+async function startIn(cluster: Cluster, id: string, seed?: NodeProcess): Promise<NodeProcess> {
+  let dir = cluster.dirs.get(id);
+  if (!dir) cluster.dirs.set(id, dir = await tempDir(`shanghai-repl-${id}-`));
+  const join = seed ? ["--join", `127.0.0.1:${seed.nodePort}`] : [];
+  const node = await spawnNode({
+    dataDir: dir,
+    args: ["--node-id", id, ...TIMINGS, ...join, ...cluster.extra],
+  });
+  cluster.nodes.set(id, node);
+  return node;
+}
+
+async function replicating(nodes: NodeProcess[]): Promise<boolean> {
+  for (const node of nodes) {
+    const replicas = (await json(node, "/v1/replicas")).replicas as { status: string }[];
+    if (replicas.length !== nodes.length - 1) return false;
+    if (replicas.some((r) => r.status === "down" || r.status === "opening")) return false;
+  }
+  return true;
+}
+
+async function formCluster(size: number, extra: string[] = []): Promise<Cluster> {
+  const cluster: Cluster = { dirs: new Map(), nodes: new Map(), extra };
+  const seed = await startIn(cluster, "n1");
+  for (let i = 2; i <= size; i++) await startIn(cluster, `n${i}`, seed);
+  await waitFor(`${size} nodes replicating`, () => replicating([...cluster.nodes.values()]));
+  return cluster;
+}
+
+async function teardown(cluster: Cluster): Promise<void> {
+  for (const node of cluster.nodes.values()) {
+    try {
+      node.child.kill("SIGCONT");
+    } catch { /* gone */ }
+    await node.kill("SIGKILL");
+  }
+  for (const dir of cluster.dirs.values()) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+async function put(node: NodeProcess, key: string, ack: string): Promise<number> {
+  const response = await fetch(`http://${node.addr}/v1/kv/${key}?ack=${ack}`, {
+    method: "PUT",
+    headers: { "content-type": "application/octet-stream" },
+    body: VALUE,
+  });
+  await response.body?.cancel();
+  return response.status;
+}
+
+/** Version vectors as sorted entries: key order differs between nodes. */
+function sameVv(a: unknown, b: unknown): boolean {
+  const norm = (vv: unknown) => JSON.stringify(Object.entries(vv as Record<string, number>).sort());
+  return norm(a) === norm(b);
+}
+
+async function digestsEqual(nodes: NodeProcess[]): Promise<boolean> {
+  const digests = await Promise.all(nodes.map((n) => json(n, "/v1/digest")));
+  return digests.every((d) =>
+    d.digest === digests[0].digest &&
+    sameVv(d.versionVector, digests[0].versionVector)
+  );
+}
+
+async function keysOn(node: NodeProcess, prefix: string): Promise<Set<string>> {
+  const keys = new Set<string>();
+  let after = "";
+  while (true) {
+    const page = await json(
+      node,
+      `/v1/kv?prefix=${prefix}&limit=10000&after=${encodeURIComponent(after)}`,
+    );
+    for (const item of page.items as { key: string }[]) keys.add(item.key);
+    if (page.next === null) return keys;
+    after = String(page.next);
+  }
+}
+
+async function rssBytes(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)![1]) * 1024;
+}
+
+Deno.test("real processes: SIGKILL during quorum writes loses no acknowledged write; the node catches up", async () => {
+  const cluster = await formCluster(3);
+  try {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    const acked: string[] = [];
+    let stop = false;
+    const writers = Array.from({ length: 16 }, async (_, w) => {
+      const target = w % 2 === 0 ? n1 : n2;
+      for (let i = 0; !stop; i++) {
+        const key = `w${w}-${i}`;
+        try {
+          if ((await put(target, key, "quorum")) === 200) acked.push(key);
+        } catch {
+          if (target === n1) return; // n1 is dead
+        }
+      }
+    });
+    await waitFor("some quorum writes", () => Promise.resolve(acked.length > 300), 20_000);
+    await n1.kill("SIGKILL");
+    await new Promise((r) => setTimeout(r, 1000));
+    stop = true;
+    await Promise.all(writers);
+    const ackedByN1 = acked.filter((k) => Number(k.slice(1, k.indexOf("-"))) % 2 === 0).length;
+    assert.ok(ackedByN1 > 0, "n1 acknowledged quorum writes before it died");
+    // The survivors alone hold every quorum-acknowledged write (promise 2).
+    await waitFor("n2 and n3 to converge", () => digestsEqual([n2, n3]));
+    const held = await keysOn(n3, "w");
+    const lost = acked.filter((k) => !held.has(k));
+    assert.deepEqual(lost, [], `${lost.length} of ${acked.length} acknowledged writes missing`);
+    // n1 restarts on its directory, catches up, and every digest matches.
+    const again = await startIn(cluster, "n1", n2);
+    await waitFor("all three to converge", () => digestsEqual([again, n2, n3]), 60_000);
+  } finally {
+    await teardown(cluster);
+  }
+});
+
+Deno.test("real processes: a SIGSTOPped follower under load costs the leader bounded memory, then catches up", async () => {
+  const cluster = await formCluster(3);
+  try {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    // A fixed set of keys, overwritten: the key-value view does not grow, so what the leader's
+    // RSS shows is buffering, not data.
+    const load = async (ms: number) => {
+      const until = performance.now() + ms;
+      let writes = 0;
+      await Promise.all(Array.from({ length: 20 }, async (_, w) => {
+        for (let i = 0; performance.now() < until; i++) {
+          if ((await put(n1, `k${w}-${i % 50}`, "one")) === 200) writes++;
+        }
+      }));
+      return writes;
+    };
+    // The same load with every follower up first: the heap grows to its working size.
+    await load(6000);
+    const baseline = await rssBytes(n1.child.pid);
+    n3.child.kill("SIGSTOP");
+    let peak = baseline;
+    const sampler = setInterval(
+      () => rssBytes(n1.child.pid).then((rss) => peak = Math.max(peak, rss), () => {}),
+      200,
+    );
+    const writes = await load(8000);
+    clearInterval(sampler);
+    peak = Math.max(peak, await rssBytes(n1.child.pid));
+    const replicas = (await json(n1, "/v1/replicas")).replicas as {
+      peer: string;
+      inflightBytes: number;
+    }[];
+    const toN3 = replicas.find((r) => r.peer === "n3")!;
+    assert.ok(toN3.inflightBytes <= 8 * 1024 * 1024, `in flight to n3: ${toN3.inflightBytes}`);
+    const grownMiB = (peak - baseline) / 1048576;
+    assert.ok(
+      grownMiB < 64,
+      `leader RSS grew ${grownMiB.toFixed(1)} MiB during the stall (${writes} writes)`,
+    );
+    n3.child.kill("SIGCONT");
+    const target = (await json(n1, "/v1/digest")).versionVector as Record<string, number>;
+    await waitFor("n3 to catch up", async () => {
+      const vv = (await json(n3, "/v1/digest")).versionVector as Record<string, number>;
+      return Object.entries(target).every(([o, s]) => (vv[o] ?? 0) >= s);
+    }, 60_000);
+    await waitFor("all three to converge", () => digestsEqual([n1, n2, n3]), 30_000);
+  } finally {
+    await teardown(cluster);
+  }
+});
+
+Deno.test("real processes: a node down past retention gets a snapshot, then the tail, and converges", async () => {
+  const small = [
+    "--value-bytes-max",
+    "16384",
+    "--batch-bytes-max",
+    String(64 * 1024),
+    "--segment-bytes",
+    String(128 * 1024),
+    "--snapshot-every-bytes",
+    String(64 * 1024),
+    "--retain-bytes",
+    "0",
+  ];
+  const cluster = await formCluster(3, small);
+  try {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    await n3.stop();
+    for (let i = 0; i < 600; i++) assert.equal(await put(i % 2 ? n1 : n2, `r${i}`, "quorum"), 200);
+    for (const n of [n1, n2]) {
+      await waitFor(
+        `${n.nodeId} to drop old WAL segments`,
+        async () => Number((await json(n, "/v1/status")).firstLsn) > 1,
+      );
+    }
+    const again = await startIn(cluster, "n3", n1);
+    await waitFor("all three to converge", () => digestsEqual([n1, n2, again]), 60_000);
+    assert.ok(
+      Number((await json(again, "/v1/status")).lastLsn) < 600,
+      "n3 got the state as a snapshot",
+    );
+    assert.equal((await keysOn(again, "r")).size, 600);
+  } finally {
+    await teardown(cluster);
+  }
+});
+
+Deno.test("real processes: malformed and out-of-order replication frames on the node port are refused without effect", async () => {
+  const cluster = await formCluster(1);
+  const n1 = cluster.nodes.get("n1")!;
+  const status = await json(n1, "/v1/status");
+  const intruder = TcpTransport.listen({
+    nodeId: "intruder",
+    clusterId: () => String(status.clusterId),
+    fresh: () => false,
+    alone: () => false,
+    adoptClusterId: () => Promise.resolve(),
+    hostname: "127.0.0.1",
+    port: 0,
+    httpAddress: () => "127.0.0.1:1",
+    logger: silentLogger,
+  });
+  try {
+    assert.equal(await put(n1, "before", "one"), 200);
+    const dial = await intruder.dial(`127.0.0.1:${n1.nodePort}`);
+    assert.ok(dial.ok, JSON.stringify(dial));
+    const before = await json(n1, "/v1/replicas");
+    const frames: [string, unknown][] = [
+      ["repl.batch", {
+        v: 1,
+        session: 1,
+        startLsn: 1,
+        fromLsn: 1,
+        toLsn: 1,
+        count: 1,
+        records: new Uint8Array([1, 2, 3]),
+      }],
+      ["repl.batch", { v: 7 }],
+      ["repl.batch", {
+        v: 1,
+        session: 9,
+        startLsn: 1,
+        fromLsn: 1,
+        toLsn: 1,
+        count: 0,
+        records: new Uint8Array(),
+      }],
+      ["repl.open", { v: 1, session: "one", firstLsn: 1, lastLsn: 1 }],
+      ["repl.ack", [1, 2, 3]],
+      ["repl.snap", {
+        v: 1,
+        session: 9,
+        lsn: 1,
+        index: 5,
+        last: false,
+        vv: {},
+        records: new Uint8Array([0]),
+      }],
+    ];
+    for (const [type, body] of frames) assert.ok(intruder.send("n1", type, body));
+    await waitFor(
+      "the refusals",
+      async () =>
+        Number((await json(n1, "/v1/replicas")).refusedFrames) - Number(before.refusedFrames) ===
+          frames.length,
+    );
+    const after = await json(n1, "/v1/status");
+    assert.equal(after.lastLsn, status.lastLsn === 0 ? 1 : after.lastLsn);
+    assert.equal((await json(n1, "/v1/digest")).keys, 1);
+    assert.equal(await put(n1, "after", "one"), 200);
+  } finally {
+    await intruder.close();
+    await teardown(cluster);
+  }
+});
