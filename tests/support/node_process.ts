@@ -31,6 +31,10 @@ export interface SpawnOptions {
   args?: string[];
   env?: Record<string, string>;
   readyTimeoutMs?: number;
+  /** Address to listen on (default 127.0.0.1). */
+  host?: string;
+  /** Run inside this network namespace (`ip netns exec`; needs root). */
+  netns?: string;
 }
 
 export async function spawnNode(options: SpawnOptions): Promise<NodeProcess> {
@@ -42,15 +46,20 @@ export async function spawnNode(options: SpawnOptions): Promise<NodeProcess> {
     "--data-dir",
     options.dataDir,
     "--host",
-    "127.0.0.1",
+    options.host ?? "127.0.0.1",
     "--log-format",
     "json",
     ...(options.args ?? []),
   ];
   if (!args.includes("--admin-port")) args.push("--admin-port", "0");
   if (!args.includes("--port")) args.push("--port", "0");
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
+  // `ip netns exec` execs the command, so the child's pid is the node's.
+  const command = options.netns ? "ip" : Deno.execPath();
+  const commandArgs = options.netns
+    ? ["netns", "exec", options.netns, Deno.execPath(), ...args]
+    : args;
+  const child = new Deno.Command(command, {
+    args: commandArgs,
     env: { NO_COLOR: "1", ...(options.env ?? {}) },
     stdin: "null",
     stdout: "null",
@@ -109,7 +118,7 @@ export async function spawnNode(options: SpawnOptions): Promise<NodeProcess> {
   }
   const httpPort = Number(readyLine.httpPort);
   return {
-    addr: `127.0.0.1:${httpPort}`,
+    addr: `${options.host ?? "127.0.0.1"}:${httpPort}`,
     httpPort,
     nodePort: readyLine.nodePort === undefined ? undefined : Number(readyLine.nodePort),
     nodeId: String(readyLine.nodeId),

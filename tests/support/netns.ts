@@ -1,0 +1,103 @@
+/**
+ * A network namespace joined to the host by a veth pair, for partition tests: a node started
+ * inside it (spawnNode's `netns`) is reachable at `nsIp`, the host side at `hostIp`; `cut()`
+ * takes the namespace's end of the link down (nothing passes either way) and `heal()` brings
+ * it back. Needs root and iproute2; `netnsAvailable()` says whether this machine has both.
+ *
+ * @module
+ */
+
+async function ip(args: string[]): Promise<void> {
+  const out = await new Deno.Command("ip", { args, stdout: "null", stderr: "piped" }).output();
+  if (out.code !== 0) {
+    throw new Error(`ip ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+}
+
+/** True when network namespaces can be created here (root and iproute2). */
+export async function netnsAvailable(): Promise<boolean> {
+  if (Deno.build.os !== "linux" || Deno.uid() !== 0) return false;
+  const probe = `shprobe${crypto.getRandomValues(new Uint32Array(1))[0] % 100000}`;
+  try {
+    await ip(["netns", "add", probe]);
+    await ip(["netns", "del", probe]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface NetnsLink {
+  ns: string;
+  hostIp: string;
+  nsIp: string;
+  cut(): Promise<void>;
+  heal(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+/** Creates the namespace and its link; call destroy() in a finally. */
+export async function createNetnsLink(): Promise<NetnsLink> {
+  const id = Array.from(
+    crypto.getRandomValues(new Uint8Array(3)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  const ns = `shr${id}`;
+  const hostEnd = `shr${id}a`;
+  const nsEnd = `shr${id}b`;
+  const subnet = `10.213.${crypto.getRandomValues(new Uint8Array(1))[0]}`;
+  const hostIp = `${subnet}.1`;
+  const nsIp = `${subnet}.2`;
+  const destroy = async () => {
+    await ip(["netns", "del", ns]).catch(() => {});
+    await ip(["link", "del", hostEnd]).catch(() => {});
+  };
+  try {
+    await ip(["netns", "add", ns]);
+    await ip(["link", "add", hostEnd, "type", "veth", "peer", "name", nsEnd]);
+    await ip(["link", "set", nsEnd, "netns", ns]);
+    await ip(["addr", "add", `${hostIp}/24`, "dev", hostEnd]);
+    await ip(["link", "set", hostEnd, "up"]);
+    await ip(["netns", "exec", ns, "ip", "addr", "add", `${nsIp}/24`, "dev", nsEnd]);
+    await ip(["netns", "exec", ns, "ip", "link", "set", nsEnd, "up"]);
+    await ip(["netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
+  } catch (error) {
+    await destroy();
+    throw error;
+  }
+  return {
+    ns,
+    hostIp,
+    nsIp,
+    cut: () => ip(["netns", "exec", ns, "ip", "link", "set", nsEnd, "down"]),
+    heal: () => ip(["netns", "exec", ns, "ip", "link", "set", nsEnd, "up"]),
+    destroy,
+  };
+}
+
+/** An HTTP request made from inside the namespace (the test process cannot reach it when cut). */
+export async function fetchInNetns(
+  ns: string,
+  url: string,
+  init: { method: string; body?: string; contentType?: string },
+): Promise<{ status: number; body: string }> {
+  const script = `const r = await fetch(Deno.env.get("URL"), { method: Deno.env.get("METHOD"), ` +
+    `headers: { "content-type": Deno.env.get("TYPE") }, body: Deno.env.get("BODY") || undefined }); ` +
+    `console.log(JSON.stringify({ status: r.status, body: await r.text() }));`;
+  const out = await new Deno.Command("ip", {
+    args: ["netns", "exec", ns, Deno.execPath(), "eval", "--quiet", script],
+    env: {
+      URL: url,
+      METHOD: init.method,
+      BODY: init.body ?? "",
+      TYPE: init.contentType ?? "application/json",
+      NO_COLOR: "1",
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (out.code !== 0) {
+    throw new Error(`fetch in ${ns} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
