@@ -246,7 +246,7 @@ async function benchShanghai(): Promise<void> {
   nodes[2] = n3;
   const vvTarget = target.versionVector as Record<string, number>;
   const caughtUpMs = await waitUntil("n3 to catch up", async () => {
-    const vv = (await json(n3.addr, "/v1/digest")).versionVector as Record<string, number>;
+    const vv = (await json(n3.addr, "/v1/replicas")).versionVector as Record<string, number>;
     return Object.entries(vvTarget).every(([o, s]) => (vv[o] ?? 0) >= s);
   }, 600_000) + 0;
   const totalMs = performance.now() - restarted;
@@ -288,7 +288,7 @@ async function benchShanghai(): Promise<void> {
   const stalledTarget = (await json(n1.addr, "/v1/digest")).versionVector as Record<string, number>;
   n3.child.kill("SIGCONT");
   const resumeMs = await waitUntil("n3 to catch up after SIGCONT", async () => {
-    const vv = (await json(n3.addr, "/v1/digest")).versionVector as Record<string, number>;
+    const vv = (await json(n3.addr, "/v1/replicas")).versionVector as Record<string, number>;
     return Object.entries(stalledTarget).every(([o, s]) => (vv[o] ?? 0) >= s);
   }, 600_000);
   rows.push([

@@ -93,6 +93,10 @@ invariant(PEER_SEND_QUEUE_BYTES_MAX >= FRAME_BYTES_MAX, "A peer queue must admit
 /** Replication (src/replication): credit the follower grants, in entries in flight. */
 export const REPL_CREDIT_ENTRIES_DEFAULT = 100;
 export const REPL_CREDIT_ENTRIES_MAX = 100_000;
+/** A follower whose WAL keeps up grants this many times its base credit (see Shipper). */
+export const REPL_CREDIT_BOOST = 10;
+/** The newest durable entries kept in memory for leaders (one cache per node, not per peer). */
+export const REPL_TAIL_CACHE_BYTES = 8 * MiB;
 /** Replication batches: entries per frame and bytes per frame (entries framed as in the WAL). */
 export const REPL_BATCH_ENTRIES_DEFAULT = 100;
 export const REPL_BATCH_BYTES_DEFAULT = 1 * MiB;

@@ -25,6 +25,9 @@
  */
 import type { VersionVector } from "../common/entry.ts";
 import { CreditWindow } from "./credit_window.ts";
+
+/** Batches one read may fill (see poll()). */
+export const READ_BATCHES_MAX = 8;
 import {
   type AckFrame,
   MSG_OPEN,
@@ -239,15 +242,29 @@ export class LeaderStream {
       kind: "read",
       session: this.#session,
       fromLsn: this.#nextLsn,
-      entriesMax: Math.min(this.#options.batchEntriesMax, this.window.entriesAvailable),
-      bytesMax: Math.min(this.#options.batchBytesMax, this.window.bytesAvailable),
+      // One read may fill several batches (the shell splits it with batchLimits()): a
+      // follower catching up from disk is then not paced by one small read per batch.
+      entriesMax: Math.min(
+        this.#options.batchEntriesMax * READ_BATCHES_MAX,
+        this.window.entriesAvailable,
+      ),
+      bytesMax: Math.min(
+        this.#options.batchBytesMax * READ_BATCHES_MAX,
+        this.window.bytesAvailable,
+      ),
     });
+  }
+
+  /** Most entries and bytes in one batch. */
+  get batchLimits(): { entriesMax: number; bytesMax: number } {
+    return { entriesMax: this.#options.batchEntriesMax, bytesMax: this.#options.batchBytesMax };
   }
 
   /**
    * The shell read `fromLsn..toLsn` and is about to send `count` entries (those the follower
-   * lacks) of `bytes`. Returns the batch header to send, or undefined when the read belongs
-   * to an older session (drop it).
+   * lacks) of `bytes`. Returns the batch header to send, or undefined when the batch must not
+   * go: the read belongs to an older session, or no longer fits the window. A read split into
+   * several batches calls this once per batch, in order, with `more` on all but the last.
    */
   onRead(
     session: number,
@@ -255,10 +272,15 @@ export class LeaderStream {
     toLsn: number,
     count: number,
     bytes: number,
+    more = false,
   ): { session: number; startLsn: number; fromLsn: number; toLsn: number } | undefined {
-    if (session !== this.#session || !this.#reading) return undefined;
-    this.#reading = false;
+    if (session !== this.#session || !this.#reading || fromLsn !== this.#nextLsn) return undefined;
+    if (!more) this.#reading = false;
     if (toLsn < fromLsn) return undefined; // nothing was there after all
+    // The follower may have lowered its credit while the read ran: then the batch waits
+    // (it is read again later) rather than overrunning the window.
+    if (!this.window.hasCredit() || count > this.window.entriesAvailable) return undefined;
+    if (this.window.inflightBatches > 0 && bytes > this.window.bytesAvailable) return undefined;
     this.window.onSend(toLsn, count, bytes);
     this.#nextLsn = toLsn + 1;
     return { session, startLsn: this.#startLsn, fromLsn, toLsn };

@@ -52,7 +52,7 @@ Deno.test("LeaderStream opens, resumes from the follower's cursor, and pauses at
   leader.poll(1, log);
   const read = only(leader.drain(), "read");
   assert.equal(read.fromLsn, 21);
-  assert.equal(read.entriesMax, 10);
+  assert.equal(read.entriesMax, 15); // one read may fill several batches, within the credit
   // Only one read at a time.
   leader.poll(1, log);
   assert.equal(leader.drain().length, 0);
@@ -123,4 +123,26 @@ Deno.test("LeaderStream ships a snapshot when retention removed the follower's p
   assert.equal(leader.status, "replicating");
   leader.poll(3, { firstLsn: 40, lastLsn: 55 });
   assert.equal(only(leader.drain(), "read").fromLsn, 51);
+});
+
+Deno.test("LeaderStream drops a read that no longer fits after the follower lowered its credit", () => {
+  const leader = stream();
+  const log = { firstLsn: 1, lastLsn: 50 };
+  leader.onPeerUp(0, log);
+  leader.drain();
+  const session = leader.session;
+  leader.onOpened(opened(session, 0, 30), 0, log);
+  leader.poll(0, log);
+  only(leader.drain(), "read");
+  leader.onRead(session, 1, 10, 10, 100);
+  leader.poll(0, log);
+  assert.equal(only(leader.drain(), "read").entriesMax, 20);
+  // An ack frees the first batch but grants only 5 entries while the second read runs.
+  leader.onAck(ack(session, 10, 5), 1);
+  assert.equal(leader.onRead(session, 11, 20, 10, 100), undefined);
+  assert.equal(leader.window.inflightEntries, 0);
+  leader.poll(2, log);
+  const again = only(leader.drain(), "read");
+  assert.equal(again.fromLsn, 11);
+  assert.equal(again.entriesMax, 5);
 });

@@ -32,6 +32,8 @@ export interface ReplicaLog {
    * clock (tombstone collection relies on it, so it is never just the last write's HLC).
    */
   hlc(): number;
+  /** Entries queued behind the disk (the follower grants less credit while there are many). */
+  pendingEntries(): number;
   /** Throws InputError when a peer's entry would be refused by applyRemote. */
   checkRemote(entry: EntryInput): void;
   /** Appends a peer's entry unless it is held; resolves once durable. */
@@ -55,6 +57,7 @@ export function storeReplicaLog(store: Store): ReplicaLog {
       store.wal.read(fromLsn, { limit: entriesMax, bytesMax }),
     versionVector: () => store.versionVector(),
     hlc: () => store.hlcNow(),
+    pendingEntries: () => store.wal.pendingEntries,
     checkRemote: (entry) => store.checkRemote(entry),
     applyRemote: (entry) => store.applyRemote(entry),
     onApply: (listener) => store.onApply((entry) => listener(entry)),

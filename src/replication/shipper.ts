@@ -23,11 +23,13 @@ import {
 import {
   REPL_BATCH_BYTES_DEFAULT,
   REPL_BATCH_ENTRIES_DEFAULT,
+  REPL_CREDIT_BOOST,
   REPL_CREDIT_ENTRIES_DEFAULT,
   REPL_RESEND_AFTER_MS_DEFAULT,
   REPL_SNAPSHOT_CHUNK_BYTES,
   REPL_SNAPSHOT_CHUNK_KEYS,
   REPL_SNAPSHOT_CHUNKS_INFLIGHT_MAX,
+  REPL_TAIL_CACHE_BYTES,
   REPL_WINDOW_BATCHES_MAX,
   REPL_WINDOW_BYTES_DEFAULT,
   WAITERS_MAX,
@@ -41,7 +43,6 @@ import {
   decodeBatchEntries,
   decodeOneEntry,
   decodeSnapRecords,
-  encodeBatchRecords,
   encodeOneEntry,
   encodeSnapRecords,
   MSG_ACK,
@@ -67,6 +68,7 @@ import {
 } from "./frames.ts";
 import { LeaderStream, type LogBounds, type StreamStatus } from "./leader.ts";
 import type { CapturedSnapshot, ReplicaLog } from "./replica_log.ts";
+import { concatFrames, framed, type FramedEntry, TailCache } from "./tail_cache.ts";
 
 /** Write acknowledgement levels. */
 export type AckLevel = "one" | "quorum" | "all";
@@ -116,6 +118,7 @@ export interface ReplicaView {
   credit: number;
   inflightEntries: number;
   inflightBytes: number;
+  inflightBatches: number;
   /** Entries acknowledged per second, over the last few seconds. */
   entriesPerSec: number;
   bytesPerSec: number;
@@ -172,6 +175,7 @@ export class Shipper {
   #leaders = new Map<string, LeaderStream>();
   #followers = new Map<string, FollowerStream>();
   #followerChains = new Map<string, Promise<void>>();
+  readonly #tail = new TailCache(REPL_TAIL_CACHE_BYTES);
   #snapshots = new Map<
     string,
     { session: number; capture: CapturedSnapshot; chunks: [string, KeyRecord][][] }
@@ -231,7 +235,10 @@ export class Shipper {
     );
     this.#unsubscribe.push(t.onPeerUp((peer) => this.#onPeerUp(peer)));
     this.#unsubscribe.push(t.onPeerDown((peer) => this.#onPeerDown(peer)));
-    this.#unsubscribe.push(this.log.onApply(() => this.#schedulePump()));
+    this.#unsubscribe.push(this.log.onApply((entry) => {
+      this.#tail.onApply(entry);
+      this.#schedulePump();
+    }));
     for (const peer of t.connectedPeers()) this.#onPeerUp(peer);
   }
 
@@ -393,10 +400,11 @@ export class Shipper {
     entriesMax: number,
     bytesMax: number,
   ): Promise<void> {
-    let entries: Entry[];
+    let entries: FramedEntry[];
     try {
       // Read at least one entry even at zero entry credit: an all-skipped batch costs none.
-      entries = await this.log.read(fromLsn, Math.max(1, entriesMax), bytesMax);
+      entries = this.#tail.read(fromLsn, Math.max(1, entriesMax), bytesMax) ??
+        framed(await this.log.read(fromLsn, Math.max(1, entriesMax), bytesMax));
     } catch (error) {
       leader.onReadFailed(session);
       if (!(error instanceof LsnCompactedError)) {
@@ -409,19 +417,50 @@ export class Shipper {
       leader.onReadFailed(session);
       return;
     }
-    // Leave out what the follower already holds (it got it from its origin or another peer).
+    // Split into batches; each leaves out what the follower already holds (it got it from its
+    // origin or another peer) but still covers its whole LSN range.
+    const { entriesMax: batchEntries, bytesMax: batchBytes } = leader.batchLimits;
     const vv = leader.followerVv;
-    const wanted = entries.filter((e) => (vv[e.origin] ?? 0) < e.seq);
-    const records = encodeBatchRecords(wanted);
-    const toLsn = entries[entries.length - 1].lsn;
-    const header = leader.onRead(session, fromLsn, toLsn, wanted.length, records.length);
-    if (!header) return;
-    this.#send(peer, MSG_BATCH, {
-      v: REPL_PROTOCOL_VERSION,
-      ...header,
-      count: wanted.length,
-      records,
-    });
+    let start = 0;
+    while (start < entries.length) {
+      let end = start;
+      let count = 0;
+      let bytes = 0;
+      const frames: Uint8Array[] = [];
+      while (end < entries.length && count < batchEntries) {
+        const e = entries[end].entry;
+        if ((vv[e.origin] ?? 0) < e.seq) {
+          const frame = entries[end].frame();
+          if (count > 0 && bytes + frame.length > batchBytes) break;
+          frames.push(frame);
+          count++;
+          bytes += frame.length;
+        }
+        end++;
+      }
+      const more = end < entries.length;
+      const header = leader.onRead(
+        session,
+        entries[start].entry.lsn,
+        entries[end - 1].entry.lsn,
+        count,
+        bytes,
+        more,
+      );
+      if (!header) {
+        if (more) leader.onReadFailed(session);
+        break;
+      }
+      if (
+        !this.#send(peer, MSG_BATCH, {
+          v: REPL_PROTOCOL_VERSION,
+          ...header,
+          count,
+          records: concatFrames(frames),
+        })
+      ) break;
+      start = end;
+    }
     this.#pump(peer);
   }
 
@@ -511,8 +550,15 @@ export class Shipper {
     this.#followerChains.set(peer, next);
   }
 
+  /**
+   * The credit this follower grants: REPL_CREDIT_BOOST times the configured credit (100 by
+   * default, what a leader starts with) while its WAL queue is shorter than that, so batches
+   * pipeline (several per fsync); the base credit once the queue is longer, so a follower whose
+   * disk falls behind throttles its leaders back to the base window.
+   */
   #credit(): number {
-    return this.#options.creditEntries ?? REPL_CREDIT_ENTRIES_DEFAULT;
+    const base = this.#options.creditEntries ?? REPL_CREDIT_ENTRIES_DEFAULT;
+    return this.log.pendingEntries() < base * REPL_CREDIT_BOOST ? base * REPL_CREDIT_BOOST : base;
   }
 
   #onOpen(from: string, body: unknown): void {
@@ -893,6 +939,7 @@ export class Shipper {
         credit: leader?.window.entriesAvailable ?? 0,
         inflightEntries: leader?.window.inflightEntries ?? 0,
         inflightBytes: leader?.window.inflightBytes ?? 0,
+        inflightBatches: leader?.window.inflightBatches ?? 0,
         entriesPerSec: Math.round(stats.rateEntries),
         bytesPerSec: Math.round(stats.rateBytes),
         receivedOffset: this.#followers.get(peer)?.cursor ?? 0,

@@ -4,6 +4,11 @@
  * with `SEED=n deno task test:sim`.
  */
 import assert from "node:assert/strict";
+import {
+  REPL_CREDIT_BOOST,
+  REPL_WINDOW_BATCHES_MAX,
+  REPL_WINDOW_BYTES_DEFAULT,
+} from "../../src/common/limits.ts";
 import { SimCluster } from "../support/repl_sim_cluster.ts";
 
 const SEEDS = Deno.env.get("SEED")
@@ -120,6 +125,8 @@ Deno.test("simulation: a stalled follower never makes the leader hold more than 
     nodes: 2,
     creditEntries: 100,
     batchEntriesMax: 100,
+    // No resend during the stall: the leader keeps its window full the whole time.
+    resendAfterMs: 3_600_000,
     faults: { dropRate: 0, duplicateRate: 0 },
   });
   const leader = sim.node("n1");
@@ -127,15 +134,27 @@ Deno.test("simulation: a stalled follower never makes the leader hold more than 
   while (!sim.converged()) await sim.step();
   // n2 stops answering (as under SIGSTOP): its handlers swallow everything.
   sim.node("n2").transport.deliver = () => {};
+  // The last credit n2 granted (its WAL kept up, so the boosted one) bounds what is in flight.
+  const granted = 100 * REPL_CREDIT_BOOST;
   let inflightMax = 0;
-  for (let i = 0; i < 2000; i++) {
+  for (let i = 0; i < 5000; i++) {
     await leader.log.write(`k${i}`, new Uint8Array(1024));
     if (i % 20 === 0) await sim.step(50);
     const [view] = leader.shipper.replicas();
     inflightMax = Math.max(inflightMax, view.inflightEntries);
-    assert.ok(view.inflightEntries <= 100, `inflight ${view.inflightEntries}`);
+    assert.ok(view.inflightEntries <= granted, `inflight ${view.inflightEntries}`);
+    assert.ok(
+      view.inflightBytes <= REPL_WINDOW_BYTES_DEFAULT,
+      `inflight bytes ${view.inflightBytes}`,
+    );
+    assert.ok(
+      view.inflightBatches <= REPL_WINDOW_BATCHES_MAX,
+      `inflight batches ${view.inflightBatches}`,
+    );
   }
-  assert.ok(inflightMax > 0 && inflightMax <= 100);
+  // Full: paused at the window's bound (credit, bytes or batches, whichever binds first).
+  assert.ok(inflightMax > 0);
+  assert.equal(leader.shipper.replicas()[0].status, "paused");
   assert.equal(leader.shipper.replicas()[0].followerOffset, 10);
 });
 

@@ -52,6 +52,10 @@ export class MemoryReplicaLog implements ReplicaLog {
     return this.#hlc.now(this.#clock.nowMs());
   }
 
+  pendingEntries(): number {
+    return this.#inflight.size;
+  }
+
   checkRemote(entry: EntryInput): void {
     if (entry.key !== "") validateKey(entry.key);
   }

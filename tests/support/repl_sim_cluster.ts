@@ -27,6 +27,7 @@ export interface SimClusterOptions {
   faults?: Partial<SimFaults>;
   creditEntries?: number;
   batchEntriesMax?: number;
+  resendAfterMs?: number;
 }
 
 /** Lets every queued promise continuation run (the sim's only source of async is microtasks). */
@@ -63,7 +64,7 @@ export class SimCluster {
         sessionBase: 1000 * (ids.indexOf(id) + 1),
         creditEntries: options.creditEntries ?? 20,
         batchEntriesMax: options.batchEntriesMax ?? 7,
-        resendAfterMs: 200,
+        resendAfterMs: options.resendAfterMs ?? 200,
       });
       this.nodes.push({ id, log, transport, shipper, alive: true });
     }

@@ -32,6 +32,8 @@ export function replicationRoutes(ctx: HttpContext): Hono {
     return c.json({
       nodeId: store.nodeId,
       lastLsn: store.lastLsn,
+      // Cheap to read, unlike the digest: enough to watch a catch-up.
+      versionVector: store.versionVector(),
       members: repl?.shipper.members() ?? [store.nodeId],
       refusedFrames: repl?.shipper.refusedFrames ?? 0,
       conflicts: store.conflicts,

@@ -1,0 +1,109 @@
+/**
+ * The newest durable entries of this node's log, kept in memory (bounded in bytes) with their
+ * framed encoding, so leaders serving caught-up followers neither read the disk nor decode and
+ * re-encode each entry once per peer. A follower behind the cache is served from the WAL.
+ * One cache per node, shared by every stream, so its bound is a fixed cost, not per follower.
+ *
+ * @module
+ */
+import { encodeEntry, type Entry } from "../common/entry.ts";
+import { frameRecord } from "../storage/wal/record.ts";
+
+interface Item {
+  entry: Entry;
+  bytes: number;
+  frame?: Uint8Array;
+}
+
+/** An entry with its WAL-framed bytes (encoded once, shared by every peer). */
+export interface FramedEntry {
+  entry: Entry;
+  frame(): Uint8Array;
+}
+
+const ENTRY_OVERHEAD_BYTES = 256;
+
+export class TailCache {
+  readonly bytesMax: number;
+  // Invariant: items hold consecutive LSNs.
+  #items: Item[] = [];
+  #head = 0;
+  #bytes = 0;
+
+  constructor(bytesMax: number) {
+    this.bytesMax = bytesMax;
+  }
+
+  get firstLsn(): number | undefined {
+    return this.#head < this.#items.length ? this.#items[this.#head].entry.lsn : undefined;
+  }
+
+  /** Adds a newly durable entry (entries arrive in LSN order). */
+  onApply(entry: Entry): void {
+    const last = this.#items[this.#items.length - 1];
+    if (this.#head < this.#items.length && last.entry.lsn + 1 !== entry.lsn) this.clear();
+    // Counted twice: the entry holds its value and, once a leader asked, its framed copy.
+    const bytes = 2 * ((entry.value?.length ?? 0) + entry.key.length) + ENTRY_OVERHEAD_BYTES;
+    this.#items.push({ entry, bytes });
+    this.#bytes += bytes;
+    while (this.#bytes > this.bytesMax && this.#head < this.#items.length) {
+      this.#bytes -= this.#items[this.#head].bytes;
+      this.#head++;
+    }
+    // Compact the array now and then instead of shifting on every eviction.
+    if (this.#head > 4096 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  clear(): void {
+    this.#items = [];
+    this.#head = 0;
+    this.#bytes = 0;
+  }
+
+  /**
+   * Entries from `fromLsn`, at most `entriesMax` and about `bytesMax` (at least one), or
+   * undefined when `fromLsn` is not in the cache.
+   */
+  read(fromLsn: number, entriesMax: number, bytesMax: number): FramedEntry[] | undefined {
+    const first = this.firstLsn;
+    if (first === undefined || fromLsn < first) return undefined;
+    const start = this.#head + (fromLsn - first);
+    if (start >= this.#items.length) return undefined;
+    const out: FramedEntry[] = [];
+    let bytes = 0;
+    for (let i = start; i < this.#items.length && out.length < entriesMax; i++) {
+      const item = this.#items[i];
+      if (out.length > 0 && bytes + item.bytes > bytesMax) break;
+      bytes += item.bytes;
+      out.push({
+        entry: item.entry,
+        frame: () => item.frame ??= frameRecord(encodeEntry(item.entry)),
+      });
+    }
+    return out;
+  }
+}
+
+/** Frames entries read from the WAL (no cache hit). */
+export function framed(entries: readonly Entry[]): FramedEntry[] {
+  return entries.map((entry) => {
+    let frame: Uint8Array | undefined;
+    return { entry, frame: () => frame ??= frameRecord(encodeEntry(entry)) };
+  });
+}
+
+/** Concatenates frames into one batch body. */
+export function concatFrames(frames: readonly Uint8Array[]): Uint8Array {
+  let total = 0;
+  for (const f of frames) total += f.length;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const f of frames) {
+    out.set(f, at);
+    at += f.length;
+  }
+  return out;
+}
