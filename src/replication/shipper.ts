@@ -188,6 +188,7 @@ export class Shipper {
   #pumpScheduled = false;
   #lastLag = new Map<string, number>();
   #lastStatus = new Map<string, { atMs: number; vv: string }>();
+  #toOpen = new Set<string>();
   #unsubscribe: (() => void)[] = [];
   #stopped = false;
   /** Frames refused as malformed or out of order since start. */
@@ -331,12 +332,25 @@ export class Shipper {
 
   #onPeerUp(peer: string): void {
     if (this.#stopped || peer === this.nodeId) return;
-    this.#leader(peer).onPeerUp(this.#clock.monoMs(), this.#bounds());
-    this.#pump(peer);
+    // Opened on the next tick, not inside the transport's peer-up callback: the membership
+    // layer does its join exchange there first, and a connection both sides dialed at once
+    // is settled (one of the two dropped) before replication puts frames on it.
+    this.#leader(peer);
+    this.#toOpen.add(peer);
+  }
+
+  #openPending(): void {
+    for (const peer of this.#toOpen) {
+      this.#toOpen.delete(peer);
+      if (!this.transport.connectedPeers().includes(peer)) continue;
+      this.#leader(peer).onPeerUp(this.#clock.monoMs(), this.#bounds());
+      this.#pump(peer);
+    }
   }
 
   #onPeerDown(peer: string): void {
     if (peer === this.nodeId) return;
+    this.#toOpen.delete(peer);
     this.#leader(peer).onPeerDown();
     this.#snapshots.delete(peer);
   }
@@ -841,6 +855,7 @@ export class Shipper {
   /** Resends stalled streams, expires waiters and quorum reads, reports lag. */
   tick(): void {
     if (this.#stopped) return;
+    this.#openPending();
     const now = this.#clock.monoMs();
     const bounds = this.#bounds();
     for (const [peer, leader] of this.#leaders) {

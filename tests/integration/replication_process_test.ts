@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { TcpTransport } from "../../src/cluster/tcp_transport.ts";
 import { silentLogger } from "../../src/telemetry/log.ts";
-import { type NodeProcess, spawnNode, tempDir } from "../support/node_process.ts";
+import { type NodeProcess, runCli, spawnNode, tempDir } from "../support/node_process.ts";
 
 const TIMINGS = [
   "--heartbeat-interval-ms",
@@ -160,6 +160,34 @@ Deno.test("real processes: SIGKILL during quorum writes loses no acknowledged wr
     // n1 restarts on its directory, catches up, and every digest matches.
     const again = await startIn(cluster, "n1", n2);
     await waitFor("all three to converge", () => digestsEqual([again, n2, n3]), 60_000);
+    // `shanghai replicas` shows both peers of n2, as a table and as JSON.
+    await waitFor("n2 to stream to both peers", () => replicating([again, n2, n3]));
+    const table = await runCli(["replicas", "--addr", n2.addr]);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(
+      table.stdout,
+      /PEER\s+STATUS\s+LEADER OFFSET\s+FOLLOWER OFFSET\s+LAG\s+CREDIT\s+THROUGHPUT/,
+    );
+    assert.match(table.stdout, /^n1\s+(replicating|catching_up|paused)/m);
+    assert.match(table.stdout, /^n3\s+(replicating|catching_up|paused)/m);
+    const asJson = await runCli(["replicas", "--addr", n2.addr, "--json"]);
+    assert.equal(asJson.code, 0, asJson.stderr);
+    const view = JSON.parse(asJson.stdout);
+    assert.deepEqual(view.replicas.map((r: { peer: string }) => r.peer), ["n1", "n3"]);
+    for (const r of view.replicas) {
+      for (
+        const field of [
+          "leaderOffset",
+          "followerOffset",
+          "lag",
+          "credit",
+          "status",
+          "entriesPerSec",
+        ]
+      ) {
+        assert.ok(field in r, field);
+      }
+    }
   } finally {
     await teardown(cluster);
   }

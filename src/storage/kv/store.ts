@@ -298,10 +298,14 @@ export class Store {
    */
   async installSnapshot(versionVector: VersionVector, hlc: number): Promise<void> {
     this.hlc.observe(hlc);
-    this.keyspace.mergeVersionVector(versionVector);
     if (this.#snapshotting) await this.#snapshotting.catch(() => {});
-    this.#snapshotting = this.#snapshot(true).finally(() => this.#snapshotting = undefined);
+    // The merged vector goes into the snapshot file first and into the live view only once
+    // that file is durable: peers count copies from the live vector.
+    this.#snapshotting = this.#snapshot(true, versionVector).finally(() =>
+      this.#snapshotting = undefined
+    );
     await this.#snapshotting;
+    this.keyspace.mergeVersionVector(versionVector);
   }
 
   async applyRemote(entry: EntryInput): Promise<number | undefined> {
@@ -349,7 +353,7 @@ export class Store {
     return this.#snapshotting;
   }
 
-  async #snapshot(force = false): Promise<void> {
+  async #snapshot(force = false, mergeVv?: VersionVector): Promise<void> {
     const started = this.#clock.monoMs();
     // Everything up to lastLsn is applied (the view applies batches as they become durable),
     // and records() copies synchronously, so the copy is the state at exactly `lsn`.
@@ -357,6 +361,9 @@ export class Store {
     if (lsn === this.#snapshotLsn && !force) return;
     const records = this.keyspace.records();
     const versionVector = this.keyspace.versionVector();
+    for (const [origin, seq] of Object.entries(mergeVv ?? {})) {
+      if (seq > (versionVector[origin] ?? 0)) versionVector[origin] = seq;
+    }
     const hlc = this.hlc.last;
     this.#bytesSinceSnapshot = 0;
     const { path, bytes } = await writeSnapshot(this.snapshotDir, {
