@@ -218,6 +218,7 @@ export class TcpTransport implements PeerTransport {
   #upListeners = new Set<(peerId: string) => void>();
   #downListeners = new Set<(peerId: string) => void>();
   #closed = false;
+  #adopting = false;
   #stats: TransportStats = {
     connections: 0,
     bytesSent: 0,
@@ -379,8 +380,17 @@ export class TcpTransport implements PeerTransport {
     return {
       cluster: this.#options.clusterId(),
       fresh: this.#options.fresh(),
-      alone: this.#options.alone?.() ?? true,
+      alone: this.#alone(),
     };
+  }
+
+  /**
+   * Alone: no member known, no peer connected, no adoption under way. A node that has even
+   * one handshaken peer keeps its cluster id, so two handshakes racing at a fresh seed cannot
+   * move it to another id after the first peer adopted the old one.
+   */
+  #alone(): boolean {
+    return (this.#options.alone?.() ?? true) && this.#active.size === 0 && !this.#adopting;
   }
 
   #hello(): Hello {
@@ -392,7 +402,7 @@ export class TcpTransport implements PeerTransport {
       address: this.address,
       http: this.#options.httpAddress(),
       fresh: this.#options.fresh(),
-      alone: this.#options.alone?.() ?? true,
+      alone: this.#alone(),
     };
   }
 
@@ -521,6 +531,21 @@ export class TcpTransport implements PeerTransport {
     }
     const peer = parseHello(frame.body);
     if (!peer) throw new ProtocolError(`Cannot handshake: malformed ${frame.type}`);
+    if (this.#adopting) {
+      // Our cluster id is changing: any decision now would use the old one. Hang up; the peer
+      // dials again (a closed handshake is not a refusal) and meets the new id.
+      this.#logger.debug("Closed a handshake during cluster id adoption", {
+        remote: c.remote,
+        peer: peer.node,
+      });
+      dial?.resolve({
+        ok: false,
+        refused: false,
+        reason: "the peer was changing its cluster id; retry",
+      });
+      this.#drop(c);
+      return;
+    }
     const refusal = this.#check(c, frame.version, peer);
     if (refusal) {
       this.#stats.refused++;
@@ -550,7 +575,12 @@ export class TcpTransport implements PeerTransport {
           via: peer.node,
         },
       );
-      await this.#options.adoptClusterId(peer.cluster);
+      this.#adopting = true;
+      try {
+        await this.#options.adoptClusterId(peer.cluster);
+      } finally {
+        this.#adopting = false;
+      }
       // Connections made under the old cluster id are redialed under the new one.
       for (const other of [...this.#connections]) if (other !== c) this.#drop(other);
     }
