@@ -18,7 +18,7 @@ Deno.test("formatCluster() prints seed 002's view: cluster state and one line pe
     ],
   });
   assert.match(text, /Cluster State: Degraded/);
-  assert.match(text, /✓ node-1 - up +\(this node\)  10\.0\.1\.10:4000/);
+  assert.match(text, /✓ node-1 - up +\(this node\) {2}10\.0\.1\.10:4000/);
   assert.match(text, /✓ node-2 - up +\(heartbeat: 45ms ago\)/);
   assert.match(text, /✗ node-3 - down +\(heartbeat: 16\.2s ago\)/);
   assert.match(text, /- node-4 - left +\(left the cluster\)/);
