@@ -43,6 +43,9 @@ import type { PeerTransport } from "./transport.ts";
 
 export const HANDSHAKE = { hello: "hello", welcome: "welcome", refuse: "refuse" } as const;
 
+/** A connection open this long is "settled": a later duplicate to the same peer loses. */
+const DUPLICATE_SETTLED_MS = 1000;
+
 export type RefusalCode = "version" | "duplicate_id" | "cluster" | "protocol";
 
 /** What each side tells the other in the handshake. */
@@ -146,6 +149,7 @@ class Connection {
   refused = false;
   closed = false;
   lastReceivedMs = 0;
+  openedMs = 0;
   #queue: Uint8Array[] = [];
   queuedBytes = 0;
   #writing = false;
@@ -588,6 +592,7 @@ export class TcpTransport implements PeerTransport {
     c.peer = peer;
     c.open = true;
     c.lastReceivedMs = this.#monoMs();
+    c.openedMs = c.lastReceivedMs;
     c.decoder.bytesMax = this.#options.frameBytesMax ?? FRAME_BYTES_MAX;
     this.#register(c);
     dial?.resolve({ ok: true, peerId: peer.node });
@@ -654,9 +659,12 @@ export class TcpTransport implements PeerTransport {
       this.#emit(this.#upListeners, id);
       return;
     }
-    // Both sides dialed: keep the connection dialed by the smaller node id, on both ends.
+    // Two connections to one live peer. A settled one (open for a while) is kept: the new one
+    // came from dialing an address that turned out to be this peer's. Otherwise both sides
+    // dialed at once: keep the connection dialed by the smaller node id, on both ends.
+    const settled = this.#monoMs() - existing.openedMs > DUPLICATE_SETTLED_MS;
     const dialerOf = (x: Connection) => x.outbound ? this.nodeId : id;
-    const keepNew = dialerOf(c) < dialerOf(existing);
+    const keepNew = !settled && dialerOf(c) < dialerOf(existing);
     const loser = keepNew ? existing : c;
     if (keepNew) this.#active.set(id, c);
     loser.close();
