@@ -217,7 +217,12 @@ async function benchSize(size: number): Promise<Row> {
       if (l.msg !== "Member down") continue;
       const t = Date.parse(String(l.time));
       const intervals = dead.get(String(l.member)) ?? [];
-      if (!intervals.some(([from, to]) => t >= from && t <= to)) falseDowns++;
+      if (!intervals.some(([from, to]) => t >= from && t <= to)) {
+        falseDowns++;
+        if (Deno.env.get("BENCH_VERBOSE")) {
+          console.error(`false down: ${p.nodeId} saw ${l.member} down at ${l.time}`);
+        }
+      }
     }
   }
   await stopAll();

@@ -98,6 +98,7 @@ export class MembershipDriver {
   #persisted = "";
   #persisting = false;
   #stopped = false;
+  #lastHousekeepingMs = -Infinity;
 
   constructor(options: MembershipDriverOptions) {
     this.#options = options;
@@ -233,6 +234,9 @@ export class MembershipDriver {
     this.#membership.tick(now);
     this.#publish(flushOutbox(this.#membership, this.#transport));
     if (this.#membership.left) return;
+    // Dialing and saving need not run at tick rate: twice per heartbeat is plenty.
+    if (now - this.#lastHousekeepingMs < this.#options.heartbeatIntervalMs / 2) return;
+    this.#lastHousekeepingMs = now;
     this.#redial(now);
     this.#maybePersist();
   }
