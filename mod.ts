@@ -44,3 +44,11 @@ export { createLogger, type Logger } from "./src/telemetry/log.ts";
 export { type NodeConfig, resolveConfig } from "./src/node/config.ts";
 export { ShanghaiNode } from "./src/node/node.ts";
 export { VERSION } from "./src/node/version.ts";
+export {
+  type ClusterHealth,
+  type MemberInfo,
+  type MembershipChange,
+  type MemberState,
+  onMembershipChanged,
+  type PeerTransport,
+} from "./src/cluster/mod.ts";
