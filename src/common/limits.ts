@@ -56,3 +56,17 @@ export const HLC_LOGICAL_BITS = 10;
 invariant(RECORD_BYTES_MAX <= SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES, "A record must fit in one segment");
 invariant(BATCH_BYTES_DEFAULT >= RECORD_HEADER_BYTES + VALUE_BYTES_DEFAULT, "A batch must admit one full default record");
 invariant(PENDING_BYTES_MAX >= RECORD_BYTES_MAX, "The pending queue must admit one full record");
+
+/** Readiness (ops): not ready past this replication lag (entries, seed 002's alert threshold). */
+export const READY_LAG_MAX_DEFAULT = 10_000;
+/** Readiness (ops): not ready below this much free disk on the data directory's file system. */
+export const MIN_FREE_DISK_BYTES_DEFAULT = 64 * MiB;
+/** How often the node samples free disk space for readiness and metrics. */
+export const DISK_SAMPLE_INTERVAL_MS = 5_000;
+/** Online backups: concurrent sessions a node serves, and how long an idle one lives. */
+export const BACKUP_SESSIONS_MAX = 2;
+export const BACKUP_SESSION_IDLE_MS = 60_000;
+/** Backup files are streamed in chunks of this size. */
+export const BACKUP_CHUNK_BYTES = 1 * MiB;
+/** Largest manifest a restore or verify will parse. */
+export const BACKUP_MANIFEST_BYTES_MAX = 16 * MiB;

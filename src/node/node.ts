@@ -10,10 +10,16 @@ import { type Clock, systemClock } from "../common/clock.ts";
 import { createApp, type RouteMount } from "../api/http/app.ts";
 import type { HttpContext, Readiness } from "../api/http/context.ts";
 import { Store } from "../storage/kv/store.ts";
+import { metricsRoutes } from "../api/http/metrics_routes.ts";
+import { backupRoutes } from "../backup/admin_routes.ts";
+import { BackupSessions } from "../backup/session.ts";
+import { DISK_SAMPLE_INTERVAL_MS } from "../common/limits.ts";
+import { HealthWatch, readinessProblems } from "../telemetry/health.ts";
+import { Metrics } from "../telemetry/metrics.ts";
 import { EventBus } from "../telemetry/events.ts";
 import { createLogger, type Logger } from "../telemetry/log.ts";
 import type { NodeConfig } from "./config.ts";
-import { type Identity, loadOrCreateIdentity } from "./identity.ts";
+import { IDENTITY_FILE, type Identity, loadOrCreateIdentity } from "./identity.ts";
 import { VERSION } from "./version.ts";
 
 export interface NodeOptions {
@@ -34,6 +40,11 @@ export class ShanghaiNode {
   #server: Deno.HttpServer<Deno.NetAddr> | undefined;
   #recoveryError: string | undefined;
   #stopping = false;
+  // Operations (metrics, readiness figures, online backup): see src/telemetry, src/backup.
+  #metrics: Metrics | undefined;
+  readonly #health: HealthWatch;
+  readonly #backups: BackupSessions;
+  #opsTimer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(config: NodeConfig, options: NodeOptions) {
     this.config = config;
@@ -41,6 +52,8 @@ export class ShanghaiNode {
     this.events = options.events ?? new EventBus();
     this.logger = options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat });
     this.#startedMs = this.#clock.monoMs();
+    this.#health = new HealthWatch(this.events, config.dataDir);
+    this.#backups = new BackupSessions({ logger: this.logger, nowMs: () => this.#clock.monoMs() });
   }
 
   /** Starts a node; resolves once it is serving and recovered. */
@@ -69,6 +82,7 @@ export class ShanghaiNode {
     if (this.#stopping) reasons.push("shutting down");
     const failure = this.#store?.wal.failure;
     if (failure !== undefined) reasons.push(`WAL stopped after an I/O error: ${failure}`);
+    reasons.push(...readinessProblems(this.#health.figures(), this.config));
     return { ready: reasons.length === 0, reasons };
   }
 
@@ -92,6 +106,65 @@ export class ShanghaiNode {
     };
   }
 
+  /** The node's metrics, undefined with `--metrics off` or before the identity is loaded. */
+  get metrics(): Metrics | undefined {
+    return this.#metrics;
+  }
+
+  #opsMounts(): RouteMount[] {
+    return [
+      metricsRoutes(() => this.#metrics ? this.#health.sampleDisk().then(() => this.#metrics!.prometheus()) : undefined),
+      backupRoutes(this.#backups, () =>
+        this.#store && this.#identity && !this.#stopping
+          ? {
+            store: this.#store,
+            nodeId: this.#identity.nodeId,
+            clusterId: this.#identity.clusterId,
+            identityPath: `${this.config.dataDir}/${IDENTITY_FILE}`,
+          }
+          : undefined),
+    ];
+  }
+
+  async #startOps(): Promise<void> {
+    if (this.config.metrics === "on") {
+      this.#metrics = new Metrics({
+        events: this.events,
+        nodeId: this.#identity?.nodeId,
+        clusterId: this.#identity?.clusterId,
+        version: VERSION,
+        sources: {
+          disk: () => this.#health.disk,
+          store: () => {
+            const store = this.#store;
+            if (!store) return undefined;
+            return {
+              lastLsn: store.lastLsn,
+              firstLsn: store.wal.firstLsn,
+              segments: store.wal.segments().length,
+              walBytes: store.wal.bytesOnDisk,
+              keys: store.keyspace.size,
+            };
+          },
+        },
+      });
+      if (this.#metrics.otlpEndpoint) this.logger.info("Exporting metrics over OTLP", { endpoint: this.#metrics.otlpEndpoint });
+    }
+    await this.#health.sampleDisk();
+    this.#opsTimer = setInterval(() => {
+      this.#health.sampleDisk().catch(() => {});
+      this.#backups.sweep();
+    }, DISK_SAMPLE_INTERVAL_MS);
+    Deno.unrefTimer(this.#opsTimer as unknown as number);
+  }
+
+  async #stopOps(): Promise<void> {
+    if (this.#opsTimer !== undefined) clearInterval(this.#opsTimer);
+    this.#backups.closeAll();
+    this.#health.close();
+    await this.#metrics?.shutdown();
+  }
+
   #httpContext(): HttpContext {
     return {
       store: () => this.#store,
@@ -103,7 +176,7 @@ export class ShanghaiNode {
   }
 
   async #start(mounts: RouteMount[]): Promise<void> {
-    const app = createApp(this.#httpContext(), mounts);
+    const app = createApp(this.#httpContext(), [...this.#opsMounts(), ...mounts]);
     this.#server = Deno.serve({
       hostname: this.config.host,
       port: this.config.adminPort,
@@ -118,6 +191,7 @@ export class ShanghaiNode {
     }, app.fetch);
     try {
       this.#identity = await loadOrCreateIdentity(this.config.dataDir, this.config.nodeId, this.#clock.nowMs());
+      await this.#startOps();
       this.#store = await Store.open({
         dataDir: this.config.dataDir,
         walDir: this.config.walDir,
@@ -134,6 +208,7 @@ export class ShanghaiNode {
       });
     } catch (error) {
       this.#recoveryError = (error as Error).message;
+      await this.#stopOps();
       await this.#server.shutdown();
       throw error;
     }
@@ -153,7 +228,9 @@ export class ShanghaiNode {
     this.#stopping = true;
     this.logger.info("Node stopping");
     await this.#server?.shutdown();
+    this.#backups.closeAll();
     await this.#store?.close();
+    await this.#stopOps();
     this.logger.info("Node stopped");
   }
 }

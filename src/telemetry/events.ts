@@ -13,6 +13,7 @@ export interface EventMap {
   "cluster.heartbeat.completed": { rttMs: number; fromNode: string; toNode: string };
   "cluster.member.changed": { nodeId: string; state: string; previous?: string; address?: string };
   "replication.lag.changed": { lag: number; follower: string; leader: string };
+  "replication.credit.changed": { credit: number; follower: string; leader: string };
   "replication.conflict": { key: string; winnerOrigin: string; loserOrigin: string };
   "http.request.completed": { method: string; route: string; status: number; durationMs: number };
 }
