@@ -8,6 +8,9 @@ import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from "./exit_codes.ts";
 import { CliError, type CliIo, denoIo } from "./io.ts";
 import { serve } from "./serve.ts";
 import { status } from "./status.ts";
+import { backup, backupVerify } from "./backup.ts";
+import { metrics } from "./metrics.ts";
+import { restore } from "./restore.ts";
 
 type Command = (args: string[], io: CliIo) => Promise<number>;
 
@@ -15,6 +18,10 @@ type Command = (args: string[], io: CliIo) => Promise<number>;
 export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   serve: { run: serve, summary: "Run a node (WAL, key-value store, HTTP API)" },
   status: { run: status, summary: "Show a running node's status" },
+  metrics: { run: metrics, summary: "Show a running node's metrics and alert states" },
+  backup: { run: backup, summary: "Take an online backup of a running node" },
+  "backup verify": { run: backupVerify, summary: "Re-check every checksum of a backup or folder of backups" },
+  restore: { run: restore, summary: "Rebuild a data directory from a backup (optionally to an LSN or time)" },
 };
 
 export function mainHelp(): string {
