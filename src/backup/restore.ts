@@ -287,20 +287,24 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     }
     cut = options.toLsn;
   } else if (options.toTimeMs !== undefined) {
-    if (snapshot) {
+    if (snapshot && snapshotLsn > 0) {
       const meta = await readSnapshot(`${base.dir}/${snapshot.path}`).catch((error) => {
         throw new BackupIntegrityError(
           `Cannot restore: ${base.dir}/${snapshot.path} is damaged (${(error as Error).message})`,
         );
       });
       if (hlcWallMs(meta.hlc) > options.toTimeMs) {
-        throw new RestoreRefusedError(
-          `Cannot restore to ${
-            new Date(options.toTimeMs).toISOString()
-          }: this backup's snapshot (LSN ${snapshotLsn}) already holds writes up to ${
-            new Date(hlcWallMs(meta.hlc)).toISOString()
-          }; restore from an older backup`,
-        );
+        if (wal.length > 0 && wal[0].file.firstLsn === 1) {
+          snapshotLsn = 0; // the WAL from LSN 1 is here: replay it instead of the snapshot
+        } else {
+          throw new RestoreRefusedError(
+            `Cannot restore to ${
+              new Date(options.toTimeMs).toISOString()
+            }: this backup's snapshot (LSN ${snapshotLsn}) already holds writes up to ${
+              new Date(hlcWallMs(meta.hlc)).toISOString()
+            }; restore from an older backup`,
+          );
+        }
       }
     }
     cut = await lsnAtTime(wal, snapshotLsn, newest.lastLsn, options.toTimeMs);
