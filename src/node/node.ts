@@ -16,6 +16,7 @@ import { BackupSessions } from "../backup/session.ts";
 import { DISK_SAMPLE_INTERVAL_MS } from "../common/limits.ts";
 import { HealthWatch, readinessProblems } from "../telemetry/health.ts";
 import { Metrics } from "../telemetry/metrics.ts";
+import { logEvents, ReadinessLog } from "../telemetry/event_log.ts";
 import { EventBus } from "../telemetry/events.ts";
 import { createLogger, type Logger } from "../telemetry/log.ts";
 import type { NodeConfig } from "./config.ts";
@@ -45,6 +46,8 @@ export class ShanghaiNode {
   readonly #health: HealthWatch;
   readonly #backups: BackupSessions;
   #opsTimer: ReturnType<typeof setInterval> | undefined;
+  #opsLogOff: (() => void) | undefined;
+  #readinessLog: ReadinessLog | undefined;
 
   private constructor(config: NodeConfig, options: NodeOptions) {
     this.config = config;
@@ -150,9 +153,13 @@ export class ShanghaiNode {
       });
       if (this.#metrics.otlpEndpoint) this.logger.info("Exporting metrics over OTLP", { endpoint: this.#metrics.otlpEndpoint });
     }
+    this.#opsLogOff = logEvents(this.events, this.logger, () => this.#clock.monoMs());
+    this.#readinessLog = new ReadinessLog(this.logger);
     await this.#health.sampleDisk();
     this.#opsTimer = setInterval(() => {
-      this.#health.sampleDisk().catch(() => {});
+      this.#health.sampleDisk().then(() => {
+        if (this.#store && !this.#stopping) this.#readinessLog?.observe(this.readiness());
+      }).catch(() => {});
       this.#backups.sweep();
     }, DISK_SAMPLE_INTERVAL_MS);
     Deno.unrefTimer(this.#opsTimer as unknown as number);
@@ -162,6 +169,7 @@ export class ShanghaiNode {
     if (this.#opsTimer !== undefined) clearInterval(this.#opsTimer);
     this.#backups.closeAll();
     this.#health.close();
+    this.#opsLogOff?.();
     await this.#metrics?.shutdown();
   }
 
@@ -220,6 +228,7 @@ export class ShanghaiNode {
       keys: this.#store.keyspace.size,
       recoveryMs: Math.round(this.#clock.monoMs() - this.#startedMs),
     });
+    this.#readinessLog?.observe(this.readiness());
   }
 
   /** Graceful stop: stop accepting requests, finish in-flight batches, fsync, snapshot, close. */
