@@ -17,6 +17,7 @@ import { DISK_SAMPLE_INTERVAL_MS } from "../common/limits.ts";
 import { HealthWatch, readinessProblems } from "../telemetry/health.ts";
 import { Metrics } from "../telemetry/metrics.ts";
 import { logEvents, ReadinessLog } from "../telemetry/event_log.ts";
+import { Tracing, tracingWanted } from "../telemetry/tracing.ts";
 import { EventBus } from "../telemetry/events.ts";
 import { createLogger, type Logger } from "../telemetry/log.ts";
 import type { NodeConfig } from "./config.ts";
@@ -28,6 +29,8 @@ export interface NodeOptions {
   logger?: Logger;
   events?: EventBus;
   mounts?: RouteMount[];
+  /** Environment for OTEL_* telemetry settings (default: the process environment). */
+  env?: Record<string, string | undefined>;
 }
 
 export class ShanghaiNode {
@@ -47,6 +50,8 @@ export class ShanghaiNode {
   readonly #backups: BackupSessions;
   #opsTimer: ReturnType<typeof setInterval> | undefined;
   #opsLogOff: (() => void) | undefined;
+  #tracing: Tracing | undefined;
+  readonly #env: Record<string, string | undefined> | undefined;
   #readinessLog: ReadinessLog | undefined;
 
   private constructor(config: NodeConfig, options: NodeOptions) {
@@ -55,6 +60,7 @@ export class ShanghaiNode {
     this.events = options.events ?? new EventBus();
     this.logger = options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat });
     this.#startedMs = this.#clock.monoMs();
+    this.#env = options.env;
     this.#health = new HealthWatch(this.events, config.dataDir);
     this.#backups = new BackupSessions({ logger: this.logger, nowMs: () => this.#clock.monoMs() });
   }
@@ -130,9 +136,21 @@ export class ShanghaiNode {
   }
 
   async #startOps(): Promise<void> {
+    const env = this.#env ?? Deno.env.toObject();
+    if (tracingWanted(env)) {
+      this.#tracing = new Tracing({
+        events: this.events,
+        env,
+        nodeId: this.#identity?.nodeId,
+        clusterId: this.#identity?.clusterId,
+        version: VERSION,
+      });
+      this.logger.info("Exporting traces over OTLP", { endpoint: this.#tracing.endpoint });
+    }
     if (this.config.metrics === "on") {
       this.#metrics = new Metrics({
         events: this.events,
+        env,
         nodeId: this.#identity?.nodeId,
         clusterId: this.#identity?.clusterId,
         version: VERSION,
@@ -171,6 +189,7 @@ export class ShanghaiNode {
     this.#health.close();
     this.#opsLogOff?.();
     await this.#metrics?.shutdown();
+    await this.#tracing?.shutdown();
   }
 
   #httpContext(): HttpContext {

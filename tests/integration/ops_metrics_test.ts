@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { resolveConfig } from "../../src/node/config.ts";
 import { ShanghaiNode } from "../../src/node/node.ts";
 import { silentLogger } from "../../src/telemetry/log.ts";
-import { runCli, tempDir } from "../support/node_process.ts";
+import { runCli, spawnNode, tempDir } from "../support/node_process.ts";
 
 async function startNode(
   dataDir: string,
@@ -150,6 +150,54 @@ Deno.test("/ready answers 503 with the reason below min-free-disk-bytes; --metri
     assert.match((await metrics.json()).error.message, /--metrics off/);
   } finally {
     await node.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("serve with OTEL_EXPORTER_OTLP_ENDPOINT pushes metrics and traces to that receiver", async () => {
+  const received: { path: string; body: string }[] = [];
+  const receiver = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (request) => {
+      received.push({ path: new URL(request.url).pathname, body: await request.text() });
+      return new Response("{}", { headers: { "content-type": "application/json" } });
+    },
+  );
+  const dataDir = await tempDir();
+  try {
+    const node = await spawnNode({
+      dataDir,
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiver.addr.port}`,
+        OTEL_SERVICE_NAME: "shanghai-test",
+      },
+    });
+    try {
+      const put = await fetch(`http://${node.addr}/v1/kv/otlp`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: "1",
+      });
+      assert.equal(put.status, 200);
+      await put.body?.cancel();
+      assert.ok(node.logs.some((l) => l.msg === "Exporting traces over OTLP"));
+    } finally {
+      // A clean stop flushes both exporters: no waiting on export intervals.
+      assert.equal((await node.stop()).code, 0);
+    }
+    const metrics = received.filter((r) => r.path === "/v1/metrics").map((r) => r.body).join("\n");
+    const traces = received.filter((r) => r.path === "/v1/traces").map((r) => r.body).join("\n");
+    assert.ok(
+      metrics.includes("shanghai_wal_write_latency"),
+      `no WAL metric pushed: ${metrics.slice(0, 300)}`,
+    );
+    assert.ok(metrics.includes("shanghai-test"));
+    assert.ok(
+      traces.includes('"name":"PUT /v1/kv/:key{.+}"'),
+      `no HTTP span pushed: ${traces.slice(0, 300)}`,
+    );
+  } finally {
+    await receiver.shutdown();
     await Deno.remove(dataDir, { recursive: true });
   }
 });

@@ -1,0 +1,148 @@
+/**
+ * Tracing: OpenTelemetry spans for HTTP requests, WAL group commits, snapshots and retention,
+ * exported over OTLP/HTTP. On only when the standard variables ask for it
+ * (`OTEL_TRACES_EXPORTER=otlp`, or `OTEL_EXPORTER_OTLP_ENDPOINT` /
+ * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set and `OTEL_TRACES_EXPORTER` not `none`);
+ * `OTEL_TRACES_SAMPLER` (always_on, always_off, traceidratio, parentbased_traceidratio) and
+ * `OTEL_TRACES_SAMPLER_ARG` pick the sampler.
+ *
+ * Spans are built from the event bus after the fact (start = end - duration), like the metrics,
+ * so the hot paths carry no tracing code. The cost of that choice: a span does not join the
+ * caller's trace (no `traceparent` is read); it is a server-side timing record.
+ *
+ * @module
+ */
+import { type Attributes, SpanKind, type Tracer } from "@opentelemetry/api";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  type Sampler,
+  TraceIdRatioBasedSampler,
+} from "@opentelemetry/sdk-trace-base";
+import type { EventBus } from "./events.ts";
+
+export interface TracingOptions {
+  events: EventBus;
+  env: Record<string, string | undefined>;
+  nodeId?: string;
+  clusterId?: string;
+  version?: string;
+}
+
+/** True when the OTEL_* variables ask for trace export. */
+export function tracingWanted(env: Record<string, string | undefined>): boolean {
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === "true") return false;
+  const exporter = env.OTEL_TRACES_EXPORTER?.trim();
+  if (exporter === "none") return false;
+  return exporter === "otlp" || !!env.OTEL_EXPORTER_OTLP_ENDPOINT ||
+    !!env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+}
+
+function tracesUrl(env: Record<string, string | undefined>): string {
+  const specific = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
+  if (specific) return specific;
+  return `${
+    (env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || "http://localhost:4318").replace(/\/+$/, "")
+  }/v1/traces`;
+}
+
+function sampler(env: Record<string, string | undefined>): Sampler {
+  const ratio = Number(env.OTEL_TRACES_SAMPLER_ARG ?? "1");
+  const safeRatio = Number.isFinite(ratio) && ratio >= 0 && ratio <= 1 ? ratio : 1;
+  switch (env.OTEL_TRACES_SAMPLER?.trim()) {
+    case "always_off":
+      return new AlwaysOffSampler();
+    case "traceidratio":
+      return new TraceIdRatioBasedSampler(safeRatio);
+    case "parentbased_traceidratio":
+      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(safeRatio) });
+    default:
+      return new AlwaysOnSampler();
+  }
+}
+
+function epochMsNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** The node's tracer provider, fed from the bus. */
+export class Tracing {
+  readonly endpoint: string;
+  readonly #provider: BasicTracerProvider;
+  readonly #offs: (() => void)[] = [];
+
+  constructor(options: TracingOptions) {
+    this.endpoint = tracesUrl(options.env);
+    const attributes: Attributes = {
+      "service.name": options.env.OTEL_SERVICE_NAME?.trim() || "shanghai",
+    };
+    if (options.nodeId) attributes["service.instance.id"] = options.nodeId;
+    if (options.clusterId) attributes["shanghai.cluster.id"] = options.clusterId;
+    if (options.version) attributes["service.version"] = options.version;
+    this.#provider = new BasicTracerProvider({
+      resource: resourceFromAttributes(attributes),
+      sampler: sampler(options.env),
+      spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: this.endpoint }))],
+    });
+    this.#subscribe(this.#provider.getTracer("shanghai", options.version), options.events);
+  }
+
+  #subscribe(tracer: Tracer, events: EventBus): void {
+    const record = (
+      name: string,
+      kind: SpanKind,
+      durationMs: number,
+      attributes: Attributes,
+      error = false,
+    ) => {
+      const end = epochMsNow();
+      const span = tracer.startSpan(name, { kind, startTime: end - durationMs, attributes });
+      if (error) span.setStatus({ code: 2 });
+      span.end(end);
+    };
+    this.#offs.push(
+      events.on(
+        "http.request.completed",
+        (e) =>
+          record(`${e.method} ${e.route}`, SpanKind.SERVER, e.durationMs, {
+            "http.request.method": e.method,
+            "http.route": e.route,
+            "http.response.status_code": e.status,
+          }, e.status >= 500),
+      ),
+      events.on("wal.write.completed", (e) =>
+        record("wal.write", SpanKind.INTERNAL, e.durationMs, {
+          "shanghai.wal.bytes": e.bytes,
+          "shanghai.wal.entries": e.entries,
+          "shanghai.wal.sync_ms": e.syncMs,
+        })),
+      events.on(
+        "snapshot.completed",
+        (e) =>
+          record("snapshot", SpanKind.INTERNAL, e.durationMs, {
+            "shanghai.snapshot.lsn": e.lsn,
+            "shanghai.snapshot.bytes": e.bytes,
+          }),
+      ),
+      events.on("retention.completed", (e) =>
+        record("retention", SpanKind.INTERNAL, e.durationMs, {
+          "shanghai.retention.segments": e.segmentsRemoved,
+          "shanghai.retention.bytes": e.bytesRemoved,
+        })),
+    );
+  }
+
+  async flush(): Promise<void> {
+    await this.#provider.forceFlush();
+  }
+
+  async shutdown(): Promise<void> {
+    for (const off of this.#offs.splice(0)) off();
+    await this.#provider.shutdown().catch(() => {});
+  }
+}
