@@ -4,9 +4,14 @@
  *
  * Consistency: the store applies and acknowledges batches in LSN order, so `wal.lastLsn` and
  * `wal.segments()` read in one synchronous step describe one cut: every segment's first `bytes`
- * hold exactly the entries up to that LSN. A full backup first writes a snapshot, then takes
- * the cut and keeps the newest snapshot at or below it; an incremental one takes the cut only
- * and ships the segments holding entries after the LSN the client already has.
+ * hold exactly the entries up to that LSN. A full backup ships the newest snapshot at or below
+ * the cut plus every segment holding entries after it; an incremental one ships the segments
+ * holding entries after the LSN the client already has.
+ *
+ * A full backup does not force a fresh snapshot: that would write the whole state to the node's
+ * own disk on every backup. The WAL after the newest snapshot is bounded by
+ * `snapshot-every-bytes`, so restore replays at most that much; and the extra WAL widens the
+ * range a point-in-time restore can reach.
  *
  * Files are opened while the cut is taken and served from those handles, so retention or a
  * newer snapshot may unlink them meanwhile without harm (the inode lives while it is open); the
@@ -129,7 +134,6 @@ export class BackupSessions {
       }
       if (fullReason !== undefined) since = undefined;
     }
-    if (since === undefined) await store.snapshot();
     const identity = await Deno.readFile(source.identityPath);
     for (let attempt = 1;; attempt++) {
       try {

@@ -33,7 +33,10 @@ Deno.test("Tracing exports spans for HTTP requests and WAL writes to a loopback 
   const events = new EventBus();
   const tracing = new Tracing({
     events,
-    env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${server.addr.port}` },
+    env: {
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${server.addr.port}`,
+      OTEL_TRACES_SAMPLER: "always_on",
+    },
     nodeId: "n1",
   });
   try {
@@ -51,6 +54,49 @@ Deno.test("Tracing exports spans for HTTP requests and WAL writes to a loopback 
     assert.ok(all.includes('"stringValue":"n1"'));
   } finally {
     await tracing.shutdown();
+    await server.shutdown();
+  }
+});
+
+Deno.test("Tracing samples a tenth of the spans by default, every span with always_on", async () => {
+  let spans = 0;
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (request) => {
+      const body = await request.json();
+      for (const rs of body.resourceSpans ?? []) {
+        for (const ss of rs.scopeSpans ?? []) {
+          spans += ss.spans?.length ?? 0;
+        }
+      }
+      return new Response("{}", { headers: { "content-type": "application/json" } });
+    },
+  );
+  try {
+    for (
+      const [sampler, low, high] of [[undefined, 100, 300], ["always_on", 2000, 2000]] as const
+    ) {
+      spans = 0;
+      const events = new EventBus();
+      const env: Record<string, string> = {
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${server.addr.port}`,
+      };
+      if (sampler) env.OTEL_TRACES_SAMPLER = sampler;
+      const tracing = new Tracing({ events, env });
+      for (let i = 0; i < 2000; i++) {
+        events.emit("http.request.completed", {
+          method: "GET",
+          route: "/x",
+          status: 200,
+          durationMs: 1,
+        });
+        if (i % 500 === 499) await tracing.flush();
+      }
+      await tracing.flush();
+      await tracing.shutdown();
+      assert.ok(spans >= low && spans <= high, `${sampler ?? "default"}: ${spans} spans of 2000`);
+    }
+  } finally {
     await server.shutdown();
   }
 });

@@ -170,6 +170,7 @@ Deno.test("serve with OTEL_EXPORTER_OTLP_ENDPOINT pushes metrics and traces to t
       env: {
         OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiver.addr.port}`,
         OTEL_SERVICE_NAME: "shanghai-test",
+        OTEL_TRACES_SAMPLER: "always_on",
       },
     });
     try {
