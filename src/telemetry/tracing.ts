@@ -21,13 +21,9 @@ import { type Attributes, SpanKind, type Tracer } from "@opentelemetry/api";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
-  AlwaysOffSampler,
   AlwaysOnSampler,
   BasicTracerProvider,
   BatchSpanProcessor,
-  ParentBasedSampler,
-  type Sampler,
-  TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 import type { EventBus } from "./events.ts";
 
@@ -59,23 +55,24 @@ function tracesUrl(env: Record<string, string | undefined>): string {
 /** Share of spans recorded unless OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG say otherwise. */
 export const TRACE_SAMPLE_RATIO_DEFAULT = 0.1;
 
-function sampler(env: Record<string, string | undefined>): Sampler {
-  const ratio = Number(env.OTEL_TRACES_SAMPLER_ARG ?? TRACE_SAMPLE_RATIO_DEFAULT);
-  const safeRatio = Number.isFinite(ratio) && ratio >= 0 && ratio <= 1
-    ? ratio
-    : TRACE_SAMPLE_RATIO_DEFAULT;
+/**
+ * Share of spans to record. Every span here is a root span (none joins a caller's trace), so a
+ * trace-id ratio and an independent coin flip per span keep the same share; flipping the coin
+ * before the SDK runs skips its cost (~7 µs: ids, attributes, a non-recording span) for the
+ * spans it would drop anyway.
+ */
+export function sampleRatio(env: Record<string, string | undefined>): number {
+  const arg = Number(env.OTEL_TRACES_SAMPLER_ARG ?? TRACE_SAMPLE_RATIO_DEFAULT);
+  const ratio = Number.isFinite(arg) && arg >= 0 && arg <= 1 ? arg : TRACE_SAMPLE_RATIO_DEFAULT;
   switch (env.OTEL_TRACES_SAMPLER?.trim()) {
     case "always_off":
-      return new AlwaysOffSampler();
-    case "traceidratio":
-      return new TraceIdRatioBasedSampler(safeRatio);
-    case "parentbased_traceidratio":
-      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(safeRatio) });
+    case "parentbased_always_off":
+      return 0;
     case "always_on":
     case "parentbased_always_on":
-      return new AlwaysOnSampler();
-    default:
-      return new TraceIdRatioBasedSampler(safeRatio);
+      return 1;
+    default: // traceidratio, parentbased_traceidratio, unset
+      return ratio;
   }
 }
 
@@ -88,9 +85,11 @@ export class Tracing {
   readonly endpoint: string;
   readonly #provider: BasicTracerProvider;
   readonly #offs: (() => void)[] = [];
+  readonly #ratio: number;
 
   constructor(options: TracingOptions) {
     this.endpoint = tracesUrl(options.env);
+    this.#ratio = sampleRatio(options.env);
     const attributes: Attributes = {
       "service.name": options.env.OTEL_SERVICE_NAME?.trim() || "shanghai",
     };
@@ -99,7 +98,7 @@ export class Tracing {
     if (options.version) attributes["service.version"] = options.version;
     this.#provider = new BasicTracerProvider({
       resource: resourceFromAttributes(attributes),
-      sampler: sampler(options.env),
+      sampler: new AlwaysOnSampler(),
       spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: this.endpoint }))],
     });
     this.#subscribe(this.#provider.getTracer("shanghai", options.version), options.events);
@@ -113,6 +112,7 @@ export class Tracing {
       attributes: Attributes,
       error = false,
     ) => {
+      if (this.#ratio < 1 && Math.random() >= this.#ratio) return;
       const end = epochMsNow();
       const span = tracer.startSpan(name, { kind, startTime: end - durationMs, attributes });
       if (error) span.setStatus({ code: 2 });
