@@ -202,3 +202,26 @@ Deno.test("serve with OTEL_EXPORTER_OTLP_ENDPOINT pushes metrics and traces to t
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("the shipped Prometheus alert rules load and fire at seed 002's thresholds (promtool test rules)", async () => {
+  const dir = new URL("../../scripts/prometheus/", import.meta.url).pathname;
+  for (
+    const args of [["check", "rules", "shanghai-alerts.yml"], [
+      "test",
+      "rules",
+      "shanghai-alerts.test.yml",
+    ]]
+  ) {
+    let out: Deno.CommandOutput;
+    try {
+      out = await new Deno.Command("promtool", { args, cwd: dir, stdout: "piped", stderr: "piped" })
+        .output();
+    } catch (error) {
+      throw new Error(
+        `promtool is not installed (${(error as Error).message}); run .ci/install-tools`,
+      );
+    }
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, `promtool ${args.join(" ")} failed:\n${text}`);
+  }
+});
