@@ -78,7 +78,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: "retainBytes", flag: "retain-bytes", env: "SHANGHAI_RETAIN_BYTES", kind: "int", default: RETAIN_BYTES_DEFAULT, min: 0, max: 1024 * GiB, help: "WAL kept behind the newest snapshot for catch-up" },
   { key: "logLevel", flag: "log-level", env: "SHANGHAI_LOG_LEVEL", kind: "enum", default: "info", values: ["debug", "info", "warn", "error"], help: "Log level" },
   { key: "logFormat", flag: "log-format", env: "SHANGHAI_LOG_FORMAT", kind: "enum", default: "text", values: ["json", "text"], help: "Log line format" },
-  { key: "readyLagMax", flag: "ready-lag-max", env: "SHANGHAI_READY_LAG_MAX", kind: "int", default: READY_LAG_MAX_DEFAULT, min: 0, max: Number.MAX_SAFE_INTEGER, help: "/ready answers 503 while a follower lags more entries than this (0: never)" },
+  { key: "readyLagMax", flag: "ready-lag-max", env: "SHANGHAI_READY_LAG_MAX", kind: "int", default: READY_LAG_MAX_DEFAULT, min: 0, max: Number.MAX_SAFE_INTEGER, help: "/ready answers 503 while this node lags more entries than this behind a peer (0: never)" },
   { key: "minFreeDiskBytes", flag: "min-free-disk-bytes", env: "SHANGHAI_MIN_FREE_DISK_BYTES", kind: "int", default: MIN_FREE_DISK_BYTES_DEFAULT, min: 0, max: Number.MAX_SAFE_INTEGER, help: "/ready answers 503 while the data directory's disk has less free space (0: never)" },
   { key: "metrics", flag: "metrics", env: "SHANGHAI_METRICS", kind: "enum", default: "on", values: ["on", "off"], help: "Record OpenTelemetry metrics (/metrics, OTLP when OTEL_* is set)" },
 ];

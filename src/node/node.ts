@@ -61,7 +61,7 @@ export class ShanghaiNode {
     this.logger = options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat });
     this.#startedMs = this.#clock.monoMs();
     this.#env = options.env;
-    this.#health = new HealthWatch(this.events, config.dataDir);
+    this.#health = new HealthWatch(this.events, config.dataDir, () => this.#identity?.nodeId);
     this.#backups = new BackupSessions({ logger: this.logger, nowMs: () => this.#clock.monoMs() });
   }
 

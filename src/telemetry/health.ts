@@ -1,6 +1,12 @@
 /**
- * What readiness needs beyond the store: the replication lag followers report (from
- * `replication.lag.changed` events) and a recent sample of free disk space. The node owns the
+ * What readiness needs beyond the store: how far this node lags behind its peers (from
+ * `replication.lag.changed` events whose follower is this node) and a recent sample of free
+ * disk space.
+ *
+ * Only lag where this node is the follower counts: a node whose own followers lag is still fit
+ * to serve, and turning it away would move load off the node that has the data. A lag entry is
+ * forgotten when it falls to 0 or when its leader goes down or leaves (there is nothing to catch
+ * up from, and a stale figure must not hold the node out of rotation). The node owns the
  * timer that calls {@link HealthWatch.sampleDisk}; {@link readinessProblems} is pure.
  *
  * @module
@@ -49,14 +55,24 @@ export class HealthWatch {
   #disk: DiskUsage | undefined;
   #diskError: string | undefined;
 
-  constructor(events: EventBus, diskPath: string) {
+  /** `selfId` answers this node's id once its identity is loaded. */
+  constructor(events: EventBus, diskPath: string, selfId: () => string | undefined) {
     this.#path = diskPath;
-    this.#off = events.on("replication.lag.changed", (e) => {
+    const offLag = events.on("replication.lag.changed", (e) => {
+      if (e.follower !== selfId()) return;
       // A lag of 0 means caught up: forget the pair so the map holds only laggards.
-      const key = `${e.follower}|${e.leader}`;
-      if (e.lag <= 0) this.#lag.delete(key);
-      else this.#lag.set(key, { lag: e.lag, follower: e.follower, leader: e.leader });
+      if (e.lag <= 0) this.#lag.delete(e.leader);
+      else this.#lag.set(e.leader, { lag: e.lag, follower: e.follower, leader: e.leader });
     });
+    const offMember = events.on("cluster.member.changed", (e) => {
+      if (e.state === "down" || e.state === "left" || e.state === "removed") {
+        this.#lag.delete(e.nodeId);
+      }
+    });
+    this.#off = () => {
+      offLag();
+      offMember();
+    };
   }
 
   /** Reads free space now; keeps the last good sample when statfs fails. */

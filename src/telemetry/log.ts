@@ -28,8 +28,9 @@ export function redactFields(fields: LogFields): LogFields {
   const out: LogFields = {};
   for (const [key, value] of Object.entries(fields)) {
     if (SECRET_FIELD.test(key)) out[key] = "[redacted]";
-    else if (typeof value === "string" && /^[a-z][a-z0-9+.-]*:\/\/[^/\s]*@/i.test(value)) out[key] = value.replace(/\/\/[^/\s]*@/, "//[redacted]@");
-    else out[key] = value;
+    else if (typeof value === "string" && /^[a-z][a-z0-9+.-]*:\/\/[^/\s]*@/i.test(value)) {
+      out[key] = value.replace(/\/\/[^/\s]*@/, "//[redacted]@");
+    } else out[key] = value;
   }
   return out;
 }
@@ -39,7 +40,8 @@ export function createLogger(
 ): Logger {
   const min = LOG_LEVELS.indexOf(options.level ?? "info");
   const format = options.format ?? "text";
-  const write = options.write ?? ((line: string) => Deno.stderr.writeSync(encoder.encode(line + "\n")));
+  const write = options.write ??
+    ((line: string) => Deno.stderr.writeSync(encoder.encode(line + "\n")));
   const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
     if (LOG_LEVELS.indexOf(level) < min) return;
     const time = new Date().toISOString();
@@ -49,7 +51,9 @@ export function createLogger(
     if (format === "json") {
       write(JSON.stringify({ time, level, msg, ...fields }));
     } else {
-      const rest = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === "string" ? JSON.stringify(v) : JSON.stringify(v)}`);
+      const rest = Object.entries(fields).map(([k, v]) =>
+        `${k}=${typeof v === "string" ? JSON.stringify(v) : JSON.stringify(v)}`
+      );
       write([time, level.toUpperCase().padEnd(5), msg, ...rest].join(" "));
     }
   };

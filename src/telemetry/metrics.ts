@@ -304,6 +304,16 @@ export class Metrics {
     });
     on("cluster.heartbeat.completed", (e) => rtt.record(e.rttMs, { to_node: e.toNode }));
     on("cluster.member.changed", (e) => {
+      if (e.state === "left" || e.state === "removed") {
+        // A member that left the cluster leaves no series behind (bounded cardinality).
+        this.peers.members.delete(e.nodeId);
+        for (const map of [this.peers.lag, this.peers.credit]) {
+          for (const [key, p] of map) {
+            if (p.follower === e.nodeId || p.leader === e.nodeId) map.delete(key);
+          }
+        }
+        return;
+      }
       if (this.peers.members.size < PEERS_TRACKED_MAX || this.peers.members.has(e.nodeId)) {
         this.peers.members.set(e.nodeId, e.state);
       }
