@@ -275,7 +275,9 @@ try {
     "|---|---|---|---|",
     ...MODES.map((mode) => {
       const added = emit[mode] - emit.off;
-      const share = mode === "off" ? "-" : `${((added / (1e6 / Math.max(...http.rates.off))) * 100).toFixed(1)}%`;
+      const share = mode === "off"
+        ? "-"
+        : `${((added / (1e6 / Math.max(...http.rates.off))) * 100).toFixed(1)}%`;
       return `| ${mode} | ${emit[mode].toFixed(2)} | ${
         mode === "off" ? "-" : added.toFixed(2)
       } | ${share} |`;
