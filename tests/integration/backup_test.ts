@@ -348,3 +348,66 @@ Deno.test("backup under write load restores exactly the acknowledged writes up t
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("an incremental backup past retention becomes a full one and says why; CLI exit codes 2 and 3", async () => {
+  const root = await tempDir("shanghai-backup-retention-");
+  const backups = `${root}/backups`;
+  const node = await spawnNode({
+    dataDir: `${root}/node`,
+    args: [
+      "--segment-bytes",
+      "131072",
+      "--batch-bytes-max",
+      "65536",
+      "--value-bytes-max",
+      "4096",
+      "--snapshot-every-bytes",
+      "100000",
+      "--retain-bytes",
+      "0",
+    ],
+  });
+  try {
+    const put = async (i: number) => {
+      const response = await fetch(`http://${node.addr}/v1/kv/r${i}`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify("y".repeat(1000)),
+      });
+      assert.equal(response.status, 200);
+      await response.body?.cancel();
+    };
+    for (let i = 0; i < 10; i++) await put(i);
+    const base = await runBackup({ addr: node.addr, toDir: backups });
+    // Write until retention has removed the segment holding the entry after the base.
+    let firstLsn = 0;
+    for (let i = 10; i < 2000 && firstLsn <= base.lastLsn + 1; i++) {
+      await put(i);
+      if (i % 50 === 0) {
+        firstLsn = (await fetch(`http://${node.addr}/v1/status`).then((r) => r.json())).firstLsn;
+      }
+    }
+    assert.ok(firstLsn > base.lastLsn + 1, `retention never passed LSN ${base.lastLsn + 1}`);
+    const next = await runBackup({ addr: node.addr, toDir: backups, incremental: true });
+    assert.equal(next.kind, "full");
+    assert.equal(next.base, null);
+    assert.match(next.fullReason ?? "", /retention removed LSNs after \d+/);
+    const target = `${root}/restored`;
+    const restored = await runRestore({ from: next.path, dataDir: target });
+    assert.equal(restored.chain.length, 1);
+    assert.equal(
+      (await readAll(target)).values.size,
+      (await fetch(`http://${node.addr}/v1/status`).then((r) => r.json())).keys,
+    );
+
+    const usage = await runCli(["backup", "--addr", node.addr]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /Missing --to DIR/);
+    const unreachable = await runCli(["backup", "--to", backups, "--addr", "127.0.0.1:1"]);
+    assert.equal(unreachable.code, 3);
+    assert.match(unreachable.stderr, /Cannot reach node at 127\.0\.0\.1:1/);
+  } finally {
+    await node.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
