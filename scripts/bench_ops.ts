@@ -78,6 +78,13 @@ function startSink(): { url: string; requests: () => number; stop: () => Promise
   };
 }
 
+/** CPU time (user + system) a process has used, in µs, from /proc (Linux clock ticks of 10 ms). */
+function cpuMicros(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime, stime (fields 14, 15)
+}
+
 async function httpRound(addr: string, round: number): Promise<number> {
   let next = 0;
   const body = JSON.stringify("x".repeat(100));
@@ -100,7 +107,7 @@ async function httpRound(addr: string, round: number): Promise<number> {
 
 async function benchHttp(
   root: string,
-): Promise<{ rates: Record<Mode, number[]>; sinkRequests: number }> {
+): Promise<{ rates: Record<Mode, number[]>; cpu: Record<Mode, number[]>; sinkRequests: number }> {
   const sink = startSink();
   const nodes = {} as Record<Mode, Awaited<ReturnType<typeof spawnNode>>>;
   for (const [i, mode] of MODES.entries()) {
@@ -111,13 +118,17 @@ async function benchHttp(
     });
   }
   const rates = perMode<number[]>(() => []);
+  const cpu = perMode<number[]>(() => []);
   try {
     for (const mode of MODES) await httpRound(nodes[mode].addr, -1); // warm up
     for (let round = 0; round < ROUNDS; round++) {
       // Rotate the order so drift (page cache, other tenants) hits every mode alike.
       for (let k = 0; k < MODES.length; k++) {
         const mode = MODES[(round + k) % MODES.length];
+        const pid = nodes[mode].child.pid;
+        const cpuBefore = cpuMicros(pid);
         rates[mode].push(await httpRound(nodes[mode].addr, round));
+        cpu[mode].push((cpuMicros(pid) - cpuBefore) / HTTP_WRITES);
       }
     }
     const scrape = await fetch(`http://${nodes.metrics.addr}/metrics`).then((r) => r.text());
@@ -130,7 +141,7 @@ async function benchHttp(
   const sinkRequests = sink.requests();
   await sink.stop();
   if (sinkRequests === 0) throw new Error("the OTLP sink received nothing: telemetry was not on");
-  return { rates, sinkRequests };
+  return { rates, cpu, sinkRequests };
 }
 
 /** Microseconds per request spent emitting its events to the subscribers of `mode`. */
@@ -256,14 +267,19 @@ try {
     "",
     `${HTTP_CONCURRENCY} clients, ${HTTP_WRITES} PUTs of 100 bytes per round, median of ${ROUNDS} rounds in rotating order.`,
     "",
-    "| telemetry | writes/s (median) | spread of rounds | cost vs off |",
-    "|---|---|---|---|",
+    "| telemetry | writes/s (median) | spread of rounds | throughput cost vs off | node CPU µs per write (median) | CPU cost vs off |",
+    "|---|---|---|---|---|---|",
     ...MODES.map((mode) => {
       const m = median(http.rates[mode]);
+      const c = median(http.cpu[mode]);
+      const cOff = median(http.cpu.off);
+      const cpuCost = mode === "off" ? "-" : `${(((c - cOff) / cOff) * 100).toFixed(1)}%`;
       return `| ${mode} | ${m.toFixed(0)} | ${spread(http.rates[mode])} | ${
         mode === "off" ? "-" : pct(m, off)
-      } |`;
+      } | ${c.toFixed(0)} | ${cpuCost} |`;
     }),
+    "",
+    "Throughput depends on the disk's fsync latency and on other tenants of the machine, so single rounds swing widely; the CPU the node process spends per write (user + system, from /proc) is the steadier measure of what telemetry costs.",
     "",
     `"metrics+traces" also pushes metrics over OTLP/HTTP every second and exports spans for requests and WAL commits (the default sampler keeps 10%; "always_on" keeps every span) to a loopback sink (${http.sinkRequests} OTLP requests received).`,
     "",
