@@ -27,7 +27,15 @@ export { type NodeConfig, resolveConfig } from "./src/node/config.ts";
 export { ShanghaiNode } from "./src/node/node.ts";
 export { VERSION } from "./src/node/version.ts";
 export { Metrics, type MetricsOptions } from "./src/telemetry/metrics.ts";
-export { type BackupOptions, type BackupSummary, runBackup } from "./src/backup/backup.ts";
-export { type BackupManifest, readManifest } from "./src/backup/manifest.ts";
-export { type RestoreOptions, type RestoreSummary, runRestore } from "./src/backup/restore.ts";
-export { verifyBackups, type VerifyResult } from "./src/backup/verify.ts";
+export {
+  type BackupManifest,
+  type BackupOptions,
+  type BackupSummary,
+  readManifest,
+  type RestoreOptions,
+  type RestoreSummary,
+  runBackup,
+  runRestore,
+  verifyBackups,
+  type VerifyResult,
+} from "./src/backup/mod.ts";

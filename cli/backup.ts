@@ -8,9 +8,13 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { BackupLockedError, BackupTransferError, runBackup } from "../src/backup/backup.ts";
-import { BackupIntegrityError } from "../src/backup/manifest.ts";
-import { verifyBackups } from "../src/backup/verify.ts";
+import {
+  BackupIntegrityError,
+  BackupLockedError,
+  BackupTransferError,
+  runBackup,
+  verifyBackups,
+} from "../src/backup/mod.ts";
 import { resolveAddr } from "./client.ts";
 import { EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE } from "./exit_codes.ts";
 import { CliError, type CliIo, formatBytes } from "./io.ts";

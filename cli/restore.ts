@@ -4,8 +4,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { BackupIntegrityError } from "../src/backup/manifest.ts";
-import { RestoreRefusedError, runRestore } from "../src/backup/restore.ts";
+import { BackupIntegrityError, RestoreRefusedError, runRestore } from "../src/backup/mod.ts";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from "./exit_codes.ts";
 import { CliError, type CliIo } from "./io.ts";
 
