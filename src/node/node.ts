@@ -10,18 +10,12 @@ import { type Clock, systemClock } from "../common/clock.ts";
 import { createApp, type RouteMount } from "../api/http/app.ts";
 import type { HttpContext, Readiness } from "../api/http/context.ts";
 import { Store } from "../storage/kv/store.ts";
-import { metricsRoutes } from "../api/http/metrics_routes.ts";
-import { backupRoutes, BackupSessions } from "../backup/mod.ts";
-import { DISK_SAMPLE_INTERVAL_MS } from "../common/limits.ts";
-import { HealthWatch, readinessProblems } from "../telemetry/health.ts";
-import { Metrics } from "../telemetry/metrics.ts";
-import { logEvents, ReadinessLog } from "../telemetry/event_log.ts";
-import { Tracing, tracingWanted } from "../telemetry/tracing.ts";
 import { EventBus } from "../telemetry/events.ts";
 import { createLogger, type Logger } from "../telemetry/log.ts";
 import type { NodeConfig } from "./config.ts";
-import { IDENTITY_FILE, type Identity, loadOrCreateIdentity } from "./identity.ts";
+import { type Identity, loadOrCreateIdentity } from "./identity.ts";
 import { VERSION } from "./version.ts";
+import { NodeOps } from "./ops.ts";
 
 export interface NodeOptions {
   clock?: Clock;
@@ -43,15 +37,8 @@ export class ShanghaiNode {
   #server: Deno.HttpServer<Deno.NetAddr> | undefined;
   #recoveryError: string | undefined;
   #stopping = false;
-  // Operations (metrics, readiness figures, online backup): see src/telemetry, src/backup.
-  #metrics: Metrics | undefined;
-  readonly #health: HealthWatch;
-  readonly #backups: BackupSessions;
-  #opsTimer: ReturnType<typeof setInterval> | undefined;
-  #opsLogOff: (() => void) | undefined;
-  #tracing: Tracing | undefined;
-  readonly #env: Record<string, string | undefined> | undefined;
-  #readinessLog: ReadinessLog | undefined;
+  /** Metrics, traces, readiness figures, backup sessions (src/node/ops.ts). */
+  readonly ops: NodeOps;
 
   private constructor(config: NodeConfig, options: NodeOptions) {
     this.config = config;
@@ -59,9 +46,17 @@ export class ShanghaiNode {
     this.events = options.events ?? new EventBus();
     this.logger = options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat });
     this.#startedMs = this.#clock.monoMs();
-    this.#env = options.env;
-    this.#health = new HealthWatch(this.events, config.dataDir, () => this.#identity?.nodeId);
-    this.#backups = new BackupSessions({ logger: this.logger, nowMs: () => this.#clock.monoMs() });
+    this.ops = new NodeOps({
+      config,
+      events: this.events,
+      logger: this.logger,
+      clock: this.#clock,
+      env: options.env,
+      identity: () => this.#identity,
+      store: () => this.#store,
+      stopping: () => this.#stopping,
+      readiness: () => this.readiness(),
+    });
   }
 
   /** Starts a node; resolves once it is serving and recovered. */
@@ -90,7 +85,7 @@ export class ShanghaiNode {
     if (this.#stopping) reasons.push("shutting down");
     const failure = this.#store?.wal.failure;
     if (failure !== undefined) reasons.push(`WAL stopped after an I/O error: ${failure}`);
-    reasons.push(...readinessProblems(this.#health.figures(), this.config));
+    reasons.push(...this.ops.readinessProblems());
     return { ready: reasons.length === 0, reasons };
   }
 
@@ -114,83 +109,6 @@ export class ShanghaiNode {
     };
   }
 
-  /** The node's metrics, undefined with `--metrics off` or before the identity is loaded. */
-  get metrics(): Metrics | undefined {
-    return this.#metrics;
-  }
-
-  #opsMounts(): RouteMount[] {
-    return [
-      metricsRoutes(() => this.#metrics ? this.#health.sampleDisk().then(() => this.#metrics!.prometheus()) : undefined),
-      backupRoutes(this.#backups, () =>
-        this.#store && this.#identity && !this.#stopping
-          ? {
-            store: this.#store,
-            nodeId: this.#identity.nodeId,
-            clusterId: this.#identity.clusterId,
-            identityPath: `${this.config.dataDir}/${IDENTITY_FILE}`,
-          }
-          : undefined),
-    ];
-  }
-
-  async #startOps(): Promise<void> {
-    const env = this.#env ?? Deno.env.toObject();
-    if (tracingWanted(env)) {
-      this.#tracing = new Tracing({
-        events: this.events,
-        env,
-        nodeId: this.#identity?.nodeId,
-        clusterId: this.#identity?.clusterId,
-        version: VERSION,
-      });
-      this.logger.info("Exporting traces over OTLP", { endpoint: this.#tracing.endpoint });
-    }
-    if (this.config.metrics === "on") {
-      this.#metrics = new Metrics({
-        events: this.events,
-        env,
-        nodeId: this.#identity?.nodeId,
-        clusterId: this.#identity?.clusterId,
-        version: VERSION,
-        sources: {
-          disk: () => this.#health.disk,
-          store: () => {
-            const store = this.#store;
-            if (!store) return undefined;
-            return {
-              lastLsn: store.lastLsn,
-              firstLsn: store.wal.firstLsn,
-              segments: store.wal.segments().length,
-              walBytes: store.wal.bytesOnDisk,
-              keys: store.keyspace.size,
-            };
-          },
-        },
-      });
-      if (this.#metrics.otlpEndpoint) this.logger.info("Exporting metrics over OTLP", { endpoint: this.#metrics.otlpEndpoint });
-    }
-    this.#opsLogOff = logEvents(this.events, this.logger, () => this.#clock.monoMs());
-    this.#readinessLog = new ReadinessLog(this.logger);
-    await this.#health.sampleDisk();
-    this.#opsTimer = setInterval(() => {
-      this.#health.sampleDisk().then(() => {
-        if (this.#store && !this.#stopping) this.#readinessLog?.observe(this.readiness());
-      }).catch(() => {});
-      this.#backups.sweep();
-    }, DISK_SAMPLE_INTERVAL_MS);
-    Deno.unrefTimer(this.#opsTimer as unknown as number);
-  }
-
-  async #stopOps(): Promise<void> {
-    if (this.#opsTimer !== undefined) clearInterval(this.#opsTimer);
-    this.#backups.closeAll();
-    this.#health.close();
-    this.#opsLogOff?.();
-    await this.#metrics?.shutdown();
-    await this.#tracing?.shutdown();
-  }
-
   #httpContext(): HttpContext {
     return {
       store: () => this.#store,
@@ -202,7 +120,7 @@ export class ShanghaiNode {
   }
 
   async #start(mounts: RouteMount[]): Promise<void> {
-    const app = createApp(this.#httpContext(), [...this.#opsMounts(), ...mounts]);
+    const app = createApp(this.#httpContext(), [...this.ops.mounts(), ...mounts]);
     this.#server = Deno.serve({
       hostname: this.config.host,
       port: this.config.adminPort,
@@ -217,7 +135,7 @@ export class ShanghaiNode {
     }, app.fetch);
     try {
       this.#identity = await loadOrCreateIdentity(this.config.dataDir, this.config.nodeId, this.#clock.nowMs());
-      await this.#startOps();
+      await this.ops.start();
       this.#store = await Store.open({
         dataDir: this.config.dataDir,
         walDir: this.config.walDir,
@@ -234,7 +152,7 @@ export class ShanghaiNode {
       });
     } catch (error) {
       this.#recoveryError = (error as Error).message;
-      await this.#stopOps();
+      await this.ops.stop();
       await this.#server.shutdown();
       throw error;
     }
@@ -246,7 +164,7 @@ export class ShanghaiNode {
       keys: this.#store.keyspace.size,
       recoveryMs: Math.round(this.#clock.monoMs() - this.#startedMs),
     });
-    this.#readinessLog?.observe(this.readiness());
+    this.ops.onReady();
   }
 
   /** Graceful stop: stop accepting requests, finish in-flight batches, fsync, snapshot, close. */
@@ -255,9 +173,9 @@ export class ShanghaiNode {
     this.#stopping = true;
     this.logger.info("Node stopping");
     await this.#server?.shutdown();
-    this.#backups.closeAll();
+    this.ops.closeSessions();
     await this.#store?.close();
-    await this.#stopOps();
+    await this.ops.stop();
     this.logger.info("Node stopped");
   }
 }
