@@ -65,6 +65,8 @@ export const BATCH_BYTES_BUCKETS = [
 export const TASK_BUCKETS_MS = [1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 60000];
 /** OTLP push interval unless OTEL_METRIC_EXPORT_INTERVAL says otherwise. */
 export const OTLP_EXPORT_INTERVAL_MS_DEFAULT = 60_000;
+/** Distinct (method, route, status) series of HTTP metrics; routes are patterns, so this holds. */
+export const HTTP_SERIES_MAX = 512;
 /** Distinct replication peers tracked; more are folded into no new series (bounded cardinality). */
 export const PEERS_TRACKED_MAX = 1024;
 
@@ -282,13 +284,29 @@ export class Metrics {
       "ms",
       LATENCY_BUCKETS_MS,
     );
-    const httpRequests = meter.createCounter("shanghai_http_requests", {
+    // The request count is kept in a map of our own and observed at collection time: a
+    // synchronous counter would cost the SDK another attribute hash (~1 µs) on every request.
+    // The attribute object is cached per key for the same reason.
+    const httpCounts = new Map<string, { attributes: Attributes; count: number }>();
+    const httpRequests = meter.createObservableCounter("shanghai_http_requests", {
       description: "HTTP requests by method, route and status",
     });
+    httpRequests.addCallback((result) => {
+      for (const { attributes, count } of httpCounts.values()) result.observe(count, attributes);
+    });
     on("http.request.completed", (e) => {
-      const attributes = { method: e.method, route: e.route, status: String(e.status) };
-      httpDuration.record(e.durationMs, attributes);
-      httpRequests.add(1, attributes);
+      const key = `${e.method} ${e.status} ${e.route}`;
+      let entry = httpCounts.get(key);
+      if (entry === undefined) {
+        if (httpCounts.size >= HTTP_SERIES_MAX) return; // bounded cardinality
+        entry = {
+          attributes: { method: e.method, route: e.route, status: String(e.status) },
+          count: 0,
+        };
+        httpCounts.set(key, entry);
+      }
+      entry.count++;
+      httpDuration.record(e.durationMs, entry.attributes);
     });
 
     // Cluster and replication (fed once those layers emit their events).
