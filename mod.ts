@@ -52,3 +52,16 @@ export {
   onMembershipChanged,
   type PeerTransport,
 } from "./src/cluster/mod.ts";
+export { Metrics, type MetricsOptions } from "./src/telemetry/metrics.ts";
+export {
+  type BackupManifest,
+  type BackupOptions,
+  type BackupSummary,
+  readManifest,
+  type RestoreOptions,
+  type RestoreSummary,
+  runBackup,
+  runRestore,
+  verifyBackups,
+  type VerifyResult,
+} from "./src/backup/mod.ts";
