@@ -536,15 +536,18 @@ interface RunResult {
   restart?: { readyMs: number; recoveryMs: number };
 }
 
-async function oneRun(
-  options: Options,
-  restartDir: string | undefined,
-  index: number,
-): Promise<RunResult> {
+/** Flushes every dirty page on the machine, so one row's writeback does not slow the next. */
+async function settleDisk(): Promise<void> {
+  await run("sync", [], { timeoutMs: 120_000 });
+}
+
+async function oneRun(options: Options, index: number): Promise<RunResult> {
   const log = (msg: string) => console.error(`[run ${index + 1}/${options.runs}] ${msg}`);
   log("library, 1 writer");
+  await settleDisk();
   const lib1 = await libraryRow(options, 1);
   log("library, 100 writers");
+  await settleDisk();
   const lib100 = await libraryRow(options, 100);
   const dataDir = await makeTempDir(options, "http");
   const node = await spawnNode({ dataDir });
@@ -558,9 +561,11 @@ async function oneRun(
     for (const clients of CLIENTS) {
       if (redis) {
         log(`Redis, ${clients} clients`);
+        await settleDisk();
         redisSamples.push(await redisRow(options, redis.port, clients));
       } else redisSamples.push(undefined);
       log(`HTTP PUT, ${clients} clients`);
+      await settleDisk();
       http.push(await wrkRow(options, node.httpPort, clients, options.durationS));
     }
   } finally {
@@ -568,12 +573,7 @@ async function oneRun(
     await stopChild(node.child);
     await removeDir(dataDir);
   }
-  let restart;
-  if (restartDir) {
-    log("restart");
-    restart = await restartRow(restartDir, 2 * options.restartBytes);
-  }
-  return { lib1, lib100, http, redis: redisSamples, restart };
+  return { lib1, lib100, http, redis: redisSamples };
 }
 
 function median(values: number[]): number {
@@ -687,18 +687,23 @@ async function main(): Promise<number> {
     const probeDir = await makeTempDir(options, "probe");
     const disk = await diskOf(probeDir);
     await removeDir(probeDir);
-    let restartDir: string | undefined;
+    const runs: RunResult[] = [];
+    for (let i = 0; i < options.runs; i++) runs.push(await oneRun(options, i));
+    // The restart rows come last: building 1 GiB leaves writeback that would slow the others.
     let restartInfo: { walBytes: number; snapshotBytes: number } | undefined;
     if (options.restartBytes > 0) {
       console.error(
         `Building the restart data dir: ${fmt(options.restartBytes / MiB, 0)} MiB of WAL`,
       );
       const built = await buildRestartDir(options);
-      restartDir = built.dir;
       restartInfo = built;
+      await settleDisk();
+      for (let i = 0; i < options.runs; i++) {
+        console.error(`[restart ${i + 1}/${options.runs}]`);
+        runs[i].restart = await restartRow(built.dir, 2 * options.restartBytes);
+      }
+      await removeDir(built.dir);
     }
-    const runs: RunResult[] = [];
-    for (let i = 0; i < options.runs; i++) runs.push(await oneRun(options, restartDir, i));
     const [redisVersion, wrkVersion] = await Promise.all([
       options.redis ? commandVersion("redis-server", ["--version"]) : Promise.resolve("skipped"),
       commandVersion("wrk", ["--version"]).then((v) => v || "wrk"),
