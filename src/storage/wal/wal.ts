@@ -13,7 +13,7 @@
  * @module
  */
 import { type Clock, systemClock } from "../../common/clock.ts";
-import { decodeEntry, encodeEntry, type Entry } from "../../common/entry.ts";
+import { decodeEntry, directEntryBytes, encodeEntry, type Entry, writeEntryDirect } from "../../common/entry.ts";
 import { ClosedError, CorruptionError, OverloadedError, ShanghaiError } from "../../common/errors.ts";
 import { invariant } from "../../common/invariant.ts";
 import {
@@ -30,7 +30,8 @@ import {
   SEGMENT_HEADER_BYTES,
   SPARSE_INDEX_INTERVAL_BYTES,
 } from "../../common/limits.ts";
-import { concatBytes, frameRecord, readRecord } from "./record.ts";
+import { readRecord } from "./record.ts";
+import { crc32 } from "../../common/crc32.ts";
 import { type IndexPoint, scanSegment } from "./recovery.ts";
 import {
   decodeSegmentHeader,
@@ -93,7 +94,13 @@ interface Segment {
 
 interface Pending {
   entry: Entry;
-  frame: Uint8Array;
+  /**
+   * The encoded entry when it had to go through cbor-x; undefined for the common entry, which
+   * is encoded straight into the batch buffer at flush (no allocation per entry).
+   */
+  data: Uint8Array | undefined;
+  /** Framed size: RECORD_HEADER_BYTES + the encoded entry. */
+  frameBytes: number;
   resolve: (lsn: number) => void;
   reject: (error: unknown) => void;
 }
@@ -111,6 +118,19 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   let written = 0;
   while (written < bytes.length) written += await file.write(bytes.subarray(written));
 }
+
+/**
+ * Writes a batch with a synchronous write: it only copies into the page cache (10-50 µs for
+ * 100 KiB), while an awaited write costs a thread hop (80-130 µs measured here) on every batch.
+ * The fdatasync that follows stays asynchronous, so requests are served while the disk works.
+ */
+function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+  let written = 0;
+  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+}
+
+/** Batches up to this size reuse one buffer (the write copies it before returning). */
+const BATCH_BUFFER_KEEP_BYTES = 4 * 1024 * 1024;
 
 async function readAt(path: string, offset: number, bytes: number): Promise<Uint8Array> {
   const file = await Deno.open(path, { read: true });
@@ -158,6 +178,7 @@ export class Wal {
   #nextLsn: number;
   #durableLsn: number;
   #queue: Pending[] = [];
+  #batchBuffer = new Uint8Array(0);
   #queueBytes = 0;
   #flushing: Promise<void> | undefined;
   #failed: unknown;
@@ -332,6 +353,8 @@ export class Wal {
   /**
    * Appends one entry; resolves with its LSN once it is durable. The caller validates the
    * entry's size first (the store does): an entry over RECORD_BYTES_MAX is a programmer error.
+   * The entry's `value` is encoded when its batch is written, so leave it unchanged until the
+   * append settles (the key-value view keeps the same bytes afterwards anyway).
    */
   append(input: EntryInput): Promise<number> {
     if (this.#closed) return Promise.reject(new ClosedError("the WAL"));
@@ -342,12 +365,15 @@ export class Wal {
       );
     }
     const entry: Entry = { ...input, lsn: this.#nextLsn };
-    const frame = frameRecord(encodeEntry(entry));
-    invariant(frame.length - RECORD_HEADER_BYTES <= RECORD_BYTES_MAX, "Entry exceeds RECORD_BYTES_MAX");
+    const directBytes = directEntryBytes(entry);
+    const data = directBytes < 0 ? encodeEntry(entry) : undefined;
+    const entryBytes = data?.length ?? directBytes;
+    invariant(entryBytes <= RECORD_BYTES_MAX, "Entry exceeds RECORD_BYTES_MAX");
+    const frameBytes = RECORD_HEADER_BYTES + entryBytes;
     this.#nextLsn++;
     return new Promise<number>((resolve, reject) => {
-      this.#queue.push({ entry, frame, resolve, reject });
-      this.#queueBytes += frame.length;
+      this.#queue.push({ entry, data, frameBytes, resolve, reject });
+      this.#queueBytes += frameBytes;
       this.#flushing ??= this.#flushLoop();
     });
   }
@@ -365,9 +391,9 @@ export class Wal {
         let bytes = 0;
         while (
           count < this.#queue.length && count < this.#batchEntriesMax &&
-          (count === 0 || bytes + this.#queue[count].frame.length <= this.#batchBytesMax)
+          (count === 0 || bytes + this.#queue[count].frameBytes <= this.#batchBytesMax)
         ) {
-          bytes += this.#queue[count].frame.length;
+          bytes += this.#queue[count].frameBytes;
           count++;
         }
         const batch = this.#queue.splice(0, count);
@@ -397,9 +423,9 @@ export class Wal {
       this.#file = created.file;
       active = created.segment;
     }
-    const buffer = concatBytes(batch.map((p) => p.frame), bytes);
+    const buffer = this.#frameBatch(batch, bytes);
     const t0 = this.#clock.monoMs();
-    await writeAll(this.#file, buffer);
+    writeAllSync(this.#file, buffer);
     const t1 = this.#clock.monoMs();
     await this.#file.syncData();
     const t2 = this.#clock.monoMs();
@@ -412,7 +438,7 @@ export class Wal {
         index.push({ lsn: p.entry.lsn, offset });
         lastIndexed = offset;
       }
-      offset += p.frame.length;
+      offset += p.frameBytes;
     }
     active.bytes = offset;
     active.lastLsn = batch[batch.length - 1].entry.lsn;
@@ -420,6 +446,35 @@ export class Wal {
     const entries = batch.map((p) => p.entry);
     this.#onDurable?.(entries, { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - t1 });
     for (const p of batch) p.resolve(p.entry.lsn);
+  }
+
+  /** Lays the batch's records (length, CRC, entry) into one buffer, reused across batches. */
+  #frameBatch(batch: Pending[], bytes: number): Uint8Array {
+    if (this.#batchBuffer.length < bytes) {
+      const buffer = new Uint8Array(bytes);
+      if (bytes > BATCH_BUFFER_KEEP_BYTES) return this.#fillBatch(buffer, batch);
+      this.#batchBuffer = buffer;
+    }
+    return this.#fillBatch(this.#batchBuffer.subarray(0, bytes), batch);
+  }
+
+  #fillBatch(buffer: Uint8Array, batch: Pending[]): Uint8Array {
+    const view = new DataView(buffer.buffer, buffer.byteOffset, buffer.length);
+    let at = 0;
+    for (const p of batch) {
+      const start = at + RECORD_HEADER_BYTES;
+      let end: number;
+      if (p.data !== undefined) {
+        buffer.set(p.data, start);
+        end = start + p.data.length;
+      } else end = writeEntryDirect(buffer, start, p.entry);
+      invariant(end - at === p.frameBytes, "An entry's encoding changed size between append and flush");
+      view.setUint32(at, end - start, true);
+      view.setUint32(at + 4, crc32(buffer.subarray(start, end)), true);
+      at = end;
+    }
+    invariant(at === buffer.length, "Batch bytes do not add up");
+    return buffer;
   }
 
   /**
