@@ -235,12 +235,25 @@ export function decodeEntry(bytes: Uint8Array): Entry {
   };
 }
 
-const utf8 = new TextEncoder();
+/** UTF-8 length of `text` without encoding it (a lone surrogate counts 3, as TextEncoder's U+FFFD). */
+function utf8Bytes(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) bytes += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 2; // a pair: 2 UTF-16 units, 4 bytes
+      i++;
+    } else bytes += 2;
+  }
+  return bytes;
+}
 
 /** Checks a key: non-empty, at most KEY_BYTES_MAX UTF-8 bytes, no control characters. */
 export function validateKey(key: string): void {
   if (key.length === 0) throw new InputError("bad_key", "Invalid key: it is empty");
-  const bytes = utf8.encode(key).length;
+  const bytes = utf8Bytes(key);
   if (bytes > KEY_BYTES_MAX) {
     throw new InputError("bad_key", `Invalid key: ${bytes} bytes is over the limit of ${KEY_BYTES_MAX}`);
   }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { decodeEntry, encodeEntry, encodeEntryGeneric, type Entry, type Op } from "./entry.ts";
+import { decodeEntry, encodeEntry, encodeEntryGeneric, type Entry, type Op, validateKey } from "./entry.ts";
 import { Random } from "./random.ts";
 
 const SEED = 20261122;
@@ -82,5 +82,21 @@ Deno.test("encodeEntry hands uncommon values to cbor-x unchanged", () => {
     ]
   ) {
     assert.deepEqual(bytes(encodeEntry(entry)), bytes(encodeEntryGeneric(entry)));
+  }
+});
+
+Deno.test("validateKey measures UTF-8 as TextEncoder does", () => {
+  const encoder = new TextEncoder();
+  const limit = 1024;
+  for (const unit of ["a", "é", "€", "😀"]) {
+    const fits = unit.repeat(Math.floor(limit / encoder.encode(unit).length));
+    validateKey(fits);
+    assert.throws(() => validateKey(fits + "a".repeat(limit - encoder.encode(fits).length + 1)), /over the limit/);
+  }
+  // A lone surrogate counts as the 3 bytes of U+FFFD, then fails the well-formed check.
+  for (const unit of ["\ud800", "\udc00", "\ud800a"]) {
+    const fits = unit.repeat(Math.floor(limit / encoder.encode(unit).length));
+    assert.throws(() => validateKey(fits), /not well-formed/);
+    assert.throws(() => validateKey(fits + "a".repeat(limit - encoder.encode(fits).length + 1)), /over the limit/);
   }
 });
