@@ -384,7 +384,15 @@ export class Wal {
     });
   }
 
+  /**
+   * Takes batches off the queue while there are any. Once a batch is durable, the next one is
+   * written and its fdatasync started before the durable batch's writers are answered, so
+   * the disk works while the event loop answers them (at 50 HTTP clients, answering a batch
+   * took about 0.2 ms that the disk used to sit idle). Writers are still answered only after
+   * their own batch's fdatasync, in LSN order.
+   */
   async #flushLoop(): Promise<void> {
+    let durable: { batch: Pending[]; info: BatchInfo } | undefined;
     try {
       while (this.#queue.length > 0) {
         let count = 0;
@@ -398,15 +406,33 @@ export class Wal {
         }
         const batch = this.#queue.splice(0, count);
         this.#queueBytes -= bytes;
+        const writing = this.#writeBatch(batch, bytes);
+        if (durable !== undefined) {
+          const answering = durable;
+          durable = undefined;
+          try {
+            this.#answer(answering.batch, answering.info);
+          } catch (error) {
+            await writing.catch(() => {});
+            this.#fail(error, answering.batch, batch);
+            return;
+          }
+        }
         try {
-          await this.#writeBatch(batch, bytes);
+          durable = { batch, info: await writing };
         } catch (error) {
-          this.#failed = error;
-          const failure = this.#failedError();
-          for (const p of batch) p.reject(failure);
-          for (const p of this.#queue.splice(0)) p.reject(failure);
-          this.#queueBytes = 0;
+          this.#fail(error, batch);
           return;
+        }
+        if (this.#queue.length === 0) {
+          const answering = durable;
+          durable = undefined;
+          try {
+            this.#answer(answering.batch, answering.info);
+          } catch (error) {
+            this.#fail(error, answering.batch);
+            return;
+          }
         }
       }
     } finally {
@@ -414,7 +440,23 @@ export class Wal {
     }
   }
 
-  async #writeBatch(batch: Pending[], bytes: number): Promise<void> {
+  /** A durable batch: hand it to onDurable, then answer its writers. */
+  #answer(batch: Pending[], info: BatchInfo): void {
+    this.#onDurable?.(batch.map((p) => p.entry), info);
+    for (const p of batch) p.resolve(p.entry.lsn);
+  }
+
+  /** Fail stop: rejects the given batches and everything queued, and every later append. */
+  #fail(error: unknown, ...batches: Pending[][]): void {
+    this.#failed = error;
+    const failure = this.#failedError();
+    for (const batch of batches) for (const p of batch) p.reject(failure);
+    for (const p of this.#queue.splice(0)) p.reject(failure);
+    this.#queueBytes = 0;
+  }
+
+  /** Writes and fdatasyncs one batch; the caller answers its writers. */
+  async #writeBatch(batch: Pending[], bytes: number): Promise<BatchInfo> {
     let active = this.#segments[this.#segments.length - 1];
     if (active.bytes + bytes > this.#segmentBytesMax && active.lastLsn >= active.firstLsn) {
       this.#file.close();
@@ -443,9 +485,7 @@ export class Wal {
     active.bytes = offset;
     active.lastLsn = batch[batch.length - 1].entry.lsn;
     this.#durableLsn = active.lastLsn;
-    const entries = batch.map((p) => p.entry);
-    this.#onDurable?.(entries, { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - t1 });
-    for (const p of batch) p.resolve(p.entry.lsn);
+    return { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - t1 };
   }
 
   /** Lays the batch's records (length, CRC, entry) into one buffer, reused across batches. */
