@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { decodeEntry, encodeEntry, encodeEntryGeneric, type Entry, type Op, validateKey } from "./entry.ts";
+import {
+  decodeEntry,
+  encodeEntry,
+  encodeEntryGeneric,
+  type Entry,
+  type Op,
+  validateKey,
+} from "./entry.ts";
 import { Random } from "./random.ts";
 
 const SEED = 20261122;
@@ -91,12 +98,18 @@ Deno.test("validateKey measures UTF-8 as TextEncoder does", () => {
   for (const unit of ["a", "é", "€", "😀"]) {
     const fits = unit.repeat(Math.floor(limit / encoder.encode(unit).length));
     validateKey(fits);
-    assert.throws(() => validateKey(fits + "a".repeat(limit - encoder.encode(fits).length + 1)), /over the limit/);
+    assert.throws(
+      () => validateKey(fits + "a".repeat(limit - encoder.encode(fits).length + 1)),
+      /over the limit/,
+    );
   }
   // A lone surrogate counts as the 3 bytes of U+FFFD, then fails the well-formed check.
   for (const unit of ["\ud800", "\udc00", "\ud800a"]) {
     const fits = unit.repeat(Math.floor(limit / encoder.encode(unit).length));
     assert.throws(() => validateKey(fits), /not well-formed/);
-    assert.throws(() => validateKey(fits + "a".repeat(limit - encoder.encode(fits).length + 1)), /over the limit/);
+    assert.throws(
+      () => validateKey(fits + "a".repeat(limit - encoder.encode(fits).length + 1)),
+      /over the limit/,
+    );
   }
 });
