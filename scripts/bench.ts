@@ -536,9 +536,19 @@ interface RunResult {
   restart?: { readyMs: number; recoveryMs: number };
 }
 
+const loadSamples: number[] = [];
+
+/** The 1-minute load average: other processes on the machine share its cores and disk. */
+async function sampleLoad(): Promise<void> {
+  const text = await Deno.readTextFile("/proc/loadavg").catch(() => "");
+  const load = Number(text.split(" ")[0]);
+  if (Number.isFinite(load) && text !== "") loadSamples.push(load);
+}
+
 /** Flushes every dirty page on the machine, so one row's writeback does not slow the next. */
 async function settleDisk(): Promise<void> {
   await run("sync", [], { timeoutMs: 120_000 });
+  await sampleLoad();
 }
 
 async function oneRun(options: Options, index: number): Promise<RunResult> {
@@ -725,6 +735,15 @@ async function main(): Promise<number> {
         `redis-benchmark -t set -d 1024 -r ${options.keys}.`,
     );
     console.log(`Data dirs on ${disk}; ${navigator.hardwareConcurrency} cores.`);
+    if (loadSamples.length > 0) {
+      const [low, high] = [Math.min(...loadSamples), Math.max(...loadSamples)];
+      const busy = high > navigator.hardwareConcurrency
+        ? `; above ${navigator.hardwareConcurrency}, other processes competed for the cores and the disk`
+        : "";
+      console.log(
+        `1-minute load average at the start of each row: ${fmt(low, 1)}-${fmt(high, 1)}${busy}.`,
+      );
+    }
     return 0;
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
