@@ -5,6 +5,7 @@ import {
   encodeEntryGeneric,
   type Entry,
   type Op,
+  peekEntryLsn,
   validateKey,
 } from "./entry.ts";
 import { Random } from "./random.ts";
@@ -112,4 +113,17 @@ Deno.test("validateKey measures UTF-8 as TextEncoder does", () => {
       /over the limit/,
     );
   }
+});
+
+Deno.test("peekEntryLsn reads the LSN that decodeEntry reads, without decoding", () => {
+  const random = new Random(SEED + 1);
+  for (let i = 0; i < 500; i++) {
+    const entry = randomEntry(random);
+    const encoded = encodeEntry(entry);
+    assert.equal(peekEntryLsn(encoded), decodeEntry(encoded).lsn, `seed ${SEED + 1}, entry ${i}`);
+    assert.equal(peekEntryLsn(encodeEntryGeneric(entry)), entry.lsn);
+  }
+  assert.equal(peekEntryLsn(new Uint8Array([0x8b, 0x02, 0x05])), undefined);
+  assert.equal(peekEntryLsn(new Uint8Array([0x8b, 0x01, 0x19, 0x01])), undefined);
+  assert.equal(peekEntryLsn(new Uint8Array([0x8b, 0x01, 0x20])), undefined);
 });
