@@ -129,6 +129,9 @@ function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
   while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
 }
 
+/** Microtask turns the flush loop yields after answering, for answered writers to append again. */
+const ANSWER_TICKS = 4;
+
 /** Batches up to this size reuse one buffer (the write copies it before returning). */
 const BATCH_BUFFER_KEEP_BYTES = 4 * 1024 * 1024;
 
@@ -385,16 +388,32 @@ export class Wal {
   }
 
   /**
-   * Takes batches off the queue while there are any. Once a batch is durable, the next one is
-   * written and its fdatasync started before the durable batch's writers are answered, so
-   * the disk works while the event loop answers them (at 50 HTTP clients, answering a batch
-   * took about 0.2 ms that the disk used to sit idle). Writers are still answered only after
-   * their own batch's fdatasync, in LSN order.
+   * Takes batches off the queue while there are any. When a batch is durable and at least as
+   * many entries wait as it holds, the next batch is written and its fdatasync started before
+   * the durable batch's writers are answered: the disk works while the event loop answers
+   * them (at 50 HTTP clients answering took about 0.2 ms the disk used to sit idle). When
+   * fewer wait, the writers are answered first and a few microtasks run before the next batch
+   * is taken, so writers that append again at once (a loop of awaits) join it: one batch of
+   * 100 per fdatasync instead of two alternating half batches. Either way a writer is
+   * answered only after its own batch's fdatasync, in LSN order.
    */
   async #flushLoop(): Promise<void> {
     let durable: { batch: Pending[]; info: BatchInfo } | undefined;
     try {
-      while (this.#queue.length > 0) {
+      while (true) {
+        if (durable !== undefined && this.#queue.length < durable.batch.length) {
+          const answering = durable;
+          durable = undefined;
+          try {
+            this.#answer(answering.batch, answering.info);
+          } catch (error) {
+            this.#fail(error, answering.batch);
+            return;
+          }
+          // Microtasks only: no timer, and nothing queued is held back by more than this.
+          for (let tick = 0; tick < ANSWER_TICKS; tick++) await Promise.resolve();
+        }
+        if (this.#queue.length === 0) break;
         let count = 0;
         let bytes = 0;
         while (
@@ -423,16 +442,6 @@ export class Wal {
         } catch (error) {
           this.#fail(error, batch);
           return;
-        }
-        if (this.#queue.length === 0) {
-          const answering = durable;
-          durable = undefined;
-          try {
-            this.#answer(answering.batch, answering.info);
-          } catch (error) {
-            this.#fail(error, answering.batch);
-            return;
-          }
         }
       }
     } finally {
