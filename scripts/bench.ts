@@ -443,6 +443,7 @@ async function redisRow(options: Options, port: number, clients: number): Promis
 
 const RESTART_KEYS = 10_000;
 const RESTART_TAIL_BYTES = 32 * MiB;
+const RESTART_BUILD_TIMEOUT_MS = 600_000;
 
 async function buildRestartDir(
   options: Options,
@@ -457,9 +458,15 @@ async function buildRestartDir(
   });
   const value = new Uint8Array(VALUE_BYTES).fill(0x78);
   let seq = 0;
+  const deadline = performance.now() + RESTART_BUILD_TIMEOUT_MS;
   const fill = async (untilBytes: number) => {
     const writer = async () => {
       for (let i = 0; i < LIB_ENTRIES_MAX && store.wal.bytesOnDisk < untilBytes; i++) {
+        if (performance.now() > deadline) {
+          throw new Error(
+            `Cannot build the restart data dir within ${RESTART_BUILD_TIMEOUT_MS} ms`,
+          );
+        }
         await store.put(`k${++seq % RESTART_KEYS}`, value, "application/octet-stream");
       }
     };
