@@ -44,7 +44,6 @@ export { EventBus, type EventMap, type EventName } from "./src/telemetry/events.
 export { createLogger, type Logger } from "./src/telemetry/log.ts";
 export { type NodeConfig, resolveConfig } from "./src/node/config.ts";
 export { ShanghaiNode } from "./src/node/node.ts";
-export { type PeerTransport } from "./src/cluster/transport.ts";
 export {
   ACK_LEVELS,
   type AckLevel,
@@ -65,3 +64,24 @@ export {
 export { stateDigest } from "./src/replication/digest.ts";
 export { decodeToken, encodeToken } from "./src/replication/causal_token.ts";
 export { VERSION } from "./src/node/version.ts";
+export {
+  type ClusterHealth,
+  type MemberInfo,
+  type MembershipChange,
+  type MemberState,
+  onMembershipChanged,
+  type PeerTransport,
+} from "./src/cluster/mod.ts";
+export { Metrics, type MetricsOptions } from "./src/telemetry/metrics.ts";
+export {
+  type BackupManifest,
+  type BackupOptions,
+  type BackupSummary,
+  readManifest,
+  type RestoreOptions,
+  type RestoreSummary,
+  runBackup,
+  runRestore,
+  verifyBackups,
+  type VerifyResult,
+} from "./src/backup/mod.ts";

@@ -10,6 +10,9 @@ import { replicas } from "./replicas.ts";
 import { serve } from "./serve.ts";
 import { status } from "./status.ts";
 import { nodeJoin, nodeLeave } from "./node_membership.ts";
+import { backup, backupVerify } from "./backup.ts";
+import { metrics } from "./metrics.ts";
+import { restore } from "./restore.ts";
 
 type Command = (args: string[], io: CliIo) => Promise<number>;
 
@@ -21,6 +24,16 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   "node leave": {
     run: nodeLeave,
     summary: "Leave the cluster gracefully (or remove a down member)",
+  },
+  metrics: { run: metrics, summary: "Show a running node's metrics and alert states" },
+  backup: { run: backup, summary: "Take an online backup of a running node" },
+  "backup verify": {
+    run: backupVerify,
+    summary: "Re-check every checksum of a backup or folder of backups",
+  },
+  restore: {
+    run: restore,
+    summary: "Rebuild a data directory from a backup (optionally to an LSN or time)",
   },
   replicas: {
     run: replicas,

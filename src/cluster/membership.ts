@@ -162,6 +162,7 @@ export class Membership {
   #nextProbeMs: number;
   #periods = 0;
   #lastNoticeMs = new Map<string, number>();
+  #lastSyncRequestMs = new Map<string, number>();
   #leaveAcksPending = new Set<string>();
   /** Connected peers whose full state we have not received yet: asked again every period. */
   #syncPending = new Set<string>();
@@ -442,18 +443,20 @@ export class Membership {
   #touch(from: string, incarnation: number, nowMs: number): void {
     const m = this.#members.get(from);
     if (!m) return; // Unknown until its full-state sync arrives (it carries the address).
-    if (incarnation > m.incarnation) {
-      this.#apply({
-        kind: "alive",
-        id: from,
-        incarnation,
-        address: m.address,
-        httpAddress: m.httpAddress,
-      }, nowMs);
-    }
+    // A higher incarnation than we hold means it restarted or refuted, perhaps on a new
+    // address that only it can tell us: ask for its full state rather than gossip a record
+    // with the address we have (which may be stale, and may by now be another node's port).
+    if (incarnation > m.incarnation) this.#requestSync(m, nowMs);
     m.lastHeardMs = nowMs;
     this.#detector.heard(from, nowMs);
     if (m.state !== "up" && incarnation <= m.incarnation) this.#notice(m, nowMs);
+  }
+
+  #requestSync(m: Member, nowMs: number): void {
+    const last = this.#lastSyncRequestMs.get(m.id);
+    if (last !== undefined && nowMs - last < this.#options.heartbeatIntervalMs / 2) return;
+    this.#lastSyncRequestMs.set(m.id, nowMs);
+    this.#sendSync(m.id, true);
   }
 
   /** Tells a member we hold as suspect/down/left so, so that it refutes if it is alive. */

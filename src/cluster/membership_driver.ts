@@ -98,6 +98,7 @@ export class MembershipDriver {
   #persisted = "";
   #persisting = false;
   #stopped = false;
+  #lastHousekeepingMs = -Infinity;
 
   constructor(options: MembershipDriverOptions) {
     this.#options = options;
@@ -233,6 +234,9 @@ export class MembershipDriver {
     this.#membership.tick(now);
     this.#publish(flushOutbox(this.#membership, this.#transport));
     if (this.#membership.left) return;
+    // Dialing and saving need not run at tick rate: twice per heartbeat is plenty.
+    if (now - this.#lastHousekeepingMs < this.#options.heartbeatIntervalMs / 2) return;
+    this.#lastHousekeepingMs = now;
     this.#redial(now);
     this.#maybePersist();
   }
@@ -244,7 +248,7 @@ export class MembershipDriver {
         if (connected.has(m.id)) this.#backoff.delete(m.address);
         continue;
       }
-      this.#maybeDial(m.address, now);
+      this.#maybeDial(m.address, now, m.id);
     }
     // Seeds are dialed until one answers, and again whenever this node knows no other member
     // (a seed may have dropped the connection before the full-state exchange).
@@ -257,19 +261,29 @@ export class MembershipDriver {
     }
   }
 
-  #maybeDial(address: string, now: number): void {
+  #maybeDial(address: string, now: number, expectedId?: string): void {
     if (this.#dialing.has(address)) return;
     const backoff = this.#backoff.get(address);
     if (backoff && now < backoff.nextMs) return;
-    this.#dial(address);
+    this.#dial(address, expectedId);
   }
 
-  async #dial(address: string): Promise<DialResult> {
+  async #dial(address: string, expectedId?: string): Promise<DialResult> {
     this.#dialing.add(address);
     try {
       const result = await this.#transport.dial(address);
       const now = this.#options.clock.monoMs();
-      if (result.ok) {
+      // The member's address now belongs to another node (it restarted elsewhere and its
+      // port was reused): back off as for a failure, or we would redial it every tick.
+      const elsewhere = result.ok && expectedId !== undefined && result.peerId !== expectedId;
+      if (elsewhere) {
+        this.#options.logger.debug("Member address now answers as another node", {
+          address,
+          expected: expectedId,
+          peer: result.ok ? result.peerId : "",
+        });
+      }
+      if (result.ok && !elsewhere) {
         this.#backoff.delete(address);
         this.#seedsPending = this.#seedsPending.filter((s) => s.address !== address);
       } else {
@@ -277,13 +291,13 @@ export class MembershipDriver {
         const interval = this.#options.heartbeatIntervalMs;
         const delayMs = Math.min(interval * 2 ** (fails - 1), 8 * interval);
         this.#backoff.set(address, { fails, nextMs: now + delayMs });
-        if (result.refused) {
+        if (!result.ok && result.refused) {
           this.#options.logger.warn("Member refused our connection", {
             address,
             code: result.code,
             reason: result.reason,
           });
-        } else if (fails === 1) {
+        } else if (!result.ok && fails === 1) {
           this.#options.logger.debug("Cannot reach member", { address, reason: result.reason });
         }
       }

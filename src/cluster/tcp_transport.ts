@@ -43,6 +43,9 @@ import type { PeerTransport } from "./transport.ts";
 
 export const HANDSHAKE = { hello: "hello", welcome: "welcome", refuse: "refuse" } as const;
 
+/** A connection open this long is "settled": a later duplicate to the same peer loses. */
+const DUPLICATE_SETTLED_MS = 1000;
+
 export type RefusalCode = "version" | "duplicate_id" | "cluster" | "protocol";
 
 /** What each side tells the other in the handshake. */
@@ -146,6 +149,7 @@ class Connection {
   refused = false;
   closed = false;
   lastReceivedMs = 0;
+  openedMs = 0;
   #queue: Uint8Array[] = [];
   queuedBytes = 0;
   #writing = false;
@@ -218,6 +222,7 @@ export class TcpTransport implements PeerTransport {
   #upListeners = new Set<(peerId: string) => void>();
   #downListeners = new Set<(peerId: string) => void>();
   #closed = false;
+  #adopting = false;
   #stats: TransportStats = {
     connections: 0,
     bytesSent: 0,
@@ -379,8 +384,17 @@ export class TcpTransport implements PeerTransport {
     return {
       cluster: this.#options.clusterId(),
       fresh: this.#options.fresh(),
-      alone: this.#options.alone?.() ?? true,
+      alone: this.#alone(),
     };
+  }
+
+  /**
+   * Alone: no member known, no peer connected, no adoption under way. A node that has even
+   * one handshaken peer keeps its cluster id, so two handshakes racing at a fresh seed cannot
+   * move it to another id after the first peer adopted the old one.
+   */
+  #alone(): boolean {
+    return (this.#options.alone?.() ?? true) && this.#active.size === 0 && !this.#adopting;
   }
 
   #hello(): Hello {
@@ -392,7 +406,7 @@ export class TcpTransport implements PeerTransport {
       address: this.address,
       http: this.#options.httpAddress(),
       fresh: this.#options.fresh(),
-      alone: this.#options.alone?.() ?? true,
+      alone: this.#alone(),
     };
   }
 
@@ -521,6 +535,21 @@ export class TcpTransport implements PeerTransport {
     }
     const peer = parseHello(frame.body);
     if (!peer) throw new ProtocolError(`Cannot handshake: malformed ${frame.type}`);
+    if (this.#adopting) {
+      // Our cluster id is changing: any decision now would use the old one. Hang up; the peer
+      // dials again (a closed handshake is not a refusal) and meets the new id.
+      this.#logger.debug("Closed a handshake during cluster id adoption", {
+        remote: c.remote,
+        peer: peer.node,
+      });
+      dial?.resolve({
+        ok: false,
+        refused: false,
+        reason: "the peer was changing its cluster id; retry",
+      });
+      this.#drop(c);
+      return;
+    }
     const refusal = this.#check(c, frame.version, peer);
     if (refusal) {
       this.#stats.refused++;
@@ -550,7 +579,12 @@ export class TcpTransport implements PeerTransport {
           via: peer.node,
         },
       );
-      await this.#options.adoptClusterId(peer.cluster);
+      this.#adopting = true;
+      try {
+        await this.#options.adoptClusterId(peer.cluster);
+      } finally {
+        this.#adopting = false;
+      }
       // Connections made under the old cluster id are redialed under the new one.
       for (const other of [...this.#connections]) if (other !== c) this.#drop(other);
     }
@@ -558,6 +592,7 @@ export class TcpTransport implements PeerTransport {
     c.peer = peer;
     c.open = true;
     c.lastReceivedMs = this.#monoMs();
+    c.openedMs = c.lastReceivedMs;
     c.decoder.bytesMax = this.#options.frameBytesMax ?? FRAME_BYTES_MAX;
     this.#register(c);
     dial?.resolve({ ok: true, peerId: peer.node });
@@ -624,9 +659,12 @@ export class TcpTransport implements PeerTransport {
       this.#emit(this.#upListeners, id);
       return;
     }
-    // Both sides dialed: keep the connection dialed by the smaller node id, on both ends.
+    // Two connections to one live peer. A settled one (open for a while) is kept: the new one
+    // came from dialing an address that turned out to be this peer's. Otherwise both sides
+    // dialed at once: keep the connection dialed by the smaller node id, on both ends.
+    const settled = this.#monoMs() - existing.openedMs > DUPLICATE_SETTLED_MS;
     const dialerOf = (x: Connection) => x.outbound ? this.nodeId : id;
-    const keepNew = dialerOf(c) < dialerOf(existing);
+    const keepNew = !settled && dialerOf(c) < dialerOf(existing);
     const loser = keepNew ? existing : c;
     if (keepNew) this.#active.set(id, c);
     loser.close();

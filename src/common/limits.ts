@@ -89,6 +89,19 @@ export const DOWN_AFTER_MS_DEFAULT = 15_000;
 
 invariant(FRAME_BYTES_MAX >= RECORD_BYTES_MAX + 64 * KiB, "A frame must carry one full record");
 invariant(PEER_SEND_QUEUE_BYTES_MAX >= FRAME_BYTES_MAX, "A peer queue must admit one full frame");
+/** Readiness (ops): not ready past this replication lag (entries, seed 002's alert threshold). */
+export const READY_LAG_MAX_DEFAULT = 10_000;
+/** Readiness (ops): not ready below this much free disk on the data directory's file system. */
+export const MIN_FREE_DISK_BYTES_DEFAULT = 64 * MiB;
+/** How often the node samples free disk space for readiness and metrics. */
+export const DISK_SAMPLE_INTERVAL_MS = 5_000;
+/** Online backups: concurrent sessions a node serves, and how long an idle one lives. */
+export const BACKUP_SESSIONS_MAX = 2;
+export const BACKUP_SESSION_IDLE_MS = 60_000;
+/** Backup files are streamed in chunks of this size. */
+export const BACKUP_CHUNK_BYTES = 1 * MiB;
+/** Largest manifest a restore or verify will parse. */
+export const BACKUP_MANIFEST_BYTES_MAX = 16 * MiB;
 
 /** Replication (src/replication): credit the follower grants, in entries in flight. */
 export const REPL_CREDIT_ENTRIES_DEFAULT = 100;

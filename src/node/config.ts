@@ -20,6 +20,8 @@ import {
   GiB,
   HEARTBEAT_INTERVAL_MS_DEFAULT,
   MiB,
+  MIN_FREE_DISK_BYTES_DEFAULT,
+  READY_LAG_MAX_DEFAULT,
   RECORD_HEADER_BYTES,
   REPL_BATCH_BYTES_DEFAULT,
   REPL_BATCH_BYTES_MAX,
@@ -58,6 +60,9 @@ export interface NodeConfig {
   replCreditEntries: number;
   replBatchEntries: number;
   replBatchBytes: number;
+  readyLagMax: number;
+  minFreeDiskBytes: number;
+  metrics: "on" | "off";
   heartbeatIntervalMs: number;
   suspectAfterMs: number;
   downAfterMs: number;
@@ -302,6 +307,35 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: "swim",
     values: ["swim", "phi"],
     help: "swim: fixed timeouts; phi: phi accrual suspicion (down still at --down-after-ms)",
+  },
+  {
+    key: "readyLagMax",
+    flag: "ready-lag-max",
+    env: "SHANGHAI_READY_LAG_MAX",
+    kind: "int",
+    default: READY_LAG_MAX_DEFAULT,
+    min: 0,
+    max: Number.MAX_SAFE_INTEGER,
+    help: "/ready answers 503 while this node lags more entries than this behind a peer (0: never)",
+  },
+  {
+    key: "minFreeDiskBytes",
+    flag: "min-free-disk-bytes",
+    env: "SHANGHAI_MIN_FREE_DISK_BYTES",
+    kind: "int",
+    default: MIN_FREE_DISK_BYTES_DEFAULT,
+    min: 0,
+    max: Number.MAX_SAFE_INTEGER,
+    help: "/ready answers 503 while the data directory's disk has less free space (0: never)",
+  },
+  {
+    key: "metrics",
+    flag: "metrics",
+    env: "SHANGHAI_METRICS",
+    kind: "enum",
+    default: "on",
+    values: ["on", "off"],
+    help: "Record OpenTelemetry metrics (/metrics, OTLP when OTEL_* is set)",
   },
 ];
 

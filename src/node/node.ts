@@ -21,6 +21,7 @@ import { clusterRoutes } from "../api/http/cluster_routes.ts";
 import { NodeCluster } from "../cluster/node_cluster.ts";
 import type { MembershipDriver } from "../cluster/membership_driver.ts";
 import type { PeerTransport } from "../cluster/transport.ts";
+import { NodeOps } from "./ops.ts";
 
 export interface NodeOptions {
   clock?: Clock;
@@ -33,6 +34,8 @@ export interface NodeOptions {
   members?: () => string[];
   /** Decides concurrent writes to a key (default last-writer-wins); same on every node. */
   resolver?: ConflictResolver;
+  /** Environment for OTEL_* telemetry settings (default: the process environment). */
+  env?: Record<string, string | undefined>;
 }
 
 export class ShanghaiNode {
@@ -50,6 +53,8 @@ export class ShanghaiNode {
   #stopping = false;
   #cluster: NodeCluster | undefined;
   readonly #stopRequested = Promise.withResolvers<void>();
+  /** Metrics, traces, readiness figures, backup sessions (src/node/ops.ts). */
+  readonly ops: NodeOps;
 
   private constructor(config: NodeConfig, options: NodeOptions) {
     this.config = config;
@@ -59,6 +64,17 @@ export class ShanghaiNode {
       createLogger({ level: config.logLevel, format: config.logFormat });
     this.#startedMs = this.#clock.monoMs();
     this.#options = options;
+    this.ops = new NodeOps({
+      config,
+      events: this.events,
+      logger: this.logger,
+      clock: this.#clock,
+      env: options.env,
+      identity: () => this.#identity,
+      store: () => this.#store,
+      stopping: () => this.#stopping,
+      readiness: () => this.readiness(),
+    });
   }
 
   /** Starts a node; resolves once it is serving and recovered. */
@@ -111,6 +127,7 @@ export class ShanghaiNode {
     if (this.#stopping) reasons.push("shutting down");
     const failure = this.#store?.wal.failure;
     if (failure !== undefined) reasons.push(`WAL stopped after an I/O error: ${failure}`);
+    reasons.push(...this.ops.readinessProblems());
     return { ready: reasons.length === 0, reasons };
   }
 
@@ -148,7 +165,11 @@ export class ShanghaiNode {
   }
 
   async #start(mounts: RouteMount[]): Promise<void> {
-    const app = createApp(this.#httpContext(), [clusterRoutes(() => this.#cluster), ...mounts]);
+    const app = createApp(this.#httpContext(), [
+      clusterRoutes(() => this.#cluster),
+      ...this.ops.mounts(),
+      ...mounts,
+    ]);
     this.#server = Deno.serve({
       hostname: this.config.host,
       port: this.config.adminPort,
@@ -170,6 +191,7 @@ export class ShanghaiNode {
         this.config.nodeId,
         this.#clock.nowMs(),
       );
+      await this.ops.start();
       this.#store = await Store.open({
         dataDir: this.config.dataDir,
         walDir: this.config.walDir,
@@ -216,6 +238,7 @@ export class ShanghaiNode {
       this.#replication.start();
     } catch (error) {
       this.#recoveryError = (error as Error).message;
+      await this.ops.stop();
       await this.#server.shutdown();
       await this.#store?.close().catch(() => {});
       throw error;
@@ -229,6 +252,7 @@ export class ShanghaiNode {
       keys: this.#store.keyspace.size,
       recoveryMs: Math.round(this.#clock.monoMs() - this.#startedMs),
     });
+    this.ops.onReady();
   }
 
   /** Graceful stop: stop accepting requests, finish in-flight batches, fsync, snapshot, close. */
@@ -239,7 +263,9 @@ export class ShanghaiNode {
     this.#replication?.stop();
     await this.#cluster?.stop();
     await this.#server?.shutdown();
+    this.ops.closeSessions();
     await this.#store?.close();
+    await this.ops.stop();
     this.logger.info("Node stopped");
   }
 }

@@ -34,6 +34,14 @@ export class FollowerStream {
     return this.#cursor;
   }
 
+  /** The leader's last LSN as last heard (open and batch frames carry it). */
+  leaderLastLsn = 0;
+
+  /** Entries of the leader's log not yet durable here, as far as this node knows. */
+  get lag(): number {
+    return Math.max(0, this.leaderLastLsn - this.#cursor);
+  }
+
   get session(): number {
     return this.#session;
   }
@@ -41,6 +49,7 @@ export class FollowerStream {
   /** Accepts an `open` of a newer session (true), or refuses an older one (false). */
   onOpen(frame: OpenFrame): boolean {
     if (frame.session < this.#session) return false;
+    if (frame.lastLsn > this.leaderLastLsn) this.leaderLastLsn = frame.lastLsn;
     if (frame.session > this.#session) {
       this.#session = frame.session;
       this.#expectedLsn = undefined;
@@ -56,6 +65,7 @@ export class FollowerStream {
     const expected = this.#expectedLsn ?? frame.startLsn;
     if (frame.fromLsn !== expected) return "out of order";
     this.#expectedLsn = frame.toLsn + 1;
+    if (frame.lastLsn > this.leaderLastLsn) this.leaderLastLsn = frame.lastLsn;
     return undefined;
   }
 

@@ -9,6 +9,7 @@ const batch = (session: number, startLsn: number, fromLsn: number, toLsn: number
   toLsn,
   count: 0,
   records: new Uint8Array(),
+  lastLsn: 40,
 });
 
 Deno.test("FollowerStream accepts batches only in order within the newest session", () => {
@@ -24,6 +25,7 @@ Deno.test("FollowerStream accepts batches only in order within the newest sessio
   assert.equal(follower.onBatch(batch(5, 1, 11, 20)), undefined);
   follower.onDurable(20);
   assert.equal(follower.cursor, 20);
+  assert.equal(follower.lag, 20); // the leader's last LSN rides on every batch
   assert.equal(follower.onOpen({ v: 1, session: 3, firstLsn: 1, lastLsn: 0 }), false);
   assert.equal(follower.onOpen({ v: 1, session: 6, firstLsn: 1, lastLsn: 0 }), true);
   assert.equal(follower.onBatch(batch(6, 21, 21, 30)), undefined);

@@ -72,6 +72,8 @@ export interface BatchFrame {
   count: number;
   /** `count` WAL-framed entries, concatenated. */
   records: Uint8Array;
+  /** The leader's last LSN when it sent the batch (0 when absent): the follower's lag. */
+  lastLsn: number;
 }
 
 export interface AckFrame {
@@ -220,6 +222,7 @@ export function parseBatch(body: unknown): BatchFrame {
     toLsn: count(MSG_BATCH, b, "toLsn"),
     count: count(MSG_BATCH, b, "count", BATCH_ENTRIES_MAX),
     records: bytes(MSG_BATCH, b, "records", REPL_BATCH_BYTES_MAX + RECORD_BYTES_MAX),
+    lastLsn: b.lastLsn === undefined ? 0 : count(MSG_BATCH, b, "lastLsn"),
   };
   if (frame.fromLsn < 1 || frame.toLsn < frame.fromLsn) {
     fail(MSG_BATCH, `range ${frame.fromLsn}..${frame.toLsn} is empty or reversed`);
@@ -234,7 +237,9 @@ export function parseBatch(body: unknown): BatchFrame {
  * Decodes a batch's entries, checking each frame's length and CRC, each entry's fields, and
  * that LSNs rise strictly inside fromLsn..toLsn. All or nothing: one bad entry refuses the batch.
  */
-export function decodeBatchEntries(frame: BatchFrame): Entry[] {
+export function decodeBatchEntries(
+  frame: Pick<BatchFrame, "fromLsn" | "toLsn" | "count" | "records">,
+): Entry[] {
   const out: Entry[] = [];
   let at = 0;
   let lastLsn = frame.fromLsn - 1;

@@ -189,6 +189,7 @@ export class Shipper {
   #lastLag = new Map<string, number>();
   #lastStatus = new Map<string, { atMs: number; vv: string }>();
   #toOpen = new Set<string>();
+  #lastFollowerLag = new Map<string, number>();
   #unsubscribe: (() => void)[] = [];
   #stopped = false;
   /** Frames refused as malformed or out of order since start. */
@@ -471,6 +472,7 @@ export class Shipper {
           ...header,
           count,
           records: concatFrames(frames),
+          lastLsn: this.log.lastLsn(),
         })
       ) break;
       start = end;
@@ -877,12 +879,28 @@ export class Shipper {
       }
     }
     this.#reportStatus(now);
+    this.#reportFollowerLag();
     this.#checkWaiters();
     for (const [id, read] of this.#reads) {
       if (now >= read.deadlineMs) {
         this.#reads.delete(id);
         read.resolve(read.replies);
       }
+    }
+  }
+
+  /**
+   * Emits `replication.lag.changed` from the follower's side (follower = this node) when a
+   * stream's lag changes: readiness (src/telemetry/health.ts) turns a node away while it lags.
+   * The leader side emits the same event with the peer as follower.
+   */
+  #reportFollowerLag(): void {
+    if (!this.#events) return;
+    for (const [peer, follower] of this.#followers) {
+      const lag = follower.lag;
+      if (this.#lastFollowerLag.get(peer) === lag) continue;
+      this.#lastFollowerLag.set(peer, lag);
+      this.#events.emit("replication.lag.changed", { lag, follower: this.nodeId, leader: peer });
     }
   }
 

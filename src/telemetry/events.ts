@@ -21,6 +21,7 @@ export interface EventMap {
     incarnation?: number;
   };
   "replication.lag.changed": { lag: number; follower: string; leader: string };
+  "replication.credit.changed": { credit: number; follower: string; leader: string };
   "replication.conflict": { key: string; winnerOrigin: string; loserOrigin: string };
   "http.request.completed": { method: string; route: string; status: number; durationMs: number };
 }

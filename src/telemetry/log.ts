@@ -20,6 +20,21 @@ export interface Logger {
 
 const encoder = new TextEncoder();
 
+/** Field names whose values never reach a log line (credentials in config, headers, URLs). */
+const SECRET_FIELD = /password|passwd|secret|token|authorization|api[_-]?key|credential|cookie/i;
+
+/** Replaces secret-looking fields and strips user:password@ from URL-looking strings. */
+export function redactFields(fields: LogFields): LogFields {
+  const out: LogFields = {};
+  for (const [key, value] of Object.entries(fields)) {
+    if (SECRET_FIELD.test(key)) out[key] = "[redacted]";
+    else if (typeof value === "string" && /^[a-z][a-z0-9+.-]*:\/\/[^/\s]*@/i.test(value)) {
+      out[key] = value.replace(/\/\/[^/\s]*@/, "//[redacted]@");
+    } else out[key] = value;
+  }
+  return out;
+}
+
 export function createLogger(
   options: { level?: LogLevel; format?: LogFormat; write?: (line: string) => void } = {},
 ): Logger {
@@ -30,6 +45,9 @@ export function createLogger(
   const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
     if (LOG_LEVELS.indexOf(level) < min) return;
     const time = new Date().toISOString();
+    fields = redactFields(fields);
+    // One event, one line: a newline in a message would split it for every log shipper.
+    msg = msg.replaceAll("\n", "\\n");
     if (format === "json") {
       write(JSON.stringify({ time, level, msg, ...fields }));
     } else {

@@ -31,6 +31,7 @@ interface MemberView {
 
 interface Cluster {
   dirs: string[];
+  dirOf: Map<string, string>;
   nodes: Map<string, NodeProcess>;
 }
 
@@ -72,6 +73,7 @@ async function start(
 ): Promise<NodeProcess> {
   const dir = await tempDir("shanghai-cluster-");
   cluster.dirs.push(dir);
+  cluster.dirOf.set(id, dir);
   return await startIn(cluster, dir, id, seed, extra);
 }
 
@@ -92,7 +94,7 @@ async function startIn(
 }
 
 async function formCluster(size: number): Promise<Cluster> {
-  const cluster: Cluster = { dirs: [], nodes: new Map() };
+  const cluster: Cluster = { dirs: [], dirOf: new Map(), nodes: new Map() };
   const seed = await start(cluster, "n1");
   await Promise.all(Array.from({ length: size - 1 }, (_, i) => start(cluster, `n${i + 2}`, seed)));
   const all = [...cluster.nodes.values()];
@@ -154,7 +156,7 @@ Deno.test("3 nodes: join through one seed, SIGKILL -> suspect -> down, restart -
     assert.equal((await members(n1)).state, "Degraded");
 
     // Restart n3 on its data directory: same id, higher incarnation, up everywhere.
-    const again = await startIn(cluster, cluster.dirs[2], "n3", n1);
+    const again = await startIn(cluster, cluster.dirOf.get("n3")!, "n3", n1);
     await waitFor("n3 up again everywhere", () => allSee([n1, n2, again], "n3", "up"));
     const n3After = (await members(n1)).members.find((m) => m.id === "n3")!;
     assert.ok(n3After.incarnation > n3Before.incarnation, "restart raises the incarnation");

@@ -198,3 +198,20 @@ Deno.test("Data routes answer 503 and /ready says why until recovery is done", a
   );
   await expectError(await app.request("/v1/log"), 503, "not_ready");
 });
+
+Deno.test("A body that breaks off mid-way is a 400, not a 500, and writes nothing", async () => {
+  await withApp(async (app, store) => {
+    const broken = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new Uint8Array(8));
+        controller.error(new Error("connection reset"));
+      },
+    });
+    await expectError(
+      await app.request("/v1/kv/a", { method: "PUT", headers: octets, body: broken }),
+      400,
+      "bad_request",
+    );
+    assert.equal(store.lastLsn, 0);
+  });
+});

@@ -20,7 +20,7 @@
  * @module
  */
 import { CorruptionError } from "../../common/errors.ts";
-import { decodeEntry } from "../../common/entry.ts";
+import { decodeEntry, peekEntryLsn } from "../../common/entry.ts";
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "../../common/limits.ts";
 import { readRecord } from "./record.ts";
 import { decodeSegmentHeader, type SegmentHeader } from "./segment.ts";
@@ -101,7 +101,7 @@ export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentSca
     if (read.ok) {
       let lsn: number;
       try {
-        lsn = decodeEntry(read.data).lsn;
+        lsn = peekEntryLsn(read.data) ?? decodeEntry(read.data).lsn;
       } catch {
         lsn = -1;
       }

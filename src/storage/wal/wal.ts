@@ -13,7 +13,13 @@
  * @module
  */
 import { type Clock, systemClock } from "../../common/clock.ts";
-import { decodeEntry, encodeEntry, type Entry } from "../../common/entry.ts";
+import {
+  decodeEntry,
+  directEntryBytes,
+  encodeEntry,
+  type Entry,
+  writeEntryDirect,
+} from "../../common/entry.ts";
 import {
   ClosedError,
   CorruptionError,
@@ -35,9 +41,9 @@ import {
   SEGMENT_HEADER_BYTES,
   SPARSE_INDEX_INTERVAL_BYTES,
 } from "../../common/limits.ts";
-import { concatBytes } from "../../common/bytes.ts";
-import { syncDir, writeAll } from "../durable_fs.ts";
-import { frameRecord, readRecord } from "./record.ts";
+import { crc32 } from "../../common/crc32.ts";
+import { syncDir, writeAll, writeAllSync } from "../durable_fs.ts";
+import { readRecord } from "./record.ts";
 import { type IndexPoint, scanSegment } from "./recovery.ts";
 import {
   decodeSegmentHeader,
@@ -103,10 +109,22 @@ interface Segment {
 
 interface Pending {
   entry: Entry;
-  frame: Uint8Array;
+  /**
+   * The encoded entry when it had to go through cbor-x; undefined for the common entry, which
+   * is encoded straight into the batch buffer at flush (no allocation per entry).
+   */
+  data: Uint8Array | undefined;
+  /** Framed size: RECORD_HEADER_BYTES + the encoded entry. */
+  frameBytes: number;
   resolve: (lsn: number) => void;
   reject: (error: unknown) => void;
 }
+
+/** Microtask turns the flush loop yields after answering, for answered writers to append again. */
+const ANSWER_TICKS = 4;
+
+/** Batches up to this size reuse one buffer (the write copies it before returning). */
+const BATCH_BUFFER_KEEP_BYTES = 4 * 1024 * 1024;
 
 async function readAt(path: string, offset: number, bytes: number): Promise<Uint8Array> {
   const file = await Deno.open(path, { read: true });
@@ -154,6 +172,7 @@ export class Wal {
   #nextLsn: number;
   #durableLsn: number;
   #queue: Pending[] = [];
+  #batchBuffer = new Uint8Array(0);
   #queueBytes = 0;
   #flushing: Promise<void> | undefined;
   #failed: unknown;
@@ -362,6 +381,8 @@ export class Wal {
   /**
    * Appends one entry; resolves with its LSN once it is durable. The caller validates the
    * entry's size first (the store does): an entry over RECORD_BYTES_MAX is a programmer error.
+   * The entry's `value` is encoded when its batch is written, so leave it unchanged until the
+   * append settles (the key-value view keeps the same bytes afterwards anyway).
    */
   append(input: EntryInput): Promise<number> {
     if (this.#closed) return Promise.reject(new ClosedError("the WAL"));
@@ -375,15 +396,15 @@ export class Wal {
       );
     }
     const entry: Entry = { ...input, lsn: this.#nextLsn };
-    const frame = frameRecord(encodeEntry(entry));
-    invariant(
-      frame.length - RECORD_HEADER_BYTES <= RECORD_BYTES_MAX,
-      "Entry exceeds RECORD_BYTES_MAX",
-    );
+    const directBytes = directEntryBytes(entry);
+    const data = directBytes < 0 ? encodeEntry(entry) : undefined;
+    const entryBytes = data?.length ?? directBytes;
+    invariant(entryBytes <= RECORD_BYTES_MAX, "Entry exceeds RECORD_BYTES_MAX");
+    const frameBytes = RECORD_HEADER_BYTES + entryBytes;
     this.#nextLsn++;
     return new Promise<number>((resolve, reject) => {
-      this.#queue.push({ entry, frame, resolve, reject });
-      this.#queueBytes += frame.length;
+      this.#queue.push({ entry, data, frameBytes, resolve, reject });
+      this.#queueBytes += frameBytes;
       this.#flushing ??= this.#flushLoop();
     });
   }
@@ -398,28 +419,60 @@ export class Wal {
     );
   }
 
+  /**
+   * Takes batches off the queue while there are any. When a batch is durable and at least as
+   * many entries wait as it holds, the next batch is written and its fdatasync started before
+   * the durable batch's writers are answered: the disk works while the event loop answers
+   * them (at 50 HTTP clients answering took about 0.2 ms the disk used to sit idle). When
+   * fewer wait, the writers are answered first and a few microtasks run before the next batch
+   * is taken, so writers that append again at once (a loop of awaits) join it: one batch of
+   * 100 per fdatasync instead of two alternating half batches. Either way a writer is
+   * answered only after its own batch's fdatasync, in LSN order.
+   */
   async #flushLoop(): Promise<void> {
+    let durable: { batch: Pending[]; info: BatchInfo } | undefined;
     try {
-      while (this.#queue.length > 0) {
+      while (true) {
+        if (durable !== undefined && this.#queue.length < durable.batch.length) {
+          const answering = durable;
+          durable = undefined;
+          try {
+            this.#answer(answering.batch, answering.info);
+          } catch (error) {
+            this.#fail(error, answering.batch);
+            return;
+          }
+          // Microtasks only: no timer, and nothing queued is held back by more than this.
+          for (let tick = 0; tick < ANSWER_TICKS; tick++) await Promise.resolve();
+        }
+        if (this.#queue.length === 0) break;
         let count = 0;
         let bytes = 0;
         while (
           count < this.#queue.length && count < this.#batchEntriesMax &&
-          (count === 0 || bytes + this.#queue[count].frame.length <= this.#batchBytesMax)
+          (count === 0 || bytes + this.#queue[count].frameBytes <= this.#batchBytesMax)
         ) {
-          bytes += this.#queue[count].frame.length;
+          bytes += this.#queue[count].frameBytes;
           count++;
         }
         const batch = this.#queue.splice(0, count);
         this.#queueBytes -= bytes;
+        const writing = this.#writeBatch(batch, bytes);
+        if (durable !== undefined) {
+          const answering = durable;
+          durable = undefined;
+          try {
+            this.#answer(answering.batch, answering.info);
+          } catch (error) {
+            await writing.catch(() => {});
+            this.#fail(error, answering.batch, batch);
+            return;
+          }
+        }
         try {
-          await this.#writeBatch(batch, bytes);
+          durable = { batch, info: await writing };
         } catch (error) {
-          this.#failed = error;
-          const failure = this.#failedError();
-          for (const p of batch) p.reject(failure);
-          for (const p of this.#queue.splice(0)) p.reject(failure);
-          this.#queueBytes = 0;
+          this.#fail(error, batch);
           return;
         }
       }
@@ -428,7 +481,23 @@ export class Wal {
     }
   }
 
-  async #writeBatch(batch: Pending[], bytes: number): Promise<void> {
+  /** A durable batch: hand it to onDurable, then answer its writers. */
+  #answer(batch: Pending[], info: BatchInfo): void {
+    this.#onDurable?.(batch.map((p) => p.entry), info);
+    for (const p of batch) p.resolve(p.entry.lsn);
+  }
+
+  /** Fail stop: rejects the given batches and everything queued, and every later append. */
+  #fail(error: unknown, ...batches: Pending[][]): void {
+    this.#failed = error;
+    const failure = this.#failedError();
+    for (const batch of batches) for (const p of batch) p.reject(failure);
+    for (const p of this.#queue.splice(0)) p.reject(failure);
+    this.#queueBytes = 0;
+  }
+
+  /** Writes and fdatasyncs one batch; the caller answers its writers. */
+  async #writeBatch(batch: Pending[], bytes: number): Promise<BatchInfo> {
     let active = this.#segments[this.#segments.length - 1];
     if (active.bytes + bytes > this.#segmentBytesMax && active.lastLsn >= active.firstLsn) {
       this.#file.close();
@@ -437,9 +506,9 @@ export class Wal {
       this.#file = created.file;
       active = created.segment;
     }
-    const buffer = concatBytes(batch.map((p) => p.frame), bytes);
+    const buffer = this.#frameBatch(batch, bytes);
     const t0 = this.#clock.monoMs();
-    await writeAll(this.#file, buffer);
+    writeAllSync(this.#file, buffer);
     const t1 = this.#clock.monoMs();
     await this.#file.syncData();
     const t2 = this.#clock.monoMs();
@@ -452,14 +521,44 @@ export class Wal {
         index.push({ lsn: p.entry.lsn, offset });
         lastIndexed = offset;
       }
-      offset += p.frame.length;
+      offset += p.frameBytes;
     }
     active.bytes = offset;
     active.lastLsn = batch[batch.length - 1].entry.lsn;
     this.#durableLsn = active.lastLsn;
-    const entries = batch.map((p) => p.entry);
-    this.#onDurable?.(entries, { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - t1 });
-    for (const p of batch) p.resolve(p.entry.lsn);
+    return { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - t1 };
+  }
+
+  /** Lays the batch's records (length, CRC, entry) into one buffer, reused across batches. */
+  #frameBatch(batch: Pending[], bytes: number): Uint8Array {
+    if (this.#batchBuffer.length < bytes) {
+      const buffer = new Uint8Array(bytes);
+      if (bytes > BATCH_BUFFER_KEEP_BYTES) return this.#fillBatch(buffer, batch);
+      this.#batchBuffer = buffer;
+    }
+    return this.#fillBatch(this.#batchBuffer.subarray(0, bytes), batch);
+  }
+
+  #fillBatch(buffer: Uint8Array, batch: Pending[]): Uint8Array {
+    const view = new DataView(buffer.buffer, buffer.byteOffset, buffer.length);
+    let at = 0;
+    for (const p of batch) {
+      const start = at + RECORD_HEADER_BYTES;
+      let end: number;
+      if (p.data !== undefined) {
+        buffer.set(p.data, start);
+        end = start + p.data.length;
+      } else end = writeEntryDirect(buffer, start, p.entry);
+      invariant(
+        end - at === p.frameBytes,
+        "An entry's encoding changed size between append and flush",
+      );
+      view.setUint32(at, end - start, true);
+      view.setUint32(at + 4, crc32(buffer.subarray(start, end)), true);
+      at = end;
+    }
+    invariant(at === buffer.length, "Batch bytes do not add up");
+    return buffer;
   }
 
   /**

@@ -1,0 +1,72 @@
+/**
+ * Admin routes of online backup, mounted on the node's HTTP port:
+ *
+ * - `POST /v1/admin/backup/sessions[?since_lsn=N&node_id=ID&cluster_id=ID]` takes the cut and
+ *   answers the session (files, LSN range); an incremental request past what the WAL still
+ *   holds, or for another node or cluster, becomes a full backup and says why (`fullReason`);
+ * - `GET /v1/admin/backup/sessions/:id/file?path=P` streams one file of the cut;
+ * - `DELETE /v1/admin/backup/sessions/:id` releases the session (idle ones expire).
+ *
+ * @module
+ */
+import type { Hono } from "hono";
+import { InputError, ShanghaiError } from "../common/errors.ts";
+import type { BackupSessions, BackupSource } from "./session.ts";
+
+function optionalLsn(text: string | undefined): number | undefined {
+  if (text === undefined || text === "") return undefined;
+  if (!/^\d{1,16}$/.test(text)) {
+    throw new InputError(
+      "bad_query",
+      `Invalid since_lsn ${JSON.stringify(text)}: expected a whole number`,
+    );
+  }
+  return Number(text);
+}
+
+/** Mounts the backup routes; `source` is undefined while the node recovers. */
+export function backupRoutes(
+  sessions: BackupSessions,
+  source: () => BackupSource | undefined,
+): (app: Hono) => void {
+  return (app) => {
+    app.post("/v1/admin/backup/sessions", async (c) => {
+      const from = source();
+      if (!from) {
+        throw new ShanghaiError("not_ready", "Cannot start a backup: the node is still recovering");
+      }
+      const info = await sessions.open(from, {
+        sinceLsn: optionalLsn(c.req.query("since_lsn")),
+        baseNodeId: c.req.query("node_id") || undefined,
+        baseClusterId: c.req.query("cluster_id") || undefined,
+      });
+      return c.json(info, 201);
+    });
+    app.get("/v1/admin/backup/sessions/:id/file", (c) => {
+      const path = c.req.query("path");
+      if (!path) {
+        throw new InputError(
+          "bad_query",
+          "Cannot read a backup file: the path query parameter is missing",
+        );
+      }
+      const { bytes, body } = sessions.stream(c.req.param("id"), path);
+      return new Response(body, {
+        status: 200,
+        headers: { "content-type": "application/octet-stream", "content-length": String(bytes) },
+      });
+    });
+    app.delete("/v1/admin/backup/sessions/:id", (c) => {
+      const closed = sessions.close(c.req.param("id"));
+      if (!closed) {
+        throw new InputError(
+          "not_found",
+          `Cannot end backup session ${
+            JSON.stringify(c.req.param("id"))
+          }: it does not exist or expired`,
+        );
+      }
+      return c.json({ closed: true });
+    });
+  };
+}

@@ -1,0 +1,129 @@
+import assert from "node:assert/strict";
+import {
+  decodeEntry,
+  encodeEntry,
+  encodeEntryGeneric,
+  type Entry,
+  type Op,
+  peekEntryLsn,
+  validateKey,
+} from "./entry.ts";
+import { Random } from "./random.ts";
+
+const SEED = 20261122;
+
+/** Plain bytes: cbor-x hands back a Buffer, the direct encoder a Uint8Array. */
+const bytes = (b: Uint8Array) => Uint8Array.from(b);
+
+function randomString(random: Random, ascii: boolean): string {
+  const length = random.chance(0.3)
+    ? random.int(24)
+    : random.int(random.chance(0.1) ? 70_000 : 300);
+  let out = "";
+  for (let i = 0; i < length; i++) {
+    out += ascii || random.chance(0.9)
+      ? String.fromCharCode(0x20 + random.int(0x5f))
+      : String.fromCharCode(0xa0 + random.int(0x2000));
+  }
+  return out;
+}
+
+function randomCount(random: Random): number {
+  const bounds = [24, 0x100, 0x10000, 2 ** 32, Number.MAX_SAFE_INTEGER];
+  const bound = bounds[random.int(bounds.length)];
+  return random.chance(0.2) ? bound - 1 : Math.floor(random.next() * bound);
+}
+
+function randomEntry(random: Random): Entry {
+  const ops: Op[] = ["put", "delete", "append"];
+  const op = ops[random.int(3)];
+  const ascii = random.chance(0.8);
+  const valueBytes = random.chance(0.1) ? random.int(70_000) : random.int(2048);
+  return {
+    lsn: randomCount(random),
+    origin: randomString(random, ascii) || "n",
+    seq: randomCount(random),
+    hlc: randomCount(random),
+    op,
+    key: op === "append" ? "" : randomString(random, ascii),
+    value: op === "delete" ? null : new Uint8Array(valueBytes).map(() => random.int(256)),
+    contentType: random.chance(0.5) ? "application/json" : randomString(random, true),
+    prevHlc: random.chance(0.5) ? 0 : randomCount(random),
+    prevOrigin: random.chance(0.5) ? "" : randomString(random, ascii),
+  };
+}
+
+Deno.test("encodeEntry writes the same bytes as cbor-x for any entry", () => {
+  const random = new Random(SEED);
+  let direct = 0;
+  for (let i = 0; i < 1000; i++) {
+    const entry = randomEntry(random);
+    const fast = encodeEntry(entry);
+    // The direct encoder returns a plain Uint8Array, cbor-x a Buffer: count the direct ones.
+    if (Object.getPrototypeOf(fast) === Uint8Array.prototype) direct++;
+    assert.deepEqual(bytes(fast), bytes(encodeEntryGeneric(entry)), `seed ${SEED}, entry ${i}`);
+    assert.deepEqual(decodeEntry(fast), entry, `seed ${SEED}, entry ${i}`);
+  }
+  assert.ok(direct > 500, `only ${direct} of 1000 entries took the direct encoder`);
+});
+
+Deno.test("encodeEntry hands uncommon values to cbor-x unchanged", () => {
+  const base: Entry = {
+    lsn: 1,
+    origin: "n1",
+    seq: 1,
+    hlc: 1,
+    op: "put",
+    key: "k",
+    value: new Uint8Array([1, 2, 3]),
+    contentType: "",
+    prevHlc: 0,
+    prevOrigin: "",
+  };
+  class Bytes extends Uint8Array {}
+  for (
+    const entry of [
+      { ...base, key: "clé" },
+      { ...base, value: new Bytes([1, 2, 3]) },
+      { ...base, lsn: 1.5 },
+      { ...base, hlc: -1 },
+    ]
+  ) {
+    assert.deepEqual(bytes(encodeEntry(entry)), bytes(encodeEntryGeneric(entry)));
+  }
+});
+
+Deno.test("validateKey measures UTF-8 as TextEncoder does", () => {
+  const encoder = new TextEncoder();
+  const limit = 1024;
+  for (const unit of ["a", "é", "€", "😀"]) {
+    const fits = unit.repeat(Math.floor(limit / encoder.encode(unit).length));
+    validateKey(fits);
+    assert.throws(
+      () => validateKey(fits + "a".repeat(limit - encoder.encode(fits).length + 1)),
+      /over the limit/,
+    );
+  }
+  // A lone surrogate counts as the 3 bytes of U+FFFD, then fails the well-formed check.
+  for (const unit of ["\ud800", "\udc00", "\ud800a"]) {
+    const fits = unit.repeat(Math.floor(limit / encoder.encode(unit).length));
+    assert.throws(() => validateKey(fits), /not well-formed/);
+    assert.throws(
+      () => validateKey(fits + "a".repeat(limit - encoder.encode(fits).length + 1)),
+      /over the limit/,
+    );
+  }
+});
+
+Deno.test("peekEntryLsn reads the LSN that decodeEntry reads, without decoding", () => {
+  const random = new Random(SEED + 1);
+  for (let i = 0; i < 500; i++) {
+    const entry = randomEntry(random);
+    const encoded = encodeEntry(entry);
+    assert.equal(peekEntryLsn(encoded), decodeEntry(encoded).lsn, `seed ${SEED + 1}, entry ${i}`);
+    assert.equal(peekEntryLsn(encodeEntryGeneric(entry)), entry.lsn);
+  }
+  assert.equal(peekEntryLsn(new Uint8Array([0x8b, 0x02, 0x05])), undefined);
+  assert.equal(peekEntryLsn(new Uint8Array([0x8b, 0x01, 0x19, 0x01])), undefined);
+  assert.equal(peekEntryLsn(new Uint8Array([0x8b, 0x01, 0x20])), undefined);
+});

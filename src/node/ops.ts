@@ -1,0 +1,164 @@
+/**
+ * The node's operations shell: metrics, traces, readiness figures (replication lag, free disk),
+ * log lines for operator events, and online backup sessions, wired to one node. Kept apart from
+ * node.ts so the composition root only calls `start`, `stop`, `mounts` and
+ * `readinessProblems`.
+ *
+ * One timer (every DISK_SAMPLE_INTERVAL_MS) samples free disk, logs readiness changes and
+ * expires idle backup sessions; it is unref'd so it never holds the process open.
+ *
+ * @module
+ */
+import type { RouteMount } from "../api/http/app.ts";
+import type { Readiness } from "../api/http/context.ts";
+import { metricsRoutes } from "../api/http/metrics_routes.ts";
+import { backupRoutes, BackupSessions } from "../backup/mod.ts";
+import type { Clock } from "../common/clock.ts";
+import { DISK_SAMPLE_INTERVAL_MS } from "../common/limits.ts";
+import type { Store } from "../storage/kv/store.ts";
+import { logEvents, ReadinessLog } from "../telemetry/event_log.ts";
+import type { EventBus } from "../telemetry/events.ts";
+import { HealthWatch, readinessProblems } from "../telemetry/health.ts";
+import type { Logger } from "../telemetry/log.ts";
+import { Metrics } from "../telemetry/metrics.ts";
+import { Tracing, tracingWanted } from "../telemetry/tracing.ts";
+import type { NodeConfig } from "./config.ts";
+import { type Identity, IDENTITY_FILE } from "./identity.ts";
+import { VERSION } from "./version.ts";
+
+export interface NodeOpsOptions {
+  config: NodeConfig;
+  events: EventBus;
+  logger: Logger;
+  clock: Clock;
+  /** Environment for OTEL_* settings (default: the process environment). */
+  env?: Record<string, string | undefined>;
+  identity: () => Identity | undefined;
+  store: () => Store | undefined;
+  stopping: () => boolean;
+  readiness: () => Readiness;
+}
+
+/** Operations parts of one node. */
+export class NodeOps {
+  readonly #options: NodeOpsOptions;
+  readonly #health: HealthWatch;
+  readonly #backups: BackupSessions;
+  readonly #readinessLog: ReadinessLog;
+  #metrics: Metrics | undefined;
+  #tracing: Tracing | undefined;
+  #logOff: (() => void) | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(options: NodeOpsOptions) {
+    this.#options = options;
+    this.#health = new HealthWatch(
+      options.events,
+      options.config.dataDir,
+      () => options.identity()?.nodeId,
+    );
+    this.#backups = new BackupSessions({
+      logger: options.logger,
+      nowMs: () => options.clock.monoMs(),
+    });
+    this.#readinessLog = new ReadinessLog(options.logger);
+  }
+
+  /** The node's metrics, undefined with `--metrics off` or before start. */
+  get metrics(): Metrics | undefined {
+    return this.#metrics;
+  }
+
+  /** Route groups: GET /metrics and the online backup admin routes. */
+  mounts(): RouteMount[] {
+    const o = this.#options;
+    return [
+      metricsRoutes(() =>
+        this.#metrics
+          ? this.#health.sampleDisk().then(() => this.#metrics!.prometheus())
+          : undefined
+      ),
+      backupRoutes(this.#backups, () => {
+        const store = o.store();
+        const identity = o.identity();
+        if (!store || !identity || o.stopping()) return undefined;
+        return {
+          store,
+          nodeId: identity.nodeId,
+          clusterId: identity.clusterId,
+          identityPath: `${o.config.dataDir}/${IDENTITY_FILE}`,
+        };
+      }),
+    ];
+  }
+
+  /** Readiness reasons from replication lag and free disk (empty when fine). */
+  readinessProblems(): string[] {
+    return readinessProblems(this.#health.figures(), this.#options.config);
+  }
+
+  /** Starts telemetry once the identity is known (before store recovery, to see its events). */
+  async start(): Promise<void> {
+    const o = this.#options;
+    const env = o.env ?? Deno.env.toObject();
+    const identity = o.identity();
+    const resource = { nodeId: identity?.nodeId, clusterId: identity?.clusterId, version: VERSION };
+    if (tracingWanted(env)) {
+      this.#tracing = new Tracing({ events: o.events, env, ...resource });
+      o.logger.info("Exporting traces over OTLP", { endpoint: this.#tracing.endpoint });
+    }
+    if (o.config.metrics === "on") {
+      this.#metrics = new Metrics({
+        events: o.events,
+        env,
+        ...resource,
+        sources: {
+          disk: () => this.#health.disk,
+          store: () => {
+            const store = o.store();
+            if (!store) return undefined;
+            return {
+              lastLsn: store.lastLsn,
+              firstLsn: store.wal.firstLsn,
+              segments: store.wal.segments().length,
+              walBytes: store.wal.bytesOnDisk,
+              keys: store.keyspace.size,
+            };
+          },
+        },
+      });
+      if (this.#metrics.otlpEndpoint) {
+        o.logger.info("Exporting metrics over OTLP", { endpoint: this.#metrics.otlpEndpoint });
+      }
+    }
+    this.#logOff = logEvents(o.events, o.logger, () => o.clock.monoMs());
+    await this.#health.sampleDisk();
+    this.#timer = setInterval(() => {
+      this.#health.sampleDisk().then(() => {
+        if (o.store() && !o.stopping()) this.#readinessLog.observe(o.readiness());
+      }).catch(() => {});
+      this.#backups.sweep();
+    }, DISK_SAMPLE_INTERVAL_MS);
+    Deno.unrefTimer(this.#timer as unknown as number);
+  }
+
+  /** Called once the node is ready: logs readiness if it is not (a disk floor, say). */
+  onReady(): void {
+    this.#readinessLog.observe(this.#options.readiness());
+  }
+
+  /** Ends backup sessions (before the store closes). */
+  closeSessions(): void {
+    this.#backups.closeAll();
+  }
+
+  /** Stops the timer, unsubscribes, and flushes the exporters. */
+  async stop(): Promise<void> {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#backups.closeAll();
+    this.#health.close();
+    this.#logOff?.();
+    await this.#metrics?.shutdown();
+    await this.#tracing?.shutdown();
+  }
+}

@@ -1,0 +1,453 @@
+/**
+ * Every instrument Shanghai records, in one place. The instruments are OpenTelemetry ones
+ * (`@opentelemetry/api` types, backed by `@opentelemetry/sdk-metrics`), fed from the event bus,
+ * so the write path knows nothing about metrics: it emits `wal.write.completed` and moves on.
+ *
+ * Two readers can watch the same meter provider:
+ * - a pull reader that renders Prometheus text for `GET /metrics` (always on);
+ * - an OTLP/HTTP push reader, only when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` or
+ *   `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` variable is set (or `OTEL_METRICS_EXPORTER=otlp`).
+ *
+ * Cluster and replication figures (members by state, nodes down, lag and credit per peer,
+ * conflicts, heartbeat round trips) are built from their events too, so they appear as soon
+ * as the layers that emit those events run.
+ *
+ * Names follow the operations guide (seed 002): `shanghai_wal_write_latency`,
+ * `shanghai_replication_lag`, `shanghai_cluster_nodes_down`, `shanghai_disk_usage_percent`.
+ * Latencies are in milliseconds because the alert thresholds are stated in milliseconds.
+ *
+ * @module
+ */
+import type { Attributes, Histogram, Meter } from "@opentelemetry/api";
+import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
+import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import {
+  type IMetricReader,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+} from "@opentelemetry/sdk-metrics";
+import type { EventBus } from "./events.ts";
+import type { DiskUsage } from "./disk.ts";
+
+/** Latency buckets in ms: fine below the 50 ms alert threshold, coarse above it. */
+export const LATENCY_BUCKETS_MS = [
+  0.25,
+  0.5,
+  1,
+  2,
+  5,
+  10,
+  25,
+  50,
+  100,
+  250,
+  500,
+  1000,
+  2500,
+  10000,
+];
+/** Entries per group-commit batch. */
+export const BATCH_ENTRIES_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 10000];
+/** Bytes per group-commit batch. */
+export const BATCH_BYTES_BUCKETS = [
+  256,
+  1024,
+  4096,
+  16384,
+  65536,
+  262144,
+  1048576,
+  4194304,
+  16777216,
+];
+/** Snapshot and retention durations in ms. */
+export const TASK_BUCKETS_MS = [1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 60000];
+/** OTLP push interval unless OTEL_METRIC_EXPORT_INTERVAL says otherwise. */
+export const OTLP_EXPORT_INTERVAL_MS_DEFAULT = 60_000;
+/** Distinct (method, route, status) series of HTTP metrics; routes are patterns, so this holds. */
+export const HTTP_SERIES_MAX = 512;
+/** Distinct replication peers tracked; more are folded into no new series (bounded cardinality). */
+export const PEERS_TRACKED_MAX = 1024;
+
+/** What the metrics read from the node besides events (gauges sampled at collection time). */
+export interface MetricsSources {
+  /** The latest disk sample of the data directory's file system (see HealthWatch). */
+  disk?: () => DiskUsage | undefined;
+  /** Store figures, undefined while the store recovers. */
+  store?: () => {
+    lastLsn: number;
+    firstLsn: number;
+    segments: number;
+    walBytes: number;
+    keys: number;
+  } | undefined;
+}
+
+export interface MetricsOptions {
+  events: EventBus;
+  sources?: MetricsSources;
+  /** Resource attributes: node id, cluster id. */
+  nodeId?: string;
+  clusterId?: string;
+  version?: string;
+  /** Environment to read OTEL_* from (default: Deno.env). */
+  env?: Record<string, string | undefined>;
+}
+
+/** Cluster and replication state rebuilt from events; read by gauges and readiness. */
+export interface PeerFigures {
+  /** Member id -> state (up, suspect, down, left, ...). */
+  members: Map<string, string>;
+  /** `${follower}|${leader}` -> lag in entries. */
+  lag: Map<string, { follower: string; leader: string; lag: number }>;
+  credit: Map<string, { follower: string; leader: string; credit: number }>;
+}
+
+function otlpWanted(env: Record<string, string | undefined>): boolean {
+  const exporter = env.OTEL_METRICS_EXPORTER?.trim();
+  if (exporter === "none") return false;
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === "true") return false;
+  return exporter === "otlp" || !!env.OTEL_EXPORTER_OTLP_ENDPOINT ||
+    !!env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT;
+}
+
+function otlpUrl(env: Record<string, string | undefined>): string {
+  const specific = env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT?.trim();
+  if (specific) return specific;
+  const base = (env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || "http://localhost:4318").replace(
+    /\/+$/,
+    "",
+  );
+  return `${base}/v1/metrics`;
+}
+
+function otlpHeaders(env: Record<string, string | undefined>): Record<string, string> {
+  const raw = env.OTEL_EXPORTER_OTLP_METRICS_HEADERS ?? env.OTEL_EXPORTER_OTLP_HEADERS ?? "";
+  const out: Record<string, string> = {};
+  for (const pair of raw.split(",")) {
+    const at = pair.indexOf("=");
+    if (at > 0) {
+      out[decodeURIComponent(pair.slice(0, at).trim())] = decodeURIComponent(
+        pair.slice(at + 1).trim(),
+      );
+    }
+  }
+  return out;
+}
+
+/** The node's meter provider, its instruments, and the readers that export them. */
+export class Metrics {
+  readonly peers: PeerFigures = { members: new Map(), lag: new Map(), credit: new Map() };
+  readonly otlpEndpoint: string | undefined;
+  readonly #provider: MeterProvider;
+  readonly #prometheus: PrometheusExporter;
+  readonly #serializer = new PrometheusSerializer();
+  readonly #unsubscribe: (() => void)[] = [];
+  readonly #sources: MetricsSources;
+
+  constructor(options: MetricsOptions) {
+    const env = options.env ?? Deno.env.toObject();
+    this.#sources = options.sources ?? {};
+    this.#prometheus = new PrometheusExporter({ preventServerStart: true });
+    const readers: IMetricReader[] = [this.#prometheus];
+    if (otlpWanted(env)) {
+      this.otlpEndpoint = otlpUrl(env);
+      const interval = Number(env.OTEL_METRIC_EXPORT_INTERVAL ?? OTLP_EXPORT_INTERVAL_MS_DEFAULT);
+      readers.push(
+        new PeriodicExportingMetricReader({
+          exporter: new OTLPMetricExporter({ url: this.otlpEndpoint, headers: otlpHeaders(env) }),
+          exportIntervalMillis: Number.isFinite(interval) && interval >= 100
+            ? interval
+            : OTLP_EXPORT_INTERVAL_MS_DEFAULT,
+        }),
+      );
+    }
+    const attributes: Attributes = { "service.name": env.OTEL_SERVICE_NAME?.trim() || "shanghai" };
+    if (options.nodeId) attributes["service.instance.id"] = options.nodeId;
+    if (options.clusterId) attributes["shanghai.cluster.id"] = options.clusterId;
+    if (options.version) attributes["service.version"] = options.version;
+    this.#provider = new MeterProvider({ resource: resourceFromAttributes(attributes), readers });
+    this.#register(this.#provider.getMeter("shanghai", options.version), options.events);
+  }
+
+  #histogram(
+    meter: Meter,
+    name: string,
+    description: string,
+    unit: string,
+    buckets: number[],
+  ): Histogram {
+    return meter.createHistogram(name, {
+      description,
+      unit,
+      advice: { explicitBucketBoundaries: buckets },
+    });
+  }
+
+  #register(meter: Meter, events: EventBus): void {
+    const on = <N extends Parameters<EventBus["on"]>[0]>(
+      name: N,
+      fn: Parameters<typeof events.on<N>>[1],
+    ) => this.#unsubscribe.push(events.on(name, fn));
+
+    // WAL
+    const walWrite = this.#histogram(
+      meter,
+      "shanghai_wal_write_latency",
+      "Group-commit batch latency: write plus fdatasync",
+      "ms",
+      LATENCY_BUCKETS_MS,
+    );
+    const walSync = this.#histogram(
+      meter,
+      "shanghai_wal_fsync_latency",
+      "fdatasync latency per group-commit batch",
+      "ms",
+      LATENCY_BUCKETS_MS,
+    );
+    const batchEntries = this.#histogram(
+      meter,
+      "shanghai_wal_batch_entries",
+      "Entries per group-commit batch",
+      "{entry}",
+      BATCH_ENTRIES_BUCKETS,
+    );
+    const batchBytes = this.#histogram(
+      meter,
+      "shanghai_wal_batch_bytes",
+      "Bytes per group-commit batch",
+      "By",
+      BATCH_BYTES_BUCKETS,
+    );
+    const bytesWritten = meter.createCounter("shanghai_wal_written_bytes", {
+      description: "Bytes written and fsynced to the WAL",
+      unit: "By",
+    });
+    const entriesWritten = meter.createCounter("shanghai_wal_written_entries", {
+      description: "Entries written and fsynced to the WAL",
+    });
+    const repairs = meter.createCounter("shanghai_wal_repairs", {
+      description: "Torn tails truncated or half-created segments dropped at recovery",
+    });
+    on("wal.write.completed", (e) => {
+      walWrite.record(e.durationMs);
+      walSync.record(e.syncMs);
+      batchEntries.record(e.entries);
+      batchBytes.record(e.bytes);
+      bytesWritten.add(e.bytes);
+      entriesWritten.add(e.entries);
+    });
+    on("wal.repaired", () => repairs.add(1));
+
+    // Snapshots and retention
+    const snapshotDuration = this.#histogram(
+      meter,
+      "shanghai_snapshot_duration",
+      "Time to write one snapshot of the key-value view",
+      "ms",
+      TASK_BUCKETS_MS,
+    );
+    const snapshotBytes = meter.createCounter("shanghai_snapshot_written_bytes", {
+      description: "Bytes written to snapshots",
+      unit: "By",
+    });
+    const retentionDuration = this.#histogram(
+      meter,
+      "shanghai_retention_duration",
+      "Time to apply WAL retention",
+      "ms",
+      TASK_BUCKETS_MS,
+    );
+    const retentionBytes = meter.createCounter("shanghai_retention_removed_bytes", {
+      description: "WAL bytes removed by retention",
+      unit: "By",
+    });
+    const retentionSegments = meter.createCounter("shanghai_retention_removed_segments", {
+      description: "WAL segments removed by retention",
+    });
+    on("snapshot.completed", (e) => {
+      snapshotDuration.record(e.durationMs);
+      snapshotBytes.add(e.bytes);
+    });
+    on("retention.completed", (e) => {
+      retentionDuration.record(e.durationMs);
+      retentionBytes.add(e.bytesRemoved);
+      retentionSegments.add(e.segmentsRemoved);
+    });
+
+    // HTTP: route is the hono route pattern (bounded), never the raw path.
+    const httpDuration = this.#histogram(
+      meter,
+      "shanghai_http_request_duration",
+      "HTTP request latency by route and status",
+      "ms",
+      LATENCY_BUCKETS_MS,
+    );
+    // The request count is kept in a map of our own and observed at collection time: a
+    // synchronous counter would cost the SDK another attribute hash (~1 µs) on every request.
+    // The attribute object is cached per key for the same reason.
+    const httpCounts = new Map<string, { attributes: Attributes; count: number }>();
+    const httpRequests = meter.createObservableCounter("shanghai_http_requests", {
+      description: "HTTP requests by method, route and status",
+    });
+    httpRequests.addCallback((result) => {
+      for (const { attributes, count } of httpCounts.values()) result.observe(count, attributes);
+    });
+    on("http.request.completed", (e) => {
+      const key = `${e.method} ${e.status} ${e.route}`;
+      let entry = httpCounts.get(key);
+      if (entry === undefined) {
+        if (httpCounts.size >= HTTP_SERIES_MAX) return; // bounded cardinality
+        entry = {
+          attributes: { method: e.method, route: e.route, status: String(e.status) },
+          count: 0,
+        };
+        httpCounts.set(key, entry);
+      }
+      entry.count++;
+      httpDuration.record(e.durationMs, entry.attributes);
+    });
+
+    // Cluster and replication (fed once those layers emit their events).
+    const rtt = this.#histogram(
+      meter,
+      "shanghai_cluster_heartbeat_rtt",
+      "Heartbeat round-trip time",
+      "ms",
+      LATENCY_BUCKETS_MS,
+    );
+    const conflicts = meter.createCounter("shanghai_replication_conflicts", {
+      description: "Concurrent writes to one key detected and resolved",
+    });
+    on("cluster.heartbeat.completed", (e) => rtt.record(e.rttMs, { to_node: e.toNode }));
+    on("cluster.member.changed", (e) => {
+      if (e.state === "left" || e.state === "removed") {
+        // A member that left the cluster leaves no series behind (bounded cardinality).
+        this.peers.members.delete(e.nodeId);
+        for (const map of [this.peers.lag, this.peers.credit]) {
+          for (const [key, p] of map) {
+            if (p.follower === e.nodeId || p.leader === e.nodeId) map.delete(key);
+          }
+        }
+        return;
+      }
+      if (this.peers.members.size < PEERS_TRACKED_MAX || this.peers.members.has(e.nodeId)) {
+        this.peers.members.set(e.nodeId, e.state);
+      }
+    });
+    on("replication.lag.changed", (e) => {
+      const key = `${e.follower}|${e.leader}`;
+      if (this.peers.lag.size < PEERS_TRACKED_MAX || this.peers.lag.has(key)) {
+        this.peers.lag.set(key, { ...e });
+      }
+    });
+    on("replication.credit.changed", (e) => {
+      const key = `${e.follower}|${e.leader}`;
+      if (this.peers.credit.size < PEERS_TRACKED_MAX || this.peers.credit.has(key)) {
+        this.peers.credit.set(key, { ...e });
+      }
+    });
+    on("replication.conflict", () => conflicts.add(1));
+
+    const members = meter.createObservableGauge("shanghai_cluster_members", {
+      description: "Cluster members by state",
+    });
+    const nodesDown = meter.createObservableGauge("shanghai_cluster_nodes_down", {
+      description: "Members the failure detector considers down",
+    });
+    const lag = meter.createObservableGauge("shanghai_replication_lag", {
+      description: "Entries a follower is behind its leader",
+    });
+    const credit = meter.createObservableGauge("shanghai_replication_credit", {
+      description: "Credit (entries) a follower has granted its leader",
+    });
+    members.addCallback((result) => {
+      const byState = new Map<string, number>();
+      for (const state of this.peers.members.values()) {
+        byState.set(state, (byState.get(state) ?? 0) + 1);
+      }
+      for (const [state, count] of byState) result.observe(count, { state });
+    });
+    nodesDown.addCallback((result) => {
+      let down = 0;
+      for (const state of this.peers.members.values()) if (state === "down") down++;
+      result.observe(down);
+    });
+    lag.addCallback((result) => {
+      for (const p of this.peers.lag.values()) {
+        result.observe(p.lag, { follower: p.follower, leader: p.leader });
+      }
+    });
+    credit.addCallback((result) => {
+      for (const p of this.peers.credit.values()) {
+        result.observe(p.credit, { follower: p.follower, leader: p.leader });
+      }
+    });
+
+    // Disk and store gauges, sampled when a reader collects.
+    const diskPercent = meter.createObservableGauge("shanghai_disk_usage_percent", {
+      description: "Used space on the data directory's file system",
+      unit: "%",
+    });
+    const diskFree = meter.createObservableGauge("shanghai_disk_free_bytes", {
+      description: "Space available to the node on the data directory's file system",
+      unit: "By",
+    });
+    meter.addBatchObservableCallback((result) => {
+      const disk = this.#sources.disk?.();
+      if (!disk) return;
+      result.observe(diskPercent, disk.usedPercent);
+      result.observe(diskFree, disk.availableBytes);
+    }, [diskPercent, diskFree]);
+    const lastLsn = meter.createObservableGauge("shanghai_wal_last_lsn", {
+      description: "LSN of the newest durable entry",
+    });
+    const firstLsn = meter.createObservableGauge("shanghai_wal_first_lsn", {
+      description: "LSN of the oldest entry retained",
+    });
+    const segments = meter.createObservableGauge("shanghai_wal_segments", {
+      description: "WAL segment files on disk",
+    });
+    const walBytes = meter.createObservableGauge("shanghai_wal_disk_bytes", {
+      description: "Bytes of WAL on disk",
+      unit: "By",
+    });
+    const keys = meter.createObservableGauge("shanghai_kv_keys", {
+      description: "Keys in the key-value view, tombstones included",
+    });
+    meter.addBatchObservableCallback((result) => {
+      const store = this.#sources.store?.();
+      if (!store) return;
+      result.observe(lastLsn, store.lastLsn);
+      result.observe(firstLsn, store.firstLsn);
+      result.observe(segments, store.segments);
+      result.observe(walBytes, store.walBytes);
+      result.observe(keys, store.keys);
+    }, [lastLsn, firstLsn, segments, walBytes, keys]);
+  }
+
+  /** Largest replication lag any follower reports, and whose it is. */
+  maxLag(): { lag: number; follower: string; leader: string } | undefined {
+    let worst: { lag: number; follower: string; leader: string } | undefined;
+    for (const p of this.peers.lag.values()) if (!worst || p.lag > worst.lag) worst = p;
+    return worst;
+  }
+
+  /** Prometheus text exposition (format 0.0.4) of every instrument. */
+  async prometheus(): Promise<string> {
+    const { resourceMetrics } = await this.#prometheus.collect();
+    return this.#serializer.serialize(resourceMetrics);
+  }
+
+  /** Pushes pending OTLP data now (tests and shutdown). */
+  async flush(): Promise<void> {
+    await this.#provider.forceFlush();
+  }
+
+  /** Unsubscribes from the bus, pushes what is pending, and stops the readers. */
+  async shutdown(): Promise<void> {
+    for (const off of this.#unsubscribe.splice(0)) off();
+    await this.#provider.shutdown().catch(() => {});
+  }
+}

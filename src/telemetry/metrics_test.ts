@@ -1,0 +1,147 @@
+import assert from "node:assert/strict";
+import { EventBus } from "./events.ts";
+import { Metrics } from "./metrics.ts";
+import { readinessProblems } from "./health.ts";
+
+function emitSome(events: EventBus): void {
+  events.emit("wal.write.completed", { durationMs: 3, syncMs: 2, bytes: 4096, entries: 7 });
+  events.emit("wal.write.completed", { durationMs: 60, syncMs: 55, bytes: 100, entries: 1 });
+  events.emit("http.request.completed", {
+    method: "PUT",
+    route: "/v1/kv/:key{.+}",
+    status: 200,
+    durationMs: 4,
+  });
+  events.emit("snapshot.completed", { lsn: 8, keys: 8, bytes: 999, durationMs: 12 });
+  events.emit("retention.completed", { segmentsRemoved: 2, bytesRemoved: 5000, durationMs: 1 });
+  events.emit("cluster.member.changed", { nodeId: "n2", state: "up" });
+  events.emit("cluster.member.changed", { nodeId: "n3", state: "down" });
+  events.emit("replication.lag.changed", { lag: 42, follower: "n2", leader: "n1" });
+  events.emit("replication.credit.changed", { credit: 100, follower: "n2", leader: "n1" });
+  events.emit("replication.conflict", { key: "k", winnerOrigin: "n1", loserOrigin: "n2" });
+  events.emit("cluster.heartbeat.completed", { rttMs: 1.5, fromNode: "n1", toNode: "n2" });
+}
+
+Deno.test("Metrics records every instrument from bus events and renders Prometheus text", async () => {
+  const events = new EventBus();
+  const metrics = new Metrics({
+    events,
+    env: {},
+    nodeId: "n1",
+    sources: {
+      disk: () => ({ totalBytes: 100, availableBytes: 40, usedPercent: 60 }),
+      store: () => ({ lastLsn: 8, firstLsn: 1, segments: 1, walBytes: 4196, keys: 8 }),
+    },
+  });
+  try {
+    emitSome(events);
+    const text = await metrics.prometheus();
+    for (
+      const line of [
+        'shanghai_wal_write_latency_count{otel_scope_name="shanghai"} 2',
+        'shanghai_wal_write_latency_bucket{otel_scope_name="shanghai",le="50"} 1',
+        'shanghai_wal_fsync_latency_count{otel_scope_name="shanghai"} 2',
+        'shanghai_wal_written_bytes_total{otel_scope_name="shanghai"} 4196',
+        'shanghai_wal_written_entries_total{otel_scope_name="shanghai"} 8',
+        'shanghai_wal_batch_entries_sum{otel_scope_name="shanghai"} 8',
+        'shanghai_http_requests_total{method="PUT",route="/v1/kv/:key{.+}",status="200",otel_scope_name="shanghai"} 1',
+        'shanghai_snapshot_duration_count{otel_scope_name="shanghai"} 1',
+        'shanghai_retention_removed_bytes_total{otel_scope_name="shanghai"} 5000',
+        'shanghai_cluster_members{state="up",otel_scope_name="shanghai"} 1',
+        'shanghai_cluster_nodes_down{otel_scope_name="shanghai"} 1',
+        'shanghai_replication_lag{follower="n2",leader="n1",otel_scope_name="shanghai"} 42',
+        'shanghai_replication_credit{follower="n2",leader="n1",otel_scope_name="shanghai"} 100',
+        'shanghai_replication_conflicts_total{otel_scope_name="shanghai"} 1',
+        'shanghai_disk_usage_percent{otel_scope_name="shanghai"} 60',
+        'shanghai_disk_free_bytes{otel_scope_name="shanghai"} 40',
+        'shanghai_wal_last_lsn{otel_scope_name="shanghai"} 8',
+        'shanghai_kv_keys{otel_scope_name="shanghai"} 8',
+      ]
+    ) {
+      assert.ok(text.includes(line), `missing ${line} in\n${text}`);
+    }
+  } finally {
+    await metrics.shutdown();
+  }
+});
+
+Deno.test("Metrics pushes OTLP/HTTP to the endpoint named by OTEL_EXPORTER_OTLP_ENDPOINT", async () => {
+  const received: { path: string; type: string; body: Uint8Array }[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (request) => {
+      received.push({
+        path: new URL(request.url).pathname,
+        type: request.headers.get("content-type") ?? "",
+        body: new Uint8Array(await request.arrayBuffer()),
+      });
+      return new Response("{}", { headers: { "content-type": "application/json" } });
+    },
+  );
+  const events = new EventBus();
+  const metrics = new Metrics({
+    events,
+    env: {
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${server.addr.port}`,
+      OTEL_METRIC_EXPORT_INTERVAL: "600000",
+    },
+  });
+  try {
+    assert.equal(metrics.otlpEndpoint, `http://127.0.0.1:${server.addr.port}/v1/metrics`);
+    emitSome(events);
+    await metrics.flush();
+    assert.ok(received.length >= 1, "the receiver got no export");
+    assert.equal(received[0].path, "/v1/metrics");
+    const body = new TextDecoder().decode(received[0].body);
+    assert.ok(
+      body.includes("shanghai_wal_write_latency"),
+      `export lacks the WAL histogram: ${body.slice(0, 300)}`,
+    );
+    assert.ok(body.includes("shanghai_replication_lag"));
+  } finally {
+    await metrics.shutdown();
+    await server.shutdown();
+  }
+});
+
+Deno.test("Metrics does not export OTLP without OTEL_* settings, or with OTEL_METRICS_EXPORTER=none", async () => {
+  for (
+    const env of [{}, {
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9",
+      OTEL_METRICS_EXPORTER: "none",
+    }]
+  ) {
+    const metrics = new Metrics({ events: new EventBus(), env });
+    assert.equal(metrics.otlpEndpoint, undefined);
+    await metrics.shutdown();
+  }
+});
+
+Deno.test("readinessProblems() names the lag and the free-disk floor it breaks", () => {
+  const limits = { readyLagMax: 100, minFreeDiskBytes: 1000 };
+  assert.deepEqual(readinessProblems({}, limits), []);
+  assert.deepEqual(
+    readinessProblems({
+      worstLag: { lag: 100, follower: "b", leader: "a" },
+      disk: { totalBytes: 5000, availableBytes: 1000, usedPercent: 80 },
+    }, limits),
+    [],
+  );
+  const problems = readinessProblems({
+    worstLag: { lag: 101, follower: "b", leader: "a" },
+    disk: { totalBytes: 5000, availableBytes: 999, usedPercent: 80 },
+  }, limits);
+  assert.equal(problems.length, 2);
+  assert.match(
+    problems[0],
+    /replication lag 101 entries \(follower b, leader a\) is over ready-lag-max 100/,
+  );
+  assert.match(problems[1], /free disk 999 bytes is below min-free-disk-bytes 1000/);
+  assert.deepEqual(
+    readinessProblems({ worstLag: { lag: 1e9, follower: "b", leader: "a" } }, {
+      readyLagMax: 0,
+      minFreeDiskBytes: 0,
+    }),
+    [],
+  );
+});
