@@ -229,42 +229,6 @@ async function benchShanghai(): Promise<void> {
     } over ${delays.length} writes`,
   );
 
-  // Catch-up: n3 is down while CATCHUP_WRITES land on n1 and n2.
-  await n3.stop();
-  const catchupLoad = await runLoad(
-    50,
-    600_000,
-    CATCHUP_WRITES,
-    (w, i) => putKv((w % 2 ? n2 : n1).addr, `c-${i}`, "one"),
-  );
-  console.error(
-    `catch-up load: ${catchupLoad.ops} writes while n3 was down (${catchupLoad.errors} errors)`,
-  );
-  const target = await json(n1.addr, "/v1/digest");
-  const restarted = performance.now();
-  n3 = await startShanghai("n3", dirs[2], n1);
-  nodes[2] = n3;
-  const vvTarget = target.versionVector as Record<string, number>;
-  const caughtUpMs = await waitUntil("n3 to catch up", async () => {
-    const vv = (await json(n3.addr, "/v1/replicas")).versionVector as Record<string, number>;
-    return Object.entries(vvTarget).every(([o, s]) => (vv[o] ?? 0) >= s);
-  }, 600_000) + 0;
-  const totalMs = performance.now() - restarted;
-  rows.push([
-    "shanghai, 3 nodes",
-    `catch-up after ${catchupLoad.ops} missed writes`,
-    "-",
-    fmt(catchupLoad.ops / (caughtUpMs / 1000)) + " entries/s",
-    "-",
-    "-",
-    "0",
-  ]);
-  notes.push(
-    `catch-up: ${catchupLoad.ops} entries in ${
-      fmt(caughtUpMs)
-    } ms after the restarted node was ready (${fmt(totalMs)} ms including its start)`,
-  );
-
   // SIGSTOP a follower under full load; measure the leaders' RSS.
   await waitUntil("3 nodes replicating again", () => allReplicating(nodes), 60_000);
   const pid1 = n1.child.pid;
@@ -312,6 +276,42 @@ async function benchShanghai(): Promise<void> {
       fmt(stallLoad.ops / (resumeMs / 1000))
     } entries/s)`,
   );
+  // Catch-up: n3 is down while CATCHUP_WRITES land on n1 and n2.
+  await n3.stop();
+  const catchupLoad = await runLoad(
+    50,
+    600_000,
+    CATCHUP_WRITES,
+    (w, i) => putKv((w % 2 ? n2 : n1).addr, `c-${i}`, "one"),
+  );
+  console.error(
+    `catch-up load: ${catchupLoad.ops} writes while n3 was down (${catchupLoad.errors} errors)`,
+  );
+  const target = await json(n1.addr, "/v1/digest");
+  const restarted = performance.now();
+  n3 = await startShanghai("n3", dirs[2], n1);
+  nodes[2] = n3;
+  const vvTarget = target.versionVector as Record<string, number>;
+  const caughtUpMs = await waitUntil("n3 to catch up", async () => {
+    const vv = (await json(n3.addr, "/v1/replicas")).versionVector as Record<string, number>;
+    return Object.entries(vvTarget).every(([o, s]) => (vv[o] ?? 0) >= s);
+  }, 600_000) + 0;
+  const totalMs = performance.now() - restarted;
+  rows.push([
+    "shanghai, 3 nodes",
+    `catch-up after ${catchupLoad.ops} missed writes`,
+    "-",
+    fmt(catchupLoad.ops / (caughtUpMs / 1000)) + " entries/s",
+    "-",
+    "-",
+    "0",
+  ]);
+  notes.push(
+    `catch-up: ${catchupLoad.ops} entries in ${
+      fmt(caughtUpMs)
+    } ms after the restarted node was ready (${fmt(totalMs)} ms including its start)`,
+  );
+
   await waitUntil("final convergence", () => converged(nodes), 300_000);
   notes.push("final digests equal on all 3 nodes");
   for (const n of nodes) await n.stop();
