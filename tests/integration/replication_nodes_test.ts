@@ -117,6 +117,11 @@ async function digestsEqual(nodes: TestNode[]): Promise<boolean> {
 Deno.test("replication: acks count durable copies; a cut-off node's quorum writes get a 504 and converge after healing", async () => {
   const { network, nodes } = await startCluster();
   const [n1, n2, n3] = nodes;
+  // Readiness counts lag reported from the follower's side (follower = this node).
+  const followerLag: { lag: number; leader: string }[] = [];
+  n3.node.events.on("replication.lag.changed", (e) => {
+    if (e.follower === "n3") followerLag.push({ lag: e.lag, leader: e.leader });
+  });
   try {
     const quorum = await put(n1, "a", { v: 1 }, "?ack=quorum");
     assert.equal(quorum.status, 200, JSON.stringify(quorum.body));
@@ -152,6 +157,10 @@ Deno.test("replication: acks count durable copies; a cut-off node's quorum write
     assert.deepEqual(x[1], x[2]);
     const replicas = await json(`${n1.url}/v1/replicas`);
     assert.equal((replicas.replicas as unknown[]).length, 2);
+    await until(
+      "n2 to report its lag behind n1 back at 0",
+      () => Promise.resolve(followerLag.filter((e) => e.leader === "n1").at(-1)?.lag === 0),
+    );
   } finally {
     await stopAll(nodes);
   }
