@@ -39,11 +39,15 @@ export class NodeCluster implements ClusterControl {
   readonly #options: NodeClusterOptions;
   #identity: Identity;
 
+  readonly #joiner: { wants: boolean };
+
   private constructor(
     options: NodeClusterOptions,
     transport: TcpTransport,
     membership: MembershipDriver,
+    joiner: { wants: boolean },
   ) {
+    this.#joiner = joiner;
     this.#options = options;
     this.#identity = options.identity;
     this.transport = transport;
@@ -64,10 +68,16 @@ export class NodeCluster implements ClusterControl {
     await writeClusterState(dataDir, { format: 1, incarnation, members: saved?.members ?? [] });
     let cluster: NodeCluster | undefined = undefined;
     let identity = options.identity;
+    // Only a joiner adopts a cluster id: a node started without seeds founds its cluster and
+    // keeps its id, so joiners racing to a fresh founder all end in the founder's cluster
+    // (with both sides free to adopt, the founder could adopt one joiner's id after another
+    // joiner had already adopted the founder's). `node join` makes a running node a joiner.
+    const joiner = { wants: config.join.length > 0 };
     const transport = TcpTransport.listen({
       nodeId: identity.nodeId,
       clusterId: () => identity.clusterId,
       fresh: () => options.store.lastLsn === 0,
+      founder: () => !joiner.wants,
       alone: () =>
         cluster === undefined ||
         cluster.membership.members().every((m) => m.self || m.state === "left"),
@@ -99,7 +109,7 @@ export class NodeCluster implements ClusterControl {
       persist: (members, incarnationNow) =>
         writeClusterState(dataDir, { format: 1, incarnation: incarnationNow, members }),
     });
-    cluster = new NodeCluster(options, transport, membership);
+    cluster = new NodeCluster(options, transport, membership, joiner);
     membership.start();
     const answers = await membership.joinSeeds();
     const refused = answers.find((a) => !a.result.ok && a.result.refused);
@@ -158,6 +168,7 @@ export class NodeCluster implements ClusterControl {
         "Cannot join: this node has left its cluster; restart it to join again",
       );
     }
+    this.#joiner.wants = true;
     const result = await this.membership.join(address);
     if (result.ok) return { peerId: result.peerId, clusterId: this.#identity.clusterId };
     if (result.refused) {

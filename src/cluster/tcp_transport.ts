@@ -13,7 +13,8 @@
  *    | a live connection holds that id already  | duplicate_id  |
  *    | cluster ids differ and neither may adopt | cluster       |
  * 3. Cluster ids that differ are reconciled only for a fresh node: its data directory holds no
- *    data and it knows no other member yet. It adopts the other's cluster id and persists it;
+ *    data, it knows no other member yet, and it is joining (a node started without seeds founds
+ *    its cluster and keeps its id, so joiners racing to a fresh founder all adopt the founder's). It adopts the other's cluster id and persists it;
  *    when both are fresh, the larger cluster id adopts the smaller, so fresh nodes started
  *    together end in one cluster whatever order they dial in. A node that holds data, or is
  *    already in a cluster with other members, never changes cluster.
@@ -72,6 +73,11 @@ export interface TcpTransportOptions {
   clusterId: () => string;
   /** Whether this node may adopt another cluster id: its data directory holds no data. */
   fresh: () => boolean;
+  /**
+   * Whether this node founded its cluster (started without seeds, never told to join): a
+   * founder keeps its cluster id even while fresh, so joiners racing to it all adopt its id.
+   */
+  founder?: () => boolean;
   /** Whether this node knows no other member yet (it adopts before one that does). */
   alone?: () => boolean;
   /** Persists an adopted cluster id; resolves once durable. */
@@ -374,16 +380,25 @@ export class TcpTransport implements PeerTransport {
   }
 
   #why(peer: Hello): string {
-    const side = (fresh: boolean, alone: boolean) =>
-      !fresh ? "holds data" : !alone ? "already has members" : "may adopt";
-    const mine = this.#reconcileSide();
-    return `it ${side(peer.fresh, peer.alone)}, this node ${side(mine.fresh, mine.alone)}`;
+    const theirs = !peer.fresh
+      ? "holds data or founded its cluster"
+      : !peer.alone
+      ? "already has members"
+      : "may adopt";
+    const mine = !this.#options.fresh()
+      ? "holds data"
+      : !this.#alone()
+      ? "already has members"
+      : this.#options.founder?.()
+      ? "founded its cluster"
+      : "may adopt";
+    return `it ${theirs}, this node ${mine}`;
   }
 
   #reconcileSide(): { cluster: string; fresh: boolean; alone: boolean } {
     return {
       cluster: this.#options.clusterId(),
-      fresh: this.#options.fresh(),
+      fresh: this.#mayAdoptFresh(),
       alone: this.#alone(),
     };
   }
@@ -405,9 +420,14 @@ export class TcpTransport implements PeerTransport {
       session: this.session,
       address: this.address,
       http: this.#options.httpAddress(),
-      fresh: this.#options.fresh(),
+      fresh: this.#mayAdoptFresh(),
       alone: this.#alone(),
     };
+  }
+
+  /** Fresh in the handshake's sense: no data, and not the founder of its cluster. */
+  #mayAdoptFresh(): boolean {
+    return this.#options.fresh() && !(this.#options.founder?.() ?? false);
   }
 
   async #acceptLoop(): Promise<void> {

@@ -120,7 +120,7 @@ Deno.test("TcpTransport refuses other clusters, other versions and its own id, a
     assert.equal((otherCluster.frames[0].body as { code: string }).code, "cluster");
     assert.match(
       (otherCluster.frames[0].body as { reason: string }).reason,
-      /belongs to cluster c2.*it holds data, this node holds data/,
+      /belongs to cluster c2.*it holds data or founded its cluster, this node holds data/,
     );
     assert.ok(otherCluster.closed);
 

@@ -233,7 +233,7 @@ Deno.test("joining is refused for another cluster's data and for a taken node id
     assert.equal(refused.code, 1);
     assert.match(
       refused.stderr,
-      /belongs to cluster .* neither may change cluster \(it holds data, this node already has members\)/,
+      /belongs to cluster .* neither may change cluster \(it holds data or founded its cluster, this node already has members\)/,
     );
     assert.ok(
       n1.logs.some((l) => l.msg === "Refused peer" && l.code === "cluster"),
