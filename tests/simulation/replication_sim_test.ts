@@ -186,3 +186,37 @@ Deno.test("simulation: tombstones are collected once every member holds them, an
     assertEqualDigests(sim, seed);
   }
 });
+
+Deno.test("simulation: entries a node received only in a snapshot still reach a peer after their origin dies", async () => {
+  for (const seed of SEEDS.slice(0, 10)) {
+    const sim = new SimCluster({ seed, nodes: 3 });
+    // n1 writes while cut off from everyone; n2 and n3 write and replicate to each other.
+    sim.network.isolate("n1");
+    const writes = [];
+    for (let i = 0; i < 40; i++) {
+      writes.push(sim.node("n1").log.write(sim.random.pick(KEYS) + (i % 10), value(`n1-${i}`)));
+    }
+    for (let i = 0; i < 10; i++) {
+      const node = sim.random.pick([sim.node("n2"), sim.node("n3")]);
+      writes.push(node.log.write(`s${i}`, value(`${node.id}-${i}`)));
+    }
+    await Promise.all(writes);
+    for (let t = 0; !sim.converged(["n2", "n3"]); t++) {
+      assert.ok(t < 20_000, `seed ${seed}: n2 and n3 never converged\n${sim.report()}`);
+      await sim.step();
+    }
+    // Retention removes n1's log, so n3 gets n1's writes only inside a snapshot.
+    sim.node("n1").log.compact(sim.node("n1").log.lastLsn() + 1);
+    sim.network.heal("n1", "n3");
+    for (let t = 0; (sim.node("n3").log.versionVector().n1 ?? 0) < 40; t++) {
+      assert.ok(t < 20_000, `seed ${seed}: n3 never got n1's snapshot\n${sim.report()}`);
+      await sim.step();
+    }
+    assert.ok(sim.node("n3").log.lastLsn() <= 10, `seed ${seed}: n3 got log entries instead`);
+    // n1 dies for good before n2 heard from it: n2 can get n1's writes only from n3.
+    sim.crash("n1");
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    assert.equal(sim.node("n2").log.versionVector().n1, 40, `seed ${seed}`);
+    assertEqualDigests(sim, seed);
+  }
+});
