@@ -26,7 +26,7 @@ import {
   BACKUP_SESSIONS_MAX,
 } from "../common/limits.ts";
 import { randomHex } from "../common/random.ts";
-import { listSnapshots } from "../storage/kv/snapshot.ts";
+import { listSnapshots, snapshotFileName } from "../storage/kv/snapshot.ts";
 import type { Store } from "../storage/kv/store.ts";
 import type { Logger } from "../telemetry/log.ts";
 
@@ -185,9 +185,9 @@ export class BackupSessions {
         if (usable !== undefined && usable.lsn > 0) {
           snapshotLsn = usable.lsn;
           const handle = await Deno.open(usable.path, { read: true });
-          const name = usable.path.slice(usable.path.lastIndexOf("/") + 1);
+          // The canonical name: a local copy's generation suffix is no part of the backup.
           put({
-            path: `snapshots/${name}`,
+            path: `snapshots/${snapshotFileName(usable.lsn)}`,
             bytes: (await handle.stat()).size,
             kind: "snapshot",
             lastLsn: usable.lsn,

@@ -34,19 +34,32 @@ export interface SnapshotMeta {
   versionVector: VersionVector;
   hlc: number;
   keys: number;
+  /**
+   * Entries this node holds only through snapshots installed from peers (per origin, the
+   * highest such sequence): its WAL never had them, so it cannot stream them to a peer.
+   * Absent in files written before it existed (read as {}).
+   */
+  snapshotOnly?: VersionVector;
 }
 
 export interface Snapshot extends SnapshotMeta {
   records: [string, KeyRecord][];
 }
 
-export function snapshotFileName(lsn: number): string {
-  return `${String(lsn).padStart(20, "0")}.snap`;
+/**
+ * `<lsn>.snap`, or `<lsn>-<generation>.snap` for a later copy at the same LSN (a snapshot
+ * install writes two, so the fallback holds the installed state too).
+ */
+export function snapshotFileName(lsn: number, generation = 0): string {
+  const base = String(lsn).padStart(20, "0");
+  return generation === 0 ? `${base}.snap` : `${base}-${generation}.snap`;
 }
 
-export function parseSnapshotFileName(name: string): number | undefined {
-  const match = /^(\d{20})\.snap$/.exec(name);
-  return match ? Number(match[1]) : undefined;
+export function parseSnapshotFileName(
+  name: string,
+): { lsn: number; generation: number } | undefined {
+  const match = /^(\d{20})(?:-(\d{1,9}))?\.snap$/.exec(name);
+  return match ? { lsn: Number(match[1]), generation: Number(match[2] ?? 0) } : undefined;
 }
 
 type Tuple = [string, Uint8Array | null, string, number, string, number, number, number, string];
@@ -69,14 +82,18 @@ function fromTuple(t: Tuple): [string, KeyRecord] {
   }];
 }
 
-/** Writes a snapshot durably into `dir`; returns its path and size. */
+/**
+ * Writes a snapshot durably into `dir`; returns its path and size. A file of the same LSN and
+ * `generation` is replaced.
+ */
 export async function writeSnapshot(
   dir: string,
   meta: Omit<SnapshotMeta, "keys">,
   records: readonly [string, KeyRecord][],
+  generation = 0,
 ): Promise<{ path: string; bytes: number }> {
   await Deno.mkdir(dir, { recursive: true });
-  const path = `${dir}/${snapshotFileName(meta.lsn)}`;
+  const path = `${dir}/${snapshotFileName(meta.lsn, generation)}`;
   const temp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
   const file = await Deno.open(temp, { write: true, createNew: true });
   let bytes = 0;
@@ -162,17 +179,20 @@ export async function readSnapshot(path: string): Promise<Snapshot> {
     versionVector: header.versionVector ?? {},
     hlc: header.hlc,
     keys: header.keys,
+    snapshotOnly: header.snapshotOnly ?? {},
     records,
   };
 }
 
-/** Snapshot files in `dir`, newest first. */
-export async function listSnapshots(dir: string): Promise<{ lsn: number; path: string }[]> {
-  const out: { lsn: number; path: string }[] = [];
+/** Snapshot files in `dir`, newest first (by LSN, then generation). */
+export async function listSnapshots(
+  dir: string,
+): Promise<{ lsn: number; generation: number; path: string }[]> {
+  const out: { lsn: number; generation: number; path: string }[] = [];
   try {
     for await (const item of Deno.readDir(dir)) {
-      const lsn = item.isFile ? parseSnapshotFileName(item.name) : undefined;
-      if (lsn !== undefined) out.push({ lsn, path: `${dir}/${item.name}` });
+      const parsed = item.isFile ? parseSnapshotFileName(item.name) : undefined;
+      if (parsed !== undefined) out.push({ ...parsed, path: `${dir}/${item.name}` });
       else if (item.isFile && item.name.includes(".snap.tmp-")) {
         // A temp file left by a crash mid-write: never complete, safe to drop.
         await Deno.remove(`${dir}/${item.name}`).catch(() => {});
@@ -181,5 +201,5 @@ export async function listSnapshots(dir: string): Promise<{ lsn: number; path: s
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
-  return out.sort((a, b) => b.lsn - a.lsn);
+  return out.sort((a, b) => b.lsn - a.lsn || b.generation - a.generation);
 }

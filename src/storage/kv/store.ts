@@ -78,6 +78,11 @@ export class Store {
   #bytesSinceSnapshot = 0;
   #snapshotting: Promise<void> | undefined;
   #conflicts = 0;
+  // Entries held only through installed peer snapshots (see snapshotOnly()); kept in every
+  // snapshot file so a restart keeps knowing the WAL cannot serve them.
+  #snapshotOnly: VersionVector = {};
+  // Per sending peer, the version vector before the first chunk of its transfer was merged.
+  #installBases = new Map<string, VersionVector>();
 
   private constructor(options: StoreOptions) {
     this.#options = options;
@@ -132,6 +137,7 @@ export class Store {
         const snapshot = await readSnapshot(path);
         this.keyspace.load(snapshot.records, snapshot.versionVector);
         this.hlc.observe(snapshot.hlc);
+        this.#snapshotOnly = snapshot.snapshotOnly ?? {};
         snapshotLsn = lsn;
         this.#logger.info("Loaded snapshot", { path, lsn, keys: snapshot.keys });
         break;
@@ -271,9 +277,12 @@ export class Store {
   /**
    * Merges records from a peer's snapshot into the view, version by version (the same rule
    * as for entries), and raises the version vector to the snapshot's. Not durable by itself:
-   * {@link installSnapshot} persists the result.
+   * {@link installSnapshot} persists the result. `source` names the sending peer.
    */
-  mergeRecords(records: readonly [string, KeyRecord][]): void {
+  mergeRecords(records: readonly [string, KeyRecord][], source = ""): void {
+    if (!this.#installBases.has(source)) {
+      this.#installBases.set(source, this.keyspace.versionVector());
+    }
     for (const [key, record] of records) {
       this.hlc.observe(record.hlc);
       this.keyspace.apply({
@@ -295,17 +304,42 @@ export class Store {
    * Completes a snapshot transfer: raises the version vector to the peer's and writes a local
    * snapshot of the merged view, so a restart keeps what the transfer brought (those entries
    * are not in this node's WAL). Resolves once the snapshot is durable.
+   *
+   * It writes two copies at the same LSN: the store keeps the newest two snapshots, the older
+   * as the fallback if the newest is damaged, and an older fallback plus the WAL would not
+   * hold the installed state. Entries the transfer brought are recorded in snapshotOnly().
    */
-  async installSnapshot(versionVector: VersionVector, hlc: number): Promise<void> {
+  async installSnapshot(versionVector: VersionVector, hlc: number, source = ""): Promise<void> {
     this.hlc.observe(hlc);
     if (this.#snapshotting) await this.#snapshotting.catch(() => {});
+    const snapshotOnly = raiseSnapshotOnly(
+      this.#snapshotOnly,
+      versionVector,
+      source,
+      this.#installBases,
+      this.keyspace.versionVector(),
+    );
     // The merged vector goes into the snapshot file first and into the live view only once
     // that file is durable: peers count copies from the live vector.
-    this.#snapshotting = this.#snapshot(true, versionVector).finally(() =>
-      this.#snapshotting = undefined
-    );
+    this.#snapshotting = this.#snapshot({
+      force: true,
+      mergeVv: versionVector,
+      snapshotOnly,
+      copies: 2,
+    }).finally(() => this.#snapshotting = undefined);
     await this.#snapshotting;
+    this.#installBases.delete(source);
+    this.#snapshotOnly = snapshotOnly;
     this.keyspace.mergeVersionVector(versionVector);
+  }
+
+  /**
+   * Entries this node holds only because a peer's snapshot brought them (per origin, the
+   * highest such sequence): they are not in its WAL, so a peer lacking any of them must be
+   * sent a snapshot, not the log.
+   */
+  snapshotOnly(): VersionVector {
+    return { ...this.#snapshotOnly };
   }
 
   async applyRemote(entry: EntryInput): Promise<number | undefined> {
@@ -353,7 +387,15 @@ export class Store {
     return this.#snapshotting;
   }
 
-  async #snapshot(force = false, mergeVv?: VersionVector): Promise<void> {
+  async #snapshot(
+    options: {
+      force?: boolean;
+      mergeVv?: VersionVector;
+      snapshotOnly?: VersionVector;
+      copies?: number;
+    } = {},
+  ): Promise<void> {
+    const { force = false, mergeVv, snapshotOnly = this.#snapshotOnly, copies = 1 } = options;
     const started = this.#clock.monoMs();
     // Everything up to lastLsn is applied (the view applies batches as they become durable),
     // and records() copies synchronously, so the copy is the state at exactly `lsn`.
@@ -366,13 +408,24 @@ export class Store {
     }
     const hlc = this.hlc.last;
     this.#bytesSinceSnapshot = 0;
-    const { path, bytes } = await writeSnapshot(this.snapshotDir, {
+    // A forced snapshot at an LSN that already has one adds a later generation beside it.
+    let generation = 0;
+    for (const old of await listSnapshots(this.snapshotDir)) {
+      if (old.lsn === lsn) generation = Math.max(generation, old.generation + 1);
+    }
+    const meta = {
       lsn,
       createdMs: this.#clock.nowMs(),
       nodeId: this.nodeId,
       versionVector,
       hlc,
-    }, records);
+      snapshotOnly,
+    };
+    let written = { path: "", bytes: 0 };
+    for (let copy = 0; copy < copies; copy++) {
+      written = await writeSnapshot(this.snapshotDir, meta, records, generation + copy);
+    }
+    const { path, bytes } = written;
     this.#snapshotLsn = lsn;
     this.events.emit("snapshot.completed", {
       lsn,
@@ -435,4 +488,32 @@ export class Store {
       );
     }
   }
+}
+
+/**
+ * `snapshotOnly` raised by an install of `versionVector` from `source`: every origin the
+ * snapshot holds past the version vector from before the transfer's first chunk. Other
+ * transfers still under way may have merged records too (not yet recorded, perhaps never, if
+ * their sender dies): the lowest of all their starting vectors is used, so nothing is missed
+ * (at worst a peer later gets a snapshot it could have done without). Exported for the
+ * simulation's in-memory log.
+ */
+export function raiseSnapshotOnly(
+  snapshotOnly: VersionVector,
+  versionVector: VersionVector,
+  source: string,
+  bases: ReadonlyMap<string, VersionVector>,
+  current: VersionVector,
+): VersionVector {
+  const base = { ...(bases.get(source) ?? current) };
+  for (const other of bases.values()) {
+    for (const origin of Object.keys(base)) {
+      base[origin] = Math.min(base[origin], other[origin] ?? 0);
+    }
+  }
+  const out = { ...snapshotOnly };
+  for (const [origin, seq] of Object.entries(versionVector)) {
+    if (seq > (base[origin] ?? 0) && seq > (out[origin] ?? 0)) out[origin] = seq;
+  }
+  return out;
 }

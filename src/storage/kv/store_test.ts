@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { InputError, TooLargeError } from "../../common/errors.ts";
 import { listSnapshots, readSnapshot } from "./snapshot.ts";
-import { Store } from "./store.ts";
+import { raiseSnapshotOnly, Store } from "./store.ts";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array | null | undefined) => b ? new TextDecoder().decode(b) : undefined;
@@ -84,6 +84,56 @@ Deno.test("Store: a damaged newest snapshot falls back to the older one and a lo
   });
 });
 
+Deno.test("Store: an installed snapshot is written twice, so the fallback holds it, and snapshotOnly() survives restarts", async () => {
+  await withDir(async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n3", snapshotEveryBytes: 0 });
+    await store.put("own", bytes("mine"), "text/plain");
+    await store.snapshot();
+    await store.put("own", bytes("again"), "text/plain");
+    const hlc = store.hlcNow() + 1024;
+    const record = {
+      value: bytes("from-n1"),
+      contentType: "text/plain",
+      hlc,
+      origin: "n1",
+      seq: 7,
+      lsn: 0,
+      prevHlc: 0,
+      prevOrigin: "",
+    };
+    store.mergeRecords([["x", record]]);
+    await store.installSnapshot({ n1: 7, n3: 2 }, hlc);
+    // Only what the transfer raised counts: n3's own entries are in the WAL.
+    assert.deepEqual(store.snapshotOnly(), { n1: 7 });
+    // Both kept snapshots hold the install (the one at LSN 1 does not, so it went).
+    const snaps = await listSnapshots(`${dataDir}/snapshots`);
+    assert.deepEqual(snaps.map((s) => [s.lsn, s.generation]), [[2, 1], [2, 0]]);
+    for (const snap of snaps) {
+      const read = await readSnapshot(snap.path);
+      assert.deepEqual(read.snapshotOnly, { n1: 7 });
+      assert.equal(read.versionVector.n1, 7);
+    }
+    await store.close({ snapshot: false });
+    // The newest damaged: the fallback still holds n1's write (LSN 1 plus the WAL would not).
+    const raw = await Deno.readFile(snaps[0].path);
+    raw[raw.length - 3] ^= 0xff;
+    await Deno.writeFile(snaps[0].path, raw);
+    const again = await Store.open({ dataDir, nodeId: "n3", snapshotEveryBytes: 0 });
+    assert.equal(again.snapshotLsn, 2);
+    assert.equal(text(again.get("x")?.value), "from-n1");
+    assert.equal(text(again.get("own")?.value), "again");
+    assert.deepEqual(again.snapshotOnly(), { n1: 7 });
+    assert.deepEqual(again.versionVector(), { n1: 7, n3: 2 });
+    // A later regular snapshot carries the record forward.
+    await again.put("own", bytes("third"), "text/plain");
+    await again.snapshot();
+    const [latest] = await listSnapshots(`${dataDir}/snapshots`);
+    assert.equal(latest.lsn, 3);
+    assert.deepEqual((await readSnapshot(latest.path)).snapshotOnly, { n1: 7 });
+    await again.close();
+  });
+});
+
 Deno.test("Store: retention removes segments a snapshot covers but keeps the configured tail", async () => {
   await withDir(async (dataDir) => {
     const value = new Uint8Array(1024);
@@ -154,4 +204,21 @@ Deno.test("Store.applyRemote() keeps the origin's identity and drops duplicates"
     assert.ok(local.hlc > 5);
     await store.close();
   });
+});
+
+Deno.test("raiseSnapshotOnly records what a transfer raised, from the lowest start of any transfer under way", () => {
+  // Only the transfer from n1: origins its snapshot raised past where the transfer began.
+  const alone = new Map([["n1", { a: 5, b: 9 }]]);
+  assert.deepEqual(raiseSnapshotOnly({}, { a: 8, b: 9, c: 2 }, "n1", alone, { a: 8, b: 9, c: 2 }), {
+    a: 8,
+    c: 2,
+  });
+  // n2's transfer began after n1's had merged b up to 9; n1's is still under way, so b counts.
+  const both = new Map([["n1", { a: 5, b: 4 }], ["n2", { a: 5, b: 9 }]]);
+  assert.deepEqual(raiseSnapshotOnly({ z: 3 }, { a: 5, b: 9 }, "n2", both, { a: 5, b: 9 }), {
+    z: 3,
+    b: 9,
+  });
+  // Never lowered.
+  assert.deepEqual(raiseSnapshotOnly({ a: 9 }, { a: 8 }, "n1", new Map(), {}), { a: 9 });
 });
