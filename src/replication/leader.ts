@@ -7,8 +7,9 @@
  * A stream lives in sessions. Each `open` starts a new session (numbers rise across restarts:
  * `sessionBase` comes from the wall clock); the follower answers with how far it holds this
  * leader's log (its cursor) and its version vector, and the leader resumes from
- * `max(cursor, what it saw acknowledged) + 1`, or ships a snapshot when retention has removed
- * that point. Anything unexpected (a refused frame, a lost ack, a send the transport dropped)
+ * `max(cursor, what it saw acknowledged) + 1`, or ships a snapshot when the log cannot serve
+ * what the follower lacks: retention removed that point, or the follower lacks entries this
+ * node holds only through a snapshot it installed (they were never in its log). Anything unexpected (a refused frame, a lost ack, a send the transport dropped)
  * ends in the same place: no ack progress for `resendAfterMs`, so the leader opens a new
  * session and resends from the last acknowledged point. Frames of older sessions are ignored.
  *
@@ -191,15 +192,39 @@ export class LeaderStream {
     }
   }
 
-  /** The follower answered `open`. Returns false when the frame is stale (ignored). */
-  onOpened(frame: OpenedFrame, nowMs: number, log: LogBounds): boolean {
+  /**
+   * Whether the follower, as last reported, lacks any entry of `snapshotOnly` (entries this
+   * node holds only through an installed snapshot, which its log cannot serve).
+   */
+  lacksAny(snapshotOnly: VersionVector): boolean {
+    for (const [origin, seq] of Object.entries(snapshotOnly)) {
+      if ((this.#followerVv[origin] ?? 0) < seq) return true;
+    }
+    return false;
+  }
+
+  /** Starts a new session (the follower answers with its fresh cursor and version vector). */
+  reopen(nowMs: number, log: LogBounds): void {
+    if (this.#status !== "down") this.#open(nowMs, log);
+  }
+
+  /**
+   * The follower answered `open`. Returns false when the frame is stale (ignored).
+   * `snapshotOnly` is what this node holds only through installed snapshots.
+   */
+  onOpened(
+    frame: OpenedFrame,
+    nowMs: number,
+    log: LogBounds,
+    snapshotOnly: VersionVector = {},
+  ): boolean {
     if (frame.session !== this.#session || this.#status !== "opening") return false;
     this.#mergeVv(frame.vv);
     this.window.onAck(0, frame.credit);
     this.#lastProgressMs = nowMs;
     const start = Math.max(frame.cursor, this.#matchLsn) + 1;
     if (frame.cursor > this.#matchLsn) this.#matchLsn = Math.min(frame.cursor, log.lastLsn);
-    if (start < log.firstLsn) {
+    if (start < log.firstLsn || this.lacksAny(snapshotOnly)) {
       this.#status = "snapshot";
       this.#snapshotPending = true;
       this.#outbox.push({ kind: "snapshot", session: this.#session });

@@ -146,3 +146,32 @@ Deno.test("LeaderStream drops a read that no longer fits after the follower lowe
   assert.equal(again.fromLsn, 11);
   assert.equal(again.entriesMax, 5);
 });
+
+Deno.test("LeaderStream ships a snapshot when the follower lacks entries held only through one, else streams", () => {
+  const log = { firstLsn: 1, lastLsn: 10 };
+  const snapshotOnly = { n1: 40 };
+  // The log starts at 1, but the follower lacks n1's entries, which the log never had.
+  const lacking = stream();
+  lacking.onPeerUp(0, log);
+  lacking.drain();
+  const frame = { ...opened(lacking.session, 10), vv: { n1: 12, n3: 4 } };
+  assert.equal(lacking.lacksAny(snapshotOnly), true); // nothing reported yet: lacks all
+  assert.equal(lacking.onOpened(frame, 1, log, snapshotOnly), true);
+  assert.equal(lacking.status, "snapshot");
+  assert.equal(only(lacking.drain(), "snapshot").session, lacking.session);
+  // A follower that holds them resumes from its cursor as usual.
+  const holding = stream();
+  holding.onPeerUp(0, log);
+  holding.drain();
+  const full = { ...opened(holding.session, 4), vv: { n1: 40, n3: 4 } };
+  assert.equal(holding.onOpened(full, 1, log, snapshotOnly), true);
+  assert.equal(holding.status, "replicating");
+  holding.poll(1, log);
+  assert.equal(only(holding.drain(), "read").fromLsn, 5);
+  // reopen() starts a new session so the follower reports afresh.
+  const before = holding.session;
+  holding.reopen(2, log);
+  assert.equal(holding.status, "opening");
+  assert.ok(holding.session > before);
+  assert.equal(only(holding.drain(), "send").type, MSG_OPEN);
+});

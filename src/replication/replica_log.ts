@@ -42,8 +42,15 @@ export interface ReplicaLog {
   onApply(listener: (entry: Entry) => void): () => void;
   getVersion(key: string): KeyRecord | undefined;
   captureSnapshot(): CapturedSnapshot;
-  mergeRecords(records: readonly [string, KeyRecord][]): void;
-  installSnapshot(versionVector: VersionVector, hlc: number): Promise<void>;
+  /** Merges a chunk of the snapshot `source` (the sending peer) is transferring. */
+  mergeRecords(records: readonly [string, KeyRecord][], source: string): void;
+  /** Completes the transfer from `source`; resolves once the installed state is durable. */
+  installSnapshot(versionVector: VersionVector, hlc: number, source: string): Promise<void>;
+  /**
+   * Entries held only because an installed snapshot brought them (per origin, the highest
+   * such sequence): the log cannot serve them, so a peer lacking any gets a snapshot.
+   */
+  snapshotOnly(): VersionVector;
   collectTombstones(stable: VersionVector, belowHlc: number): number;
 }
 
@@ -68,8 +75,9 @@ export function storeReplicaLog(store: Store): ReplicaLog {
       hlc: store.hlc.last,
       records: store.keyspace.records(),
     }),
-    mergeRecords: (records) => store.mergeRecords(records),
-    installSnapshot: (vv, hlc) => store.installSnapshot(vv, hlc),
+    mergeRecords: (records, source) => store.mergeRecords(records, source),
+    installSnapshot: (vv, hlc, source) => store.installSnapshot(vv, hlc, source),
+    snapshotOnly: () => store.snapshotOnly(),
     collectTombstones: (stable, belowHlc) => store.keyspace.collectTombstones(stable, belowHlc),
   };
 }

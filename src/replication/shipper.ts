@@ -525,7 +525,13 @@ export class Shipper {
     const frame = parseOpened(body);
     const leader = this.#leaders.get(from);
     if (!leader) return;
-    if (leader.onOpened(frame, this.#clock.monoMs(), this.#bounds())) this.#checkWaiters();
+    const opened = leader.onOpened(
+      frame,
+      this.#clock.monoMs(),
+      this.#bounds(),
+      this.log.snapshotOnly(),
+    );
+    if (opened) this.#checkWaiters();
     this.#pump(from);
   }
 
@@ -666,11 +672,12 @@ export class Shipper {
       return;
     }
     this.#chain(from, async () => {
-      this.log.mergeRecords(records);
+      this.log.mergeRecords(records, from);
       if (frame.last) {
-        await this.log.installSnapshot(frame.vv, hlc);
+        await this.log.installSnapshot(frame.vv, hlc, from);
         follower.onSnapshotInstalled(frame.session, frame.lsn);
         this.#logger.info("Installed snapshot from peer", { peer: from, lsn: frame.lsn });
+        this.#reopenLacking(from);
       }
       this.transport.send(from, MSG_SNAPACK, {
         v: REPL_PROTOCOL_VERSION,
@@ -678,6 +685,25 @@ export class Shipper {
         index: frame.index,
       });
     });
+  }
+
+  /**
+   * After a snapshot install: the entries it brought are not in this node's log, so a peer
+   * that lacks them can get them from here only as a snapshot. Every stream whose follower
+   * may lack them reopens; `opened` brings the follower's fresh version vector, and the
+   * leader ships a snapshot if it still lacks any (otherwise the stream just resumes). The
+   * peer that sent the snapshot holds them all.
+   */
+  #reopenLacking(source: string): void {
+    const snapshotOnly = this.log.snapshotOnly();
+    const now = this.#clock.monoMs();
+    for (const [peer, leader] of this.#leaders) {
+      if (peer === source || leader.status === "down" || leader.status === "opening") continue;
+      if (!leader.lacksAny(snapshotOnly)) continue;
+      this.#snapshots.delete(peer);
+      leader.reopen(now, this.#bounds());
+      this.#pump(peer);
+    }
   }
 
   // ---- quorum reads and read repair --------------------------------------------------------

@@ -11,6 +11,7 @@ import type { Clock } from "../../src/common/clock.ts";
 import { type KeyRecord, Keyspace } from "../../src/storage/kv/keyspace.ts";
 import { type EntryInput, LsnCompactedError } from "../../src/storage/wal/wal.ts";
 import type { CapturedSnapshot, ReplicaLog } from "../../src/replication/replica_log.ts";
+import { raiseSnapshotOnly } from "../../src/storage/kv/store.ts";
 
 export class MemoryReplicaLog implements ReplicaLog {
   readonly nodeId: string;
@@ -22,6 +23,8 @@ export class MemoryReplicaLog implements ReplicaLog {
   #localSeq = 0;
   #inflight = new Set<string>();
   #listeners = new Set<(entry: Entry) => void>();
+  #snapshotOnly: VersionVector = {};
+  #installBases = new Map<string, VersionVector>();
 
   constructor(nodeId: string, clock: Clock) {
     this.nodeId = nodeId;
@@ -99,7 +102,10 @@ export class MemoryReplicaLog implements ReplicaLog {
     };
   }
 
-  mergeRecords(records: readonly [string, KeyRecord][]): void {
+  mergeRecords(records: readonly [string, KeyRecord][], source: string): void {
+    if (!this.#installBases.has(source)) {
+      this.#installBases.set(source, this.keyspace.versionVector());
+    }
     for (const [key, r] of records) {
       this.#hlc.observe(r.hlc);
       this.keyspace.apply({
@@ -117,10 +123,23 @@ export class MemoryReplicaLog implements ReplicaLog {
     }
   }
 
-  installSnapshot(vv: VersionVector, hlc: number): Promise<void> {
+  installSnapshot(vv: VersionVector, hlc: number, source: string): Promise<void> {
     this.#hlc.observe(hlc);
+    // As Store.installSnapshot: what the transfer raised is not in this log.
+    this.#snapshotOnly = raiseSnapshotOnly(
+      this.#snapshotOnly,
+      vv,
+      source,
+      this.#installBases,
+      this.keyspace.versionVector(),
+    );
+    this.#installBases.delete(source);
     this.keyspace.mergeVersionVector(vv);
     return Promise.resolve();
+  }
+
+  snapshotOnly(): VersionVector {
+    return { ...this.#snapshotOnly };
   }
 
   collectTombstones(stable: VersionVector, belowHlc: number): number {
