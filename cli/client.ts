@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { parseArgs } from "node:util";
 import { EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE } from "./exit_codes.ts";
 import { CliError, type CliIo } from "./io.ts";
 
@@ -51,4 +52,41 @@ export async function requestJson<T = Record<string, unknown>>(
     );
   }
   return { status: response.status, body: body as T };
+}
+
+/** Flags every client subcommand shares, plus any extra boolean flags it names. */
+export interface ClientFlags {
+  addr?: string;
+  json?: boolean;
+  [flag: string]: string | boolean | undefined;
+}
+
+/**
+ * Parses `--addr host:port`, `--json`, `-h/--help` and `extraBooleans`. Prints `help` and
+ * returns undefined for --help; a bad flag is a one-line usage error (exit 2).
+ */
+export function parseClientArgs(
+  command: string,
+  args: string[],
+  help: string,
+  io: CliIo,
+  extraBooleans: readonly string[] = [],
+): ClientFlags | undefined {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    addr: { type: "string" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  };
+  for (const flag of extraBooleans) options[flag] = { type: "boolean" };
+  let values: ClientFlags & { help?: boolean };
+  try {
+    ({ values } = parseArgs({ args, options, strict: true }));
+  } catch (error) {
+    throw new CliError(`${(error as Error).message}; see shanghai ${command} --help`, EXIT_USAGE);
+  }
+  if (values.help) {
+    io.out(help);
+    return undefined;
+  }
+  return values;
 }

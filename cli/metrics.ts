@@ -4,8 +4,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { resolveAddr } from "./client.ts";
+import { parseClientArgs, resolveAddr } from "./client.ts";
 import { EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE } from "./exit_codes.ts";
 import { CliError, type CliIo, formatBytes, table } from "./io.ts";
 
@@ -256,25 +255,8 @@ export function formatSummary(s: MetricsSummary): string {
 }
 
 export async function metrics(args: string[], io: CliIo): Promise<number> {
-  let values: { addr?: string; json?: boolean; prometheus?: boolean; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        addr: { type: "string" },
-        json: { type: "boolean" },
-        prometheus: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-    }));
-  } catch (error) {
-    throw new CliError(`${(error as Error).message}; see shanghai metrics --help`, EXIT_USAGE);
-  }
-  if (values.help) {
-    io.out(METRICS_HELP);
-    return EXIT_OK;
-  }
+  const values = parseClientArgs("metrics", args, METRICS_HELP, io, ["prometheus"]);
+  if (!values) return EXIT_OK;
   if (values.json && values.prometheus) {
     throw new CliError("Give --json or --prometheus, not both", EXIT_USAGE);
   }

@@ -3,10 +3,9 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { requestJson, resolveAddr } from "./client.ts";
-import { EXIT_OK, EXIT_USAGE } from "./exit_codes.ts";
-import { CliError, type CliIo, formatBytes, table } from "./io.ts";
+import { parseClientArgs, requestJson, resolveAddr } from "./client.ts";
+import { EXIT_OK } from "./exit_codes.ts";
+import { type CliIo, formatBytes, table } from "./io.ts";
 
 export const REPLICAS_HELP = `Usage: shanghai replicas [--addr host:port] [--json]
 
@@ -34,24 +33,8 @@ interface ReplicaRow {
 }
 
 export async function replicas(args: string[], io: CliIo): Promise<number> {
-  let values: { addr?: string; json?: boolean; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        addr: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-    }));
-  } catch (error) {
-    throw new CliError(`${(error as Error).message}; see shanghai replicas --help`, EXIT_USAGE);
-  }
-  if (values.help) {
-    io.out(REPLICAS_HELP);
-    return EXIT_OK;
-  }
+  const values = parseClientArgs("replicas", args, REPLICAS_HELP, io);
+  if (!values) return EXIT_OK;
   const addr = resolveAddr(values.addr, io);
   const { body } = await requestJson(addr, "/v1/replicas");
   if (values.json) {

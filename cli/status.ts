@@ -3,10 +3,9 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { requestJson, resolveAddr } from "./client.ts";
-import { EXIT_OK, EXIT_USAGE } from "./exit_codes.ts";
-import { CliError, type CliIo, formatAgo, formatBytes } from "./io.ts";
+import { parseClientArgs, requestJson, resolveAddr } from "./client.ts";
+import { EXIT_OK } from "./exit_codes.ts";
+import { type CliIo, formatAgo, formatBytes } from "./io.ts";
 
 export const STATUS_HELP = `Usage: shanghai status [--addr host:port] [--json]
 
@@ -22,24 +21,8 @@ Options:
 Exit codes: 0 ok, 1 the node answered with an error, 2 bad usage, 3 node unreachable.`;
 
 export async function status(args: string[], io: CliIo): Promise<number> {
-  let values: { addr?: string; json?: boolean; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        addr: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-    }));
-  } catch (error) {
-    throw new CliError(`${(error as Error).message}; see shanghai status --help`, EXIT_USAGE);
-  }
-  if (values.help) {
-    io.out(STATUS_HELP);
-    return EXIT_OK;
-  }
+  const values = parseClientArgs("status", args, STATUS_HELP, io);
+  if (!values) return EXIT_OK;
   const addr = resolveAddr(values.addr, io);
   const { body } = await requestJson(addr, "/v1/status");
   const { body: cluster } = await requestJson(addr, "/v1/cluster/members");

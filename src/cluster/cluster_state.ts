@@ -8,6 +8,7 @@
  */
 import { ConfigError } from "../common/errors.ts";
 import { type Identity, IDENTITY_FILE, writeJsonDurably } from "../node/identity.ts";
+import { readTextIfExists } from "../storage/durable_fs.ts";
 
 export const CLUSTER_STATE_FILE = "cluster.json";
 
@@ -25,13 +26,8 @@ export interface ClusterState {
 
 export async function readClusterState(dataDir: string): Promise<ClusterState | undefined> {
   const path = `${dataDir}/${CLUSTER_STATE_FILE}`;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
+  const text = await readTextIfExists(path);
+  if (text === undefined) return undefined;
   try {
     const parsed = JSON.parse(text) as ClusterState;
     if (

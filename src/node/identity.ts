@@ -6,7 +6,7 @@
  */
 import { ConfigError } from "../common/errors.ts";
 import { randomHex } from "../common/random.ts";
-import { writeFileAtomic } from "../storage/durable_fs.ts";
+import { readTextIfExists, writeFileAtomic } from "../storage/durable_fs.ts";
 
 export interface Identity {
   format: 1;
@@ -23,13 +23,8 @@ export async function writeJsonDurably(path: string, value: unknown): Promise<vo
 
 export async function readIdentity(dataDir: string): Promise<Identity | undefined> {
   const path = `${dataDir}/${IDENTITY_FILE}`;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
+  const text = await readTextIfExists(path);
+  if (text === undefined) return undefined;
   try {
     const parsed = JSON.parse(text) as Identity;
     if (

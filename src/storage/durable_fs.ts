@@ -52,3 +52,13 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
   await Deno.rename(temp, path);
   await syncDir(parentOf(path));
 }
+
+/** A file's text, or undefined when it does not exist (other errors are thrown). */
+export async function readTextIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}
