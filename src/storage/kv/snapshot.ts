@@ -40,6 +40,13 @@ export interface SnapshotMeta {
    * Absent in files written before it existed (read as {}).
    */
   snapshotOnly?: VersionVector;
+  /**
+   * The LSN of the snapshot install that first brought snapshot-only entries: the state at an
+   * LSN below it is the WAL's alone, at or above it is not in the WAL (a restore that replays
+   * the WAL from LSN 1 may only cut below it). Absent when `snapshotOnly` is empty, and in files
+   * written before it existed (then unknown: no cut below this snapshot replays safely).
+   */
+  installLsn?: number;
 }
 
 export interface Snapshot extends SnapshotMeta {
@@ -180,6 +187,7 @@ export async function readSnapshot(path: string): Promise<Snapshot> {
     hlc: header.hlc,
     keys: header.keys,
     snapshotOnly: header.snapshotOnly ?? {},
+    ...(header.installLsn !== undefined ? { installLsn: header.installLsn } : {}),
     records,
   };
 }

@@ -81,6 +81,8 @@ export class Store {
   // Entries held only through installed peer snapshots (see snapshotOnly()); kept in every
   // snapshot file so a restart keeps knowing the WAL cannot serve them.
   #snapshotOnly: VersionVector = {};
+  // The LSN of the install that first brought snapshot-only entries (see SnapshotMeta.installLsn).
+  #installLsn: number | undefined;
   // Per sending peer, the version vector before the first chunk of its transfer was merged.
   #installBases = new Map<string, VersionVector>();
 
@@ -138,6 +140,7 @@ export class Store {
         this.keyspace.load(snapshot.records, snapshot.versionVector);
         this.hlc.observe(snapshot.hlc);
         this.#snapshotOnly = snapshot.snapshotOnly ?? {};
+        this.#installLsn = snapshot.installLsn;
         snapshotLsn = lsn;
         this.#logger.info("Loaded snapshot", { path, lsn, keys: snapshot.keys });
         break;
@@ -407,6 +410,13 @@ export class Store {
       if (seq > (versionVector[origin] ?? 0)) versionVector[origin] = seq;
     }
     const hlc = this.hlc.last;
+    // The first snapshot to carry snapshot-only entries is the install's: it marks the LSN from
+    // which the WAL alone no longer holds the state; later snapshots carry it forward.
+    const installLsn = Object.keys(snapshotOnly).length === 0
+      ? undefined
+      : Object.keys(this.#snapshotOnly).length === 0
+      ? lsn
+      : this.#installLsn;
     this.#bytesSinceSnapshot = 0;
     // A forced snapshot at an LSN that already has one adds a later generation beside it.
     let generation = 0;
@@ -420,6 +430,7 @@ export class Store {
       versionVector,
       hlc,
       snapshotOnly,
+      ...(installLsn !== undefined ? { installLsn } : {}),
     };
     let written = { path: "", bytes: 0 };
     for (let copy = 0; copy < copies; copy++) {
@@ -427,6 +438,7 @@ export class Store {
     }
     const { path, bytes } = written;
     this.#snapshotLsn = lsn;
+    this.#installLsn = installLsn;
     this.events.emit("snapshot.completed", {
       lsn,
       keys: records.length,
