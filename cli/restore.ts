@@ -4,7 +4,12 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { BackupIntegrityError, RestoreRefusedError, runRestore } from "../src/backup/mod.ts";
+import {
+  BackupIntegrityError,
+  RestoreCutUnavailableError,
+  RestoreRefusedError,
+  runRestore,
+} from "../src/backup/mod.ts";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from "./exit_codes.ts";
 import { CliError, type CliIo } from "./io.ts";
 
@@ -95,6 +100,8 @@ export async function restore(args: string[], io: CliIo): Promise<number> {
     }
     return EXIT_OK;
   } catch (error) {
+    // The command line is fine, this backup cannot produce that state: the message says which.
+    if (error instanceof RestoreCutUnavailableError) throw new CliError(error.message, EXIT_FAILED);
     if (error instanceof RestoreRefusedError || error instanceof RangeError) {
       throw new CliError(error.message, EXIT_USAGE);
     }

@@ -38,6 +38,7 @@ export {
 } from "./manifest.ts";
 export {
   resolveChain,
+  RestoreCutUnavailableError,
   type RestoreOptions,
   RestoreRefusedError,
   type RestoreSummary,

@@ -7,7 +7,9 @@
  * - a manifest whose checksum fails, or that names a path outside the data directory shapes;
  * - a missing file, or one whose size or SHA-256 differs from the manifest;
  * - a chain with a missing base, another node or cluster, or a gap in its LSNs;
- * - a cut before the chain's snapshot (that state is not in this backup).
+ * - a cut before the chain's snapshot (that state is not in this backup);
+ * - a cut that would replay the WAL from LSN 1 past a snapshot install
+ *   ({@link RestoreCutUnavailableError}, below).
  *
  * Files are copied into `<target>.restore-tmp-*` beside the target, hashed on the way, fsynced,
  * and the folder is renamed to the target at the end: a failed restore leaves no target.
@@ -15,6 +17,13 @@
  * Point in time: `toLsn` keeps entries up to that LSN (the segment holding it is cut right after
  * its record, later segments are dropped). `toTimeMs` finds the first entry after the snapshot
  * whose HLC wall time is past the given time and cuts just before it.
+ *
+ * A cut before the snapshot replays the WAL from LSN 1 when the backup holds it. Entries a
+ * snapshot install brought (replication, when retention removed the node's resume point) are
+ * not in the WAL: the snapshot header's `snapshotOnly` says there are some and `installLsn`
+ * where the first came in. A replay may cut only below that LSN (the state then never had
+ * them); a cut from it to before the snapshot is refused with the possible cuts, never restored
+ * without the installed entries. A cut at or after the snapshot always starts from it.
  *
  * @module
  */
@@ -24,7 +33,7 @@ import { ShanghaiError } from "../common/errors.ts";
 import { hlcWallMs } from "../common/hlc.ts";
 import { BACKUP_CHUNK_BYTES, RECORD_BYTES_MAX, SEGMENT_HEADER_BYTES } from "../common/limits.ts";
 import { randomHex } from "../common/random.ts";
-import { readSnapshot } from "../storage/kv/snapshot.ts";
+import { readSnapshot, type SnapshotMeta } from "../storage/kv/snapshot.ts";
 import { readRecord } from "../storage/wal/record.ts";
 import { decodeSegmentHeader } from "../storage/wal/segment.ts";
 import {
@@ -41,6 +50,14 @@ export class RestoreRefusedError extends ShanghaiError {
   constructor(message: string) {
     super("bad_request", message);
   }
+}
+
+/**
+ * A refused cut this backup cannot produce: replaying the WAL from LSN 1 to it would miss entries
+ * a snapshot install brought (they are only in snapshots). The message names the possible cuts.
+ */
+export class RestoreCutUnavailableError extends RestoreRefusedError {
+  override name = "RestoreCutUnavailableError";
 }
 
 export interface RestoreOptions {
@@ -243,6 +260,27 @@ async function lsnAtTime(
   return cut;
 }
 
+/**
+ * Refuses a replay of the WAL from LSN 1 to `cut` that would miss entries a snapshot install
+ * brought: they are in `meta` (the backup's snapshot) alone. A cut below the first install is
+ * the WAL's state and fine; a cut at or after it is only right from the snapshot on.
+ */
+function refuseLostInstall(meta: SnapshotMeta, cut: number, lastLsn: number, where: string): void {
+  if (Object.keys(meta.snapshotOnly ?? {}).length === 0) return;
+  if (meta.installLsn !== undefined && cut < meta.installLsn) return;
+  const fromSnapshot = `LSN ${meta.lsn}..${lastLsn} (from the snapshot)`;
+  if (meta.installLsn === undefined) {
+    throw new RestoreCutUnavailableError(
+      `Cannot restore to ${where}: this backup's snapshot at LSN ${meta.lsn} holds entries a snapshot install brought that are not in the WAL, and it predates the record of the install's LSN; possible cuts: ${fromSnapshot}`,
+    );
+  }
+  throw new RestoreCutUnavailableError(
+    `Cannot restore to ${where}: entries a snapshot install at LSN ${meta.installLsn} brought are not in the WAL, and this backup's snapshot is at LSN ${meta.lsn}, so no state from the install to before the snapshot can be rebuilt; possible cuts: LSN 0..${
+      meta.installLsn - 1
+    } (before the install, from the WAL) or ${fromSnapshot}`,
+  );
+}
+
 /** Restores `options.from` into `options.dataDir`. */
 export async function runRestore(options: RestoreOptions): Promise<RestoreSummary> {
   const started = performance.now();
@@ -280,6 +318,14 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     (a.file.firstLsn ?? 0) - (b.file.firstLsn ?? 0)
   );
 
+  let meta: SnapshotMeta | undefined;
+  const snapshotMeta = async (): Promise<SnapshotMeta> =>
+    meta ??= await readSnapshot(`${base.dir}/${snapshot!.path}`).catch((error) => {
+      throw new BackupIntegrityError(
+        `Cannot restore: ${base.dir}/${snapshot!.path} is damaged (${(error as Error).message})`,
+      );
+    });
+
   let cut = newest.lastLsn;
   if (options.toLsn !== undefined) {
     if (!Number.isSafeInteger(options.toLsn) || options.toLsn < 0) {
@@ -288,11 +334,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     cut = options.toLsn;
   } else if (options.toTimeMs !== undefined) {
     if (snapshot && snapshotLsn > 0) {
-      const meta = await readSnapshot(`${base.dir}/${snapshot.path}`).catch((error) => {
-        throw new BackupIntegrityError(
-          `Cannot restore: ${base.dir}/${snapshot.path} is damaged (${(error as Error).message})`,
-        );
-      });
+      const meta = await snapshotMeta();
       if (hlcWallMs(meta.hlc) > options.toTimeMs) {
         if (wal.length > 0 && wal[0].file.firstLsn === 1) {
           snapshotLsn = 0; // the WAL from LSN 1 is here: replay it instead of the snapshot
@@ -317,6 +359,14 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   if (cut < snapshotLsn && wal.length > 0 && wal[0].file.firstLsn === 1) {
     // The backup holds the WAL from the very start: replay it without the snapshot.
     snapshotLsn = 0;
+  }
+  if (snapshotLsn === 0 && snapshot && (base.manifest.snapshotLsn ?? 0) > 0) {
+    // Replaying instead of the snapshot: only right below the first snapshot install, whose
+    // entries are in the snapshot alone.
+    const where = options.toTimeMs === undefined
+      ? `LSN ${cut}`
+      : `${new Date(options.toTimeMs).toISOString()} (LSN ${cut})`;
+    refuseLostInstall(await snapshotMeta(), cut, newest.lastLsn, where);
   }
   if (cut < snapshotLsn) {
     throw new RestoreRefusedError(

@@ -112,6 +112,7 @@ Deno.test("Store: an installed snapshot is written twice, so the fallback holds 
       const read = await readSnapshot(snap.path);
       assert.deepEqual(read.snapshotOnly, { n1: 7 });
       assert.equal(read.versionVector.n1, 7);
+      assert.equal(read.installLsn, 2); // below it, the WAL alone is the state
     }
     await store.close({ snapshot: false });
     // The newest damaged: the fallback still holds n1's write (LSN 1 plus the WAL would not).
@@ -129,7 +130,9 @@ Deno.test("Store: an installed snapshot is written twice, so the fallback holds 
     await again.snapshot();
     const [latest] = await listSnapshots(`${dataDir}/snapshots`);
     assert.equal(latest.lsn, 3);
-    assert.deepEqual((await readSnapshot(latest.path)).snapshotOnly, { n1: 7 });
+    const later = await readSnapshot(latest.path);
+    assert.deepEqual(later.snapshotOnly, { n1: 7 });
+    assert.equal(later.installLsn, 2);
     await again.close();
   });
 });
