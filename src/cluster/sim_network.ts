@@ -13,7 +13,7 @@
  */
 import { Random } from "../common/random.ts";
 import { decodePayload, encodeFrame } from "./frame.ts";
-import type { PeerTransport } from "./transport.ts";
+import { PeerTransportBase } from "./transport.ts";
 import { FRAME_HEADER_BYTES } from "../common/limits.ts";
 
 export interface SimNetworkOptions {
@@ -210,34 +210,18 @@ export class SimNetwork {
 }
 
 /** One node's view of the {@link SimNetwork}. */
-export class SimTransport implements PeerTransport {
+export class SimTransport extends PeerTransportBase {
   readonly nodeId: string;
   readonly #network: SimNetwork;
-  #handlers = new Map<string, (from: string, body: unknown) => void>();
-  #up = new Set<(peerId: string) => void>();
-  #down = new Set<(peerId: string) => void>();
 
   constructor(nodeId: string, network: SimNetwork) {
+    super();
     this.nodeId = nodeId;
     this.#network = network;
   }
 
   send(peerId: string, type: string, body: unknown): boolean {
     return this.#network.send(this.nodeId, peerId, type, body);
-  }
-
-  handle(type: string, handler: (from: string, body: unknown) => void): void {
-    this.#handlers.set(type, handler);
-  }
-
-  onPeerUp(listener: (peerId: string) => void): () => void {
-    this.#up.add(listener);
-    return () => this.#up.delete(listener);
-  }
-
-  onPeerDown(listener: (peerId: string) => void): () => void {
-    this.#down.add(listener);
-    return () => this.#down.delete(listener);
   }
 
   connectedPeers(): string[] {
@@ -251,14 +235,14 @@ export class SimTransport implements PeerTransport {
 
   /** @internal */
   deliver(from: string, type: string, body: unknown): void {
-    this.#handlers.get(type)?.(from, body);
+    this.handlerFor(type)?.(from, body);
   }
   /** @internal */
   emitUp(peerId: string): void {
-    for (const l of this.#up) l(peerId);
+    this.notifyPeerUp(peerId);
   }
   /** @internal */
   emitDown(peerId: string): void {
-    for (const l of this.#down) l(peerId);
+    this.notifyPeerDown(peerId);
   }
 }

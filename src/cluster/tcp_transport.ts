@@ -40,7 +40,7 @@ import {
 import { randomHex } from "../common/random.ts";
 import type { Logger } from "../telemetry/log.ts";
 import { encodeFrame, type Frame, FrameDecoder, PROTOCOL_VERSION, ProtocolError } from "./frame.ts";
-import type { PeerTransport } from "./transport.ts";
+import { PeerTransportBase } from "./transport.ts";
 
 export const HANDSHAKE = { hello: "hello", welcome: "welcome", refuse: "refuse" } as const;
 
@@ -215,7 +215,7 @@ class Connection {
   }
 }
 
-export class TcpTransport implements PeerTransport {
+export class TcpTransport extends PeerTransportBase {
   readonly nodeId: string;
   readonly session = randomHex(8);
   readonly #options: TcpTransportOptions;
@@ -224,9 +224,6 @@ export class TcpTransport implements PeerTransport {
   #listener: Deno.TcpListener | undefined;
   #connections = new Set<Connection>();
   #active = new Map<string, Connection>();
-  #handlers = new Map<string, (from: string, body: unknown) => void>();
-  #upListeners = new Set<(peerId: string) => void>();
-  #downListeners = new Set<(peerId: string) => void>();
   #closed = false;
   #adopting = false;
   #stats: TransportStats = {
@@ -239,6 +236,7 @@ export class TcpTransport implements PeerTransport {
   };
 
   private constructor(options: TcpTransportOptions) {
+    super();
     this.nodeId = options.nodeId;
     this.#options = options;
     this.#logger = options.logger;
@@ -294,20 +292,6 @@ export class TcpTransport implements PeerTransport {
     this.#count(type, frame.length, "sent");
     c.enqueue(frame);
     return true;
-  }
-
-  handle(type: string, handler: (from: string, body: unknown) => void): void {
-    this.#handlers.set(type, handler);
-  }
-
-  onPeerUp(listener: (peerId: string) => void): () => void {
-    this.#upListeners.add(listener);
-    return () => this.#upListeners.delete(listener);
-  }
-
-  onPeerDown(listener: (peerId: string) => void): () => void {
-    this.#downListeners.add(listener);
-    return () => this.#downListeners.delete(listener);
   }
 
   connectedPeers(): string[] {
@@ -667,7 +651,7 @@ export class TcpTransport implements PeerTransport {
     const existing = this.#active.get(id);
     if (!existing) {
       this.#active.set(id, c);
-      this.#emit(this.#upListeners, id);
+      this.notifyPeerUp(id, (error) => this.#listenerFailed(id, error));
       return;
     }
     if (existing.peer!.session !== c.peer!.session) {
@@ -675,8 +659,8 @@ export class TcpTransport implements PeerTransport {
       this.#active.set(id, c);
       existing.close();
       this.#connections.delete(existing);
-      this.#emit(this.#downListeners, id);
-      this.#emit(this.#upListeners, id);
+      this.notifyPeerDown(id, (error) => this.#listenerFailed(id, error));
+      this.notifyPeerUp(id, (error) => this.#listenerFailed(id, error));
       return;
     }
     // Two connections to one live peer. A settled one (open for a while) is kept: the new one
@@ -701,7 +685,7 @@ export class TcpTransport implements PeerTransport {
     const from = c.peer!.node;
     if (this.#active.get(from) !== c) return; // A losing duplicate: ignore what it still sends.
     this.#count(frame.type, frame.bytes ?? 0, "received");
-    const handler = this.#handlers.get(frame.type);
+    const handler = this.handlerFor(frame.type);
     if (!handler) {
       this.#logger.debug("No handler for peer message", { peer: from, type: frame.type });
       return;
@@ -729,7 +713,7 @@ export class TcpTransport implements PeerTransport {
     this.#connections.delete(c);
     if (wasActive) {
       this.#active.delete(c.peer!.node);
-      this.#emit(this.#downListeners, c.peer!.node);
+      this.notifyPeerDown(c.peer!.node, (error) => this.#listenerFailed(c.peer!.node, error));
     }
   }
 
@@ -744,13 +728,7 @@ export class TcpTransport implements PeerTransport {
     }
   }
 
-  #emit(listeners: Set<(peerId: string) => void>, peerId: string): void {
-    for (const l of listeners) {
-      try {
-        l(peerId);
-      } catch (error) {
-        this.#logger.error("Peer listener failed", { peer: peerId, error: String(error) });
-      }
-    }
+  #listenerFailed(peerId: string, error: unknown): void {
+    this.#logger.error("Peer listener failed", { peer: peerId, error: String(error) });
   }
 }

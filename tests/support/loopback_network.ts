@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { PeerTransport } from "../../src/cluster/transport.ts";
+import { PeerTransportBase } from "../../src/cluster/transport.ts";
 
 export class LoopbackNetwork {
   #transports = new Map<string, LoopbackTransport>();
@@ -69,16 +69,14 @@ export class LoopbackNetwork {
   }
 }
 
-export class LoopbackTransport implements PeerTransport {
+export class LoopbackTransport extends PeerTransportBase {
   readonly nodeId: string;
   readonly #network: LoopbackNetwork;
   started = false;
-  #handlers = new Map<string, (from: string, body: unknown) => void>();
-  #up = new Set<(peer: string) => void>();
-  #down = new Set<(peer: string) => void>();
   #connected = new Set<string>();
 
   constructor(nodeId: string, network: LoopbackNetwork) {
+    super();
     this.nodeId = nodeId;
     this.#network = network;
   }
@@ -99,20 +97,6 @@ export class LoopbackTransport implements PeerTransport {
     return this.#network.send(this.nodeId, peerId, type, body);
   }
 
-  handle(type: string, handler: (from: string, body: unknown) => void): void {
-    this.#handlers.set(type, handler);
-  }
-
-  onPeerUp(listener: (peerId: string) => void): () => void {
-    this.#up.add(listener);
-    return () => this.#up.delete(listener);
-  }
-
-  onPeerDown(listener: (peerId: string) => void): () => void {
-    this.#down.add(listener);
-    return () => this.#down.delete(listener);
-  }
-
   connectedPeers(): string[] {
     return [...this.#connected];
   }
@@ -120,17 +104,17 @@ export class LoopbackTransport implements PeerTransport {
   fireUp(peer: string): void {
     if (this.#connected.has(peer)) return;
     this.#connected.add(peer);
-    for (const l of this.#up) l(peer);
+    this.notifyPeerUp(peer);
   }
 
   fireDown(peer: string): void {
     if (!this.#connected.delete(peer)) return;
-    for (const l of this.#down) l(peer);
+    this.notifyPeerDown(peer);
   }
 
   /** Delivers a frame as if `from` had sent it (tests inject malformed frames this way). */
   deliver(from: string, type: string, body: unknown): void {
     if (!this.started) return;
-    this.#handlers.get(type)?.(from, body);
+    this.handlerFor(type)?.(from, body);
   }
 }

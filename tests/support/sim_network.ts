@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { PeerTransport } from "../../src/cluster/transport.ts";
+import { PeerTransportBase } from "../../src/cluster/transport.ts";
 import type { FakeClock } from "../../src/common/clock.ts";
 import type { Random } from "../../src/common/random.ts";
 
@@ -143,16 +143,14 @@ export class SimNetwork {
   }
 }
 
-export class SimTransport implements PeerTransport {
+export class SimTransport extends PeerTransportBase {
   readonly nodeId: string;
   readonly #network: SimNetwork;
   alive = true;
-  #handlers = new Map<string, (from: string, body: unknown) => void>();
-  #up = new Set<(peer: string) => void>();
-  #down = new Set<(peer: string) => void>();
   #connected = new Set<string>();
 
   constructor(nodeId: string, network: SimNetwork) {
+    super();
     this.nodeId = nodeId;
     this.#network = network;
   }
@@ -160,20 +158,6 @@ export class SimTransport implements PeerTransport {
   send(peerId: string, type: string, body: unknown): boolean {
     if (!this.alive) return false;
     return this.#network.send(this.nodeId, peerId, type, body);
-  }
-
-  handle(type: string, handler: (from: string, body: unknown) => void): void {
-    this.#handlers.set(type, handler);
-  }
-
-  onPeerUp(listener: (peerId: string) => void): () => void {
-    this.#up.add(listener);
-    return () => this.#up.delete(listener);
-  }
-
-  onPeerDown(listener: (peerId: string) => void): () => void {
-    this.#down.add(listener);
-    return () => this.#down.delete(listener);
   }
 
   connectedPeers(): string[] {
@@ -187,16 +171,16 @@ export class SimTransport implements PeerTransport {
   fireUp(peer: string): void {
     if (!this.alive || this.#connected.has(peer)) return;
     this.#connected.add(peer);
-    for (const l of this.#up) l(peer);
+    this.notifyPeerUp(peer);
   }
 
   fireDown(peer: string): void {
     if (!this.#connected.delete(peer)) return;
-    for (const l of this.#down) l(peer);
+    this.notifyPeerDown(peer);
   }
 
   deliver(from: string, type: string, body: unknown): void {
     if (!this.alive) return;
-    this.#handlers.get(type)?.(from, body);
+    this.handlerFor(type)?.(from, body);
   }
 }
