@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { syncDir } from "../storage/durable_fs.ts";
 import { createHash } from "node:crypto";
 import { ShanghaiError } from "../common/errors.ts";
 import {
@@ -70,15 +71,6 @@ export interface BackupSummary {
   bytes: number;
   durationMs: number;
   pruned: string[];
-}
-
-async function syncPath(path: string): Promise<void> {
-  const handle = await Deno.open(path, { read: true });
-  try {
-    await handle.sync();
-  } finally {
-    handle.close();
-  }
 }
 
 function processAlive(pid: number): boolean {
@@ -218,7 +210,7 @@ async function prune(dir: string, keep: number): Promise<string[]> {
     await Deno.rename(`${dir}/${name}`, trash);
     await Deno.remove(trash, { recursive: true });
   }
-  if (doomed.length > 0) await syncPath(dir);
+  if (doomed.length > 0) await syncDir(dir);
   return doomed;
 }
 
@@ -309,11 +301,11 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
       } finally {
         manifestFile.close();
       }
-      await syncPath(`${temp}/wal`);
-      await syncPath(`${temp}/snapshots`);
-      await syncPath(temp);
+      await syncDir(`${temp}/wal`);
+      await syncDir(`${temp}/snapshots`);
+      await syncDir(temp);
       await Deno.rename(temp, `${options.toDir}/${name}`);
-      await syncPath(options.toDir);
+      await syncDir(options.toDir);
     } catch (error) {
       await Deno.remove(temp, { recursive: true }).catch(() => {});
       throw error;

@@ -27,6 +27,7 @@
  *
  * @module
  */
+import { syncDir } from "../storage/durable_fs.ts";
 import { createHash } from "node:crypto";
 import { decodeEntry } from "../common/entry.ts";
 import { ShanghaiError } from "../common/errors.ts";
@@ -456,15 +457,6 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     bytes,
     durationMs: Math.round(performance.now() - started),
   };
-}
-
-async function syncDir(path: string): Promise<void> {
-  const handle = await Deno.open(path, { read: true });
-  try {
-    await handle.sync();
-  } finally {
-    handle.close();
-  }
 }
 
 async function exists(path: string): Promise<boolean> {

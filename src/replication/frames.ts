@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { concatBytes } from "../common/bytes.ts";
 import { Encoder } from "cbor-x";
 import { decodeEntry, encodeEntry, type Entry, type VersionVector } from "../common/entry.ts";
 import { InputError, ProtocolError } from "../common/errors.ts";
@@ -268,15 +269,7 @@ export function decodeBatchEntries(
 
 /** Frames entries for a batch. */
 export function encodeBatchRecords(entries: readonly Entry[]): Uint8Array {
-  const frames = entries.map((entry) => frameRecord(encodeEntry(entry)));
-  const total = frames.reduce((sum, f) => sum + f.length, 0);
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const f of frames) {
-    out.set(f, at);
-    at += f.length;
-  }
-  return out;
+  return concatBytes(entries.map((entry) => frameRecord(encodeEntry(entry))));
 }
 
 export function parseSnap(body: unknown): SnapFrame {
@@ -322,20 +315,7 @@ export function parseRepair(body: unknown): RepairFrame {
 }
 
 /** A key's current version as the entry that wrote it (a tombstone becomes a delete). */
-export function recordToEntry(key: string, record: KeyRecord): Entry {
-  return {
-    lsn: record.lsn,
-    origin: record.origin,
-    seq: record.seq,
-    hlc: record.hlc,
-    op: record.value === null ? "delete" : "put",
-    key,
-    value: record.value,
-    contentType: record.contentType,
-    prevHlc: record.prevHlc,
-    prevOrigin: record.prevOrigin,
-  };
-}
+export { recordToEntry } from "../storage/kv/keyspace.ts";
 
 /** Frames one entry (read replies and repairs). */
 export function encodeOneEntry(entry: Entry): Uint8Array {

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { concatBytes } from "../common/bytes.ts";
 import { encodeEntry, type Entry } from "../common/entry.ts";
 import { frameRecord } from "../storage/wal/record.ts";
 
@@ -97,13 +98,5 @@ export function framed(entries: readonly Entry[]): FramedEntry[] {
 
 /** Concatenates frames into one batch body. */
 export function concatFrames(frames: readonly Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const f of frames) total += f.length;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const f of frames) {
-    out.set(f, at);
-    at += f.length;
-  }
-  return out;
+  return concatBytes(frames);
 }

@@ -45,6 +45,22 @@ function sameVersion(a: Version, hlc: number, origin: string): boolean {
   return a.hlc === hlc && a.origin === origin;
 }
 
+/** The put or delete entry that a key's record stands for (the inverse of applying it). */
+export function recordToEntry(key: string, record: KeyRecord): Entry {
+  return {
+    lsn: record.lsn,
+    origin: record.origin,
+    seq: record.seq,
+    hlc: record.hlc,
+    op: record.value === null ? "delete" : "put",
+    key,
+    value: record.value,
+    contentType: record.contentType,
+    prevHlc: record.prevHlc,
+    prevOrigin: record.prevOrigin,
+  };
+}
+
 export class Keyspace {
   #map = new Map<string, KeyRecord>();
   // The sorted key list is rebuilt lazily: writes only mark it stale, scans pay once.

@@ -24,7 +24,13 @@ import {
 import { EventBus } from "../../telemetry/events.ts";
 import { type Logger, silentLogger } from "../../telemetry/log.ts";
 import { type BatchInfo, type EntryInput, Wal } from "../wal/wal.ts";
-import { type ApplyResult, type ConflictResolver, type KeyRecord, Keyspace } from "./keyspace.ts";
+import {
+  type ApplyResult,
+  type ConflictResolver,
+  type KeyRecord,
+  Keyspace,
+  recordToEntry,
+} from "./keyspace.ts";
 import { listSnapshots, readSnapshot, SnapshotError, writeSnapshot } from "./snapshot.ts";
 
 export interface StoreOptions {
@@ -288,18 +294,8 @@ export class Store {
     }
     for (const [key, record] of records) {
       this.hlc.observe(record.hlc);
-      this.keyspace.apply({
-        lsn: 0,
-        origin: record.origin,
-        seq: record.seq,
-        hlc: record.hlc,
-        op: record.value === null ? "delete" : "put",
-        key,
-        value: record.value,
-        contentType: record.contentType,
-        prevHlc: record.prevHlc,
-        prevOrigin: record.prevOrigin,
-      });
+      // LSN 0: the peer's LSN means nothing in this node's WAL.
+      this.keyspace.apply({ ...recordToEntry(key, record), lsn: 0 });
     }
   }
 
