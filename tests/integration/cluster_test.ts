@@ -4,6 +4,7 @@
  * of another cluster and of a duplicate node id, and garbage on the node port.
  */
 import assert from "node:assert/strict";
+import { waitFor } from "../support/wait.ts";
 import { type NodeProcess, runCli, spawnNode, tempDir } from "../support/node_process.ts";
 
 const HEARTBEAT_MS = 100;
@@ -45,19 +46,6 @@ async function members(
 
 async function stateOf(observer: NodeProcess, target: string): Promise<string | undefined> {
   return (await members(observer)).members.find((m) => m.id === target)?.state;
-}
-
-async function waitFor(
-  what: string,
-  done: () => Promise<boolean>,
-  timeoutMs = 15_000,
-): Promise<number> {
-  const started = performance.now();
-  while (performance.now() - started < timeoutMs) {
-    if (await done()) return performance.now() - started;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
 async function allSee(observers: NodeProcess[], target: string, state: string): Promise<boolean> {

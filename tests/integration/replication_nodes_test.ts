@@ -4,6 +4,7 @@
  * after retention, restarts, and refused frames, all through the HTTP API.
  */
 import assert from "node:assert/strict";
+import { sameVersionVector, waitFor } from "../support/wait.ts";
 import { resolveConfig } from "../../src/node/config.ts";
 import { ShanghaiNode } from "../../src/node/node.ts";
 import { silentLogger } from "../../src/telemetry/log.ts";
@@ -88,29 +89,12 @@ async function json(url: string): Promise<Record<string, unknown>> {
   return await response.json();
 }
 
-async function until(
-  what: string,
-  check: () => Promise<boolean>,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 /** Version vectors as sorted entries: key order differs between nodes. */
-function sameVv(a: unknown, b: unknown): boolean {
-  const norm = (vv: unknown) => JSON.stringify(Object.entries(vv as Record<string, number>).sort());
-  return norm(a) === norm(b);
-}
-
 async function digestsEqual(nodes: TestNode[]): Promise<boolean> {
   const digests = await Promise.all(nodes.map((n) => json(`${n.url}/v1/digest`)));
   return digests.every((d) =>
     d.digest === digests[0].digest &&
-    sameVv(d.versionVector, digests[0].versionVector)
+    sameVersionVector(d.versionVector, digests[0].versionVector)
   );
 }
 
@@ -150,14 +134,14 @@ Deno.test("replication: acks count durable copies; a cut-off node's quorum write
     }
 
     network.healAll();
-    await until("equal digests", () => digestsEqual(nodes));
+    await waitFor("equal digests", () => digestsEqual(nodes));
     // The minority's write was kept (not rolled back) and replicated; one version of x wins everywhere.
     const x = await Promise.all(nodes.map((n) => fetch(`${n.url}/v1/kv/x`).then((r) => r.json())));
     assert.deepEqual(x[0], x[1]);
     assert.deepEqual(x[1], x[2]);
     const replicas = await json(`${n1.url}/v1/replicas`);
     assert.equal((replicas.replicas as unknown[]).length, 2);
-    await until(
+    await waitFor(
       "n2 to report its lag behind n1 back at 0",
       () => Promise.resolve(followerLag.filter((e) => e.leader === "n1").at(-1)?.lag === 0),
     );
@@ -195,7 +179,7 @@ Deno.test("replication: causal reads wait for the token, quorum reads return the
     const quorum = await fetch(`${n3.url}/v1/kv/k?consistency=quorum`);
     assert.equal(quorum.status, 200);
     assert.deepEqual(await quorum.json(), { v: "newer" });
-    await until(
+    await waitFor(
       "n3 repaired",
       async () => (await fetch(`${n3.url}/v1/kv/k`).then((r) => r.json())).v === "newer",
     );
@@ -224,13 +208,13 @@ Deno.test("replication: a node away past retention gets a snapshot, converges, a
       );
     }
     for (const n of [n1, n2]) {
-      await until(
+      await waitFor(
         `${n.id} compacted its WAL`,
         async () => Number((await json(`${n.url}/v1/status`)).firstLsn) > 1,
       );
     }
     network.healAll();
-    await until("equal digests", () => digestsEqual(nodes), 20_000);
+    await waitFor("equal digests", () => digestsEqual(nodes), 20_000);
     // n3 got most of the 400 writes as snapshot state, not as log entries.
     assert.ok(Number((await json(`${n3.url}/v1/status`)).lastLsn) < 400);
     // Restart n3: the state the snapshot brought is durable.
@@ -242,7 +226,7 @@ Deno.test("replication: a node away past retention gets a snapshot, converges, a
     const got = await fetch(`${again.url}/v1/kv/k0`);
     assert.equal(got.status, 200);
     assert.equal((await got.json()).i, 0);
-    await until("equal digests after restart", () => digestsEqual(nodes), 20_000);
+    await waitFor("equal digests after restart", () => digestsEqual(nodes), 20_000);
   } finally {
     await stopAll(nodes);
   }
@@ -253,7 +237,7 @@ Deno.test("replication: malformed and out-of-order frames are refused without ef
   const [n1, n2] = nodes;
   try {
     assert.equal((await put(n1, "a", 1, "?ack=all")).status, 200);
-    await until(
+    await waitFor(
       "n2 has a",
       async () => (await fetch(`${n2.url}/v1/kv/a`).then((r) => r.status)) === 200,
     );

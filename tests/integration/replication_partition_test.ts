@@ -5,6 +5,7 @@
  * Needs root and iproute2 for the namespace; elsewhere the test is reported as ignored.
  */
 import assert from "node:assert/strict";
+import { sameVersionVector, waitForNodes } from "../support/wait.ts";
 import { createNetnsLink, fetchInNetns, netnsAvailable } from "../support/netns.ts";
 import { type NodeProcess, spawnNode, tempDir } from "../support/node_process.ts";
 
@@ -19,26 +20,6 @@ const TIMINGS = [
 
 async function json(node: NodeProcess, path: string): Promise<Record<string, unknown>> {
   return await (await fetch(`http://${node.addr}${path}`)).json();
-}
-
-async function waitFor(
-  what: string,
-  done: () => Promise<boolean>,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const started = performance.now();
-  while (performance.now() - started < timeoutMs) {
-    try {
-      if (await done()) return;
-    } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
-function sameVv(a: unknown, b: unknown): boolean {
-  const norm = (vv: unknown) => JSON.stringify(Object.entries(vv as Record<string, number>).sort());
-  return norm(a) === norm(b);
 }
 
 async function put(node: NodeProcess, key: string, ack: string): Promise<number> {
@@ -84,7 +65,7 @@ Deno.test({
         args: ["--node-id", "n3", "--ack-timeout-ms", "1500", ...TIMINGS, ...join],
       });
       nodes.push(n3);
-      await waitFor("3 nodes replicating", async () => {
+      await waitForNodes("3 nodes replicating", async () => {
         for (const n of nodes) {
           const replicas = (await json(n, "/v1/replicas")).replicas as { status: string }[];
           if (
@@ -112,10 +93,11 @@ Deno.test({
       assert.equal(body.members, 3);
 
       await link.heal();
-      await waitFor("all three to converge", async () => {
+      await waitForNodes("all three to converge", async () => {
         const digests = await Promise.all(nodes.map((n) => json(n, "/v1/digest")));
         return digests.every((d) =>
-          d.digest === digests[0].digest && sameVv(d.versionVector, digests[0].versionVector)
+          d.digest === digests[0].digest &&
+          sameVersionVector(d.versionVector, digests[0].versionVector)
         );
       }, 60_000);
       // The minority's write was kept, not rolled back, and reached everyone.

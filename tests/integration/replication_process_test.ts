@@ -4,6 +4,7 @@
  * a node away past retention (snapshot, then tail), and malformed frames on the node port.
  */
 import assert from "node:assert/strict";
+import { sameVersionVector, waitForNodes } from "../support/wait.ts";
 import { TcpTransport } from "../../src/cluster/tcp_transport.ts";
 import { silentLogger } from "../../src/telemetry/log.ts";
 import { type NodeProcess, runCli, spawnNode, tempDir } from "../support/node_process.ts";
@@ -22,21 +23,6 @@ interface Cluster {
   dirs: Map<string, string>;
   nodes: Map<string, NodeProcess>;
   extra: string[];
-}
-
-async function waitFor(
-  what: string,
-  done: () => Promise<boolean>,
-  timeoutMs = 30_000,
-): Promise<number> {
-  const started = performance.now();
-  while (performance.now() - started < timeoutMs) {
-    try {
-      if (await done()) return performance.now() - started;
-    } catch { /* a node restarting; try again */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
 async function json(node: NodeProcess, path: string): Promise<Record<string, unknown>> {
@@ -69,7 +55,7 @@ async function formCluster(size: number, extra: string[] = []): Promise<Cluster>
   const cluster: Cluster = { dirs: new Map(), nodes: new Map(), extra };
   const seed = await startIn(cluster, "n1");
   for (let i = 2; i <= size; i++) await startIn(cluster, `n${i}`, seed);
-  await waitFor(`${size} nodes replicating`, () => replicating([...cluster.nodes.values()]));
+  await waitForNodes(`${size} nodes replicating`, () => replicating([...cluster.nodes.values()]));
   return cluster;
 }
 
@@ -96,16 +82,11 @@ async function put(node: NodeProcess, key: string, ack: string): Promise<number>
 }
 
 /** Version vectors as sorted entries: key order differs between nodes. */
-function sameVv(a: unknown, b: unknown): boolean {
-  const norm = (vv: unknown) => JSON.stringify(Object.entries(vv as Record<string, number>).sort());
-  return norm(a) === norm(b);
-}
-
 async function digestsEqual(nodes: NodeProcess[]): Promise<boolean> {
   const digests = await Promise.all(nodes.map((n) => json(n, "/v1/digest")));
   return digests.every((d) =>
     d.digest === digests[0].digest &&
-    sameVv(d.versionVector, digests[0].versionVector)
+    sameVersionVector(d.versionVector, digests[0].versionVector)
   );
 }
 
@@ -145,7 +126,7 @@ Deno.test("real processes: SIGKILL during quorum writes loses no acknowledged wr
         }
       }
     });
-    await waitFor("some quorum writes", () => Promise.resolve(acked.length > 300), 20_000);
+    await waitForNodes("some quorum writes", () => Promise.resolve(acked.length > 300), 20_000);
     await n1.kill("SIGKILL");
     await new Promise((r) => setTimeout(r, 1000));
     stop = true;
@@ -153,15 +134,15 @@ Deno.test("real processes: SIGKILL during quorum writes loses no acknowledged wr
     const ackedByN1 = acked.filter((k) => Number(k.slice(1, k.indexOf("-"))) % 2 === 0).length;
     assert.ok(ackedByN1 > 0, "n1 acknowledged quorum writes before it died");
     // The survivors alone hold every quorum-acknowledged write (promise 2).
-    await waitFor("n2 and n3 to converge", () => digestsEqual([n2, n3]));
+    await waitForNodes("n2 and n3 to converge", () => digestsEqual([n2, n3]));
     const held = await keysOn(n3, "w");
     const lost = acked.filter((k) => !held.has(k));
     assert.deepEqual(lost, [], `${lost.length} of ${acked.length} acknowledged writes missing`);
     // n1 restarts on its directory, catches up, and every digest matches.
     const again = await startIn(cluster, "n1", n2);
-    await waitFor("all three to converge", () => digestsEqual([again, n2, n3]), 60_000);
+    await waitForNodes("all three to converge", () => digestsEqual([again, n2, n3]), 60_000);
     // `shanghai replicas` shows both peers of n2, as a table and as JSON.
-    await waitFor("n2 to stream to both peers", () => replicating([again, n2, n3]));
+    await waitForNodes("n2 to stream to both peers", () => replicating([again, n2, n3]));
     const table = await runCli(["replicas", "--addr", n2.addr]);
     assert.equal(table.code, 0, table.stderr);
     assert.match(
@@ -237,11 +218,11 @@ Deno.test("real processes: a SIGSTOPped follower under load costs the leader bou
     );
     n3.child.kill("SIGCONT");
     const target = (await json(n1, "/v1/digest")).versionVector as Record<string, number>;
-    await waitFor("n3 to catch up", async () => {
+    await waitForNodes("n3 to catch up", async () => {
       const vv = (await json(n3, "/v1/replicas")).versionVector as Record<string, number>;
       return Object.entries(target).every(([o, s]) => (vv[o] ?? 0) >= s);
     }, 60_000);
-    await waitFor("all three to converge", () => digestsEqual([n1, n2, n3]), 30_000);
+    await waitForNodes("all three to converge", () => digestsEqual([n1, n2, n3]), 30_000);
   } finally {
     await teardown(cluster);
   }
@@ -266,13 +247,13 @@ Deno.test("real processes: a node down past retention gets a snapshot, then the 
     await n3.stop();
     for (let i = 0; i < 600; i++) assert.equal(await put(i % 2 ? n1 : n2, `r${i}`, "quorum"), 200);
     for (const n of [n1, n2]) {
-      await waitFor(
+      await waitForNodes(
         `${n.nodeId} to drop old WAL segments`,
         async () => Number((await json(n, "/v1/status")).firstLsn) > 1,
       );
     }
     const again = await startIn(cluster, "n3", n1);
-    await waitFor("all three to converge", () => digestsEqual([n1, n2, again]), 60_000);
+    await waitForNodes("all three to converge", () => digestsEqual([n1, n2, again]), 60_000);
     assert.ok(
       Number((await json(again, "/v1/status")).lastLsn) < 600,
       "n3 got the state as a snapshot",
@@ -336,7 +317,7 @@ Deno.test("real processes: malformed and out-of-order replication frames on the 
       }],
     ];
     for (const [type, body] of frames) assert.ok(intruder.send("n1", type, body));
-    await waitFor(
+    await waitForNodes(
       "the refusals",
       async () =>
         Number((await json(n1, "/v1/replicas")).refusedFrames) - Number(before.refusedFrames) ===
