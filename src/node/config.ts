@@ -36,6 +36,8 @@ import {
   SUSPECT_AFTER_MS_DEFAULT,
   VALUE_BYTES_DEFAULT,
   VALUE_BYTES_MAX,
+  WAL_PREALLOCATE_BYTES_DEFAULT,
+  WAL_PREALLOCATE_BYTES_MAX,
 } from "../common/limits.ts";
 
 export interface NodeConfig {
@@ -50,6 +52,7 @@ export interface NodeConfig {
   segmentBytes: number;
   batchEntriesMax: number;
   batchBytesMax: number;
+  walPreallocateBytes: number;
   snapshotEveryBytes: number;
   retainBytes: number;
   logLevel: "debug" | "info" | "warn" | "error";
@@ -181,6 +184,16 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 64 * 1024,
     max: 64 * MiB,
     help: "Most bytes in one group commit",
+  },
+  {
+    key: "walPreallocateBytes",
+    flag: "wal-preallocate-bytes",
+    env: "SHANGHAI_WAL_PREALLOCATE_BYTES",
+    kind: "int",
+    default: WAL_PREALLOCATE_BYTES_DEFAULT,
+    min: 0,
+    max: WAL_PREALLOCATE_BYTES_MAX,
+    help: "Zeros laid out ahead of the WAL's last record (0: off)",
   },
   {
     key: "snapshotEveryBytes",

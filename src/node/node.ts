@@ -200,6 +200,7 @@ export class ShanghaiNode {
         segmentBytesMax: this.config.segmentBytes,
         batchEntriesMax: this.config.batchEntriesMax,
         batchBytesMax: this.config.batchBytesMax,
+        preallocateBytes: this.config.walPreallocateBytes,
         snapshotEveryBytes: this.config.snapshotEveryBytes,
         retainBytes: this.config.retainBytes,
         retentionHoldLsn: () => this.#replication?.shipper.retentionHoldLsn(),

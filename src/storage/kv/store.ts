@@ -43,6 +43,8 @@ export interface StoreOptions {
   segmentBytesMax?: number;
   batchEntriesMax?: number;
   batchBytesMax?: number;
+  /** Zeros laid out ahead of the WAL's last record (see WalOptions.preallocateBytes). */
+  preallocateBytes?: number;
   /** Take a snapshot after this many WAL bytes since the last one. 0 disables it. */
   snapshotEveryBytes?: number;
   /** WAL bytes kept behind the newest snapshot, for peers catching up. */
@@ -161,6 +163,7 @@ export class Store {
       segmentBytesMax: this.#options.segmentBytesMax,
       batchEntriesMax: this.#options.batchEntriesMax,
       batchBytesMax: this.#options.batchBytesMax,
+      preallocateBytes: this.#options.preallocateBytes,
       verifyFromLsn: snapshotLsn + 1,
       firstLsnIfEmpty: snapshotLsn + 1,
       clock: this.#clock,

@@ -9,6 +9,7 @@
  * | invalid  | -                                          | last, no records could have been acked (file shorter than a header, or header all zero) | torn creation: drop the file |
  * | invalid  | -                                          | any other | refuse: CorruptionError |
  * | valid    | none                                       | any       | accept                  |
+ * | valid    | a zero record header with only zeros after it (preallocated space) | any | accept, data ends there |
  * | valid    | a valid record starts more than the torn window after it | any | refuse: mid-log damage |
  * | valid    | otherwise                                  | last      | torn tail: truncate     |
  * | valid    | otherwise                                  | not last  | refuse: CorruptionError |
@@ -48,7 +49,10 @@ export type SegmentScan =
     header: SegmentHeader;
     /** Last LSN in the segment; firstLsn - 1 when it holds no records. */
     lastLsn: number;
-    /** Bytes of the file to keep; less than its size when a torn tail is cut off. */
+    /**
+     * Bytes of data: less than the file's size when a torn tail is cut off (truncate there) or
+     * when only preallocated zeros follow (keep them).
+     */
     validBytes: number;
     index: IndexPoint[];
     /** Why the tail was cut, when it was. */
@@ -60,13 +64,15 @@ const REPAIR_ADVICE =
   "the node recovers up to the damage and peers or a backup restore the rest";
 
 function isAllZero(bytes: Uint8Array): boolean {
-  for (const b of bytes) if (b !== 0) return false;
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 0) return false;
   return true;
 }
 
 /** Offset of the first valid record found after `from`, or -1. */
 function findValidRecordAfter(bytes: Uint8Array, from: number, recordBytesMax: number): number {
   for (let at = from + 1; at + RECORD_HEADER_BYTES < bytes.length; at++) {
+    // A record's length is never 0: skip preallocated zeros without a full read attempt.
+    if ((bytes[at] | bytes[at + 1] | bytes[at + 2] | bytes[at + 3]) === 0) continue;
     if (readRecord(bytes, at, recordBytesMax).ok) return at;
   }
   return -1;
@@ -106,6 +112,10 @@ export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentSca
         lsn = -1;
       }
       if (lsn !== nextLsn) problem = `record holds LSN ${lsn} where LSN ${nextLsn} belongs`;
+    }
+    if (problem !== undefined && isAllZero(bytes.subarray(offset))) {
+      // Preallocated space the writer never reached (see WAL_PREALLOCATE_BYTES_DEFAULT).
+      return { kind: "ok", header, lastLsn: nextLsn - 1, validBytes: offset, index };
     }
     if (problem !== undefined) {
       // Only the last batch can be torn: look for valid data past one batch from here.

@@ -7,6 +7,14 @@
  * at most `batchEntriesMax` entries and `batchBytesMax` bytes, and no timer ever delays it.
  * Every caller is answered only after the fdatasync that covers its entry.
  *
+ * The active segment is kept preallocated: zeros, written and fdatasync'ed from a second file
+ * handle in the background, run up to `preallocateBytes` ahead of the last record. A batch then
+ * overwrites blocks the file already owns, so its fdatasync flushes data only and ext4 has no
+ * size change to journal. The zero writer never touches bytes a batch may write: a batch that
+ * would run past the prepared zeros waits for the zero write in flight first. Recovery reads a
+ * zero record header followed by nothing but zeros as the end of the data; a sealed segment is
+ * truncated to its records before the next one is created.
+ *
  * A failed write or sync leaves the file in an unknown state, so the WAL fails stop: every
  * pending and later append is rejected until the process restarts and recovery repairs the tail.
  *
@@ -40,6 +48,8 @@ import {
   SEGMENT_BYTES_DEFAULT,
   SEGMENT_HEADER_BYTES,
   SPARSE_INDEX_INTERVAL_BYTES,
+  WAL_PREALLOCATE_BYTES_DEFAULT,
+  WAL_PREALLOCATE_BYTES_MAX,
 } from "../../common/limits.ts";
 import { crc32 } from "../../common/crc32.ts";
 import { syncDir, writeAll, writeAllSync } from "../durable_fs.ts";
@@ -57,6 +67,8 @@ export interface WalOptions {
   segmentBytesMax?: number;
   batchEntriesMax?: number;
   batchBytesMax?: number;
+  /** Zeros laid out ahead of the active segment's last record; 0 turns preallocation off. */
+  preallocateBytes?: number;
   /** Segments wholly below this LSN are trusted after a header check (a snapshot covers them). */
   verifyFromLsn?: number;
   /** With no segments on disk, the log starts here (after a snapshot or restore). */
@@ -168,6 +180,13 @@ export class Wal {
   // Invariant: sorted by firstLsn, contiguous (each firstLsn = previous lastLsn + 1), last active.
   #segments: Segment[];
   #file: Deno.FsFile;
+  #preallocateBytes: number;
+  /** Second handle on the active segment, for laying out zeros ahead of the writer. */
+  #zeroFile: Deno.FsFile | undefined;
+  // Invariant: every byte of the active segment below zeroedEnd is allocated and durable
+  // (records or zeros); batches write below it unless no zero write is in flight.
+  #zeroedEnd: number;
+  #zeroing: Promise<void> | undefined;
   // Invariant: durableLsn <= nextLsn - 1; everything <= durableLsn is fsynced.
   #nextLsn: number;
   #durableLsn: number;
@@ -178,10 +197,18 @@ export class Wal {
   #failed: unknown;
   #closed = false;
 
-  private constructor(dir: string, segments: Segment[], file: Deno.FsFile, options: WalOptions) {
+  private constructor(
+    dir: string,
+    segments: Segment[],
+    file: Deno.FsFile,
+    fileBytes: number,
+    options: WalOptions,
+  ) {
     this.dir = dir;
     this.#segments = segments;
     this.#file = file;
+    this.#zeroedEnd = fileBytes;
+    this.#preallocateBytes = options.preallocateBytes ?? WAL_PREALLOCATE_BYTES_DEFAULT;
     this.#segmentBytesMax = options.segmentBytesMax ?? SEGMENT_BYTES_DEFAULT;
     this.#batchEntriesMax = options.batchEntriesMax ?? BATCH_ENTRIES_DEFAULT;
     this.#batchBytesMax = options.batchBytesMax ?? BATCH_BYTES_DEFAULT;
@@ -199,6 +226,11 @@ export class Wal {
       batchEntriesMax >= 1 && batchEntriesMax <= BATCH_ENTRIES_MAX,
       "batchEntriesMax out of range",
     );
+    const preallocateBytes = options.preallocateBytes ?? WAL_PREALLOCATE_BYTES_DEFAULT;
+    invariant(
+      preallocateBytes >= 0 && preallocateBytes <= WAL_PREALLOCATE_BYTES_MAX,
+      "preallocateBytes out of range",
+    );
     await Deno.mkdir(dir, { recursive: true });
     const names: { name: string; firstLsn: number }[] = [];
     for await (const item of Deno.readDir(dir)) {
@@ -207,6 +239,8 @@ export class Wal {
     }
     names.sort((a, b) => a.firstLsn - b.firstLsn);
     const segments: Segment[] = [];
+    // Size of the last segment's file: its records plus any preallocated zeros after them.
+    let lastFileBytes = 0;
     const verifyFromLsn = options.verifyFromLsn ?? 0;
     // A valid record inside one batch starts less than a batch after a damaged one: the batch
     // may be the unsynced one a crash tore. Anything further on was durable once.
@@ -273,9 +307,11 @@ export class Wal {
           "A segment is missing or damaged; move this segment and later ones out and restart",
         );
       }
+      lastFileBytes = bytes.length;
       if (scan.tornTail !== undefined) {
         options.onRepair?.(`Truncated torn tail of WAL segment "${name}": ${scan.tornTail}`);
         await Deno.truncate(path, scan.validBytes);
+        lastFileBytes = scan.validBytes;
       }
       segments.push({
         fileName: name,
@@ -292,13 +328,16 @@ export class Wal {
       const created = await Wal.#createSegment(dir, firstLsn, options.clock ?? systemClock);
       segments.push(created.segment);
       file = created.file;
+      lastFileBytes = SEGMENT_HEADER_BYTES;
     } else {
       const active = segments[segments.length - 1];
       file = await Deno.open(active.path, { write: true, read: true });
       await file.seek(active.bytes, Deno.SeekMode.Start);
       if (active.index === undefined) active.index = (await Wal.#scanForIndex(active)).index;
     }
-    return new Wal(dir, segments, file, options);
+    const wal = new Wal(dir, segments, file, lastFileBytes, options);
+    wal.#preallocate();
+    return wal;
   }
 
   static async #createSegment(
@@ -500,12 +539,16 @@ export class Wal {
   async #writeBatch(batch: Pending[], bytes: number): Promise<BatchInfo> {
     let active = this.#segments[this.#segments.length - 1];
     if (active.bytes + bytes > this.#segmentBytesMax && active.lastLsn >= active.firstLsn) {
-      this.#file.close();
+      await this.#seal(active);
       const created = await Wal.#createSegment(this.dir, batch[0].entry.lsn, this.#clock);
       this.#segments.push(created.segment);
       this.#file = created.file;
+      this.#zeroedEnd = SEGMENT_HEADER_BYTES;
       active = created.segment;
     }
+    // Never write where zeros are being laid: wait for that write, then write (past it, the
+    // file simply grows).
+    if (active.bytes + bytes > this.#zeroedEnd && this.#zeroing) await this.#zeroing;
     const buffer = this.#frameBatch(batch, bytes);
     const t0 = this.#clock.monoMs();
     writeAllSync(this.#file, buffer);
@@ -526,7 +569,55 @@ export class Wal {
     active.bytes = offset;
     active.lastLsn = batch[batch.length - 1].entry.lsn;
     this.#durableLsn = active.lastLsn;
+    this.#zeroedEnd = Math.max(this.#zeroedEnd, offset);
+    this.#preallocate();
     return { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - t1 };
+  }
+
+  /**
+   * Starts laying zeros ahead of the active segment's records when fewer than half of
+   * `preallocateBytes` remain prepared (never past the segment size limit). Runs beside the
+   * batches; a failure only turns preallocation off, since the zeros hold no data: a real disk
+   * fault shows up in the next batch's own write or fdatasync.
+   */
+  #preallocate(): void {
+    const active = this.#segments[this.#segments.length - 1];
+    const from = this.#zeroedEnd;
+    const length = Math.min(this.#preallocateBytes, this.#segmentBytesMax - from);
+    if (
+      this.#zeroing !== undefined || this.#closed || this.#failed !== undefined ||
+      length <= 0 || from - active.bytes >= this.#preallocateBytes / 2
+    ) return;
+    const path = active.path;
+    this.#zeroing = (async () => {
+      this.#zeroFile ??= await Deno.open(path, { write: true });
+      await this.#zeroFile.seek(from, Deno.SeekMode.Start);
+      await writeAll(this.#zeroFile, new Uint8Array(length));
+      await this.#zeroFile.syncData();
+      if (this.#segments[this.#segments.length - 1] === active) {
+        this.#zeroedEnd = Math.max(this.#zeroedEnd, from + length);
+      }
+    })().catch(() => {
+      this.#preallocateBytes = 0;
+    }).finally(() => {
+      this.#zeroing = undefined;
+    });
+  }
+
+  /**
+   * Seals the active segment before the next one is created: waits for the zero writer, cuts
+   * the zeros after the last record and makes that durable, so only the last segment of a WAL
+   * can have preallocated space after its records.
+   */
+  async #seal(active: Segment): Promise<void> {
+    if (this.#zeroing) await this.#zeroing;
+    this.#zeroFile?.close();
+    this.#zeroFile = undefined;
+    if (this.#zeroedEnd > active.bytes) {
+      await this.#file.truncate(active.bytes);
+      await this.#file.syncData();
+    }
+    this.#file.close();
   }
 
   /** Lays the batch's records (length, CRC, entry) into one buffer, reused across batches. */
@@ -681,6 +772,8 @@ export class Wal {
     if (this.#closed) return;
     this.#closed = true;
     while (this.#flushing) await this.#flushing;
+    if (this.#zeroing) await this.#zeroing;
+    this.#zeroFile?.close();
     this.#file.close();
   }
 }

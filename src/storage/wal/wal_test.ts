@@ -91,10 +91,10 @@ Deno.test("Wal recovery truncates a torn tail and keeps appending after the last
     const repairs: string[] = [];
     const wal = await Wal.open(dir);
     for (let i = 1; i <= 20; i++) await wal.append(appendInput(i, 100));
+    const size = wal.segments()[0].bytes;
     await wal.close();
     const [name] = await segmentFiles(dir);
     const path = `${dir}/${name}`;
-    const size = (await Deno.stat(path)).size;
     // A crash mid-write: the last record is cut and junk follows.
     await Deno.truncate(path, size - 30);
     const file = await Deno.open(path, { append: true });
@@ -106,6 +106,62 @@ Deno.test("Wal recovery truncates a torn tail and keeps appending after the last
     assert.match(repairs[0], /Truncated torn tail/);
     assert.equal(await reopened.append(appendInput(20)), 20);
     assert.equal((await reopened.read(1, { limit: 100 })).length, 20);
+    await reopened.close();
+  });
+});
+
+Deno.test("Wal recovery cuts a torn batch that preallocated zeros follow", async () => {
+  await withDir(async (dir) => {
+    const repairs: string[] = [];
+    const wal = await Wal.open(dir, { preallocateBytes: 64 * 1024 });
+    for (let i = 1; i <= 20; i++) await wal.append(appendInput(i, 100));
+    const size = wal.segments()[0].bytes;
+    await wal.close();
+    const [name] = await segmentFiles(dir);
+    const path = `${dir}/${name}`;
+    const bytes = await Deno.readFile(path);
+    assert.ok(bytes.length > size, "the segment holds preallocated zeros after its records");
+    // The last record half overwritten, the next batch's first bytes landed, zeros after.
+    bytes.set([0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5], size - 30);
+    await Deno.writeFile(path, bytes);
+    const reopened = await Wal.open(dir, { onRepair: (m) => repairs.push(m) });
+    assert.equal(reopened.lastLsn, 19);
+    assert.equal(repairs.length, 1);
+    assert.match(repairs[0], /Truncated torn tail/);
+    assert.equal(await reopened.append(appendInput(20)), 20);
+    assert.equal((await reopened.read(1, { limit: 100 })).length, 20);
+    await reopened.close();
+  });
+});
+
+Deno.test("Wal preallocation: zeros ahead of the writer never cost a record, and sealed segments hold only records", async () => {
+  await withDir(async (dir) => {
+    // Tiny preallocation and segments, so zero writes race batches and rotations often.
+    const options = { preallocateBytes: 4096, segmentBytesMax: 64 * 1024 };
+    const wal = await Wal.open(dir, options);
+    const writers = Array.from({ length: 8 }, async (_, w) => {
+      for (let i = 0; i < 60; i++) await wal.append(appendInput(w * 1000 + i, 300 + 97 * (i % 7)));
+    });
+    await Promise.all(writers);
+    const segments = wal.segments();
+    await wal.close();
+    assert.ok(segments.length > 3, "several rotations happened");
+    for (const segment of segments.slice(0, -1)) {
+      const size = (await Deno.stat(`${dir}/${segment.fileName}`)).size;
+      assert.equal(size, segment.bytes, `sealed ${segment.fileName} is cut to its records`);
+    }
+    const repairs: string[] = [];
+    const reopened = await Wal.open(dir, { ...options, onRepair: (m) => repairs.push(m) });
+    assert.deepEqual(repairs, [], "preallocated zeros are not a torn tail");
+    assert.equal(reopened.lastLsn, 480);
+    const entries = [];
+    for (let lsn = 1; lsn <= 480;) {
+      const page = await reopened.read(lsn, { limit: 100 });
+      entries.push(...page);
+      lsn = page[page.length - 1].lsn + 1;
+    }
+    assert.deepEqual(entries.map((e) => e.lsn), Array.from({ length: 480 }, (_, i) => i + 1));
+    assert.equal(await reopened.append(appendInput(9999)), 481);
     await reopened.close();
   });
 });
