@@ -37,6 +37,7 @@ import {
   PEER_CONNECTIONS_MAX,
   PEER_SEND_QUEUE_BYTES_MAX,
 } from "../common/limits.ts";
+import { concatBytes } from "../common/bytes.ts";
 import { randomHex } from "../common/random.ts";
 import type { Logger } from "../telemetry/log.ts";
 import { encodeFrame, type Frame, FrameDecoder, PROTOCOL_VERSION, ProtocolError } from "./frame.ts";
@@ -46,6 +47,12 @@ export const HANDSHAKE = { hello: "hello", welcome: "welcome", refuse: "refuse" 
 
 /** A connection open this long is "settled": a later duplicate to the same peer loses. */
 const DUPLICATE_SETTLED_MS = 1000;
+/**
+ * Frames queued behind a write in flight go out together, up to this many bytes per write:
+ * each awaited socket write is a hand-off to another thread, and under replication load a
+ * connection queues acks and batches faster than one write per frame drains them.
+ */
+const WRITE_COALESCE_BYTES_MAX = 256 * 1024;
 
 export type RefusalCode = "version" | "duplicate_id" | "cluster" | "protocol";
 
@@ -179,10 +186,20 @@ class Connection {
     this.#writing = true;
     try {
       while (this.#queue.length > 0 && !this.closed) {
-        const frame = this.#queue.shift()!;
+        let count = 1;
+        let bytes = this.#queue[0].length;
+        while (
+          count < this.#queue.length &&
+          bytes + this.#queue[count].length <= WRITE_COALESCE_BYTES_MAX
+        ) {
+          bytes += this.#queue[count].length;
+          count++;
+        }
+        const parts = this.#queue.splice(0, count);
+        const chunk = count === 1 ? parts[0] : concatBytes(parts, bytes);
         let at = 0;
-        while (at < frame.length) at += await this.conn.write(frame.subarray(at));
-        this.queuedBytes -= frame.length;
+        while (at < chunk.length) at += await this.conn.write(chunk.subarray(at));
+        this.queuedBytes -= bytes;
       }
     } catch (error) {
       this.#onWriteError(error);

@@ -66,6 +66,32 @@ export function transportContract(name: string, make: () => Promise<TransportPai
     }
   });
 
+  Deno.test(`${name}: a burst of frames of mixed sizes arrives whole and in order`, async () => {
+    const p = await make();
+    try {
+      const got: { n: number; bytes: Uint8Array }[] = [];
+      p.b.handle("test.burst", (_from, body) => got.push(body as { n: number; bytes: Uint8Array }));
+      await p.connect();
+      await until(p.settle, () => p.a.connectedPeers().length === 1, "peerUp");
+      // About 1 MiB queued in one go: TCP writes coalesce queued frames up to 256 KiB.
+      const sizes = Array.from({ length: 200 }, (_, i) => 1 + ((i * 7919) % 10_000));
+      sizes.forEach((size, n) => {
+        assert.equal(
+          p.a.send(p.b.nodeId, "test.burst", { n, bytes: new Uint8Array(size).fill(n) }),
+          true,
+        );
+      });
+      await until(p.settle, () => got.length === sizes.length, "every frame");
+      assert.deepEqual(got.map((g) => g.n), [...sizes.keys()]);
+      for (const { n, bytes } of got) {
+        assert.equal(bytes.length, sizes[n]);
+        assert.ok(bytes.every((b) => b === (n & 0xff)), `frame ${n} arrived intact`);
+      }
+    } finally {
+      await p.cleanup();
+    }
+  });
+
   Deno.test(`${name}: losing the peer fires peerDown and send() returns false`, async () => {
     const p = await make();
     try {
