@@ -138,6 +138,14 @@ const ANSWER_TICKS = 4;
 /** Batches up to this size reuse one buffer (the write copies it before returning). */
 const BATCH_BUFFER_KEEP_BYTES = 4 * 1024 * 1024;
 
+let zeroBuffer = new Uint8Array(0);
+
+/** `length` zero bytes from one shared buffer (never written to), so preallocation allocates once. */
+function zeros(length: number): Uint8Array {
+  if (zeroBuffer.length < length) zeroBuffer = new Uint8Array(length);
+  return zeroBuffer.subarray(0, length);
+}
+
 async function readAt(path: string, offset: number, bytes: number): Promise<Uint8Array> {
   const file = await Deno.open(path, { read: true });
   try {
@@ -592,7 +600,7 @@ export class Wal {
     this.#zeroing = (async () => {
       this.#zeroFile ??= await Deno.open(path, { write: true });
       await this.#zeroFile.seek(from, Deno.SeekMode.Start);
-      await writeAll(this.#zeroFile, new Uint8Array(length));
+      await writeAll(this.#zeroFile, zeros(length));
       await this.#zeroFile.syncData();
       if (this.#segments[this.#segments.length - 1] === active) {
         this.#zeroedEnd = Math.max(this.#zeroedEnd, from + length);
