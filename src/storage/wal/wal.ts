@@ -614,17 +614,16 @@ export class Wal {
 
   /**
    * Seals the active segment before the next one is created: waits for the zero writer, cuts
-   * the zeros after the last record and makes that durable, so only the last segment of a WAL
-   * can have preallocated space after its records.
+   * whatever follows the last record (prepared zeros, or part of a zero write that failed) and
+   * makes that durable, so only the last segment of a WAL can have bytes after its records.
+   * Once per segment, so the fdatasync is not worth skipping.
    */
   async #seal(active: Segment): Promise<void> {
     if (this.#zeroing) await this.#zeroing;
     this.#zeroFile?.close();
     this.#zeroFile = undefined;
-    if (this.#zeroedEnd > active.bytes) {
-      await this.#file.truncate(active.bytes);
-      await this.#file.syncData();
-    }
+    await this.#file.truncate(active.bytes);
+    await this.#file.syncData();
     this.#file.close();
   }
 

@@ -203,6 +203,31 @@ Deno.test("Wal refuses to start over damage in a sealed segment, naming file and
   });
 });
 
+Deno.test("Wal refuses a sealed segment whose last records were zeroed: zeros end data only where the next segment agrees", async () => {
+  await withDir(async (dir) => {
+    const wal = await Wal.open(dir, { segmentBytesMax: 64 * 1024, batchEntriesMax: 10 });
+    for (let i = 1; i <= 200; i++) await wal.append(appendInput(i, 1024));
+    const [first] = wal.segments();
+    await wal.close();
+    const path = `${dir}/${first.fileName}`;
+    const bytes = await Deno.readFile(path);
+    // Damage that looks like preallocated space: the segment's last 3 records read as zeros.
+    const starts: number[] = [];
+    const view = new DataView(bytes.buffer);
+    for (let at = SEGMENT_HEADER_BYTES; at < bytes.length; at += 8 + view.getUint32(at, true)) {
+      starts.push(at);
+    }
+    bytes.fill(0, starts[starts.length - 3]);
+    await Deno.writeFile(path, bytes);
+    await assert.rejects(
+      () => Wal.open(dir),
+      (error: unknown) =>
+        error instanceof CorruptionError && error.file === first.fileName &&
+        /next segment starts at/.test(error.message),
+    );
+  });
+});
+
 Deno.test("Wal refuses damage before the tail of the last segment when valid data follows", async () => {
   await withDir(async (dir) => {
     // A torn window of one small batch: everything further on was durable once.
