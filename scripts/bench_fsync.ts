@@ -1,27 +1,28 @@
 /**
  * `deno task bench:fsync`: what preallocating the WAL's active segment buys on this disk.
  *
- * One writer appends 1 KiB and fdatasyncs, as a lone WAL writer does, in two modes alternated
- * round by round so both see the same disk:
- * - `append`: the file grows with every write, so each fdatasync also journals a size change;
- * - `preallocated`: a second handle keeps zeros (written and fdatasync'ed) up to 1 MiB ahead of
- *   the writer, as src/storage/wal/wal.ts does, so each fdatasync flushes data only.
+ * One writer appends 1 KiB entries through `Wal.append` (each resolves after its own fdatasync,
+ * as a lone client's writes do) with `preallocateBytes: 0` (the segment grows with every write,
+ * so each fdatasync also journals a size change) and with the default preallocation (zeros
+ * kept ahead of the writer, so each fdatasync flushes data only), alternated round by round so
+ * both see the same disk.
  *
- * Every loop is bounded by time and count; the temp file is removed on exit.
+ * Every loop is bounded by time and count; the temp dirs are removed on exit.
  *
  * @module
  */
 import { parseArgs } from "node:util";
+import { limits, Wal } from "../mod.ts";
+import { percentile } from "./_bench_load.ts";
 
 const USAGE = `Usage: deno task bench:fsync [--rounds N] [--seconds S] [--dir PATH]
 
   --rounds N    append/preallocated pairs to run (default 4)
   --seconds S   seconds per mode per round (default 2.5)
-  --dir PATH    where the temp file goes (default: the current directory, i.e. the data disk)`;
+  --dir PATH    where the temp dirs go (default: the current directory, i.e. the data disk)`;
 
-const RECORD_BYTES = 1024;
-const PREALLOCATE_BYTES = 1024 * 1024;
-const SYNCS_MAX = 1_000_000;
+const VALUE_BYTES = 1024;
+const APPENDS_MAX = 1_000_000;
 
 interface Result {
   syncsPerS: number;
@@ -29,53 +30,31 @@ interface Result {
   p99Ms: number;
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
-}
-
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let at = 0;
-  while (at < bytes.length) at += await file.write(bytes.subarray(at));
-}
-
-async function run(path: string, preallocated: boolean, ms: number): Promise<Result> {
-  await Deno.remove(path).catch(() => {});
-  const file = await Deno.open(path, { create: true, write: true });
-  const zeroFile = await Deno.open(path, { write: true });
-  const record = new Uint8Array(RECORD_BYTES).fill(7);
-  let position = 0;
-  let zeroedEnd = 0;
-  let zeroing: Promise<void> | undefined;
-  const extend = () => {
-    const from = zeroedEnd;
-    zeroing = (async () => {
-      await zeroFile.seek(from, Deno.SeekMode.Start);
-      await writeAll(zeroFile, new Uint8Array(PREALLOCATE_BYTES));
-      await zeroFile.syncData();
-      zeroedEnd = from + PREALLOCATE_BYTES;
-    })().finally(() => zeroing = undefined);
-  };
-  if (preallocated) {
-    extend();
-    await zeroing;
-  }
+async function run(parent: string, preallocateBytes: number, ms: number): Promise<Result> {
+  const dir = await Deno.makeTempDir({ dir: parent, prefix: ".bench-fsync-" });
+  const wal = await Wal.open(dir, { preallocateBytes });
+  const value = new Uint8Array(VALUE_BYTES).fill(7);
   const latencies: number[] = [];
   const started = performance.now();
   try {
-    while (performance.now() - started < ms && latencies.length < SYNCS_MAX) {
-      if (preallocated && !zeroing && zeroedEnd - position < PREALLOCATE_BYTES / 2) extend();
-      if (zeroing && position + RECORD_BYTES > zeroedEnd) await zeroing;
+    while (performance.now() - started < ms && latencies.length < APPENDS_MAX) {
       const t0 = performance.now();
-      file.writeSync(record);
-      position += RECORD_BYTES;
-      await file.syncData();
+      await wal.append({
+        origin: "bench",
+        seq: latencies.length + 1,
+        hlc: 0,
+        op: "append",
+        key: "",
+        value,
+        contentType: "",
+        prevHlc: 0,
+        prevOrigin: "",
+      });
       latencies.push(performance.now() - t0);
     }
-    if (zeroing) await zeroing;
   } finally {
-    file.close();
-    zeroFile.close();
-    await Deno.remove(path).catch(() => {});
+    await wal.close();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
   const elapsedS = (performance.now() - started) / 1000;
   latencies.sort((a, b) => a - b);
@@ -106,13 +85,12 @@ async function main(): Promise<void> {
   }
   if (!(seconds > 0 && seconds <= 60)) throw new Error("--seconds must be in (0, 60]");
   const dir = values.dir ?? ".";
-  const path = `${dir}/.bench-fsync-${crypto.randomUUID().slice(0, 8)}.bin`;
   console.log("| Round | Mode | fdatasyncs/s | p50 ms | p99 ms | preallocated / append |");
   console.log("|---:|---|---:|---:|---:|---:|");
   const ratios: number[] = [];
   for (let round = 1; round <= rounds; round++) {
-    const append = await run(path, false, seconds * 1000);
-    const pre = await run(path, true, seconds * 1000);
+    const append = await run(dir, 0, seconds * 1000);
+    const pre = await run(dir, limits.WAL_PREALLOCATE_BYTES_DEFAULT, seconds * 1000);
     const ratio = pre.syncsPerS / append.syncsPerS;
     ratios.push(ratio);
     for (const [mode, r] of [["append", append], ["preallocated", pre]] as const) {
