@@ -27,7 +27,7 @@ export const SEGMENT_BYTES_MAX = 1 * GiB;
 /**
  * The active segment is laid out with zeros (written and fdatasync'ed) this far ahead of its
  * last record, so a batch overwrites allocated blocks and its fdatasync carries no size or
- * extent change for ext4 to journal: 1.3-3.7x the fdatasyncs per second measured here
+ * extent change for ext4 to journal: a median 1.35x the fdatasyncs per second measured here
  * (docs/BENCHMARKS.md). 0 turns it off.
  */
 export const WAL_PREALLOCATE_BYTES_DEFAULT = 1 * MiB;
