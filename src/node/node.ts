@@ -8,6 +8,7 @@
  */
 import { type Clock, systemClock } from "../common/clock.ts";
 import { createApp, type RouteMount } from "../api/http/app.ts";
+import { serveHandler } from "../api/http/fast_path.ts";
 import type { HttpContext, Readiness } from "../api/http/context.ts";
 import { ReplicationService } from "../replication/service.ts";
 import type { ConflictResolver } from "../storage/kv/keyspace.ts";
@@ -165,7 +166,8 @@ export class ShanghaiNode {
   }
 
   async #start(mounts: RouteMount[]): Promise<void> {
-    const app = createApp(this.#httpContext(), [
+    const httpContext = this.#httpContext();
+    const app = createApp(httpContext, [
       clusterRoutes(() => this.#cluster),
       ...this.ops.mounts(),
       ...mounts,
@@ -184,7 +186,7 @@ export class ShanghaiNode {
           },
         );
       },
-    }, app.fetch);
+    }, serveHandler(httpContext, app));
     try {
       this.#identity = await loadOrCreateIdentity(
         this.config.dataDir,

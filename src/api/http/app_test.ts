@@ -4,9 +4,35 @@ import { EventBus } from "../../telemetry/events.ts";
 import { silentLogger } from "../../telemetry/log.ts";
 import { createApp } from "./app.ts";
 import type { HttpContext } from "./context.ts";
+import { serveHandler } from "./fast_path.ts";
+
+/** What the tests send requests through: `app.request`'s shape. */
+interface Client {
+  request(path: string, init?: RequestInit): Promise<Response>;
+}
+
+/**
+ * Every test runs twice: through the hono app alone, and through the handler the node gives
+ * Deno.serve (the fast path for `PUT /v1/kv/{key}`, hono for the rest), so both answer alike.
+ */
+const CLIENTS: [string, (ctx: HttpContext) => Client][] = [
+  ["hono app", (ctx) => {
+    const app = createApp(ctx);
+    return { request: async (path, init) => await app.request(path, init) };
+  }],
+  ["served handler", (ctx) => {
+    const handle = serveHandler(ctx, createApp(ctx));
+    return { request: (path, init) => handle(new Request(`http://localhost${path}`, init)) };
+  }],
+];
+
+function test(name: string, fn: (client: (ctx: HttpContext) => Client) => Promise<void>): void {
+  for (const [label, client] of CLIENTS) Deno.test(`${name} (${label})`, () => fn(client));
+}
 
 async function withApp(
-  fn: (app: ReturnType<typeof createApp>, store: Store) => Promise<void>,
+  client: (ctx: HttpContext) => Client,
+  fn: (app: Client, store: Store) => Promise<void>,
   valueBytesMax = 64,
 ): Promise<void> {
   const dataDir = await Deno.makeTempDir({ prefix: "http-test-" });
@@ -19,7 +45,7 @@ async function withApp(
     logger: silentLogger,
   };
   try {
-    await fn(createApp(ctx), store);
+    await fn(client(ctx), store);
   } finally {
     await store.close({ snapshot: false });
     await Deno.remove(dataDir, { recursive: true });
@@ -36,8 +62,8 @@ async function expectError(res: Response, status: number, code: string): Promise
   assert.equal(typeof body.error.message, "string");
 }
 
-Deno.test("PUT then GET returns JSON and bytes exactly as stored, with their content types", async () => {
-  await withApp(async (app) => {
+test("PUT then GET returns JSON and bytes exactly as stored, with their content types", async (client) => {
+  await withApp(client, async (app) => {
     const put = await app.request("/v1/kv/users/1", {
       method: "PUT",
       headers: json,
@@ -59,8 +85,8 @@ Deno.test("PUT then GET returns JSON and bytes exactly as stored, with their con
   });
 });
 
-Deno.test("DELETE removes a key; GET and DELETE of an absent key are 404", async () => {
-  await withApp(async (app) => {
+test("DELETE removes a key; GET and DELETE of an absent key are 404", async (client) => {
+  await withApp(client, async (app) => {
     await app.request("/v1/kv/a", { method: "PUT", headers: json, body: "1" });
     const del = await app.request("/v1/kv/a", { method: "DELETE" });
     assert.equal(del.status, 200);
@@ -70,8 +96,8 @@ Deno.test("DELETE removes a key; GET and DELETE of an absent key are 404", async
   });
 });
 
-Deno.test("GET /v1/kv lists a prefix with limit and cursor", async () => {
-  await withApp(async (app) => {
+test("GET /v1/kv lists a prefix with limit and cursor", async (client) => {
+  await withApp(client, async (app) => {
     for (const k of ["p:1", "p:2", "p:3", "q:1"]) {
       await app.request(`/v1/kv/${k}`, {
         method: "PUT",
@@ -96,8 +122,8 @@ Deno.test("GET /v1/kv lists a prefix with limit and cursor", async () => {
   });
 });
 
-Deno.test("POST /v1/log appends; GET /v1/log returns every entry in LSN order", async () => {
-  await withApp(async (app) => {
+test("POST /v1/log appends; GET /v1/log returns every entry in LSN order", async (client) => {
+  await withApp(client, async (app) => {
     await app.request("/v1/kv/a", { method: "PUT", headers: json, body: "1" });
     const append = await app.request("/v1/log", {
       method: "POST",
@@ -119,8 +145,8 @@ Deno.test("POST /v1/log appends; GET /v1/log returns every entry in LSN order", 
   });
 });
 
-Deno.test("Bad input gets a 4xx JSON error and changes nothing", async () => {
-  await withApp(async (app, store) => {
+test("Bad input gets a 4xx JSON error and changes nothing", async (client) => {
+  await withApp(client, async (app, store) => {
     await expectError(
       await app.request("/v1/kv/a", { method: "PUT", headers: json, body: "{not json" }),
       400,
@@ -177,7 +203,7 @@ Deno.test("Bad input gets a 4xx JSON error and changes nothing", async () => {
   });
 });
 
-Deno.test("Data routes answer 503 and /ready says why until recovery is done", async () => {
+test("Data routes answer 503 and /ready says why until recovery is done", async (client) => {
   const ctx: HttpContext = {
     store: () => undefined,
     readiness: () => ({ ready: false, reasons: ["recovery in progress"] }),
@@ -185,7 +211,7 @@ Deno.test("Data routes answer 503 and /ready says why until recovery is done", a
     events: new EventBus(),
     logger: silentLogger,
   };
-  const app = createApp(ctx);
+  const app = client(ctx);
   assert.equal((await app.request("/health")).status, 200);
   const ready = await app.request("/ready");
   assert.equal(ready.status, 503);
@@ -199,8 +225,8 @@ Deno.test("Data routes answer 503 and /ready says why until recovery is done", a
   await expectError(await app.request("/v1/log"), 503, "not_ready");
 });
 
-Deno.test("A body that breaks off mid-way is a 400, not a 500, and writes nothing", async () => {
-  await withApp(async (app, store) => {
+test("A body that breaks off mid-way is a 400, not a 500, and writes nothing", async (client) => {
+  await withApp(client, async (app, store) => {
     const broken = new ReadableStream({
       start(controller) {
         controller.enqueue(new Uint8Array(8));

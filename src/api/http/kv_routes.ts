@@ -14,7 +14,10 @@ import { intParam } from "./params.ts";
 import { encodeValue } from "./values.ts";
 import {
   ackedResponse,
+  ackLevelFrom,
   ackLevelOf,
+  type AckOutcome,
+  ackOutcome,
   awaitCausal,
   consistencyOf,
   TOKEN_HEADER,
@@ -62,6 +65,28 @@ function versionHeader(record: KeyRecord): string {
   return `${record.hlc}.${record.origin}`;
 }
 
+/**
+ * `PUT /v1/kv/{key}`: checks everything before writing (ack level, content type, size, JSON),
+ * then writes and waits for the ack level. Shared by the hono route and the fast path.
+ */
+export async function putValue(
+  ctx: HttpContext,
+  request: Request,
+  key: string,
+  ackParam: string | undefined,
+): Promise<AckOutcome> {
+  const store = requireStore(ctx);
+  const ack = ackLevelFrom(ackParam, ctx);
+  const type = valueType(request.headers.get("content-type") ?? undefined);
+  const body = await readBody(request, store.valueBytesMax, "value");
+  if (type === JSON_TYPE) checkJson(body);
+  const result = await store.put(key, body, type);
+  return await ackOutcome(ctx, ack, result.seq, {
+    lsn: result.lsn,
+    version: `${result.hlc}.${result.origin}`,
+  });
+}
+
 export function kvRoutes(ctx: HttpContext): Hono {
   const app = new Hono();
 
@@ -90,17 +115,9 @@ export function kvRoutes(ctx: HttpContext): Hono {
   });
 
   app.put("/:key{.+}", async (c) => {
-    const store = requireStore(ctx);
-    const key = c.req.param("key");
-    const ack = ackLevelOf(c, ctx);
-    const type = valueType(c.req.header("content-type"));
-    const body = await readBody(c.req.raw, store.valueBytesMax, "value");
-    if (type === JSON_TYPE) checkJson(body);
-    const result = await store.put(key, body, type);
-    return await ackedResponse(c, ctx, ack, result.seq, {
-      lsn: result.lsn,
-      version: `${result.hlc}.${result.origin}`,
-    });
+    const outcome = await putValue(ctx, c.req.raw, c.req.param("key"), c.req.query("ack"));
+    if (outcome.token !== undefined) c.header(TOKEN_HEADER, outcome.token);
+    return c.json(outcome.body, outcome.status);
   });
 
   app.get("/:key{.+}", async (c) => {

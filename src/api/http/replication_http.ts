@@ -21,7 +21,12 @@ export const TOKEN_HEADER = "x-shanghai-token";
 
 /** The write's ack level from `?ack=`, checked before anything is written. */
 export function ackLevelOf(c: Context, ctx: HttpContext): AckLevel {
-  return parseAckLevel(c.req.query("ack"), ctx.replication?.()?.ackDefault ?? "one");
+  return ackLevelFrom(c.req.query("ack"), ctx);
+}
+
+/** The ack level for a raw `ack` query value, defaulting to the node's `--ack-default`. */
+export function ackLevelFrom(raw: string | undefined, ctx: HttpContext): AckLevel {
+  return parseAckLevel(raw, ctx.replication?.()?.ackDefault ?? "one");
 }
 
 /** The read's consistency from `?consistency=`. */
@@ -29,10 +34,51 @@ export function consistencyOf(c: Context): Consistency {
   return parseConsistency(c.req.query("consistency"));
 }
 
+/** What a write's ack wait came to: the status, the JSON body and the causal token. */
+export interface AckOutcome {
+  status: 200 | 504;
+  body: Record<string, unknown>;
+  /** The `x-shanghai-token` header; undefined when the node runs without replication. */
+  token?: string;
+}
+
 /**
- * Waits for the ack level of a durable local write and answers: 200 with `body` plus the
- * copies and the causal token, or 504 saying how many durable copies exist.
+ * Waits for the ack level of a durable local write: 200 with `body` plus the copies and the
+ * causal token, or 504 saying how many durable copies exist. Shared by the hono routes and
+ * the fast path (fast_path.ts), so both answer alike.
  */
+export async function ackOutcome(
+  ctx: HttpContext,
+  level: AckLevel,
+  seq: number,
+  body: Record<string, unknown>,
+): Promise<AckOutcome> {
+  const repl = ctx.replication?.();
+  // Bare route tests run without replication: nothing to wait for, nothing to report.
+  if (!repl) return { status: 200, body };
+  try {
+    const copies = await repl.waitForAck(seq, level);
+    const token = repl.token();
+    return { status: 200, body: { ...body, ack: level, copies, token }, token };
+  } catch (error) {
+    if (!(error instanceof AckTimeoutError)) throw error;
+    return {
+      status: 504,
+      body: {
+        error: { code: error.code, message: error.message },
+        ...body,
+        ack: level,
+        copies: error.copies,
+        copiesNeeded: error.copiesNeeded,
+        members: error.members,
+        token: error.token,
+      },
+      token: error.token,
+    };
+  }
+}
+
+/** {@link ackOutcome} as a hono response. */
 export async function ackedResponse(
   c: Context,
   ctx: HttpContext,
@@ -40,27 +86,9 @@ export async function ackedResponse(
   seq: number,
   body: Record<string, unknown>,
 ): Promise<Response> {
-  const repl = ctx.replication?.();
-  // Bare route tests run without replication: nothing to wait for, nothing to report.
-  if (!repl) return c.json(body);
-  try {
-    const copies = await repl.waitForAck(seq, level);
-    const token = repl.token();
-    c.header(TOKEN_HEADER, token);
-    return c.json({ ...body, ack: level, copies, token });
-  } catch (error) {
-    if (!(error instanceof AckTimeoutError)) throw error;
-    c.header(TOKEN_HEADER, error.token);
-    return c.json({
-      error: { code: error.code, message: error.message },
-      ...body,
-      ack: level,
-      copies: error.copies,
-      copiesNeeded: error.copiesNeeded,
-      members: error.members,
-      token: error.token,
-    }, 504);
-  }
+  const outcome = await ackOutcome(ctx, level, seq, body);
+  if (outcome.token !== undefined) c.header(TOKEN_HEADER, outcome.token);
+  return c.json(outcome.body, outcome.status);
 }
 
 /** For `consistency=causal`: waits (bounded) until the node covers the request's token. */
