@@ -5,6 +5,7 @@ import {
   encodeEntryGeneric,
   type Entry,
   type Op,
+  peekEntryIdentity,
   peekEntryLsn,
   validateKey,
 } from "./entry.ts";
@@ -126,4 +127,33 @@ Deno.test("peekEntryLsn reads the LSN that decodeEntry reads, without decoding",
   assert.equal(peekEntryLsn(new Uint8Array([0x8b, 0x02, 0x05])), undefined);
   assert.equal(peekEntryLsn(new Uint8Array([0x8b, 0x01, 0x19, 0x01])), undefined);
   assert.equal(peekEntryLsn(new Uint8Array([0x8b, 0x01, 0x20])), undefined);
+});
+
+Deno.test("peekEntryIdentity reads what decodeEntry reads, or declines", () => {
+  const random = new Random(SEED + 2);
+  let peeked = 0;
+  for (let i = 0; i < 1000; i++) {
+    const entry = randomEntry(random);
+    if (random.chance(0.5)) entry.origin = `n${random.int(1000)}`;
+    for (const encoded of [encodeEntry(entry), bytes(encodeEntryGeneric(entry))]) {
+      const identity = peekEntryIdentity(encoded);
+      const decoded = decodeEntry(encoded);
+      const short = /^[\x01-\x7f]{1,23}$/.test(entry.origin);
+      assert.equal(identity !== undefined, short, `seed ${SEED + 2}, entry ${i}: ${entry.origin}`);
+      if (identity) {
+        peeked++;
+        assert.deepEqual(identity, { lsn: decoded.lsn, origin: decoded.origin, seq: decoded.seq });
+      }
+    }
+  }
+  assert.ok(peeked > 500, `only ${peeked} peeked`);
+  for (
+    const bad of [
+      [0x8b, 0x01, 0x05],
+      [0x8b, 0x01, 0x05, 0x62, 0x6e],
+      [0x8b, 0x01, 0x05, 0x61, 0xc3, 0x01],
+      [0x8b, 0x01, 0x05, 0x61, 0x6e, 0x19, 0x01],
+      [0x8b, 0x01, 0x05, 0x41, 0x6e, 0x01],
+    ]
+  ) assert.equal(peekEntryIdentity(new Uint8Array(bad)), undefined, JSON.stringify(bad));
 });

@@ -20,12 +20,26 @@ export interface CapturedSnapshot {
   records: [string, KeyRecord][];
 }
 
+/**
+ * An entry as a leader ships it: the fields it filters on (what the follower holds by origin
+ * and sequence) and the framed record a batch carries (`length | CRC | entry`).
+ */
+export interface FramedEntry {
+  lsn: number;
+  origin: string;
+  seq: number;
+  frame(): Uint8Array;
+}
+
 export interface ReplicaLog {
   readonly nodeId: string;
   firstLsn(): number;
   lastLsn(): number;
-  /** Durable entries from `fromLsn`; throws LsnCompactedError below the first retained LSN. */
-  read(fromLsn: number, entriesMax: number, bytesMax: number): Promise<Entry[]>;
+  /**
+   * Durable entries from `fromLsn` as records to ship; throws LsnCompactedError below the
+   * first retained LSN.
+   */
+  readFramed(fromLsn: number, entriesMax: number, bytesMax: number): Promise<FramedEntry[]>;
   versionVector(): VersionVector;
   /**
    * A clock reading that every later local write is above: advances the HLC to the wall
@@ -60,8 +74,13 @@ export function storeReplicaLog(store: Store): ReplicaLog {
     nodeId: store.nodeId,
     firstLsn: () => store.wal.firstLsn,
     lastLsn: () => store.lastLsn,
-    read: (fromLsn, entriesMax, bytesMax) =>
-      store.wal.read(fromLsn, { limit: entriesMax, bytesMax }),
+    readFramed: async (fromLsn, entriesMax, bytesMax) =>
+      (await store.wal.readFramed(fromLsn, { limit: entriesMax, bytesMax })).map((r) => ({
+        lsn: r.lsn,
+        origin: r.origin,
+        seq: r.seq,
+        frame: () => r.frame,
+      })),
     versionVector: () => store.versionVector(),
     hlc: () => store.hlcNow(),
     pendingEntries: () => store.wal.pendingEntries,

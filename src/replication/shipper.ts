@@ -67,8 +67,8 @@ import {
   REPL_PROTOCOL_VERSION,
 } from "./frames.ts";
 import { LeaderStream, type LogBounds, type StreamStatus } from "./leader.ts";
-import type { CapturedSnapshot, ReplicaLog } from "./replica_log.ts";
-import { concatFrames, framed, type FramedEntry, TailCache } from "./tail_cache.ts";
+import type { CapturedSnapshot, FramedEntry, ReplicaLog } from "./replica_log.ts";
+import { concatFrames, TailCache } from "./tail_cache.ts";
 
 /** Write acknowledgement levels. */
 export type AckLevel = "one" | "quorum" | "all";
@@ -419,7 +419,7 @@ export class Shipper {
     try {
       // Read at least one entry even at zero entry credit: an all-skipped batch costs none.
       entries = this.#tail.read(fromLsn, Math.max(1, entriesMax), bytesMax) ??
-        framed(await this.log.read(fromLsn, Math.max(1, entriesMax), bytesMax));
+        await this.log.readFramed(fromLsn, Math.max(1, entriesMax), bytesMax);
     } catch (error) {
       leader.onReadFailed(session);
       if (!(error instanceof LsnCompactedError)) {
@@ -443,7 +443,7 @@ export class Shipper {
       let bytes = 0;
       const frames: Uint8Array[] = [];
       while (end < entries.length && count < batchEntries) {
-        const e = entries[end].entry;
+        const e = entries[end];
         if ((vv[e.origin] ?? 0) < e.seq) {
           const frame = entries[end].frame();
           if (count > 0 && bytes + frame.length > batchBytes) break;
@@ -456,8 +456,8 @@ export class Shipper {
       const more = end < entries.length;
       const header = leader.onRead(
         session,
-        entries[start].entry.lsn,
-        entries[end - 1].entry.lsn,
+        entries[start].lsn,
+        entries[end - 1].lsn,
         count,
         bytes,
         more,

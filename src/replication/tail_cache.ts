@@ -9,6 +9,7 @@
 import { concatBytes } from "../common/bytes.ts";
 import { encodeEntry, type Entry } from "../common/entry.ts";
 import { frameRecord } from "../storage/wal/record.ts";
+import type { FramedEntry } from "./replica_log.ts";
 
 interface Item {
   entry: Entry;
@@ -17,10 +18,6 @@ interface Item {
 }
 
 /** An entry with its WAL-framed bytes (encoded once, shared by every peer). */
-export interface FramedEntry {
-  entry: Entry;
-  frame(): Uint8Array;
-}
 
 const ENTRY_OVERHEAD_BYTES = 256;
 
@@ -79,8 +76,11 @@ export class TailCache {
       const item = this.#items[i];
       if (out.length > 0 && bytes + item.bytes > bytesMax) break;
       bytes += item.bytes;
+      const { lsn, origin, seq } = item.entry;
       out.push({
-        entry: item.entry,
+        lsn,
+        origin,
+        seq,
         frame: () => item.frame ??= frameRecord(encodeEntry(item.entry)),
       });
     }
@@ -92,7 +92,8 @@ export class TailCache {
 export function framed(entries: readonly Entry[]): FramedEntry[] {
   return entries.map((entry) => {
     let frame: Uint8Array | undefined;
-    return { entry, frame: () => frame ??= frameRecord(encodeEntry(entry)) };
+    const { lsn, origin, seq } = entry;
+    return { lsn, origin, seq, frame: () => frame ??= frameRecord(encodeEntry(entry)) };
   });
 }
 

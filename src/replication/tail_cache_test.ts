@@ -26,7 +26,7 @@ Deno.test("TailCache keeps the newest entries within its byte bound and serves r
   assert.equal(cache.read(first - 1, 10, 1 << 20), undefined);
   assert.equal(cache.read(51, 10, 1 << 20), undefined);
   const read = cache.read(45, 3, 1 << 20)!;
-  assert.deepEqual(read.map((f) => f.entry.lsn), [45, 46, 47]);
+  assert.deepEqual(read.map((f) => f.lsn), [45, 46, 47]);
   const frame = {
     v: 1,
     session: 1,

@@ -10,7 +10,12 @@ import { Hlc } from "../../src/common/hlc.ts";
 import type { Clock } from "../../src/common/clock.ts";
 import { type KeyRecord, Keyspace } from "../../src/storage/kv/keyspace.ts";
 import { type EntryInput, LsnCompactedError } from "../../src/storage/wal/wal.ts";
-import type { CapturedSnapshot, ReplicaLog } from "../../src/replication/replica_log.ts";
+import type {
+  CapturedSnapshot,
+  FramedEntry,
+  ReplicaLog,
+} from "../../src/replication/replica_log.ts";
+import { framed } from "../../src/replication/tail_cache.ts";
 import { raiseSnapshotOnly } from "../../src/storage/kv/store.ts";
 
 export class MemoryReplicaLog implements ReplicaLog {
@@ -39,12 +44,12 @@ export class MemoryReplicaLog implements ReplicaLog {
     return this.#firstLsn + this.#log.length - 1;
   }
 
-  read(fromLsn: number, entriesMax: number, _bytesMax: number): Promise<Entry[]> {
+  readFramed(fromLsn: number, entriesMax: number, _bytesMax: number): Promise<FramedEntry[]> {
     if (fromLsn < this.#firstLsn) {
       return Promise.reject(new LsnCompactedError(fromLsn, this.#firstLsn));
     }
     const start = fromLsn - this.#firstLsn;
-    return Promise.resolve(this.#log.slice(start, start + entriesMax).map((e) => ({ ...e })));
+    return Promise.resolve(framed(this.#log.slice(start, start + entriesMax)));
   }
 
   versionVector(): VersionVector {

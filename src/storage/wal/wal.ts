@@ -26,6 +26,7 @@ import {
   directEntryBytes,
   encodeEntry,
   type Entry,
+  peekEntryIdentity,
   writeEntryDirect,
 } from "../../common/entry.ts";
 import {
@@ -117,6 +118,15 @@ interface Segment {
   bytes: number;
   /** Undefined until the segment has been scanned (lazily, for segments recovery skipped). */
   index?: IndexPoint[];
+}
+
+/** A WAL record as {@link Wal.readFramed} returns it. */
+export interface FramedRecord {
+  lsn: number;
+  origin: string;
+  seq: number;
+  /** `length | CRC | entry`, checked. */
+  frame: Uint8Array;
 }
 
 interface Pending {
@@ -667,14 +677,45 @@ export class Wal {
     fromLsn: number,
     options: { limit?: number; bytesMax?: number } = {},
   ): Promise<Entry[]> {
+    const out: Entry[] = [];
+    await this.#scanRecords(fromLsn, options, (data) => out.push(decodeEntry(data)));
+    return out;
+  }
+
+  /**
+   * As {@link read}, but each entry as its CRC-checked record (`length | CRC | entry`), the
+   * bytes a replication batch carries, with only the fields a leader filters on decoded.
+   * `frame` is a view into a read buffer: copy it to keep it long.
+   */
+  async readFramed(
+    fromLsn: number,
+    options: { limit?: number; bytesMax?: number } = {},
+  ): Promise<FramedRecord[]> {
+    const out: FramedRecord[] = [];
+    await this.#scanRecords(fromLsn, options, (data, frame) => {
+      const identity = peekEntryIdentity(data) ?? decodeEntry(data);
+      out.push({ lsn: identity.lsn, origin: identity.origin, seq: identity.seq, frame });
+    });
+    return out;
+  }
+
+  /**
+   * Visits the CRC-checked records from `fromLsn` on: `data` is the encoded entry, `frame`
+   * the whole record; both are views into a read buffer.
+   */
+  async #scanRecords(
+    fromLsn: number,
+    options: { limit?: number; bytesMax?: number },
+    visit: (data: Uint8Array, frame: Uint8Array) => void,
+  ): Promise<void> {
     const limit = Math.min(options.limit ?? READ_ENTRIES_MAX, READ_ENTRIES_MAX);
     const bytesMax = Math.min(options.bytesMax ?? READ_BYTES_MAX, READ_BYTES_MAX);
     const from = Math.max(fromLsn, 1);
     if (from < this.firstLsn) throw new LsnCompactedError(from, this.firstLsn);
-    const out: Entry[] = [];
+    let visited = 0;
     let bytesRead = 0;
     let lsn = from;
-    while (out.length < limit && lsn <= this.#durableLsn && bytesRead < bytesMax) {
+    while (visited < limit && lsn <= this.#durableLsn && bytesRead < bytesMax) {
       const segment = this.#segmentFor(lsn);
       if (segment === undefined) break;
       segment.index ??= (await Wal.#scanForIndex(segment)).index;
@@ -685,7 +726,7 @@ export class Wal {
       let offset = point?.offset ?? SEGMENT_HEADER_BYTES;
       let cursor = point?.lsn ?? segment.firstLsn;
       while (
-        out.length < limit && cursor <= segmentLast && bytesRead < bytesMax && offset < segmentEnd
+        visited < limit && cursor <= segmentLast && bytesRead < bytesMax && offset < segmentEnd
       ) {
         const chunkBytes = Math.min(
           segmentEnd - offset,
@@ -695,7 +736,7 @@ export class Wal {
         let at = 0;
         let progressed = false;
         while (
-          at < chunk.length && out.length < limit && cursor <= segmentLast && bytesRead < bytesMax
+          at < chunk.length && visited < limit && cursor <= segmentLast && bytesRead < bytesMax
         ) {
           const record = readRecord(chunk, at, RECORD_BYTES_MAX);
           if (!record.ok) {
@@ -727,8 +768,8 @@ export class Wal {
           }
           progressed = true;
           if (cursor >= lsn) {
-            const entry = decodeEntry(record.data);
-            out.push(entry);
+            visit(record.data, chunk.subarray(at, record.next));
+            visited++;
             bytesRead += record.data.length;
           }
           cursor++;
@@ -739,7 +780,6 @@ export class Wal {
       }
       lsn = cursor;
     }
-    return out;
   }
 
   #segmentFor(lsn: number): Segment | undefined {

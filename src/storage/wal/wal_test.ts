@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { ClosedError, CorruptionError } from "../../common/errors.ts";
 import { appendInput, seqOf } from "../../../tests/support/entries.ts";
-import { SEGMENT_HEADER_BYTES } from "../../common/limits.ts";
+import { decodeEntry } from "../../common/entry.ts";
+import { RECORD_BYTES_MAX, SEGMENT_HEADER_BYTES } from "../../common/limits.ts";
+import { readRecord } from "./record.ts";
 import { LsnCompactedError, Wal } from "./wal.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -83,6 +85,37 @@ Deno.test("Wal rotates segments at the size limit and reads across them after re
     }
     assert.equal(await reopened.append(appendInput(301)), 301);
     await reopened.close();
+  });
+});
+
+Deno.test("Wal.readFramed() returns each entry's checked record with its identity, across segments", async () => {
+  await withDir(async (dir) => {
+    const wal = await Wal.open(dir, { segmentBytesMax: 64 * 1024, batchEntriesMax: 10 });
+    for (let i = 1; i <= 200; i++) {
+      // Every fifth entry from an origin the peek declines (non-ASCII): it is decoded instead.
+      const input = appendInput(i, 1024);
+      await wal.append(i % 5 === 0 ? { ...input, origin: "nœud" } : input);
+    }
+    for (const [from, limit] of [[1, 1000], [57, 5], [123, 40], [200, 10]]) {
+      const framed = await wal.readFramed(from, { limit });
+      const entries = await wal.read(from, { limit });
+      assert.equal(framed.length, entries.length);
+      for (const [i, record] of framed.entries()) {
+        const entry = entries[i];
+        assert.deepEqual([record.lsn, record.origin, record.seq], [
+          entry.lsn,
+          entry.origin,
+          entry.seq,
+        ]);
+        const read = readRecord(record.frame, 0, RECORD_BYTES_MAX);
+        assert.ok(
+          read.ok && read.next === record.frame.length,
+          `LSN ${record.lsn}: one whole record`,
+        );
+        assert.deepEqual(decodeEntry(read.data), entry);
+      }
+    }
+    await wal.close();
   });
 });
 
