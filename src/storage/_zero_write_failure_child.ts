@@ -1,15 +1,20 @@
 /**
- * Test helper for wal_test.ts, run as its own process by
+ * Test helper for wal_test.ts and store_test.ts, run as its own process by
  * {@link runWithFileBytesMax}: under a file size limit (`ulimit -f`, with SIGXFSZ ignored) a
  * write that would grow a file past the limit fails with EFBIG, the way a full disk fails it
  * with ENOSPC. The WAL's zero writer, which runs `preallocateBytes` ahead of the records, meets
  * the limit first; the records stay below it. A real failure of the zero write, not a mock.
  *
  * `wal` mode appends through a Wal and prints `{ lastLsn, failures }` as JSON on stdout.
+ * `store` mode puts keys through a Store whose JSON log lines go to stderr, and prints
+ * `{ lastLsn, events }` on stdout.
  *
  * @module
  */
 import { appendInput } from "../../tests/support/entries.ts";
+import { EventBus } from "../telemetry/events.ts";
+import { createLogger } from "../telemetry/log.ts";
+import { Store } from "./kv/store.ts";
 import { Wal } from "./wal/wal.ts";
 
 /** Zeros laid ahead of the records: the fourth top-up crosses a 256 KiB limit. */
@@ -22,7 +27,7 @@ const CONCURRENT_APPENDS = 8;
 /** Runs this file in a child process whose files cannot grow past `fileBytesMax`. */
 export async function runWithFileBytesMax(
   fileBytesMax: number,
-  options: { mode: "wal"; dir: string },
+  options: { mode: "wal" | "store"; dir: string },
 ): Promise<{ stdout: string; stderr: string }> {
   const blocks = Math.floor(fileBytesMax / 1024); // bash counts ulimit -f in 1 KiB blocks
   const child = new URL(import.meta.url).pathname;
@@ -71,8 +76,31 @@ async function runWal(dir: string): Promise<void> {
   console.log(JSON.stringify({ lastLsn: wal.lastLsn, failures }));
 }
 
+async function runStore(dataDir: string): Promise<void> {
+  const events = new EventBus();
+  const seen: unknown[] = [];
+  events.on("wal.preallocate.failed", (event) => seen.push(event));
+  const store = await Store.open({
+    dataDir,
+    nodeId: "n1",
+    preallocateBytes: PREALLOCATE_BYTES,
+    snapshotEveryBytes: 0,
+    events,
+    logger: createLogger({ format: "json" }),
+  });
+  const value = new Uint8Array(ENTRY_BYTES);
+  await appendUntilTarget(
+    (seq) => store.put(`key-${seq}`, value, "application/octet-stream"),
+    () => store.wal.bytesOnDisk,
+  );
+  const lastLsn = store.lastLsn;
+  await store.close({ snapshot: false });
+  console.log(JSON.stringify({ lastLsn, events: seen }));
+}
+
 if (import.meta.main) {
   const [mode, dir] = Deno.args;
   if (mode === "wal") await runWal(dir);
-  else throw new TypeError(`Unknown mode "${mode}": expected wal`);
+  else if (mode === "store") await runStore(dir);
+  else throw new TypeError(`Unknown mode "${mode}": expected wal or store`);
 }
