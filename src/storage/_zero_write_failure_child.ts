@@ -11,11 +11,10 @@
  *
  * @module
  */
-import { appendInput } from "../../tests/support/entries.ts";
 import { EventBus } from "../telemetry/events.ts";
 import { createLogger } from "../telemetry/log.ts";
 import { Store } from "./kv/store.ts";
-import { Wal } from "./wal/wal.ts";
+import { type EntryInput, Wal } from "./wal/wal.ts";
 
 /** Zeros laid ahead of the records: the fourth top-up crosses a 256 KiB limit. */
 export const PREALLOCATE_BYTES = 64 * 1024;
@@ -62,6 +61,22 @@ async function appendUntilTarget(
   }
 }
 
+function appendInput(seq: number): EntryInput {
+  const value = new Uint8Array(ENTRY_BYTES);
+  new DataView(value.buffer).setUint32(0, seq, true);
+  return {
+    origin: "test",
+    seq,
+    hlc: seq,
+    op: "append",
+    key: "",
+    value,
+    contentType: "",
+    prevHlc: 0,
+    prevOrigin: "",
+  };
+}
+
 async function runWal(dir: string): Promise<void> {
   const failures: string[] = [];
   const wal = await Wal.open(dir, {
@@ -69,7 +84,7 @@ async function runWal(dir: string): Promise<void> {
     onPreallocateFailed: (error) => failures.push(String(error)),
   });
   await appendUntilTarget(
-    (seq) => wal.append(appendInput(seq, ENTRY_BYTES)),
+    (seq) => wal.append(appendInput(seq)),
     () => wal.bytesOnDisk,
   );
   await wal.close();
