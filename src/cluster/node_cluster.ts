@@ -10,7 +10,6 @@ import { ShanghaiError } from "../common/errors.ts";
 import type { Store } from "../storage/kv/store.ts";
 import type { EventBus } from "../telemetry/events.ts";
 import type { Logger } from "../telemetry/log.ts";
-import type { ClusterControl } from "../api/http/cluster_routes.ts";
 import { adoptClusterId, readClusterState, writeClusterState } from "./cluster_state.ts";
 import type { DetectorKind } from "./failure_detector.ts";
 import type { Identity } from "./identity.ts";
@@ -47,7 +46,11 @@ export interface NodeClusterOptions {
   logger: Logger;
 }
 
-export class NodeCluster implements ClusterControl {
+/**
+ * Serves the HTTP API's cluster routes: it has the shape of their `ClusterControl`, checked
+ * where node.ts mounts them (an `implements` here would import the API layer from below it).
+ */
+export class NodeCluster {
   readonly transport: TcpTransport;
   readonly membership: MembershipDriver;
   readonly #options: NodeClusterOptions;
