@@ -6,9 +6,8 @@
  *
  * @module
  */
-import { ConfigError } from "../common/errors.ts";
-import { type Identity, IDENTITY_FILE, writeJsonDurably } from "../node/identity.ts";
-import { readTextIfExists } from "../storage/durable_fs.ts";
+import { readJsonFile, writeJsonFile } from "./_json_file.ts";
+import { type Identity, writeIdentity } from "./identity.ts";
 
 export const CLUSTER_STATE_FILE = "cluster.json";
 
@@ -25,32 +24,27 @@ export interface ClusterState {
 }
 
 export async function readClusterState(dataDir: string): Promise<ClusterState | undefined> {
-  const path = `${dataDir}/${CLUSTER_STATE_FILE}`;
-  const text = await readTextIfExists(path);
-  if (text === undefined) return undefined;
-  try {
-    const parsed = JSON.parse(text) as ClusterState;
-    if (
-      parsed.format !== 1 || !Number.isSafeInteger(parsed.incarnation) ||
-      !Array.isArray(parsed.members)
-    ) {
-      throw new Error("missing fields");
-    }
-    const members = parsed.members.filter((m) =>
-      typeof m?.id === "string" && typeof m.address === "string" &&
-      typeof m.httpAddress === "string"
-    );
-    return { format: 1, incarnation: parsed.incarnation, members };
-  } catch (cause) {
-    throw new ConfigError(
-      "data-dir",
-      `${path} is damaged (${(cause as Error).message}); delete it to start with no known members`,
-    );
-  }
+  return await readJsonFile(`${dataDir}/${CLUSTER_STATE_FILE}`, {
+    check: (parsed) => {
+      const state = parsed as ClusterState;
+      if (
+        state?.format !== 1 || !Number.isSafeInteger(state.incarnation) ||
+        !Array.isArray(state.members)
+      ) {
+        throw new Error("missing fields");
+      }
+      const members = state.members.filter((m) =>
+        typeof m?.id === "string" && typeof m.address === "string" &&
+        typeof m.httpAddress === "string"
+      );
+      return { format: 1, incarnation: state.incarnation, members };
+    },
+    advice: "delete it to start with no known members",
+  });
 }
 
 export async function writeClusterState(dataDir: string, state: ClusterState): Promise<void> {
-  await writeJsonDurably(`${dataDir}/${CLUSTER_STATE_FILE}`, state);
+  await writeJsonFile(`${dataDir}/${CLUSTER_STATE_FILE}`, state);
 }
 
 /** Rewrites the identity with the adopted cluster id (durably) and returns the new identity. */
@@ -60,6 +54,6 @@ export async function adoptClusterId(
   clusterId: string,
 ): Promise<Identity> {
   const next: Identity = { ...identity, clusterId };
-  await writeJsonDurably(`${dataDir}/${IDENTITY_FILE}`, next);
+  await writeIdentity(dataDir, next);
   return next;
 }

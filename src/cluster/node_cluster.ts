@@ -7,21 +7,34 @@
  */
 import type { Clock } from "../common/clock.ts";
 import { ShanghaiError } from "../common/errors.ts";
-import type { NodeConfig } from "../node/config.ts";
-import type { Identity } from "../node/identity.ts";
 import type { Store } from "../storage/kv/store.ts";
 import type { EventBus } from "../telemetry/events.ts";
 import type { Logger } from "../telemetry/log.ts";
-import type { ClusterControl } from "../api/http/cluster_routes.ts";
 import { adoptClusterId, readClusterState, writeClusterState } from "./cluster_state.ts";
+import type { DetectorKind } from "./failure_detector.ts";
+import type { Identity } from "./identity.ts";
 import { type ClusterHealth, type MemberInfo, MembershipDriver } from "./membership_driver.ts";
 import { parseSeed } from "./seeds.ts";
 import { TcpTransport, type TransportStats } from "./tcp_transport.ts";
 
 const FORWARD_TIMEOUT_MS = 10_000;
 
+/** The settings the cluster layer reads: the node's config (NodeConfig) has them all. */
+export interface ClusterConfig {
+  dataDir: string;
+  /** Address to listen on and advertise on the node port. */
+  host: string;
+  port: number;
+  /** Seeds, as given (`host:port`, `id@host:port` or `id@host`). */
+  join: string[];
+  heartbeatIntervalMs: number;
+  suspectAfterMs: number;
+  downAfterMs: number;
+  failureDetector: DetectorKind;
+}
+
 export interface NodeClusterOptions {
-  config: NodeConfig;
+  config: ClusterConfig;
   identity: Identity;
   store: Store;
   httpAddress: () => string;
@@ -33,7 +46,11 @@ export interface NodeClusterOptions {
   logger: Logger;
 }
 
-export class NodeCluster implements ClusterControl {
+/**
+ * Serves the HTTP API's cluster routes: it has the shape of their `ClusterControl`, checked
+ * where node.ts mounts them (an `implements` here would import the API layer from below it).
+ */
+export class NodeCluster {
   readonly transport: TcpTransport;
   readonly membership: MembershipDriver;
   readonly #options: NodeClusterOptions;

@@ -1,46 +1,13 @@
 /**
- * A data directory's identity: `node.json` holds the node id and cluster id it belongs to,
- * written once (temp file, fsync, rename, directory fsync) and checked at every start.
+ * A data directory's identity at start: the node id and cluster id in `node.json` (its format
+ * is src/cluster/identity.ts), created at the first start and checked against the configured
+ * node id at every start.
  *
  * @module
  */
+import { type Identity, readIdentity, writeIdentity } from "../cluster/identity.ts";
 import { ConfigError } from "../common/errors.ts";
 import { randomHex } from "../common/random.ts";
-import { readTextIfExists, writeFileAtomic } from "../storage/durable_fs.ts";
-
-export interface Identity {
-  format: 1;
-  nodeId: string;
-  clusterId: string;
-  createdMs: number;
-}
-
-export const IDENTITY_FILE = "node.json";
-
-export async function writeJsonDurably(path: string, value: unknown): Promise<void> {
-  await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(value, null, 2) + "\n"));
-}
-
-export async function readIdentity(dataDir: string): Promise<Identity | undefined> {
-  const path = `${dataDir}/${IDENTITY_FILE}`;
-  const text = await readTextIfExists(path);
-  if (text === undefined) return undefined;
-  try {
-    const parsed = JSON.parse(text) as Identity;
-    if (
-      parsed.format !== 1 || typeof parsed.nodeId !== "string" ||
-      typeof parsed.clusterId !== "string"
-    ) {
-      throw new Error("missing fields");
-    }
-    return parsed;
-  } catch (cause) {
-    throw new ConfigError(
-      "data-dir",
-      `${path} is damaged (${(cause as Error).message}); restore it from a backup`,
-    );
-  }
-}
 
 /**
  * Loads the identity, creating it on first start. A configured node id that differs from the
@@ -68,6 +35,6 @@ export async function loadOrCreateIdentity(
     clusterId: randomHex(8),
     createdMs: nowMs,
   };
-  await writeJsonDurably(`${dataDir}/${IDENTITY_FILE}`, identity);
+  await writeIdentity(dataDir, identity);
   return identity;
 }

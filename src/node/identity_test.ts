@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import { readIdentity } from "../cluster/identity.ts";
 import { ConfigError } from "../common/errors.ts";
-import { loadOrCreateIdentity, readIdentity } from "./identity.ts";
+import { loadOrCreateIdentity } from "./identity.ts";
 
 Deno.test("identity: created once, then stable; another node id is refused", async () => {
   const dir = await Deno.makeTempDir();

@@ -13,6 +13,7 @@ import type { RouteMount } from "../api/http/app.ts";
 import type { Readiness } from "../api/http/context.ts";
 import { metricsRoutes } from "../api/http/metrics_routes.ts";
 import { backupRoutes, BackupSessions } from "../backup/mod.ts";
+import { type Identity, IDENTITY_FILE } from "../cluster/identity.ts";
 import type { Clock } from "../common/clock.ts";
 import { DISK_SAMPLE_INTERVAL_MS } from "../common/limits.ts";
 import type { Store } from "../storage/kv/store.ts";
@@ -23,7 +24,6 @@ import type { Logger } from "../telemetry/log.ts";
 import { Metrics } from "../telemetry/metrics.ts";
 import { Tracing, tracingWanted } from "../telemetry/tracing.ts";
 import type { NodeConfig } from "./config.ts";
-import { type Identity, IDENTITY_FILE } from "./identity.ts";
 import { VERSION } from "./version.ts";
 
 export interface NodeOpsOptions {

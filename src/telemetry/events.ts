@@ -8,6 +8,7 @@
 export interface EventMap {
   "wal.write.completed": { durationMs: number; syncMs: number; bytes: number; entries: number };
   "wal.repaired": { message: string };
+  "wal.preallocate.failed": { reason: string };
   "snapshot.completed": { lsn: number; keys: number; bytes: number; durationMs: number };
   "retention.completed": { segmentsRemoved: number; bytesRemoved: number; durationMs: number };
   "cluster.heartbeat.completed": { rttMs: number; fromNode: string; toNode: string };

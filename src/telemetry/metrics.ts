@@ -239,6 +239,10 @@ export class Metrics {
       entriesWritten.add(e.entries);
     });
     on("wal.repaired", () => repairs.add(1));
+    const preallocateFailures = meter.createCounter("shanghai_wal_preallocate_failures", {
+      description: "Zero writes ahead of the WAL that failed, turning preallocation off",
+    });
+    on("wal.preallocate.failed", () => preallocateFailures.add(1));
 
     // Snapshots and retention
     const snapshotDuration = this.#histogram(

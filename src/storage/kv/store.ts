@@ -172,6 +172,19 @@ export class Store {
         this.#logger.warn(message);
         this.events.emit("wal.repaired", { message });
       },
+      onPreallocateFailed: (error) => {
+        const reason = error instanceof Error ? error.message : String(error);
+        this.#logger.warn(
+          "WAL preallocation is off until restart: laying zeros ahead of the writer failed",
+          {
+            reason,
+            walDir: this.walDir,
+            advice:
+              "Writes go on, slower (each fdatasync also records the file's growth); check free disk space and permissions of the WAL directory; --wal-preallocate-bytes 0 turns preallocation off on purpose",
+          },
+        );
+        this.events.emit("wal.preallocate.failed", { reason });
+      },
     });
     if (this.#wal.firstLsn > snapshotLsn + 1) {
       throw new CorruptionError(

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { InputError, TooLargeError } from "../../common/errors.ts";
 import { listSnapshots, readSnapshot } from "./snapshot.ts";
 import { raiseSnapshotOnly, Store } from "./store.ts";
+import { runWithFileBytesMax } from "../_zero_write_failure_child.ts";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array | null | undefined) => b ? new TextDecoder().decode(b) : undefined;
@@ -224,4 +225,30 @@ Deno.test("raiseSnapshotOnly records what a transfer raised, from the lowest sta
   });
   // Never lowered.
   assert.deepEqual(raiseSnapshotOnly({ a: 9 }, { a: 8 }, "n1", new Map(), {}), { a: 9 });
+});
+
+Deno.test("Store: a failed WAL zero write logs one warning with the reason and the way out, and writes go on", async () => {
+  await withDir(async (dataDir) => {
+    const { stdout, stderr } = await runWithFileBytesMax(256 * 1024, {
+      mode: "store",
+      dir: dataDir,
+    });
+    const child: { lastLsn: number; events: { reason: string }[] } = JSON.parse(stdout);
+    const warnings = stderr.split("\n").filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line)).filter((line) => line.level === "warn");
+    assert.equal(warnings.length, 1, stderr);
+    const [warning] = warnings;
+    assert.match(warning.msg, /^WAL preallocation is off until restart: /);
+    assert.match(warning.reason, /File too large/);
+    assert.match(warning.advice, /free disk space and permissions/);
+    assert.match(warning.advice, /--wal-preallocate-bytes 0/);
+    assert.deepEqual(child.events, [{ reason: warning.reason }], "metrics hear of it once");
+
+    const store = await Store.open({ dataDir, nodeId: "n1" });
+    assert.equal(store.lastLsn, child.lastLsn);
+    for (let seq = 1; seq <= child.lastLsn; seq++) {
+      assert.equal(store.get(`key-${seq}`)?.value?.length, 1000, `key-${seq} survived`);
+    }
+    await store.close({ snapshot: false });
+  });
 });

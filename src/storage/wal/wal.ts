@@ -79,6 +79,12 @@ export interface WalOptions {
   onDurable?: (entries: readonly Entry[], info: BatchInfo) => void;
   /** Called once for each torn tail cut or half-created segment dropped during recovery. */
   onRepair?: (message: string) => void;
+  /**
+   * Called when laying zeros ahead of the writer fails (the zero handle cannot be opened, or
+   * its write or fdatasync fails). Preallocation is then off until the WAL is reopened, so
+   * this is called at most once per open; appends go on without it.
+   */
+  onPreallocateFailed?: (error: unknown) => void;
 }
 
 export interface BatchInfo {
@@ -195,6 +201,7 @@ export class Wal {
   readonly #batchBytesMax: number;
   readonly #clock: Clock;
   readonly #onDurable?: WalOptions["onDurable"];
+  readonly #onPreallocateFailed?: WalOptions["onPreallocateFailed"];
   // Invariant: sorted by firstLsn, contiguous (each firstLsn = previous lastLsn + 1), last active.
   #segments: Segment[];
   #file: Deno.FsFile;
@@ -232,6 +239,7 @@ export class Wal {
     this.#batchBytesMax = options.batchBytesMax ?? BATCH_BYTES_DEFAULT;
     this.#clock = options.clock ?? systemClock;
     this.#onDurable = options.onDurable;
+    this.#onPreallocateFailed = options.onPreallocateFailed;
     const active = segments[segments.length - 1];
     this.#durableLsn = active.lastLsn;
     this.#nextLsn = active.lastLsn + 1;
@@ -595,8 +603,11 @@ export class Wal {
   /**
    * Starts laying zeros ahead of the active segment's records when fewer than half of
    * `preallocateBytes` remain prepared (never past the segment size limit). Runs beside the
-   * batches; a failure only turns preallocation off, since the zeros hold no data: a real disk
-   * fault shows up in the next batch's own write or fdatasync.
+   * batches; a failure only turns preallocation off (and says so through
+   * `onPreallocateFailed`), since the zeros hold no data: batches then write past the prepared
+   * zeros and the file grows with them, and a real disk fault shows up in the next batch's own
+   * write or fdatasync. We turned down failing the WAL on it: a disk too full for 1 MiB of
+   * zeros may still hold the writes, and a write that does not fit fails stop anyway.
    */
   #preallocate(): void {
     const active = this.#segments[this.#segments.length - 1];
@@ -615,8 +626,9 @@ export class Wal {
       if (this.#segments[this.#segments.length - 1] === active) {
         this.#zeroedEnd = Math.max(this.#zeroedEnd, from + length);
       }
-    })().catch(() => {
+    })().catch((error) => {
       this.#preallocateBytes = 0;
+      this.#onPreallocateFailed?.(error);
     }).finally(() => {
       this.#zeroing = undefined;
     });

@@ -5,6 +5,7 @@ import { decodeEntry } from "../../common/entry.ts";
 import { RECORD_BYTES_MAX, SEGMENT_HEADER_BYTES } from "../../common/limits.ts";
 import { readRecord } from "./record.ts";
 import { LsnCompactedError, Wal } from "./wal.ts";
+import { PREALLOCATE_BYTES, runWithFileBytesMax } from "../_zero_write_failure_child.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "wal-test-" });
@@ -314,5 +315,44 @@ Deno.test("Wal.append() after close() rejects with ClosedError", async () => {
     await wal.close();
     assert.equal(await pending, 1);
     await assert.rejects(() => wal.append(appendInput(2)), ClosedError);
+  });
+});
+
+Deno.test("Wal preallocation: a failed zero write turns it off once, and appends go on and survive reopening", async () => {
+  await withDir(async (dir) => {
+    // The child's files cannot grow past 256 KiB: the zero write that would cross it fails
+    // (EFBIG) after three that succeeded, while the records stay below it.
+    const { stdout } = await runWithFileBytesMax(256 * 1024, { mode: "wal", dir });
+    const child: { lastLsn: number; failures: string[] } = JSON.parse(stdout);
+    assert.equal(child.failures.length, 1, "the hook fires once, then preallocation is off");
+    assert.match(child.failures[0], /File too large/);
+    assert.ok(child.lastLsn > 200, `appends went on past the failure (${child.lastLsn})`);
+    const segment = (await segmentFiles(dir))[0];
+    assert.ok(
+      (await Deno.stat(`${dir}/${segment}`)).size <= 256 * 1024,
+      "the zero writer met the limit before the records did",
+    );
+
+    const repairs: string[] = [];
+    const failures: unknown[] = [];
+    const reopened = await Wal.open(dir, {
+      preallocateBytes: PREALLOCATE_BYTES,
+      onRepair: (m) => repairs.push(m),
+      onPreallocateFailed: (error) => failures.push(error),
+    });
+    assert.deepEqual(repairs, [], "the zeros a failed write left are not a torn tail");
+    assert.equal(reopened.lastLsn, child.lastLsn, "every acknowledged append is durable");
+    const entries = [];
+    for (let lsn = 1; lsn <= child.lastLsn;) {
+      const page = await reopened.read(lsn, { limit: 100 });
+      entries.push(...page);
+      lsn = page[page.length - 1].lsn + 1;
+    }
+    assert.deepEqual(entries.map((e) => seqOf(e.value)).sort((a, b) => a - b), [
+      ...Array.from({ length: child.lastLsn }, (_, i) => i + 1),
+    ]);
+    assert.equal(await reopened.append(appendInput(child.lastLsn + 1)), child.lastLsn + 1);
+    await reopened.close();
+    assert.deepEqual(failures, [], "with room again, reopening turns preallocation back on");
   });
 });

@@ -1,0 +1,38 @@
+/**
+ * A data directory's identity: `node.json` holds the node id and the id of the cluster the
+ * directory belongs to. The node writes it once at its first start (`loadOrCreateIdentity`
+ * decides the ids); the cluster layer rewrites it when a fresh joiner adopts a cluster's id.
+ *
+ * @module
+ */
+import { readJsonFile, writeJsonFile } from "./_json_file.ts";
+
+export interface Identity {
+  format: 1;
+  nodeId: string;
+  clusterId: string;
+  createdMs: number;
+}
+
+export const IDENTITY_FILE = "node.json";
+
+export async function readIdentity(dataDir: string): Promise<Identity | undefined> {
+  return await readJsonFile(`${dataDir}/${IDENTITY_FILE}`, {
+    check: (parsed) => {
+      const identity = parsed as Identity;
+      if (
+        identity?.format !== 1 || typeof identity.nodeId !== "string" ||
+        typeof identity.clusterId !== "string"
+      ) {
+        throw new Error("missing fields");
+      }
+      return identity;
+    },
+    advice: "restore it from a backup",
+  });
+}
+
+/** Writes `node.json` durably (temp file, fsync, rename, directory fsync). */
+export async function writeIdentity(dataDir: string, identity: Identity): Promise<void> {
+  await writeJsonFile(`${dataDir}/${IDENTITY_FILE}`, identity);
+}

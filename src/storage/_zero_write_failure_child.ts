@@ -1,0 +1,121 @@
+/**
+ * Test helper for wal_test.ts and store_test.ts, run as its own process by
+ * {@link runWithFileBytesMax}: under a file size limit (`ulimit -f`, with SIGXFSZ ignored) a
+ * write that would grow a file past the limit fails with EFBIG, the way a full disk fails it
+ * with ENOSPC. The WAL's zero writer, which runs `preallocateBytes` ahead of the records, meets
+ * the limit first; the records stay below it. A real failure of the zero write, not a mock.
+ *
+ * `wal` mode appends through a Wal and prints `{ lastLsn, failures }` as JSON on stdout.
+ * `store` mode puts keys through a Store whose JSON log lines go to stderr, and prints
+ * `{ lastLsn, events }` on stdout.
+ *
+ * @module
+ */
+import { EventBus } from "../telemetry/events.ts";
+import { createLogger } from "../telemetry/log.ts";
+import { Store } from "./kv/store.ts";
+import { type EntryInput, Wal } from "./wal/wal.ts";
+
+/** Zeros laid ahead of the records: the fourth top-up crosses a 256 KiB limit. */
+export const PREALLOCATE_BYTES = 64 * 1024;
+/** Appends stop once the records reach this many bytes, below a 256 KiB limit. */
+export const RECORD_BYTES_TARGET = 224 * 1024;
+const ENTRY_BYTES = 1000;
+const CONCURRENT_APPENDS = 8;
+
+/** Runs this file in a child process whose files cannot grow past `fileBytesMax`. */
+export async function runWithFileBytesMax(
+  fileBytesMax: number,
+  options: { mode: "wal" | "store"; dir: string },
+): Promise<{ stdout: string; stderr: string }> {
+  const blocks = Math.floor(fileBytesMax / 1024); // bash counts ulimit -f in 1 KiB blocks
+  const child = new URL(import.meta.url).pathname;
+  const out = await new Deno.Command("bash", {
+    args: [
+      "-c",
+      `trap '' XFSZ; ulimit -f ${blocks} && exec "$0" run --allow-all "$1" "$2" "$3"`,
+      Deno.execPath(),
+      child,
+      options.mode,
+      options.dir,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const stderr = new TextDecoder().decode(out.stderr);
+  if (!out.success) {
+    throw new Error(`Child exited with code ${out.code}:\n${stdout}\n${stderr}`);
+  }
+  return { stdout, stderr };
+}
+
+/** Appends in rounds of a few concurrent writers until the records reach the target. */
+async function appendUntilTarget(
+  append: (seq: number) => Promise<unknown>,
+  recordBytes: () => number,
+): Promise<void> {
+  let seq = 0;
+  while (recordBytes() < RECORD_BYTES_TARGET) {
+    await Promise.all(Array.from({ length: CONCURRENT_APPENDS }, () => append(++seq)));
+  }
+}
+
+function appendInput(seq: number): EntryInput {
+  const value = new Uint8Array(ENTRY_BYTES);
+  new DataView(value.buffer).setUint32(0, seq, true);
+  return {
+    origin: "test",
+    seq,
+    hlc: seq,
+    op: "append",
+    key: "",
+    value,
+    contentType: "",
+    prevHlc: 0,
+    prevOrigin: "",
+  };
+}
+
+async function runWal(dir: string): Promise<void> {
+  const failures: string[] = [];
+  const wal = await Wal.open(dir, {
+    preallocateBytes: PREALLOCATE_BYTES,
+    onPreallocateFailed: (error) => failures.push(String(error)),
+  });
+  await appendUntilTarget(
+    (seq) => wal.append(appendInput(seq)),
+    () => wal.bytesOnDisk,
+  );
+  await wal.close();
+  console.log(JSON.stringify({ lastLsn: wal.lastLsn, failures }));
+}
+
+async function runStore(dataDir: string): Promise<void> {
+  const events = new EventBus();
+  const seen: unknown[] = [];
+  events.on("wal.preallocate.failed", (event) => seen.push(event));
+  const store = await Store.open({
+    dataDir,
+    nodeId: "n1",
+    preallocateBytes: PREALLOCATE_BYTES,
+    snapshotEveryBytes: 0,
+    events,
+    logger: createLogger({ format: "json" }),
+  });
+  const value = new Uint8Array(ENTRY_BYTES);
+  await appendUntilTarget(
+    (seq) => store.put(`key-${seq}`, value, "application/octet-stream"),
+    () => store.wal.bytesOnDisk,
+  );
+  const lastLsn = store.lastLsn;
+  await store.close({ snapshot: false });
+  console.log(JSON.stringify({ lastLsn, events: seen }));
+}
+
+if (import.meta.main) {
+  const [mode, dir] = Deno.args;
+  if (mode === "wal") await runWal(dir);
+  else if (mode === "store") await runStore(dir);
+  else throw new TypeError(`Unknown mode "${mode}": expected wal or store`);
+}
