@@ -9,6 +9,7 @@ import { resolveConfig } from "../../src/node/config.ts";
 import { ShanghaiNode } from "../../src/node/node.ts";
 import { silentLogger } from "../../src/telemetry/log.ts";
 import { LoopbackNetwork, type LoopbackTransport } from "../support/loopback_network.ts";
+import { batchBody } from "../support/repl_frames.ts";
 
 interface TestNode {
   id: string;
@@ -245,33 +246,9 @@ Deno.test("replication: malformed and out-of-order frames are refused without ef
     const frames: [string, unknown][] = [
       ["repl.batch", null],
       ["repl.batch", { v: 99, session: 1 }],
-      ["repl.batch", {
-        v: 1,
-        session: 1,
-        startLsn: 1,
-        fromLsn: 5,
-        toLsn: 2,
-        count: 0,
-        records: new Uint8Array(),
-      }],
-      ["repl.batch", {
-        v: 1,
-        session: 1,
-        startLsn: 1,
-        fromLsn: 1,
-        toLsn: 1,
-        count: 1,
-        records: new Uint8Array([9, 0, 0, 0, 1, 2, 3, 4, 5]),
-      }],
-      ["repl.batch", {
-        v: 1,
-        session: 1,
-        startLsn: 1,
-        fromLsn: 1,
-        toLsn: 1,
-        count: 0,
-        records: new Uint8Array(),
-      }],
+      ["repl.batch", batchBody({ fromLsn: 5, toLsn: 2 })],
+      ["repl.batch", batchBody({ count: 1, records: new Uint8Array([9, 0, 0, 0, 1, 2, 3, 4, 5]) })],
+      ["repl.batch", batchBody()],
       ["repl.ack", { v: 1, session: "x" }],
       ["repl.open", { v: 1, session: -1, firstLsn: 0, lastLsn: 0 }],
       ["repl.snap", {

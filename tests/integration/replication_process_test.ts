@@ -8,6 +8,7 @@ import { sameVersionVector, waitForNodes } from "../support/wait.ts";
 import { TcpTransport } from "../../src/cluster/tcp_transport.ts";
 import { silentLogger } from "../../src/telemetry/log.ts";
 import { type NodeProcess, runCli, spawnNode, tempDir } from "../support/node_process.ts";
+import { batchBody } from "../support/repl_frames.ts";
 
 const TIMINGS = [
   "--heartbeat-interval-ms",
@@ -285,25 +286,9 @@ Deno.test("real processes: malformed and out-of-order replication frames on the 
     assert.ok(dial.ok, JSON.stringify(dial));
     const before = await json(n1, "/v1/replicas");
     const frames: [string, unknown][] = [
-      ["repl.batch", {
-        v: 1,
-        session: 1,
-        startLsn: 1,
-        fromLsn: 1,
-        toLsn: 1,
-        count: 1,
-        records: new Uint8Array([1, 2, 3]),
-      }],
+      ["repl.batch", batchBody({ count: 1, records: new Uint8Array([1, 2, 3]) })],
       ["repl.batch", { v: 7 }],
-      ["repl.batch", {
-        v: 1,
-        session: 9,
-        startLsn: 1,
-        fromLsn: 1,
-        toLsn: 1,
-        count: 0,
-        records: new Uint8Array(),
-      }],
+      ["repl.batch", batchBody({ session: 9 })],
       ["repl.open", { v: 1, session: "one", firstLsn: 1, lastLsn: 1 }],
       ["repl.ack", [1, 2, 3]],
       ["repl.snap", {
