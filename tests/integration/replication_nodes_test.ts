@@ -4,12 +4,13 @@
  * after retention, restarts, and refused frames, all through the HTTP API.
  */
 import assert from "node:assert/strict";
-import { sameVersionVector, waitFor } from "../support/wait.ts";
+import { waitFor } from "../support/wait.ts";
 import { resolveConfig } from "../../src/node/config.ts";
 import { ShanghaiNode } from "../../src/node/node.ts";
 import { silentLogger } from "../../src/telemetry/log.ts";
 import { LoopbackNetwork, type LoopbackTransport } from "../support/loopback_network.ts";
 import { batchBody } from "../support/repl_frames.ts";
+import { digestsEqual } from "../support/node_http.ts";
 
 interface TestNode {
   id: string;
@@ -88,15 +89,6 @@ async function put(
 async function json(url: string): Promise<Record<string, unknown>> {
   const response = await fetch(url);
   return await response.json();
-}
-
-/** Version vectors as sorted entries: key order differs between nodes. */
-async function digestsEqual(nodes: TestNode[]): Promise<boolean> {
-  const digests = await Promise.all(nodes.map((n) => json(`${n.url}/v1/digest`)));
-  return digests.every((d) =>
-    d.digest === digests[0].digest &&
-    sameVersionVector(d.versionVector, digests[0].versionVector)
-  );
 }
 
 Deno.test("replication: acks count durable copies; a cut-off node's quorum writes get a 504 and converge after healing", async () => {
