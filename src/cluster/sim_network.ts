@@ -27,13 +27,56 @@ export interface SimNetworkOptions {
   delayMaxMs?: number;
 }
 
-interface InFlight {
+/** One message on its way from `from` to `to`, due at `atMs`. */
+export interface InFlight<Body> {
   atMs: number;
-  order: number;
   from: string;
   to: string;
   type: string;
-  payload: Uint8Array;
+  body: Body;
+}
+
+/**
+ * The messages in flight on a simulated network, in delivery order: by due time, and in the
+ * order they were sent when due at the same time. The fake-clock network of the replication
+ * simulation (tests/support/sim_network.ts) queues its messages here too.
+ */
+export class InFlightQueue<Body> {
+  // Invariant: sorted by atMs; among equal atMs, in push order.
+  #queue: InFlight<Body>[] = [];
+
+  get length(): number {
+    return this.#queue.length;
+  }
+
+  push(message: InFlight<Body>): void {
+    // Binary search for the first message due later, so equal due times keep their send order.
+    let lo = 0;
+    let hi = this.#queue.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#queue[mid].atMs <= message.atMs) lo = mid + 1;
+      else hi = mid;
+    }
+    this.#queue.splice(lo, 0, message);
+  }
+
+  /** Takes the first message due by `nowMs`, or undefined when none is due. */
+  shiftDue(nowMs: number): InFlight<Body> | undefined {
+    return this.#queue.length > 0 && this.#queue[0].atMs <= nowMs ? this.#queue.shift() : undefined;
+  }
+
+  /** Takes every message due by `nowMs`, in delivery order. */
+  takeDue(nowMs: number): InFlight<Body>[] {
+    const due: InFlight<Body>[] = [];
+    for (let m = this.shiftDue(nowMs); m !== undefined; m = this.shiftDue(nowMs)) due.push(m);
+    return due;
+  }
+
+  /** Forgets every message `lost` picks (those to or from a crashed node). */
+  removeWhere(lost: (message: InFlight<Body>) => boolean): void {
+    this.#queue = this.#queue.filter((m) => !lost(m));
+  }
 }
 
 /** Counts of what the network did, for assertions and bandwidth figures. */
@@ -45,7 +88,8 @@ export interface SimNetworkStats {
   bytesSent: number;
 }
 
-function linkKey(a: string, b: string): string {
+/** The one name of the link between a and b, whichever end asks. */
+export function linkKey(a: string, b: string): string {
   return a < b ? `${a}|${b}` : `${b}|${a}`;
 }
 
@@ -63,8 +107,7 @@ export class SimNetwork {
     bytesSent: 0,
   };
   #nowMs = 0;
-  #order = 0;
-  #queue: InFlight[] = [];
+  #queue = new InFlightQueue<Uint8Array>();
   #transports = new Map<string, SimTransport>();
   #crashed = new Set<string>();
   #links = new Set<string>();
@@ -152,15 +195,15 @@ export class SimNetwork {
     if (copies === 2) this.stats.duplicated++;
     for (let i = 0; i < copies; i++) {
       const delay = this.delayMinMs + this.random.next() * (this.delayMaxMs - this.delayMinMs);
-      this.#enqueue({ atMs: this.#nowMs + delay, order: this.#order++, from, to, type, payload });
+      this.#queue.push({ atMs: this.#nowMs + delay, from, to, type, body: payload });
     }
     return true;
   }
 
   /** Moves time to `nowMs`, delivering every message due by then, in time order. */
   advanceTo(nowMs: number): void {
-    while (this.#queue.length > 0 && this.#queue[0].atMs <= nowMs) {
-      const m = this.#queue.shift()!;
+    // Messages sent while delivering are delivered too when they fall due by `nowMs`.
+    for (let m = this.#queue.shiftDue(nowMs); m !== undefined; m = this.#queue.shiftDue(nowMs)) {
       this.#nowMs = Math.max(this.#nowMs, m.atMs);
       // A link that broke while the message was in flight loses it, as TCP would.
       if (!this.#links.has(linkKey(m.from, m.to))) {
@@ -168,7 +211,7 @@ export class SimNetwork {
         continue;
       }
       this.stats.delivered++;
-      const frame = decodePayload(m.payload);
+      const frame = decodePayload(m.body);
       this.#transports.get(m.to)?.deliver(m.from, frame.type, frame.body);
     }
     this.#nowMs = Math.max(this.#nowMs, nowMs);
@@ -183,19 +226,6 @@ export class SimNetwork {
       else if (b === id) peers.push(a);
     }
     return peers;
-  }
-
-  #enqueue(m: InFlight): void {
-    // Sorted by (atMs, order); binary search for the insertion point.
-    let lo = 0;
-    let hi = this.#queue.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const q = this.#queue[mid];
-      if (q.atMs < m.atMs || (q.atMs === m.atMs && q.order < m.order)) lo = mid + 1;
-      else hi = mid;
-    }
-    this.#queue.splice(lo, 0, m);
   }
 
   #dropUnreachableLinks(): void {

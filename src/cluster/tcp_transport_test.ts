@@ -97,6 +97,16 @@ async function rawExchange(
   return { closed, frames };
 }
 
+/** Asserts that `a`, after refusing or dropping bad connections, still lets a proper peer in. */
+async function assertStillServing(a: TcpTransport): Promise<void> {
+  const b = make("b");
+  try {
+    assert.deepEqual(await b.transport.dial(a.address), { ok: true, peerId: a.nodeId });
+  } finally {
+    b.transport.close();
+  }
+}
+
 function hello(overrides: Record<string, unknown> = {}) {
   return {
     cluster: "c1",
@@ -138,13 +148,7 @@ Deno.test("TcpTransport refuses other clusters, other versions and its own id, a
     assert.equal((sameId.frames[0].body as { code: string }).code, "duplicate_id");
 
     assert.ok(a.logs.some((l) => l.includes("Refused peer") && l.includes("cluster")));
-    // Still serving: a proper peer connects.
-    const b = make("b");
-    try {
-      assert.deepEqual(await b.transport.dial(a.transport.address), { ok: true, peerId: "a" });
-    } finally {
-      b.transport.close();
-    }
+    await assertStillServing(a.transport);
   } finally {
     a.transport.close();
   }
@@ -179,12 +183,7 @@ Deno.test("TcpTransport closes connections sending garbage, oversize, truncated 
     assert.ok(a.logs.some((l) => l.includes("over the limit")), "oversize is logged");
     assert.ok(a.logs.some((l) => l.includes("checksum mismatch")), "bad crc is logged");
     assert.ok(a.logs.some((l) => l.includes("no handshake in time")), "timeout is logged");
-    const b = make("b");
-    try {
-      assert.deepEqual(await b.transport.dial(a.transport.address), { ok: true, peerId: "a" });
-    } finally {
-      b.transport.close();
-    }
+    await assertStillServing(a.transport);
   } finally {
     a.transport.close();
   }

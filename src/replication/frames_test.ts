@@ -11,6 +11,7 @@ import {
   parseOpen,
   parseOpened,
 } from "./frames.ts";
+import { batchBody } from "../../tests/support/repl_frames.ts";
 
 function entry(lsn: number, seq: number): Entry {
   return {
@@ -27,18 +28,14 @@ function entry(lsn: number, seq: number): Entry {
   };
 }
 
+/** A batch body of range 3..6 and count 2 (as for `good`) carrying `records`, with `fields` over it. */
+function batchOfTwo<F extends object>(records: Uint8Array, fields?: F) {
+  return batchBody({ fromLsn: 3, toLsn: 6, count: 2, records, ...fields });
+}
+
 Deno.test("batch frames round-trip their entries", () => {
   const entries = [entry(3, 1), entry(5, 2)];
-  const records = encodeBatchRecords(entries);
-  const frame = parseBatch({
-    v: 1,
-    session: 1,
-    startLsn: 1,
-    fromLsn: 3,
-    toLsn: 6,
-    count: 2,
-    records,
-  });
+  const frame = parseBatch(batchOfTwo(encodeBatchRecords(entries)));
   assert.deepEqual(decodeBatchEntries(frame), entries);
 });
 
@@ -50,12 +47,12 @@ Deno.test("malformed frames are refused with ProtocolError", () => {
     null,
     [],
     "batch",
-    { v: 2, session: 1, startLsn: 1, fromLsn: 3, toLsn: 6, count: 2, records: good },
-    { v: 1, session: -1, startLsn: 1, fromLsn: 3, toLsn: 6, count: 2, records: good },
-    { v: 1, session: 1, startLsn: 1, fromLsn: 7, toLsn: 6, count: 0, records: new Uint8Array() },
-    { v: 1, session: 1, startLsn: 1, fromLsn: 3, toLsn: 6, count: 9, records: good },
-    { v: 1, session: 1, startLsn: 1, fromLsn: 3, toLsn: 6, count: 2, records: "bytes" },
-    { v: 1, session: 1.5, startLsn: 1, fromLsn: 3, toLsn: 6, count: 2, records: good },
+    batchOfTwo(good, { v: 2 }),
+    batchOfTwo(good, { session: -1 }),
+    batchOfTwo(good, { fromLsn: 7, count: 0, records: new Uint8Array() }),
+    batchOfTwo(good, { count: 9 }),
+    batchOfTwo(good, { records: "bytes" }),
+    batchOfTwo(good, { session: 1.5 }),
   ];
   for (const body of batchCases) {
     assert.throws(() => parseBatch(body), ProtocolError, JSON.stringify(body));
@@ -69,21 +66,11 @@ Deno.test("malformed frames are refused with ProtocolError", () => {
     { records: encodeBatchRecords([entry(5, 2), entry(3, 1)]), count: 2, fromLsn: 3, toLsn: 6 }, // out of order
   ];
   for (const c of entryCases) {
-    const frame = { v: 1, session: 1, startLsn: 1, ...c };
-    assert.throws(() => decodeBatchEntries(frame), ProtocolError, JSON.stringify(c.fromLsn));
+    assert.throws(() => decodeBatchEntries(batchBody(c)), ProtocolError, JSON.stringify(c.fromLsn));
   }
   // Every prefix of a good batch is refused, never half-decoded.
   for (let cut = 1; cut < good.length; cut++) {
-    const frame = {
-      v: 1,
-      session: 1,
-      startLsn: 1,
-      fromLsn: 3,
-      toLsn: 6,
-      count: 2,
-      records: good.subarray(0, cut),
-    };
-    assert.throws(() => decodeBatchEntries(frame), ProtocolError);
+    assert.throws(() => decodeBatchEntries(batchOfTwo(good.subarray(0, cut))), ProtocolError);
   }
   assert.throws(() => parseOpen({ v: 1, session: 1, firstLsn: "1", lastLsn: 0 }), ProtocolError);
   assert.throws(

@@ -9,13 +9,49 @@ import { type BackupManifest, MANIFEST_FILE, sealManifest } from "../../src/back
 import { runRestore } from "../../src/backup/restore.ts";
 import { hlcWallMs } from "../../src/common/hlc.ts";
 import { Store } from "../../src/storage/kv/store.ts";
-import { runCli, spawnNode, tempDir } from "../support/node_process.ts";
+import { type NodeProcess, runCli, spawnNode, tempDir } from "../support/node_process.ts";
 
 interface Acked {
   key: string;
   value: string;
   lsn: number;
   hlc: number;
+}
+
+/** PUTs `value` as JSON under `key` and asserts the node accepted it. */
+async function putJson(addr: string, key: string, value: unknown): Promise<Response> {
+  const response = await fetch(`http://${addr}/v1/kv/${key}`, {
+    method: "PUT",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(value),
+  });
+  assert.equal(response.status, 200);
+  return response;
+}
+
+/**
+ * Starts a node with small segments, batches and values, so that segment rotation and
+ * snapshots every `snapshotEveryBytes` (and retention, given `--retain-bytes 0` in `args`)
+ * happen within a few hundred writes.
+ */
+function spawnSmallSegmentNode(
+  dataDir: string,
+  options: { snapshotEveryBytes: number; args?: string[] },
+): Promise<NodeProcess> {
+  return spawnNode({
+    dataDir,
+    args: [
+      "--segment-bytes",
+      "131072",
+      "--batch-bytes-max",
+      "65536",
+      "--value-bytes-max",
+      "4096",
+      "--snapshot-every-bytes",
+      String(options.snapshotEveryBytes),
+      ...(options.args ?? []),
+    ],
+  });
 }
 
 /** Writes `k<i>` = `"v<i>"` with a few writers until `stop` resolves or the bound is hit. */
@@ -30,13 +66,7 @@ function writeLoad(addr: string, stop: Promise<void>, acked: Acked[]): Promise<v
       const i = next++;
       const key = `k${String(i).padStart(5, "0")}`;
       const value = `v${i}-${"x".repeat(200)}`;
-      const response = await fetch(`http://${addr}/v1/kv/${key}`, {
-        method: "PUT",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(value),
-      });
-      assert.equal(response.status, 200);
-      const body = await response.json();
+      const body = await (await putJson(addr, key, value)).json();
       acked.push({ key, value, lsn: body.lsn, hlc: Number(String(body.version).split(".")[0]) });
     }
   };
@@ -93,19 +123,7 @@ Deno.test("backup under write load restores exactly the acknowledged writes up t
   const root = await tempDir("shanghai-backup-test-");
   const backups = `${root}/backups`;
   // Small segments and frequent snapshots, so rotation, snapshots and the cut all race the load.
-  const node = await spawnNode({
-    dataDir: `${root}/node`,
-    args: [
-      "--segment-bytes",
-      "131072",
-      "--batch-bytes-max",
-      "65536",
-      "--value-bytes-max",
-      "4096",
-      "--snapshot-every-bytes",
-      "150000",
-    ],
-  });
+  const node = await spawnSmallSegmentNode(`${root}/node`, { snapshotEveryBytes: 150000 });
   const acked: Acked[] = [];
   const stop = Promise.withResolvers<void>();
   let load: Promise<void> | undefined;
@@ -175,23 +193,34 @@ Deno.test("backup under write load restores exactly the acknowledged writes up t
       },
     );
 
-    await t.step("restore --to-lsn cuts the WAL at that LSN", async () => {
-      const cut = full.lastLsn + Math.floor((last - full.lastLsn) / 2);
-      const target = `${root}/to-lsn`;
+    // Restores the chain through the CLI with `args` (a point-in-time cut) and checks that the
+    // target holds exactly the acknowledged writes up to LSN `cut`. Returns the CLI's stdout.
+    const restoreExpectingCut = async (
+      target: string,
+      options: { args: string[]; cut: number },
+    ): Promise<string> => {
       const cli = await runCli([
         "restore",
         "--from",
         incremental,
         "--data-dir",
         target,
-        "--to-lsn",
-        String(cut),
+        ...options.args,
       ]);
       assert.equal(cli.code, 0, cli.stderr);
-      assert.match(cli.stdout, new RegExp(`last_lsn=${cut} `));
       const { lastLsn, values } = await readAll(target);
-      assert.equal(lastLsn, cut);
-      expectCut(values, acked, cut);
+      assert.equal(lastLsn, options.cut);
+      expectCut(values, acked, options.cut);
+      return cli.stdout;
+    };
+
+    await t.step("restore --to-lsn cuts the WAL at that LSN", async () => {
+      const cut = full.lastLsn + Math.floor((last - full.lastLsn) / 2);
+      const stdout = await restoreExpectingCut(`${root}/to-lsn`, {
+        args: ["--to-lsn", String(cut)],
+        cut,
+      });
+      assert.match(stdout, new RegExp(`last_lsn=${cut} `));
     });
 
     await t.step("restore --to-time keeps the writes at or before that time", async () => {
@@ -200,20 +229,10 @@ Deno.test("backup under write load restores exactly the acknowledged writes up t
       const timeMs = hlcWallMs(pivot.hlc);
       const firstAfter = sorted.find((a) => hlcWallMs(a.hlc) > timeMs);
       const cut = firstAfter ? firstAfter.lsn - 1 : last;
-      const target = `${root}/to-time`;
-      const cli = await runCli([
-        "restore",
-        "--from",
-        incremental,
-        "--data-dir",
-        target,
-        "--to-time",
-        new Date(timeMs).toISOString(),
-      ]);
-      assert.equal(cli.code, 0, cli.stderr);
-      const { lastLsn, values } = await readAll(target);
-      assert.equal(lastLsn, cut);
-      expectCut(values, acked, cut);
+      await restoreExpectingCut(`${root}/to-time`, {
+        args: ["--to-time", new Date(timeMs).toISOString()],
+        cut,
+      });
     });
 
     await t.step("restore refuses a non-empty target", async () => {
@@ -352,30 +371,13 @@ Deno.test("backup under write load restores exactly the acknowledged writes up t
 Deno.test("an incremental backup past retention becomes a full one and says why; CLI exit codes 2 and 3", async () => {
   const root = await tempDir("shanghai-backup-retention-");
   const backups = `${root}/backups`;
-  const node = await spawnNode({
-    dataDir: `${root}/node`,
-    args: [
-      "--segment-bytes",
-      "131072",
-      "--batch-bytes-max",
-      "65536",
-      "--value-bytes-max",
-      "4096",
-      "--snapshot-every-bytes",
-      "100000",
-      "--retain-bytes",
-      "0",
-    ],
+  const node = await spawnSmallSegmentNode(`${root}/node`, {
+    snapshotEveryBytes: 100000,
+    args: ["--retain-bytes", "0"],
   });
   try {
     const put = async (i: number) => {
-      const response = await fetch(`http://${node.addr}/v1/kv/r${i}`, {
-        method: "PUT",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify("y".repeat(1000)),
-      });
-      assert.equal(response.status, 200);
-      await response.body?.cancel();
+      await (await putJson(node.addr, `r${i}`, "y".repeat(1000))).body?.cancel();
     };
     for (let i = 0; i < 10; i++) await put(i);
     const base = await runBackup({ addr: node.addr, toDir: backups });

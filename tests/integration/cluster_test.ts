@@ -5,19 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { waitFor } from "../support/wait.ts";
-import { type NodeProcess, runCli, spawnNode, tempDir } from "../support/node_process.ts";
+import { type NodeProcess, runCli, spawnNode } from "../support/node_process.ts";
+import {
+  DOWN_AFTER_MS,
+  FAST_MEMBERSHIP_ARGS,
+  HEARTBEAT_INTERVAL_MS,
+  ProcessCluster,
+} from "../support/process_cluster.ts";
 
-const HEARTBEAT_MS = 100;
-const SUSPECT_MS = 600;
-const DOWN_MS = 1000;
-const TIMINGS = [
-  "--heartbeat-interval-ms",
-  String(HEARTBEAT_MS),
-  "--suspect-after-ms",
-  String(SUSPECT_MS),
-  "--down-after-ms",
-  String(DOWN_MS),
-];
 // Slack for polling and for a loaded 2-core machine running the whole suite in parallel.
 const SLACK_MS = 3000;
 
@@ -28,12 +23,6 @@ interface MemberView {
   address: string;
   httpAddress: string;
   lastSeenMs: number | null;
-}
-
-interface Cluster {
-  dirs: string[];
-  dirOf: Map<string, string>;
-  nodes: Map<string, NodeProcess>;
 }
 
 async function members(
@@ -53,38 +42,11 @@ async function allSee(observers: NodeProcess[], target: string, state: string): 
   return true;
 }
 
-async function start(
-  cluster: Cluster,
-  id: string,
-  seed?: NodeProcess,
-  extra: string[] = [],
-): Promise<NodeProcess> {
-  const dir = await tempDir("shanghai-cluster-");
-  cluster.dirs.push(dir);
-  cluster.dirOf.set(id, dir);
-  return await startIn(cluster, dir, id, seed, extra);
-}
-
-async function startIn(
-  cluster: Cluster,
-  dir: string,
-  id: string,
-  seed?: NodeProcess,
-  extra: string[] = [],
-): Promise<NodeProcess> {
-  const join = seed ? ["--join", `127.0.0.1:${seed.nodePort}`] : [];
-  const node = await spawnNode({
-    dataDir: dir,
-    args: ["--node-id", id, ...TIMINGS, ...join, ...extra],
-  });
-  cluster.nodes.set(id, node);
-  return node;
-}
-
-async function formCluster(size: number): Promise<Cluster> {
-  const cluster: Cluster = { dirs: [], dirOf: new Map(), nodes: new Map() };
-  const seed = await start(cluster, "n1");
-  await Promise.all(Array.from({ length: size - 1 }, (_, i) => start(cluster, `n${i + 2}`, seed)));
+/** Starts n1, then n2..n`size` joining through it all at once, until all see each other up. */
+async function formCluster(size: number): Promise<ProcessCluster> {
+  const cluster = new ProcessCluster({ dirPrefix: "shanghai-cluster-" });
+  const seed = await cluster.start("n1");
+  await Promise.all(Array.from({ length: size - 1 }, (_, i) => cluster.start(`n${i + 2}`, seed)));
   const all = [...cluster.nodes.values()];
   await waitFor(`${size} nodes to see each other up`, async () => {
     for (const n of all) {
@@ -94,16 +56,6 @@ async function formCluster(size: number): Promise<Cluster> {
     return true;
   });
   return cluster;
-}
-
-async function teardown(cluster: Cluster): Promise<void> {
-  for (const node of cluster.nodes.values()) {
-    try {
-      node.child.kill("SIGCONT");
-    } catch { /* gone */ }
-    await node.kill("SIGKILL");
-  }
-  for (const dir of cluster.dirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
 
 function logged(node: NodeProcess, msg: string, member: string): number {
@@ -135,7 +87,7 @@ Deno.test("3 nodes: join through one seed, SIGKILL -> suspect -> down, restart -
     await n3.kill("SIGKILL");
     await waitFor("n3 down on n1 and n2", () => allSee([n1, n2], "n3", "down"));
     const detectMs = performance.now() - killedAt;
-    assert.ok(detectMs < DOWN_MS + SLACK_MS, `down after ${detectMs} ms`);
+    assert.ok(detectMs < DOWN_AFTER_MS + SLACK_MS, `down after ${detectMs} ms`);
     for (const o of [n1, n2]) {
       const suspect = logged(o, "Member suspect", "n3");
       const down = logged(o, "Member down", "n3");
@@ -144,7 +96,7 @@ Deno.test("3 nodes: join through one seed, SIGKILL -> suspect -> down, restart -
     assert.equal((await members(n1)).state, "Degraded");
 
     // Restart n3 on its data directory: same id, higher incarnation, up everywhere.
-    const again = await startIn(cluster, cluster.dirOf.get("n3")!, "n3", n1);
+    const again = await cluster.start("n3", n1);
     await waitFor("n3 up again everywhere", () => allSee([n1, n2, again], "n3", "up"));
     const n3After = (await members(n1)).members.find((m) => m.id === "n3")!;
     assert.ok(n3After.incarnation > n3Before.incarnation, "restart raises the incarnation");
@@ -159,7 +111,7 @@ Deno.test("3 nodes: join through one seed, SIGKILL -> suspect -> down, restart -
     assert.ok(logged(n1, "Member left", "n2") >= 0);
     assert.equal(logged(n1, "Member down", "n2"), -1, "a node that left is not reported down");
   } finally {
-    await teardown(cluster);
+    await cluster.teardown();
   }
 });
 
@@ -182,7 +134,7 @@ Deno.test("5 nodes: SIGSTOP past the down bound, SIGCONT -> it refutes and is up
       return true;
     });
   } finally {
-    await teardown(cluster);
+    await cluster.teardown();
   }
 });
 
@@ -193,18 +145,16 @@ Deno.test("joining is refused for another cluster's data and for a taken node id
     const clusterId = (await members(n1)).clusterId;
 
     // A second live node with the id n2 is refused at start, with the reason.
-    const dupDir = await tempDir("shanghai-cluster-");
-    cluster.dirs.push(dupDir);
     await assert.rejects(
       spawnNode({
-        dataDir: dupDir,
-        args: ["--node-id", "n2", ...TIMINGS, "--join", `127.0.0.1:${n1.nodePort}`],
+        dataDir: await cluster.dataDir("n2-duplicate"),
+        args: ["--node-id", "n2", ...FAST_MEMBERSHIP_ARGS, "--join", `127.0.0.1:${n1.nodePort}`],
       }),
       /node id \\"n2\\" is in use by a live member/,
     );
 
     // A standalone node holding data of its own cluster is refused by `node join`.
-    const other = await start(cluster, "x1");
+    const other = await cluster.start("x1");
     const put = await fetch(`http://${other.addr}/v1/kv/k`, {
       method: "PUT",
       headers: { "content-type": "application/json" },
@@ -229,7 +179,7 @@ Deno.test("joining is refused for another cluster's data and for a taken node id
     );
 
     // A fresh standalone node joins with `node join` and adopts the cluster id.
-    const fresh = await start(cluster, "f1");
+    const fresh = await cluster.start("f1");
     const joined = await runCli(["node", "join", `127.0.0.1:${n1.nodePort}`, "--addr", fresh.addr]);
     assert.equal(joined.code, 0, joined.stderr);
     await waitFor("f1 up everywhere", () => allSee([n1, n2, fresh], "f1", "up"));
@@ -253,13 +203,13 @@ Deno.test("joining is refused for another cluster's data and for a taken node id
         conn.close();
       }
     }
-    await new Promise((r) => setTimeout(r, 3 * HEARTBEAT_MS));
+    await new Promise((r) => setTimeout(r, 3 * HEARTBEAT_INTERVAL_MS));
     for (const node of [n1, n2, fresh]) {
       assert.equal((await (await fetch(`http://${node.addr}/health`)).json()).status, "ok");
       assert.equal((await members(node)).state, "Healthy");
     }
     assert.ok(n1.logs.some((l) => l.msg === "Refused frame from peer"), "bad frames are logged");
   } finally {
-    await teardown(cluster);
+    await cluster.teardown();
   }
 });

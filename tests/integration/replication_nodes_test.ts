@@ -4,11 +4,13 @@
  * after retention, restarts, and refused frames, all through the HTTP API.
  */
 import assert from "node:assert/strict";
-import { sameVersionVector, waitFor } from "../support/wait.ts";
+import { waitFor } from "../support/wait.ts";
 import { resolveConfig } from "../../src/node/config.ts";
 import { ShanghaiNode } from "../../src/node/node.ts";
 import { silentLogger } from "../../src/telemetry/log.ts";
 import { LoopbackNetwork, type LoopbackTransport } from "../support/loopback_network.ts";
+import { batchBody } from "../support/repl_frames.ts";
+import { digestsEqual } from "../support/node_http.ts";
 
 interface TestNode {
   id: string;
@@ -87,15 +89,6 @@ async function put(
 async function json(url: string): Promise<Record<string, unknown>> {
   const response = await fetch(url);
   return await response.json();
-}
-
-/** Version vectors as sorted entries: key order differs between nodes. */
-async function digestsEqual(nodes: TestNode[]): Promise<boolean> {
-  const digests = await Promise.all(nodes.map((n) => json(`${n.url}/v1/digest`)));
-  return digests.every((d) =>
-    d.digest === digests[0].digest &&
-    sameVersionVector(d.versionVector, digests[0].versionVector)
-  );
 }
 
 Deno.test("replication: acks count durable copies; a cut-off node's quorum writes get a 504 and converge after healing", async () => {
@@ -245,33 +238,9 @@ Deno.test("replication: malformed and out-of-order frames are refused without ef
     const frames: [string, unknown][] = [
       ["repl.batch", null],
       ["repl.batch", { v: 99, session: 1 }],
-      ["repl.batch", {
-        v: 1,
-        session: 1,
-        startLsn: 1,
-        fromLsn: 5,
-        toLsn: 2,
-        count: 0,
-        records: new Uint8Array(),
-      }],
-      ["repl.batch", {
-        v: 1,
-        session: 1,
-        startLsn: 1,
-        fromLsn: 1,
-        toLsn: 1,
-        count: 1,
-        records: new Uint8Array([9, 0, 0, 0, 1, 2, 3, 4, 5]),
-      }],
-      ["repl.batch", {
-        v: 1,
-        session: 1,
-        startLsn: 1,
-        fromLsn: 1,
-        toLsn: 1,
-        count: 0,
-        records: new Uint8Array(),
-      }],
+      ["repl.batch", batchBody({ fromLsn: 5, toLsn: 2 })],
+      ["repl.batch", batchBody({ count: 1, records: new Uint8Array([9, 0, 0, 0, 1, 2, 3, 4, 5]) })],
+      ["repl.batch", batchBody()],
       ["repl.ack", { v: 1, session: "x" }],
       ["repl.open", { v: 1, session: -1, firstLsn: 0, lastLsn: 0 }],
       ["repl.snap", {

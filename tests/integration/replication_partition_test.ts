@@ -5,22 +5,11 @@
  * Needs root and iproute2 for the namespace; elsewhere the test is reported as ignored.
  */
 import assert from "node:assert/strict";
-import { sameVersionVector, waitForNodes } from "../support/wait.ts";
+import { waitForNodes } from "../support/wait.ts";
 import { createNetnsLink, fetchInNetns, netnsAvailable } from "../support/netns.ts";
 import { type NodeProcess, spawnNode, tempDir } from "../support/node_process.ts";
-
-const TIMINGS = [
-  "--heartbeat-interval-ms",
-  "100",
-  "--suspect-after-ms",
-  "600",
-  "--down-after-ms",
-  "1000",
-];
-
-async function json(node: NodeProcess, path: string): Promise<Record<string, unknown>> {
-  return await (await fetch(`http://${node.addr}${path}`)).json();
-}
+import { digestsEqual, getJson, replicating } from "../support/node_http.ts";
+import { FAST_MEMBERSHIP_ARGS } from "../support/process_cluster.ts";
 
 async function put(node: NodeProcess, key: string, ack: string): Promise<number> {
   const response = await fetch(`http://${node.addr}/v1/kv/${key}?ack=${ack}`, {
@@ -48,33 +37,24 @@ Deno.test({
       const n1 = await spawnNode({
         dataDir: dirs[0],
         host: link.hostIp,
-        args: ["--node-id", "n1", "--ack-timeout-ms", "1500", ...TIMINGS],
+        args: ["--node-id", "n1", "--ack-timeout-ms", "1500", ...FAST_MEMBERSHIP_ARGS],
       });
       nodes.push(n1);
       const join = ["--join", `${link.hostIp}:${n1.nodePort}`];
       const n2 = await spawnNode({
         dataDir: dirs[1],
         host: link.hostIp,
-        args: ["--node-id", "n2", "--ack-timeout-ms", "1500", ...TIMINGS, ...join],
+        args: ["--node-id", "n2", "--ack-timeout-ms", "1500", ...FAST_MEMBERSHIP_ARGS, ...join],
       });
       nodes.push(n2);
       const n3 = await spawnNode({
         dataDir: dirs[2],
         host: link.nsIp,
         netns: link.ns,
-        args: ["--node-id", "n3", "--ack-timeout-ms", "1500", ...TIMINGS, ...join],
+        args: ["--node-id", "n3", "--ack-timeout-ms", "1500", ...FAST_MEMBERSHIP_ARGS, ...join],
       });
       nodes.push(n3);
-      await waitForNodes("3 nodes replicating", async () => {
-        for (const n of nodes) {
-          const replicas = (await json(n, "/v1/replicas")).replicas as { status: string }[];
-          if (
-            replicas.length !== 2 ||
-            replicas.some((r) => r.status === "down" || r.status === "opening")
-          ) return false;
-        }
-        return true;
-      });
+      await waitForNodes("3 nodes replicating", () => replicating(nodes));
       assert.equal(await put(n3, "before", "all"), 200);
 
       await link.cut();
@@ -93,18 +73,12 @@ Deno.test({
       assert.equal(body.members, 3);
 
       await link.heal();
-      await waitForNodes("all three to converge", async () => {
-        const digests = await Promise.all(nodes.map((n) => json(n, "/v1/digest")));
-        return digests.every((d) =>
-          d.digest === digests[0].digest &&
-          sameVersionVector(d.versionVector, digests[0].versionVector)
-        );
-      }, 60_000);
+      await waitForNodes("all three to converge", () => digestsEqual(nodes), 60_000);
       // The minority's write was kept, not rolled back, and reached everyone.
       const minor = await fetch(`http://${n1.addr}/v1/kv/minor`);
       assert.equal(minor.status, 200);
       assert.equal(await minor.json(), "from n3");
-      assert.equal((await json(n3, "/v1/digest")).keys, 22);
+      assert.equal((await getJson(n3, "/v1/digest")).keys, 22);
     } finally {
       for (const n of nodes) await n.kill("SIGKILL");
       await link.destroy();

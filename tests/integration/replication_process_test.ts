@@ -4,71 +4,23 @@
  * a node away past retention (snapshot, then tail), and malformed frames on the node port.
  */
 import assert from "node:assert/strict";
-import { sameVersionVector, waitForNodes } from "../support/wait.ts";
+import { waitForNodes } from "../support/wait.ts";
 import { TcpTransport } from "../../src/cluster/tcp_transport.ts";
 import { silentLogger } from "../../src/telemetry/log.ts";
-import { type NodeProcess, runCli, spawnNode, tempDir } from "../support/node_process.ts";
+import { type NodeProcess, runCli } from "../support/node_process.ts";
+import { digestsEqual, getJson, replicating } from "../support/node_http.ts";
+import { ProcessCluster } from "../support/process_cluster.ts";
+import { batchBody } from "../support/repl_frames.ts";
 
-const TIMINGS = [
-  "--heartbeat-interval-ms",
-  "100",
-  "--suspect-after-ms",
-  "600",
-  "--down-after-ms",
-  "1000",
-];
 const VALUE = new Uint8Array(1024).fill(7);
 
-interface Cluster {
-  dirs: Map<string, string>;
-  nodes: Map<string, NodeProcess>;
-  extra: string[];
-}
-
-async function json(node: NodeProcess, path: string): Promise<Record<string, unknown>> {
-  const response = await fetch(`http://${node.addr}${path}`);
-  return await response.json();
-}
-
-async function startIn(cluster: Cluster, id: string, seed?: NodeProcess): Promise<NodeProcess> {
-  let dir = cluster.dirs.get(id);
-  if (!dir) cluster.dirs.set(id, dir = await tempDir(`shanghai-repl-${id}-`));
-  const join = seed ? ["--join", `127.0.0.1:${seed.nodePort}`] : [];
-  const node = await spawnNode({
-    dataDir: dir,
-    args: ["--node-id", id, ...TIMINGS, ...join, ...cluster.extra],
-  });
-  cluster.nodes.set(id, node);
-  return node;
-}
-
-async function replicating(nodes: NodeProcess[]): Promise<boolean> {
-  for (const node of nodes) {
-    const replicas = (await json(node, "/v1/replicas")).replicas as { status: string }[];
-    if (replicas.length !== nodes.length - 1) return false;
-    if (replicas.some((r) => r.status === "down" || r.status === "opening")) return false;
-  }
-  return true;
-}
-
-async function formCluster(size: number, extra: string[] = []): Promise<Cluster> {
-  const cluster: Cluster = { dirs: new Map(), nodes: new Map(), extra };
-  const seed = await startIn(cluster, "n1");
-  for (let i = 2; i <= size; i++) await startIn(cluster, `n${i}`, seed);
+/** Starts n1, then n2..n`size` joining through it, one at a time, until all replicate. */
+async function formCluster(size: number, args: string[] = []): Promise<ProcessCluster> {
+  const cluster = new ProcessCluster({ dirPrefix: "shanghai-repl-", args });
+  const seed = await cluster.start("n1");
+  for (let i = 2; i <= size; i++) await cluster.start(`n${i}`, seed);
   await waitForNodes(`${size} nodes replicating`, () => replicating([...cluster.nodes.values()]));
   return cluster;
-}
-
-async function teardown(cluster: Cluster): Promise<void> {
-  for (const node of cluster.nodes.values()) {
-    try {
-      node.child.kill("SIGCONT");
-    } catch { /* gone */ }
-    await node.kill("SIGKILL");
-  }
-  for (const dir of cluster.dirs.values()) {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
 }
 
 async function put(node: NodeProcess, key: string, ack: string): Promise<number> {
@@ -81,20 +33,11 @@ async function put(node: NodeProcess, key: string, ack: string): Promise<number>
   return response.status;
 }
 
-/** Version vectors as sorted entries: key order differs between nodes. */
-async function digestsEqual(nodes: NodeProcess[]): Promise<boolean> {
-  const digests = await Promise.all(nodes.map((n) => json(n, "/v1/digest")));
-  return digests.every((d) =>
-    d.digest === digests[0].digest &&
-    sameVersionVector(d.versionVector, digests[0].versionVector)
-  );
-}
-
 async function keysOn(node: NodeProcess, prefix: string): Promise<Set<string>> {
   const keys = new Set<string>();
   let after = "";
   while (true) {
-    const page = await json(
+    const page = await getJson(
       node,
       `/v1/kv?prefix=${prefix}&limit=10000&after=${encodeURIComponent(after)}`,
     );
@@ -139,7 +82,7 @@ Deno.test("real processes: SIGKILL during quorum writes loses no acknowledged wr
     const lost = acked.filter((k) => !held.has(k));
     assert.deepEqual(lost, [], `${lost.length} of ${acked.length} acknowledged writes missing`);
     // n1 restarts on its directory, catches up, and every digest matches.
-    const again = await startIn(cluster, "n1", n2);
+    const again = await cluster.start("n1", n2);
     await waitForNodes("all three to converge", () => digestsEqual([again, n2, n3]), 60_000);
     // `shanghai replicas` shows both peers of n2, as a table and as JSON.
     await waitForNodes("n2 to stream to both peers", () => replicating([again, n2, n3]));
@@ -170,7 +113,7 @@ Deno.test("real processes: SIGKILL during quorum writes loses no acknowledged wr
       }
     }
   } finally {
-    await teardown(cluster);
+    await cluster.teardown();
   }
 });
 
@@ -202,7 +145,7 @@ Deno.test("real processes: a SIGSTOPped follower under load costs the leader bou
     const writes = await load(8000);
     clearInterval(sampler);
     peak = Math.max(peak, await rssBytes(n1.child.pid));
-    const replicas = (await json(n1, "/v1/replicas")).replicas as {
+    const replicas = (await getJson(n1, "/v1/replicas")).replicas as {
       peer: string;
       inflightBytes: number;
     }[];
@@ -217,14 +160,14 @@ Deno.test("real processes: a SIGSTOPped follower under load costs the leader bou
       `leader RSS grew ${grownMiB.toFixed(1)} MiB during the stall (${writes} writes)`,
     );
     n3.child.kill("SIGCONT");
-    const target = (await json(n1, "/v1/digest")).versionVector as Record<string, number>;
+    const target = (await getJson(n1, "/v1/digest")).versionVector as Record<string, number>;
     await waitForNodes("n3 to catch up", async () => {
-      const vv = (await json(n3, "/v1/replicas")).versionVector as Record<string, number>;
+      const vv = (await getJson(n3, "/v1/replicas")).versionVector as Record<string, number>;
       return Object.entries(target).every(([o, s]) => (vv[o] ?? 0) >= s);
     }, 60_000);
     await waitForNodes("all three to converge", () => digestsEqual([n1, n2, n3]), 30_000);
   } finally {
-    await teardown(cluster);
+    await cluster.teardown();
   }
 });
 
@@ -249,25 +192,25 @@ Deno.test("real processes: a node down past retention gets a snapshot, then the 
     for (const n of [n1, n2]) {
       await waitForNodes(
         `${n.nodeId} to drop old WAL segments`,
-        async () => Number((await json(n, "/v1/status")).firstLsn) > 1,
+        async () => Number((await getJson(n, "/v1/status")).firstLsn) > 1,
       );
     }
-    const again = await startIn(cluster, "n3", n1);
+    const again = await cluster.start("n3", n1);
     await waitForNodes("all three to converge", () => digestsEqual([n1, n2, again]), 60_000);
     assert.ok(
-      Number((await json(again, "/v1/status")).lastLsn) < 600,
+      Number((await getJson(again, "/v1/status")).lastLsn) < 600,
       "n3 got the state as a snapshot",
     );
     assert.equal((await keysOn(again, "r")).size, 600);
   } finally {
-    await teardown(cluster);
+    await cluster.teardown();
   }
 });
 
 Deno.test("real processes: malformed and out-of-order replication frames on the node port are refused without effect", async () => {
   const cluster = await formCluster(1);
   const n1 = cluster.nodes.get("n1")!;
-  const status = await json(n1, "/v1/status");
+  const status = await getJson(n1, "/v1/status");
   const intruder = TcpTransport.listen({
     nodeId: "intruder",
     clusterId: () => String(status.clusterId),
@@ -283,27 +226,11 @@ Deno.test("real processes: malformed and out-of-order replication frames on the 
     assert.equal(await put(n1, "before", "one"), 200);
     const dial = await intruder.dial(`127.0.0.1:${n1.nodePort}`);
     assert.ok(dial.ok, JSON.stringify(dial));
-    const before = await json(n1, "/v1/replicas");
+    const before = await getJson(n1, "/v1/replicas");
     const frames: [string, unknown][] = [
-      ["repl.batch", {
-        v: 1,
-        session: 1,
-        startLsn: 1,
-        fromLsn: 1,
-        toLsn: 1,
-        count: 1,
-        records: new Uint8Array([1, 2, 3]),
-      }],
+      ["repl.batch", batchBody({ count: 1, records: new Uint8Array([1, 2, 3]) })],
       ["repl.batch", { v: 7 }],
-      ["repl.batch", {
-        v: 1,
-        session: 9,
-        startLsn: 1,
-        fromLsn: 1,
-        toLsn: 1,
-        count: 0,
-        records: new Uint8Array(),
-      }],
+      ["repl.batch", batchBody({ session: 9 })],
       ["repl.open", { v: 1, session: "one", firstLsn: 1, lastLsn: 1 }],
       ["repl.ack", [1, 2, 3]],
       ["repl.snap", {
@@ -320,15 +247,15 @@ Deno.test("real processes: malformed and out-of-order replication frames on the 
     await waitForNodes(
       "the refusals",
       async () =>
-        Number((await json(n1, "/v1/replicas")).refusedFrames) - Number(before.refusedFrames) ===
+        Number((await getJson(n1, "/v1/replicas")).refusedFrames) - Number(before.refusedFrames) ===
           frames.length,
     );
-    const after = await json(n1, "/v1/status");
+    const after = await getJson(n1, "/v1/status");
     assert.equal(after.lastLsn, status.lastLsn === 0 ? 1 : after.lastLsn);
-    assert.equal((await json(n1, "/v1/digest")).keys, 1);
+    assert.equal((await getJson(n1, "/v1/digest")).keys, 1);
     assert.equal(await put(n1, "after", "one"), 200);
   } finally {
     await intruder.close();
-    await teardown(cluster);
+    await cluster.teardown();
   }
 });

@@ -12,6 +12,8 @@ const READY_TIMEOUT_MS = 30_000;
 export interface NodeProcess {
   /** HTTP address, host:port. */
   addr: string;
+  /** The same as a URL, `http://host:port`. */
+  url: string;
   httpPort: number;
   /** Node-to-node port, when the node reports one. */
   nodePort?: number;
@@ -117,8 +119,10 @@ export async function spawnNode(options: SpawnOptions): Promise<NodeProcess> {
     clearTimeout(timer);
   }
   const httpPort = Number(readyLine.httpPort);
+  const addr = `${options.host ?? "127.0.0.1"}:${httpPort}`;
   return {
-    addr: `${options.host ?? "127.0.0.1"}:${httpPort}`,
+    addr,
+    url: `http://${addr}`,
     httpPort,
     nodePort: readyLine.nodePort === undefined ? undefined : Number(readyLine.nodePort),
     nodeId: String(readyLine.nodeId),

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { FakeClock } from "../../src/common/clock.ts";
 import { Random } from "../../src/common/random.ts";
 import { stateDigest } from "../../src/replication/digest.ts";
@@ -85,6 +86,14 @@ export class SimCluster {
       for (const node of this.nodes) if (node.alive) node.shipper.tick();
     }
     await settle();
+  }
+
+  /** Steps until `done()` holds; after `stepsMax` steps, fails with `what` and the report. */
+  async stepUntil(done: () => boolean, what: string, stepsMax = 20_000): Promise<void> {
+    for (let steps = 0; !done(); steps++) {
+      if (steps >= stepsMax) assert.fail(`${what}\n${this.report()}`);
+      await this.step();
+    }
   }
 
   crash(id: string): void {

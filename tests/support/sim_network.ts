@@ -6,9 +6,10 @@
  *
  * @module
  */
-import { PeerTransportBase } from "../../src/cluster/transport.ts";
+import { InFlightQueue } from "../../src/cluster/sim_network.ts";
 import type { FakeClock } from "../../src/common/clock.ts";
 import type { Random } from "../../src/common/random.ts";
+import { InProcessNetwork, InProcessTransport } from "./_in_process_network.ts";
 
 export interface SimFaults {
   dropRate: number;
@@ -17,87 +18,65 @@ export interface SimFaults {
   delayMsMax: number;
 }
 
-interface InFlight {
-  atMs: number;
-  order: number;
-  from: string;
-  to: string;
-  type: string;
-  body: unknown;
-}
+/** A node's end of a {@link SimNetwork}: online from the start, offline once crashed. */
+export type SimTransport = InProcessTransport;
 
-export class SimNetwork {
+export class SimNetwork extends InProcessNetwork<SimTransport> {
   readonly clock: FakeClock;
   readonly random: Random;
   faults: SimFaults;
-  #transports = new Map<string, SimTransport>();
-  #cut = new Set<string>();
-  #queue: InFlight[] = [];
-  #order = 0;
+  #queue = new InFlightQueue<unknown>();
   delivered = 0;
   dropped = 0;
 
   constructor(clock: FakeClock, random: Random, faults: SimFaults) {
+    super();
     this.clock = clock;
     this.random = random;
     this.faults = faults;
   }
 
-  add(nodeId: string): SimTransport {
-    const transport = new SimTransport(nodeId, this);
-    this.#transports.set(nodeId, transport);
-    return transport;
-  }
-
-  static #link(a: string, b: string): string {
-    return a < b ? `${a}|${b}` : `${b}|${a}`;
-  }
-
-  connected(a: string, b: string): boolean {
-    const ta = this.#transports.get(a);
-    const tb = this.#transports.get(b);
-    return a !== b && ta !== undefined && tb !== undefined && ta.alive && tb.alive &&
-      !this.#cut.has(SimNetwork.#link(a, b));
+  protected createTransport(nodeId: string): SimTransport {
+    return new InProcessTransport(nodeId, this, { online: true });
   }
 
   /** Connects every live pair and announces it on both sides. */
   connectAll(): void {
-    const ids = [...this.#transports.keys()];
+    const ids = [...this.transports.keys()];
     for (const a of ids) for (const b of ids) if (a < b) this.heal(a, b);
   }
 
   cut(a: string, b: string): void {
     const wasUp = this.connected(a, b);
-    this.#cut.add(SimNetwork.#link(a, b));
+    this.setCut(a, b, true);
     if (wasUp) {
-      this.#transports.get(a)!.fireDown(b);
-      this.#transports.get(b)!.fireDown(a);
+      this.transports.get(a)!.fireDown(b);
+      this.transports.get(b)!.fireDown(a);
     }
   }
 
   heal(a: string, b: string): void {
-    const key = SimNetwork.#link(a, b);
-    const wasUp = this.connected(a, b) && !this.#cut.has(key) && this.#transports.get(a)!.knows(b);
-    this.#cut.delete(key);
+    const wasUp = this.connected(a, b) && this.transports.get(a)!.knows(b);
+    this.setCut(a, b, false);
     if (!wasUp && this.connected(a, b)) {
-      this.#transports.get(a)!.fireUp(b);
-      this.#transports.get(b)!.fireUp(a);
+      this.transports.get(a)!.fireUp(b);
+      this.transports.get(b)!.fireUp(a);
     }
   }
 
   /** Isolates `id` from every other node. */
   isolate(id: string): void {
-    for (const other of this.#transports.keys()) if (other !== id) this.cut(id, other);
+    for (const other of this.transports.keys()) if (other !== id) this.cut(id, other);
   }
 
   /** The node dies: links go down, queued messages to it vanish. */
   crash(id: string): void {
-    const t = this.#transports.get(id)!;
-    for (const other of this.#transports.keys()) {
-      if (other !== id && this.connected(id, other)) this.#transports.get(other)!.fireDown(id);
+    const t = this.transports.get(id)!;
+    for (const other of this.transports.keys()) {
+      if (other !== id && this.connected(id, other)) this.transports.get(other)!.fireDown(id);
     }
-    t.alive = false;
-    this.#queue = this.#queue.filter((m) => m.to !== id && m.from !== id);
+    t.online = false;
+    this.#queue.removeWhere((m) => m.to === id || m.from === id);
   }
 
   send(from: string, to: string, type: string, body: unknown): boolean {
@@ -112,7 +91,6 @@ export class SimNetwork {
         this.random.int(this.faults.delayMsMax - this.faults.delayMsMin + 1);
       this.#queue.push({
         atMs: this.clock.monoMs() + delay,
-        order: this.#order++,
         from,
         to,
         type,
@@ -124,63 +102,17 @@ export class SimNetwork {
 
   /** Delivers every message due by now, in time order. Returns how many. */
   deliverDue(): number {
-    const now = this.clock.monoMs();
-    const due = this.#queue.filter((m) => m.atMs <= now).sort((a, b) =>
-      a.atMs - b.atMs || a.order - b.order
-    );
-    if (due.length === 0) return 0;
-    this.#queue = this.#queue.filter((m) => m.atMs > now);
+    // Replies sent while delivering wait for the next call, even when due already.
+    const due = this.#queue.takeDue(this.clock.monoMs());
     for (const m of due) {
       if (!this.connected(m.from, m.to)) continue;
       this.delivered++;
-      this.#transports.get(m.to)!.deliver(m.from, m.type, m.body);
+      this.transports.get(m.to)!.deliver(m.from, m.type, m.body);
     }
     return due.length;
   }
 
   get pending(): number {
     return this.#queue.length;
-  }
-}
-
-export class SimTransport extends PeerTransportBase {
-  readonly nodeId: string;
-  readonly #network: SimNetwork;
-  alive = true;
-  #connected = new Set<string>();
-
-  constructor(nodeId: string, network: SimNetwork) {
-    super();
-    this.nodeId = nodeId;
-    this.#network = network;
-  }
-
-  send(peerId: string, type: string, body: unknown): boolean {
-    if (!this.alive) return false;
-    return this.#network.send(this.nodeId, peerId, type, body);
-  }
-
-  connectedPeers(): string[] {
-    return [...this.#connected];
-  }
-
-  knows(peer: string): boolean {
-    return this.#connected.has(peer);
-  }
-
-  fireUp(peer: string): void {
-    if (!this.alive || this.#connected.has(peer)) return;
-    this.#connected.add(peer);
-    this.notifyPeerUp(peer);
-  }
-
-  fireDown(peer: string): void {
-    if (!this.#connected.delete(peer)) return;
-    this.notifyPeerDown(peer);
-  }
-
-  deliver(from: string, type: string, body: unknown): void {
-    if (!this.alive) return;
-    this.handlerFor(type)?.(from, body);
   }
 }

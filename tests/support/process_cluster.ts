@@ -1,0 +1,74 @@
+/**
+ * A cluster of real `shanghai serve` processes on loopback, for integration tests: each node
+ * has a data directory of its own that a restart reuses, joins through a seed, and detects a
+ * dead peer within about a second. `teardown()` kills every process, stopped ones included,
+ * and removes the directories.
+ *
+ * @module
+ */
+import { type NodeProcess, spawnNode, tempDir } from "./node_process.ts";
+
+/** Membership timings short enough for tests; the arguments below pass them to `serve`. */
+export const HEARTBEAT_INTERVAL_MS = 100;
+export const SUSPECT_AFTER_MS = 600;
+export const DOWN_AFTER_MS = 1000;
+export const FAST_MEMBERSHIP_ARGS: readonly string[] = [
+  "--heartbeat-interval-ms",
+  String(HEARTBEAT_INTERVAL_MS),
+  "--suspect-after-ms",
+  String(SUSPECT_AFTER_MS),
+  "--down-after-ms",
+  String(DOWN_AFTER_MS),
+];
+
+export interface ProcessClusterOptions {
+  /** Start of each data directory's name; the node id follows. */
+  dirPrefix: string;
+  /** Arguments every node gets after the timings and `--join`. */
+  args?: string[];
+}
+
+export class ProcessCluster {
+  /** The latest process of each node id. */
+  readonly nodes = new Map<string, NodeProcess>();
+  readonly #dirs = new Map<string, string>();
+  readonly #options: ProcessClusterOptions;
+
+  constructor(options: ProcessClusterOptions) {
+    this.#options = options;
+  }
+
+  /** The data directory for `name` (a node id), made on first use, removed by teardown(). */
+  async dataDir(name: string): Promise<string> {
+    let dir = this.#dirs.get(name);
+    if (dir === undefined) {
+      dir = await tempDir(`${this.#options.dirPrefix}${name}-`);
+      this.#dirs.set(name, dir);
+    }
+    return dir;
+  }
+
+  /** Starts node `id` on its data directory, joining through `seed` when given. */
+  async start(id: string, seed?: NodeProcess): Promise<NodeProcess> {
+    const join = seed ? ["--join", `127.0.0.1:${seed.nodePort}`] : [];
+    const node = await spawnNode({
+      dataDir: await this.dataDir(id),
+      args: ["--node-id", id, ...FAST_MEMBERSHIP_ARGS, ...join, ...(this.#options.args ?? [])],
+    });
+    this.nodes.set(id, node);
+    return node;
+  }
+
+  /** Kills every node (waking stopped ones first) and removes every data directory. */
+  async teardown(): Promise<void> {
+    for (const node of this.nodes.values()) {
+      try {
+        node.child.kill("SIGCONT");
+      } catch { /* gone */ }
+      await node.kill("SIGKILL");
+    }
+    for (const dir of this.#dirs.values()) {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  }
+}
