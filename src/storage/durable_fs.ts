@@ -38,10 +38,22 @@ function parentOf(path: string): string {
 
 /** Writes `bytes` to `path` so that a crash leaves either the old file or the new one whole. */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  await writeFileAtomicWith(path, (file) => writeAll(file, bytes));
+}
+
+/**
+ * Replaces `path` atomically with what `write` puts into a fresh file: temp name `<path>.tmp-*`,
+ * fsync, rename, fsync of the parent directory. For files written piece by piece (snapshots),
+ * so they need not be held in memory whole. A failed `write` removes the temp file and rethrows.
+ */
+export async function writeFileAtomicWith(
+  path: string,
+  write: (file: Deno.FsFile) => Promise<void>,
+): Promise<void> {
   const temp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
   const file = await Deno.open(temp, { write: true, createNew: true });
   try {
-    await writeAll(file, bytes);
+    await write(file);
     await file.sync();
   } catch (error) {
     file.close();
