@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { syncDir } from "../storage/durable_fs.ts";
+import { pathExists, syncDir } from "../storage/durable_fs.ts";
 import { createHash } from "node:crypto";
 import { decodeEntry } from "../common/entry.ts";
 import { ShanghaiError } from "../common/errors.ts";
@@ -439,7 +439,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
       }
     }
     for (const dir of [`${temp}/wal`, `${temp}/snapshots`, temp]) await syncDir(dir);
-    if (await exists(target)) await Deno.remove(target); // empty, checked above
+    if (await pathExists(target)) await Deno.remove(target); // empty, checked above
     await Deno.rename(temp, target);
     await syncDir(parent);
   } catch (error) {
@@ -457,13 +457,4 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     bytes,
     durationMs: Math.round(performance.now() - started),
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

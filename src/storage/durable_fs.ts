@@ -1,7 +1,8 @@
 /**
  * The few file operations every durable write in Shanghai is built from: write a whole buffer,
  * fsync a directory (so a create, rename or delete survives a crash), and replace a file
- * atomically (temp name, fsync, rename, directory fsync).
+ * atomically (temp name, fsync, rename, directory fsync); plus the two questions asked before
+ * one (is a name taken, what does a file hold now).
  *
  * @module
  */
@@ -72,5 +73,18 @@ export async function readTextIfExists(path: string): Promise<string | undefined
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
+  }
+}
+
+/**
+ * Whether `path` can be stat'ed now. Any error counts as absent, not only NotFound: callers ask
+ * whether a name is free to take, and a name they cannot stat is not one they can rely on.
+ */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
   }
 }
