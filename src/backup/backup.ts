@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { pathExists, syncDir } from "../storage/durable_fs.ts";
+import { pathExists, syncDir, writeAll } from "../storage/durable_fs.ts";
 import { createHash } from "node:crypto";
 import { ShanghaiError } from "../common/errors.ts";
 import {
@@ -152,8 +152,7 @@ async function copyStream(
   try {
     for await (const chunk of body) {
       hash.update(chunk);
-      let written = 0;
-      while (written < chunk.length) written += await file.write(chunk.subarray(written));
+      await writeAll(file, chunk);
       bytes += chunk.length;
     }
     await file.sync();

@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { pathExists, syncDir } from "../storage/durable_fs.ts";
+import { pathExists, syncDir, writeAll } from "../storage/durable_fs.ts";
 import { createHash } from "node:crypto";
 import { decodeEntry } from "../common/entry.ts";
 import { ShanghaiError } from "../common/errors.ts";
@@ -185,8 +185,7 @@ async function copyChecked(source: Source, target: string): Promise<void> {
       if (n === null) break;
       const chunk = buffer.subarray(0, n);
       hash.update(chunk);
-      let written = 0;
-      while (written < n) written += await output.write(chunk.subarray(written));
+      await writeAll(output, chunk);
       bytes += n;
     }
     await output.sync();
