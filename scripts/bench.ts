@@ -19,6 +19,7 @@
 import { parseArgs } from "node:util";
 import { limits, Store, Wal } from "../mod.ts";
 import { spawnNode } from "../tests/support/node_process.ts";
+import { benchAppendEntry, freePort } from "./_bench_load.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -161,13 +162,6 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 async function run(
   cmd: string,
   args: string[],
@@ -237,17 +231,7 @@ async function libraryRow(options: Options, writers: number): Promise<Sample> {
       while (done < LIB_ENTRIES_MAX && performance.now() < deadline) {
         const s = ++seq;
         const t0 = performance.now();
-        await wal.append({
-          origin: "bench",
-          seq: s,
-          hlc: s,
-          op: "append",
-          key: "",
-          value,
-          contentType: "",
-          prevHlc: 0,
-          prevOrigin: "",
-        });
+        await wal.append(benchAppendEntry(value, { seq: s, hlc: s }));
         const t1 = performance.now();
         if (!measuring && t1 >= warmupEnds) {
           // The first writer past the warm-up starts the clock for everyone.

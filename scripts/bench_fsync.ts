@@ -13,7 +13,7 @@
  */
 import { parseArgs } from "node:util";
 import { limits, Wal } from "../mod.ts";
-import { percentile } from "./_bench_load.ts";
+import { benchAppendEntry, percentile } from "./_bench_load.ts";
 
 const USAGE = `Usage: deno task bench:fsync [--rounds N] [--seconds S] [--dir PATH]
 
@@ -39,17 +39,7 @@ async function run(parent: string, preallocateBytes: number, ms: number): Promis
   try {
     while (performance.now() - started < ms && latencies.length < APPENDS_MAX) {
       const t0 = performance.now();
-      await wal.append({
-        origin: "bench",
-        seq: latencies.length + 1,
-        hlc: 0,
-        op: "append",
-        key: "",
-        value,
-        contentType: "",
-        prevHlc: 0,
-        prevOrigin: "",
-      });
+      await wal.append(benchAppendEntry(value, { seq: latencies.length + 1, hlc: 0 }));
       latencies.push(performance.now() - t0);
     }
   } finally {

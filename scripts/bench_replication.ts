@@ -324,6 +324,38 @@ let shanghaiByMode: Record<string, LoadResult> = {};
 const etcdByClients: Record<number, LoadResult> = {};
 const natsByClients: Record<number, LoadResult> = {};
 
+// ---- Members of the systems compared ----------------------------------------------------------
+
+/**
+ * Starts one `command` process per name, each in a temp dir of its own (`bench-<system>-<name>-*`)
+ * and killed by the final clean-up if still running; `args(i, dir)` gives member i's arguments.
+ */
+async function startMembers(
+  command: string,
+  options: { system: string; names: string[]; args: (i: number, dir: string) => string[] },
+): Promise<Deno.ChildProcess[]> {
+  const procs: Deno.ChildProcess[] = [];
+  for (let i = 0; i < options.names.length; i++) {
+    const dir = await tempDir(`bench-${options.system}-${options.names[i]}-`);
+    const child = new Deno.Command(command, {
+      args: options.args(i, dir),
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    procs.push(child);
+    children.push({ kill: () => child.kill("SIGKILL") });
+  }
+  return procs;
+}
+
+/** Stops members with SIGTERM, one after the other, each waited for. */
+async function stopMembers(procs: Deno.ChildProcess[]): Promise<void> {
+  for (const p of procs) {
+    p.kill("SIGTERM");
+    await p.status;
+  }
+}
+
 // ---- etcd -------------------------------------------------------------------------------------
 
 async function benchEtcd(): Promise<void> {
@@ -331,38 +363,32 @@ async function benchEtcd(): Promise<void> {
   const clientPorts = names.map(() => freePort());
   const peerPorts = names.map(() => freePort());
   const initial = names.map((n, i) => `${n}=http://127.0.0.1:${peerPorts[i]}`).join(",");
-  const procs: Deno.ChildProcess[] = [];
-  for (let i = 0; i < 3; i++) {
-    const dir = await tempDir(`bench-etcd-${names[i]}-`);
-    const child = new Deno.Command("etcd", {
-      args: [
-        "--name",
-        names[i],
-        "--data-dir",
-        dir,
-        "--listen-client-urls",
-        `http://127.0.0.1:${clientPorts[i]}`,
-        "--advertise-client-urls",
-        `http://127.0.0.1:${clientPorts[i]}`,
-        "--listen-peer-urls",
-        `http://127.0.0.1:${peerPorts[i]}`,
-        "--initial-advertise-peer-urls",
-        `http://127.0.0.1:${peerPorts[i]}`,
-        "--initial-cluster",
-        initial,
-        "--initial-cluster-state",
-        "new",
-        "--initial-cluster-token",
-        "bench",
-        "--log-level",
-        "error",
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    procs.push(child);
-    children.push({ kill: () => child.kill("SIGKILL") });
-  }
+  const procs = await startMembers("etcd", {
+    system: "etcd",
+    names,
+    args: (i, dir) => [
+      "--name",
+      names[i],
+      "--data-dir",
+      dir,
+      "--listen-client-urls",
+      `http://127.0.0.1:${clientPorts[i]}`,
+      "--advertise-client-urls",
+      `http://127.0.0.1:${clientPorts[i]}`,
+      "--listen-peer-urls",
+      `http://127.0.0.1:${peerPorts[i]}`,
+      "--initial-advertise-peer-urls",
+      `http://127.0.0.1:${peerPorts[i]}`,
+      "--initial-cluster",
+      initial,
+      "--initial-cluster-state",
+      "new",
+      "--initial-cluster-token",
+      "bench",
+      "--log-level",
+      "error",
+    ],
+  });
   const key = btoa("probe");
   await waitUntil("etcd to take writes", async () => {
     const r = await fetch(`http://127.0.0.1:${clientPorts[0]}/v3/kv/put`, {
@@ -385,10 +411,7 @@ async function benchEtcd(): Promise<void> {
     etcdByClients[clients] = r;
     addRow("etcd 3.4, 3 members", "put (HTTP gateway)", clients, r);
   }
-  for (const p of procs) {
-    p.kill("SIGTERM");
-    await p.status;
-  }
+  await stopMembers(procs);
 }
 
 // ---- NATS JetStream ---------------------------------------------------------------------------
@@ -398,33 +421,27 @@ async function benchNats(): Promise<void> {
   const clientPorts = names.map(() => freePort());
   const routePorts = names.map(() => freePort());
   const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`).join(",");
-  const procs: Deno.ChildProcess[] = [];
-  for (let i = 0; i < 3; i++) {
-    const dir = await tempDir(`bench-nats-${names[i]}-`);
-    const child = new Deno.Command("nats-server", {
-      args: [
-        "-a",
-        "127.0.0.1",
-        "-p",
-        String(clientPorts[i]),
-        "-js",
-        "-sd",
-        dir,
-        "-n",
-        names[i],
-        "--cluster_name",
-        "bench",
-        "--cluster",
-        `nats://127.0.0.1:${routePorts[i]}`,
-        "--routes",
-        routes,
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    procs.push(child);
-    children.push({ kill: () => child.kill("SIGKILL") });
-  }
+  const procs = await startMembers("nats-server", {
+    system: "nats",
+    names,
+    args: (i, dir) => [
+      "-a",
+      "127.0.0.1",
+      "-p",
+      String(clientPorts[i]),
+      "-js",
+      "-sd",
+      dir,
+      "-n",
+      names[i],
+      "--cluster_name",
+      "bench",
+      "--cluster",
+      `nats://127.0.0.1:${routePorts[i]}`,
+      "--routes",
+      routes,
+    ],
+  });
   const admin = await waitUntil("nats to accept connections", async () => {
     (await NatsClient.connect(clientPorts[0])).close();
     return true;
@@ -462,10 +479,7 @@ async function benchNats(): Promise<void> {
     natsByClients[clients] = r;
     addRow("NATS 2.9 JetStream, R3 file", "publish with ack", clients, r);
   }
-  for (const p of procs) {
-    p.kill("SIGTERM");
-    await p.status;
-  }
+  await stopMembers(procs);
 }
 
 // ---- main -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { syncDir } from "../storage/durable_fs.ts";
+import { pathExists, syncDir, writeAll } from "../storage/durable_fs.ts";
 import { createHash } from "node:crypto";
 import { ShanghaiError } from "../common/errors.ts";
 import {
@@ -152,8 +152,7 @@ async function copyStream(
   try {
     for await (const chunk of body) {
       hash.update(chunk);
-      let written = 0;
-      while (written < chunk.length) written += await file.write(chunk.subarray(written));
+      await writeAll(file, chunk);
       bytes += chunk.length;
     }
     await file.sync();
@@ -236,10 +235,10 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
     const session =
       await (await request(options.addr, `/v1/admin/backup/sessions${query}`, { method: "POST" }))
         .json() as BackupSessionInfo;
+    const taken = async (candidate: string) =>
+      existing.includes(candidate) || await pathExists(`${options.toDir}/${candidate}`);
     let name = backupName(nowMs());
-    for (let n = 1; existing.includes(name) || (await exists(`${options.toDir}/${name}`)); n++) {
-      name = `${backupName(nowMs())}-${n}`;
-    }
+    for (let n = 1; await taken(name); n++) name = `${backupName(nowMs())}-${n}`;
     const temp = `${options.toDir}/.tmp-${name}`;
     const files: ManifestFile[] = [];
     try {
@@ -332,14 +331,5 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
     };
   } finally {
     await release();
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }

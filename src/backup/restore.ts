@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { syncDir } from "../storage/durable_fs.ts";
+import { pathExists, syncDir, writeAll } from "../storage/durable_fs.ts";
 import { createHash } from "node:crypto";
 import { decodeEntry } from "../common/entry.ts";
 import { ShanghaiError } from "../common/errors.ts";
@@ -185,8 +185,7 @@ async function copyChecked(source: Source, target: string): Promise<void> {
       if (n === null) break;
       const chunk = buffer.subarray(0, n);
       hash.update(chunk);
-      let written = 0;
-      while (written < n) written += await output.write(chunk.subarray(written));
+      await writeAll(output, chunk);
       bytes += n;
     }
     await output.sync();
@@ -439,7 +438,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
       }
     }
     for (const dir of [`${temp}/wal`, `${temp}/snapshots`, temp]) await syncDir(dir);
-    if (await exists(target)) await Deno.remove(target); // empty, checked above
+    if (await pathExists(target)) await Deno.remove(target); // empty, checked above
     await Deno.rename(temp, target);
     await syncDir(parent);
   } catch (error) {
@@ -457,13 +456,4 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     bytes,
     durationMs: Math.round(performance.now() - started),
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

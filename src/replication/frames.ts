@@ -127,109 +127,136 @@ function fail(type: string, reason: string): never {
   throw new ProtocolError(`Cannot accept ${type} frame: ${reason}`);
 }
 
-function object(type: string, body: unknown): Record<string, unknown> {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    fail(type, "body is not a map");
-  }
-  const b = body as Record<string, unknown>;
-  if (b.v !== REPL_PROTOCOL_VERSION) {
-    fail(type, `protocol version ${JSON.stringify(b.v)}, expected ${REPL_PROTOCOL_VERSION}`);
-  }
-  return b;
-}
+/**
+ * A frame body whose map shape and protocol version are checked, with one checked read per field
+ * kind. Every failure is a {@link ProtocolError} naming the frame type, so each `parse*` function
+ * below only lists its fields, in the order they are checked.
+ */
+class FrameBody {
+  readonly #type: string;
+  readonly #fields: Record<string, unknown>;
 
-function count(
-  type: string,
-  b: Record<string, unknown>,
-  field: string,
-  max = Number.MAX_SAFE_INTEGER,
-): number {
-  const value = b[field];
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0 || value > max) {
-    fail(type, `${field} is not a whole number from 0 to ${max}`);
-  }
-  return value;
-}
-
-function bytes(type: string, b: Record<string, unknown>, field: string, max: number): Uint8Array {
-  const value = b[field];
-  if (!(value instanceof Uint8Array)) fail(type, `${field} is not bytes`);
-  if (value.length > max) fail(type, `${field} is ${value.length} bytes, over the limit of ${max}`);
-  return value;
-}
-
-function versionVector(type: string, b: Record<string, unknown>): VersionVector {
-  const value = b.vv;
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    fail(type, "vv is not a map");
-  }
-  const out: VersionVector = {};
-  const entries = Object.entries(value as Record<string, unknown>);
-  if (entries.length > 10_000) fail(type, "vv names too many origins");
-  for (const [origin, seq] of entries) {
-    if (
-      origin.length === 0 || origin.length > 64 || typeof seq !== "number" ||
-      !Number.isSafeInteger(seq) || seq < 0
-    ) {
-      fail(type, `vv entry ${JSON.stringify(origin)} is malformed`);
+  constructor(type: string, body: unknown) {
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      fail(type, "body is not a map");
     }
-    out[origin] = seq;
+    const fields = body as Record<string, unknown>;
+    if (fields.v !== REPL_PROTOCOL_VERSION) {
+      fail(type, `protocol version ${JSON.stringify(fields.v)}, expected ${REPL_PROTOCOL_VERSION}`);
+    }
+    this.#type = type;
+    this.#fields = fields;
   }
-  return out;
+
+  /** The raw value of `field`, for checks particular to one frame. */
+  get(field: string): unknown {
+    return this.#fields[field];
+  }
+
+  /** Refuses the frame for a reason only its parse function checks. */
+  fail(reason: string): never {
+    fail(this.#type, reason);
+  }
+
+  /** A whole number from 0 to `max`. */
+  count(field: string, max = Number.MAX_SAFE_INTEGER): number {
+    const value = this.#fields[field];
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0 || value > max) {
+      this.fail(`${field} is not a whole number from 0 to ${max}`);
+    }
+    return value;
+  }
+
+  /** `true` or `false`. */
+  boolean(field: string): boolean {
+    const value = this.#fields[field];
+    if (typeof value !== "boolean") this.fail(`${field} is not a boolean`);
+    return value;
+  }
+
+  /** A byte string of at most `max` bytes. */
+  bytes(field: string, max: number): Uint8Array {
+    const value = this.#fields[field];
+    if (!(value instanceof Uint8Array)) this.fail(`${field} is not bytes`);
+    if (value.length > max) {
+      this.fail(`${field} is ${value.length} bytes, over the limit of ${max}`);
+    }
+    return value;
+  }
+
+  /** The `vv` field: origin -> highest sequence, bounded in size. */
+  versionVector(): VersionVector {
+    const value = this.#fields.vv;
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      this.fail("vv is not a map");
+    }
+    const out: VersionVector = {};
+    const entries = Object.entries(value as Record<string, unknown>);
+    if (entries.length > 10_000) this.fail("vv names too many origins");
+    for (const [origin, seq] of entries) {
+      if (
+        origin.length === 0 || origin.length > 64 || typeof seq !== "number" ||
+        !Number.isSafeInteger(seq) || seq < 0
+      ) {
+        this.fail(`vv entry ${JSON.stringify(origin)} is malformed`);
+      }
+      out[origin] = seq;
+    }
+    return out;
+  }
 }
 
 export function parseOpen(body: unknown): OpenFrame {
-  const b = object(MSG_OPEN, body);
-  const frame = {
+  const b = new FrameBody(MSG_OPEN, body);
+  return {
     v: REPL_PROTOCOL_VERSION,
-    session: count(MSG_OPEN, b, "session"),
-    firstLsn: count(MSG_OPEN, b, "firstLsn"),
-    lastLsn: count(MSG_OPEN, b, "lastLsn"),
+    session: b.count("session"),
+    firstLsn: b.count("firstLsn"),
+    lastLsn: b.count("lastLsn"),
   };
-  return frame;
 }
 
 export function parseOpened(body: unknown): OpenedFrame {
-  const b = object(MSG_OPENED, body);
+  const b = new FrameBody(MSG_OPENED, body);
   return {
     v: REPL_PROTOCOL_VERSION,
-    session: count(MSG_OPENED, b, "session"),
-    cursor: count(MSG_OPENED, b, "cursor"),
-    vv: versionVector(MSG_OPENED, b),
-    credit: count(MSG_OPENED, b, "credit", REPL_CREDIT_ENTRIES_MAX),
+    session: b.count("session"),
+    cursor: b.count("cursor"),
+    vv: b.versionVector(),
+    credit: b.count("credit", REPL_CREDIT_ENTRIES_MAX),
   };
 }
 
 export function parseAck(body: unknown): AckFrame {
-  const b = object(MSG_ACK, body);
+  const b = new FrameBody(MSG_ACK, body);
   return {
     v: REPL_PROTOCOL_VERSION,
-    session: count(MSG_ACK, b, "session"),
-    ackedLsn: count(MSG_ACK, b, "ackedLsn"),
-    vv: versionVector(MSG_ACK, b),
-    hlc: count(MSG_ACK, b, "hlc"),
-    credit: count(MSG_ACK, b, "credit", REPL_CREDIT_ENTRIES_MAX),
+    session: b.count("session"),
+    ackedLsn: b.count("ackedLsn"),
+    vv: b.versionVector(),
+    hlc: b.count("hlc"),
+    credit: b.count("credit", REPL_CREDIT_ENTRIES_MAX),
   };
 }
 
 /** Checks a batch's header; its entries are checked by {@link decodeBatchEntries}. */
 export function parseBatch(body: unknown): BatchFrame {
-  const b = object(MSG_BATCH, body);
+  const b = new FrameBody(MSG_BATCH, body);
   const frame: BatchFrame = {
     v: REPL_PROTOCOL_VERSION,
-    session: count(MSG_BATCH, b, "session"),
-    startLsn: count(MSG_BATCH, b, "startLsn"),
-    fromLsn: count(MSG_BATCH, b, "fromLsn"),
-    toLsn: count(MSG_BATCH, b, "toLsn"),
-    count: count(MSG_BATCH, b, "count", BATCH_ENTRIES_MAX),
-    records: bytes(MSG_BATCH, b, "records", REPL_BATCH_BYTES_MAX + RECORD_BYTES_MAX),
-    lastLsn: b.lastLsn === undefined ? 0 : count(MSG_BATCH, b, "lastLsn"),
+    session: b.count("session"),
+    startLsn: b.count("startLsn"),
+    fromLsn: b.count("fromLsn"),
+    toLsn: b.count("toLsn"),
+    count: b.count("count", BATCH_ENTRIES_MAX),
+    records: b.bytes("records", REPL_BATCH_BYTES_MAX + RECORD_BYTES_MAX),
+    lastLsn: b.get("lastLsn") === undefined ? 0 : b.count("lastLsn"),
   };
   if (frame.fromLsn < 1 || frame.toLsn < frame.fromLsn) {
-    fail(MSG_BATCH, `range ${frame.fromLsn}..${frame.toLsn} is empty or reversed`);
+    b.fail(`range ${frame.fromLsn}..${frame.toLsn} is empty or reversed`);
   }
   if (frame.count > frame.toLsn - frame.fromLsn + 1) {
-    fail(MSG_BATCH, `${frame.count} entries do not fit in ${frame.fromLsn}..${frame.toLsn}`);
+    b.fail(`${frame.count} entries do not fit in ${frame.fromLsn}..${frame.toLsn}`);
   }
   return frame;
 }
@@ -273,45 +300,42 @@ export function encodeBatchRecords(entries: readonly Entry[]): Uint8Array {
 }
 
 export function parseSnap(body: unknown): SnapFrame {
-  const b = object(MSG_SNAP, body);
-  if (typeof b.last !== "boolean") fail(MSG_SNAP, "last is not a boolean");
+  const b = new FrameBody(MSG_SNAP, body);
+  const last = b.boolean("last");
   return {
     v: REPL_PROTOCOL_VERSION,
-    session: count(MSG_SNAP, b, "session"),
-    lsn: count(MSG_SNAP, b, "lsn"),
-    index: count(MSG_SNAP, b, "index"),
-    last: b.last,
-    vv: versionVector(MSG_SNAP, b),
-    records: bytes(MSG_SNAP, b, "records", REPL_BATCH_BYTES_MAX + RECORD_BYTES_MAX),
+    session: b.count("session"),
+    lsn: b.count("lsn"),
+    index: b.count("index"),
+    last,
+    vv: b.versionVector(),
+    records: b.bytes("records", REPL_BATCH_BYTES_MAX + RECORD_BYTES_MAX),
   };
 }
 
 export function parseSnapAck(body: unknown): SnapAckFrame {
-  const b = object(MSG_SNAPACK, body);
-  return {
-    v: REPL_PROTOCOL_VERSION,
-    session: count(MSG_SNAPACK, b, "session"),
-    index: count(MSG_SNAPACK, b, "index"),
-  };
+  const b = new FrameBody(MSG_SNAPACK, body);
+  return { v: REPL_PROTOCOL_VERSION, session: b.count("session"), index: b.count("index") };
 }
 
 export function parseRead(body: unknown): ReadFrame {
-  const b = object(MSG_READ, body);
-  if (typeof b.key !== "string" || b.key.length === 0 || b.key.length > KEY_BYTES_MAX) {
+  const b = new FrameBody(MSG_READ, body);
+  const key = b.get("key");
+  if (typeof key !== "string" || key.length === 0 || key.length > KEY_BYTES_MAX) {
     fail(MSG_READ, "key is malformed");
   }
-  return { v: REPL_PROTOCOL_VERSION, id: count(MSG_READ, b, "id"), key: b.key };
+  return { v: REPL_PROTOCOL_VERSION, id: b.count("id"), key };
 }
 
 export function parseReadOk(body: unknown): ReadOkFrame {
-  const b = object(MSG_READOK, body);
-  const record = b.record === null ? null : bytes(MSG_READOK, b, "record", RECORD_BYTES_MAX + 8);
-  return { v: REPL_PROTOCOL_VERSION, id: count(MSG_READOK, b, "id"), record };
+  const b = new FrameBody(MSG_READOK, body);
+  const record = b.get("record") === null ? null : b.bytes("record", RECORD_BYTES_MAX + 8);
+  return { v: REPL_PROTOCOL_VERSION, id: b.count("id"), record };
 }
 
 export function parseRepair(body: unknown): RepairFrame {
-  const b = object(MSG_REPAIR, body);
-  return { v: REPL_PROTOCOL_VERSION, record: bytes(MSG_REPAIR, b, "record", RECORD_BYTES_MAX + 8) };
+  const b = new FrameBody(MSG_REPAIR, body);
+  return { v: REPL_PROTOCOL_VERSION, record: b.bytes("record", RECORD_BYTES_MAX + 8) };
 }
 
 /** A key's current version as the entry that wrote it (a tombstone becomes a delete). */

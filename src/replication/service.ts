@@ -41,32 +41,35 @@ export interface ReplicationOptions {
   logger?: Logger;
 }
 
-/** Parses `?ack=`; unknown levels are a 400 before anything is written. */
-export function parseAckLevel(raw: string | undefined, fallback: AckLevel): AckLevel {
-  if (raw === undefined || raw === "") return fallback;
-  if (!(ACK_LEVELS as readonly string[]).includes(raw)) {
+/**
+ * One of `choices` from the query parameter `name`, or `fallback` when it is absent or empty.
+ * Anything else is an InputError (`bad_query`, a 400) before anything is written or read.
+ */
+function parseQueryChoice<T extends string>(
+  name: string,
+  raw: string | undefined,
+  options: { choices: readonly T[]; fallback: T },
+): T {
+  if (raw === undefined || raw === "") return options.fallback;
+  if (!(options.choices as readonly string[]).includes(raw)) {
     throw new InputError(
       "bad_query",
-      `Invalid query parameter ack=${JSON.stringify(raw)}: expected one of ${
-        ACK_LEVELS.join(", ")
+      `Invalid query parameter ${name}=${JSON.stringify(raw)}: expected one of ${
+        options.choices.join(", ")
       }`,
     );
   }
-  return raw as AckLevel;
+  return raw as T;
+}
+
+/** Parses `?ack=`; unknown levels are a 400 before anything is written. */
+export function parseAckLevel(raw: string | undefined, fallback: AckLevel): AckLevel {
+  return parseQueryChoice("ack", raw, { choices: ACK_LEVELS, fallback });
 }
 
 /** Parses `?consistency=`; unknown levels are a 400. */
 export function parseConsistency(raw: string | undefined): Consistency {
-  if (raw === undefined || raw === "") return "local";
-  if (!(CONSISTENCY_LEVELS as readonly string[]).includes(raw)) {
-    throw new InputError(
-      "bad_query",
-      `Invalid query parameter consistency=${JSON.stringify(raw)}: expected one of ${
-        CONSISTENCY_LEVELS.join(", ")
-      }`,
-    );
-  }
-  return raw as Consistency;
+  return parseQueryChoice("consistency", raw, { choices: CONSISTENCY_LEVELS, fallback: "local" });
 }
 
 export class ReplicationService {

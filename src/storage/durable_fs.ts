@@ -1,7 +1,8 @@
 /**
  * The few file operations every durable write in Shanghai is built from: write a whole buffer,
  * fsync a directory (so a create, rename or delete survives a crash), and replace a file
- * atomically (temp name, fsync, rename, directory fsync).
+ * atomically (temp name, fsync, rename, directory fsync); plus the two questions asked before
+ * one (is a name taken, what does a file hold now).
  *
  * @module
  */
@@ -38,10 +39,22 @@ function parentOf(path: string): string {
 
 /** Writes `bytes` to `path` so that a crash leaves either the old file or the new one whole. */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  await writeFileAtomicWith(path, (file) => writeAll(file, bytes));
+}
+
+/**
+ * Replaces `path` atomically with what `write` puts into a fresh file: temp name `<path>.tmp-*`,
+ * fsync, rename, fsync of the parent directory. For files written piece by piece (snapshots),
+ * so they need not be held in memory whole. A failed `write` removes the temp file and rethrows.
+ */
+export async function writeFileAtomicWith(
+  path: string,
+  write: (file: Deno.FsFile) => Promise<void>,
+): Promise<void> {
   const temp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
   const file = await Deno.open(temp, { write: true, createNew: true });
   try {
-    await writeAll(file, bytes);
+    await write(file);
     await file.sync();
   } catch (error) {
     file.close();
@@ -60,5 +73,18 @@ export async function readTextIfExists(path: string): Promise<string | undefined
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
+  }
+}
+
+/**
+ * Whether `path` can be stat'ed now. Any error counts as absent, not only NotFound: callers ask
+ * whether a name is free to take, and a name they cannot stat is not one they can rely on.
+ */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -136,6 +136,38 @@ function otlpHeaders(env: Record<string, string | undefined>): Record<string, st
   return out;
 }
 
+/** The key of a follower/leader pair in {@link PeerFigures}. */
+function pairKey(pair: { follower: string; leader: string }): string {
+  return `${pair.follower}|${pair.leader}`;
+}
+
+/**
+ * Sets `key` in a peer map, except that past PEERS_TRACKED_MAX keys a new one is dropped:
+ * each key becomes a metric series, so a stream of unknown peers must not grow them unbounded.
+ */
+function setTracked<V>(map: Map<string, V>, key: string, value: V): void {
+  if (map.size < PEERS_TRACKED_MAX || map.has(key)) map.set(key, value);
+}
+
+/** A gauge `name` that reports `figure` of every follower/leader pair in `pairs` when read. */
+function observePairs<P extends { follower: string; leader: string }>(
+  meter: Meter,
+  gauge: {
+    name: string;
+    description: string;
+    pairs: Map<string, P>;
+    figure: (pair: P) => number;
+  },
+): void {
+  meter.createObservableGauge(gauge.name, { description: gauge.description }).addCallback(
+    (result) => {
+      for (const p of gauge.pairs.values()) {
+        result.observe(gauge.figure(p), { follower: p.follower, leader: p.leader });
+      }
+    },
+  );
+}
+
 /** The node's meter provider, its instruments, and the readers that export them. */
 export class Metrics {
   readonly peers: PeerFigures = { members: new Map(), lag: new Map(), credit: new Map() };
@@ -336,22 +368,10 @@ export class Metrics {
         }
         return;
       }
-      if (this.peers.members.size < PEERS_TRACKED_MAX || this.peers.members.has(e.nodeId)) {
-        this.peers.members.set(e.nodeId, e.state);
-      }
+      setTracked(this.peers.members, e.nodeId, e.state);
     });
-    on("replication.lag.changed", (e) => {
-      const key = `${e.follower}|${e.leader}`;
-      if (this.peers.lag.size < PEERS_TRACKED_MAX || this.peers.lag.has(key)) {
-        this.peers.lag.set(key, { ...e });
-      }
-    });
-    on("replication.credit.changed", (e) => {
-      const key = `${e.follower}|${e.leader}`;
-      if (this.peers.credit.size < PEERS_TRACKED_MAX || this.peers.credit.has(key)) {
-        this.peers.credit.set(key, { ...e });
-      }
-    });
+    on("replication.lag.changed", (e) => setTracked(this.peers.lag, pairKey(e), { ...e }));
+    on("replication.credit.changed", (e) => setTracked(this.peers.credit, pairKey(e), { ...e }));
     on("replication.conflict", () => conflicts.add(1));
 
     const members = meter.createObservableGauge("shanghai_cluster_members", {
@@ -359,12 +379,6 @@ export class Metrics {
     });
     const nodesDown = meter.createObservableGauge("shanghai_cluster_nodes_down", {
       description: "Members the failure detector considers down",
-    });
-    const lag = meter.createObservableGauge("shanghai_replication_lag", {
-      description: "Entries a follower is behind its leader",
-    });
-    const credit = meter.createObservableGauge("shanghai_replication_credit", {
-      description: "Credit (entries) a follower has granted its leader",
     });
     members.addCallback((result) => {
       const byState = new Map<string, number>();
@@ -378,15 +392,17 @@ export class Metrics {
       for (const state of this.peers.members.values()) if (state === "down") down++;
       result.observe(down);
     });
-    lag.addCallback((result) => {
-      for (const p of this.peers.lag.values()) {
-        result.observe(p.lag, { follower: p.follower, leader: p.leader });
-      }
+    observePairs(meter, {
+      name: "shanghai_replication_lag",
+      description: "Entries a follower is behind its leader",
+      pairs: this.peers.lag,
+      figure: (p) => p.lag,
     });
-    credit.addCallback((result) => {
-      for (const p of this.peers.credit.values()) {
-        result.observe(p.credit, { follower: p.follower, leader: p.leader });
-      }
+    observePairs(meter, {
+      name: "shanghai_replication_credit",
+      description: "Credit (entries) a follower has granted its leader",
+      pairs: this.peers.credit,
+      figure: (p) => p.credit,
     });
 
     // Disk and store gauges, sampled when a reader collects.

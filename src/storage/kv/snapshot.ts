@@ -15,7 +15,7 @@ import { Encoder } from "cbor-x";
 import type { VersionVector } from "../../common/entry.ts";
 import { ShanghaiError } from "../../common/errors.ts";
 import { MiB, RECORD_BYTES_MAX } from "../../common/limits.ts";
-import { syncDir, writeAll } from "../durable_fs.ts";
+import { writeAll, writeFileAtomicWith } from "../durable_fs.ts";
 import { frameRecord, readRecord } from "../wal/record.ts";
 import type { KeyRecord } from "./keyspace.ts";
 
@@ -101,10 +101,8 @@ export async function writeSnapshot(
 ): Promise<{ path: string; bytes: number }> {
   await Deno.mkdir(dir, { recursive: true });
   const path = `${dir}/${snapshotFileName(meta.lsn, generation)}`;
-  const temp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  const file = await Deno.open(temp, { write: true, createNew: true });
   let bytes = 0;
-  try {
+  await writeFileAtomicWith(path, async (file) => {
     const put = async (value: unknown) => {
       const frame = frameRecord(encoder.encode(value));
       bytes += frame.length;
@@ -124,15 +122,7 @@ export async function writeSnapshot(
     }
     if (chunk.length > 0) await put(chunk);
     await put({ end: true, keys: records.length });
-    await file.sync();
-  } catch (error) {
-    file.close();
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
-  file.close();
-  await Deno.rename(temp, path);
-  await syncDir(dir);
+  });
   return { path, bytes };
 }
 
