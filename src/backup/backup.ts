@@ -293,7 +293,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
         createNew: true,
       });
       try {
-        await manifestFile.write(
+        // writeAll: one write() may take only part of the buffer.
+        await writeAll(
+          manifestFile,
           new TextEncoder().encode(JSON.stringify(manifest, null, 2) + "\n"),
         );
         await manifestFile.sync();

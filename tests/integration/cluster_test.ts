@@ -66,6 +66,12 @@ Deno.test("3 nodes: join through one seed, SIGKILL -> suspect -> down, restart -
   const cluster = await formCluster(3);
   try {
     const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    // n2 may see n3 up through n1's gossip before n2's own probe reaches n3; until then n2
+    // has no last-seen time for it (null, by design). Wait for direct contact, then check.
+    await waitFor("n2 to hear from n3 directly", async () => {
+      const n3Seen = (await members(n2)).members.find((m) => m.id === "n3");
+      return typeof n3Seen?.lastSeenMs === "number";
+    });
     const view = await members(n2);
     assert.equal(view.state, "Healthy");
     assert.deepEqual(view.members.map((m) => m.id), ["n1", "n2", "n3"]);
