@@ -20,8 +20,8 @@ import {
   freePort,
   type LoadResult,
   NatsClient,
+  peakRssDuring,
   percentile,
-  rssBytes,
   runLoad,
   waitUntil,
 } from "./_bench_load.ts";
@@ -238,22 +238,20 @@ async function benchShanghai(): Promise<void> {
   const stallOp = (w: number, i: number) =>
     putKv((w % 2 ? n2 : n1).addr, `s-${w}-${i % 50}`, "one");
   await runLoad(50, 10_000, OPS_MAX, stallOp);
-  const baseline = Math.max(await rssBytes(pid1), await rssBytes(pid2));
-  let peak = baseline;
-  n3.child.kill("SIGSTOP");
-  const sampler = setInterval(async () => {
-    try {
-      peak = Math.max(peak, await rssBytes(pid1), await rssBytes(pid2));
-    } catch { /* exited */ }
-  }, 250);
-  const stallLoad = await runLoad(
-    50,
-    STALL_SECONDS * 1000,
-    OPS_MAX,
-    stallOp,
+  // Control: the same load for the same time with every follower up. Whatever RSS grows here
+  // (heap sizing, page-cache-backed buffers) is not the stall's cost.
+  const control = await peakRssDuring(
+    [pid1, pid2],
+    () => runLoad(50, STALL_SECONDS * 1000, OPS_MAX, stallOp),
   );
-  clearInterval(sampler);
-  peak = Math.max(peak, await rssBytes(pid1), await rssBytes(pid2));
+  n3.child.kill("SIGSTOP");
+  const stalled = await peakRssDuring(
+    [pid1, pid2],
+    () => runLoad(50, STALL_SECONDS * 1000, OPS_MAX, stallOp),
+  );
+  const stallLoad = stalled.result;
+  const baseline = stalled.baseline;
+  const peak = stalled.peak;
   const stalledTarget = (await json(n1.addr, "/v1/digest")).versionVector as Record<string, number>;
   n3.child.kill("SIGCONT");
   const resumeMs = await waitUntil("n3 to catch up after SIGCONT", async () => {
@@ -264,7 +262,9 @@ async function benchShanghai(): Promise<void> {
     "shanghai, 3 nodes",
     `follower SIGSTOPped ${STALL_SECONDS} s under load (${fmt(stallLoad.opsPerSec)} writes/s)`,
     "50",
-    `leader RSS +${fmt((peak - baseline) / 1048576, 1)} MiB`,
+    `leader RSS +${fmt((peak - baseline) / 1048576, 1)} MiB (no stall: +${
+      fmt((control.peak - control.baseline) / 1048576, 1)
+    } MiB)`,
     "-",
     "-",
     String(stallLoad.errors),
@@ -272,6 +272,10 @@ async function benchShanghai(): Promise<void> {
   notes.push(
     `SIGSTOP: leader RSS baseline ${fmt(baseline / 1048576, 1)} MiB, peak ${
       fmt(peak / 1048576, 1)
+    } MiB; the same ${STALL_SECONDS} s load with no follower stopped, just before: baseline ${
+      fmt(control.baseline / 1048576, 1)
+    } MiB, peak ${
+      fmt(control.peak / 1048576, 1)
     } MiB; ${stallLoad.ops} writes during the stall; caught up ${fmt(resumeMs)} ms after SIGCONT (${
       fmt(stallLoad.ops / (resumeMs / 1000))
     } entries/s)`,
