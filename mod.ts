@@ -3,12 +3,9 @@
  * whole node, and subscribe to its events.
  *
  * ```ts ignore
- * import { Wal } from "./mod.ts";
+ * import { appendEntry, Wal } from "./mod.ts";
  * const wal = await Wal.open("/tmp/my-wal");
- * const lsn = await wal.append({
- *   origin: "me", seq: 1, hlc: 1, op: "append", key: "", value: new Uint8Array([1]),
- *   contentType: "", prevHlc: 0, prevOrigin: "",
- * });
+ * const lsn = await wal.append(appendEntry(new Uint8Array([1]), { origin: "me", seq: 1 }));
  * const entries = await wal.read(lsn);
  * await wal.close();
  * ```
@@ -16,6 +13,7 @@
  * @module
  */
 export {
+  appendEntry,
   type BatchInfo,
   type EntryInput,
   LsnCompactedError,

@@ -6,7 +6,6 @@
  *
  * @module
  */
-import type { EntryInput } from "../mod.ts";
 
 export interface LoadResult {
   ops: number;
@@ -69,28 +68,6 @@ export function freePort(): number {
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   return port;
-}
-
-/**
- * The entry the WAL benchmarks append: an opaque `value` from origin "bench", no key. Each
- * benchmark keeps its own `hlc` (bench.ts the sequence, bench:fsync 0), so entries encode to
- * the same sizes as in the figures already published.
- */
-export function benchAppendEntry(
-  value: Uint8Array,
-  clock: { seq: number; hlc: number },
-): EntryInput {
-  return {
-    origin: "bench",
-    seq: clock.seq,
-    hlc: clock.hlc,
-    op: "append",
-    key: "",
-    value,
-    contentType: "",
-    prevHlc: 0,
-    prevOrigin: "",
-  };
 }
 
 /** Resident set size of a process, in bytes (VmRSS from /proc). */

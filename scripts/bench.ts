@@ -17,9 +17,9 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { limits, Store, Wal } from "../mod.ts";
+import { appendEntry, limits, Store, Wal } from "../mod.ts";
 import { spawnNode } from "../tests/support/node_process.ts";
-import { benchAppendEntry, freePort } from "./_bench_load.ts";
+import { freePort } from "./_bench_load.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -231,7 +231,7 @@ async function libraryRow(options: Options, writers: number): Promise<Sample> {
       while (done < LIB_ENTRIES_MAX && performance.now() < deadline) {
         const s = ++seq;
         const t0 = performance.now();
-        await wal.append(benchAppendEntry(value, { seq: s, hlc: s }));
+        await wal.append(appendEntry(value, { origin: "bench", seq: s, hlc: s }));
         const t1 = performance.now();
         if (!measuring && t1 >= warmupEnds) {
           // The first writer past the warm-up starts the clock for everyone.

@@ -12,8 +12,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { limits, Wal } from "../mod.ts";
-import { benchAppendEntry, percentile } from "./_bench_load.ts";
+import { appendEntry, limits, Wal } from "../mod.ts";
+import { percentile } from "./_bench_load.ts";
 
 const USAGE = `Usage: deno task bench:fsync [--rounds N] [--seconds S] [--dir PATH]
 
@@ -39,7 +39,7 @@ async function run(parent: string, preallocateBytes: number, ms: number): Promis
   try {
     while (performance.now() - started < ms && latencies.length < APPENDS_MAX) {
       const t0 = performance.now();
-      await wal.append(benchAppendEntry(value, { seq: latencies.length + 1, hlc: 0 }));
+      await wal.append(appendEntry(value, { origin: "bench", seq: latencies.length + 1, hlc: 0 }));
       latencies.push(performance.now() - t0);
     }
   } finally {

@@ -14,7 +14,7 @@
 import { EventBus } from "../telemetry/events.ts";
 import { createLogger } from "../telemetry/log.ts";
 import { Store } from "./kv/store.ts";
-import { type EntryInput, Wal } from "./wal/wal.ts";
+import { appendEntry, type EntryInput, Wal } from "./wal/wal.ts";
 
 /** Zeros laid ahead of the records: the fourth top-up crosses a 256 KiB limit. */
 export const PREALLOCATE_BYTES = 64 * 1024;
@@ -64,17 +64,7 @@ async function appendUntilTarget(
 function appendInput(seq: number): EntryInput {
   const value = new Uint8Array(ENTRY_BYTES);
   new DataView(value.buffer).setUint32(0, seq, true);
-  return {
-    origin: "test",
-    seq,
-    hlc: seq,
-    op: "append",
-    key: "",
-    value,
-    contentType: "",
-    prevHlc: 0,
-    prevOrigin: "",
-  };
+  return appendEntry(value, { origin: "test", seq });
 }
 
 async function runWal(dir: string): Promise<void> {

@@ -9,7 +9,13 @@ import { type BackupManifest, MANIFEST_FILE, sealManifest } from "../../src/back
 import { runRestore } from "../../src/backup/restore.ts";
 import { hlcWallMs } from "../../src/common/hlc.ts";
 import { Store } from "../../src/storage/kv/store.ts";
-import { type NodeProcess, runCli, spawnNode, tempDir } from "../support/node_process.ts";
+import {
+  type NodeProcess,
+  runCli,
+  spawnNode,
+  spawnSmallSegmentNode,
+  tempDir,
+} from "../support/node_process.ts";
 
 interface Acked {
   key: string;
@@ -27,31 +33,6 @@ async function putJson(addr: string, key: string, value: unknown): Promise<Respo
   });
   assert.equal(response.status, 200);
   return response;
-}
-
-/**
- * Starts a node with small segments, batches and values, so that segment rotation and
- * snapshots every `snapshotEveryBytes` (and retention, given `--retain-bytes 0` in `args`)
- * happen within a few hundred writes.
- */
-function spawnSmallSegmentNode(
-  dataDir: string,
-  options: { snapshotEveryBytes: number; args?: string[] },
-): Promise<NodeProcess> {
-  return spawnNode({
-    dataDir,
-    args: [
-      "--segment-bytes",
-      "131072",
-      "--batch-bytes-max",
-      "65536",
-      "--value-bytes-max",
-      "4096",
-      "--snapshot-every-bytes",
-      String(options.snapshotEveryBytes),
-      ...(options.args ?? []),
-    ],
-  });
 }
 
 /** Writes `k<i>` = `"v<i>"` with a few writers until `stop` resolves or the bound is hit. */

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import type { BackupManifest } from "../../src/backup/manifest.ts";
 import { hlcWallMs } from "../../src/common/hlc.ts";
 import { readSnapshot } from "../../src/storage/kv/snapshot.ts";
-import { runCli, spawnNode, tempDir } from "../support/node_process.ts";
+import { runCli, spawnSmallSegmentNode, tempDir } from "../support/node_process.ts";
 
 const WRITES = 800;
 const WRITERS = 4;
@@ -63,19 +63,7 @@ function assertRefused(cli: { code: number; stdout: string; stderr: string }, pa
 async function backupOfBusyNode(
   root: string,
 ): Promise<{ backup: string; manifest: BackupManifest; hlcByLsn: Map<number, number> }> {
-  const node = await spawnNode({
-    dataDir: `${root}/node`,
-    args: [
-      "--segment-bytes",
-      "131072",
-      "--batch-bytes-max",
-      "65536",
-      "--value-bytes-max",
-      "4096",
-      "--snapshot-every-bytes",
-      "150000",
-    ],
-  });
+  const node = await spawnSmallSegmentNode(`${root}/node`, { snapshotEveryBytes: 150_000 });
   try {
     const hlcByLsn = await writeKeys(node.addr);
     const cli = await runCli(["backup", "--to", `${root}/backups`, "--addr", node.addr, "--json"]);
@@ -104,18 +92,12 @@ Deno.test("restore --to-time refuses a time the backup does not hold and leaves 
     const earlyMs = hlcWallMs(hlcByLsn.get(1)!);
     assert.ok(hlcWallMs(snapshot.hlc) > earlyMs, "the snapshot holds writes after that time");
     const early = new Date(earlyMs).toISOString();
+    const restoreTo = (target: string, time: string) =>
+      runCli(["restore", "--from", backup, "--data-dir", target, "--to-time", time]);
 
     await t.step("an absent target stays absent, with no temp folder beside it", async () => {
       const target = `${root}/absent`;
-      const cli = await runCli([
-        "restore",
-        "--from",
-        backup,
-        "--data-dir",
-        target,
-        "--to-time",
-        early,
-      ]);
+      const cli = await restoreTo(target, early);
       assertRefused(
         cli,
         new RegExp(
@@ -133,15 +115,7 @@ Deno.test("restore --to-time refuses a time the backup does not hold and leaves 
       await Deno.mkdir(target);
       const before = await Deno.stat(target);
       // As Unix ms this time, the same refusal.
-      const cli = await runCli([
-        "restore",
-        "--from",
-        backup,
-        "--data-dir",
-        target,
-        "--to-time",
-        String(earlyMs),
-      ]);
+      const cli = await restoreTo(target, String(earlyMs));
       assertRefused(cli, /^shanghai restore: Cannot restore to .*restore from an older backup$/);
       const after = await Deno.stat(target);
       assert.ok(after.isDirectory);
@@ -153,15 +127,7 @@ Deno.test("restore --to-time refuses a time the backup does not hold and leaves 
 
     await t.step("a time that does not parse is refused before the backup is read", async () => {
       const target = `${root}/unparsed`;
-      const cli = await runCli([
-        "restore",
-        "--from",
-        backup,
-        "--data-dir",
-        target,
-        "--to-time",
-        "yesterday-ish",
-      ]);
+      const cli = await restoreTo(target, "yesterday-ish");
       assertRefused(
         cli,
         /^shanghai restore: Invalid --to-time "yesterday-ish": expected ISO 8601 or Unix ms$/,
@@ -172,15 +138,7 @@ Deno.test("restore --to-time refuses a time the backup does not hold and leaves 
     await t.step("a time at or after the snapshot restores from the same backup", async () => {
       const target = `${root}/held`;
       const lastMs = Math.max(...[...hlcByLsn.values()].map(hlcWallMs));
-      const cli = await runCli([
-        "restore",
-        "--from",
-        backup,
-        "--data-dir",
-        target,
-        "--to-time",
-        new Date(lastMs).toISOString(),
-      ]);
+      const cli = await restoreTo(target, new Date(lastMs).toISOString());
       assert.equal(cli.code, 0, cli.stderr);
       assert.match(cli.stdout, new RegExp(`^restore ok .* last_lsn=${manifest.lastLsn} `));
       assert.deepEqual(await namesStartingWith(root, "held"), ["held"]);

@@ -1,20 +1,10 @@
-import type { EntryInput } from "../../src/storage/wal/wal.ts";
+import { appendEntry, type EntryInput } from "../../src/storage/wal/wal.ts";
 
 /** An opaque append entry of `bytes` bytes whose payload encodes `seq`. */
 export function appendInput(seq: number, bytes = 16, origin = "test"): EntryInput {
   const value = new Uint8Array(bytes);
   new DataView(value.buffer).setUint32(0, seq, true);
-  return {
-    origin,
-    seq,
-    hlc: seq,
-    op: "append",
-    key: "",
-    value,
-    contentType: "",
-    prevHlc: 0,
-    prevOrigin: "",
-  };
+  return appendEntry(value, { origin, seq });
 }
 
 export function seqOf(value: Uint8Array | null): number {

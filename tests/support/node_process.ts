@@ -162,3 +162,28 @@ export async function runCli(
 export async function tempDir(prefix = "shanghai-test-"): Promise<string> {
   return await Deno.makeTempDir({ prefix });
 }
+
+/**
+ * Starts a node with small segments, batches and values, so that segment rotation and
+ * snapshots every `snapshotEveryBytes` (and retention, given `--retain-bytes 0` in `args`)
+ * happen within a few hundred writes.
+ */
+export function spawnSmallSegmentNode(
+  dataDir: string,
+  options: { snapshotEveryBytes: number; args?: string[] },
+): Promise<NodeProcess> {
+  return spawnNode({
+    dataDir,
+    args: [
+      "--segment-bytes",
+      "131072",
+      "--batch-bytes-max",
+      "65536",
+      "--value-bytes-max",
+      "4096",
+      "--snapshot-every-bytes",
+      String(options.snapshotEveryBytes),
+      ...(options.args ?? []),
+    ],
+  });
+}

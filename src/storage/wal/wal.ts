@@ -97,6 +97,28 @@ export interface BatchInfo {
 /** An entry as handed to append: the WAL assigns the LSN. */
 export type EntryInput = Omit<Entry, "lsn">;
 
+/**
+ * An opaque `append` entry (no key, no content type): what an embedder that uses the WAL as a
+ * plain log appends. `seq` is the writer's own dense sequence; `hlc` orders entries of
+ * different origins and defaults to `seq`.
+ */
+export function appendEntry(
+  value: Uint8Array,
+  id: { origin: string; seq: number; hlc?: number },
+): EntryInput {
+  return {
+    origin: id.origin,
+    seq: id.seq,
+    hlc: id.hlc ?? id.seq,
+    op: "append",
+    key: "",
+    value,
+    contentType: "",
+    prevHlc: 0,
+    prevOrigin: "",
+  };
+}
+
 /** A read reached below the oldest retained segment. */
 export class LsnCompactedError extends ShanghaiError {
   override name = "LsnCompactedError";
