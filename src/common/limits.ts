@@ -128,6 +128,11 @@ export const REPL_WINDOW_BYTES_DEFAULT = 8 * MiB;
 export const REPL_WINDOW_BATCHES_MAX = 64;
 /** A stream with unacknowledged batches and no progress for this long is reopened. */
 export const REPL_RESEND_AFTER_MS_DEFAULT = 1_000;
+/**
+ * A leader holds back relays of an entry whose origin, a live peer, ships it to the follower
+ * itself; held back longer than this without the follower reporting it, they are shipped.
+ */
+export const REPL_RELAY_GRACE_MS_DEFAULT = 500;
 /** Snapshot transfer: keys and value bytes per chunk, chunks in flight. */
 export const REPL_SNAPSHOT_CHUNK_KEYS = 1_000;
 export const REPL_SNAPSHOT_CHUNK_BYTES = 1 * MiB;

@@ -58,6 +58,11 @@ export interface LeaderOptions {
   creditEntries: number;
   resendAfterMs: number;
   snapshotChunksInflightMax: number;
+  /**
+   * How long a relay held back for its origin (see {@link LeaderStream.onDeferred}) may stay
+   * unconfirmed before this stream rewinds and ships it.
+   */
+  relayGraceMs: number;
 }
 
 /** The part of the local log the leader needs to plan reads. */
@@ -81,6 +86,12 @@ interface SnapshotTransfer {
   ackedIndex: number;
 }
 
+interface DeferredCheckpoint {
+  fromLsn: number;
+  seq: number;
+  sinceMs: number;
+}
+
 /** One peer's stream, seen from the leader. */
 export class LeaderStream {
   readonly peerId: string;
@@ -99,6 +110,20 @@ export class LeaderStream {
   #snapshot: SnapshotTransfer | undefined;
   #snapshotPending = false;
   #outbox: LeaderWork[] = [];
+  // Highest LSN acknowledged in this session: acks below it are stale. It can sit below
+  // matchLsn after a rewind, which resends a range the follower already covered.
+  #sessionAckedLsn = 0;
+  // Relays held back because their origin serves the follower itself, by origin, oldest
+  // first: checkpoints of (lowest LSN, highest seq, when), one per relayGraceMs / 8 of holding.
+  // Checkpoints go, oldest first, once the follower reports holding their seq; when the oldest
+  // is older than relayGraceMs, the stream rewinds to the lowest LSN of all and ships them.
+  #deferred = new Map<string, DeferredCheckpoint[]>();
+  // Origins this stream relays again after a rewind, until the follower's version vector
+  // holds `seq`: every session starts at or before `fromLsn`, since the follower's cursor
+  // already covers that range without them. Acks cannot confirm them (a follower's status
+  // ack carries its cursor, not what this session delivered); only the vector does. Still
+  // unconfirmed relayGraceMs after `sinceMs`, the stream rewinds again.
+  #relaying = new Map<string, { seq: number; fromLsn: number; sinceMs: number }>();
 
   constructor(options: LeaderOptions) {
     this.#options = options;
@@ -190,6 +215,46 @@ export class LeaderStream {
     for (const [origin, seq] of Object.entries(vv)) {
       if (seq > (this.#followerVv[origin] ?? 0)) this.#followerVv[origin] = seq;
     }
+    for (const [origin, checkpoints] of this.#deferred) {
+      const holds = this.#followerVv[origin] ?? 0;
+      let confirmed = 0;
+      while (confirmed < checkpoints.length && checkpoints[confirmed].seq <= holds) confirmed++;
+      if (confirmed === checkpoints.length) this.#deferred.delete(origin);
+      else if (confirmed > 0) checkpoints.splice(0, confirmed);
+    }
+    for (const [origin, relay] of this.#relaying) {
+      if ((this.#followerVv[origin] ?? 0) >= relay.seq) this.#relaying.delete(origin);
+    }
+  }
+
+  /**
+   * Whether the shell may hold back a relay of `origin`'s entry (its origin, a live peer of
+   * this node, ships it to the follower itself): not while this stream relays that origin
+   * again after a rewind.
+   */
+  mayDefer(origin: string): boolean {
+    return origin !== this.peerId && !this.#relaying.has(origin);
+  }
+
+  /**
+   * The shell held back the relay of `origin`'s entry `seq` at `lsn`. Version vectors are
+   * dense, so once the follower reports `origin` at `seq` or above it holds every entry held
+   * back; until then tick() watches the grace period.
+   */
+  onDeferred(origin: string, seq: number, lsn: number, nowMs: number): void {
+    let checkpoints = this.#deferred.get(origin);
+    if (checkpoints === undefined) this.#deferred.set(origin, checkpoints = []);
+    const last = checkpoints[checkpoints.length - 1];
+    if (last !== undefined && nowMs - last.sinceMs < this.#options.relayGraceMs / 8) {
+      if (seq > last.seq) last.seq = seq;
+      // A reopened session scans again from the resume point: LSNs can go back.
+      if (lsn < last.fromLsn) last.fromLsn = lsn;
+    } else checkpoints.push({ fromLsn: lsn, seq, sinceMs: nowMs });
+  }
+
+  /** Relays held back and not yet confirmed, by origin (for status and tests). */
+  get deferredOrigins(): string[] {
+    return [...this.#deferred.keys()];
   }
 
   /**
@@ -222,7 +287,10 @@ export class LeaderStream {
     this.#mergeVv(frame.vv);
     this.window.onAck(0, frame.credit);
     this.#lastProgressMs = nowMs;
-    const start = Math.max(frame.cursor, this.#matchLsn) + 1;
+    let start = Math.max(frame.cursor, this.#matchLsn) + 1;
+    // Resend from the first relay held back too long and not acknowledged since: the
+    // follower's cursor covers that range without them; it drops what it holds by origin id.
+    for (const relay of this.#relaying.values()) start = Math.min(start, relay.fromLsn);
     if (frame.cursor > this.#matchLsn) this.#matchLsn = Math.min(frame.cursor, log.lastLsn);
     if (start < log.firstLsn || this.lacksAny(snapshotOnly)) {
       this.#status = "snapshot";
@@ -231,6 +299,7 @@ export class LeaderStream {
       return true;
     }
     this.#startLsn = this.#nextLsn = start;
+    this.#sessionAckedLsn = start - 1;
     this.#status = "replicating";
     return true;
   }
@@ -335,9 +404,10 @@ export class LeaderStream {
     this.#mergeVv(frame.vv);
     if (frame.hlc > this.#followerHlc) this.#followerHlc = frame.hlc;
     if (this.#status !== "replicating") return undefined;
-    if (frame.ackedLsn >= this.#nextLsn || frame.ackedLsn < this.#matchLsn) return undefined;
-    const advanced = frame.ackedLsn - this.#matchLsn;
-    this.#matchLsn = frame.ackedLsn;
+    if (frame.ackedLsn >= this.#nextLsn || frame.ackedLsn < this.#sessionAckedLsn) return undefined;
+    this.#sessionAckedLsn = frame.ackedLsn;
+    const advanced = Math.max(0, frame.ackedLsn - this.#matchLsn);
+    if (frame.ackedLsn > this.#matchLsn) this.#matchLsn = frame.ackedLsn;
     this.window.onAck(frame.ackedLsn, frame.credit);
     this.#lastProgressMs = nowMs;
     return advanced;
@@ -360,6 +430,7 @@ export class LeaderStream {
     if (snap.ackedIndex === snap.chunks - 1) {
       if (snap.lsn > this.#matchLsn) this.#matchLsn = snap.lsn;
       this.#startLsn = this.#nextLsn = this.#matchLsn + 1;
+      this.#sessionAckedLsn = this.#matchLsn;
       this.#snapshot = undefined;
       this.#status = "replicating";
       this.#outbox.push({ kind: "snapshotDone", session: this.#session });
@@ -370,6 +441,36 @@ export class LeaderStream {
   /** Reopens a stream that made no progress for resendAfterMs while it had work out. */
   tick(nowMs: number, log: LogBounds): void {
     if (this.#status === "down") return;
+    let rewind = false;
+    for (const relay of this.#relaying.values()) {
+      if (this.#status === "snapshot" || nowMs - relay.sinceMs < this.#options.relayGraceMs) {
+        continue;
+      }
+      // A rewound session did not deliver them (a frame lost or refused after the cursor
+      // had passed that range): rewind again.
+      relay.sinceMs = nowMs;
+      rewind = true;
+    }
+    for (const [origin, checkpoints] of this.#deferred) {
+      if (this.#status === "snapshot") break; // the snapshot brings them; its end confirms
+      if (nowMs - checkpoints[0].sinceMs < this.#options.relayGraceMs) continue;
+      // The origin did not deliver in time (it died, or it cannot reach the follower): this
+      // stream ships its entries again from the first one held back.
+      rewind = true;
+      const seq = Math.max(...checkpoints.map((c) => c.seq));
+      const fromLsn = Math.min(...checkpoints.map((c) => c.fromLsn));
+      const relay = this.#relaying.get(origin);
+      this.#relaying.set(origin, {
+        seq: Math.max(seq, relay?.seq ?? 0),
+        fromLsn: Math.min(fromLsn, relay?.fromLsn ?? Infinity),
+        sinceMs: nowMs,
+      });
+      this.#deferred.delete(origin);
+    }
+    if (rewind) {
+      this.#open(nowMs, log);
+      return;
+    }
     const stalled = nowMs - this.#lastProgressMs >= this.#options.resendAfterMs;
     const waiting = this.#status === "opening" || this.#status === "snapshot" ||
       this.window.inflightBatches > 0 || this.#reading;

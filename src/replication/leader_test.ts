@@ -13,6 +13,7 @@ function stream(): LeaderStream {
     creditEntries: 100,
     resendAfterMs: 500,
     snapshotChunksInflightMax: 2,
+    relayGraceMs: 2_000,
   });
 }
 
@@ -174,4 +175,54 @@ Deno.test("LeaderStream ships a snapshot when the follower lacks entries held on
   assert.equal(holding.status, "opening");
   assert.ok(holding.session > before);
   assert.equal(only(holding.drain(), "send").type, MSG_OPEN);
+});
+
+Deno.test("LeaderStream forgets held-back relays the follower reports, and rewinds to ship the rest after the grace", () => {
+  const leader = stream(); // relayGraceMs 2,000
+  const log = { firstLsn: 1, lastLsn: 30 };
+  leader.onPeerUp(0, log);
+  leader.drain();
+  let session = leader.session;
+  leader.onOpened(opened(session, 0), 0, log);
+  leader.poll(0, log);
+  leader.drain();
+  // LSNs 1..10 went out; n3's entries 1..4 at LSNs 3..6 and n4's 1..2 at LSNs 8..9 held back.
+  leader.onRead(session, 1, 10, 4, 400);
+  assert.equal(leader.mayDefer("n3"), true);
+  assert.equal(leader.mayDefer("n2"), false, "never hold back the follower's own entries");
+  for (const [seq, lsn] of [[1, 3], [2, 4], [3, 5], [4, 6]]) leader.onDeferred("n3", seq, lsn, 10);
+  leader.onDeferred("n4", 1, 8, 10);
+  leader.onDeferred("n4", 2, 9, 10);
+  assert.deepEqual(leader.deferredOrigins, ["n3", "n4"]);
+  // The follower got n3's entries from n3 itself: its vector says so in an ack.
+  assert.equal(leader.onAck({ ...ack(session, 10), vv: { n3: 4, n4: 1 } }, 100), 10);
+  assert.deepEqual(leader.deferredOrigins, ["n4"], "n4's seq 2 is still missing");
+  // Within the grace nothing happens; past it the stream reopens...
+  leader.tick(2_009, log);
+  assert.equal(leader.drain().length, 0);
+  leader.tick(2_010, log);
+  assert.equal(only(leader.drain(), "send").type, MSG_OPEN);
+  assert.deepEqual(leader.deferredOrigins, []);
+  assert.equal(leader.mayDefer("n4"), false, "n4 is relayed again until the follower holds it");
+  // ...and resends from the first held-back LSN, although the follower's cursor is past it.
+  session = leader.session;
+  leader.onOpened(opened(session, 10), 2_011, log);
+  leader.poll(2_011, log);
+  assert.equal(only(leader.drain(), "read").fromLsn, 8);
+  leader.onRead(session, 8, 30, 3, 300);
+  // A status ack at the follower's cursor does not count as delivery: only the vector does.
+  leader.onAck({ ...ack(session, 10), vv: { n3: 4, n4: 1 } }, 2_100);
+  assert.equal(leader.mayDefer("n4"), false);
+  // Not delivered within the grace (a frame lost): rewind again, from the same point.
+  leader.tick(4_011, log);
+  assert.equal(only(leader.drain(), "send").type, MSG_OPEN);
+  session = leader.session;
+  leader.onOpened(opened(session, 30), 4_012, log);
+  leader.poll(4_012, log);
+  assert.equal(only(leader.drain(), "read").fromLsn, 8);
+  leader.onRead(session, 8, 30, 3, 300);
+  leader.onAck({ ...ack(session, 30), vv: { n3: 4, n4: 2 } }, 4_100);
+  assert.equal(leader.mayDefer("n4"), true, "delivered: n4 may be held back again");
+  leader.tick(10_000, log);
+  assert.equal(leader.drain().length, 0, "nothing left to rewind for");
 });

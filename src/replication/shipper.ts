@@ -25,6 +25,7 @@ import {
   REPL_BATCH_ENTRIES_DEFAULT,
   REPL_CREDIT_BOOST,
   REPL_CREDIT_ENTRIES_DEFAULT,
+  REPL_RELAY_GRACE_MS_DEFAULT,
   REPL_RESEND_AFTER_MS_DEFAULT,
   REPL_SNAPSHOT_CHUNK_BYTES,
   REPL_SNAPSHOT_CHUNK_KEYS,
@@ -101,6 +102,8 @@ export interface ShipperOptions {
   batchBytesMax?: number;
   windowBytesMax?: number;
   resendAfterMs?: number;
+  /** See REPL_RELAY_GRACE_MS_DEFAULT. */
+  relayGraceMs?: number;
   events?: EventBus;
   logger?: Logger;
 }
@@ -314,6 +317,7 @@ export class Shipper {
         windowBatchesMax: REPL_WINDOW_BATCHES_MAX,
         resendAfterMs: o.resendAfterMs ?? REPL_RESEND_AFTER_MS_DEFAULT,
         snapshotChunksInflightMax: REPL_SNAPSHOT_CHUNKS_INFLIGHT_MAX,
+        relayGraceMs: o.relayGraceMs ?? REPL_RELAY_GRACE_MS_DEFAULT,
       });
       this.#leaders.set(peer, leader);
       this.#known.add(peer);
@@ -433,18 +437,31 @@ export class Shipper {
       return;
     }
     // Split into batches; each leaves out what the follower already holds (it got it from its
-    // origin or another peer) but still covers its whole LSN range.
+    // origin or another peer) but still covers its whole LSN range. It also holds back relays
+    // of entries whose origin is a live peer, which ships them to the follower itself: without
+    // that, the follower got most entries twice (its version vector reaches this node only
+    // with its acks, after the origin's copy is already on its way). The leader stream ships
+    // them after all if the follower does not report them within relayGraceMs.
     const { entriesMax: batchEntries, bytesMax: batchBytes } = leader.batchLimits;
     const vv = leader.followerVv;
+    const nowMs = this.#clock.monoMs();
+    const self = this.log.nodeId;
     let start = 0;
     while (start < entries.length) {
       let end = start;
       let count = 0;
       let bytes = 0;
       const frames: Uint8Array[] = [];
+      const held: FramedEntry[] = [];
       while (end < entries.length && count < batchEntries) {
         const e = entries[end];
-        if ((vv[e.origin] ?? 0) < e.seq) {
+        if ((vv[e.origin] ?? 0) >= e.seq) {
+          // held already
+        } else if (
+          e.origin !== self && this.#servesDirectly(e.origin) && leader.mayDefer(e.origin)
+        ) {
+          held.push(e);
+        } else {
           const frame = entries[end].frame();
           if (count > 0 && bytes + frame.length > batchBytes) break;
           frames.push(frame);
@@ -475,9 +492,20 @@ export class Shipper {
           lastLsn: this.log.lastLsn(),
         })
       ) break;
+      for (const e of held) leader.onDeferred(e.origin, e.seq, e.lsn, nowMs);
       start = end;
     }
     this.#pump(peer);
+  }
+
+  /**
+   * Whether `origin` ships its own entries to every peer right now, as far as this node can
+   * tell: it is a peer whose stream from this node is up (so it is alive and connected). A
+   * wrong guess only delays a relay by relayGraceMs (see LeaderStream.onDeferred).
+   */
+  #servesDirectly(origin: string): boolean {
+    const stream = this.#leaders.get(origin);
+    return stream !== undefined && stream.status !== "down" && stream.status !== "opening";
   }
 
   #captureSnapshot(peer: string, leader: LeaderStream, session: number): void {

@@ -259,3 +259,42 @@ Deno.test("real processes: malformed and out-of-order replication frames on the 
     await cluster.teardown();
   }
 });
+
+/** Replication frame bytes a node received, and WAL bytes it wrote. */
+async function receivedAndWritten(node: NodeProcess): Promise<[number, number]> {
+  const members = await getJson(node, "/v1/cluster/members");
+  const received = (members.transport as { byKind: Record<string, { received: number }> })
+    .byKind.repl?.received ?? 0;
+  const metrics = await (await fetch(`http://${node.addr}/metrics`)).text();
+  // The counter appears with the first write.
+  const written = Number(
+    /^shanghai_wal_written_bytes_total\{[^}]*\} (\S+)$/m.exec(metrics)?.[1] ?? 0,
+  );
+  return [received, written];
+}
+
+Deno.test("real processes: with every node up, a follower receives each write about once", async () => {
+  const cluster = await formCluster(3);
+  try {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    const before = await Promise.all([n2, n3].map(receivedAndWritten));
+    // Writes to n1 only: n2 and n3 each get them from n1; neither needs the other's relay.
+    await Promise.all(Array.from({ length: 8 }, async (_, w) => {
+      for (let i = 0; i < 50; i++) assert.equal(await put(n1, `once-${w}-${i}`, "all"), 200);
+    }));
+    await waitForNodes("all three to converge", () => digestsEqual([n1, n2, n3]));
+    const after = await Promise.all([n2, n3].map(receivedAndWritten));
+    for (const [i, node] of [n2, n3].entries()) {
+      const received = after[i][0] - before[i][0];
+      const written = after[i][1] - before[i][1];
+      assert.ok(written > 400 * 1024, `${node.nodeId} wrote ${written} bytes`);
+      // Each relayed copy would add a whole entry: every entry twice was about 1.85x.
+      assert.ok(
+        received < 1.3 * written,
+        `${node.nodeId} received ${received} replication bytes for ${written} WAL bytes`,
+      );
+    }
+  } finally {
+    await cluster.teardown();
+  }
+});
