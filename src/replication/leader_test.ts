@@ -42,6 +42,17 @@ const ack = (session: number, ackedLsn: number, credit = 100) => ({
   credit,
 });
 
+/** A stream to n2 that opened at time 0 with the follower at `cursor` and has a read out. */
+function streaming(log: { firstLsn: number; lastLsn: number }, cursor = 0): LeaderStream {
+  const leader = stream();
+  leader.onPeerUp(0, log);
+  leader.drain();
+  leader.onOpened(opened(leader.session, cursor), 0, log);
+  leader.poll(0, log);
+  leader.drain();
+  return leader;
+}
+
 Deno.test("LeaderStream opens, resumes from the follower's cursor, and pauses at zero credit", () => {
   const leader = stream();
   const log = { firstLsn: 1, lastLsn: 50 };
@@ -76,14 +87,9 @@ Deno.test("LeaderStream opens, resumes from the follower's cursor, and pauses at
 });
 
 Deno.test("LeaderStream refuses stale, behind and ahead acks, and reopens a stalled stream", () => {
-  const leader = stream();
   const log = { firstLsn: 1, lastLsn: 50 };
-  leader.onPeerUp(0, log);
-  leader.drain();
+  const leader = streaming(log);
   const session = leader.session;
-  leader.onOpened(opened(session, 0), 0, log);
-  leader.poll(0, log);
-  leader.drain();
   leader.onRead(session, 1, 10, 10, 100);
   assert.equal(leader.onAck(ack(session - 1, 5), 1), undefined);
   assert.equal(leader.onAck(ack(session, 11), 1), undefined);
@@ -178,14 +184,9 @@ Deno.test("LeaderStream ships a snapshot when the follower lacks entries held on
 });
 
 Deno.test("LeaderStream forgets held-back relays the follower reports, and rewinds to ship the rest after the grace", () => {
-  const leader = stream(); // relayGraceMs 2,000
   const log = { firstLsn: 1, lastLsn: 30 };
-  leader.onPeerUp(0, log);
-  leader.drain();
+  const leader = streaming(log); // relayGraceMs 2,000
   let session = leader.session;
-  leader.onOpened(opened(session, 0), 0, log);
-  leader.poll(0, log);
-  leader.drain();
   // LSNs 1..10 went out; n3's entries 1..4 at LSNs 3..6 and n4's 1..2 at LSNs 8..9 held back.
   leader.onRead(session, 1, 10, 4, 400);
   assert.equal(leader.mayDefer("n3"), true);
@@ -204,23 +205,24 @@ Deno.test("LeaderStream forgets held-back relays the follower reports, and rewin
   assert.equal(only(leader.drain(), "send").type, MSG_OPEN);
   assert.deepEqual(leader.deferredOrigins, []);
   assert.equal(leader.mayDefer("n4"), false, "n4 is relayed again until the follower holds it");
+  /** Answers the reopen with the follower at `cursor`; returns where the new session reads. */
+  const reopenedFrom = (nowMs: number, cursor: number): number => {
+    session = leader.session;
+    leader.onOpened(opened(session, cursor), nowMs, log);
+    leader.poll(nowMs, log);
+    const from = only(leader.drain(), "read").fromLsn;
+    leader.onRead(session, from, 30, 3, 300);
+    return from;
+  };
   // ...and resends from the first held-back LSN, although the follower's cursor is past it.
-  session = leader.session;
-  leader.onOpened(opened(session, 10), 2_011, log);
-  leader.poll(2_011, log);
-  assert.equal(only(leader.drain(), "read").fromLsn, 8);
-  leader.onRead(session, 8, 30, 3, 300);
+  assert.equal(reopenedFrom(2_011, 10), 8);
   // A status ack at the follower's cursor does not count as delivery: only the vector does.
   leader.onAck({ ...ack(session, 10), vv: { n3: 4, n4: 1 } }, 2_100);
   assert.equal(leader.mayDefer("n4"), false);
   // Not delivered within the grace (a frame lost): rewind again, from the same point.
   leader.tick(4_011, log);
   assert.equal(only(leader.drain(), "send").type, MSG_OPEN);
-  session = leader.session;
-  leader.onOpened(opened(session, 30), 4_012, log);
-  leader.poll(4_012, log);
-  assert.equal(only(leader.drain(), "read").fromLsn, 8);
-  leader.onRead(session, 8, 30, 3, 300);
+  assert.equal(reopenedFrom(4_012, 30), 8);
   leader.onAck({ ...ack(session, 30), vv: { n3: 4, n4: 2 } }, 4_100);
   assert.equal(leader.mayDefer("n4"), true, "delivered: n4 may be held back again");
   leader.tick(10_000, log);
