@@ -91,6 +91,7 @@ export async function restore(args: string[], io: CliIo): Promise<number> {
     const s = await runRestore({ from: values.from, dataDir: values["data-dir"], toLsn, toTimeMs });
     if (values.json) io.out(JSON.stringify(s));
     else {
+      for (const note of s.notes) io.err(`shanghai restore: note: ${note}`);
       io.out(
         `restore ok data_dir=${s.dataDir} node=${s.nodeId} cluster=${s.clusterId} backups=${s.chain.length} ` +
           `snapshot_lsn=${

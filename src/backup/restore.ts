@@ -82,6 +82,8 @@ export interface RestoreSummary {
   files: number;
   bytes: number;
   durationMs: number;
+  /** What an operator should know about the result (for example a `--to-time` past the backup). */
+  notes: string[];
 }
 
 interface Source {
@@ -445,7 +447,18 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     await Deno.remove(temp, { recursive: true }).catch(() => {});
     throw error;
   }
+  const notes: string[] = [];
+  if (options.toTimeMs !== undefined && options.toTimeMs > newest.createdMs) {
+    // The backup cannot know what was written after it was taken: say so, so nobody reads the
+    // result as the state at that time.
+    notes.push(
+      `--to-time ${new Date(options.toTimeMs).toISOString()} is after this backup was taken (${
+        new Date(newest.createdMs).toISOString()
+      }): restored everything it holds, up to LSN ${cut}; later writes are not in it`,
+    );
+  }
   return {
+    notes,
     dataDir: target,
     nodeId: newest.nodeId,
     clusterId: newest.clusterId,

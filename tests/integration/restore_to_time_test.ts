@@ -141,7 +141,24 @@ Deno.test("restore --to-time refuses a time the backup does not hold and leaves 
       const cli = await restoreTo(target, new Date(lastMs).toISOString());
       assert.equal(cli.code, 0, cli.stderr);
       assert.match(cli.stdout, new RegExp(`^restore ok .* last_lsn=${manifest.lastLsn} `));
+      assert.equal(cli.stderr, "", "a time the backup covers needs no note");
       assert.deepEqual(await namesStartingWith(root, "held"), ["held"]);
+    });
+
+    await t.step("a time after the backup was taken restores it all, and says so", async () => {
+      const target = `${root}/later`;
+      const later = new Date(manifest.createdMs + 3_600_000).toISOString();
+      const cli = await restoreTo(target, later);
+      assert.equal(cli.code, 0, cli.stderr);
+      assert.match(cli.stdout, new RegExp(`^restore ok .* last_lsn=${manifest.lastLsn} `));
+      assert.match(
+        cli.stderr.trim(),
+        new RegExp(
+          `^shanghai restore: note: --to-time ${later.replaceAll(".", "\\.")} is after this ` +
+            `backup was taken \\(\\S+\\): restored everything it holds, up to LSN ` +
+            `${manifest.lastLsn}; later writes are not in it$`,
+        ),
+      );
     });
   } finally {
     await Deno.remove(root, { recursive: true });
