@@ -9,13 +9,7 @@ import { type BackupManifest, MANIFEST_FILE, sealManifest } from "../../src/back
 import { runRestore } from "../../src/backup/restore.ts";
 import { hlcWallMs } from "../../src/common/hlc.ts";
 import { Store } from "../../src/storage/kv/store.ts";
-import {
-  type NodeProcess,
-  runCli,
-  spawnNode,
-  spawnSmallSegmentNode,
-  tempDir,
-} from "../support/node_process.ts";
+import { runCli, spawnNode, spawnSmallSegmentNode, tempDir } from "../support/node_process.ts";
 
 interface Acked {
   key: string;
