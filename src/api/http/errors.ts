@@ -39,16 +39,28 @@ export function errorBody(
   return { error: { code, message } };
 }
 
-/** Maps any thrown value to a JSON error response; unknown errors are 500s without internals. */
+/**
+ * The status and JSON body for any thrown value; unknown errors are 500s without internals.
+ * Shared by hono's error handler and the PUT fast path (fast_path.ts).
+ */
+export function errorOutcome(
+  error: unknown,
+  onUnexpected?: (error: unknown) => void,
+): { status: ContentfulStatusCode; body: ReturnType<typeof errorBody> } {
+  if (error instanceof ShanghaiError) {
+    return { status: statusOf(error.code), body: errorBody(error.code, error.message) };
+  }
+  // Invariant failures and unknown errors are bugs: log them, tell the client nothing internal.
+  onUnexpected?.(error);
+  return { status: 500, body: errorBody("internal", "Internal error: see the node's log") };
+}
+
+/** {@link errorOutcome} as a hono response. */
 export function errorResponse(
   c: Context,
   error: unknown,
   onUnexpected?: (error: unknown) => void,
 ): Response {
-  if (error instanceof ShanghaiError) {
-    return c.json(errorBody(error.code, error.message), statusOf(error.code));
-  }
-  // Invariant failures and unknown errors are bugs: log them, tell the client nothing internal.
-  onUnexpected?.(error);
-  return c.json(errorBody("internal", "Internal error: see the node's log"), 500);
+  const { status, body } = errorOutcome(error, onUnexpected);
+  return c.json(body, status);
 }

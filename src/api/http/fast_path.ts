@@ -12,9 +12,8 @@
  * @module
  */
 import type { Hono } from "hono";
-import { ShanghaiError } from "../../common/errors.ts";
 import type { HttpContext } from "./context.ts";
-import { errorBody, statusOf } from "./errors.ts";
+import { errorOutcome } from "./errors.ts";
 import { putValue } from "./kv_routes.ts";
 import { TOKEN_HEADER } from "./replication_http.ts";
 
@@ -68,15 +67,15 @@ export function serveHandler(ctx: HttpContext, app: Hono): (request: Request) =>
       const outcome = await putValue(ctx, request, match.key, ack);
       response = json(outcome.status, outcome.body, outcome.token);
     } catch (error) {
-      if (error instanceof ShanghaiError) {
-        response = json(statusOf(error.code), errorBody(error.code, error.message));
-      } else {
-        ctx.logger.error("Unexpected error in HTTP handler", {
-          route: KV_KEY_ROUTE,
-          error: String((error as Error)?.stack ?? error),
-        });
-        response = json(500, errorBody("internal", "Internal error: see the node's log"));
-      }
+      const { status, body } = errorOutcome(
+        error,
+        (e) =>
+          ctx.logger.error("Unexpected error in HTTP handler", {
+            route: KV_KEY_ROUTE,
+            error: String((e as Error)?.stack ?? e),
+          }),
+      );
+      response = json(status, body);
     }
     if (ctx.events.has("http.request.completed")) {
       ctx.events.emit("http.request.completed", {
