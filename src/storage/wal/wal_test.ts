@@ -22,6 +22,21 @@ async function segmentFiles(dir: string): Promise<string[]> {
   return names.sort();
 }
 
+/**
+ * Reopens a WAL of 20 appends whose last record was torn: recovery cuts it with one repair,
+ * keeps 19 and appends again from LSN 20.
+ */
+async function assertTornLastRecordCut(dir: string): Promise<void> {
+  const repairs: string[] = [];
+  const reopened = await Wal.open(dir, { onRepair: (m) => repairs.push(m) });
+  assert.equal(reopened.lastLsn, 19);
+  assert.equal(repairs.length, 1);
+  assert.match(repairs[0], /Truncated torn tail/);
+  assert.equal(await reopened.append(appendInput(20)), 20);
+  assert.equal((await reopened.read(1, { limit: 100 })).length, 20);
+  await reopened.close();
+}
+
 Deno.test("Wal.append() assigns dense LSNs from 1 and read() returns entries in order", async () => {
   await withDir(async (dir) => {
     const wal = await Wal.open(dir);
@@ -122,7 +137,6 @@ Deno.test("Wal.readFramed() returns each entry's checked record with its identit
 
 Deno.test("Wal recovery truncates a torn tail and keeps appending after the last whole entry", async () => {
   await withDir(async (dir) => {
-    const repairs: string[] = [];
     const wal = await Wal.open(dir);
     for (let i = 1; i <= 20; i++) await wal.append(appendInput(i, 100));
     const size = wal.segments()[0].bytes;
@@ -134,19 +148,12 @@ Deno.test("Wal recovery truncates a torn tail and keeps appending after the last
     const file = await Deno.open(path, { append: true });
     await file.write(new Uint8Array([0xde, 0xad, 0xbe, 0xef, 0, 0, 0]));
     file.close();
-    const reopened = await Wal.open(dir, { onRepair: (m) => repairs.push(m) });
-    assert.equal(reopened.lastLsn, 19);
-    assert.equal(repairs.length, 1);
-    assert.match(repairs[0], /Truncated torn tail/);
-    assert.equal(await reopened.append(appendInput(20)), 20);
-    assert.equal((await reopened.read(1, { limit: 100 })).length, 20);
-    await reopened.close();
+    await assertTornLastRecordCut(dir);
   });
 });
 
 Deno.test("Wal recovery cuts a torn batch that preallocated zeros follow", async () => {
   await withDir(async (dir) => {
-    const repairs: string[] = [];
     const wal = await Wal.open(dir, { preallocateBytes: 64 * 1024 });
     for (let i = 1; i <= 20; i++) await wal.append(appendInput(i, 100));
     const size = wal.segments()[0].bytes;
@@ -158,13 +165,7 @@ Deno.test("Wal recovery cuts a torn batch that preallocated zeros follow", async
     // The last record half overwritten, the next batch's first bytes landed, zeros after.
     bytes.set([0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5], size - 30);
     await Deno.writeFile(path, bytes);
-    const reopened = await Wal.open(dir, { onRepair: (m) => repairs.push(m) });
-    assert.equal(reopened.lastLsn, 19);
-    assert.equal(repairs.length, 1);
-    assert.match(repairs[0], /Truncated torn tail/);
-    assert.equal(await reopened.append(appendInput(20)), 20);
-    assert.equal((await reopened.read(1, { limit: 100 })).length, 20);
-    await reopened.close();
+    await assertTornLastRecordCut(dir);
   });
 });
 
