@@ -252,7 +252,7 @@ export class LeaderStream {
     } else checkpoints.push({ fromLsn: lsn, seq, sinceMs: nowMs });
   }
 
-  /** Relays held back and not yet confirmed, by origin (for status and tests). */
+  /** Origins with relays held back and not yet confirmed (what tests observe). */
   get deferredOrigins(): string[] {
     return [...this.#deferred.keys()];
   }
