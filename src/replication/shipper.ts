@@ -87,6 +87,14 @@ export const STATUS_REFRESH_MS = 5_000;
 /** A tombstone must be this much older than every member's reported clock to be collected. */
 export const TOMBSTONE_GRACE_MS = 60_000;
 const HLC_PER_MS = 1024;
+/**
+ * A batch that carries no entry (the follower holds, or gets from their origins, everything in
+ * its range) goes to a peer at most this often. Each received batch of relays used to answer
+ * with one such batch to every other peer, and each of those with an ack: 2 frames per batch
+ * per peer that only move a cursor. Delaying them costs nothing but how fresh the follower's
+ * cursor for this node's log is; this node's own entries are never held by it.
+ */
+export const SKIP_BATCH_EVERY_MS = TICK_MS;
 
 /** Options of a {@link Shipper}. */
 export interface ShipperOptions {
@@ -189,6 +197,10 @@ export class Shipper {
   #reads = new Map<number, QuorumRead>();
   #readId = 0;
   #pumpScheduled = false;
+  // Skip-only batches (see #readAndSend): when each peer last got one, and the peers whose
+  // next one waits for the interval to pass.
+  #skipSentMs = new Map<string, number>();
+  #skipWaiting = new Set<string>();
   #lastLag = new Map<string, number>();
   #lastStatus = new Map<string, { atMs: number; vv: string }>();
   #toOpen = new Set<string>();
@@ -242,6 +254,8 @@ export class Shipper {
     this.#unsubscribe.push(t.onPeerDown((peer) => this.#onPeerDown(peer)));
     this.#unsubscribe.push(this.log.onApply((entry) => {
       this.#tail.onApply(entry);
+      // This node's own entry goes to every peer at once, whatever skip-only batch waits.
+      if (entry.origin === this.nodeId) this.#skipWaiting.clear();
       this.#schedulePump();
     }));
     for (const peer of t.connectedPeers()) this.#onPeerUp(peer);
@@ -381,7 +395,14 @@ export class Shipper {
     if (this.#stopped) return;
     const leader = this.#leaders.get(peer);
     if (!leader) return;
-    leader.poll(this.#clock.monoMs(), this.#bounds());
+    const nowMs = this.#clock.monoMs();
+    if (
+      !this.#skipWaiting.has(peer) ||
+      nowMs - (this.#skipSentMs.get(peer) ?? -Infinity) >= SKIP_BATCH_EVERY_MS
+    ) {
+      this.#skipWaiting.delete(peer);
+      leader.poll(nowMs, this.#bounds());
+    }
     for (const work of leader.drain()) {
       switch (work.kind) {
         case "send":
@@ -471,6 +492,17 @@ export class Shipper {
         end++;
       }
       const more = end < entries.length;
+      if (count === 0 && start === 0 && !more) {
+        // Nothing the follower lacks, only relays it holds or gets from their origins: the
+        // batch only moves its cursor. At most one such batch per SKIP_BATCH_EVERY_MS; until
+        // then the range waits and is read again with whatever follows it.
+        if (nowMs - (this.#skipSentMs.get(peer) ?? -Infinity) < SKIP_BATCH_EVERY_MS) {
+          leader.onReadFailed(session);
+          this.#skipWaiting.add(peer);
+          return;
+        }
+        this.#skipSentMs.set(peer, nowMs);
+      }
       const header = leader.onRead(
         session,
         entries[start].lsn,

@@ -9,6 +9,8 @@ import {
   REPL_WINDOW_BATCHES_MAX,
   REPL_WINDOW_BYTES_DEFAULT,
 } from "../../src/common/limits.ts";
+import { MSG_BATCH } from "../../src/replication/frames.ts";
+import { SKIP_BATCH_EVERY_MS } from "../../src/replication/shipper.ts";
 import { SimCluster } from "../support/repl_sim_cluster.ts";
 
 const SEEDS = Deno.env.get("SEED")
@@ -228,3 +230,52 @@ Deno.test("simulation: entries a node received only in a snapshot still reach a 
     await sim.untilConverged(60_000, () => `seed ${seed}`);
     assert.equal(sim.node("n2").log.versionVector().n1, 40, `seed ${seed}`);
   }));
+
+Deno.test("simulation: a follower relaying another node's writes sends cursor-only batches at most once per SKIP_BATCH_EVERY_MS", async () => {
+  for (const seed of SEEDS.slice(0, 10)) {
+    const sim = new SimCluster({
+      seed,
+      nodes: 3,
+      faults: { dropRate: 0, duplicateRate: 0, delayMsMin: 1, delayMsMax: 3 },
+      creditEntries: 100,
+      batchEntriesMax: 20,
+    });
+    // n2 relays what n1 writes to n3, which gets it from n1 itself: n2's batches to n3 then
+    // carry no entries and only move n3's cursor for n2's log.
+    let cursorOnly = 0;
+    let counting = true;
+    const transport = sim.node("n2").transport;
+    const send = transport.send.bind(transport);
+    transport.send = (peer: string, type: string, body: unknown) => {
+      if (
+        counting && peer === "n3" && type === MSG_BATCH && (body as { count: number }).count === 0
+      ) cursorOnly++;
+      return send(peer, type, body);
+    };
+    // One write per step: n1 ships each on its own, so n2 applies a batch every few ms.
+    const started = sim.clock.monoMs();
+    const writes: Promise<unknown>[] = [];
+    for (let i = 0; i < 400; i++) {
+      writes.push(sim.node("n1").log.write(sim.random.pick(KEYS), value(`n1-${i}`)));
+      await sim.step();
+    }
+    counting = false;
+    const elapsedMs = sim.clock.monoMs() - started;
+    // One per interval, plus one a session's start may add.
+    const bound = Math.ceil(elapsedMs / SKIP_BATCH_EVERY_MS) + 1;
+    assert.ok(
+      cursorOnly <= bound,
+      `seed ${seed}: n2 sent n3 ${cursorOnly} cursor-only batches in ${elapsedMs} ms (bound ${bound})`,
+    );
+    assert.ok(cursorOnly > 0, `seed ${seed}: n2 never moved n3's cursor while n1 wrote`);
+    await Promise.all(writes);
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    // Once writes stop, n3's cursor for n2's log still reaches its end.
+    const n2 = sim.node("n2");
+    await sim.stepUntil(
+      () => n2.shipper.replicas().find((r) => r.peer === "n3")?.followerOffset === n2.log.lastLsn(),
+      `seed ${seed}: n3's cursor for n2's log never reached ${n2.log.lastLsn()}`,
+    );
+    assertEqualDigests(sim, seed);
+  }
+});
