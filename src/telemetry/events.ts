@@ -24,6 +24,11 @@ export interface EventMap {
   "replication.lag.changed": { lag: number; follower: string; leader: string };
   "replication.credit.changed": { credit: number; follower: string; leader: string };
   "replication.conflict": { key: string; winnerOrigin: string; loserOrigin: string };
+  /**
+   * A durable batch held peers' entries: for each, the wall-clock ms from its HLC timestamp
+   * (taken by its origin when it accepted the write) until this node applied it, so readable.
+   */
+  "replication.applied": { delaysMs: number[] };
   "http.request.completed": { method: string; route: string; status: number; durationMs: number };
 }
 

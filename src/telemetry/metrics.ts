@@ -62,6 +62,28 @@ export const BATCH_BYTES_BUCKETS = [
   16777216,
 ];
 /** Snapshot and retention durations in ms. */
+/** Replication apply delay: HLC timestamps have whole milliseconds, so steps of 1 ms at first. */
+export const APPLY_DELAY_BUCKETS_MS = [
+  1,
+  2,
+  3,
+  4,
+  5,
+  7.5,
+  10,
+  15,
+  20,
+  30,
+  50,
+  75,
+  100,
+  250,
+  500,
+  1000,
+  2500,
+  10000,
+  60000,
+];
 export const TASK_BUCKETS_MS = [1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 60000];
 /** OTLP push interval unless OTEL_METRIC_EXPORT_INTERVAL says otherwise. */
 export const OTLP_EXPORT_INTERVAL_MS_DEFAULT = 60_000;
@@ -373,6 +395,16 @@ export class Metrics {
     on("replication.lag.changed", (e) => setTracked(this.peers.lag, pairKey(e), { ...e }));
     on("replication.credit.changed", (e) => setTracked(this.peers.credit, pairKey(e), { ...e }));
     on("replication.conflict", () => conflicts.add(1));
+    const applyDelay = this.#histogram(
+      meter,
+      "shanghai_replication_apply_delay",
+      "Peers' entries: from the origin's HLC wall time at the write until applied here (readable); includes clock skew between hosts",
+      "ms",
+      APPLY_DELAY_BUCKETS_MS,
+    );
+    on("replication.applied", (e) => {
+      for (const delayMs of e.delaysMs) applyDelay.record(delayMs);
+    });
 
     const members = meter.createObservableGauge("shanghai_cluster_members", {
       description: "Cluster members by state",

@@ -20,6 +20,7 @@ function emitSome(events: EventBus): void {
   events.emit("replication.credit.changed", { credit: 100, follower: "n2", leader: "n1" });
   events.emit("replication.conflict", { key: "k", winnerOrigin: "n1", loserOrigin: "n2" });
   events.emit("cluster.heartbeat.completed", { rttMs: 1.5, fromNode: "n1", toNode: "n2" });
+  events.emit("replication.applied", { delaysMs: [2, 4, 40] });
 }
 
 Deno.test("Metrics records every instrument from bus events and renders Prometheus text", async () => {
@@ -52,6 +53,10 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
         'shanghai_replication_lag{follower="n2",leader="n1",otel_scope_name="shanghai"} 42',
         'shanghai_replication_credit{follower="n2",leader="n1",otel_scope_name="shanghai"} 100',
         'shanghai_replication_conflicts_total{otel_scope_name="shanghai"} 1',
+        'shanghai_replication_apply_delay_count{otel_scope_name="shanghai"} 3',
+        'shanghai_replication_apply_delay_bucket{otel_scope_name="shanghai",le="2"} 1',
+        'shanghai_replication_apply_delay_bucket{otel_scope_name="shanghai",le="5"} 2',
+        'shanghai_replication_apply_delay_bucket{otel_scope_name="shanghai",le="50"} 3',
         'shanghai_disk_usage_percent{otel_scope_name="shanghai"} 60',
         'shanghai_disk_free_bytes{otel_scope_name="shanghai"} 40',
         'shanghai_wal_last_lsn{otel_scope_name="shanghai"} 8',

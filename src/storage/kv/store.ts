@@ -14,7 +14,7 @@ import { type Clock, systemClock } from "../../common/clock.ts";
 import type { Entry, VersionVector } from "../../common/entry.ts";
 import { validateKey } from "../../common/entry.ts";
 import { CorruptionError, InputError, TooLargeError } from "../../common/errors.ts";
-import { Hlc } from "../../common/hlc.ts";
+import { Hlc, hlcWallMs } from "../../common/hlc.ts";
 import {
   READ_ENTRIES_MAX,
   RETAIN_BYTES_DEFAULT,
@@ -219,10 +219,17 @@ export class Store {
   }
 
   #onDurable(entries: readonly Entry[], info: BatchInfo): void {
+    let delaysMs: number[] | undefined;
+    const nowMs = this.#clock.nowMs();
     for (const entry of entries) {
       this.#apply(entry);
-      if (entry.origin !== this.nodeId) this.#inflight.delete(`${entry.origin}:${entry.seq}`);
+      if (entry.origin !== this.nodeId) {
+        this.#inflight.delete(`${entry.origin}:${entry.seq}`);
+        // Origin's wall clock at the write -> readable here (skew between hosts included).
+        (delaysMs ??= []).push(Math.max(0, nowMs - hlcWallMs(entry.hlc)));
+      }
     }
+    if (delaysMs !== undefined) this.events.emit("replication.applied", { delaysMs });
     this.events.emit("wal.write.completed", {
       durationMs: info.writeMs + info.syncMs,
       syncMs: info.syncMs,

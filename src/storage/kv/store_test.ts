@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { FakeClock } from "../../common/clock.ts";
+import { EventBus } from "../../telemetry/events.ts";
 import { InputError, TooLargeError } from "../../common/errors.ts";
 import { listSnapshots, readSnapshot } from "./snapshot.ts";
 import { raiseSnapshotOnly, Store } from "./store.ts";
@@ -250,5 +252,33 @@ Deno.test("Store: a failed WAL zero write logs one warning with the reason and t
       assert.equal(store.get(`key-${seq}`)?.value?.length, 1000, `key-${seq} survived`);
     }
     await store.close({ snapshot: false });
+  });
+});
+
+Deno.test("Store reports how long a peer's entry took from its origin's clock to applied here", async () => {
+  await withDir(async (dataDir) => {
+    const clock = new FakeClock();
+    const events = new EventBus();
+    const seen: number[][] = [];
+    events.on("replication.applied", (e) => seen.push(e.delaysMs));
+    const store = await Store.open({ dataDir, nodeId: "n1", clock, events });
+    const writtenAtMs = clock.nowMs();
+    clock.advance(7);
+    const remote = (seq: number) => ({
+      origin: "n2",
+      seq,
+      hlc: writtenAtMs * 1024 + seq,
+      op: "put" as const,
+      key: `r${seq}`,
+      value: bytes("remote"),
+      contentType: "text/plain",
+      prevHlc: 0,
+      prevOrigin: "",
+    });
+    await Promise.all([store.applyRemote(remote(1)), store.applyRemote(remote(2))]);
+    // The node's own writes are not replication.
+    await store.put("l", bytes("x"), "text/plain");
+    assert.deepEqual(seen.flat(), [7, 7]);
+    await store.close();
   });
 });
