@@ -229,11 +229,15 @@ export class LeaderStream {
 
   /**
    * Whether the shell may hold back a relay of `origin`'s entry (its origin, a live peer of
-   * this node, ships it to the follower itself): not while this stream relays that origin
-   * again after a rewind.
+   * this node, ships it to the follower itself, or is the follower, which wrote it): not
+   * while this stream relays that origin again after a rewind. The follower's own entries
+   * used to be sent back to it whenever its last reported vector lagged (at 50 clients
+   * writing to one node of three, each other node sent it about 65% of its writes back);
+   * held back, the next ack's vector confirms them, and an origin that lost its own entries
+   * (restored from an older backup) gets them after the grace, like any relay.
    */
   mayDefer(origin: string): boolean {
-    return origin !== this.peerId && !this.#relaying.has(origin);
+    return !this.#relaying.has(origin);
   }
 
   /**

@@ -278,6 +278,7 @@ Deno.test("real processes: with every node up, a follower receives each write ab
   try {
     const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
     const before = await Promise.all([n2, n3].map(receivedAndWritten));
+    const n1Before = await receivedAndWritten(n1);
     // Writes to n1 only: n2 and n3 each get them from n1; neither needs the other's relay.
     await Promise.all(Array.from({ length: 8 }, async (_, w) => {
       for (let i = 0; i < 50; i++) assert.equal(await put(n1, `once-${w}-${i}`, "all"), 200);
@@ -294,6 +295,15 @@ Deno.test("real processes: with every node up, a follower receives each write ab
         `${node.nodeId} received ${received} replication bytes for ${written} WAL bytes`,
       );
     }
+    // n1 wrote everything: n2 and n3 must not ship its own writes back to it (acks and
+    // cursor-only batches are all it should get; before the fix it got about 65% of them).
+    const n1After = await receivedAndWritten(n1);
+    const n1Received = n1After[0] - n1Before[0];
+    const n1Written = n1After[1] - n1Before[1];
+    assert.ok(
+      n1Received < 0.1 * n1Written,
+      `n1 received ${n1Received} replication bytes back for its ${n1Written} WAL bytes`,
+    );
   } finally {
     await cluster.teardown();
   }
