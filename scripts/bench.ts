@@ -526,7 +526,7 @@ async function restartRow(
 
 /** Bytes of one library batch: 100 records as `libraryRow` appends them. */
 function libraryBatchBytes(): number {
-  const entry = { ...appendEntry(new Uint8Array(VALUE_BYTES), { origin: "bench", seq: 1e6 }) };
+  const entry = appendEntry(new Uint8Array(VALUE_BYTES), { origin: "bench", seq: 1e6 });
   return 100 * (RECORD_HEADER_BYTES + directEntryBytes({ ...entry, lsn: 1e6 }));
 }
 

@@ -61,7 +61,6 @@ export const BATCH_BYTES_BUCKETS = [
   4194304,
   16777216,
 ];
-/** Snapshot and retention durations in ms. */
 /** Replication apply delay: HLC timestamps have whole milliseconds, so steps of 1 ms at first. */
 export const APPLY_DELAY_BUCKETS_MS = [
   1,
@@ -84,6 +83,7 @@ export const APPLY_DELAY_BUCKETS_MS = [
   10000,
   60000,
 ];
+/** Snapshot and retention durations in ms. */
 export const TASK_BUCKETS_MS = [1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 60000];
 /** OTLP push interval unless OTEL_METRIC_EXPORT_INTERVAL says otherwise. */
 export const OTLP_EXPORT_INTERVAL_MS_DEFAULT = 60_000;
