@@ -63,6 +63,11 @@ export interface LeaderOptions {
    * unconfirmed before this stream rewinds and ships it.
    */
   relayGraceMs: number;
+  /**
+   * Least time between two batches that carry no entry and only move the follower's cursor
+   * (see {@link LeaderStream.mayShipCursorOnly}).
+   */
+  cursorOnlyEveryMs: number;
 }
 
 /** The part of the local log the leader needs to plan reads. */
@@ -124,6 +129,10 @@ export class LeaderStream {
   // ack carries its cursor, not what this session delivered); only the vector does. Still
   // unconfirmed relayGraceMs after `sinceMs`, the stream rewinds again.
   #relaying = new Map<string, { seq: number; fromLsn: number; sinceMs: number }>();
+  // When the last cursor-only batch went out, and whether a read that would have made the next
+  // one waits for cursorOnlyEveryMs to pass (poll() issues no read until then).
+  #cursorOnlySentMs = -Infinity;
+  #cursorOnlyHeld = false;
 
   constructor(options: LeaderOptions) {
     this.#options = options;
@@ -326,6 +335,10 @@ export class LeaderStream {
     }
     if (this.#status !== "replicating" || this.#reading || !this.window.hasCredit()) return;
     if (this.#nextLsn > log.lastLsn) return;
+    if (this.#cursorOnlyHeld) {
+      if (nowMs - this.#cursorOnlySentMs < this.#options.cursorOnlyEveryMs) return;
+      this.#cursorOnlyHeld = false;
+    }
     if (this.#nextLsn < log.firstLsn) {
       // Retention removed entries this follower still needs: it gets a snapshot instead.
       this.#status = "snapshot";
@@ -382,6 +395,29 @@ export class LeaderStream {
     this.window.onSend(toLsn, count, bytes);
     this.#nextLsn = toLsn + 1;
     return { session, startLsn: this.#startLsn, fromLsn, toLsn };
+  }
+
+  /**
+   * The whole read made one batch with no entry: the follower holds everything in its range or
+   * gets it from the entries' origins, so the batch would only move its cursor. Each relayed
+   * batch a node applied used to answer with one to every other peer, and each drew an ack.
+   * Returns true (send it) at most once per cursorOnlyEveryMs; otherwise the read is dropped
+   * and poll() reads the range again, with whatever follows it, once the interval has passed
+   * or {@link releaseCursorOnly} is called.
+   */
+  mayShipCursorOnly(session: number, nowMs: number): boolean {
+    if (nowMs - this.#cursorOnlySentMs < this.#options.cursorOnlyEveryMs) {
+      this.onReadFailed(session);
+      this.#cursorOnlyHeld = true;
+      return false;
+    }
+    this.#cursorOnlySentMs = nowMs;
+    return true;
+  }
+
+  /** Something the follower needs at once was appended (this node's own entry): read now. */
+  releaseCursorOnly(): void {
+    this.#cursorOnlyHeld = false;
   }
 
   /** The read failed (the shell logs why); the next poll tries again. */

@@ -14,6 +14,7 @@ function stream(): LeaderStream {
     resendAfterMs: 500,
     snapshotChunksInflightMax: 2,
     relayGraceMs: 2_000,
+    cursorOnlyEveryMs: 20,
   });
 }
 
@@ -227,4 +228,48 @@ Deno.test("LeaderStream forgets held-back relays the follower reports, and rewin
   assert.equal(leader.mayDefer("n4"), true, "delivered: n4 may be held back again");
   leader.tick(10_000, log);
   assert.equal(leader.drain().length, 0, "nothing left to rewind for");
+});
+
+Deno.test("LeaderStream ships the follower's own held-back entries back after the grace when its vector lacks them", () => {
+  // The follower (n2) lost its own writes 1..3 (restored from an older backup, say): this node
+  // held them back as ones n2 wrote, and n2's vector never reports them.
+  const log = { firstLsn: 1, lastLsn: 20 };
+  const leader = streaming(log);
+  const session = leader.session;
+  leader.onRead(session, 1, 10, 0, 0);
+  for (const [seq, lsn] of [[1, 4], [2, 5], [3, 6]]) leader.onDeferred("n2", seq, lsn, 10);
+  leader.onAck({ ...ack(session, 10), vv: { n2: 0 } }, 100);
+  assert.deepEqual(leader.deferredOrigins, ["n2"]);
+  leader.tick(2_010, log);
+  assert.equal(only(leader.drain(), "send").type, MSG_OPEN);
+  assert.equal(leader.mayDefer("n2"), false, "n2's own entries are relayed to it now");
+  leader.onOpened(opened(leader.session, 10), 2_011, log);
+  leader.poll(2_011, log);
+  assert.equal(only(leader.drain(), "read").fromLsn, 4, "from the first held-back LSN");
+});
+
+Deno.test("LeaderStream sends cursor-only batches at most once per cursorOnlyEveryMs; an own entry releases the wait", () => {
+  const log = { firstLsn: 1, lastLsn: 30 };
+  const leader = streaming(log); // a read from LSN 1 is out; cursorOnlyEveryMs 20
+  const session = leader.session;
+  // LSNs 1..10 held nothing the follower lacks: the first such batch goes.
+  assert.equal(leader.mayShipCursorOnly(session, 5), true);
+  assert.ok(leader.onRead(session, 1, 10, 0, 0));
+  leader.poll(6, log);
+  assert.equal(only(leader.drain(), "read").fromLsn, 11);
+  // The next one within 20 ms does not: the read is dropped and no other is issued meanwhile.
+  assert.equal(leader.mayShipCursorOnly(session, 6), false);
+  leader.poll(24, log);
+  assert.deepEqual(leader.drain(), [], "held until 20 ms after the last cursor-only batch");
+  leader.poll(25, log);
+  assert.equal(only(leader.drain(), "read").fromLsn, 11, "the same range, read again");
+  assert.equal(leader.mayShipCursorOnly(session, 25), true);
+  assert.ok(leader.onRead(session, 11, 20, 0, 0));
+  leader.poll(26, log);
+  assert.equal(only(leader.drain(), "read").fromLsn, 21);
+  assert.equal(leader.mayShipCursorOnly(session, 26), false);
+  // This node appended its own entry: the follower needs it now, not after the interval.
+  leader.releaseCursorOnly();
+  leader.poll(27, log);
+  assert.equal(only(leader.drain(), "read").fromLsn, 21);
 });

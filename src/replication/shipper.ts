@@ -197,10 +197,6 @@ export class Shipper {
   #reads = new Map<number, QuorumRead>();
   #readId = 0;
   #pumpScheduled = false;
-  // Skip-only batches (see #readAndSend): when each peer last got one, and the peers whose
-  // next one waits for the interval to pass.
-  #skipSentMs = new Map<string, number>();
-  #skipWaiting = new Set<string>();
   #lastLag = new Map<string, number>();
   #lastStatus = new Map<string, { atMs: number; vv: string }>();
   #toOpen = new Set<string>();
@@ -254,8 +250,10 @@ export class Shipper {
     this.#unsubscribe.push(t.onPeerDown((peer) => this.#onPeerDown(peer)));
     this.#unsubscribe.push(this.log.onApply((entry) => {
       this.#tail.onApply(entry);
-      // This node's own entry goes to every peer at once, whatever skip-only batch waits.
-      if (entry.origin === this.nodeId) this.#skipWaiting.clear();
+      // This node's own entry goes to every peer at once, whatever cursor-only batch waits.
+      if (entry.origin === this.nodeId) {
+        for (const leader of this.#leaders.values()) leader.releaseCursorOnly();
+      }
       this.#schedulePump();
     }));
     for (const peer of t.connectedPeers()) this.#onPeerUp(peer);
@@ -332,6 +330,7 @@ export class Shipper {
         resendAfterMs: o.resendAfterMs ?? REPL_RESEND_AFTER_MS_DEFAULT,
         snapshotChunksInflightMax: REPL_SNAPSHOT_CHUNKS_INFLIGHT_MAX,
         relayGraceMs: o.relayGraceMs ?? REPL_RELAY_GRACE_MS_DEFAULT,
+        cursorOnlyEveryMs: SKIP_BATCH_EVERY_MS,
       });
       this.#leaders.set(peer, leader);
       this.#known.add(peer);
@@ -395,14 +394,7 @@ export class Shipper {
     if (this.#stopped) return;
     const leader = this.#leaders.get(peer);
     if (!leader) return;
-    const nowMs = this.#clock.monoMs();
-    if (
-      !this.#skipWaiting.has(peer) ||
-      nowMs - (this.#skipSentMs.get(peer) ?? -Infinity) >= SKIP_BATCH_EVERY_MS
-    ) {
-      this.#skipWaiting.delete(peer);
-      leader.poll(nowMs, this.#bounds());
-    }
+    leader.poll(this.#clock.monoMs(), this.#bounds());
     for (const work of leader.drain()) {
       switch (work.kind) {
         case "send":
@@ -492,17 +484,9 @@ export class Shipper {
         end++;
       }
       const more = end < entries.length;
-      if (count === 0 && start === 0 && !more) {
-        // Nothing the follower lacks, only relays it holds or gets from their origins: the
-        // batch only moves its cursor. At most one such batch per SKIP_BATCH_EVERY_MS; until
-        // then the range waits and is read again with whatever follows it.
-        if (nowMs - (this.#skipSentMs.get(peer) ?? -Infinity) < SKIP_BATCH_EVERY_MS) {
-          leader.onReadFailed(session);
-          this.#skipWaiting.add(peer);
-          return;
-        }
-        this.#skipSentMs.set(peer, nowMs);
-      }
+      if (
+        count === 0 && start === 0 && !more && !leader.mayShipCursorOnly(session, nowMs)
+      ) return;
       const header = leader.onRead(
         session,
         entries[start].lsn,
