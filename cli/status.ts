@@ -40,6 +40,7 @@ export function formatStatus(s: Record<string, unknown>): string {
     "========================================",
     `Node:          ${s.nodeId}`,
     `Cluster:       ${s.clusterId}`,
+    `Origin:        ${s.origin}`,
     `Version:       ${s.version}`,
     `Ready:         ${s.ready ? "yes" : "no"}`,
     `Uptime:        ${Math.round(Number(s.uptimeMs) / 1000)}s`,

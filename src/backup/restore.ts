@@ -34,6 +34,8 @@ import { ShanghaiError } from "../common/errors.ts";
 import { hlcWallMs } from "../common/hlc.ts";
 import { BACKUP_CHUNK_BYTES, RECORD_BYTES_MAX, SEGMENT_HEADER_BYTES } from "../common/limits.ts";
 import { randomHex } from "../common/random.ts";
+import { newOrigin } from "../common/origin.ts";
+import { readIdentity, writeIdentity } from "../cluster/identity.ts";
 import { readSnapshot, type SnapshotMeta } from "../storage/kv/snapshot.ts";
 import { readRecord } from "../storage/wal/record.ts";
 import { decodeSegmentHeader } from "../storage/wal/segment.ts";
@@ -415,6 +417,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
       files++;
       bytes += source.file.bytes;
     }
+    await newIncarnation(temp);
     const last = kept[kept.length - 1];
     if (last && (last.file.lastLsn ?? 0) > cut) {
       const path = `${temp}/${last.file.path}`;
@@ -469,4 +472,23 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     bytes,
     durationMs: Math.round(performance.now() - started),
   };
+}
+
+/**
+ * Gives the restored directory a new origin (src/common/origin.ts). The backup is older than
+ * the node's last writes, which its peers may hold: counting on from the backup's own entries
+ * would reuse sequence numbers they already have.
+ */
+async function newIncarnation(dataDir: string): Promise<void> {
+  const identity = await readIdentity(dataDir).catch((error) => {
+    throw new BackupIntegrityError(
+      `Cannot restore: the backup's node.json does not hold a node identity (${
+        (error as Error).message
+      })`,
+    );
+  });
+  if (!identity) {
+    throw new BackupIntegrityError(`Cannot restore: no node.json was copied to ${dataDir}`);
+  }
+  await writeIdentity(dataDir, { ...identity, origin: newOrigin(identity.nodeId) });
 }

@@ -6,12 +6,29 @@
  * @module
  */
 import { readJsonFile, writeJsonFile } from "./_json_file.ts";
+import { ORIGIN_PATTERN, originNode } from "../common/origin.ts";
+
+function isOriginOf(origin: unknown, nodeId: string): boolean {
+  return typeof origin === "string" && new RegExp(`^${ORIGIN_PATTERN}$`).test(origin) &&
+    originNode(origin) === nodeId;
+}
 
 export interface Identity {
   format: 1;
   nodeId: string;
   clusterId: string;
   createdMs: number;
+  /**
+   * The origin this directory's writes carry (see src/common/origin.ts): drawn when the
+   * directory is created or restored. Absent in directories made before origins had tags:
+   * their origin is the node id.
+   */
+  origin?: string;
+}
+
+/** The origin a directory's writes carry. */
+export function identityOrigin(identity: Identity): string {
+  return identity.origin ?? identity.nodeId;
 }
 
 export const IDENTITY_FILE = "node.json";
@@ -22,7 +39,8 @@ export async function readIdentity(dataDir: string): Promise<Identity | undefine
       const identity = parsed as Identity;
       if (
         identity?.format !== 1 || typeof identity.nodeId !== "string" ||
-        typeof identity.clusterId !== "string"
+        typeof identity.clusterId !== "string" ||
+        (identity.origin !== undefined && !isOriginOf(identity.origin, identity.nodeId))
       ) {
         throw new Error("missing fields");
       }

@@ -8,10 +8,12 @@
 import { type Identity, readIdentity, writeIdentity } from "../cluster/identity.ts";
 import { ConfigError } from "../common/errors.ts";
 import { randomHex } from "../common/random.ts";
+import { newOrigin } from "../common/origin.ts";
 
 /**
- * Loads the identity, creating it on first start. A configured node id that differs from the
- * stored one is refused: a data directory belongs to one node.
+ * Loads the identity, creating it on first start with a new origin (a directory created empty
+ * may belong to a node id that wrote before, on a disk that is gone). A configured node id
+ * that differs from the stored one is refused: a data directory belongs to one node.
  */
 export async function loadOrCreateIdentity(
   dataDir: string,
@@ -29,11 +31,13 @@ export async function loadOrCreateIdentity(
     }
     return stored;
   }
+  const nodeId = configuredNodeId ?? `node-${randomHex(3)}`;
   const identity: Identity = {
     format: 1,
-    nodeId: configuredNodeId ?? `node-${randomHex(3)}`,
+    nodeId,
     clusterId: randomHex(8),
     createdMs: nowMs,
+    origin: newOrigin(nodeId),
   };
   await writeIdentity(dataDir, identity);
   return identity;

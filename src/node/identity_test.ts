@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readIdentity } from "../cluster/identity.ts";
+import { identityOrigin, readIdentity, writeIdentity } from "../cluster/identity.ts";
 import { ConfigError } from "../common/errors.ts";
 import { loadOrCreateIdentity } from "./identity.ts";
 
@@ -17,6 +17,39 @@ Deno.test("identity: created once, then stable; another node id is refused", asy
     );
     await Deno.writeTextFile(`${dir}/node.json`, "{broken");
     await assert.rejects(() => readIdentity(dir), /is damaged/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("identity: a new directory writes under a new origin; an old one under its node id", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const first = await loadOrCreateIdentity(`${dir}/a`, "node-1", 1);
+    assert.match(identityOrigin(first), /^node-1~[0-9a-f]{8}$/);
+    // The same node id in another (or a remade) directory never shares the origin.
+    const second = await loadOrCreateIdentity(`${dir}/b`, "node-1", 1);
+    assert.notEqual(identityOrigin(second), identityOrigin(first));
+    // Written before origins had tags: the node id is the origin.
+    await Deno.mkdir(`${dir}/old`);
+    await writeIdentity(`${dir}/old`, {
+      format: 1,
+      nodeId: "node-1",
+      clusterId: "c",
+      createdMs: 1,
+    });
+    assert.equal(identityOrigin((await readIdentity(`${dir}/old`))!), "node-1");
+    // An origin of another node, or a malformed one, is damage.
+    for (const origin of ["node-2~0a1b2c3d", "node-1~", "node-1~ZZ"]) {
+      await writeIdentity(`${dir}/old`, {
+        format: 1,
+        nodeId: "node-1",
+        clusterId: "c",
+        createdMs: 1,
+        origin,
+      });
+      await assert.rejects(() => readIdentity(`${dir}/old`), /is damaged/, origin);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -19,7 +19,7 @@ import type { NodeConfig } from "./config.ts";
 import { loadOrCreateIdentity } from "./identity.ts";
 import { VERSION } from "./version.ts";
 import { clusterRoutes } from "../api/http/cluster_routes.ts";
-import type { Identity } from "../cluster/identity.ts";
+import { type Identity, identityOrigin } from "../cluster/identity.ts";
 import { NodeCluster } from "../cluster/node_cluster.ts";
 import type { MembershipDriver } from "../cluster/membership_driver.ts";
 import type { PeerTransport } from "../cluster/transport.ts";
@@ -138,6 +138,7 @@ export class ShanghaiNode {
     return {
       nodeId: this.#identity?.nodeId ?? this.config.nodeId ?? null,
       clusterId: this.#identity?.clusterId ?? null,
+      origin: this.#store?.origin ?? null,
       version: VERSION,
       ready: this.readiness().ready,
       uptimeMs: Math.round(this.#clock.monoMs() - this.#startedMs),
@@ -199,6 +200,7 @@ export class ShanghaiNode {
         dataDir: this.config.dataDir,
         walDir: this.config.walDir,
         nodeId: this.#identity.nodeId,
+        origin: identityOrigin(this.#identity),
         valueBytesMax: this.config.valueBytesMax,
         segmentBytesMax: this.config.segmentBytes,
         batchEntriesMax: this.config.batchEntriesMax,

@@ -1,5 +1,5 @@
 /**
- * Causal tokens: a version vector as text, `origin:seq,origin:seq` (node ids never hold ':' or
+ * Causal tokens: a version vector as text, `origin:seq,origin:seq` (origins never hold ':' or
  * ','). Writes and reads return one; a read with `consistency=causal` and a token waits until
  * the node's version vector covers it.
  *
@@ -7,8 +7,10 @@
  */
 import type { VersionVector } from "../common/entry.ts";
 import { InputError } from "../common/errors.ts";
+import { ORIGIN_PATTERN } from "../common/origin.ts";
 
 const TOKEN_ORIGINS_MAX = 1000;
+const TOKEN_PART = new RegExp(`^(${ORIGIN_PATTERN}):(\\d{1,15})$`);
 
 /** The token for a version vector (origins sorted, so equal vectors give equal tokens). */
 export function encodeToken(vv: VersionVector): string {
@@ -27,7 +29,7 @@ export function decodeToken(token: string): VersionVector {
     );
   }
   for (const part of parts) {
-    const match = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63}):(\d{1,15})$/.exec(part.trim());
+    const match = TOKEN_PART.exec(part.trim());
     if (!match) {
       throw new InputError(
         "bad_query",

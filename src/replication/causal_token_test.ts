@@ -6,7 +6,19 @@ Deno.test("causal tokens round-trip and refuse malformed text", () => {
   assert.equal(encodeToken(vv), "n1:3,n2:7");
   assert.deepEqual(decodeToken(encodeToken(vv)), { n1: 3, n2: 7 });
   assert.deepEqual(decodeToken(""), {});
-  for (const bad of ["n1", "n1:x", ":3", "n1:3,,", "n 1:3"]) {
+  assert.deepEqual(decodeToken("n1~0a1b2c3d:4,n1:2"), { "n1~0a1b2c3d": 4, n1: 2 });
+  for (
+    const bad of [
+      "n1",
+      "n1:x",
+      ":3",
+      "n1:3,,",
+      "n 1:3",
+      "n1~:3",
+      "n1~xyz:3",
+      "n1~0a1b2c3d~0a1b2c3d:3",
+    ]
+  ) {
     assert.throws(() => decodeToken(bad), /Invalid causal token/, bad);
   }
 });

@@ -25,6 +25,10 @@ export class FollowerStream {
   #cursor = 0;
   #snapNext = 0;
   #snapLsn = 0;
+  // The leader's origin as its open frames name it: a new one numbers its log anew.
+  #leaderOrigin: string | undefined;
+  // The first session of that origin: appends of earlier sessions no longer move the cursor.
+  #originSession = 0;
 
   constructor(leaderId: string) {
     this.leaderId = leaderId;
@@ -49,6 +53,15 @@ export class FollowerStream {
   /** Accepts an `open` of a newer session (true), or refuses an older one (false). */
   onOpen(frame: OpenFrame): boolean {
     if (frame.session < this.#session) return false;
+    if (frame.origin !== undefined) {
+      if (this.#leaderOrigin !== undefined && frame.origin !== this.#leaderOrigin) {
+        // A restored or remade leader: the cursor counted a log that is gone.
+        this.#cursor = 0;
+        this.leaderLastLsn = 0;
+        this.#originSession = frame.session;
+      }
+      this.#leaderOrigin = frame.origin;
+    }
     if (frame.lastLsn > this.leaderLastLsn) this.leaderLastLsn = frame.lastLsn;
     if (frame.session > this.#session) {
       this.#session = frame.session;
@@ -74,9 +87,9 @@ export class FollowerStream {
     if (session === this.#session) this.#expectedLsn = -1;
   }
 
-  /** Every entry of the leader's log up to `toLsn` is durable here. */
-  onDurable(toLsn: number): void {
-    if (toLsn > this.#cursor) this.#cursor = toLsn;
+  /** Every entry of the leader's log up to `toLsn`, as of `session`, is durable here. */
+  onDurable(toLsn: number, session: number): void {
+    if (session >= this.#originSession && toLsn > this.#cursor) this.#cursor = toLsn;
   }
 
   /** Checks a snapshot chunk's place: chunks of a session arrive in index order. */
@@ -92,7 +105,7 @@ export class FollowerStream {
 
   /** The snapshot at the leader's `lsn` is durable here: the tail follows from lsn + 1. */
   onSnapshotInstalled(session: number, lsn: number): void {
-    if (lsn > this.#cursor) this.#cursor = lsn;
+    if (session >= this.#originSession && lsn > this.#cursor) this.#cursor = lsn;
     if (session === this.#session) this.#expectedLsn = lsn + 1;
   }
 }

@@ -23,7 +23,7 @@ Deno.test("FollowerStream accepts batches only in order within the newest sessio
   assert.equal(follower.onBatch(batch(5, 1, 12, 20)), "out of order"); // gap
   assert.equal(follower.onBatch(batch(4, 1, 11, 20)), "stale session");
   assert.equal(follower.onBatch(batch(5, 1, 11, 20)), undefined);
-  follower.onDurable(20);
+  follower.onDurable(20, 5);
   assert.equal(follower.cursor, 20);
   assert.equal(follower.lag, 20); // the leader's last LSN rides on every batch
   assert.equal(follower.onOpen({ v: 1, session: 3, firstLsn: 1, lastLsn: 0 }), false);
@@ -31,4 +31,30 @@ Deno.test("FollowerStream accepts batches only in order within the newest sessio
   assert.equal(follower.onBatch(batch(6, 21, 21, 30)), undefined);
   follower.onAppendFailed(6);
   assert.equal(follower.onBatch(batch(6, 21, 31, 40)), "out of order");
+});
+
+Deno.test("FollowerStream forgets its cursor when the leader comes back under a new origin", () => {
+  const follower = new FollowerStream("n1");
+  const open = (session: number, lastLsn: number, origin?: string) =>
+    follower.onOpen({ v: 1, session, firstLsn: 1, lastLsn, origin });
+  assert.equal(open(5, 20, "n1~00000001"), true);
+  assert.equal(follower.onBatch(batch(5, 1, 1, 20)), undefined);
+  follower.onDurable(20, 5);
+  assert.equal(follower.cursor, 20);
+  // A restart keeps the origin, and the log: the cursor stands.
+  assert.equal(open(6, 20, "n1~00000001"), true);
+  assert.equal(follower.cursor, 20);
+  // Restored from an older backup: LSNs 1..8 are a different log now.
+  assert.equal(open(7, 8, "n1~00000002"), true);
+  assert.equal(follower.cursor, 0);
+  assert.equal(follower.lag, 8);
+  // An append of the old log that completes late does not move the cursor.
+  follower.onDurable(20, 6);
+  assert.equal(follower.cursor, 0);
+  assert.equal(follower.onBatch(batch(7, 1, 1, 8)), undefined);
+  follower.onDurable(8, 7);
+  assert.equal(follower.cursor, 8);
+  // A leader that names no origin (an older version) changes nothing.
+  assert.equal(open(8, 8), true);
+  assert.equal(follower.cursor, 8);
 });

@@ -26,12 +26,16 @@ import { InputError, ProtocolError } from "../common/errors.ts";
 import {
   BATCH_ENTRIES_MAX,
   KEY_BYTES_MAX,
+  ORIGIN_BYTES_MAX,
   RECORD_BYTES_MAX,
   REPL_BATCH_BYTES_MAX,
   REPL_CREDIT_ENTRIES_MAX,
 } from "../common/limits.ts";
+import { ORIGIN_PATTERN } from "../common/origin.ts";
 import type { KeyRecord } from "../storage/kv/keyspace.ts";
 import { frameRecord, readRecord } from "../storage/wal/record.ts";
+
+const ORIGIN_RE = new RegExp(`^${ORIGIN_PATTERN}$`);
 
 /** Version of the replication frames; a frame of another version is refused. */
 export const REPL_PROTOCOL_VERSION = 1;
@@ -51,11 +55,19 @@ export interface OpenFrame {
   session: number;
   firstLsn: number;
   lastLsn: number;
+  /**
+   * The leader's origin, which names its log: a new one (a restore, a fresh data directory)
+   * numbers LSNs anew, so the follower's cursor for the old one is void. Absent from peers
+   * that predate it.
+   */
+  origin?: string;
 }
 
 export interface OpenedFrame {
   v: number;
   session: number;
+  /** The follower's origin: a new one may hold less than the old one acknowledged. */
+  origin?: string;
   /** Highest leader LSN the follower holds everything up to (0: unknown). */
   cursor: number;
   vv: VersionVector;
@@ -184,6 +196,14 @@ class FrameBody {
     return value;
   }
 
+  /** The optional `origin` field: the sender's origin (src/common/origin.ts). */
+  origin(): string | undefined {
+    const value = this.#fields.origin;
+    if (value === undefined) return undefined;
+    if (typeof value !== "string" || !ORIGIN_RE.test(value)) this.fail("origin is malformed");
+    return value;
+  }
+
   /** The `vv` field: origin -> highest sequence, bounded in size. */
   versionVector(): VersionVector {
     const value = this.#fields.vv;
@@ -195,7 +215,7 @@ class FrameBody {
     if (entries.length > 10_000) this.fail("vv names too many origins");
     for (const [origin, seq] of entries) {
       if (
-        origin.length === 0 || origin.length > 64 || typeof seq !== "number" ||
+        origin.length === 0 || origin.length > ORIGIN_BYTES_MAX || typeof seq !== "number" ||
         !Number.isSafeInteger(seq) || seq < 0
       ) {
         this.fail(`vv entry ${JSON.stringify(origin)} is malformed`);
@@ -213,6 +233,7 @@ export function parseOpen(body: unknown): OpenFrame {
     session: b.count("session"),
     firstLsn: b.count("firstLsn"),
     lastLsn: b.count("lastLsn"),
+    origin: b.origin(),
   };
 }
 
@@ -224,6 +245,7 @@ export function parseOpened(body: unknown): OpenedFrame {
     cursor: b.count("cursor"),
     vv: b.versionVector(),
     credit: b.count("credit", REPL_CREDIT_ENTRIES_MAX),
+    origin: b.origin(),
   };
 }
 

@@ -116,3 +116,15 @@ Deno.test("snapshot chunks round-trip records, tombstones included", () => {
   ];
   assert.deepEqual(decodeSnapRecords(encodeSnapRecords(records)), records);
 });
+
+Deno.test("open frames carry the sender's origin, checked like every field", () => {
+  const open = { v: 1, session: 3, firstLsn: 1, lastLsn: 9 };
+  assert.equal(parseOpen(open).origin, undefined);
+  assert.equal(parseOpen({ ...open, origin: "n1~0a1b2c3d" }).origin, "n1~0a1b2c3d");
+  const opened = { v: 1, session: 3, cursor: 0, vv: {}, credit: 10 };
+  assert.equal(parseOpened({ ...opened, origin: "n2" }).origin, "n2");
+  for (const origin of [7, "", "n1~", "n1~0A1B2C3D", "x".repeat(65)]) {
+    assert.throws(() => parseOpen({ ...open, origin }), ProtocolError, String(origin));
+    assert.throws(() => parseOpened({ ...opened, origin }), ProtocolError, String(origin));
+  }
+});

@@ -48,6 +48,8 @@ export type StreamStatus =
 /** Options of a {@link LeaderStream}. */
 export interface LeaderOptions {
   peerId: string;
+  /** This node's origin, sent in every open: it names this node's log. */
+  origin?: string;
   /** First session number; sessions count up from here. Use wall-clock ms * 1000. */
   sessionBase: number;
   batchEntriesMax: number;
@@ -104,12 +106,14 @@ export class LeaderStream {
   readonly window: CreditWindow;
   #status: StreamStatus = "down";
   #session: number;
-  // Invariant: matchLsn < nextLsn once streaming; matchLsn only grows.
+  // Invariant: matchLsn < nextLsn once streaming; matchLsn only grows while the follower keeps
+  // its origin (see onOpened).
   #nextLsn = 1;
   #startLsn = 1;
   #matchLsn = 0;
   #followerVv: VersionVector = {};
   #followerHlc = 0;
+  #followerOrigin: string | undefined;
   #reading = false;
   #lastProgressMs = 0;
   #snapshot: SnapshotTransfer | undefined;
@@ -216,8 +220,23 @@ export class LeaderStream {
         session: this.#session,
         firstLsn: log.firstLsn,
         lastLsn: log.lastLsn,
+        ...(this.#options.origin === undefined ? {} : { origin: this.#options.origin }),
       },
     });
+  }
+
+  /**
+   * The follower came back under a new origin: its data directory was restored from a backup
+   * or made anew, so it may lack what it acknowledged before. What this stream knew of it
+   * (acknowledged LSN, version vector, relays held back for it) is void: it resumes from its
+   * own report, and copies count again from what it reports.
+   */
+  #forgetFollower(): void {
+    this.#matchLsn = 0;
+    this.#followerVv = {};
+    this.#followerHlc = 0;
+    this.#deferred.clear();
+    this.#relaying.clear();
   }
 
   #mergeVv(vv: VersionVector): void {
@@ -297,6 +316,12 @@ export class LeaderStream {
     snapshotOnly: VersionVector = {},
   ): boolean {
     if (frame.session !== this.#session || this.#status !== "opening") return false;
+    if (frame.origin !== undefined) {
+      if (this.#followerOrigin !== undefined && frame.origin !== this.#followerOrigin) {
+        this.#forgetFollower();
+      }
+      this.#followerOrigin = frame.origin;
+    }
     this.#mergeVv(frame.vv);
     this.window.onAck(0, frame.credit);
     this.#lastProgressMs = nowMs;

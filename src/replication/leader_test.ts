@@ -273,3 +273,26 @@ Deno.test("LeaderStream sends cursor-only batches at most once per cursorOnlyEve
   leader.poll(27, log);
   assert.equal(only(leader.drain(), "read").fromLsn, 21);
 });
+
+Deno.test("LeaderStream forgets what a follower held once it comes back under a new origin", () => {
+  const log = { firstLsn: 1, lastLsn: 50 };
+  const leader = stream();
+  const reopen = (origin: string, cursor: number, vv: Record<string, number>) => {
+    leader.onPeerDown();
+    leader.onPeerUp(0, log);
+    leader.drain();
+    assert.equal(leader.onOpened({ ...opened(leader.session, cursor), origin, vv }, 0, log), true);
+    leader.poll(0, log);
+    return only(leader.drain(), "read").fromLsn;
+  };
+  assert.equal(reopen("n2~00000001", 0, {}), 1);
+  leader.onRead(leader.session, 1, 10, 10, 100);
+  assert.equal(leader.onAck({ ...ack(leader.session, 10), vv: { "n1~0000000a": 10 } }, 1), 10);
+  // A restart under the same origin resumes after what it acknowledged, whatever it reports.
+  assert.equal(reopen("n2~00000001", 0, {}), 11);
+  assert.equal(leader.followerVv["n1~0000000a"], 10);
+  // Restored from a backup taken at LSN 4: resume from its report, count copies from it.
+  assert.equal(reopen("n2~00000002", 0, { "n1~0000000a": 4 }), 1);
+  assert.equal(leader.matchLsn, 0);
+  assert.deepEqual(leader.followerVv, { "n1~0000000a": 4 });
+});

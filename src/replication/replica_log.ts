@@ -33,6 +33,8 @@ export interface FramedEntry {
 
 export interface ReplicaLog {
   readonly nodeId: string;
+  /** The origin this node's writes carry (src/common/origin.ts). */
+  readonly origin: string;
   firstLsn(): number;
   lastLsn(): number;
   /**
@@ -72,6 +74,7 @@ export interface ReplicaLog {
 export function storeReplicaLog(store: Store): ReplicaLog {
   return {
     nodeId: store.nodeId,
+    origin: store.origin,
     firstLsn: () => store.wal.firstLsn,
     lastLsn: () => store.lastLsn,
     readFramed: async (fromLsn, entriesMax, bytesMax) =>

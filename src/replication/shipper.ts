@@ -35,6 +35,7 @@ import {
   REPL_WINDOW_BYTES_DEFAULT,
   WAITERS_MAX,
 } from "../common/limits.ts";
+import { originNode } from "../common/origin.ts";
 import type { KeyRecord } from "../storage/kv/keyspace.ts";
 import { LsnCompactedError } from "../storage/wal/wal.ts";
 import type { EventBus } from "../telemetry/events.ts";
@@ -251,7 +252,7 @@ export class Shipper {
     this.#unsubscribe.push(this.log.onApply((entry) => {
       this.#tail.onApply(entry);
       // This node's own entry goes to every peer at once, whatever cursor-only batch waits.
-      if (entry.origin === this.nodeId) {
+      if (entry.origin === this.log.origin) {
         for (const leader of this.#leaders.values()) leader.releaseCursorOnly();
       }
       this.#schedulePump();
@@ -321,6 +322,7 @@ export class Shipper {
       const o = this.#options;
       leader = new LeaderStream({
         peerId: peer,
+        origin: this.log.origin,
         sessionBase: o.sessionBase ?? Math.floor(this.#clock.nowMs()) * 1000,
         creditEntries: o.creditEntries ?? REPL_CREDIT_ENTRIES_DEFAULT,
         batchEntriesMax: o.batchEntriesMax ?? REPL_BATCH_ENTRIES_DEFAULT,
@@ -458,7 +460,7 @@ export class Shipper {
     const { entriesMax: batchEntries, bytesMax: batchBytes } = leader.batchLimits;
     const vv = leader.followerVv;
     const nowMs = this.#clock.monoMs();
-    const self = this.log.nodeId;
+    const self = this.log.origin;
     let start = 0;
     while (start < entries.length) {
       let end = start;
@@ -516,11 +518,13 @@ export class Shipper {
 
   /**
    * Whether `origin` ships its own entries to every peer right now, as far as this node can
-   * tell: it is a peer whose stream from this node is up (so it is alive and connected). A
-   * wrong guess only delays a relay by relayGraceMs (see LeaderStream.onDeferred).
+   * tell: it was written by a peer whose stream from this node is up (so it is alive and
+   * connected). A wrong guess only delays a relay by relayGraceMs (see
+   * LeaderStream.onDeferred): a peer's origin from before a restore is guessed wrong, since
+   * the peer may not hold all of it.
    */
   #servesDirectly(origin: string): boolean {
-    const stream = this.#leaders.get(origin);
+    const stream = this.#leaders.get(originNode(origin));
     return stream !== undefined && stream.status !== "down" && stream.status !== "opening";
   }
 
@@ -643,6 +647,7 @@ export class Shipper {
       this.transport.send(from, MSG_OPENED, {
         v: REPL_PROTOCOL_VERSION,
         session: frame.session,
+        origin: this.log.origin,
         cursor: follower.cursor,
         vv: this.log.versionVector(),
         credit: this.#credit(),
@@ -688,7 +693,7 @@ export class Shipper {
         follower.onAppendFailed(frame.session);
         throw error;
       }
-      follower.onDurable(frame.toLsn);
+      follower.onDurable(frame.toLsn, frame.session);
       this.transport.send(from, MSG_ACK, {
         v: REPL_PROTOCOL_VERSION,
         session: frame.session,
@@ -886,7 +891,7 @@ export class Shipper {
     token: string,
   ): Promise<number> {
     const needed = this.copiesNeeded(level);
-    let copies = this.copies(this.nodeId, seq);
+    let copies = this.copies(this.log.origin, seq);
     if (copies < needed) {
       if (this.#waiters.size >= WAITERS_MAX) {
         throw new OverloadedError(
@@ -896,7 +901,7 @@ export class Shipper {
       }
       copies = await new Promise<number>((resolve) => {
         this.#waiters.add({
-          origin: this.nodeId,
+          origin: this.log.origin,
           seq,
           needed,
           deadlineMs: this.#clock.monoMs() + timeoutMs,
@@ -1012,13 +1017,18 @@ export class Shipper {
       }
       for (const origin of Object.keys(vv)) if (!(origin in stable)) stable[origin] = 0;
       belowHlc = Math.min(belowHlc, leader.followerHlc);
-      own.push({ [member]: vv[member] ?? 0 });
+      const reported: VersionVector = {};
+      for (const origin of Object.keys(vv)) {
+        if (originNode(origin) === member) reported[origin] = vv[origin];
+      }
+      own.push(reported);
     }
     // Every origin's own reported writes must be everywhere, so its unseen ones are newer.
     for (const report of own) {
       for (const [origin, seq] of Object.entries(report)) if ((stable[origin] ?? 0) < seq) return 0;
     }
-    if ((stable[this.nodeId] ?? 0) < (this.log.versionVector()[this.nodeId] ?? 0)) return 0;
+    const origin = this.log.origin;
+    if ((stable[origin] ?? 0) < (this.log.versionVector()[origin] ?? 0)) return 0;
     return this.log.collectTombstones(stable, belowHlc - TOMBSTONE_GRACE_MS * HLC_PER_MS);
   }
 

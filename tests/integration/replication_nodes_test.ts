@@ -11,6 +11,8 @@ import { silentLogger } from "../../src/telemetry/log.ts";
 import { LoopbackNetwork, type LoopbackTransport } from "../support/loopback_network.ts";
 import { batchBody } from "../support/repl_frames.ts";
 import { digestsEqual } from "../support/node_http.ts";
+import { runBackup } from "../../src/backup/backup.ts";
+import { runRestore } from "../../src/backup/restore.ts";
 
 interface TestNode {
   id: string;
@@ -106,7 +108,7 @@ Deno.test("replication: acks count durable copies; a cut-off node's quorum write
     const all = await put(n2, "b", { v: 2 }, "?ack=all");
     assert.equal(all.status, 200, JSON.stringify(all.body));
     assert.equal(all.body.copies, 3);
-    assert.match(String(all.body.token), /n2:1/);
+    assert.match(String(all.body.token), /n2~[0-9a-f]{8}:1/);
 
     const before = await json(`${n1.url}/v1/status`);
     const bad = await put(n1, "c", { v: 3 }, "?ack=most");
@@ -222,6 +224,51 @@ Deno.test("replication: a node away past retention gets a snapshot, converges, a
     await waitFor("equal digests after restart", () => digestsEqual(nodes), 20_000);
   } finally {
     await stopAll(nodes);
+  }
+});
+
+Deno.test("replication: a node restored in place from an older backup never reuses its sequence numbers", async () => {
+  const { network, nodes } = await startCluster();
+  const [n1, n2, n3] = nodes;
+  const backups = await Deno.makeTempDir({ prefix: "shanghai-repl-backups-" });
+  try {
+    for (let i = 0; i < 5; i++) assert.equal((await put(n1, `old${i}`, i, "?ack=all")).status, 200);
+    const backup = await runBackup({ addr: `127.0.0.1:${n1.node.httpPort}`, toDir: backups });
+    // Written after the backup: every peer holds these, the backup does not.
+    for (let i = 0; i < 5; i++) assert.equal((await put(n1, `mid${i}`, i, "?ack=all")).status, 200);
+
+    const { origin } = await json(`${n1.url}/v1/status`);
+    assert.match(String(origin), /^n1~[0-9a-f]{8}$/);
+    // n1's disk dies; the operator restores its newest backup in place.
+    n1.transport.stop();
+    await n1.node.stop();
+    await Deno.remove(n1.dir, { recursive: true });
+    await runRestore({ from: backup.path, dataDir: n1.dir });
+    network.isolate("n1");
+    const restored = await startNode(network, "n1", n1.dir);
+    nodes[0] = restored;
+    const renewed = (await json(`${restored.url}/v1/status`)).origin;
+    assert.match(String(renewed), /^n1~[0-9a-f]{8}$/);
+    assert.notEqual(renewed, origin);
+    // Cut off, the restored node takes a write before it has heard what its peers hold.
+    const alone = await put(restored, "after", "restored", "?ack=one");
+    assert.equal(alone.status, 200, JSON.stringify(alone.body));
+    network.healAll();
+    // Linked again, an ack=all write counts only copies that really hold it.
+    const all = await put(restored, "after2", "restored", "?ack=all");
+    assert.equal(all.status, 200, JSON.stringify(all.body));
+
+    await waitFor("equal digests", () => digestsEqual(nodes), 20_000);
+    for (const n of [restored, n2, n3]) {
+      for (const key of ["old0", "mid4", "after", "after2"]) {
+        const got = await fetch(`${n.url}/v1/kv/${key}`);
+        assert.equal(got.status, 200, `${n.id} lacks ${key}`);
+        await got.body?.cancel();
+      }
+    }
+  } finally {
+    await stopAll(nodes);
+    await Deno.remove(backups, { recursive: true }).catch(() => {});
   }
 });
 

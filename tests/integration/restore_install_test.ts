@@ -75,7 +75,10 @@ async function nodeWithInstall(dataDir: string, backup: string): Promise<void> {
   };
   await Deno.mkdir(`${backup}/snapshots`, { recursive: true });
   await Deno.mkdir(`${backup}/wal`, { recursive: true });
-  await Deno.writeTextFile(`${dataDir}/node.json`, JSON.stringify({ nodeId: "n3" }));
+  await Deno.writeTextFile(
+    `${dataDir}/node.json`,
+    JSON.stringify({ format: 1, nodeId: "n3", clusterId: "c1", createdMs: 1 }),
+  );
   await add(`${dataDir}/node.json`, { path: "node.json", kind: "identity" });
   await add(snapshot.path, {
     path: `snapshots/${String(snapshot.lsn).padStart(20, "0")}.snap`,

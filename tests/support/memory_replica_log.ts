@@ -20,6 +20,7 @@ import { raiseSnapshotOnly } from "../../src/storage/kv/store.ts";
 
 export class MemoryReplicaLog implements ReplicaLog {
   readonly nodeId: string;
+  readonly origin: string;
   readonly keyspace = new Keyspace();
   readonly #hlc = new Hlc();
   readonly #clock: Clock;
@@ -31,8 +32,9 @@ export class MemoryReplicaLog implements ReplicaLog {
   #snapshotOnly: VersionVector = {};
   #installBases = new Map<string, VersionVector>();
 
-  constructor(nodeId: string, clock: Clock) {
+  constructor(nodeId: string, clock: Clock, origin = nodeId) {
     this.nodeId = nodeId;
+    this.origin = origin;
     this.#clock = clock;
   }
 
@@ -78,7 +80,7 @@ export class MemoryReplicaLog implements ReplicaLog {
   }
 
   async applyRemote(entry: EntryInput): Promise<unknown> {
-    if (entry.origin === this.nodeId && entry.seq > this.#localSeq) this.#localSeq = entry.seq;
+    if (entry.origin === this.origin && entry.seq > this.#localSeq) this.#localSeq = entry.seq;
     const id = `${entry.origin}:${entry.seq}`;
     if (this.keyspace.has(entry.origin, entry.seq) || this.#inflight.has(id)) return undefined;
     this.#inflight.add(id);
@@ -155,7 +157,7 @@ export class MemoryReplicaLog implements ReplicaLog {
   write(key: string, value: Uint8Array | null): Promise<{ seq: number }> {
     const previous = this.keyspace.getVersion(key);
     const input: EntryInput = {
-      origin: this.nodeId,
+      origin: this.origin,
       seq: ++this.#localSeq,
       hlc: this.#hlc.now(this.#clock.nowMs()),
       op: value === null ? "delete" : "put",

@@ -16,6 +16,7 @@ import { validateKey } from "../../common/entry.ts";
 import { CorruptionError, InputError, TooLargeError } from "../../common/errors.ts";
 import { Hlc, hlcWallMs } from "../../common/hlc.ts";
 import {
+  ORIGIN_BYTES_MAX,
   READ_ENTRIES_MAX,
   RETAIN_BYTES_DEFAULT,
   SNAPSHOT_EVERY_BYTES_DEFAULT,
@@ -39,6 +40,11 @@ export interface StoreOptions {
   /** WAL directory; defaults to `<dataDir>/wal`. */
   walDir?: string;
   nodeId: string;
+  /**
+   * The origin this node's writes carry (src/common/origin.ts); the node id when absent. Its
+   * sequence numbers continue from the highest this store holds.
+   */
+  origin?: string;
   valueBytesMax?: number;
   segmentBytesMax?: number;
   batchEntriesMax?: number;
@@ -69,6 +75,7 @@ export type ApplyListener = (entry: Entry, result: ApplyResult) => void;
 
 export class Store {
   readonly nodeId: string;
+  readonly origin: string;
   readonly dataDir: string;
   readonly valueBytesMax: number;
   readonly events: EventBus;
@@ -78,7 +85,7 @@ export class Store {
   readonly #logger: Logger;
   readonly #options: StoreOptions;
   #wal!: Wal;
-  // Invariant: localSeq >= versionVector[nodeId]; sequence numbers are never reused.
+  // Invariant: localSeq >= versionVector[origin]; sequence numbers are never reused.
   #localSeq = 0;
   #inflight = new Set<string>();
   #applyListeners = new Set<ApplyListener>();
@@ -97,6 +104,7 @@ export class Store {
   private constructor(options: StoreOptions) {
     this.#options = options;
     this.nodeId = options.nodeId;
+    this.origin = options.origin ?? options.nodeId;
     this.dataDir = options.dataDir;
     this.valueBytesMax = options.valueBytesMax ?? VALUE_BYTES_DEFAULT;
     this.events = options.events ?? new EventBus();
@@ -201,7 +209,7 @@ export class Store {
       for (const entry of entries) this.#apply(entry);
       lsn = entries[entries.length - 1].lsn + 1;
     }
-    this.#localSeq = this.keyspace.versionVector()[this.nodeId] ?? 0;
+    this.#localSeq = this.keyspace.versionVector()[this.origin] ?? 0;
   }
 
   #apply(entry: Entry): void {
@@ -223,7 +231,7 @@ export class Store {
     const nowMs = this.#clock.nowMs();
     for (const entry of entries) {
       this.#apply(entry);
-      if (entry.origin !== this.nodeId) {
+      if (entry.origin !== this.origin) {
         this.#inflight.delete(`${entry.origin}:${entry.seq}`);
         // Origin's wall clock at the write -> readable here (skew between hosts included).
         (delaysMs ??= []).push(Math.max(0, nowMs - hlcWallMs(entry.hlc)));
@@ -260,7 +268,7 @@ export class Store {
   #local(op: Entry["op"], key: string, value: Uint8Array | null, contentType: string): EntryInput {
     const previous = key === "" ? undefined : this.keyspace.getVersion(key);
     return {
-      origin: this.nodeId,
+      origin: this.origin,
       seq: ++this.#localSeq,
       hlc: this.hlc.now(this.#clock.nowMs()),
       op,
@@ -302,6 +310,12 @@ export class Store {
    */
   /** Checks a peer's entry the way applyRemote will, without writing (all-or-nothing batches). */
   checkRemote(entry: EntryInput): void {
+    if (entry.origin.length > ORIGIN_BYTES_MAX) {
+      throw new InputError(
+        "bad_request",
+        `Invalid origin: ${entry.origin.length} characters, over the limit of ${ORIGIN_BYTES_MAX}`,
+      );
+    }
     if (entry.key !== "") validateKey(entry.key);
     if (entry.value) this.#checkValue(entry.value);
   }
@@ -365,7 +379,7 @@ export class Store {
   }
 
   async applyRemote(entry: EntryInput): Promise<number | undefined> {
-    if (entry.origin === this.nodeId) {
+    if (entry.origin === this.origin) {
       // Our own entry coming back from a peer: we hold it unless it was lost, which
       // cannot happen to an acknowledged entry. Either way its sequence must never be reused.
       if (entry.seq > this.#localSeq) this.#localSeq = entry.seq;

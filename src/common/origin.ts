@@ -1,0 +1,34 @@
+/**
+ * Origins: the id every entry a node writes carries, with its sequence number. A version
+ * vector counts `(origin, seq)` densely, so one origin must never issue a sequence number twice.
+ *
+ * A node's origin is its node id, then `~` and a tag drawn when its data directory is created
+ * or restored from a backup (`n1~9f3a0c12`). A directory made fresh or rolled back holds fewer
+ * of the node's own entries than its peers may, and counting on from what it holds would
+ * reuse numbers the peers already have: they would drop the new entries as duplicates and
+ * count them as held. A new tag starts a new origin at 1 instead. Directories created before
+ * tags existed keep the bare node id as their origin.
+ *
+ * @module
+ */
+import { randomHex } from "./random.ts";
+
+/** Node ids: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit. */
+export const NODE_ID_PATTERN = "[A-Za-z0-9][A-Za-z0-9._-]{0,63}";
+
+/** Separates a node id from its origin tag; never part of a node id. */
+export const ORIGIN_TAG_SEPARATOR = "~";
+
+/** An origin: a node id, optionally with its tag. */
+export const ORIGIN_PATTERN = `${NODE_ID_PATTERN}(?:${ORIGIN_TAG_SEPARATOR}[0-9a-f]{8})?`;
+
+/** A new origin for `nodeId`: its id with a fresh random tag. */
+export function newOrigin(nodeId: string): string {
+  return `${nodeId}${ORIGIN_TAG_SEPARATOR}${randomHex(4)}`;
+}
+
+/** The node that wrote under `origin`. */
+export function originNode(origin: string): string {
+  const at = origin.indexOf(ORIGIN_TAG_SEPARATOR);
+  return at < 0 ? origin : origin.slice(0, at);
+}
