@@ -1,9 +1,10 @@
 /**
  * Admin routes of online backup, mounted on the node's HTTP port:
  *
- * - `POST /v1/admin/backup/sessions[?since_lsn=N&node_id=ID&cluster_id=ID]` takes the cut and
- *   answers the session (files, LSN range); an incremental request past what the WAL still
- *   holds, or for another node or cluster, becomes a full backup and says why (`fullReason`);
+ * - `POST /v1/admin/backup/sessions[?since_lsn=N&node_id=ID&cluster_id=ID&origin=O]` takes the
+ *   cut and answers the session (files, LSN range); an incremental request past what the WAL
+ *   still holds, or for another node, cluster or origin (the node was restored since), becomes
+ *   a full backup and says why (`fullReason`);
  * - `GET /v1/admin/backup/sessions/:id/file?path=P` streams one file of the cut;
  * - `DELETE /v1/admin/backup/sessions/:id` releases the session (idle ones expire).
  *
@@ -39,6 +40,7 @@ export function backupRoutes(
         sinceLsn: optionalLsn(c.req.query("since_lsn")),
         baseNodeId: c.req.query("node_id") || undefined,
         baseClusterId: c.req.query("cluster_id") || undefined,
+        baseOrigin: c.req.query("origin") || undefined,
       });
       return c.json(info, 201);
     });

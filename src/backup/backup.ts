@@ -230,7 +230,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
     const query = base
       ? `?since_lsn=${base.manifest.lastLsn}&node_id=${
         encodeURIComponent(base.manifest.nodeId)
-      }&cluster_id=${encodeURIComponent(base.manifest.clusterId)}`
+      }&cluster_id=${encodeURIComponent(base.manifest.clusterId)}${
+        base.manifest.origin ? `&origin=${encodeURIComponent(base.manifest.origin)}` : ""
+      }`
       : "";
     const session =
       await (await request(options.addr, `/v1/admin/backup/sessions${query}`, { method: "POST" }))
@@ -281,6 +283,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
         createdMs: nowMs(),
         nodeId: session.nodeId,
         clusterId: session.clusterId,
+        ...(session.origin ? { origin: session.origin } : {}),
         base: session.kind === "incremental" && base ? base.name : null,
         firstLsn: session.firstLsn,
         lastLsn: session.lastLsn,

@@ -34,6 +34,8 @@ export interface BackupManifest {
   createdMs: number;
   nodeId: string;
   clusterId: string;
+  /** The origin the node wrote under (absent from backups made before origins had tags). */
+  origin?: string;
   /** Folder name (in the same parent) of the backup this incremental one builds on. */
   base: string | null;
   /** LSNs this backup adds (1 for a full backup) up to the cut. */

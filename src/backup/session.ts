@@ -49,6 +49,8 @@ export interface BackupSessionInfo {
   fullReason?: string;
   nodeId: string;
   clusterId: string;
+  /** The origin the node writes under (src/common/origin.ts): it names the node's log. */
+  origin: string;
   /** LSNs this backup adds: 1 for a full one, the base's last + 1 for an incremental one. */
   firstLsn: number;
   lastLsn: number;
@@ -80,9 +82,10 @@ export interface BackupSource {
 export interface OpenRequest {
   /** Ask for an incremental backup after this LSN (the newest backup's last LSN). */
   sinceLsn?: number;
-  /** The base backup's node and cluster: an incremental needs the same ones. */
+  /** The base backup's node, cluster and origin: an incremental needs the same ones. */
   baseNodeId?: string;
   baseClusterId?: string;
+  baseOrigin?: string;
 }
 
 const CUT_ATTEMPTS = 3;
@@ -125,6 +128,10 @@ export class BackupSessions {
           `the newest backup is of cluster ${request.baseClusterId}, this node is in ${source.clusterId}`;
       } else if (request.baseNodeId !== undefined && request.baseNodeId !== source.nodeId) {
         fullReason = `the newest backup is of node ${request.baseNodeId}, this is ${source.nodeId}`;
+      } else if (request.baseOrigin !== undefined && request.baseOrigin !== store.origin) {
+        // Restored or remade since: its LSNs after the restore point number another log.
+        fullReason =
+          `the newest backup is of origin ${request.baseOrigin}, this node now writes as ${store.origin} (its data directory was restored or remade since)`;
       } else if (since > store.lastLsn) {
         fullReason =
           `the newest backup ends at LSN ${since}, past this node's last LSN ${store.lastLsn}`;
@@ -216,6 +223,7 @@ export class BackupSessions {
         kind: since === undefined ? "full" : "incremental",
         nodeId: source.nodeId,
         clusterId: source.clusterId,
+        origin: store.origin,
         firstLsn: since === undefined ? 1 : since + 1,
         lastLsn,
         snapshotLsn,

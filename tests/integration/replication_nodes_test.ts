@@ -266,6 +266,14 @@ Deno.test("replication: a node restored in place from an older backup never reus
         await got.body?.cancel();
       }
     }
+    // Past the restore point its LSNs number another log: no incremental onto the old chain.
+    const next = await runBackup({
+      addr: `127.0.0.1:${restored.node.httpPort}`,
+      toDir: backups,
+      incremental: true,
+    });
+    assert.equal(next.kind, "full");
+    assert.match(String(next.fullReason), /restored or remade since/);
   } finally {
     await stopAll(nodes);
     await Deno.remove(backups, { recursive: true }).catch(() => {});
