@@ -174,6 +174,18 @@ export class MemoryReplicaLog implements ReplicaLog {
     });
   }
 
+  /**
+   * The log as a restore from a backup taken at `uptoLsn` rebuilds it: the entries up to
+   * there (from LSN 1: no retention), under a new `origin` as `shanghai restore` draws one.
+   */
+  restoredCopy(uptoLsn: number, origin: string): MemoryReplicaLog {
+    if (this.#firstLsn !== 1) throw new Error("restoredCopy needs the log from LSN 1");
+    const copy = new MemoryReplicaLog(this.nodeId, this.#clock, origin);
+    for (const { lsn: _lsn, ...input } of this.#log.slice(0, uptoLsn)) copy.#append(input);
+    copy.#localSeq = copy.keyspace.versionVector()[origin] ?? 0;
+    return copy;
+  }
+
   /** Retention: drops entries below `lsn` (peers that far behind need a snapshot). */
   compact(lsn: number): void {
     const drop = Math.min(Math.max(0, lsn - this.#firstLsn), this.#log.length);

@@ -42,6 +42,8 @@ export class SimCluster {
   readonly random: Random;
   readonly network: SimNetwork;
   readonly nodes: SimNode[] = [];
+  readonly #options: SimClusterOptions;
+  readonly #ids: string[];
   #sinceTickMs = 0;
 
   constructor(options: SimClusterOptions) {
@@ -53,24 +55,44 @@ export class SimCluster {
       delayMsMax: 15,
       ...options.faults,
     });
-    const ids = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
-    for (const id of ids) {
-      const log = new MemoryReplicaLog(id, this.clock);
-      const transport = this.network.add(id);
-      const shipper = new Shipper({
-        log,
-        transport,
-        clock: this.clock,
-        members: () => ids,
-        sessionBase: 1000 * (ids.indexOf(id) + 1),
-        creditEntries: options.creditEntries ?? 20,
-        batchEntriesMax: options.batchEntriesMax ?? 7,
-        resendAfterMs: options.resendAfterMs ?? 200,
-      });
-      this.nodes.push({ id, log, transport, shipper, alive: true });
+    this.#options = options;
+    this.#ids = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
+    for (const id of this.#ids) {
+      this.nodes.push(this.#node(id, new MemoryReplicaLog(id, this.clock)));
     }
     for (const node of this.nodes) node.shipper.start();
     this.network.connectAll();
+  }
+
+  #node(id: string, log: MemoryReplicaLog): SimNode {
+    const ids = this.#ids;
+    const transport = this.network.add(id);
+    const shipper = new Shipper({
+      log,
+      transport,
+      clock: this.clock,
+      members: () => ids,
+      // A restarted node numbers its sessions on from a later wall clock, as a real one does.
+      sessionBase: 1000 * (ids.indexOf(id) + 1) + this.clock.monoMs() * 1000,
+      creditEntries: this.#options.creditEntries ?? 20,
+      batchEntriesMax: this.#options.batchEntriesMax ?? 7,
+      resendAfterMs: this.#options.resendAfterMs ?? 200,
+    });
+    return { id, log, transport, shipper, alive: true };
+  }
+
+  /**
+   * Node `id` loses its data and is restored in place from a backup taken at `uptoLsn`: it
+   * comes back with its log up to there, under a new origin, and rejoins.
+   */
+  restore(id: string, uptoLsn: number, origin: string): SimNode {
+    this.crash(id);
+    const at = this.nodes.findIndex((n) => n.id === id);
+    const node = this.#node(id, this.nodes[at].log.restoredCopy(uptoLsn, origin));
+    this.nodes[at] = node;
+    node.shipper.start();
+    this.network.connectAll();
+    return node;
   }
 
   node(id: string): SimNode {
