@@ -57,9 +57,15 @@ Deno.test("cluster.json and node.json that do not check out are refused with wha
   });
 });
 
-Deno.test("adoptClusterId() rewrites node.json with the new cluster id and keeps the node id", async () => {
+Deno.test("adoptClusterId() rewrites node.json with the new cluster id and keeps the node id and origin", async () => {
   await withDir(async (dir) => {
-    const identity = { format: 1 as const, nodeId: "n1", clusterId: "aaaa", createdMs: 1 };
+    const identity = {
+      format: 1 as const,
+      nodeId: "n1",
+      clusterId: "aaaa",
+      createdMs: 1,
+      origin: "n1~0a1b2c3d",
+    };
     await writeIdentity(dir, identity);
     const adopted = await adoptClusterId(dir, identity, "bbbb");
     assert.deepEqual(adopted, { ...identity, clusterId: "bbbb" });
