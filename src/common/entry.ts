@@ -194,26 +194,36 @@ export function writeEntryDirect(out: Uint8Array, at: number, entry: Entry): num
 }
 
 /**
- * Reads the count at `at` (as cbor-x writes counts: a minimal head, or float64 from 2^32);
- * returns [value, next offset], or undefined when there is no count there.
+ * Reads the argument of a head of major type `major` (its top three bits) at `at`, up to four
+ * argument bytes; returns [argument, next offset], or undefined when there is no such head.
  */
-function peekCount(bytes: Uint8Array, at: number): [number, number] | undefined {
+function peekArgument(bytes: Uint8Array, at: number, major: number): [number, number] | undefined {
   const head = bytes[at];
-  if (head < 24) return [head, at + 1];
-  if (head === 0x18 && bytes.length >= at + 2) return [bytes[at + 1], at + 2];
-  if (head === 0x19 && bytes.length >= at + 3) {
+  if (head === undefined || (head & 0xe0) !== major) return undefined;
+  const info = head & 0x1f;
+  if (info < 24) return [info, at + 1];
+  if (info === 24 && bytes.length >= at + 2) return [bytes[at + 1], at + 2];
+  if (info === 25 && bytes.length >= at + 3) {
     return [(bytes[at + 1] << 8) | bytes[at + 2], at + 3];
   }
-  if (head === 0x1a && bytes.length >= at + 5) {
+  if (info === 26 && bytes.length >= at + 5) {
     const n = ((bytes[at + 1] << 24) >>> 0) +
       ((bytes[at + 2] << 16) | (bytes[at + 3] << 8) | bytes[at + 4]);
     return [n, at + 5];
   }
-  if (head === 0xfb && bytes.length >= at + 9) {
+  return undefined;
+}
+
+/**
+ * Reads the count at `at` (as cbor-x writes counts: a minimal head, or float64 from 2^32);
+ * returns [value, next offset], or undefined when there is no count there.
+ */
+function peekCount(bytes: Uint8Array, at: number): [number, number] | undefined {
+  if (bytes[at] === 0xfb && bytes.length >= at + 9) {
     const n = new DataView(bytes.buffer, bytes.byteOffset + at + 1, 8).getFloat64(0);
     return isCount(n) ? [n, at + 9] : undefined;
   }
-  return undefined;
+  return peekArgument(bytes, at, 0x00);
 }
 
 /**
@@ -236,7 +246,7 @@ export interface EntryIdentity {
 
 /**
  * LSN, origin and sequence of encoded entry bytes without decoding the value; undefined when
- * they are not in the direct encoding's form (an origin that is not short ASCII, say), and
+ * they are not in the direct encoding's form (an origin that is empty or not ASCII, say), and
  * then the caller decodes. Catch-up reads whole WAL segments and ships their records as they
  * are: decoding and re-encoding every 1 KiB entry was half the leader's CPU there.
  */
@@ -244,19 +254,18 @@ export function peekEntryIdentity(bytes: Uint8Array): EntryIdentity | undefined 
   if (bytes.length < 3 || bytes[0] !== 0x8b || bytes[1] !== ENTRY_FORMAT) return undefined;
   const lsn = peekCount(bytes, 2);
   if (lsn === undefined) return undefined;
-  let at = lsn[1];
-  const head = bytes[at];
-  // A text string of fewer than 24 bytes (node ids are short); anything else: decode.
-  if (head === undefined || head <= 0x60 || head >= 0x78) return undefined;
-  const length = head - 0x60;
-  if (bytes.length < at + 1 + length) return undefined;
+  // The origin: a text string of any head size (origins with their tag pass 23 bytes once a
+  // node id is 15 characters long).
+  const text = peekArgument(bytes, lsn[1], 0x60);
+  if (text === undefined) return undefined;
+  const [length, start] = text;
+  let at = start + length;
+  if (length === 0 || at >= bytes.length) return undefined;
   let origin = "";
-  for (let i = at + 1; i <= at + length; i++) {
+  for (let i = start; i < at; i++) {
     if (bytes[i] > 0x7f) return undefined;
     origin += String.fromCharCode(bytes[i]);
   }
-  at += 1 + length;
-  if (at >= bytes.length) return undefined;
   const seq = peekCount(bytes, at);
   if (seq === undefined) return undefined;
   return { lsn: lsn[0], origin, seq: seq[0] };
