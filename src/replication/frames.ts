@@ -416,7 +416,7 @@ export function decodeSnapRecords(bytes: Uint8Array): [string, KeyRecord][] {
       typeof key !== "string" || key.length === 0 ||
       !(value === null || value instanceof Uint8Array) ||
       typeof contentType !== "string" || !Number.isSafeInteger(hlc) || typeof origin !== "string" ||
-      origin === "" ||
+      origin === "" || origin.length > ORIGIN_BYTES_MAX ||
       !Number.isSafeInteger(seq) || seq < 1 || !Number.isSafeInteger(prevHlc) ||
       typeof prevOrigin !== "string"
     ) fail(MSG_SNAP, "a tuple has a field of the wrong type");

@@ -115,6 +115,9 @@ Deno.test("snapshot chunks round-trip records, tombstones included", () => {
     }],
   ];
   assert.deepEqual(decodeSnapRecords(encodeSnapRecords(records)), records);
+  // An origin over ORIGIN_BYTES_MAX is refused like any malformed field.
+  const long: typeof records = [["a", { ...records[0][1], origin: "n".repeat(74) }]];
+  assert.throws(() => decodeSnapRecords(encodeSnapRecords(long)), ProtocolError);
 });
 
 Deno.test("open frames carry the sender's origin, checked like every field", () => {

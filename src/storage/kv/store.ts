@@ -386,8 +386,7 @@ export class Store {
     }
     const id = `${entry.origin}:${entry.seq}`;
     if (this.keyspace.has(entry.origin, entry.seq) || this.#inflight.has(id)) return undefined;
-    if (entry.key !== "") validateKey(entry.key);
-    if (entry.value) this.#checkValue(entry.value);
+    this.checkRemote(entry);
     this.#inflight.add(id);
     this.hlc.observe(entry.hlc);
     try {

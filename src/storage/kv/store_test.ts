@@ -208,6 +208,13 @@ Deno.test("Store.applyRemote() keeps the origin's identity and drops duplicates"
     // The local clock moved past the remote timestamp.
     const local = await store.put("l", bytes("x"), "text/plain");
     assert.ok(local.hlc > 5);
+    // Every path a peer's entry takes (batches, read repair, quorum reads) meets the same checks.
+    const before = store.lastLsn;
+    for (const bad of [{ origin: "n".repeat(74) }, { key: "k".repeat(5000) }]) {
+      await assert.rejects(() => store.applyRemote({ ...remote, seq: 2, ...bad }), InputError);
+      assert.throws(() => store.checkRemote({ ...remote, seq: 2, ...bad }), InputError);
+    }
+    assert.equal(store.lastLsn, before);
     await store.close();
   });
 });
