@@ -6,12 +6,7 @@
  * @module
  */
 import { readJsonFile, writeJsonFile } from "./_json_file.ts";
-import { ORIGIN_PATTERN, originNode } from "../common/origin.ts";
-
-function isOriginOf(origin: unknown, nodeId: string): boolean {
-  return typeof origin === "string" && new RegExp(`^${ORIGIN_PATTERN}$`).test(origin) &&
-    originNode(origin) === nodeId;
-}
+import { isOrigin, originNode } from "../common/origin.ts";
 
 export interface Identity {
   format: 1;
@@ -40,7 +35,8 @@ export async function readIdentity(dataDir: string): Promise<Identity | undefine
       if (
         identity?.format !== 1 || typeof identity.nodeId !== "string" ||
         typeof identity.clusterId !== "string" ||
-        (identity.origin !== undefined && !isOriginOf(identity.origin, identity.nodeId))
+        (identity.origin !== undefined &&
+          !(isOrigin(identity.origin) && originNode(identity.origin) === identity.nodeId))
       ) {
         throw new Error("missing fields");
       }

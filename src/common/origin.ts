@@ -22,6 +22,13 @@ export const ORIGIN_TAG_SEPARATOR = "~";
 /** An origin: a node id, optionally with its tag. */
 export const ORIGIN_PATTERN = `${NODE_ID_PATTERN}(?:${ORIGIN_TAG_SEPARATOR}[0-9a-f]{8})?`;
 
+const ORIGIN_RE = new RegExp(`^${ORIGIN_PATTERN}$`);
+
+/** Whether `value` is an origin (a node id, optionally with its tag). */
+export function isOrigin(value: unknown): value is string {
+  return typeof value === "string" && ORIGIN_RE.test(value);
+}
+
 /** A new origin for `nodeId`: its id with a fresh random tag. */
 export function newOrigin(nodeId: string): string {
   return `${nodeId}${ORIGIN_TAG_SEPARATOR}${randomHex(4)}`;

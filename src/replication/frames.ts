@@ -31,11 +31,9 @@ import {
   REPL_BATCH_BYTES_MAX,
   REPL_CREDIT_ENTRIES_MAX,
 } from "../common/limits.ts";
-import { ORIGIN_PATTERN } from "../common/origin.ts";
+import { isOrigin } from "../common/origin.ts";
 import type { KeyRecord } from "../storage/kv/keyspace.ts";
 import { frameRecord, readRecord } from "../storage/wal/record.ts";
-
-const ORIGIN_RE = new RegExp(`^${ORIGIN_PATTERN}$`);
 
 /** Version of the replication frames; a frame of another version is refused. */
 export const REPL_PROTOCOL_VERSION = 1;
@@ -200,7 +198,7 @@ class FrameBody {
   origin(): string | undefined {
     const value = this.#fields.origin;
     if (value === undefined) return undefined;
-    if (typeof value !== "string" || !ORIGIN_RE.test(value)) this.fail("origin is malformed");
+    if (!isOrigin(value)) this.fail("origin is malformed");
     return value;
   }
 

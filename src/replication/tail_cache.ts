@@ -17,8 +17,6 @@ interface Item {
   frame?: Uint8Array;
 }
 
-/** An entry with its WAL-framed bytes (encoded once, shared by every peer). */
-
 const ENTRY_OVERHEAD_BYTES = 256;
 
 export class TailCache {
