@@ -48,23 +48,39 @@ async function forEachSeed(
   }
 }
 
+/**
+ * `count` writes from random nodes to random keys (a `deletes` share of them deletes, values
+ * `<node>-<first + i>`) while links are cut and healed at random; then heals every link and
+ * steps until the nodes converge.
+ */
+async function writeUnderCuts(
+  sim: SimCluster,
+  seed: number,
+  count: number,
+  options: { first?: number; deletes?: number } = {},
+): Promise<void> {
+  const { first = 0, deletes = 0 } = options;
+  const writes: Promise<unknown>[] = [];
+  for (let i = 0; i < count; i++) {
+    const node = sim.random.pick(sim.nodes);
+    const key = sim.random.pick(KEYS);
+    const remove = deletes > 0 && sim.random.chance(deletes);
+    writes.push(node.log.write(key, remove ? null : value(`${node.id}-${first + i}`)));
+    if (sim.random.chance(0.02)) {
+      const [a, b] = sim.random.shuffle(sim.nodes.map((n) => n.id)).slice(0, 2);
+      sim.network.cut(a, b);
+    }
+    if (sim.random.chance(0.03)) sim.network.connectAll();
+    if (sim.random.chance(0.5)) await sim.step();
+  }
+  await Promise.all(writes);
+  sim.network.connectAll();
+  await sim.untilConverged(60_000, () => `seed ${seed}`);
+}
+
 Deno.test("simulation: concurrent conflicting writers on 3 nodes converge to equal digests", () =>
   forEachSeed(SEEDS.length, async (sim, seed) => {
-    const writes: Promise<unknown>[] = [];
-    for (let i = 0; i < 300; i++) {
-      const node = sim.random.pick(sim.nodes);
-      const key = sim.random.pick(KEYS);
-      writes.push(node.log.write(key, sim.random.chance(0.2) ? null : value(`${node.id}-${i}`)));
-      if (sim.random.chance(0.02)) {
-        const [a, b] = sim.random.shuffle(sim.nodes.map((n) => n.id)).slice(0, 2);
-        sim.network.cut(a, b);
-      }
-      if (sim.random.chance(0.03)) sim.network.connectAll();
-      if (sim.random.chance(0.5)) await sim.step();
-    }
-    await Promise.all(writes);
-    sim.network.connectAll();
-    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    await writeUnderCuts(sim, seed, 300, { deletes: 0.2 });
     for (const node of sim.nodes) {
       assert.deepEqual(node.log.versionVector(), sim.nodes[0].log.versionVector(), `seed ${seed}`);
     }
@@ -284,20 +300,8 @@ Deno.test("simulation: a node restored in place from an older backup converges a
   forEachSeed(30, async (sim, seed) => {
     let written = 0;
     const writeSome = async (count: number) => {
-      const writes: Promise<unknown>[] = [];
-      for (let i = 0; i < count; i++, written++) {
-        const node = sim.random.pick(sim.nodes);
-        writes.push(node.log.write(sim.random.pick(KEYS), value(`${node.id}-${written}`)));
-        if (sim.random.chance(0.02)) {
-          const [a, b] = sim.random.shuffle(sim.nodes.map((n) => n.id)).slice(0, 2);
-          sim.network.cut(a, b);
-        }
-        if (sim.random.chance(0.03)) sim.network.connectAll();
-        if (sim.random.chance(0.5)) await sim.step();
-      }
-      await Promise.all(writes);
-      sim.network.connectAll();
-      await sim.untilConverged(60_000, () => `seed ${seed}`);
+      await writeUnderCuts(sim, seed, count, { first: written });
+      written += count;
     };
     await writeSome(100);
     // The backup: n1's log as it stands now, at a random point of it.
