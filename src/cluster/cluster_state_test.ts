@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { withTempDir } from "../../tests/support/temp_dir.ts";
 import { ConfigError } from "../common/errors.ts";
 import {
   adoptClusterId,
@@ -8,14 +9,7 @@ import {
 } from "./cluster_state.ts";
 import { IDENTITY_FILE, readIdentity, writeIdentity } from "./identity.ts";
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "cluster-state-test-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const withDir = (fn: (dir: string) => Promise<void>) => withTempDir("cluster-state-test-", fn);
 
 Deno.test("readClusterState() returns what writeClusterState() wrote, and nothing before", async () => {
   await withDir(async (dir) => {

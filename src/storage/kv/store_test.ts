@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { withTempDir } from "../../../tests/support/temp_dir.ts";
 import { FakeClock } from "../../common/clock.ts";
 import { EventBus } from "../../telemetry/events.ts";
 import { InputError, TooLargeError } from "../../common/errors.ts";
@@ -9,14 +10,7 @@ import { runWithFileBytesMax } from "../_zero_write_failure_child.ts";
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array | null | undefined) => b ? new TextDecoder().decode(b) : undefined;
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "store-test-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const withDir = (fn: (dir: string) => Promise<void>) => withTempDir("store-test-", fn);
 
 Deno.test("Store: writes are readable once acknowledged and survive reopening", async () => {
   await withDir(async (dataDir) => {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { withTempDir } from "../../../tests/support/temp_dir.ts";
 import { ClosedError, CorruptionError } from "../../common/errors.ts";
 import { appendInput, seqOf } from "../../../tests/support/entries.ts";
 import { decodeEntry } from "../../common/entry.ts";
@@ -7,14 +8,7 @@ import { readRecord } from "./record.ts";
 import { LsnCompactedError, Wal } from "./wal.ts";
 import { PREALLOCATE_BYTES, runWithFileBytesMax } from "../_zero_write_failure_child.ts";
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "wal-test-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const withDir = (fn: (dir: string) => Promise<void>) => withTempDir("wal-test-", fn);
 
 async function segmentFiles(dir: string): Promise<string[]> {
   const names: string[] = [];
