@@ -259,14 +259,14 @@ export function peekEntryIdentity(bytes: Uint8Array): EntryIdentity | undefined 
   const text = peekArgument(bytes, lsn[1], 0x60);
   if (text === undefined) return undefined;
   const [length, start] = text;
-  let at = start + length;
-  if (length === 0 || at >= bytes.length) return undefined;
+  const end = start + length;
+  if (length === 0 || end >= bytes.length) return undefined;
   let origin = "";
-  for (let i = start; i < at; i++) {
+  for (let i = start; i < end; i++) {
     if (bytes[i] > 0x7f) return undefined;
     origin += String.fromCharCode(bytes[i]);
   }
-  const seq = peekCount(bytes, at);
+  const seq = peekCount(bytes, end);
   if (seq === undefined) return undefined;
   return { lsn: lsn[0], origin, seq: seq[0] };
 }
