@@ -296,12 +296,16 @@ Deno.test("real processes: with every node up, a follower receives each write ab
       );
     }
     // n1 wrote everything: n2 and n3 must not ship its own writes back to it (acks and
-    // cursor-only batches are all it should get; before the fix it got about 65% of them).
+    // cursor-only batches are all it should get; before the fix it got about 65% of them, 1.43x
+    // its WAL bytes). Acks are not free: one per batch from each follower, each with a version
+    // vector of tagged origins, about 110 bytes. Here they came to 0.08-0.095 of n1's WAL bytes
+    // on a quiet machine and 0.12 under CI load (smaller batches, more acks); an echo of a
+    // fifth of them (0.29x) would still fail the bound.
     const n1After = await receivedAndWritten(n1);
     const n1Received = n1After[0] - n1Before[0];
     const n1Written = n1After[1] - n1Before[1];
     assert.ok(
-      n1Received < 0.1 * n1Written,
+      n1Received < 0.25 * n1Written,
       `n1 received ${n1Received} replication bytes back for its ${n1Written} WAL bytes`,
     );
   } finally {
