@@ -47,7 +47,17 @@ export const SPARSE_INDEX_INTERVAL_BYTES = 64 * KiB;
 export const READ_ENTRIES_MAX = 10_000;
 export const READ_BYTES_MAX = 32 * MiB;
 
-/** HTTP request bodies beyond the value limit are refused before they are read whole. */
+/** Longest HTTP request head (request line and headers) the admin port reads (431 beyond). */
+export const HTTP_HEAD_BYTES_MAX = 16 * KiB;
+/** Most header fields in one HTTP request (431 beyond). */
+export const HTTP_HEADERS_MAX = 100;
+/**
+ * Largest HTTP request body the admin port reads for any route (413 beyond, before reading).
+ * Each route then applies its own, lower limit (the value limit for writes).
+ */
+export const HTTP_BODY_BYTES_MAX = VALUE_BYTES_MAX + 64 * KiB;
+/** Longest chunk-size line of a chunked request body, extensions included. */
+export const HTTP_CHUNK_LINE_BYTES_MAX = 1 * KiB;
 export const HTTP_LIST_LIMIT_DEFAULT = 100;
 export const HTTP_LIST_LIMIT_MAX = 10_000;
 export const HTTP_LOG_LIMIT_DEFAULT = 100;

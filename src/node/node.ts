@@ -8,7 +8,8 @@
  */
 import { type Clock, systemClock } from "../common/clock.ts";
 import { createApp, type RouteMount } from "../api/http/app.ts";
-import { serveHandler } from "../api/http/fast_path.ts";
+import { kvPutRoute } from "../api/http/fast_path.ts";
+import { HttpServer } from "../api/http/server.ts";
 import type { HttpContext, Readiness } from "../api/http/context.ts";
 import { ReplicationService } from "../replication/service.ts";
 import type { ConflictResolver } from "../storage/kv/keyspace.ts";
@@ -50,7 +51,7 @@ export class ShanghaiNode {
   #replication: ReplicationService | undefined;
   readonly #options: NodeOptions;
   #identity: Identity | undefined;
-  #server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  #server: HttpServer | undefined;
   #recoveryError: string | undefined;
   #stopping = false;
   #cluster: NodeCluster | undefined;
@@ -174,10 +175,11 @@ export class ShanghaiNode {
       ...this.ops.mounts(),
       ...mounts,
     ]);
-    this.#server = Deno.serve({
+    this.#server = HttpServer.listen({
       hostname: this.config.host,
       port: this.config.adminPort,
-      onListen: () => {},
+      handler: (request) => app.fetch(request),
+      fastRoute: kvPutRoute(httpContext),
       onError: (error) => {
         this.logger.error("HTTP server error", { error: String(error) });
         return new Response(
@@ -188,7 +190,7 @@ export class ShanghaiNode {
           },
         );
       },
-    }, serveHandler(httpContext, app));
+    });
     try {
       this.#identity = await loadOrCreateIdentity(
         this.config.dataDir,

@@ -4,7 +4,8 @@ import { Store } from "../../storage/kv/store.ts";
 import { EventBus, type EventMap } from "../../telemetry/events.ts";
 import { silentLogger } from "../../telemetry/log.ts";
 import type { HttpContext } from "./context.ts";
-import { KV_KEY_ROUTE, matchKvPut, serveHandler } from "./fast_path.ts";
+import { serveOnLoopback } from "./_served.ts";
+import { KV_KEY_ROUTE, matchKvPut } from "./fast_path.ts";
 
 Deno.test("matchKvPut takes plain keys of PUT /v1/kv/ and leaves the rest to hono", () => {
   const base = "http://127.0.0.1:9090";
@@ -17,6 +18,8 @@ Deno.test("matchKvPut takes plain keys of PUT /v1/kv/ and leaves the rest to hon
     query: "ack=quorum&x=1",
   });
   assert.deepEqual(matchKvPut("PUT", "http://[::1]:9090/v1/kv/k"), { key: "k", query: undefined });
+  assert.deepEqual(matchKvPut("PUT", "/v1/kv/k?ack=all"), { key: "k", query: "ack=all" });
+  assert.equal(matchKvPut("PUT", "/v1/kvk"), undefined);
   for (
     const [method, url] of [
       ["GET", `${base}/v1/kv/a`],
@@ -46,10 +49,16 @@ async function withServed(
     events,
     logger: silentLogger,
   };
+  // An empty hono app answers 404 to everything: whatever succeeds went by the fast route.
+  const served = serveOnLoopback(ctx, new Hono());
+  const handle = (request: Request) => {
+    const url = new URL(request.url);
+    return fetch(`${served.url}${url.pathname}${url.search}`, request);
+  };
   try {
-    // An empty hono app answers 404 to everything: whatever succeeds went by the fast path.
-    await fn(serveHandler(ctx, new Hono()), store, events);
+    await fn(handle, store, events);
   } finally {
+    await served.close();
     await store.close({ snapshot: false });
     await Deno.remove(dataDir, { recursive: true });
   }
@@ -100,9 +109,11 @@ Deno.test("The fast path answers an unexpected error with a 500 that hides inter
     events: new EventBus(),
     logger: { ...silentLogger, error: (message: string) => logged.push(message) },
   };
-  const res = await serveHandler(ctx, new Hono())(put("/v1/kv/a", "1"));
+  const served = serveOnLoopback(ctx, new Hono());
+  const res = await fetch(`${served.url}/v1/kv/a`, put("/v1/kv/a", "1"));
   assert.equal(res.status, 500);
   const text = await res.text();
+  await served.close();
   assert.equal(JSON.parse(text).error.code, "internal");
   assert.ok(!text.includes("secret"), text);
   assert.deepEqual(logged, ["Unexpected error in HTTP handler"]);

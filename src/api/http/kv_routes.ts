@@ -65,20 +65,25 @@ function versionHeader(record: KeyRecord): string {
   return `${record.hlc}.${record.origin}`;
 }
 
+/** Reads a request's body, refusing one over `bytesMax` (a {@link TooLargeError}). */
+export type BodySource = (bytesMax: number, what: string) => Promise<Uint8Array>;
+
 /**
  * `PUT /v1/kv/{key}`: checks everything before writing (ack level, content type, size, JSON),
- * then writes and waits for the ack level. Shared by the hono route and the fast path.
+ * then writes and waits for the ack level. Shared by the hono route and the fast route, which
+ * hand in the Content-Type header and the body each their own way.
  */
 export async function putValue(
   ctx: HttpContext,
-  request: Request,
   key: string,
   ackParam: string | undefined,
+  contentType: string | undefined,
+  readBody: BodySource,
 ): Promise<AckOutcome> {
   const store = requireStore(ctx);
   const ack = ackLevelFrom(ackParam, ctx);
-  const type = valueType(request.headers.get("content-type") ?? undefined);
-  const body = await readBody(request, store.valueBytesMax, "value");
+  const type = valueType(contentType);
+  const body = await readBody(store.valueBytesMax, "value");
   if (type === JSON_TYPE) checkJson(body);
   const result = await store.put(key, body, type);
   return await ackOutcome(ctx, ack, result.seq, {
@@ -115,7 +120,13 @@ export function kvRoutes(ctx: HttpContext): Hono {
   });
 
   app.put("/:key{.+}", async (c) => {
-    const outcome = await putValue(ctx, c.req.raw, c.req.param("key"), c.req.query("ack"));
+    const outcome = await putValue(
+      ctx,
+      c.req.param("key"),
+      c.req.query("ack"),
+      c.req.header("content-type"),
+      (bytesMax, what) => readBody(c.req.raw, bytesMax, what),
+    );
     if (outcome.token !== undefined) c.header(TOKEN_HEADER, outcome.token);
     return c.json(outcome.body, outcome.status);
   });

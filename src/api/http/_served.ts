@@ -1,0 +1,28 @@
+/**
+ * Test helper: the admin port's server (server.ts) on a free loopback port, with the fast
+ * route and a hono app, as the node wires them.
+ *
+ * @module
+ */
+import type { Hono } from "hono";
+import type { HttpContext } from "./context.ts";
+import { kvPutRoute } from "./fast_path.ts";
+import { HttpServer } from "./server.ts";
+
+export interface Served {
+  /** "http://127.0.0.1:PORT" */
+  url: string;
+  server: HttpServer;
+  close(): Promise<void>;
+}
+
+export function serveOnLoopback(ctx: HttpContext, app: Hono): Served {
+  const server = HttpServer.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: (request) => app.fetch(request),
+    fastRoute: kvPutRoute(ctx),
+    onError: () => new Response("{}", { status: 500 }),
+  });
+  return { url: `http://127.0.0.1:${server.addr.port}`, server, close: () => server.shutdown() };
+}

@@ -1,0 +1,349 @@
+import assert from "node:assert/strict";
+import { Hono } from "hono";
+import { Store } from "../../storage/kv/store.ts";
+import { EventBus } from "../../telemetry/events.ts";
+import { silentLogger } from "../../telemetry/log.ts";
+import { type Served, serveOnLoopback } from "./_served.ts";
+import type { HttpContext } from "./context.ts";
+
+const VALUE_BYTES_MAX = 64;
+
+/** A store behind the admin port's server; `app` adds hono routes for the fallback. */
+async function withServer(
+  fn: (served: Served, store: Store) => Promise<void>,
+  app = new Hono(),
+): Promise<void> {
+  const dataDir = await Deno.makeTempDir({ prefix: "http-server-test-" });
+  const store = await Store.open({ dataDir, nodeId: "n1", valueBytesMax: VALUE_BYTES_MAX });
+  const ctx: HttpContext = {
+    store: () => store,
+    readiness: () => ({ ready: true, reasons: [] }),
+    status: () => ({}),
+    events: new EventBus(),
+    logger: silentLogger,
+  };
+  const served = serveOnLoopback(ctx, app);
+  try {
+    await fn(served, store);
+  } finally {
+    await served.close();
+    await store.close({ snapshot: false });
+    await Deno.remove(dataDir, { recursive: true });
+  }
+}
+
+/** A raw client: sends bytes exactly as given, reads what comes back. */
+class RawClient {
+  #conn: Deno.TcpConn;
+  #received = "";
+  #closed = false;
+  #decoder = new TextDecoder();
+
+  private constructor(conn: Deno.TcpConn) {
+    this.#conn = conn;
+  }
+
+  static async connect(served: Served): Promise<RawClient> {
+    return new RawClient(
+      await Deno.connect({ hostname: "127.0.0.1", port: served.server.addr.port }),
+    );
+  }
+
+  async send(text: string | Uint8Array): Promise<void> {
+    const bytes = typeof text === "string" ? new TextEncoder().encode(text) : text;
+    let at = 0;
+    while (at < bytes.length) at += await this.#conn.write(bytes.subarray(at));
+  }
+
+  /** Reads until `done(received)` holds or the server closes; bounded by `timeoutMs`. */
+  async readUntil(done: (received: string) => boolean, timeoutMs = 5_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    const buffer = new Uint8Array(64 * 1024);
+    while (!done(this.#received) && !this.#closed) {
+      const left = deadline - Date.now();
+      assert.ok(left > 0, `timed out; received so far: ${JSON.stringify(this.#received)}`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const n = await Promise.race([
+        this.#conn.read(buffer).catch(() => null),
+        new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), left)),
+      ]);
+      clearTimeout(timer);
+      assert.notEqual(n, "timeout", `timed out; received: ${JSON.stringify(this.#received)}`);
+      if (n === null) this.#closed = true;
+      else this.#received += this.#decoder.decode(buffer.subarray(0, n as number));
+    }
+    return this.#received;
+  }
+
+  /** Reads until the server closes the connection. */
+  async readToEnd(): Promise<string> {
+    return await this.readUntil(() => false);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  close(): void {
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+  }
+}
+
+/** Responses in `text`: [status, headers, body] for each complete one with a length. */
+function responses(text: string): { status: number; headers: Map<string, string>; body: string }[] {
+  const out = [];
+  let rest = text;
+  while (true) {
+    const end = rest.indexOf("\r\n\r\n");
+    if (end < 0) return out;
+    const lines = rest.slice(0, end).split("\r\n");
+    const headers = new Map(
+      lines.slice(1).map((
+        l,
+      ) => [l.slice(0, l.indexOf(":")).toLowerCase(), l.slice(l.indexOf(":") + 1).trim()]),
+    );
+    const length = Number(headers.get("content-length") ?? "0");
+    if (rest.length < end + 4 + length) return out;
+    out.push({
+      status: Number(lines[0].split(" ")[1]),
+      headers,
+      body: rest.slice(end + 4, end + 4 + length),
+    });
+    rest = rest.slice(end + 4 + length);
+  }
+}
+
+const putText = (key: string, body: string, extra = "") =>
+  `PUT /v1/kv/${key} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+  `Content-Length: ${body.length}\r\n${extra}\r\n${body}`;
+
+Deno.test("Pipelined writes in one packet are all answered, in order", async () => {
+  await withServer(async (served, store) => {
+    const client = await RawClient.connect(served);
+    await client.send(putText("a", "1") + putText("b", "22") + putText("c", "333"));
+    const text = await client.readUntil((t) => responses(t).length === 3);
+    const answers = responses(text);
+    assert.deepEqual(answers.map((r) => r.status), [200, 200, 200]);
+    assert.deepEqual(answers.map((r) => JSON.parse(r.body).lsn), [1, 2, 3]);
+    assert.equal(answers[0].headers.get("content-type"), "application/json");
+    assert.ok(answers[0].headers.has("date"));
+    assert.equal(new TextDecoder().decode(store.get("c")!.value!), "333");
+    client.close();
+  });
+});
+
+Deno.test("A chunked body and a body sent byte by byte are read whole", async () => {
+  await withServer(async (served, store) => {
+    const client = await RawClient.connect(served);
+    await client.send(
+      "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n3;x=y\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n",
+    );
+    assert.equal(
+      responses(await client.readUntil((t) => responses(t).length === 1))[0].status,
+      200,
+    );
+    assert.equal(new TextDecoder().decode(store.get("a")!.value!), "[1,2]");
+    for (const byte of new TextEncoder().encode(putText("b", '"slow"'))) {
+      await client.send(new Uint8Array([byte]));
+    }
+    const answers = responses(await client.readUntil((t) => responses(t).length === 2));
+    assert.equal(answers[1].status, 200);
+    assert.equal(new TextDecoder().decode(store.get("b")!.value!), '"slow"');
+    client.close();
+  });
+});
+
+Deno.test("Expect: 100-continue gets a 100 before the body is sent", async () => {
+  await withServer(async (served, store) => {
+    const client = await RawClient.connect(served);
+    await client.send(
+      "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+        "Content-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+    );
+    await client.readUntil((t) => t.includes("\r\n\r\n"));
+    await client.send("42");
+    const text = await client.readUntil((t) => t.includes('"lsn"'));
+    assert.ok(text.startsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"), text);
+    assert.equal(new TextDecoder().decode(store.get("a")!.value!), "42");
+    client.close();
+  });
+});
+
+Deno.test("A value over the limit is refused before its body is read, and the connection closed", async () => {
+  await withServer(async (served, store) => {
+    const client = await RawClient.connect(served);
+    // Only the head is sent: the answer must not wait for the body.
+    await client.send(
+      "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n" +
+        `Content-Length: ${VALUE_BYTES_MAX + 1}\r\n\r\n`,
+    );
+    const text = await client.readToEnd();
+    const [answer] = responses(text);
+    assert.equal(answer.status, 413);
+    assert.equal(JSON.parse(answer.body).error.code, "too_large");
+    assert.equal(answer.headers.get("connection"), "close");
+    // A client that sends the whole oversized body anyway still reads the 413.
+    const eager = await RawClient.connect(served);
+    const size = 512 * 1024;
+    const sending = eager.send(
+      "PUT /v1/kv/b HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n" +
+        `Content-Length: ${size}\r\n\r\n${"x".repeat(size)}`,
+    );
+    const eagerText = await eager.readToEnd();
+    await sending;
+    assert.equal(responses(eagerText)[0]?.status, 413, eagerText.slice(0, 200));
+    eager.close();
+    assert.equal(store.lastLsn, 0);
+  });
+});
+
+Deno.test("Malformed and ambiguous requests get a 4xx and a closed connection, writing nothing", async () => {
+  await withServer(async (served, store) => {
+    const cases: [string, number][] = [
+      ["NOT A REQUEST\r\n\r\n", 400],
+      ["PUT /v1/kv/a HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n1", 400],
+      ["PUT /v1/kv/a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n12", 400],
+      [`GET / HTTP/1.1\r\nX: ${"a".repeat(20_000)}\r\n\r\n`, 431],
+      ["GET / HTTP/3.0\r\n\r\n", 505],
+      [
+        "PUT /v1/kv/a HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked" +
+        "\r\n\r\nzz\r\n",
+        400,
+      ],
+    ];
+    for (const [request, status] of cases) {
+      const client = await RawClient.connect(served);
+      await client.send(request).catch(() => {}); // The server may close while we still send.
+      const text = await client.readToEnd();
+      const [answer] = responses(text);
+      assert.equal(answer?.status, status, `${JSON.stringify(request.slice(0, 60))}: ${text}`);
+      assert.ok(JSON.parse(answer.body).error.code, "a JSON error body");
+      client.close();
+    }
+    assert.equal(store.lastLsn, 0);
+  });
+});
+
+Deno.test("A client that leaves mid-body writes nothing, and the server goes on", async () => {
+  await withServer(async (served, store) => {
+    const client = await RawClient.connect(served);
+    await client.send(putText("a", "1234567890").slice(0, -5));
+    client.close();
+    const next = await RawClient.connect(served);
+    await next.send(putText("b", "1"));
+    const [answer] = responses(await next.readUntil((t) => responses(t).length === 1));
+    assert.equal(answer.status, 200);
+    assert.equal(store.get("a"), undefined);
+    assert.equal(store.lastLsn, 1);
+    next.close();
+  });
+});
+
+Deno.test("HTTP/1.0 requests are answered and the connection closed", async () => {
+  await withServer(async (served) => {
+    const client = await RawClient.connect(served);
+    await client.send("GET /nothing HTTP/1.0\r\n\r\n");
+    const text = await client.readToEnd();
+    assert.ok(text.startsWith("HTTP/1.1 404 "), text);
+    assert.ok(client.closed);
+  });
+});
+
+Deno.test("Handler responses: lengths when whole, chunks when streaming, HEAD without a body", async () => {
+  const app = new Hono();
+  app.get("/json", (c) => c.json({ hello: "wörld" }));
+  app.get("/empty", (c) => c.body(null, 204));
+  app.get("/stream", () => {
+    let n = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        await new Promise((r) => setTimeout(r, 5));
+        if (++n > 3) return controller.close();
+        controller.enqueue(new TextEncoder().encode(`line ${n}\n`));
+      },
+    });
+    return new Response(body, { headers: { "content-type": "application/x-ndjson" } });
+  });
+  let release: (() => void) | undefined;
+  app.get("/late", () => {
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        await new Promise<void>((r) => release = r);
+        controller.enqueue(new TextEncoder().encode("late\n"));
+        controller.close();
+      },
+    });
+    return new Response(body, { headers: { "content-type": "application/x-ndjson" } });
+  });
+  await withServer(async (served) => {
+    // A stream with nothing to send yet gets its head at once (the change feed's clients wait
+    // for the head before they write what the feed will carry).
+    const late = await fetch(`${served.url}/late`);
+    assert.equal(late.status, 200);
+    release!();
+    assert.equal(await late.text(), "late\n");
+    const res = await fetch(`${served.url}/json`);
+    assert.equal(
+      res.headers.get("content-length"),
+      String(new TextEncoder().encode('{"hello":"wörld"}').length),
+    );
+    assert.deepEqual(await res.json(), { hello: "wörld" });
+    const empty = await fetch(`${served.url}/empty`);
+    assert.equal(empty.status, 204);
+    assert.equal(await empty.text(), "");
+    const stream = await fetch(`${served.url}/stream`);
+    assert.equal(stream.headers.get("transfer-encoding"), "chunked");
+    assert.equal(await stream.text(), "line 1\nline 2\nline 3\n");
+    // HEAD gets the head only; the connection stays usable for the next request.
+    const client = await RawClient.connect(served);
+    await client.send(
+      "HEAD /json HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    const text = await client.readUntil((t) => t.includes("wörld"));
+    assert.equal(text.split("HTTP/1.1 200 OK").length, 3, text);
+    client.close();
+  }, app);
+});
+
+Deno.test("A streaming response ends when the client leaves or the server shuts down", async () => {
+  const cancelled: string[] = [];
+  const app = new Hono();
+  app.get("/forever", (c) => {
+    const name = c.req.query("name") ?? "";
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode("first\n"));
+      },
+      cancel() {
+        cancelled.push(name);
+      },
+    });
+    return new Response(body, { headers: { "content-type": "application/x-ndjson" } });
+  });
+  await withServer(async (served) => {
+    const leaving = await RawClient.connect(served);
+    await leaving.send("GET /forever?name=left HTTP/1.1\r\nHost: x\r\n\r\n");
+    await leaving.readUntil((t) => t.includes("first"));
+    leaving.close();
+    const deadline = Date.now() + 5_000;
+    while (!cancelled.includes("left") && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.deepEqual(cancelled, ["left"]);
+
+    const staying = await RawClient.connect(served);
+    await staying.send("GET /forever?name=stayed HTTP/1.1\r\nHost: x\r\n\r\n");
+    await staying.readUntil((t) => t.includes("first"));
+    const idle = await RawClient.connect(served);
+    await served.close();
+    assert.deepEqual(cancelled, ["left", "stayed"]);
+    const text = await staying.readToEnd();
+    assert.ok(text.endsWith("0\r\n\r\n"), `the stream ends with its last chunk: ${text}`);
+    assert.equal(await idle.readToEnd(), "", "an idle connection is closed without an answer");
+    staying.close();
+    idle.close();
+  }, app);
+});
