@@ -48,6 +48,17 @@ const LF = 10;
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const DIGITS = /^[0-9]{1,15}$/;
 const latin1 = new TextDecoder("latin1");
+const utf8 = new TextDecoder();
+
+/**
+ * The bytes as a string of one character per byte. Heads are ASCII in practice, and the UTF-8
+ * decoder's ASCII path is about 2.5x faster than the single-byte decoder's (0.35 against
+ * 0.88 µs for a 100-byte head here); a byte over 0x7f takes the single-byte decoder.
+ */
+function byteString(bytes: Uint8Array): string {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] > 0x7f) return latin1.decode(bytes);
+  return utf8.decode(bytes);
+}
 
 /** Where the head's blank line ends (the index after "\r\n\r\n"), or -1. */
 function headEnd(bytes: Uint8Array, start: number, end: number): number {
@@ -88,7 +99,7 @@ export function parseRequestHead(
     }
     return undefined;
   }
-  const lines = latin1.decode(bytes.subarray(start, stop - 4)).split("\r\n");
+  const lines = byteString(bytes.subarray(start, stop - 4)).split("\r\n");
   const requestLine = lines[0].split(" ");
   if (requestLine.length !== 3) throw new HttpParseError(400, "Malformed request line");
   const [method, target, version] = requestLine;
@@ -246,7 +257,7 @@ export class ChunkedDecoder {
       if (lineEnd === at || bytes[lineEnd - 1] !== CR) {
         throw new HttpParseError(400, "Malformed chunked body: lines must end in CRLF");
       }
-      const line = latin1.decode(bytes.subarray(at, lineEnd - 1));
+      const line = byteString(bytes.subarray(at, lineEnd - 1));
       at = lineEnd + 1;
       if (this.#state === "data-end") {
         if (line !== "") throw new HttpParseError(400, "Malformed chunked body: chunk too long");

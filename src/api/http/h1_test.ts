@@ -36,6 +36,11 @@ Deno.test("parseRequestHead waits for the blank line and skips CRLFs before a re
   assert.equal(parse("GET / HTTP/1.1\r\n\r\n")!.headers.length, 0);
 });
 
+Deno.test("parseRequestHead reads a byte over 0x7f as one character", () => {
+  const b = new Uint8Array([...bytes("GET / HTTP/1.1\r\nX: caf"), 0xe9, ...bytes("\r\n\r\n")]);
+  assert.equal(headerOf(parseRequestHead(b, 0, b.length)!, "x"), "caf\u00e9");
+});
+
 Deno.test("parseRequestHead decides keep-alive by version and Connection", () => {
   assert.equal(parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")!.keepAlive, false);
   assert.equal(parse("GET / HTTP/1.0\r\n\r\n")!.keepAlive, false);
