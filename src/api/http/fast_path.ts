@@ -24,6 +24,21 @@ export const KV_KEY_ROUTE = "/v1/kv/:key{.+}";
 const KV_PREFIX = "/v1/kv/";
 
 /**
+ * Whether the URL parser leaves `key` as it is, so the fast route reads the same key hono
+ * would: printable ASCII without "%" (hono decodes escapes), "\\" (read as "/") or "." and
+ * ".." segments (removed). Everything else goes to hono.
+ */
+function plainKey(key: string): boolean {
+  if (key === "") return false;
+  for (let i = 0; i < key.length; i++) {
+    const code = key.charCodeAt(i);
+    if (code < 0x21 || code > 0x7e || code === 0x25 || code === 0x5c) return false;
+  }
+  if (!key.includes(".")) return true;
+  return !`/${key}/`.includes("/./") && !`/${key}/`.includes("/../");
+}
+
+/**
  * The key of a `PUT /v1/kv/{key}` request target (origin-form "/v1/kv/k?q" or an absolute
  * URL) and its raw query, or undefined when the request is not one the fast route serves
  * exactly as hono would.
@@ -40,8 +55,7 @@ export function matchKvPut(
   const keyStart = pathStart + KV_PREFIX.length;
   const queryStart = target.indexOf("?", keyStart);
   const key = queryStart < 0 ? target.slice(keyStart) : target.slice(keyStart, queryStart);
-  // Percent-encoded keys are decoded by hono; leave them to it rather than decode twice.
-  if (key === "" || key.includes("%")) return undefined;
+  if (!plainKey(key)) return undefined;
   return { key, query: queryStart < 0 ? undefined : target.slice(queryStart + 1) };
 }
 

@@ -20,6 +20,10 @@ Deno.test("matchKvPut takes plain keys of PUT /v1/kv/ and leaves the rest to hon
   assert.deepEqual(matchKvPut("PUT", "http://[::1]:9090/v1/kv/k"), { key: "k", query: undefined });
   assert.deepEqual(matchKvPut("PUT", "/v1/kv/k?ack=all"), { key: "k", query: "ack=all" });
   assert.equal(matchKvPut("PUT", "/v1/kvk"), undefined);
+  assert.deepEqual(matchKvPut("PUT", "/v1/kv/a.b/..c/.d."), {
+    key: "a.b/..c/.d.",
+    query: undefined,
+  });
   for (
     const [method, url] of [
       ["GET", `${base}/v1/kv/a`],
@@ -30,6 +34,11 @@ Deno.test("matchKvPut takes plain keys of PUT /v1/kv/ and leaves the rest to hon
       ["PUT", `${base}/v1/kvx/a`],
       ["PUT", `${base}/v2/kv/a`],
       ["PUT", `${base}/v1/kv/caf%C3%A9`],
+      ["PUT", "/v1/kv/caf\u00c3\u00a9"],
+      ["PUT", "/v1/kv/a/../b"],
+      ["PUT", "/v1/kv/./b"],
+      ["PUT", "/v1/kv/a/.."],
+      ["PUT", "/v1/kv/a\\b"],
     ]
   ) {
     assert.equal(matchKvPut(method, url), undefined, `${method} ${url}`);

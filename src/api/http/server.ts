@@ -82,6 +82,8 @@ const FRAMING_HEADERS = new Set([
 const LINGER_BYTES_MAX = 1024 * 1024;
 const LINGER_MS = 2_000;
 const EMPTY = new Uint8Array(0);
+/** A Host header that is a host name, IPv4 or bracketed IPv6 address, and optional port. */
+const HOST_PATTERN = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
 const encoder = new TextEncoder();
 
 let dateSecond = -1;
@@ -364,9 +366,13 @@ class Connection {
       const bytes = head.contentLength === 0
         ? null
         : await body.read(HTTP_BODY_BYTES_MAX, "request body");
-      const host = headerOf(head, "host") ??
-        `${this.#server.addr.hostname}:${this.#server.addr.port}`;
-      const url = head.target[0] === "/" ? `http://${host}${head.target}` : head.target;
+      // The Host header names the URL's authority only when it is a plain host[:port]: any
+      // other text there could move the target's path into the query or the fragment.
+      const host = headerOf(head, "host");
+      const authority = host !== undefined && HOST_PATTERN.test(host)
+        ? host
+        : `${this.#server.addr.hostname}:${this.#server.addr.port}`;
+      const url = head.target[0] === "/" ? `http://${authority}${head.target}` : head.target;
       const hasBody = head.method !== "GET" && head.method !== "HEAD";
       request = new Request(url, {
         method: head.method,

@@ -242,6 +242,23 @@ Deno.test("A client that leaves mid-body writes nothing, and the server goes on"
   });
 });
 
+Deno.test("Dot segments and odd Host headers cannot move a write to another key or route", async () => {
+  const app = new Hono();
+  app.put("/v1/kv/:key{.+}", (c) => c.json({ hono: c.req.param("key") }));
+  app.all("*", (c) => c.json({ path: new URL(c.req.url).pathname }, 404));
+  await withServer(async (served, store) => {
+    const client = await RawClient.connect(served);
+    // The URL parser removes ".." segments, so the fast route leaves such a key to hono.
+    await client.send(putText("a/../b", "1"));
+    await client.send("GET /v1/status HTTP/1.1\r\nHost: evil/x?\r\n\r\n");
+    const [put, get] = responses(await client.readUntil((t) => responses(t).length === 2));
+    assert.deepEqual(JSON.parse(put.body), { hono: "b" });
+    assert.equal(store.lastLsn, 0, "the fast route did not write a key with a dot segment");
+    assert.deepEqual(JSON.parse(get.body), { path: "/v1/status" });
+    client.close();
+  }, app);
+});
+
 Deno.test("HTTP/1.0 requests are answered and the connection closed", async () => {
   await withServer(async (served) => {
     const client = await RawClient.connect(served);
