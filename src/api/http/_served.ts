@@ -16,8 +16,9 @@ export interface Served {
   close(): Promise<void>;
 }
 
-export function serveOnLoopback(ctx: HttpContext, app: Hono): Served {
+export function serveOnLoopback(ctx: HttpContext, app: Hono, headTimeoutMs?: number): Served {
   const server = HttpServer.listen({
+    headTimeoutMs,
     hostname: "127.0.0.1",
     port: 0,
     handler: (request) => app.fetch(request),

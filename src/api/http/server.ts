@@ -16,7 +16,7 @@
  * @module
  */
 import { InputError, TooLargeError } from "../../common/errors.ts";
-import { HTTP_BODY_BYTES_MAX } from "../../common/limits.ts";
+import { HTTP_BODY_BYTES_MAX, HTTP_HEAD_TIMEOUT_MS } from "../../common/limits.ts";
 import {
   ChunkedDecoder,
   headerOf,
@@ -61,6 +61,8 @@ export interface HttpServerOptions {
   fastRoute?: FastRoute;
   /** The response when the handler throws. */
   onError: (error: unknown) => Response;
+  /** How long a request head may take to arrive whole (default HTTP_HEAD_TIMEOUT_MS). */
+  headTimeoutMs?: number;
 }
 
 /** The read buffer of a connection: a request head always fits (HTTP_HEAD_BYTES_MAX). */
@@ -142,12 +144,20 @@ export class HttpServer {
   readonly #listener: Deno.TcpListener;
   readonly #connections = new Set<Connection>();
   readonly #accepting: Promise<void>;
+  /** Closes connections whose request head is overdue (a client that sends part and stops). */
+  readonly #sweeper: ReturnType<typeof setInterval>;
   #closing = false;
 
   private constructor(options: HttpServerOptions) {
     this.#options = options;
     this.#listener = Deno.listen({ hostname: options.hostname, port: options.port });
     this.#accepting = this.#accept();
+    const headTimeoutMs = options.headTimeoutMs ?? HTTP_HEAD_TIMEOUT_MS;
+    // One timer per server, not per request: a head is closed between 1x and 1.5x its limit.
+    this.#sweeper = setInterval(() => {
+      const nowMs = performance.now();
+      for (const connection of this.#connections) connection.onSweep(nowMs, headTimeoutMs);
+    }, Math.max(1, Math.floor(headTimeoutMs / 2)));
   }
 
   /** Listens on `hostname:port` (0 picks a free port); throws if the address is taken. */
@@ -194,6 +204,7 @@ export class HttpServer {
   async shutdown(): Promise<void> {
     if (!this.#closing) {
       this.#closing = true;
+      clearInterval(this.#sweeper);
       try {
         this.#listener.close();
       } catch { /* already closed */ }
@@ -217,6 +228,8 @@ class Connection {
   #closed = false;
   /** Unread request bytes may follow: close by lingering (LINGER_MS). */
   #linger = false;
+  /** When the first bytes of a request head not yet whole arrived (performance.now()). */
+  #headSinceMs: number | undefined;
   /** Ends a streaming response (shutdown). */
   #stopStream: (() => void) | undefined;
   #finished = Promise.withResolvers<void>();
@@ -228,6 +241,11 @@ class Connection {
 
   get finished(): Promise<void> {
     return this.#finished.promise;
+  }
+
+  /** Closes the connection when a request head has been arriving for over `timeoutMs`. */
+  onSweep(nowMs: number, timeoutMs: number): void {
+    if (this.#headSinceMs !== undefined && nowMs - this.#headSinceMs > timeoutMs) this.#close();
   }
 
   onShutdown(): void {
@@ -330,10 +348,12 @@ class Connection {
         }
         if (head !== undefined) {
           this.#start += head.headBytes;
+          this.#headSinceMs = undefined;
           return head;
         }
       }
       this.#idle = this.#end === this.#start;
+      if (!this.#idle) this.#headSinceMs ??= performance.now();
       if (this.#server.closing && this.#idle) return undefined;
       const more = await this.#fill().finally(() => this.#idle = false);
       if (!more) return undefined;

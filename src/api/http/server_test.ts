@@ -12,6 +12,7 @@ const VALUE_BYTES_MAX = 64;
 async function withServer(
   fn: (served: Served, store: Store) => Promise<void>,
   app = new Hono(),
+  headTimeoutMs?: number,
 ): Promise<void> {
   const dataDir = await Deno.makeTempDir({ prefix: "http-server-test-" });
   const store = await Store.open({ dataDir, nodeId: "n1", valueBytesMax: VALUE_BYTES_MAX });
@@ -22,7 +23,7 @@ async function withServer(
     events: new EventBus(),
     logger: silentLogger,
   };
-  const served = serveOnLoopback(ctx, app);
+  const served = serveOnLoopback(ctx, app, headTimeoutMs);
   try {
     await fn(served, store);
   } finally {
@@ -257,6 +258,28 @@ Deno.test("Dot segments and odd Host headers cannot move a write to another key 
     assert.deepEqual(JSON.parse(get.body), { path: "/v1/status" });
     client.close();
   }, app);
+});
+
+Deno.test("A client that sends part of a head and stops is cut off; an idle one is not", async () => {
+  await withServer(
+    async (served) => {
+      const stalled = await RawClient.connect(served);
+      const idle = await RawClient.connect(served);
+      const started = performance.now();
+      await stalled.send("PUT /v1/kv/a HTTP/1.1\r\nHo");
+      assert.equal(await stalled.readToEnd(), "", "closed without an answer");
+      const elapsedMs = performance.now() - started;
+      assert.ok(elapsedMs >= 200 && elapsedMs < 2_000, `closed after ${elapsedMs} ms`);
+      // A keep-alive connection with no request under way stays open, and still serves.
+      await idle.send(putText("b", "1"));
+      const [answer] = responses(await idle.readUntil((t) => responses(t).length === 1));
+      assert.equal(answer.status, 200);
+      stalled.close();
+      idle.close();
+    },
+    new Hono(),
+    200,
+  );
 });
 
 Deno.test("HTTP/1.0 requests are answered and the connection closed", async () => {
