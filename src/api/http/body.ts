@@ -7,13 +7,20 @@
 import { concatBytes } from "../../common/bytes.ts";
 import { InputError, TooLargeError } from "../../common/errors.ts";
 
-/** A body that breaks off mid-way (the client went away) is bad input, not a server fault. */
-function brokenBody(cause: unknown): never {
-  throw new InputError(
+/**
+ * A body that breaks off mid-way (the client went away) is bad input, not a server fault.
+ * Shared with the admin port's server (server.ts), which reads bodies off its own sockets.
+ */
+export function brokenBodyError(cause?: unknown): InputError {
+  return new InputError(
     "bad_request",
     "Cannot read request body: the client closed the connection before sending all of it",
     { cause },
   );
+}
+
+function brokenBody(cause: unknown): never {
+  throw brokenBodyError(cause);
 }
 
 export async function readBody(

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { concatBytes } from "../../common/bytes.ts";
 import {
   HTTP_CHUNK_LINE_BYTES_MAX,
   HTTP_HEAD_BYTES_MAX,
@@ -214,15 +215,8 @@ export class ChunkedDecoder {
 
   /** The decoded bytes so far; the whole body once {@link done}. */
   body(): Uint8Array {
-    if (this.#parts.length === 1) return this.#parts[0];
-    const out = new Uint8Array(this.#bytes);
-    let at = 0;
-    for (const part of this.#parts) {
-      out.set(part, at);
-      at += part.length;
-    }
-    this.#parts = [out];
-    return out;
+    if (this.#parts.length !== 1) this.#parts = [concatBytes(this.#parts, this.#bytes)];
+    return this.#parts[0];
   }
 
   /**

@@ -15,7 +15,8 @@
  *
  * @module
  */
-import { InputError, TooLargeError } from "../../common/errors.ts";
+import { concatBytes } from "../../common/bytes.ts";
+import { InputError, ShanghaiError, TooLargeError } from "../../common/errors.ts";
 import { HTTP_BODY_BYTES_MAX, HTTP_HEAD_TIMEOUT_MS } from "../../common/limits.ts";
 import {
   ChunkedDecoder,
@@ -26,6 +27,8 @@ import {
   statusHasNoBody,
   statusLine,
 } from "./h1.ts";
+import { brokenBodyError } from "./body.ts";
+import { errorBody, statusOf } from "./errors.ts";
 
 /** A request as the fast route sees it: the head, and the body on demand. */
 export interface FastRequest {
@@ -101,13 +104,6 @@ function httpDate(): string {
   return dateText;
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
-
 function utf8Length(text: string): number {
   for (let i = 0; i < text.length; i++) {
     if (text.charCodeAt(i) > 0x7f) return encoder.encode(text).length;
@@ -122,7 +118,7 @@ async function microtasks(count: number): Promise<undefined> {
 }
 
 function errorJson(status: number, code: string, message: string): FastResponse {
-  return { status, body: JSON.stringify({ error: { code, message } }) };
+  return { status, body: JSON.stringify(errorBody(code, message)) };
 }
 
 const PARSE_ERROR_CODES: Record<number, string> = {
@@ -401,10 +397,10 @@ class Connection {
       });
     } catch (error) {
       if (error instanceof ConnectionGone) throw error;
-      const response = error instanceof TooLargeError
-        ? errorJson(413, "too_large", error.message)
-        : error instanceof InputError
-        ? errorJson(400, error.code, error.message)
+      // Our own refusals keep their status; anything else is what Request or Headers threw
+      // about the request's text (a header value that is not a byte string, a bad URL).
+      const response = error instanceof ShanghaiError
+        ? errorJson(statusOf(error.code), error.code, error.message)
         : errorJson(400, "bad_request", `Malformed request: ${(error as Error).message}`);
       this.#linger = !body.complete;
       return await this.#writeFast(response, false, head);
@@ -568,7 +564,7 @@ class Connection {
 
   async #writeCoalesced(head: Uint8Array, body: Uint8Array): Promise<void> {
     if (body.length <= COALESCE_BYTES_MAX) {
-      await this.write(concat(head, body));
+      await this.write(concatBytes([head, body]));
     } else {
       await this.write(head);
       await this.write(body);
@@ -591,7 +587,7 @@ class Connection {
     const chunked = head.minorVersion === 1;
     const frame = (bytes: Uint8Array) =>
       chunked
-        ? concat(encoder.encode(`${bytes.length.toString(16)}\r\n`), concat(bytes, CRLF))
+        ? concatBytes([encoder.encode(`${bytes.length.toString(16)}\r\n`), bytes, CRLF])
         : bytes;
     let text = this.#headText(status, chunked && head.keepAlive, head) + fields;
     text += chunked ? "transfer-encoding: chunked\r\n\r\n" : "\r\n";
@@ -656,7 +652,7 @@ class Connection {
     while (true) {
       this.#start += decoder.feed(this.#buffer, this.#start, this.#end);
       if (decoder.done) return;
-      if (!(await this.#fill())) throw brokenBody();
+      if (!(await this.#fill())) throw brokenBodyError();
     }
   }
 
@@ -667,14 +663,6 @@ class Connection {
 
 const CRLF = new Uint8Array([13, 10]);
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
-
-function brokenBody(cause?: unknown): InputError {
-  return new InputError(
-    "bad_request",
-    "Cannot read request body: the client closed the connection before sending all of it",
-    { cause },
-  );
-}
 
 /** One request's body, read once, on demand. */
 class BodyReader {
@@ -722,9 +710,9 @@ class BodyReader {
       try {
         n = await this.#connection.readInto(body.subarray(have));
       } catch (error) {
-        throw brokenBody(error);
+        throw brokenBodyError(error);
       }
-      if (n === null) throw brokenBody();
+      if (n === null) throw brokenBodyError();
       have += n;
     }
     this.#complete = true;
