@@ -111,10 +111,16 @@ function utf8Length(text: string): number {
   return text.length;
 }
 
-/** Resolves after a few turns of the microtask queue: long enough for a settled read. */
-async function microtasks(count: number): Promise<undefined> {
-  for (let i = 0; i < count; i++) await undefined;
-  return undefined;
+/**
+ * The promise's value if it settles within a few turns of the microtask queue (a read of a body
+ * that is ready takes two), else undefined; the promise itself keeps running.
+ */
+async function settledSoon<T>(promise: Promise<T>): Promise<T | undefined> {
+  const soon = (async () => {
+    for (let i = 0; i < 8; i++) await undefined;
+    return undefined;
+  })();
+  return await Promise.race([promise, soon]);
 }
 
 function errorJson(status: number, code: string, message: string): FastResponse {
@@ -133,6 +139,11 @@ const PARSE_ERROR_CODES: Record<number, string> = {
 /** The socket went away or broke; the connection ends without an answer. */
 class ConnectionGone extends Error {
   override name = "ConnectionGone";
+}
+
+function isDisconnect(error: unknown): boolean {
+  return error instanceof ConnectionGone || error instanceof Deno.errors.BadResource ||
+    (error instanceof Error && /reset|broken pipe|closed/i.test(error.message));
 }
 
 export class HttpServer {
@@ -268,11 +279,7 @@ class Connection {
     } catch (error) {
       // A socket error or a client that left: nothing to answer. Anything else is a bug in
       // this module; the connection ends either way, the server goes on.
-      if (!(error instanceof ConnectionGone) && !(error instanceof Deno.errors.BadResource)) {
-        if (!(error instanceof Error && /reset|broken pipe|closed/i.test(error.message))) {
-          console.error("HTTP connection failed:", error);
-        }
-      }
+      if (!isDisconnect(error)) console.error("HTTP connection failed:", error);
     } finally {
       if (this.#linger && !this.#closed) await this.#lingeringClose();
       this.#close();
@@ -359,21 +366,21 @@ class Connection {
   /** Serves one request; true when the connection may take another. */
   async #serve(head: RequestHead): Promise<boolean> {
     const body = new BodyReader(this, head);
-    const fastRoute = this.#server.options.fastRoute;
-    if (fastRoute !== undefined) {
-      const fast = fastRoute({
+    try {
+      const fast = this.#server.options.fastRoute?.({
         method: head.method,
         target: head.target,
         header: (name) => headerOf(head, name),
         body: (bytesMax, what) => body.read(bytesMax, what),
       });
       if (fast !== undefined) {
-        const response = await fast;
-        this.#linger = !body.complete;
-        return await this.#writeFast(response, head.keepAlive && body.complete, head);
+        return await this.#writeFast(await fast, head.keepAlive && body.complete, head);
       }
+      return await this.#serveHandler(head, body);
+    } finally {
+      // Bytes of a body left unread (a refusal) may still be arriving: close by lingering.
+      this.#linger = !body.complete;
     }
-    return await this.#serveHandler(head, body);
   }
 
   async #serveHandler(head: RequestHead, body: BodyReader): Promise<boolean> {
@@ -402,7 +409,6 @@ class Connection {
       const response = error instanceof ShanghaiError
         ? errorJson(statusOf(error.code), error.code, error.message)
         : errorJson(400, "bad_request", `Malformed request: ${(error as Error).message}`);
-      this.#linger = !body.complete;
       return await this.#writeFast(response, false, head);
     }
     let response: Response;
@@ -411,7 +417,6 @@ class Connection {
     } catch (error) {
       response = this.#server.options.onError(error);
     }
-    this.#linger = !body.complete;
     return await this.#writeResponse(response, head, head.keepAlive && body.complete);
   }
 
@@ -488,39 +493,7 @@ class Connection {
     head: RequestHead,
     keepAlive: boolean,
   ): Promise<boolean> {
-    // A body that is ready (every body made from a string or bytes) goes out with its length;
-    // one that is not (a stream waiting for data, like the change feed) gets its head at once.
     const firstRead = reader.read();
-    const first = await Promise.race([firstRead, microtasks(8)]);
-    if (first === undefined) {
-      if (declared !== null) {
-        return await this.#writeDeclared(
-          reader,
-          status,
-          fields,
-          declared,
-          head,
-          keepAlive,
-          firstRead,
-        );
-      }
-      return await this.#writeStream(reader, status, fields, head, EMPTY, firstRead);
-    }
-    const firstBytes = first.done ? EMPTY : first.value;
-    let rest: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
-    let whole = first.done;
-    if (!first.done && declared === null) {
-      rest = reader.read();
-      const settled = await Promise.race([rest, microtasks(8)]);
-      if (settled !== undefined && settled.done) whole = true;
-    }
-    if (whole) {
-      const open = keepAlive && !this.#server.closing;
-      const text = this.#headText(status, open, head) + fields +
-        `content-length: ${firstBytes.length}\r\n\r\n`;
-      await this.#writeCoalesced(encoder.encode(text), firstBytes);
-      return open;
-    }
     if (declared !== null) {
       return await this.#writeDeclared(
         reader,
@@ -529,10 +502,36 @@ class Connection {
         declared,
         head,
         keepAlive,
-        Promise.resolve(first),
+        firstRead,
       );
     }
-    return await this.#writeStream(reader, status, fields, head, firstBytes, rest!);
+    // A body that is ready (every body made from a string or bytes) goes out with its length;
+    // one that is not (a stream waiting for data, like the change feed) gets its head at once.
+    const first = await settledSoon(firstRead);
+    if (first === undefined) {
+      return await this.#writeStream(reader, status, fields, head, keepAlive, EMPTY, firstRead);
+    }
+    if (first.done) return await this.#writeWhole(status, fields, head, keepAlive, EMPTY);
+    const rest = reader.read();
+    if ((await settledSoon(rest))?.done) {
+      return await this.#writeWhole(status, fields, head, keepAlive, first.value);
+    }
+    return await this.#writeStream(reader, status, fields, head, keepAlive, first.value, rest);
+  }
+
+  /** A body read whole: its length, then head and body in one write. */
+  async #writeWhole(
+    status: number,
+    fields: string,
+    head: RequestHead,
+    keepAlive: boolean,
+    body: Uint8Array,
+  ): Promise<boolean> {
+    const open = keepAlive && !this.#server.closing;
+    const text = this.#headText(status, open, head) + fields +
+      `content-length: ${body.length}\r\n\r\n`;
+    await this.#writeCoalesced(encoder.encode(text), body);
+    return open;
   }
 
   /** A declared length (a backup file): streamed as it comes, checked against the length. */
@@ -581,6 +580,7 @@ class Connection {
     status: number,
     fields: string,
     head: RequestHead,
+    keepAlive: boolean,
     firstBytes: Uint8Array,
     rest: Promise<ReadableStreamReadResult<Uint8Array>>,
   ): Promise<boolean> {
@@ -589,7 +589,7 @@ class Connection {
       chunked
         ? concatBytes([encoder.encode(`${bytes.length.toString(16)}\r\n`), bytes, CRLF])
         : bytes;
-    let text = this.#headText(status, chunked && head.keepAlive, head) + fields;
+    let text = this.#headText(status, chunked && keepAlive, head) + fields;
     text += chunked ? "transfer-encoding: chunked\r\n\r\n" : "\r\n";
     await this.#writeCoalesced(
       encoder.encode(text),
@@ -618,7 +618,7 @@ class Connection {
         next = reader.read();
       }
       if (chunked) await this.write(LAST_CHUNK);
-      return chunked && head.keepAlive && !this.#server.closing;
+      return chunked && keepAlive && !this.#server.closing;
     } finally {
       this.#stopStream = undefined;
     }
@@ -654,10 +654,6 @@ class Connection {
       if (decoder.done) return;
       if (!(await this.#fill())) throw brokenBodyError();
     }
-  }
-
-  get server(): HttpServer {
-    return this.#server;
   }
 }
 
