@@ -76,6 +76,11 @@ class RawClient {
     return this.#received;
   }
 
+  /** Reads until `count` whole responses have arrived; returns every one received. */
+  async responses(count: number): Promise<ReturnType<typeof responses>> {
+    return responses(await this.readUntil((t) => responses(t).length >= count));
+  }
+
   /** Reads until the server closes the connection. */
   async readToEnd(): Promise<string> {
     return await this.readUntil(() => false);
@@ -116,6 +121,8 @@ function responses(text: string): { status: number; headers: Map<string, string>
   }
 }
 
+const storedText = (store: Store, key: string) => new TextDecoder().decode(store.get(key)!.value!);
+
 const putText = (key: string, body: string, extra = "") =>
   `PUT /v1/kv/${key} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
   `Content-Length: ${body.length}\r\n${extra}\r\n${body}`;
@@ -124,13 +131,12 @@ Deno.test("Pipelined writes in one packet are all answered, in order", async () 
   await withServer(async (served, store) => {
     const client = await RawClient.connect(served);
     await client.send(putText("a", "1") + putText("b", "22") + putText("c", "333"));
-    const text = await client.readUntil((t) => responses(t).length === 3);
-    const answers = responses(text);
+    const answers = await client.responses(3);
     assert.deepEqual(answers.map((r) => r.status), [200, 200, 200]);
     assert.deepEqual(answers.map((r) => JSON.parse(r.body).lsn), [1, 2, 3]);
     assert.equal(answers[0].headers.get("content-type"), "application/json");
     assert.ok(answers[0].headers.has("date"));
-    assert.equal(new TextDecoder().decode(store.get("c")!.value!), "333");
+    assert.equal(storedText(store, "c"), "333");
     client.close();
   });
 });
@@ -143,16 +149,16 @@ Deno.test("A chunked body and a body sent byte by byte are read whole", async ()
         "Transfer-Encoding: chunked\r\n\r\n3;x=y\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n",
     );
     assert.equal(
-      responses(await client.readUntil((t) => responses(t).length === 1))[0].status,
+      (await client.responses(1))[0].status,
       200,
     );
-    assert.equal(new TextDecoder().decode(store.get("a")!.value!), "[1,2]");
+    assert.equal(storedText(store, "a"), "[1,2]");
     for (const byte of new TextEncoder().encode(putText("b", '"slow"'))) {
       await client.send(new Uint8Array([byte]));
     }
-    const answers = responses(await client.readUntil((t) => responses(t).length === 2));
+    const answers = await client.responses(2);
     assert.equal(answers[1].status, 200);
-    assert.equal(new TextDecoder().decode(store.get("b")!.value!), '"slow"');
+    assert.equal(storedText(store, "b"), '"slow"');
     client.close();
   });
 });
@@ -168,7 +174,7 @@ Deno.test("Expect: 100-continue gets a 100 before the body is sent", async () =>
     await client.send("42");
     const text = await client.readUntil((t) => t.includes('"lsn"'));
     assert.ok(text.startsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"), text);
-    assert.equal(new TextDecoder().decode(store.get("a")!.value!), "42");
+    assert.equal(storedText(store, "a"), "42");
     client.close();
   });
 });
@@ -235,7 +241,7 @@ Deno.test("A client that leaves mid-body writes nothing, and the server goes on"
     client.close();
     const next = await RawClient.connect(served);
     await next.send(putText("b", "1"));
-    const [answer] = responses(await next.readUntil((t) => responses(t).length === 1));
+    const [answer] = await next.responses(1);
     assert.equal(answer.status, 200);
     assert.equal(store.get("a"), undefined);
     assert.equal(store.lastLsn, 1);
@@ -252,7 +258,7 @@ Deno.test("Dot segments and odd Host headers cannot move a write to another key 
     // The URL parser removes ".." segments, so the fast route leaves such a key to hono.
     await client.send(putText("a/../b", "1"));
     await client.send("GET /v1/status HTTP/1.1\r\nHost: evil/x?\r\n\r\n");
-    const [put, get] = responses(await client.readUntil((t) => responses(t).length === 2));
+    const [put, get] = await client.responses(2);
     assert.deepEqual(JSON.parse(put.body), { hono: "b" });
     assert.equal(store.lastLsn, 0, "the fast route did not write a key with a dot segment");
     assert.deepEqual(JSON.parse(get.body), { path: "/v1/status" });
@@ -272,7 +278,7 @@ Deno.test("A client that sends part of a head and stops is cut off; an idle one 
       assert.ok(elapsedMs >= 200 && elapsedMs < 2_000, `closed after ${elapsedMs} ms`);
       // A keep-alive connection with no request under way stays open, and still serves.
       await idle.send(putText("b", "1"));
-      const [answer] = responses(await idle.readUntil((t) => responses(t).length === 1));
+      const [answer] = await idle.responses(1);
       assert.equal(answer.status, 200);
       stalled.close();
       idle.close();
