@@ -46,6 +46,8 @@ export const SPARSE_INDEX_INTERVAL_BYTES = 64 * KiB;
 /** Reads of the log return at most this many entries / bytes per call. */
 export const READ_ENTRIES_MAX = 10_000;
 export const READ_BYTES_MAX = 32 * MiB;
+/** A WAL scan reads at most this much on the JavaScript thread before it lets the event loop run. */
+export const WAL_READ_SYNC_BYTES = 1 * MiB;
 
 /** Longest HTTP request head (request line and headers) the admin port reads (431 beyond). */
 export const HTTP_HEAD_BYTES_MAX = 16 * KiB;

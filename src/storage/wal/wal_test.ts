@@ -129,6 +129,26 @@ Deno.test("Wal.readFramed() returns each entry's checked record with its identit
   });
 });
 
+Deno.test("Wal.read() of several MiB lets timers run between synchronous chunk reads", async () => {
+  await withDir(async (dir) => {
+    const wal = await Wal.open(dir);
+    const appends: Promise<number>[] = [];
+    for (let i = 1; i <= 4096; i++) appends.push(wal.append(appendInput(i, 1024)));
+    await Promise.all(appends);
+    // Chunks are read on the JavaScript thread; past WAL_READ_SYNC_BYTES the scan yields, so
+    // a timer set before a 4 MiB read fires before the read ends.
+    let timerFired = false;
+    const timer = setTimeout(() => timerFired = true, 0);
+    const entries = await wal.read(1, { limit: 5000 });
+    const firedDuringRead = timerFired;
+    clearTimeout(timer);
+    assert.equal(entries.length, 4096);
+    assert.deepEqual(entries.map((e) => seqOf(e.value)), entries.map((_, i) => i + 1));
+    assert.ok(firedDuringRead, "a 4 MiB scan never let the event loop run");
+    await wal.close();
+  });
+});
+
 Deno.test("Wal recovery truncates a torn tail and keeps appending after the last whole entry", async () => {
   await withDir(async (dir) => {
     const wal = await Wal.open(dir);
