@@ -195,32 +195,16 @@ function zeros(length: number): Uint8Array {
   return zeroBuffer.subarray(0, length);
 }
 
-async function readAt(path: string, offset: number, bytes: number): Promise<Uint8Array> {
-  const file = await Deno.open(path, { read: true });
-  try {
-    await file.seek(offset, Deno.SeekMode.Start);
-    const out = new Uint8Array(bytes);
-    let at = 0;
-    while (at < bytes) {
-      const n = await file.read(out.subarray(at));
-      if (n === null) break;
-      at += n;
-    }
-    return out.subarray(0, at);
-  } finally {
-    file.close();
-  }
-}
-
 /**
- * As readAt, on the JavaScript thread. Scans read records this way: records lately written are
- * in the page cache, where a 256 KiB read costs tens of microseconds, while each awaited file
- * operation costs two thread hops. Under a follower's catch-up a leader spent about half its
- * time in readAt's three awaits per chunk (about 1.5 ms each), and catch-up was paced by them.
- * A segment no longer cached holds the event loop for the disk's time instead, so scans let
+ * Up to `bytes` bytes of the file at `path` from `offset`, read on the JavaScript thread. Scans
+ * read records this way: records lately written are in the page cache, where a 256 KiB read
+ * costs tens of microseconds, while each awaited file operation costs two thread hops. With
+ * three awaited operations per chunk (open, seek, read), about 1.5 ms each under the load, a
+ * leader serving a follower's catch-up spent about half its time reading, and that paced the
+ * catch-up. An uncached segment holds the event loop for the disk's time instead, so scans let
  * the loop run after every WAL_READ_SYNC_BYTES.
  */
-function readAtSync(path: string, offset: number, bytes: number): Uint8Array {
+function readAt(path: string, offset: number, bytes: number): Uint8Array {
   const file = Deno.openSync(path, { read: true });
   try {
     file.seekSync(offset, Deno.SeekMode.Start);
@@ -347,7 +331,7 @@ export class Wal {
       if (nextFirst !== undefined && nextFirst - 1 < verifyFromLsn) {
         // Wholly covered by a snapshot: check the header only, index it on first read.
         const stat = await Deno.stat(path);
-        const head = decodeSegmentHeader(await readAt(path, 0, SEGMENT_HEADER_BYTES));
+        const head = decodeSegmentHeader(readAt(path, 0, SEGMENT_HEADER_BYTES));
         if (!head.ok) {
           throw new CorruptionError(
             name,
@@ -822,7 +806,7 @@ export class Wal {
           readSinceYield = 0;
           await yieldToEventLoop();
         }
-        let chunk = readAtSync(segment.path, offset, chunkBytes);
+        let chunk = readAt(segment.path, offset, chunkBytes);
         readSinceYield += chunk.length;
         let at = 0;
         let progressed = false;
@@ -835,7 +819,7 @@ export class Wal {
               if (!progressed) {
                 // One record larger than the chunk: read exactly it.
                 const len = new DataView(chunk.buffer, chunk.byteOffset + at).getUint32(0, true);
-                chunk = readAtSync(segment.path, offset, RECORD_HEADER_BYTES + len);
+                chunk = readAt(segment.path, offset, RECORD_HEADER_BYTES + len);
                 readSinceYield += chunk.length;
                 at = 0;
                 const whole = readRecord(chunk, 0, RECORD_BYTES_MAX);
