@@ -5,7 +5,7 @@
  * @module
  */
 import { ConfigError } from "../common/errors.ts";
-import { NODE_ID_PATTERN } from "../common/origin.ts";
+import { isNodeId } from "../common/origin.ts";
 
 export const NODE_PORT_DEFAULT = 4000;
 
@@ -20,7 +20,7 @@ export function parseSeed(text: string, setting = "join"): Seed {
   const at = trimmed.indexOf("@");
   const id = at >= 0 ? trimmed.slice(0, at) : undefined;
   const rest = at >= 0 ? trimmed.slice(at + 1) : trimmed;
-  if (id !== undefined && !new RegExp(`^${NODE_ID_PATTERN}$`).test(id)) {
+  if (id !== undefined && !isNodeId(id)) {
     throw new ConfigError(setting, `${JSON.stringify(text)} has a bad node id before '@'`);
   }
   const withPort = /^(\[[^\]]+\]|[^:@\s/]+):(\d{1,5})$/.exec(rest);

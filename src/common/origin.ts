@@ -22,7 +22,13 @@ export const ORIGIN_TAG_SEPARATOR = "~";
 /** An origin: a node id, optionally with its tag. */
 export const ORIGIN_PATTERN = `${NODE_ID_PATTERN}(?:${ORIGIN_TAG_SEPARATOR}[0-9a-f]{8})?`;
 
+const NODE_ID_RE = new RegExp(`^${NODE_ID_PATTERN}$`);
 const ORIGIN_RE = new RegExp(`^${ORIGIN_PATTERN}$`);
+
+/** Whether `value` is a node id. */
+export function isNodeId(value: unknown): value is string {
+  return typeof value === "string" && NODE_ID_RE.test(value);
+}
 
 /** Whether `value` is an origin (a node id, optionally with its tag). */
 export function isOrigin(value: unknown): value is string {

@@ -10,7 +10,7 @@
  */
 import { ConfigError } from "../common/errors.ts";
 import { parseSeed } from "../cluster/seeds.ts";
-import { NODE_ID_PATTERN } from "../common/origin.ts";
+import { isNodeId } from "../common/origin.ts";
 import {
   ACK_TIMEOUT_MS_DEFAULT,
   ACK_TIMEOUT_MS_MAX,
@@ -441,7 +441,7 @@ export function resolveConfig(
     else if (spec.default !== undefined) out[spec.key] = spec.default;
   }
   const config = out as unknown as NodeConfig;
-  if (config.nodeId !== undefined && !new RegExp(`^${NODE_ID_PATTERN}$`).test(config.nodeId)) {
+  if (config.nodeId !== undefined && !isNodeId(config.nodeId)) {
     throw new ConfigError(
       "node-id",
       `${JSON.stringify(config.nodeId)} must be 1-64 letters, digits, '.', '_' or '-'`,
