@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { identityOrigin, readIdentity, writeIdentity } from "../cluster/identity.ts";
 import { ConfigError } from "../common/errors.ts";
 import { loadOrCreateIdentity } from "./identity.ts";
+import { withTempDir } from "../../tests/support/temp_dir.ts";
 
 Deno.test("identity: created once, then stable; another node id is refused", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("identity-test-", async (dir) => {
     assert.equal(await readIdentity(dir), undefined);
     const first = await loadOrCreateIdentity(dir, "node-1", 1);
     const again = await loadOrCreateIdentity(dir, undefined, 2);
@@ -17,14 +17,11 @@ Deno.test("identity: created once, then stable; another node id is refused", asy
     );
     await Deno.writeTextFile(`${dir}/node.json`, "{broken");
     await assert.rejects(() => readIdentity(dir), /is damaged/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("identity: a new directory writes under a new origin; an old one under its node id", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("identity-test-", async (dir) => {
     const first = await loadOrCreateIdentity(`${dir}/a`, "node-1", 1);
     assert.match(identityOrigin(first), /^node-1~[0-9a-f]{8}$/);
     // The same node id in another (or a remade) directory never shares the origin.
@@ -50,7 +47,5 @@ Deno.test("identity: a new directory writes under a new origin; an old one under
       });
       await assert.rejects(() => readIdentity(`${dir}/old`), /is damaged/, origin);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { Hono } from "hono";
+import { withTempDir } from "../../../tests/support/temp_dir.ts";
 import { Store } from "../../storage/kv/store.ts";
 import { EventBus } from "../../telemetry/events.ts";
 import { silentLogger } from "../../telemetry/log.ts";
@@ -14,23 +15,23 @@ async function withServer(
   app = new Hono(),
   headTimeoutMs?: number,
 ): Promise<void> {
-  const dataDir = await Deno.makeTempDir({ prefix: "http-server-test-" });
-  const store = await Store.open({ dataDir, nodeId: "n1", valueBytesMax: VALUE_BYTES_MAX });
-  const ctx: HttpContext = {
-    store: () => store,
-    readiness: () => ({ ready: true, reasons: [] }),
-    status: () => ({}),
-    events: new EventBus(),
-    logger: silentLogger,
-  };
-  const served = serveOnLoopback(ctx, app, headTimeoutMs);
-  try {
-    await fn(served, store);
-  } finally {
-    await served.close();
-    await store.close({ snapshot: false });
-    await Deno.remove(dataDir, { recursive: true });
-  }
+  await withTempDir("http-server-test-", async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1", valueBytesMax: VALUE_BYTES_MAX });
+    const ctx: HttpContext = {
+      store: () => store,
+      readiness: () => ({ ready: true, reasons: [] }),
+      status: () => ({}),
+      events: new EventBus(),
+      logger: silentLogger,
+    };
+    const served = serveOnLoopback(ctx, app, headTimeoutMs);
+    try {
+      await fn(served, store);
+    } finally {
+      await served.close();
+      await store.close({ snapshot: false });
+    }
+  });
 }
 
 /** A raw client: sends bytes exactly as given, reads what comes back. */
