@@ -104,6 +104,8 @@ export interface MetricsSources {
     walBytes: number;
     keys: number;
   } | undefined;
+  /** The process's memory (default: Deno.memoryUsage). */
+  memory?: () => Deno.MemoryUsage;
 }
 
 export interface MetricsOptions {
@@ -477,6 +479,32 @@ export class Metrics {
       result.observe(walBytes, store.walBytes);
       result.observe(keys, store.keys);
     }, [lastLsn, firstLsn, segments, walBytes, keys]);
+
+    // Process memory: what a stalled follower or a large key-value view costs shows here.
+    const rss = meter.createObservableGauge("shanghai_process_resident_memory_bytes", {
+      description: "Resident set size of the node's process",
+      unit: "By",
+    });
+    const heapUsed = meter.createObservableGauge("shanghai_process_heap_used_bytes", {
+      description: "JavaScript heap in use (live objects and garbage not yet collected)",
+      unit: "By",
+    });
+    const heapTotal = meter.createObservableGauge("shanghai_process_heap_total_bytes", {
+      description: "JavaScript heap reserved",
+      unit: "By",
+    });
+    const external = meter.createObservableGauge("shanghai_process_external_memory_bytes", {
+      description: "Memory outside the JavaScript heap held by its objects (byte buffers)",
+      unit: "By",
+    });
+    const memory = this.#sources.memory ?? (() => Deno.memoryUsage());
+    meter.addBatchObservableCallback((result) => {
+      const usage = memory();
+      result.observe(rss, usage.rss);
+      result.observe(heapUsed, usage.heapUsed);
+      result.observe(heapTotal, usage.heapTotal);
+      result.observe(external, usage.external);
+    }, [rss, heapUsed, heapTotal, external]);
   }
 
   /** Largest replication lag any follower reports, and whose it is. */

@@ -32,6 +32,7 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
     sources: {
       disk: () => ({ totalBytes: 100, availableBytes: 40, usedPercent: 60 }),
       store: () => ({ lastLsn: 8, firstLsn: 1, segments: 1, walBytes: 4196, keys: 8 }),
+      memory: () => ({ rss: 5000, heapUsed: 3000, heapTotal: 4000, external: 700 }),
     },
   });
   try {
@@ -61,6 +62,10 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
         'shanghai_disk_free_bytes{otel_scope_name="shanghai"} 40',
         'shanghai_wal_last_lsn{otel_scope_name="shanghai"} 8',
         'shanghai_kv_keys{otel_scope_name="shanghai"} 8',
+        'shanghai_process_resident_memory_bytes{otel_scope_name="shanghai"} 5000',
+        'shanghai_process_heap_used_bytes{otel_scope_name="shanghai"} 3000',
+        'shanghai_process_heap_total_bytes{otel_scope_name="shanghai"} 4000',
+        'shanghai_process_external_memory_bytes{otel_scope_name="shanghai"} 700',
       ]
     ) {
       assert.ok(text.includes(line), `missing ${line} in\n${text}`);
