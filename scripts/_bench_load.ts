@@ -77,26 +77,6 @@ export async function rssBytes(pid: number): Promise<number> {
   return match ? Number(match[1]) * 1024 : NaN;
 }
 
-/** Runs `work` while sampling the largest RSS among `pids` every 250 ms. */
-export async function peakRssDuring<T>(
-  pids: number[],
-  work: () => Promise<T>,
-): Promise<{ baseline: number; peak: number; result: T }> {
-  const sample = async () => Math.max(...await Promise.all(pids.map(rssBytes)));
-  const baseline = await sample();
-  let peak = baseline;
-  const sampler = setInterval(() => {
-    sample().then((rss) => peak = Math.max(peak, rss)).catch(() => {/* exited */});
-  }, 250);
-  try {
-    const result = await work();
-    peak = Math.max(peak, await sample());
-    return { baseline, peak, result };
-  } finally {
-    clearInterval(sampler);
-  }
-}
-
 export async function waitUntil(
   what: string,
   check: () => Promise<boolean>,

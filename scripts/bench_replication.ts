@@ -6,7 +6,8 @@
  * - replication delay (acknowledged at A -> applied at B, seen on B's change feed), p50/p99,
  *   at half the maximum write rate;
  * - catch-up rate of a node that was down for 100,000 writes;
- * - leader RSS while a follower is SIGSTOPped under full load, and catch-up after SIGCONT;
+ * - the leaders' peak RSS and heap while a follower is SIGSTOPped under full load, over their
+ *   peaks in the same load just before, and catch-up after SIGCONT;
  * - the same write load on a 3-member etcd cluster (HTTP gateway /v3/kv/put) and a 3-replica
  *   NATS JetStream file stream (publish with ack), with ratios.
  *
@@ -20,8 +21,8 @@ import {
   freePort,
   type LoadResult,
   NatsClient,
-  peakRssDuring,
   percentile,
+  rssBytes,
   runLoad,
   waitUntil,
 } from "./_bench_load.ts";
@@ -149,6 +150,107 @@ async function converged(nodes: NodeProcess[]): Promise<boolean> {
   return digests.every((d) => d.digest === digests[0].digest);
 }
 
+/** Peaks of the leaders' (n1, n2) memory in one window of the stall phase. */
+interface MemoryWindow {
+  rssPeak: number;
+  heapPeak: number;
+}
+
+/** The larger `shanghai_process_heap_used_bytes` of `addrs` (NaN if none answers). */
+async function heapUsedBytes(addrs: string[]): Promise<number> {
+  const values = await Promise.all(addrs.map(async (addr) => {
+    const text = await (await fetch(`http://${addr}/metrics`)).text();
+    const match = /^shanghai_process_heap_used_bytes\{[^}]*\} (\S+)$/m.exec(text);
+    return match ? Number(match[1]) : NaN;
+  }));
+  return Math.max(...values);
+}
+
+/**
+ * A follower SIGSTOPped for STALL_SECONDS under full load, against the same load just before
+ * with every node up. One load runs through both windows without a pause (after a warm-up),
+ * so both see the same heap and the same garbage collector: the leaders' RSS and heap grow
+ * and shrink with the collector's cycles under load whether a follower stops or not, so the
+ * stall's cost is the stall window's peak over the control window's peak.
+ */
+async function stallPhase(n1: NodeProcess, n2: NodeProcess, n3: NodeProcess): Promise<void> {
+  const pids = [n1.child.pid, n2.child.pid];
+  const addrs = [n1.addr, n2.addr];
+  const idleRss = Math.max(...await Promise.all(pids.map(rssBytes)));
+  // Overwrites of a fixed key set, so the key-value view does not grow: what grows during the
+  // stall is buffering.
+  const stallOp = (w: number, i: number) =>
+    putKv((w % 2 ? n2 : n1).addr, `s-${w}-${i % 50}`, "one");
+  const windows: Record<"control" | "stall", MemoryWindow> = {
+    control: { rssPeak: 0, heapPeak: 0 },
+    stall: { rssPeak: 0, heapPeak: 0 },
+  };
+  let current: MemoryWindow | undefined;
+  const rssSampler = setInterval(() => {
+    const window = current;
+    Promise.all(pids.map(rssBytes)).then((all) => {
+      if (window) window.rssPeak = Math.max(window.rssPeak, ...all);
+    }).catch(() => {/* exited */});
+  }, 250);
+  const heapSampler = setInterval(() => {
+    const window = current;
+    heapUsedBytes(addrs).then((heap) => {
+      if (window) window.heapPeak = Math.max(window.heapPeak, heap);
+    }).catch(() => {/* busy or gone */});
+  }, 1000);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const lastLsn = async () => Number((await json(n1.addr, "/v1/status")).lastLsn);
+  let stallEntries = 0;
+  let stalledTarget: Record<string, number> = {};
+  const warmUpMs = 10_000;
+  const load = runLoad(50, warmUpMs + 2 * STALL_SECONDS * 1000, OPS_MAX, stallOp);
+  try {
+    await sleep(warmUpMs);
+    current = windows.control;
+    await sleep(STALL_SECONDS * 1000);
+    n3.child.kill("SIGSTOP");
+    const lsnAtStop = await lastLsn();
+    current = windows.stall;
+    await sleep(STALL_SECONDS * 1000);
+    current = undefined;
+    stallEntries = (await lastLsn()) - lsnAtStop;
+    stalledTarget = (await json(n1.addr, "/v1/digest")).versionVector as Record<string, number>;
+  } finally {
+    clearInterval(rssSampler);
+    clearInterval(heapSampler);
+  }
+  const loadResult = await load;
+  n3.child.kill("SIGCONT");
+  const resumeMs = await waitUntil("n3 to catch up after SIGCONT", async () => {
+    const vv = (await json(n3.addr, "/v1/replicas")).versionVector as Record<string, number>;
+    return Object.entries(stalledTarget).every(([o, seq]) => (vv[o] ?? 0) >= seq);
+  }, 600_000);
+  const mib = (bytes: number) => fmt(bytes / 1048576, 1);
+  const { control, stall } = windows;
+  rows.push([
+    "shanghai, 3 nodes",
+    `follower SIGSTOPped ${STALL_SECONDS} s under load (${fmt(loadResult.opsPerSec)} writes/s)`,
+    "50",
+    `leader RSS peak ${stall.rssPeak >= control.rssPeak ? "+" : ""}${
+      mib(stall.rssPeak - control.rssPeak)
+    } MiB, heap peak ${stall.heapPeak >= control.heapPeak ? "+" : ""}${
+      mib(stall.heapPeak - control.heapPeak)
+    } MiB over the ${STALL_SECONDS} s before`,
+    "-",
+    "-",
+    String(loadResult.errors),
+  ]);
+  notes.push(
+    `SIGSTOP: leaders' RSS before the load ${mib(idleRss)} MiB; peak RSS with every node up ${
+      mib(control.rssPeak)
+    } MiB, with the follower stopped ${mib(stall.rssPeak)} MiB; peak heap used ${
+      mib(control.heapPeak)
+    } and ${mib(stall.heapPeak)} MiB; ${stallEntries} entries written during the stall; caught up ${
+      fmt(resumeMs)
+    } ms after SIGCONT`,
+  );
+}
+
 async function benchShanghai(): Promise<void> {
   // Single node reference.
   const soloDir = await tempDir("bench-solo-");
@@ -171,6 +273,11 @@ async function benchShanghai(): Promise<void> {
   let n3 = await startShanghai("n3", dirs[2], n1);
   const nodes = [n1, n2, n3];
   await waitUntil("3 nodes replicating", () => allReplicating(nodes), 30_000);
+  // First, while the heaps are small: the rows below leave tens of thousands of 1 KiB values
+  // in every node, and the collector's swings then move RSS by 50-65 MiB between two 30 s
+  // windows of the same load with no follower stopped (docs/BENCHMARKS.md, session 8).
+  await stallPhase(n1, n2, n3);
+  await waitUntil("3 nodes replicating after the stall", () => allReplicating(nodes), 60_000);
 
   const results: Record<string, LoadResult> = {};
   for (const ack of ["one", "quorum", "all"]) {
@@ -274,57 +381,6 @@ async function benchShanghai(): Promise<void> {
     } over ${delays.length} writes`,
   );
 
-  // SIGSTOP a follower under full load; measure the leaders' RSS.
-  await waitUntil("3 nodes replicating again", () => allReplicating(nodes), 60_000);
-  const pid1 = n1.child.pid;
-  const pid2 = n2.child.pid;
-  // Overwrites of a fixed key set, so the key-value view does not grow: what RSS shows during
-  // the stall is buffering. The same load with every follower up first sets the baseline.
-  const stallOp = (w: number, i: number) =>
-    putKv((w % 2 ? n2 : n1).addr, `s-${w}-${i % 50}`, "one");
-  await runLoad(50, 10_000, OPS_MAX, stallOp);
-  // Control: the same load for the same time with every follower up. Whatever RSS grows here
-  // (heap sizing, page-cache-backed buffers) is not the stall's cost.
-  const control = await peakRssDuring(
-    [pid1, pid2],
-    () => runLoad(50, STALL_SECONDS * 1000, OPS_MAX, stallOp),
-  );
-  n3.child.kill("SIGSTOP");
-  const stalled = await peakRssDuring(
-    [pid1, pid2],
-    () => runLoad(50, STALL_SECONDS * 1000, OPS_MAX, stallOp),
-  );
-  const stallLoad = stalled.result;
-  const baseline = stalled.baseline;
-  const peak = stalled.peak;
-  const stalledTarget = (await json(n1.addr, "/v1/digest")).versionVector as Record<string, number>;
-  n3.child.kill("SIGCONT");
-  const resumeMs = await waitUntil("n3 to catch up after SIGCONT", async () => {
-    const vv = (await json(n3.addr, "/v1/replicas")).versionVector as Record<string, number>;
-    return Object.entries(stalledTarget).every(([o, s]) => (vv[o] ?? 0) >= s);
-  }, 600_000);
-  rows.push([
-    "shanghai, 3 nodes",
-    `follower SIGSTOPped ${STALL_SECONDS} s under load (${fmt(stallLoad.opsPerSec)} writes/s)`,
-    "50",
-    `leader RSS +${fmt((peak - baseline) / 1048576, 1)} MiB (no stall: +${
-      fmt((control.peak - control.baseline) / 1048576, 1)
-    } MiB)`,
-    "-",
-    "-",
-    String(stallLoad.errors),
-  ]);
-  notes.push(
-    `SIGSTOP: leader RSS baseline ${fmt(baseline / 1048576, 1)} MiB, peak ${
-      fmt(peak / 1048576, 1)
-    } MiB; the same ${STALL_SECONDS} s load with no follower stopped, just before: baseline ${
-      fmt(control.baseline / 1048576, 1)
-    } MiB, peak ${
-      fmt(control.peak / 1048576, 1)
-    } MiB; ${stallLoad.ops} writes during the stall; caught up ${fmt(resumeMs)} ms after SIGCONT (${
-      fmt(stallLoad.ops / (resumeMs / 1000))
-    } entries/s)`,
-  );
   // Catch-up: n3 is down while CATCHUP_WRITES land on n1 and n2.
   await n3.stop();
   const catchupLoad = await runLoad(
