@@ -156,7 +156,7 @@ interface MemoryWindow {
   heapPeak: number;
 }
 
-/** The larger `shanghai_process_heap_used_bytes` of `addrs` (NaN if none answers). */
+/** The larger `shanghai_process_heap_used_bytes` of `addrs` (NaN when one lacks the gauge). */
 async function heapUsedBytes(addrs: string[]): Promise<number> {
   const values = await Promise.all(addrs.map(async (addr) => {
     const text = await (await fetch(`http://${addr}/metrics`)).text();
@@ -195,7 +195,7 @@ async function stallPhase(n1: NodeProcess, n2: NodeProcess, n3: NodeProcess): Pr
   const heapSampler = setInterval(() => {
     const window = current;
     heapUsedBytes(addrs).then((heap) => {
-      if (window) window.heapPeak = Math.max(window.heapPeak, heap);
+      if (window && Number.isFinite(heap)) window.heapPeak = Math.max(window.heapPeak, heap);
     }).catch(() => {/* busy or gone */});
   }, 1000);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
