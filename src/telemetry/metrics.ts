@@ -192,6 +192,25 @@ function observePairs<P extends { follower: string; leader: string }>(
   );
 }
 
+/**
+ * Gauges that each report one `figure` of a sample `read` takes once per collection (nothing
+ * while it returns undefined).
+ */
+function observeSample<S>(
+  meter: Meter,
+  read: () => S | undefined,
+  gauges: { name: string; description: string; unit?: string; figure: (sample: S) => number }[],
+): void {
+  const instruments = gauges.map((g) =>
+    meter.createObservableGauge(g.name, { description: g.description, unit: g.unit })
+  );
+  meter.addBatchObservableCallback((result) => {
+    const sample = read();
+    if (sample === undefined) return;
+    gauges.forEach((g, i) => result.observe(instruments[i], g.figure(sample)));
+  }, instruments);
+}
+
 /** The node's meter provider, its instruments, and the readers that export them. */
 export class Metrics {
   readonly peers: PeerFigures = { members: new Map(), lag: new Map(), credit: new Map() };
@@ -439,72 +458,76 @@ export class Metrics {
       figure: (p) => p.credit,
     });
 
-    // Disk and store gauges, sampled when a reader collects.
-    const diskPercent = meter.createObservableGauge("shanghai_disk_usage_percent", {
-      description: "Used space on the data directory's file system",
-      unit: "%",
-    });
-    const diskFree = meter.createObservableGauge("shanghai_disk_free_bytes", {
-      description: "Space available to the node on the data directory's file system",
-      unit: "By",
-    });
-    meter.addBatchObservableCallback((result) => {
-      const disk = this.#sources.disk?.();
-      if (!disk) return;
-      result.observe(diskPercent, disk.usedPercent);
-      result.observe(diskFree, disk.availableBytes);
-    }, [diskPercent, diskFree]);
-    const lastLsn = meter.createObservableGauge("shanghai_wal_last_lsn", {
-      description: "LSN of the newest durable entry",
-    });
-    const firstLsn = meter.createObservableGauge("shanghai_wal_first_lsn", {
-      description: "LSN of the oldest entry retained",
-    });
-    const segments = meter.createObservableGauge("shanghai_wal_segments", {
-      description: "WAL segment files on disk",
-    });
-    const walBytes = meter.createObservableGauge("shanghai_wal_disk_bytes", {
-      description: "Bytes of WAL on disk",
-      unit: "By",
-    });
-    const keys = meter.createObservableGauge("shanghai_kv_keys", {
-      description: "Keys in the key-value view, tombstones included",
-    });
-    meter.addBatchObservableCallback((result) => {
-      const store = this.#sources.store?.();
-      if (!store) return;
-      result.observe(lastLsn, store.lastLsn);
-      result.observe(firstLsn, store.firstLsn);
-      result.observe(segments, store.segments);
-      result.observe(walBytes, store.walBytes);
-      result.observe(keys, store.keys);
-    }, [lastLsn, firstLsn, segments, walBytes, keys]);
-
+    // Disk, store and process gauges, sampled when a reader collects.
+    observeSample(meter, () => this.#sources.disk?.(), [
+      {
+        name: "shanghai_disk_usage_percent",
+        description: "Used space on the data directory's file system",
+        unit: "%",
+        figure: (disk) => disk.usedPercent,
+      },
+      {
+        name: "shanghai_disk_free_bytes",
+        description: "Space available to the node on the data directory's file system",
+        unit: "By",
+        figure: (disk) => disk.availableBytes,
+      },
+    ]);
+    observeSample(meter, () => this.#sources.store?.(), [
+      {
+        name: "shanghai_wal_last_lsn",
+        description: "LSN of the newest durable entry",
+        figure: (store) => store.lastLsn,
+      },
+      {
+        name: "shanghai_wal_first_lsn",
+        description: "LSN of the oldest entry retained",
+        figure: (store) => store.firstLsn,
+      },
+      {
+        name: "shanghai_wal_segments",
+        description: "WAL segment files on disk",
+        figure: (store) => store.segments,
+      },
+      {
+        name: "shanghai_wal_disk_bytes",
+        description: "Bytes of WAL on disk",
+        unit: "By",
+        figure: (store) => store.walBytes,
+      },
+      {
+        name: "shanghai_kv_keys",
+        description: "Keys in the key-value view, tombstones included",
+        figure: (store) => store.keys,
+      },
+    ]);
     // Process memory: what a stalled follower or a large key-value view costs shows here.
-    const rss = meter.createObservableGauge("shanghai_process_resident_memory_bytes", {
-      description: "Resident set size of the node's process",
-      unit: "By",
-    });
-    const heapUsed = meter.createObservableGauge("shanghai_process_heap_used_bytes", {
-      description: "JavaScript heap in use (live objects and garbage not yet collected)",
-      unit: "By",
-    });
-    const heapTotal = meter.createObservableGauge("shanghai_process_heap_total_bytes", {
-      description: "JavaScript heap reserved",
-      unit: "By",
-    });
-    const external = meter.createObservableGauge("shanghai_process_external_memory_bytes", {
-      description: "Memory outside the JavaScript heap held by its objects (byte buffers)",
-      unit: "By",
-    });
-    const memory = this.#sources.memory ?? (() => Deno.memoryUsage());
-    meter.addBatchObservableCallback((result) => {
-      const usage = memory();
-      result.observe(rss, usage.rss);
-      result.observe(heapUsed, usage.heapUsed);
-      result.observe(heapTotal, usage.heapTotal);
-      result.observe(external, usage.external);
-    }, [rss, heapUsed, heapTotal, external]);
+    observeSample(meter, this.#sources.memory ?? (() => Deno.memoryUsage()), [
+      {
+        name: "shanghai_process_resident_memory_bytes",
+        description: "Resident set size of the node's process",
+        unit: "By",
+        figure: (usage) => usage.rss,
+      },
+      {
+        name: "shanghai_process_heap_used_bytes",
+        description: "JavaScript heap in use (live objects and garbage not yet collected)",
+        unit: "By",
+        figure: (usage) => usage.heapUsed,
+      },
+      {
+        name: "shanghai_process_heap_total_bytes",
+        description: "JavaScript heap reserved",
+        unit: "By",
+        figure: (usage) => usage.heapTotal,
+      },
+      {
+        name: "shanghai_process_external_memory_bytes",
+        description: "Memory outside the JavaScript heap held by its objects (byte buffers)",
+        unit: "By",
+        figure: (usage) => usage.external,
+      },
+    ]);
   }
 
   /** Largest replication lag any follower reports, and whose it is. */
