@@ -125,9 +125,10 @@ export const BACKUP_CHUNK_BYTES = 1 * MiB;
 /** Largest manifest a restore or verify will parse. */
 export const BACKUP_MANIFEST_BYTES_MAX = 16 * MiB;
 
-/** Replication (src/replication): credit the follower grants, in entries in flight. */
 /** Longest origin (src/common/origin.ts): a 64-character node id, `~` and an 8-digit tag. */
 export const ORIGIN_BYTES_MAX = 73;
+
+/** Replication (src/replication): credit the follower grants, in entries in flight. */
 export const REPL_CREDIT_ENTRIES_DEFAULT = 100;
 export const REPL_CREDIT_ENTRIES_MAX = 100_000;
 /** A follower whose WAL keeps up grants this many times its base credit (see Shipper). */
