@@ -10,8 +10,8 @@ import { CliError, type CliIo, formatBytes, table } from "./io.ts";
 
 export const METRICS_HELP = `Usage: shanghai metrics [--addr host:port] [--json | --prometheus]
 
-Shows a running node's metrics: WAL latency and throughput, HTTP traffic, disk, snapshots,
-cluster members and replication lag, each checked against its alert threshold.
+Shows a running node's metrics: WAL latency and throughput, HTTP traffic, event-loop delay, disk,
+snapshots, cluster members and replication lag, each checked against its alert threshold.
 
 Options:
   --addr host:port   Node's HTTP address [default: $SHANGHAI_ADDR or 127.0.0.1:9090]
@@ -100,6 +100,8 @@ export interface MetricsSummary {
     segments: number | null;
   };
   http: { requests: number; errors5xx: number; errors4xx: number; latencyP99Ms: number | null };
+  /** How late the node's timers fire: every latency above includes it. */
+  eventLoop: { delayP99Ms: number | null };
   disk: { usagePercent: number | null; freeBytes: number | null };
   snapshots: { count: number; meanDurationMs: number | null };
   cluster: { membersByState: Record<string, number>; nodesDown: number | null };
@@ -151,6 +153,7 @@ export function summarize(samples: Sample[]): MetricsSummary {
       ),
       latencyP99Ms: histogramQuantile(samples, "shanghai_http_request_duration", 0.99),
     },
+    eventLoop: { delayP99Ms: histogramQuantile(samples, "shanghai_event_loop_delay", 0.99) },
     disk: {
       usagePercent: gauge(samples, "shanghai_disk_usage_percent"),
       freeBytes: gauge(samples, "shanghai_disk_free_bytes"),
@@ -215,6 +218,7 @@ export function formatSummary(s: MetricsSummary): string {
     `HTTP:         ${s.http.requests} requests (${s.http.errors4xx} 4xx, ${s.http.errors5xx} 5xx), p99 ${
       ms(s.http.latencyP99Ms)
     }`,
+    `Event loop:   delay p99 ${ms(s.eventLoop.delayP99Ms)}`,
     `Disk:         ${s.disk.usagePercent ?? "-"}% used, ${
       s.disk.freeBytes === null ? "-" : formatBytes(s.disk.freeBytes)
     } free`,

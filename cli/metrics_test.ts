@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { histogramQuantile, parsePrometheus, summarize } from "./metrics.ts";
+import { formatSummary, histogramQuantile, parsePrometheus, summarize } from "./metrics.ts";
 
 const TEXT = `# HELP shanghai_wal_write_latency x
 # TYPE shanghai_wal_write_latency histogram
@@ -15,11 +15,14 @@ shanghai_cluster_members{state="up",otel_scope_name="shanghai"} 2
 shanghai_cluster_nodes_down{otel_scope_name="shanghai"} 0
 shanghai_disk_usage_percent{otel_scope_name="shanghai"} 91.5
 shanghai_http_requests_total{method="GET",route="/x \\"y\\"",status="503",otel_scope_name="shanghai"} 4
+shanghai_event_loop_delay_bucket{otel_scope_name="shanghai",le="2"} 98
+shanghai_event_loop_delay_bucket{otel_scope_name="shanghai",le="25"} 100
+shanghai_event_loop_delay_bucket{otel_scope_name="shanghai",le="+Inf"} 100
 `;
 
 Deno.test("parsePrometheus() reads names, escaped labels and values", () => {
   const samples = parsePrometheus(TEXT);
-  assert.equal(samples.length, 12);
+  assert.equal(samples.length, 15);
   const http = samples.find((s) => s.name === "shanghai_http_requests_total")!;
   assert.equal(http.labels.route, '/x "y"');
   assert.equal(http.value, 4);
@@ -45,4 +48,6 @@ Deno.test("summarize() applies seed 002's alert thresholds", () => {
   assert.equal(s.replication.maxLag, 12000);
   assert.equal(s.http.errors5xx, 4);
   assert.deepEqual(s.cluster.membersByState, { up: 2 });
+  assert.equal(s.eventLoop.delayP99Ms, 25);
+  assert.match(formatSummary(s), /^Event loop: {3}delay p99 <= 25 ms$/m);
 });

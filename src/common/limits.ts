@@ -117,6 +117,8 @@ export const READY_LAG_MAX_DEFAULT = 10_000;
 export const MIN_FREE_DISK_BYTES_DEFAULT = 64 * MiB;
 /** How often the node samples free disk space for readiness and metrics. */
 export const DISK_SAMPLE_INTERVAL_MS = 5_000;
+/** How often the event loop's delay is sampled (src/telemetry/loop_delay.ts). */
+export const LOOP_DELAY_SAMPLE_MS = 100;
 /** Online backups: concurrent sessions a node serves, and how long an idle one lives. */
 export const BACKUP_SESSIONS_MAX = 2;
 export const BACKUP_SESSION_IDLE_MS = 60_000;

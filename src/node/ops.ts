@@ -15,9 +15,10 @@ import { metricsRoutes } from "../api/http/metrics_routes.ts";
 import { backupRoutes, BackupSessions } from "../backup/mod.ts";
 import { type Identity, IDENTITY_FILE } from "../cluster/identity.ts";
 import type { Clock } from "../common/clock.ts";
-import { DISK_SAMPLE_INTERVAL_MS } from "../common/limits.ts";
+import { DISK_SAMPLE_INTERVAL_MS, LOOP_DELAY_SAMPLE_MS } from "../common/limits.ts";
 import type { Store } from "../storage/kv/store.ts";
 import { logEvents, ReadinessLog } from "../telemetry/event_log.ts";
+import { startLoopDelaySampler } from "../telemetry/loop_delay.ts";
 import type { EventBus } from "../telemetry/events.ts";
 import { HealthWatch, readinessProblems } from "../telemetry/health.ts";
 import type { Logger } from "../telemetry/log.ts";
@@ -46,6 +47,7 @@ export class NodeOps {
   readonly #backups: BackupSessions;
   readonly #readinessLog: ReadinessLog;
   #metrics: Metrics | undefined;
+  #stopLoopDelay: (() => void) | undefined;
   #tracing: Tracing | undefined;
   #logOff: (() => void) | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -130,6 +132,11 @@ export class NodeOps {
       if (this.#metrics.otlpEndpoint) {
         o.logger.info("Exporting metrics over OTLP", { endpoint: this.#metrics.otlpEndpoint });
       }
+      this.#stopLoopDelay = startLoopDelaySampler(
+        o.clock,
+        LOOP_DELAY_SAMPLE_MS,
+        (delayMs) => o.events.emit("process.loop.delay", { delayMs }),
+      );
     }
     this.#logOff = logEvents(o.events, o.logger, () => o.clock.monoMs());
     await this.#health.sampleDisk();
@@ -155,6 +162,7 @@ export class NodeOps {
   /** Stops the timer, unsubscribes, and flushes the exporters. */
   async stop(): Promise<void> {
     if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#stopLoopDelay?.();
     this.#backups.closeAll();
     this.#health.close();
     this.#logOff?.();

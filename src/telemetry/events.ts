@@ -30,6 +30,8 @@ export interface EventMap {
    */
   "replication.applied": { delaysMs: number[] };
   "http.request.completed": { method: string; route: string; status: number; durationMs: number };
+  /** A repeating timer fired this many ms after it was due (src/telemetry/loop_delay.ts). */
+  "process.loop.delay": { delayMs: number };
 }
 
 export type EventName = keyof EventMap;

@@ -501,6 +501,15 @@ export class Metrics {
         figure: (store) => store.keys,
       },
     ]);
+    const loopDelay = this.#histogram(
+      meter,
+      "shanghai_event_loop_delay",
+      "How late a repeating timer fires: every latency taken in JavaScript (fsync, HTTP) includes it",
+      "ms",
+      LATENCY_BUCKETS_MS,
+    );
+    on("process.loop.delay", (e) => loopDelay.record(e.delayMs));
+
     // Process memory: what a stalled follower or a large key-value view costs shows here.
     observeSample(meter, this.#sources.memory ?? (() => Deno.memoryUsage()), [
       {

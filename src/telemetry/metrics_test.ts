@@ -21,6 +21,8 @@ function emitSome(events: EventBus): void {
   events.emit("replication.conflict", { key: "k", winnerOrigin: "n1", loserOrigin: "n2" });
   events.emit("cluster.heartbeat.completed", { rttMs: 1.5, fromNode: "n1", toNode: "n2" });
   events.emit("replication.applied", { delaysMs: [2, 4, 40] });
+  events.emit("process.loop.delay", { delayMs: 0.1 });
+  events.emit("process.loop.delay", { delayMs: 30 });
 }
 
 Deno.test("Metrics records every instrument from bus events and renders Prometheus text", async () => {
@@ -66,6 +68,10 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
         'shanghai_process_heap_used_bytes{otel_scope_name="shanghai"} 3000',
         'shanghai_process_heap_total_bytes{otel_scope_name="shanghai"} 4000',
         'shanghai_process_external_memory_bytes{otel_scope_name="shanghai"} 700',
+        'shanghai_event_loop_delay_count{otel_scope_name="shanghai"} 2',
+        'shanghai_event_loop_delay_bucket{otel_scope_name="shanghai",le="0.25"} 1',
+        'shanghai_event_loop_delay_bucket{otel_scope_name="shanghai",le="25"} 1',
+        'shanghai_event_loop_delay_bucket{otel_scope_name="shanghai",le="50"} 2',
       ]
     ) {
       assert.ok(text.includes(line), `missing ${line} in\n${text}`);
