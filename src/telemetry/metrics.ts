@@ -277,7 +277,7 @@ export class Metrics {
     const walSync = this.#histogram(
       meter,
       "shanghai_wal_fsync_latency",
-      "fdatasync latency per group-commit batch",
+      "fdatasync per group-commit batch, until the event loop handles its completion (includes shanghai_event_loop_delay)",
       "ms",
       LATENCY_BUCKETS_MS,
     );
