@@ -5,7 +5,8 @@
  * `readinessProblems`.
  *
  * One timer (every DISK_SAMPLE_INTERVAL_MS) samples free disk, logs readiness changes and
- * expires idle backup sessions; it is unref'd so it never holds the process open.
+ * expires idle backup sessions. With metrics on, a second one (every LOOP_DELAY_SAMPLE_MS)
+ * measures the event loop's delay. Both are unref'd so they never hold the process open.
  *
  * @module
  */
