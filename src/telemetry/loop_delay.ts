@@ -14,23 +14,18 @@ import type { Clock } from "../common/clock.ts";
 
 /** Turns timer firings into delays: each firing is due `intervalMs` after the previous one. */
 export class LoopDelaySampler {
-  readonly intervalMs: number;
+  readonly #intervalMs: number;
   #dueMs: number;
 
   constructor(intervalMs: number, startMs: number) {
-    this.intervalMs = intervalMs;
+    this.#intervalMs = intervalMs;
     this.#dueMs = startMs + intervalMs;
-  }
-
-  /** When the next firing is due (monotonic ms). */
-  get dueMs(): number {
-    return this.#dueMs;
   }
 
   /** The timer fired at `nowMs`: returns how late it was, and expects the next firing. */
   fired(nowMs: number): number {
     const delayMs = Math.max(0, nowMs - this.#dueMs);
-    this.#dueMs = nowMs + this.intervalMs;
+    this.#dueMs = nowMs + this.#intervalMs;
     return delayMs;
   }
 }

@@ -4,14 +4,16 @@ import { LoopDelaySampler, startLoopDelaySampler } from "./loop_delay.ts";
 
 Deno.test("LoopDelaySampler: a firing on time is 0 late, a late one counts from when it was due", () => {
   const sampler = new LoopDelaySampler(100, 1_000);
-  assert.equal(sampler.dueMs, 1_100);
+  // Due at 1,100: a firing then is on time.
   assert.equal(sampler.fired(1_100), 0);
-  // The next firing is due an interval after this one, not on a fixed grid.
-  assert.equal(sampler.dueMs, 1_200);
+  // The next is due an interval after the last firing (1,200): 75 ms late at 1,275.
   assert.equal(sampler.fired(1_275), 75);
-  assert.equal(sampler.dueMs, 1_375);
-  // A timer never fires early in practice; if the clock says so, it is not a negative delay.
-  assert.equal(sampler.fired(1_370), 0);
+  // Due at 1,375, not on a fixed grid (1,300): a firing at 1,375 is on time.
+  assert.equal(sampler.fired(1_375), 0);
+  // A timer never fires early in practice; if the clock says so, it is not a negative delay,
+  // and the next firing is still due an interval after this one (1,470 + 100).
+  assert.equal(sampler.fired(1_470), 0);
+  assert.equal(sampler.fired(1_600), 30);
 });
 
 Deno.test("startLoopDelaySampler: a blocked event loop shows as one late firing, and stop() ends it", async () => {
