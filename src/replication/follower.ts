@@ -29,6 +29,7 @@ export class FollowerStream {
   #leaderOrigin: string | undefined;
   // The first session of that origin: appends of earlier sessions no longer move the cursor.
   #originSession = 0;
+  #streaming = false;
 
   constructor(leaderId: string) {
     this.leaderId = leaderId;
@@ -50,6 +51,20 @@ export class FollowerStream {
     return this.#session;
   }
 
+  /**
+   * Whether the leader streams its log to this node now: it opened a session since the link
+   * last went down. Leaders of this node's other streams hold back relays of its entries only
+   * while this holds (the follower reports it as a source).
+   */
+  get streaming(): boolean {
+    return this.#streaming;
+  }
+
+  /** The link to the leader went down: it streams nothing until it opens again. */
+  onLinkDown(): void {
+    this.#streaming = false;
+  }
+
   /** Accepts an `open` of a newer session (true), or refuses an older one (false). */
   onOpen(frame: OpenFrame): boolean {
     if (frame.session < this.#session) return false;
@@ -63,6 +78,7 @@ export class FollowerStream {
       this.#leaderOrigin = frame.origin;
     }
     if (frame.lastLsn > this.leaderLastLsn) this.leaderLastLsn = frame.lastLsn;
+    this.#streaming = true;
     if (frame.session > this.#session) {
       this.#session = frame.session;
       this.#expectedLsn = undefined;

@@ -8,9 +8,10 @@
  * | type            | direction          | body                                                  |
  * |-----------------|--------------------|-------------------------------------------------------|
  * | `repl.open`     | leader -> follower | session, leader's first and last LSN                   |
- * | `repl.opened`   | follower -> leader | session, follower's cursor for this leader, vv, credit |
+ * | `repl.opened`   | follower -> leader | session, follower's cursor for this leader, vv, credit, |
+ * |                 |                    | sources                                               |
  * | `repl.batch`    | leader -> follower | session, startLsn, fromLsn..toLsn, framed entries      |
- * | `repl.ack`      | follower -> leader | session, ackedLsn, vv, hlc, credit                     |
+ * | `repl.ack`      | follower -> leader | session, ackedLsn, vv, hlc, credit, sources            |
  * | `repl.snap`     | leader -> follower | session, lsn, chunk index, last?, vv, framed tuples    |
  * | `repl.snapack`  | follower -> leader | session, chunk index                                   |
  * | `repl.read`     | any -> any         | request id, key (quorum reads)                         |
@@ -26,12 +27,13 @@ import { InputError, ProtocolError } from "../common/errors.ts";
 import {
   BATCH_ENTRIES_MAX,
   KEY_BYTES_MAX,
+  MEMBERS_MAX,
   ORIGIN_BYTES_MAX,
   RECORD_BYTES_MAX,
   REPL_BATCH_BYTES_MAX,
   REPL_CREDIT_ENTRIES_MAX,
 } from "../common/limits.ts";
-import { isOrigin } from "../common/origin.ts";
+import { isNodeId, isOrigin } from "../common/origin.ts";
 import type { KeyRecord } from "../storage/kv/keyspace.ts";
 import { frameRecord, readRecord } from "../storage/wal/record.ts";
 
@@ -70,6 +72,8 @@ export interface OpenedFrame {
   cursor: number;
   vv: VersionVector;
   credit: number;
+  /** See {@link AckFrame.sources}. */
+  sources?: string[];
 }
 
 export interface BatchFrame {
@@ -95,6 +99,12 @@ export interface AckFrame {
   /** The follower's HLC when it sent the ack: its own later writes are above it. */
   hlc: number;
   credit: number;
+  /**
+   * The peers that stream their own log to the follower now (each opened a session it
+   * accepted, and the link has not gone down since): a leader holds back relays of a peer's
+   * entries only while that peer is among them. Absent from peers that predate it.
+   */
+  sources?: string[];
 }
 
 export interface SnapFrame {
@@ -202,6 +212,18 @@ class FrameBody {
     return value;
   }
 
+  /** An optional list of at most MEMBERS_MAX node ids. */
+  nodeIds(field: string): string[] | undefined {
+    const value = this.#fields[field];
+    if (value === undefined) return undefined;
+    if (!Array.isArray(value)) this.fail(`${field} is not a list`);
+    if (value.length > MEMBERS_MAX) {
+      this.fail(`${field} names ${value.length} nodes, over the limit of ${MEMBERS_MAX}`);
+    }
+    if (!value.every(isNodeId)) this.fail(`${field} holds a malformed node id`);
+    return value;
+  }
+
   /** The `vv` field: origin -> highest sequence, bounded in size. */
   versionVector(): VersionVector {
     const value = this.#fields.vv;
@@ -244,6 +266,7 @@ export function parseOpened(body: unknown): OpenedFrame {
     vv: b.versionVector(),
     credit: b.count("credit", REPL_CREDIT_ENTRIES_MAX),
     origin: b.origin(),
+    sources: b.nodeIds("sources"),
   };
 }
 
@@ -256,6 +279,7 @@ export function parseAck(body: unknown): AckFrame {
     vv: b.versionVector(),
     hlc: b.count("hlc"),
     credit: b.count("credit", REPL_CREDIT_ENTRIES_MAX),
+    sources: b.nodeIds("sources"),
   };
 }
 

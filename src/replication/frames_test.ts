@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Entry } from "../common/entry.ts";
 import { ProtocolError } from "../common/errors.ts";
+import { MEMBERS_MAX } from "../common/limits.ts";
 import {
   decodeBatchEntries,
   decodeSnapRecords,
@@ -129,5 +130,18 @@ Deno.test("open frames carry the sender's origin, checked like every field", () 
   for (const origin of [7, "", "n1~", "n1~0A1B2C3D", "x".repeat(65)]) {
     assert.throws(() => parseOpen({ ...open, origin }), ProtocolError, String(origin));
     assert.throws(() => parseOpened({ ...opened, origin }), ProtocolError, String(origin));
+  }
+});
+
+Deno.test("opened and ack frames carry the follower's sources, a bounded list of node ids", () => {
+  const ack = { v: 1, session: 1, ackedLsn: 0, vv: {}, hlc: 0, credit: 1 };
+  const opened = { v: 1, session: 1, cursor: 0, vv: {}, credit: 1 };
+  assert.equal(parseAck(ack).sources, undefined, "absent from peers that predate it");
+  assert.deepEqual(parseAck({ ...ack, sources: ["n1", "n-2"] }).sources, ["n1", "n-2"]);
+  assert.deepEqual(parseOpened({ ...opened, sources: [] }).sources, []);
+  const tooMany = Array.from({ length: MEMBERS_MAX + 1 }, (_, i) => `n${i}`);
+  for (const sources of ["n1", [""], ["n1~0000000a"], [7], tooMany]) {
+    assert.throws(() => parseAck({ ...ack, sources }), ProtocolError);
+    assert.throws(() => parseOpened({ ...opened, sources }), ProtocolError);
   }
 });

@@ -25,6 +25,7 @@
  * @module
  */
 import type { VersionVector } from "../common/entry.ts";
+import { originNode } from "../common/origin.ts";
 import { CreditWindow } from "./credit_window.ts";
 
 /** Batches one read may fill (see poll()). */
@@ -114,6 +115,9 @@ export class LeaderStream {
   #followerVv: VersionVector = {};
   #followerHlc = 0;
   #followerOrigin: string | undefined;
+  // Peers streaming their own log to the follower, as it last reported (undefined: it does
+  // not report them, so every live peer is taken to).
+  #followerSources: ReadonlySet<string> | undefined;
   #reading = false;
   #lastProgressMs = 0;
   #snapshot: SnapshotTransfer | undefined;
@@ -186,6 +190,15 @@ export class LeaderStream {
     return this.#followerHlc;
   }
 
+  /**
+   * Whether `node` streams its own log to the follower, as the follower last reported; true
+   * when it does not report its sources. A live peer that does not (its link to the follower
+   * is down) will not deliver its entries there, so relays of them must not wait for it.
+   */
+  followerStreamsFrom(node: string): boolean {
+    return this.#followerSources === undefined || this.#followerSources.has(node);
+  }
+
   get streaming(): boolean {
     return this.#status === "replicating";
   }
@@ -252,6 +265,21 @@ export class LeaderStream {
     }
     for (const [origin, relay] of this.#relaying) {
       if ((this.#followerVv[origin] ?? 0) >= relay.seq) this.#relaying.delete(origin);
+    }
+  }
+
+  /**
+   * Takes the follower's report of its sources. Relays held back for a peer it no longer
+   * names will not come from that peer: they are due at the next tick, not after the grace.
+   */
+  #setSources(sources: string[] | undefined): void {
+    if (sources === undefined) return;
+    this.#followerSources = new Set(sources);
+    for (const [origin, checkpoints] of this.#deferred) {
+      const node = originNode(origin);
+      if (node !== this.peerId && !this.#followerSources.has(node)) {
+        checkpoints[0].sinceMs = -Infinity;
+      }
     }
   }
 
@@ -323,6 +351,7 @@ export class LeaderStream {
       this.#followerOrigin = frame.origin;
     }
     this.#mergeVv(frame.vv);
+    this.#setSources(frame.sources);
     this.window.onAck(0, frame.credit);
     this.#lastProgressMs = nowMs;
     let start = Math.max(frame.cursor, this.#matchLsn) + 1;
@@ -467,6 +496,7 @@ export class LeaderStream {
   onAck(frame: AckFrame, nowMs: number): number | undefined {
     if (frame.session !== this.#session) return undefined;
     this.#mergeVv(frame.vv);
+    this.#setSources(frame.sources);
     if (frame.hlc > this.#followerHlc) this.#followerHlc = frame.hlc;
     if (this.#status !== "replicating") return undefined;
     if (frame.ackedLsn >= this.#nextLsn || frame.ackedLsn < this.#sessionAckedLsn) return undefined;

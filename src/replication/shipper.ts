@@ -199,7 +199,7 @@ export class Shipper {
   #readId = 0;
   #pumpScheduled = false;
   #lastLag = new Map<string, number>();
-  #lastStatus = new Map<string, { atMs: number; vv: string }>();
+  #lastStatus = new Map<string, { atMs: number; report: string }>();
   #toOpen = new Set<string>();
   #lastFollowerLag = new Map<string, number>();
   #unsubscribe: (() => void)[] = [];
@@ -372,6 +372,11 @@ export class Shipper {
     if (peer === this.nodeId) return;
     this.#toOpen.delete(peer);
     this.#leader(peer).onPeerDown();
+    const follower = this.#followers.get(peer);
+    if (follower?.streaming) {
+      follower.onLinkDown();
+      this.#sourcesChanged();
+    }
     this.#snapshots.delete(peer);
   }
 
@@ -473,7 +478,7 @@ export class Shipper {
         if ((vv[e.origin] ?? 0) >= e.seq) {
           // held already
         } else if (
-          e.origin !== self && this.#servesDirectly(e.origin) && leader.mayDefer(e.origin)
+          e.origin !== self && this.#servesDirectly(e.origin, leader) && leader.mayDefer(e.origin)
         ) {
           held.push(e);
         } else {
@@ -517,15 +522,18 @@ export class Shipper {
   }
 
   /**
-   * Whether `origin` ships its own entries to every peer right now, as far as this node can
-   * tell: it was written by a peer whose stream from this node is up (so it is alive and
-   * connected). A wrong guess only delays a relay by relayGraceMs (see
-   * LeaderStream.onDeferred): a peer's origin from before a restore is guessed wrong, since
-   * the peer may not hold all of it.
+   * Whether `origin`'s entries reach `leader`'s follower without this node, as far as this
+   * node can tell: the follower wrote them, or their writer is a peer whose stream from this
+   * node is up (so it is alive) and that the follower reports streaming to it (a peer can be
+   * alive to this node while its link to the follower is down). A wrong guess only delays a
+   * relay by relayGraceMs (see LeaderStream.onDeferred): a peer's origin from before a
+   * restore is guessed wrong, since the peer may not hold all of it.
    */
-  #servesDirectly(origin: string): boolean {
-    const stream = this.#leaders.get(originNode(origin));
-    return stream !== undefined && stream.status !== "down" && stream.status !== "opening";
+  #servesDirectly(origin: string, leader: LeaderStream): boolean {
+    const node = originNode(origin);
+    const stream = this.#leaders.get(node);
+    return stream !== undefined && stream.status !== "down" && stream.status !== "opening" &&
+      (node === leader.peerId || leader.followerStreamsFrom(node));
   }
 
   #captureSnapshot(peer: string, leader: LeaderStream, session: number): void {
@@ -634,6 +642,7 @@ export class Shipper {
   #onOpen(from: string, body: unknown): void {
     const frame = parseOpen(body);
     const follower = this.#follower(from);
+    const wasStreaming = follower.streaming;
     if (!follower.onOpen(frame)) {
       this.#refuse(
         from,
@@ -641,6 +650,7 @@ export class Shipper {
       );
       return;
     }
+    if (!wasStreaming) this.#sourcesChanged();
     // Answer after earlier appends are durable, so the cursor covers them.
     this.#chain(from, () => {
       if (follower.session !== frame.session) return Promise.resolve();
@@ -651,6 +661,7 @@ export class Shipper {
         cursor: follower.cursor,
         vv: this.log.versionVector(),
         credit: this.#credit(),
+        sources: this.#sources(),
       });
       return Promise.resolve();
     });
@@ -701,8 +712,25 @@ export class Shipper {
         vv: this.log.versionVector(),
         hlc: this.log.hlc(),
         credit: this.#credit(),
+        sources: this.#sources(),
       });
     });
+  }
+
+  /**
+   * A peer started or stopped streaming to this node: every leader hears of it at the next
+   * tick (a status report), so none waits out the relay grace for a peer that cannot deliver
+   * here, and none keeps relaying what the peer now ships itself.
+   */
+  #sourcesChanged(): void {
+    this.#lastStatus.clear();
+  }
+
+  /** The peers streaming their own log to this node now (see AckFrame.sources). */
+  #sources(): string[] {
+    const sources: string[] = [];
+    for (const [peer, follower] of this.#followers) if (follower.streaming) sources.push(peer);
+    return sources;
   }
 
   #onSnap(from: string, body: unknown): void {
@@ -980,14 +1008,14 @@ export class Shipper {
   }
 
   #reportStatus(now: number): void {
-    let vvText: string | undefined;
+    let reportText: string | undefined;
     for (const [peer, follower] of this.#followers) {
       if (follower.session === 0) continue;
       const last = this.#lastStatus.get(peer);
       if (last && now - last.atMs < STATUS_EVERY_MS) continue;
-      vvText ??= JSON.stringify(this.log.versionVector());
-      if (last && last.vv === vvText && now - last.atMs < STATUS_REFRESH_MS) continue;
-      this.#lastStatus.set(peer, { atMs: now, vv: vvText });
+      reportText ??= JSON.stringify([this.log.versionVector(), this.#sources()]);
+      if (last && last.report === reportText && now - last.atMs < STATUS_REFRESH_MS) continue;
+      this.#lastStatus.set(peer, { atMs: now, report: reportText });
       this.transport.send(peer, MSG_ACK, {
         v: REPL_PROTOCOL_VERSION,
         session: follower.session,
@@ -995,6 +1023,7 @@ export class Shipper {
         vv: this.log.versionVector(),
         hlc: this.log.hlc(),
         credit: this.#credit(),
+        sources: this.#sources(),
       });
     }
   }

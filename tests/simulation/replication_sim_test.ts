@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import {
   REPL_CREDIT_BOOST,
+  REPL_RELAY_GRACE_MS_DEFAULT,
   REPL_WINDOW_BATCHES_MAX,
   REPL_WINDOW_BYTES_DEFAULT,
 } from "../../src/common/limits.ts";
@@ -324,3 +325,61 @@ Deno.test("simulation: a node restored in place from an older backup converges a
       `seed ${seed}: ${JSON.stringify(vv)}`,
     );
   }));
+
+Deno.test("simulation: a node relays at once the writes of a live origin whose link to the follower is down", async () => {
+  for (const seed of SEEDS.slice(0, 10)) {
+    const sim = new SimCluster({
+      seed,
+      nodes: 3,
+      // No loss and no reordering: a refused frame waits resendAfterMs, which would hide the
+      // difference measured here.
+      faults: { dropRate: 0, duplicateRate: 0, delayMsMin: 2, delayMsMax: 2 },
+    });
+    // Halfway through n2's writes, the link n2-n3 goes down; n1 reaches both, so n2 is alive
+    // as far as n1 can tell. n3 then gets n2's writes only through n1, which must not hold
+    // them back for the relay grace waiting for n2 to ship them itself: neither the ones it
+    // held back before the cut nor later ones.
+    const n3 = sim.node("n3").log;
+    const writtenAtMs: number[] = [];
+    let received = 0;
+    let worstMs = 0;
+    const observe = () => {
+      const now = sim.clock.monoMs();
+      for (; received < Math.min(n3.versionVector().n2 ?? 0, writtenAtMs.length); received++) {
+        worstMs = Math.max(worstMs, now - writtenAtMs[received]);
+      }
+    };
+    for (let i = 0; i < 100; i++) {
+      if (i === 50) sim.network.cut("n2", "n3");
+      writtenAtMs.push(sim.clock.monoMs());
+      sim.node("n2").log.write(sim.random.pick(KEYS), value(`n2-${i}`));
+      await sim.step();
+      observe();
+    }
+    await sim.stepUntil(() => {
+      observe();
+      return received === 100;
+    }, `seed ${seed}: n3 never got n2's writes`);
+    assert.ok(
+      worstMs < REPL_RELAY_GRACE_MS_DEFAULT / 2,
+      `seed ${seed}: a write of n2 took ${worstMs} ms to reach n3 through n1 (relay grace ${REPL_RELAY_GRACE_MS_DEFAULT} ms)`,
+    );
+    // Healed, n2 streams to n3 again and n3 says so: n1 holds back n2's writes once more.
+    sim.network.heal("n2", "n3");
+    for (let i = 0; i < 20; i++) await sim.step(5);
+    let relayed = 0;
+    const transport = sim.node("n1").transport;
+    const send = transport.send.bind(transport);
+    transport.send = (peer: string, type: string, body: unknown) => {
+      if (peer === "n3" && type === MSG_BATCH) relayed += (body as { count: number }).count;
+      return send(peer, type, body);
+    };
+    for (let i = 0; i < 50; i++) {
+      sim.node("n2").log.write(sim.random.pick(KEYS), value(`n2-healed-${i}`));
+      await sim.step();
+    }
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    assert.equal(relayed, 0, `seed ${seed}: n1 relayed ${relayed} of n2's writes to n3`);
+    assertEqualDigests(sim, seed);
+  }
+});
