@@ -27,7 +27,7 @@ export class MemoryReplicaLog implements ReplicaLog {
   #log: Entry[] = [];
   #firstLsn = 1;
   #localSeq = 0;
-  #inflight = new Set<string>();
+  #inflight = new Map<string, Promise<number | undefined>>();
   #listeners = new Set<(entry: Entry) => void>();
   #snapshotOnly: VersionVector = {};
   #installBases = new Map<string, VersionVector>();
@@ -81,14 +81,20 @@ export class MemoryReplicaLog implements ReplicaLog {
 
   async applyRemote(entry: EntryInput): Promise<unknown> {
     if (entry.origin === this.origin && entry.seq > this.#localSeq) this.#localSeq = entry.seq;
-    const id = `${entry.origin}:${entry.seq}`;
-    if (this.keyspace.has(entry.origin, entry.seq) || this.#inflight.has(id)) return undefined;
-    this.#inflight.add(id);
-    this.#hlc.observe(entry.hlc);
-    await Promise.resolve(); // the "fsync"
-    this.#inflight.delete(id);
     if (this.keyspace.has(entry.origin, entry.seq)) return undefined;
-    return this.#append(entry);
+    const id = `${entry.origin}:${entry.seq}`;
+    // As the store: a copy queued by another stream settles this one once it is durable.
+    const queued = this.#inflight.get(id);
+    if (queued !== undefined) return queued.then(() => undefined);
+    this.#hlc.observe(entry.hlc);
+    const append = (async () => {
+      await Promise.resolve(); // the "fsync"
+      this.#inflight.delete(id);
+      // A snapshot merged meanwhile may have brought it.
+      return this.keyspace.has(entry.origin, entry.seq) ? undefined : this.#append(entry);
+    })();
+    this.#inflight.set(id, append);
+    return await append;
   }
 
   onApply(listener: (entry: Entry) => void): () => void {

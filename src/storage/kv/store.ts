@@ -87,7 +87,8 @@ export class Store {
   #wal!: Wal;
   // Invariant: localSeq >= versionVector[origin]; sequence numbers are never reused.
   #localSeq = 0;
-  #inflight = new Set<string>();
+  // Peers' entries queued in the WAL and not yet durable, by `origin:seq`: their appends.
+  #inflight = new Map<string, Promise<number>>();
   #applyListeners = new Set<ApplyListener>();
   #snapshotLsn = 0;
   #bytesSinceSnapshot = 0;
@@ -384,13 +385,18 @@ export class Store {
       // cannot happen to an acknowledged entry. Either way its sequence must never be reused.
       if (entry.seq > this.#localSeq) this.#localSeq = entry.seq;
     }
+    if (this.keyspace.has(entry.origin, entry.seq)) return undefined;
     const id = `${entry.origin}:${entry.seq}`;
-    if (this.keyspace.has(entry.origin, entry.seq) || this.#inflight.has(id)) return undefined;
+    // A copy from another stream is queued already: this one settles when that one is
+    // durable, so a batch that only repeats it is not acknowledged before it is on disk.
+    const queued = this.#inflight.get(id);
+    if (queued !== undefined) return queued.then(() => undefined);
     this.checkRemote(entry);
-    this.#inflight.add(id);
     this.hlc.observe(entry.hlc);
+    const append = this.#wal.append(entry);
+    this.#inflight.set(id, append);
     try {
-      return await this.#wal.append(entry);
+      return await append;
     } catch (error) {
       this.#inflight.delete(id);
       throw error;

@@ -193,9 +193,16 @@ Deno.test("Store.applyRemote() keeps the origin's identity and drops duplicates"
       prevHlc: 0,
       prevOrigin: "",
     };
-    const [first, dup] = await Promise.all([store.applyRemote(remote), store.applyRemote(remote)]);
-    assert.equal(first, 1);
-    assert.equal(dup, undefined);
+    const first = store.applyRemote(remote);
+    // A second copy while the first waits for the disk (another peer relayed it) settles only
+    // once the first is durable: a batch acked on it must not get ahead of the fsync.
+    assert.equal(await store.applyRemote(remote), undefined);
+    assert.deepEqual(
+      store.versionVector(),
+      { n2: 1 },
+      "the copy settled before the entry was durable",
+    );
+    assert.equal(await first, 1);
     assert.equal(await store.applyRemote(remote), undefined);
     assert.equal(store.get("r")?.origin, "n2");
     assert.deepEqual(store.versionVector(), { n2: 1 });
