@@ -8,8 +8,7 @@
  * | type            | direction          | body                                                  |
  * |-----------------|--------------------|-------------------------------------------------------|
  * | `repl.open`     | leader -> follower | session, leader's first and last LSN                   |
- * | `repl.opened`   | follower -> leader | session, follower's cursor for this leader, vv, credit, |
- * |                 |                    | sources                                               |
+ * | `repl.opened`   | follower -> leader | session, cursor for this leader, vv, credit, sources   |
  * | `repl.batch`    | leader -> follower | session, startLsn, fromLsn..toLsn, framed entries      |
  * | `repl.ack`      | follower -> leader | session, ackedLsn, vv, hlc, credit, sources            |
  * | `repl.snap`     | leader -> follower | session, lsn, chunk index, last?, vv, framed tuples    |
