@@ -10,7 +10,7 @@
  * | `repl.open`     | leader -> follower | session, leader's first and last LSN                   |
  * | `repl.opened`   | follower -> leader | session, cursor for this leader, vv, credit, sources   |
  * | `repl.batch`    | leader -> follower | session, startLsn, fromLsn..toLsn, framed entries      |
- * | `repl.ack`      | follower -> leader | session, ackedLsn, vv, hlc, credit, sources            |
+ * | `repl.ack`      | follower -> leader | session, ackedLsn, vv, hlc, credit, sources?           |
  * | `repl.snap`     | leader -> follower | session, lsn, chunk index, last?, vv, framed tuples    |
  * | `repl.snapack`  | follower -> leader | session, chunk index                                   |
  * | `repl.read`     | any -> any         | request id, key (quorum reads)                         |
@@ -101,7 +101,8 @@ export interface AckFrame {
   /**
    * The peers that stream their own log to the follower now (each opened a session it
    * accepted, and the link has not gone down since): a leader holds back relays of a peer's
-   * entries only while that peer is among them. Absent from peers that predate it.
+   * entries only while that peer is among them. Sent in status acks (at the next tick after
+   * it changes), left out of a batch's ack, absent from peers that predate it.
    */
   sources?: string[];
 }

@@ -712,7 +712,6 @@ export class Shipper {
         vv: this.log.versionVector(),
         hlc: this.log.hlc(),
         credit: this.#credit(),
-        sources: this.#sources(),
       });
     });
   }
@@ -720,7 +719,8 @@ export class Shipper {
   /**
    * A peer started or stopped streaming to this node: every leader hears of it at the next
    * tick (a status report), so none waits out the relay grace for a peer that cannot deliver
-   * here, and none keeps relaying what the peer now ships itself.
+   * here, and none keeps relaying what the peer now ships itself. Only opened frames and
+   * status reports carry the list; a batch's ack leaves it out (the leader keeps the last).
    */
   #sourcesChanged(): void {
     this.#lastStatus.clear();
