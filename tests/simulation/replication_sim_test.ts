@@ -33,6 +33,21 @@ function assertEqualDigests(sim: SimCluster, seed: number): void {
   );
 }
 
+/** Calls `seen` with the entry count of every replication batch `from` sends to `to`. */
+function onBatchSent(
+  sim: SimCluster,
+  from: string,
+  to: string,
+  seen: (count: number) => void,
+): void {
+  const transport = sim.node(from).transport;
+  const send = transport.send.bind(transport);
+  transport.send = (peer: string, type: string, body: unknown) => {
+    if (peer === to && type === MSG_BATCH) seen((body as { count: number }).count);
+    return send(peer, type, body);
+  };
+}
+
 /**
  * Runs `scenario` on a fresh 3-node cluster for each of the first `count` seeds (only SEED's
  * when set), then checks that the live nodes hold equal digests: every scenario must end
@@ -261,14 +276,9 @@ Deno.test("simulation: a follower relaying another node's writes sends cursor-on
     // carry no entries and only move n3's cursor for n2's log.
     let cursorOnly = 0;
     let counting = true;
-    const transport = sim.node("n2").transport;
-    const send = transport.send.bind(transport);
-    transport.send = (peer: string, type: string, body: unknown) => {
-      if (
-        counting && peer === "n3" && type === MSG_BATCH && (body as { count: number }).count === 0
-      ) cursorOnly++;
-      return send(peer, type, body);
-    };
+    onBatchSent(sim, "n2", "n3", (count) => {
+      if (counting && count === 0) cursorOnly++;
+    });
     // One write per step: n1 ships each on its own, so n2 applies a batch every few ms.
     const started = sim.clock.monoMs();
     const writes: Promise<unknown>[] = [];
@@ -368,12 +378,7 @@ Deno.test("simulation: a node relays at once the writes of a live origin whose l
     sim.network.heal("n2", "n3");
     for (let i = 0; i < 20; i++) await sim.step(5);
     let relayed = 0;
-    const transport = sim.node("n1").transport;
-    const send = transport.send.bind(transport);
-    transport.send = (peer: string, type: string, body: unknown) => {
-      if (peer === "n3" && type === MSG_BATCH) relayed += (body as { count: number }).count;
-      return send(peer, type, body);
-    };
+    onBatchSent(sim, "n1", "n3", (count) => relayed += count);
     for (let i = 0; i < 50; i++) {
       sim.node("n2").log.write(sim.random.pick(KEYS), value(`n2-healed-${i}`));
       await sim.step();
