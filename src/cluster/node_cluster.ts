@@ -18,6 +18,8 @@ import { parseSeed } from "./seeds.ts";
 import { TcpTransport, type TransportStats } from "./tcp_transport.ts";
 
 const FORWARD_TIMEOUT_MS = 10_000;
+/** Keepalive pings a live idle link carries within one link timeout (suspect-after-ms). */
+const LINK_PINGS_PER_TIMEOUT = 4;
 
 /** The settings the cluster layer reads: the node's config (NodeConfig) has them all. */
 export interface ClusterConfig {
@@ -109,6 +111,15 @@ export class NodeCluster {
       logger,
       monoMs: () => options.clock.monoMs(),
       staleAfterMs: config.suspectAfterMs,
+      // A link silent for as long as a member takes to become suspect is dropped (a path that
+      // loses packets never errors); pings keep live idle links well inside that bound.
+      keepaliveMs: Math.min(
+        config.heartbeatIntervalMs,
+        config.suspectAfterMs / LINK_PINGS_PER_TIMEOUT,
+      ),
+      linkTimeoutMs: config.suspectAfterMs,
+      onLinkDropped: (peer, silentMs) =>
+        options.events.emit("cluster.link.dropped", { peer, silentMs }),
     });
     const membership = new MembershipDriver({
       transport,

@@ -28,6 +28,10 @@
  * session id is a restart: it replaces the old connection if that one has gone silent, and is
  * refused as a duplicate id while the old one is still live.
  *
+ * Links are watched (keepaliveMs, linkTimeoutMs): an idle link carries `link.ping`, and a link
+ * nothing arrived on for the timeout is dropped, so a path that silently loses packets reads as
+ * the peer being down instead of a connection TCP keeps retrying for minutes.
+ *
  * @module
  */
 import {
@@ -44,6 +48,8 @@ import { encodeFrame, type Frame, FrameDecoder, PROTOCOL_VERSION, ProtocolError 
 import { PeerTransportBase } from "./transport.ts";
 
 export const HANDSHAKE = { hello: "hello", welcome: "welcome", refuse: "refuse" } as const;
+/** The keepalive frame (empty body); the transport answers nothing and hands it to no one. */
+export const LINK_PING = "link.ping";
 
 /** A connection open this long is "settled": a later duplicate to the same peer loses. */
 const DUPLICATE_SETTLED_MS = 1000;
@@ -101,6 +107,21 @@ export interface TcpTransportOptions {
   handshakeTimeoutMs?: number;
   /** Treat an existing connection as stale after this much silence (restart vs duplicate). */
   staleAfterMs?: number;
+  /**
+   * Send a `link.ping` on an open connection nothing was queued on for this long (default:
+   * off). Peers then hear from every live link at least this often, even an idle one.
+   */
+  keepaliveMs?: number;
+  /**
+   * Drop an open connection nothing was received on for this long (default: off; needs
+   * keepaliveMs well below it). A link whose packets vanish (a cut cable, a firewall that
+   * drops) never errors: TCP retries for about 15 minutes. Dropped, it reads as the peer
+   * being down, so replication stops waiting on it, and the redial opens a fresh connection
+   * once the path is back instead of waiting out TCP's retransmission backoff.
+   */
+  linkTimeoutMs?: number;
+  /** Called for each link dropped for silence (metrics). */
+  onLinkDropped?: (peerId: string, silentMs: number) => void;
 }
 
 export interface TransportStats {
@@ -111,6 +132,8 @@ export interface TransportStats {
   byKind: Record<string, { sent: number; received: number }>;
   refused: number;
   protocolErrors: number;
+  /** Open links dropped because nothing arrived on them for linkTimeoutMs. */
+  linksDropped: number;
 }
 
 const ID_CHARS_MAX = 64;
@@ -162,6 +185,7 @@ class Connection {
   refused = false;
   closed = false;
   lastReceivedMs = 0;
+  lastQueuedMs = 0;
   openedMs = 0;
   #queue: Uint8Array[] = [];
   queuedBytes = 0;
@@ -176,7 +200,8 @@ class Connection {
     this.#onWriteError = onWriteError;
   }
 
-  enqueue(frame: Uint8Array): void {
+  enqueue(frame: Uint8Array, nowMs: number): void {
+    this.lastQueuedMs = nowMs;
     this.#queue.push(frame);
     this.queuedBytes += frame.length;
     if (!this.#writing) this.#flush();
@@ -243,6 +268,8 @@ export class TcpTransport extends PeerTransportBase {
   #active = new Map<string, Connection>();
   #closed = false;
   #adopting = false;
+  #linkTimer: ReturnType<typeof setInterval> | undefined;
+  #lastLinkCheckMs = 0;
   #stats: TransportStats = {
     connections: 0,
     bytesSent: 0,
@@ -250,6 +277,7 @@ export class TcpTransport extends PeerTransportBase {
     byKind: {},
     refused: 0,
     protocolErrors: 0,
+    linksDropped: 0,
   };
 
   private constructor(options: TcpTransportOptions) {
@@ -269,7 +297,53 @@ export class TcpTransport extends PeerTransportBase {
       transport: "tcp",
     });
     transport.#acceptLoop();
+    transport.#startLinkChecks();
     return transport;
+  }
+
+  #startLinkChecks(): void {
+    const { keepaliveMs, linkTimeoutMs } = this.#options;
+    const everyMs = Math.min(keepaliveMs ?? Infinity, linkTimeoutMs ?? Infinity) / 2;
+    if (!Number.isFinite(everyMs)) return;
+    this.#lastLinkCheckMs = this.#monoMs();
+    this.#linkTimer = setInterval(() => this.#checkLinks(everyMs), everyMs);
+  }
+
+  /**
+   * Pings links nothing was queued on for keepaliveMs and drops links nothing arrived on for
+   * linkTimeoutMs. Silence counts only time this node ran: when this check itself comes late
+   * (the event loop was blocked, or the process stopped), frames that arrived meanwhile still
+   * wait to be read, so the lateness is forgiven rather than dropping every link at once.
+   */
+  #checkLinks(everyMs: number): void {
+    const now = this.#monoMs();
+    const lateMs = now - this.#lastLinkCheckMs - everyMs;
+    this.#lastLinkCheckMs = now;
+    const { keepaliveMs, linkTimeoutMs } = this.#options;
+    for (const c of [...this.#connections]) {
+      if (!c.open || c.closed) continue;
+      if (lateMs > 0) c.lastReceivedMs = Math.min(now, c.lastReceivedMs + lateMs);
+      const silentMs = now - c.lastReceivedMs;
+      if (linkTimeoutMs !== undefined && silentMs >= linkTimeoutMs) {
+        this.#logger.warn(
+          "Dropped a silent peer link: nothing arrived on it in time; redialing. If this repeats, check the network path between the two nodes",
+          { peer: c.peer?.node, remote: c.remote, silentMs: Math.round(silentMs), linkTimeoutMs },
+        );
+        this.#stats.linksDropped++;
+        this.#drop(c);
+        if (c.peer) this.#options.onLinkDropped?.(c.peer.node, silentMs);
+        continue;
+      }
+      if (keepaliveMs !== undefined && now - c.lastQueuedMs >= keepaliveMs) {
+        this.#sendRaw(c, LINK_PING, null);
+      }
+    }
+  }
+
+  /** Whether an open connection missed the pings a live link would have brought. */
+  #silent(c: Connection): boolean {
+    const keepaliveMs = this.#options.keepaliveMs;
+    return keepaliveMs !== undefined && this.#monoMs() - c.lastReceivedMs > 2 * keepaliveMs;
   }
 
   /** The bound port (the real one when configured as 0). */
@@ -307,7 +381,7 @@ export class TcpTransport extends PeerTransportBase {
       c.queuedBytes + frame.length > (this.#options.sendQueueBytesMax ?? PEER_SEND_QUEUE_BYTES_MAX)
     ) return false;
     this.#count(type, frame.length, "sent");
-    c.enqueue(frame);
+    c.enqueue(frame, this.#monoMs());
     return true;
   }
 
@@ -369,6 +443,7 @@ export class TcpTransport extends PeerTransportBase {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#linkTimer);
     try {
       this.#listener?.close();
     } catch { /* already closed */ }
@@ -671,8 +746,9 @@ export class TcpTransport extends PeerTransportBase {
       this.notifyPeerUp(id, (error) => this.#listenerFailed(id, error));
       return;
     }
-    if (existing.peer!.session !== c.peer!.session) {
-      // The peer restarted (the old connection went silent): replace it.
+    if (existing.peer!.session !== c.peer!.session || this.#silent(existing)) {
+      // The peer restarted (the old connection went silent), or it dropped a link that went
+      // silent and dialed anew while this end had not noticed yet: replace it.
       this.#active.set(id, c);
       existing.close();
       this.#connections.delete(existing);
@@ -702,6 +778,7 @@ export class TcpTransport extends PeerTransportBase {
     const from = c.peer!.node;
     if (this.#active.get(from) !== c) return; // A losing duplicate: ignore what it still sends.
     this.#count(frame.type, frame.bytes ?? 0, "received");
+    if (frame.type === LINK_PING) return;
     const handler = this.handlerFor(frame.type);
     if (!handler) {
       this.#logger.debug("No handler for peer message", { peer: from, type: frame.type });
@@ -721,7 +798,7 @@ export class TcpTransport extends PeerTransportBase {
   #sendRaw(c: Connection, type: string, body: unknown): void {
     const frame = encodeFrame(type, body, { bytesMax: HANDSHAKE_FRAME_BYTES_MAX });
     this.#count(type, frame.length, "sent");
-    c.enqueue(frame);
+    c.enqueue(frame, this.#monoMs());
   }
 
   #drop(c: Connection): void {

@@ -284,3 +284,132 @@ Deno.test("reconcileClusters() agrees from both sides", () => {
   assert.equal(reconcileClusters(seed, { cluster: "a", fresh: true, alone: true }), "they_adopt");
   assert.equal(reconcileClusters(seed, { cluster: "a", fresh: false }), "refuse");
 });
+
+/**
+ * A peer that completes the handshake on a raw socket and then sends nothing, as a peer
+ * behind a path that started dropping packets looks from this end. `frames()` reads what
+ * arrived since (until `waitMs` of quiet or the socket closes).
+ */
+async function silentPeer(port: number, overrides: Record<string, unknown> = {}) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encodeFrame("hello", hello(overrides)));
+  const decoder = new FrameDecoder();
+  const buf = new Uint8Array(65536);
+  const frames = async (waitMs: number) => {
+    const got: { type: string }[] = [];
+    let closed = false;
+    while (true) {
+      const n = await Promise.race([
+        conn.read(buf).catch(() => null),
+        new Promise<"wait">((r) => setTimeout(() => r("wait"), waitMs)),
+      ]);
+      if (n === "wait") break;
+      if (n === null) {
+        closed = true;
+        break;
+      }
+      got.push(...decoder.push(buf.slice(0, n)));
+    }
+    return { types: got.map((f) => f.type), closed };
+  };
+  const welcome: { type: string }[] = [];
+  while (welcome.length === 0) {
+    const n = await conn.read(buf);
+    assert.ok(n !== null, "closed during the handshake");
+    welcome.push(...decoder.push(buf.slice(0, n)));
+  }
+  assert.equal(welcome[0].type, "welcome");
+  return {
+    frames,
+    close: () => {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    },
+  };
+}
+
+function peerEvents(t: TcpTransport): string[] {
+  const events: string[] = [];
+  t.onPeerUp((id) => events.push(`up ${id}`));
+  t.onPeerDown((id) => events.push(`down ${id}`));
+  return events;
+}
+
+Deno.test("TcpTransport pings idle links and drops a link nothing arrives on; the peer reads as down", async () => {
+  const dropped: [string, number][] = [];
+  const link = {
+    keepaliveMs: 40,
+    linkTimeoutMs: 300,
+    onLinkDropped: (peer: string, silentMs: number) => dropped.push([peer, silentMs]),
+  };
+  const a = make("a", "c1", false, link);
+  const b = make("b", "c1", false, { keepaliveMs: 40, linkTimeoutMs: 300 });
+  const events = peerEvents(a.transport);
+  const ghost = await silentPeer(a.transport.port, { node: "g" });
+  try {
+    assert.ok((await b.transport.dial(a.transport.address)).ok);
+    // The silent peer gets pings, then the connection closes about linkTimeoutMs in.
+    const seen = await ghost.frames(1_000);
+    assert.ok(seen.types.length >= 3, JSON.stringify(seen));
+    assert.ok(seen.types.every((t) => t === "link.ping"), JSON.stringify(seen));
+    assert.equal(seen.closed, true);
+    assert.deepEqual(events, ["up g", "up b", "down g"]);
+    assert.equal(dropped.length, 1);
+    assert.equal(dropped[0][0], "g");
+    assert.ok(dropped[0][1] >= 300 && dropped[0][1] < 600, String(dropped[0][1]));
+    assert.equal(a.transport.stats().linksDropped, 1);
+    assert.ok(a.logs.some((l) => l.includes("Dropped a silent peer link") && l.includes('"g"')));
+    // b's link stayed up on pings alone, in both directions.
+    assert.deepEqual(a.transport.connectedPeers(), ["b"]);
+    assert.deepEqual(b.transport.connectedPeers(), ["a"]);
+    assert.ok(a.transport.stats().byKind.link.received > 0);
+    assert.ok(b.transport.stats().byKind.link.received > 0);
+    assert.equal(b.transport.stats().linksDropped, 0);
+  } finally {
+    ghost.close();
+    a.transport.close();
+    b.transport.close();
+  }
+});
+
+Deno.test("TcpTransport drops no link when its own event loop was blocked past the link timeout", async () => {
+  const link = { keepaliveMs: 20, linkTimeoutMs: 150 };
+  const a = make("a", "c1", false, link);
+  const b = make("b", "c1", false, link);
+  const events = peerEvents(a.transport);
+  try {
+    assert.ok((await b.transport.dial(a.transport.address)).ok);
+    await new Promise((r) => setTimeout(r, 100));
+    // Both ends stall (one process): whatever arrived meanwhile waits unread in the socket.
+    const until = performance.now() + 500;
+    while (performance.now() < until) { /* blocked */ }
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(events, ["up b"]);
+    assert.equal(a.transport.stats().linksDropped + b.transport.stats().linksDropped, 0);
+  } finally {
+    a.transport.close();
+    b.transport.close();
+  }
+});
+
+Deno.test("TcpTransport: a peer that redials while its old link is silent replaces that link", async () => {
+  const a = make("a", "c1", false, { keepaliveMs: 40, linkTimeoutMs: 5_000 });
+  const events = peerEvents(a.transport);
+  const first = await silentPeer(a.transport.port, { node: "g", session: "s1" });
+  let second: Awaited<ReturnType<typeof silentPeer>> | undefined;
+  try {
+    await new Promise((r) => setTimeout(r, 150));
+    // Same session: the peer did not restart, it dropped its end of a dead link and dialed.
+    second = await silentPeer(a.transport.port, { node: "g", session: "s1" });
+    const old = await first.frames(200);
+    assert.equal(old.closed, true);
+    assert.deepEqual(events, ["up g", "down g", "up g"]);
+    assert.deepEqual(a.transport.connectedPeers(), ["g"]);
+    assert.equal(a.transport.stats().connections, 1);
+  } finally {
+    first.close();
+    second?.close();
+    a.transport.close();
+  }
+});

@@ -21,6 +21,8 @@ export interface EventMap {
     kind?: string;
     incarnation?: number;
   };
+  /** A peer link was dropped: nothing arrived on it for the link timeout (tcp_transport.ts). */
+  "cluster.link.dropped": { peer: string; silentMs: number };
   "replication.lag.changed": { lag: number; follower: string; leader: string };
   "replication.credit.changed": { credit: number; follower: string; leader: string };
   "replication.conflict": { key: string; winnerOrigin: string; loserOrigin: string };

@@ -399,7 +399,12 @@ export class Metrics {
     const conflicts = meter.createCounter("shanghai_replication_conflicts", {
       description: "Concurrent writes to one key detected and resolved",
     });
+    const linksDropped = meter.createCounter("shanghai_cluster_links_dropped", {
+      description:
+        "Peer links dropped because nothing arrived on them for suspect-after-ms (a path losing packets); the node redials",
+    });
     on("cluster.heartbeat.completed", (e) => rtt.record(e.rttMs, { to_node: e.toNode }));
+    on("cluster.link.dropped", (e) => linksDropped.add(1, { to_node: e.peer }));
     on("cluster.member.changed", (e) => {
       if (e.state === "left" || e.state === "removed") {
         // A member that left the cluster leaves no series behind (bounded cardinality).

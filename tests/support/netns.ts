@@ -33,10 +33,24 @@ export interface NetnsLink {
   nsIp: string;
   cut(): Promise<void>;
   heal(): Promise<void>;
+  /**
+   * Silently drops, inside the namespace, every packet to `ip` (a blackhole route): traffic
+   * with that one address vanishes as on a broken path, no error, no reset, while the rest of
+   * the link works. `unblackhole` removes the route.
+   */
+  blackhole(ip: string): Promise<void>;
+  unblackhole(ip: string): Promise<void>;
   destroy(): Promise<void>;
 }
 
-/** Creates the namespace and its link; call destroy() in a finally. */
+// Links made by one process never share a subnet; the random start keeps test files apart.
+let nextSubnet = crypto.getRandomValues(new Uint8Array(1))[0];
+
+/**
+ * Creates the namespace and its link; call destroy() in a finally. The namespace's default
+ * route goes through the host, so with {@link enableIpForwarding} two namespaces reach each
+ * other through it.
+ */
 export async function createNetnsLink(): Promise<NetnsLink> {
   const id = Array.from(
     crypto.getRandomValues(new Uint8Array(3)),
@@ -45,7 +59,7 @@ export async function createNetnsLink(): Promise<NetnsLink> {
   const ns = `shr${id}`;
   const hostEnd = `shr${id}a`;
   const nsEnd = `shr${id}b`;
-  const subnet = `10.213.${crypto.getRandomValues(new Uint8Array(1))[0]}`;
+  const subnet = `10.213.${nextSubnet++ % 256}`;
   const hostIp = `${subnet}.1`;
   const nsIp = `${subnet}.2`;
   const destroy = async () => {
@@ -61,6 +75,7 @@ export async function createNetnsLink(): Promise<NetnsLink> {
     await ip(["netns", "exec", ns, "ip", "addr", "add", `${nsIp}/24`, "dev", nsEnd]);
     await ip(["netns", "exec", ns, "ip", "link", "set", nsEnd, "up"]);
     await ip(["netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
+    await ip(["netns", "exec", ns, "ip", "route", "add", "default", "via", hostIp]);
   } catch (error) {
     await destroy();
     throw error;
@@ -71,8 +86,22 @@ export async function createNetnsLink(): Promise<NetnsLink> {
     nsIp,
     cut: () => ip(["netns", "exec", ns, "ip", "link", "set", nsEnd, "down"]),
     heal: () => ip(["netns", "exec", ns, "ip", "link", "set", nsEnd, "up"]),
+    blackhole: (to) => ip(["netns", "exec", ns, "ip", "route", "add", "blackhole", `${to}/32`]),
+    unblackhole: (to) => ip(["netns", "exec", ns, "ip", "route", "del", "blackhole", `${to}/32`]),
     destroy,
   };
+}
+
+const IP_FORWARD = "/proc/sys/net/ipv4/ip_forward";
+
+/**
+ * Lets the host route between namespaces (net.ipv4.ip_forward = 1); resolves to a function
+ * that restores the previous setting.
+ */
+export async function enableIpForwarding(): Promise<() => Promise<void>> {
+  const before = (await Deno.readTextFile(IP_FORWARD)).trim();
+  await Deno.writeTextFile(IP_FORWARD, "1");
+  return () => Deno.writeTextFile(IP_FORWARD, before);
 }
 
 /** An HTTP request made from inside the namespace (the test process cannot reach it when cut). */

@@ -39,6 +39,7 @@ function control(overrides: Partial<ClusterControl> = {}): ClusterControl {
       byKind: {},
       refused: 0,
       protocolErrors: 0,
+      linksDropped: 0,
     }),
     join: () => Promise.resolve({ peerId: "n9", clusterId: "c1" }),
     leave: (nodeId) => Promise.resolve({ left: nodeId ?? "n1" }),
