@@ -36,7 +36,13 @@ export interface ReplicaLog {
   /** The origin this node's writes carry (src/common/origin.ts). */
   readonly origin: string;
   firstLsn(): number;
+  /** The last durable LSN; readFramed serves up to here. */
   lastLsn(): number;
+  /**
+   * The LSN versionVector() reflects (at most lastLsn: a durable entry is applied a moment
+   * later). Every entry up to it is counted in the vector.
+   */
+  appliedLsn(): number;
   /**
    * Durable entries from `fromLsn` as records to ship; throws LsnCompactedError below the
    * first retained LSN.
@@ -77,6 +83,7 @@ export function storeReplicaLog(store: Store): ReplicaLog {
     origin: store.origin,
     firstLsn: () => store.wal.firstLsn,
     lastLsn: () => store.lastLsn,
+    appliedLsn: () => store.appliedLsn,
     readFramed: async (fromLsn, entriesMax, bytesMax) =>
       (await store.wal.readFramed(fromLsn, { limit: entriesMax, bytesMax })).map((r) => ({
         lsn: r.lsn,

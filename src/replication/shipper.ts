@@ -13,7 +13,7 @@
  */
 import type { PeerTransport } from "../cluster/transport.ts";
 import type { Clock } from "../common/clock.ts";
-import { compareVersions, type Entry, type VersionVector } from "../common/entry.ts";
+import { compareVersions, covers, type Entry, type VersionVector } from "../common/entry.ts";
 import {
   AckTimeoutError,
   OverloadedError,
@@ -113,6 +113,8 @@ export interface ShipperOptions {
   resendAfterMs?: number;
   /** See REPL_RELAY_GRACE_MS_DEFAULT. */
   relayGraceMs?: number;
+  /** Bytes of the newest entries kept in memory for shipping (default REPL_TAIL_CACHE_BYTES). */
+  tailCacheBytes?: number;
   events?: EventBus;
   logger?: Logger;
 }
@@ -187,7 +189,7 @@ export class Shipper {
   #leaders = new Map<string, LeaderStream>();
   #followers = new Map<string, FollowerStream>();
   #followerChains = new Map<string, Promise<void>>();
-  readonly #tail = new TailCache(REPL_TAIL_CACHE_BYTES);
+  readonly #tail: TailCache;
   #snapshots = new Map<
     string,
     { session: number; capture: CapturedSnapshot; chunks: [string, KeyRecord][][] }
@@ -214,6 +216,7 @@ export class Shipper {
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
     this.#events = options.events;
+    this.#tail = new TailCache(options.tailCacheBytes ?? REPL_TAIL_CACHE_BYTES);
   }
 
   get nodeId(): string {
@@ -439,6 +442,16 @@ export class Shipper {
     entriesMax: number,
     bytesMax: number,
   ): Promise<void> {
+    const appliedLsn = this.log.appliedLsn();
+    if (appliedLsn >= fromLsn && covers(leader.followerVv, this.log.versionVector())) {
+      // The follower holds every entry this node's vector counts (vectors are dense), which
+      // is every entry up to appliedLsn, so a read there would leave them all out: move its
+      // cursor without reading. A node catching up used to read back all it received, once
+      // per peer, only to ship cursor-only batches. Not past appliedLsn: entries durable but
+      // not yet applied are not in the vector yet, and are read and filtered as usual.
+      this.#sendCursorOnly(peer, leader, session, fromLsn, appliedLsn);
+      return;
+    }
     let entries: FramedEntry[];
     try {
       // Read at least one entry even at zero entry credit: an all-skipped batch costs none.
@@ -519,6 +532,21 @@ export class Shipper {
       start = end;
     }
     this.#pump(peer);
+  }
+
+  /** Ships a batch covering `fromLsn..toLsn` with no entry, when the pacing allows one. */
+  #sendCursorOnly(
+    peer: string,
+    leader: LeaderStream,
+    session: number,
+    fromLsn: number,
+    toLsn: number,
+  ): void {
+    if (!leader.mayShipCursorOnly(session, this.#clock.monoMs())) return;
+    const header = leader.onRead(session, fromLsn, toLsn, 0, 0);
+    if (!header) return;
+    const body = { v: REPL_PROTOCOL_VERSION, ...header, count: 0, records: new Uint8Array(0) };
+    if (this.#send(peer, MSG_BATCH, { ...body, lastLsn: this.log.lastLsn() })) this.#pump(peer);
   }
 
   /**

@@ -1,7 +1,10 @@
 /**
  * An in-memory {@link ReplicaLog} for the seeded simulation: a log array and a real Keyspace.
  * "Durable" means the append's promise resolved; a crash drops what is not durable and keeps
- * the rest, as a real node's WAL would. Local writes mirror Store.put/delete.
+ * the rest, as a real node's WAL would. As in the store, an entry is in the log (lastLsn,
+ * readFramed) before the view applies it (versionVector, appliedLsn, onApply): a peer's entry
+ * waits for the simulation's next step (applyDurable()), a local write a microtask (taking
+ * the peers' entries before it along). Local writes mirror Store.put/delete.
  *
  * @module
  */
@@ -27,6 +30,8 @@ export class MemoryReplicaLog implements ReplicaLog {
   #log: Entry[] = [];
   #firstLsn = 1;
   #localSeq = 0;
+  #appliedLsn = 0;
+  #unapplied: { entry: Entry; applied: (lsn: number) => void }[] = [];
   #inflight = new Map<string, Promise<number | undefined>>();
   #listeners = new Set<(entry: Entry) => void>();
   #snapshotOnly: VersionVector = {};
@@ -70,11 +75,41 @@ export class MemoryReplicaLog implements ReplicaLog {
     if (entry.key !== "") validateKey(entry.key);
   }
 
-  #append(input: EntryInput): number {
+  appliedLsn(): number {
+    return this.#appliedLsn;
+  }
+
+  /** Appends `input` and resolves with its LSN once applied (see the module doc). */
+  #append(input: EntryInput, untilStep: boolean): Promise<number> {
+    const entry = this.#push(input);
+    const { promise, resolve } = Promise.withResolvers<number>();
+    this.#unapplied.push({ entry, applied: resolve });
+    if (!untilStep) queueMicrotask(() => this.#applyThrough(entry.lsn));
+    return promise;
+  }
+
+  /** Applies, in LSN order, every entry appended and not applied yet. */
+  applyDurable(): void {
+    this.#applyThrough(Infinity);
+  }
+
+  #applyThrough(lsn: number): void {
+    while (this.#unapplied.length > 0 && this.#unapplied[0].entry.lsn <= lsn) {
+      const { entry, applied } = this.#unapplied.shift()!;
+      applied(this.#apply(entry));
+    }
+  }
+
+  #push(input: EntryInput): Entry {
     const entry: Entry = { ...input, lsn: this.lastLsn() + 1 };
     this.#log.push(entry);
     this.#hlc.observe(entry.hlc);
+    return entry;
+  }
+
+  #apply(entry: Entry): number {
     this.keyspace.apply(entry);
+    this.#appliedLsn = entry.lsn;
     for (const listener of this.#listeners) listener(entry);
     return entry.lsn;
   }
@@ -89,9 +124,13 @@ export class MemoryReplicaLog implements ReplicaLog {
     this.#hlc.observe(entry.hlc);
     const append = (async () => {
       await Promise.resolve(); // the "fsync"
-      this.#inflight.delete(id);
       // A snapshot merged meanwhile may have brought it.
-      return this.keyspace.has(entry.origin, entry.seq) ? undefined : this.#append(entry);
+      const lsn = this.keyspace.has(entry.origin, entry.seq)
+        ? undefined
+        : await this.#append(entry, true);
+      // As the store: queued until applied, so a copy arriving meanwhile is not appended again.
+      this.#inflight.delete(id);
+      return lsn;
     })();
     this.#inflight.set(id, append);
     return await append;
@@ -174,8 +213,8 @@ export class MemoryReplicaLog implements ReplicaLog {
       prevOrigin: previous?.origin ?? "",
     };
     const seq = input.seq;
-    return Promise.resolve().then(() => {
-      this.#append(input);
+    return Promise.resolve().then(async () => {
+      await this.#append(input, false);
       return { seq };
     });
   }
@@ -187,7 +226,9 @@ export class MemoryReplicaLog implements ReplicaLog {
   restoredCopy(uptoLsn: number, origin: string): MemoryReplicaLog {
     if (this.#firstLsn !== 1) throw new Error("restoredCopy needs the log from LSN 1");
     const copy = new MemoryReplicaLog(this.nodeId, this.#clock, origin);
-    for (const { lsn: _lsn, ...input } of this.#log.slice(0, uptoLsn)) copy.#append(input);
+    for (const { lsn: _lsn, ...input } of this.#log.slice(0, uptoLsn)) {
+      copy.#apply(copy.#push(input));
+    }
     copy.#localSeq = copy.keyspace.versionVector()[origin] ?? 0;
     return copy;
   }

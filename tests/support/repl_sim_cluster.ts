@@ -29,6 +29,8 @@ export interface SimClusterOptions {
   creditEntries?: number;
   batchEntriesMax?: number;
   resendAfterMs?: number;
+  /** Shipper tail cache size (0: every read goes to the log, where tests can count it). */
+  tailCacheBytes?: number;
 }
 
 /** Lets every queued promise continuation run (the sim's only source of async is microtasks). */
@@ -77,6 +79,7 @@ export class SimCluster {
       creditEntries: this.#options.creditEntries ?? 20,
       batchEntriesMax: this.#options.batchEntriesMax ?? 7,
       resendAfterMs: this.#options.resendAfterMs ?? 200,
+      tailCacheBytes: this.#options.tailCacheBytes,
     });
     return { id, log, transport, shipper, alive: true };
   }
@@ -102,6 +105,10 @@ export class SimCluster {
   async step(ms = 1 + this.random.int(4)): Promise<void> {
     this.clock.advance(ms);
     this.network.deliverDue();
+    // Peers' entries made durable during the last step are applied only now, after this
+    // step's frames were handled: as in a real node, the log holds them (lastLsn) for a
+    // moment before the view and version vector do.
+    for (const node of this.nodes) if (node.alive) node.log.applyDurable();
     this.#sinceTickMs += ms;
     if (this.#sinceTickMs >= TICK_MS) {
       this.#sinceTickMs = 0;

@@ -91,6 +91,7 @@ export class Store {
   #inflight = new Map<string, Promise<number>>();
   #applyListeners = new Set<ApplyListener>();
   #snapshotLsn = 0;
+  #appliedLsn = 0;
   #bytesSinceSnapshot = 0;
   #snapshotting: Promise<void> | undefined;
   #conflicts = 0;
@@ -136,6 +137,14 @@ export class Store {
     return this.#wal.lastLsn;
   }
 
+  /**
+   * The LSN the view (keys, version vector) reflects. It trails lastLsn for a moment: the WAL
+   * counts a batch in lastLsn once it is durable, and the view applies it just after.
+   */
+  get appliedLsn(): number {
+    return this.#appliedLsn;
+  }
+
   get snapshotLsn(): number {
     return this.#snapshotLsn;
   }
@@ -168,6 +177,7 @@ export class Store {
       }
     }
     this.#snapshotLsn = snapshotLsn;
+    this.#appliedLsn = snapshotLsn;
     this.#wal = await Wal.open(this.walDir, {
       segmentBytesMax: this.#options.segmentBytesMax,
       batchEntriesMax: this.#options.batchEntriesMax,
@@ -216,6 +226,7 @@ export class Store {
   #apply(entry: Entry): void {
     this.hlc.observe(entry.hlc);
     const result = this.keyspace.apply(entry);
+    this.#appliedLsn = entry.lsn;
     if (result.concurrent) {
       this.#conflicts++;
       this.events.emit("replication.conflict", {

@@ -56,6 +56,32 @@ Deno.test("Store: a snapshot plus the WAL after it restores the state; restart r
   });
 });
 
+Deno.test("Store.appliedLsn is the LSN the version vector reflects: never past it, caught up once applied", async () => {
+  await withDir(async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1", snapshotEveryBytes: 0 });
+    assert.equal(store.appliedLsn, 0);
+    const seen: [number, number, number][] = [];
+    store.onApply((entry) => seen.push([entry.lsn, store.appliedLsn, store.versionVector().n1]));
+    await Promise.all(
+      Array.from({ length: 30 }, (_, i) => store.put(`k${i}`, bytes("v"), "text/plain")),
+    );
+    // Each entry is counted in the vector by the time appliedLsn names it.
+    for (const [lsn, applied, seq] of seen) {
+      assert.equal(applied, lsn);
+      assert.equal(seq, lsn);
+    }
+    assert.equal(store.appliedLsn, 30);
+    await store.snapshot();
+    for (let i = 0; i < 5; i++) await store.put(`t${i}`, bytes("v"), "text/plain");
+    await store.close({ snapshot: false });
+    // After recovery: the snapshot's LSN plus the replayed tail.
+    const again = await Store.open({ dataDir, nodeId: "n1" });
+    assert.equal(again.appliedLsn, 35);
+    assert.equal(again.lastLsn, 35);
+    await again.close();
+  });
+});
+
 Deno.test("Store: a damaged newest snapshot falls back to the older one and a longer replay", async () => {
   await withDir(async (dataDir) => {
     const store = await Store.open({
