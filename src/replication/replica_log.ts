@@ -39,10 +39,12 @@ export interface ReplicaLog {
   /** The last durable LSN; readFramed serves up to here. */
   lastLsn(): number;
   /**
-   * The LSN versionVector() reflects (at most lastLsn: a durable entry is applied a moment
-   * later). Every entry up to it is counted in the vector.
+   * An LSN through which versionVector() counts every entry of the log, so a peer whose vector
+   * covers it holds them all: the last applied LSN (a durable entry is applied a moment after
+   * lastLsn counts it), or 0 while an applied entry sits above a gap in its origin's sequence
+   * (the dense vector does not count it).
    */
-  appliedLsn(): number;
+  vectorLsn(): number;
   /**
    * Durable entries from `fromLsn` as records to ship; throws LsnCompactedError below the
    * first retained LSN.
@@ -83,7 +85,7 @@ export function storeReplicaLog(store: Store): ReplicaLog {
     origin: store.origin,
     firstLsn: () => store.wal.firstLsn,
     lastLsn: () => store.lastLsn,
-    appliedLsn: () => store.appliedLsn,
+    vectorLsn: () => store.keyspace.hasGaps() ? 0 : store.appliedLsn,
     readFramed: async (fromLsn, entriesMax, bytesMax) =>
       (await store.wal.readFramed(fromLsn, { limit: entriesMax, bytesMax })).map((r) => ({
         lsn: r.lsn,

@@ -442,14 +442,14 @@ export class Shipper {
     entriesMax: number,
     bytesMax: number,
   ): Promise<void> {
-    const appliedLsn = this.log.appliedLsn();
-    if (appliedLsn >= fromLsn && covers(leader.followerVv, this.log.versionVector())) {
+    const vectorLsn = this.log.vectorLsn();
+    if (vectorLsn >= fromLsn && covers(leader.followerVv, this.log.versionVector())) {
       // The follower holds every entry this node's vector counts (vectors are dense), which
-      // is every entry up to appliedLsn, so a read there would leave them all out: move its
+      // is every entry up to vectorLsn, so a read there would leave them all out: move its
       // cursor without reading. A node catching up used to read back all it received, once
-      // per peer, only to ship cursor-only batches. Not past appliedLsn: entries durable but
-      // not yet applied are not in the vector yet, and are read and filtered as usual.
-      this.#sendCursorOnly(peer, leader, session, fromLsn, appliedLsn);
+      // per peer, only to ship cursor-only batches. Entries past vectorLsn (durable but not
+      // yet applied, or above a gap) are read and filtered one by one as usual.
+      this.#sendCursorOnly(peer, leader, session, fromLsn, vectorLsn);
       return;
     }
     let entries: FramedEntry[];

@@ -2,7 +2,7 @@
  * An in-memory {@link ReplicaLog} for the seeded simulation: a log array and a real Keyspace.
  * "Durable" means the append's promise resolved; a crash drops what is not durable and keeps
  * the rest, as a real node's WAL would. As in the store, an entry is in the log (lastLsn,
- * readFramed) before the view applies it (versionVector, appliedLsn, onApply): a peer's entry
+ * readFramed) before the view applies it (versionVector, vectorLsn, onApply): a peer's entry
  * waits for the simulation's next step (applyDurable()), a local write a microtask (taking
  * the peers' entries before it along). Local writes mirror Store.put/delete.
  *
@@ -75,8 +75,8 @@ export class MemoryReplicaLog implements ReplicaLog {
     if (entry.key !== "") validateKey(entry.key);
   }
 
-  appliedLsn(): number {
-    return this.#appliedLsn;
+  vectorLsn(): number {
+    return this.keyspace.hasGaps() ? 0 : this.#appliedLsn;
   }
 
   /** Appends `input` and resolves with its LSN once applied (see the module doc). */

@@ -169,6 +169,11 @@ export class Keyspace {
     return { ...this.#vv };
   }
 
+  /** True while some applied entry sits above a gap in its origin's sequence (not in the vector). */
+  hasGaps(): boolean {
+    return this.#ahead.size > 0;
+  }
+
   /** Live keys in byte order of their UTF-16 code units, starting after `after`. */
   scan(options: { prefix?: string; after?: string; limit: number }): [string, KeyRecord][] {
     this.#sortKeys();

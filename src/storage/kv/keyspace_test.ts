@@ -74,10 +74,12 @@ Deno.test("Keyspace: the version vector advances only over gap-free sequences", 
   ks.apply(put("a", "x", "n1", 1, 1));
   ks.apply(put("b", "x", "n1", 3, 3));
   assert.deepEqual(ks.versionVector(), { n1: 1 });
+  assert.equal(ks.hasGaps(), true);
   assert.equal(ks.has("n1", 3), true);
   assert.equal(ks.has("n1", 2), false);
   ks.apply(put("c", "x", "n1", 2, 2));
   assert.deepEqual(ks.versionVector(), { n1: 3 });
+  assert.equal(ks.hasGaps(), false);
 });
 
 Deno.test("Keyspace: any arrival order of the same entries gives the same state (200 seeds)", () => {
