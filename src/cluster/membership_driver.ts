@@ -123,7 +123,7 @@ export class MembershipDriver {
 
   /** Starts ticking and dials the seeds and remembered members (without waiting). */
   start(): void {
-    this.#unbind = bindMembership(
+    const unbind = bindMembership(
       () => this.#membership,
       this.#transport,
       () => this.#options.clock.monoMs(),
@@ -131,6 +131,15 @@ export class MembershipDriver {
       (from, type) =>
         this.#options.logger.warn("Dropped malformed membership message", { peer: from, type }),
     );
+    // A lost link is redialed at the next tick, not at the next housekeeping (half a heartbeat
+    // away): a peer that was stopped past the link timeout, or restarted, is back sooner.
+    const offDown = this.#transport.onPeerDown(() => {
+      this.#lastHousekeepingMs = -Infinity;
+    });
+    this.#unbind = () => {
+      unbind();
+      offDown();
+    };
     this.#timer = setInterval(() => this.#tick(), this.#tickMs);
     this.#tick();
   }
