@@ -73,6 +73,14 @@ export interface LeaderOptions {
   cursorOnlyEveryMs: number;
 }
 
+/** What a `repl.batch` carries besides its entries (see {@link LeaderStream.onRead}). */
+export interface BatchHeader {
+  session: number;
+  startLsn: number;
+  fromLsn: number;
+  toLsn: number;
+}
+
 /** The part of the local log the leader needs to plan reads. */
 export interface LogBounds {
   firstLsn: number;
@@ -438,7 +446,7 @@ export class LeaderStream {
     count: number,
     bytes: number,
     more = false,
-  ): { session: number; startLsn: number; fromLsn: number; toLsn: number } | undefined {
+  ): BatchHeader | undefined {
     if (session !== this.#session || !this.#reading || fromLsn !== this.#nextLsn) return undefined;
     if (!more) this.#reading = false;
     if (toLsn < fromLsn) return undefined; // nothing was there after all

@@ -68,7 +68,7 @@ import {
   recordToEntry,
   REPL_PROTOCOL_VERSION,
 } from "./frames.ts";
-import { LeaderStream, type LogBounds, type StreamStatus } from "./leader.ts";
+import { type BatchHeader, LeaderStream, type LogBounds, type StreamStatus } from "./leader.ts";
 import type { CapturedSnapshot, FramedEntry, ReplicaLog } from "./replica_log.ts";
 import { concatFrames, TailCache } from "./tail_cache.ts";
 
@@ -519,15 +519,7 @@ export class Shipper {
         if (more) leader.onReadFailed(session);
         break;
       }
-      if (
-        !this.#send(peer, MSG_BATCH, {
-          v: REPL_PROTOCOL_VERSION,
-          ...header,
-          count,
-          records: concatFrames(frames),
-          lastLsn: this.log.lastLsn(),
-        })
-      ) break;
+      if (!this.#sendBatch(peer, header, count, concatFrames(frames))) break;
       for (const e of held) leader.onDeferred(e.origin, e.seq, e.lsn, nowMs);
       start = end;
     }
@@ -544,9 +536,23 @@ export class Shipper {
   ): void {
     if (!leader.mayShipCursorOnly(session, this.#clock.monoMs())) return;
     const header = leader.onRead(session, fromLsn, toLsn, 0, 0);
-    if (!header) return;
-    const body = { v: REPL_PROTOCOL_VERSION, ...header, count: 0, records: new Uint8Array(0) };
-    if (this.#send(peer, MSG_BATCH, { ...body, lastLsn: this.log.lastLsn() })) this.#pump(peer);
+    if (header && this.#sendBatch(peer, header, 0, new Uint8Array(0))) this.#pump(peer);
+  }
+
+  /** Sends one `repl.batch` with the header LeaderStream.onRead() gave; false when refused. */
+  #sendBatch(
+    peer: string,
+    header: BatchHeader,
+    count: number,
+    records: Uint8Array,
+  ): boolean {
+    return this.#send(peer, MSG_BATCH, {
+      v: REPL_PROTOCOL_VERSION,
+      ...header,
+      count,
+      records,
+      lastLsn: this.log.lastLsn(),
+    });
   }
 
   /**
