@@ -193,37 +193,110 @@ export function writeEntryDirect(out: Uint8Array, at: number, entry: Entry): num
   return writeAscii(out, at, entry.prevOrigin);
 }
 
-/**
- * Reads the argument of a head of major type `major` (its top three bits) at `at`, up to four
- * argument bytes; returns [argument, next offset], or undefined when there is no such head.
- */
-function peekArgument(bytes: Uint8Array, at: number, major: number): [number, number] | undefined {
-  const head = bytes[at];
-  if (head === undefined || (head & 0xe0) !== major) return undefined;
-  const info = head & 0x1f;
-  if (info < 24) return [info, at + 1];
-  if (info === 24 && bytes.length >= at + 2) return [bytes[at + 1], at + 2];
-  if (info === 25 && bytes.length >= at + 3) {
-    return [(bytes[at + 1] << 8) | bytes[at + 2], at + 3];
-  }
-  if (info === 26 && bytes.length >= at + 5) {
-    const n = ((bytes[at + 1] << 24) >>> 0) +
-      ((bytes[at + 2] << 16) | (bytes[at + 3] << 8) | bytes[at + 4]);
-    return [n, at + 5];
-  }
-  return undefined;
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
 
 /**
- * Reads the count at `at` (as cbor-x writes counts: a minimal head, or float64 from 2^32);
- * returns [value, next offset], or undefined when there is no count there.
+ * A cursor over one entry's bytes in the direct encoding's form (what {@link writeEntryDirect}
+ * writes): each read returns the field and moves past it, or returns -1 (counts) or undefined
+ * (strings) when the bytes there are not in that form. No tuple per field: a follower decodes
+ * every entry it receives. Use it through {@link readDirect}, which lets go of the bytes.
  */
-function peekCount(bytes: Uint8Array, at: number): [number, number] | undefined {
-  if (bytes[at] === 0xfb && bytes.length >= at + 9) {
-    const n = new DataView(bytes.buffer, bytes.byteOffset + at + 1, 8).getFloat64(0);
-    return isCount(n) ? [n, at + 9] : undefined;
+class DirectReader {
+  bytes: Uint8Array = EMPTY;
+  at = 0;
+  // The strings of the last entry decoded: origins and content types repeat entry to entry.
+  origin = "";
+  contentType = "";
+  prevOrigin = "";
+
+  /** The argument of a head of major type `major` (at most four argument bytes), or -1. */
+  argument(major: number): number {
+    const bytes = this.bytes;
+    const at = this.at;
+    const head = bytes[at];
+    if (head === undefined || (head & 0xe0) !== major) return -1;
+    const info = head & 0x1f;
+    if (info < 24) {
+      this.at = at + 1;
+      return info;
+    }
+    if (info === 24 && bytes.length >= at + 2) {
+      this.at = at + 2;
+      return bytes[at + 1];
+    }
+    if (info === 25 && bytes.length >= at + 3) {
+      this.at = at + 3;
+      return (bytes[at + 1] << 8) | bytes[at + 2];
+    }
+    if (info === 26 && bytes.length >= at + 5) {
+      this.at = at + 5;
+      return ((bytes[at + 1] << 24) >>> 0) + ((bytes[at + 2] << 16) | (bytes[at + 3] << 8) |
+        bytes[at + 4]);
+    }
+    return -1;
   }
-  return peekArgument(bytes, at, 0x00);
+
+  /** A count as cbor-x writes it (a minimal head, or float64 from 2^32), or -1. */
+  count(): number {
+    const bytes = this.bytes;
+    if (bytes[this.at] !== 0xfb) return this.argument(0x00);
+    if (bytes.length < this.at + 9) return -1;
+    // CBOR is big-endian; the scratch float is laid in the platform's order.
+    const from = this.at + 1;
+    for (let i = 0; i < 8; i++) float64Bytes[LITTLE_ENDIAN ? 7 - i : i] = bytes[from + i];
+    const n = float64Array[0];
+    this.at += 9;
+    return isCount(n) ? n : -1;
+  }
+
+  /** An ASCII text string (`previous` itself when the bytes spell it), or undefined. */
+  ascii(previous: string): string | undefined {
+    const length = this.argument(0x60);
+    const start = this.at;
+    const end = start + length;
+    const bytes = this.bytes;
+    if (length < 0 || end > bytes.length) return undefined;
+    let same = previous.length === length;
+    for (let i = start; i < end; i++) {
+      const c = bytes[i];
+      if (c > 0x7f) return undefined;
+      if (same && previous.charCodeAt(i - start) !== c) same = false;
+    }
+    this.at = end;
+    if (same) return previous;
+    let text = "";
+    for (let i = start; i < end; i += ASCII_CHUNK) {
+      const chars = bytes.subarray(i, Math.min(end, i + ASCII_CHUNK)) as unknown as number[];
+      text += String.fromCharCode.apply(null, chars);
+    }
+    return text;
+  }
+}
+
+const float64Array = new Float64Array(1);
+const float64Bytes = new Uint8Array(float64Array.buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+// Characters turned into a string per call (apply's argument count is bounded).
+const ASCII_CHUNK = 4096;
+const EMPTY = new Uint8Array();
+const directReader = new DirectReader();
+
+/**
+ * Runs `read` over `bytes` from after the array head and format (undefined when the bytes do
+ * not start like an entry of this format).
+ */
+function readDirect<T>(bytes: Uint8Array, read: (r: DirectReader) => T): T | undefined {
+  if (bytes.length < 3 || bytes[0] !== 0x8b || bytes[1] !== ENTRY_FORMAT) return undefined;
+  const r = directReader;
+  r.bytes = bytes;
+  r.at = 2;
+  try {
+    return read(r);
+  } finally {
+    r.bytes = EMPTY;
+  }
 }
 
 /**
@@ -233,8 +306,8 @@ function peekCount(bytes: Uint8Array, at: number): [number, number] | undefined 
  * of a restart's CPU.
  */
 export function peekEntryLsn(bytes: Uint8Array): number | undefined {
-  if (bytes.length < 3 || bytes[0] !== 0x8b || bytes[1] !== ENTRY_FORMAT) return undefined;
-  return peekCount(bytes, 2)?.[0];
+  const lsn = readDirect(bytes, (r) => r.count());
+  return lsn === undefined || lsn < 0 ? undefined : lsn;
 }
 
 /** An entry's position and identity, as a leader needs them to decide what to ship. */
@@ -251,28 +324,71 @@ export interface EntryIdentity {
  * are: decoding and re-encoding every 1 KiB entry was half the leader's CPU there.
  */
 export function peekEntryIdentity(bytes: Uint8Array): EntryIdentity | undefined {
-  if (bytes.length < 3 || bytes[0] !== 0x8b || bytes[1] !== ENTRY_FORMAT) return undefined;
-  const lsn = peekCount(bytes, 2);
-  if (lsn === undefined) return undefined;
-  // The origin: a text string of any head size (origins with their tag pass 23 bytes once a
-  // node id is 15 characters long).
-  const text = peekArgument(bytes, lsn[1], 0x60);
-  if (text === undefined) return undefined;
-  const [length, start] = text;
-  const end = start + length;
-  if (length === 0 || end >= bytes.length) return undefined;
-  let origin = "";
-  for (let i = start; i < end; i++) {
-    if (bytes[i] > 0x7f) return undefined;
-    origin += String.fromCharCode(bytes[i]);
-  }
-  const seq = peekCount(bytes, end);
-  if (seq === undefined) return undefined;
-  return { lsn: lsn[0], origin, seq: seq[0] };
+  return readDirect(bytes, (r) => {
+    const lsn = r.count();
+    const origin = lsn < 0 ? undefined : r.ascii(r.origin);
+    if (origin === undefined || origin.length === 0 || r.at >= bytes.length) return undefined;
+    r.origin = origin;
+    const seq = r.count();
+    return seq < 0 ? undefined : { lsn, origin, seq };
+  });
 }
 
-function isCount(value: unknown): value is number {
-  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+/**
+ * Decodes the direct encoding's form of an entry (what {@link writeEntryDirect} writes) without
+ * cbor-x; undefined for anything else, which {@link decodeEntry} then hands to cbor-x, so the
+ * two paths decide every input alike. A follower decodes every entry it receives, and cbor-x's
+ * generic decoder (an array, its strings, a copy of the value, then ours) was the largest part
+ * of that. It only accepts what it fully checks: the eleven fields in order, each of its type,
+ * and nothing after them.
+ */
+export function decodeEntryDirect(bytes: Uint8Array): Entry | undefined {
+  return readDirect(bytes, readEntry);
+}
+
+function readEntry(r: DirectReader): Entry | undefined {
+  const bytes = r.bytes;
+  const lsn = r.count();
+  if (lsn < 0) return undefined;
+  const origin = r.ascii(r.origin);
+  if (origin === undefined || origin.length === 0) return undefined;
+  const seq = r.count();
+  const hlc = seq < 0 ? -1 : r.count();
+  if (hlc < 0) return undefined;
+  const opIndex = bytes[r.at++];
+  if (opIndex === undefined || opIndex >= OPS.length) return undefined;
+  const key = r.ascii("");
+  if (key === undefined) return undefined;
+  let value: Uint8Array | null = null;
+  if (bytes[r.at] === 0xf6) r.at++;
+  else {
+    if (bytes[r.at] !== 0xd8 || bytes[r.at + 1] !== 0x40) return undefined;
+    r.at += 2;
+    const length = r.argument(0x40);
+    if (length < 0 || r.at + length > bytes.length) return undefined;
+    value = bytes.slice(r.at, r.at + length);
+    r.at += length;
+  }
+  const contentType = r.ascii(r.contentType);
+  if (contentType === undefined) return undefined;
+  const prevHlc = r.count();
+  const prevOrigin = prevHlc < 0 ? undefined : r.ascii(r.prevOrigin);
+  if (prevOrigin === undefined || r.at !== bytes.length) return undefined;
+  r.origin = origin;
+  r.contentType = contentType;
+  r.prevOrigin = prevOrigin;
+  return {
+    lsn,
+    origin,
+    seq,
+    hlc,
+    op: OPS[opIndex],
+    key,
+    value,
+    contentType,
+    prevHlc,
+    prevOrigin,
+  };
 }
 
 /**
@@ -281,6 +397,11 @@ function isCount(value: unknown): value is number {
  * as sent, not that they make sense.
  */
 export function decodeEntry(bytes: Uint8Array): Entry {
+  return decodeEntryDirect(bytes) ?? decodeEntryGeneric(bytes);
+}
+
+/** Decodes entry bytes through cbor-x: the reference decoding, and the path for any form. */
+export function decodeEntryGeneric(bytes: Uint8Array): Entry {
   let raw: unknown;
   try {
     raw = encoder.decode(bytes);

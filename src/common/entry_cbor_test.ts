@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import {
   decodeEntry,
+  decodeEntryDirect,
+  decodeEntryGeneric,
   encodeEntry,
   encodeEntryGeneric,
   type Entry,
@@ -161,4 +163,60 @@ Deno.test("peekEntryIdentity reads what decodeEntry reads, or declines", () => {
       [0x8b, 0x01, 0x05, 0x41, 0x6e, 0x01],
     ]
   ) assert.equal(peekEntryIdentity(new Uint8Array(bad)), undefined, JSON.stringify(bad));
+});
+
+function concat(encoded: Uint8Array, byte: number): Uint8Array {
+  const out = new Uint8Array(encoded.length + 1);
+  out.set(encoded);
+  out[encoded.length] = byte;
+  return out;
+}
+
+/** What a decoder made of some bytes: the entry, or the error's message. */
+function outcome(decode: (b: Uint8Array) => Entry, encoded: Uint8Array): Entry | string {
+  try {
+    return decode(encoded);
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+Deno.test("decodeEntryDirect decodes what cbor-x decodes, or declines", () => {
+  const random = new Random(SEED + 3);
+  let direct = 0;
+  let mutants = 0;
+  for (let i = 0; i < 1000; i++) {
+    const entry = randomEntry(random);
+    for (const encoded of [encodeEntry(entry), bytes(encodeEntryGeneric(entry))]) {
+      const fast = decodeEntryDirect(encoded);
+      if (fast !== undefined) {
+        direct++;
+        assert.deepEqual(fast, entry, `seed ${SEED + 3}, entry ${i}`);
+        assert.equal(Object.getPrototypeOf(fast.value ?? new Uint8Array()), Uint8Array.prototype);
+      }
+      assert.deepEqual(decodeEntry(encoded), entry, `seed ${SEED + 3}, entry ${i}`);
+    }
+    // Damaged bytes, as a peer could send them under a valid CRC: a flipped byte, a cut, or
+    // bytes after the entry. Whatever the direct decoder accepts, cbor-x decodes alike, and
+    // decodeEntry answers as cbor-x does.
+    const encoded = encodeEntry(entry);
+    for (let m = 0; m < 5; m++) {
+      const kind = random.int(3);
+      const at = random.int(Math.min(encoded.length, 64));
+      const mutant = kind === 0
+        ? encoded.map((b, j) => j === at ? random.int(256) : b)
+        : kind === 1
+        ? encoded.slice(0, at)
+        : concat(encoded, random.int(256));
+      const fast = decodeEntryDirect(mutant);
+      const reference = outcome(decodeEntryGeneric, mutant);
+      if (fast !== undefined) {
+        mutants++;
+        assert.deepEqual(fast, reference, `seed ${SEED + 3}, entry ${i}, mutant ${m}`);
+      }
+      assert.deepEqual(outcome(decodeEntry, mutant), reference);
+    }
+  }
+  assert.ok(direct > 800, `only ${direct} of 2000 encodings took the direct decoder`);
+  assert.ok(mutants > 100, `only ${mutants} mutants took the direct decoder`);
 });
