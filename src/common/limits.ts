@@ -37,6 +37,13 @@ export const WAL_PREALLOCATE_BYTES_MAX = 64 * MiB;
 export const BATCH_ENTRIES_DEFAULT = 100;
 export const BATCH_ENTRIES_MAX = 10_000;
 export const BATCH_BYTES_DEFAULT = 4 * MiB;
+/**
+ * Entries that came from peers may fill a group commit up to this many (local appends still
+ * stop a batch at the batch-entries bound): a follower catching up queues thousands at once,
+ * and 100 per fdatasync made its disk as much its pace as its CPU (docs/BENCHMARKS.md,
+ * session 12).
+ */
+export const BATCH_ENTRIES_REPLICATED_DEFAULT = 1_000;
 /** Writers queued behind the batch in flight; past this, appends are refused (backpressure). */
 export const PENDING_ENTRIES_MAX = 100_000;
 export const PENDING_BYTES_MAX = 256 * MiB;

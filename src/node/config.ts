@@ -17,6 +17,7 @@ import {
   BATCH_BYTES_DEFAULT,
   BATCH_ENTRIES_DEFAULT,
   BATCH_ENTRIES_MAX,
+  BATCH_ENTRIES_REPLICATED_DEFAULT,
   DOWN_AFTER_MS_DEFAULT,
   GiB,
   HEARTBEAT_INTERVAL_MS_DEFAULT,
@@ -52,6 +53,7 @@ export interface NodeConfig {
   valueBytesMax: number;
   segmentBytes: number;
   batchEntriesMax: number;
+  batchEntriesMaxReplicated: number;
   batchBytesMax: number;
   walPreallocateBytes: number;
   snapshotEveryBytes: number;
@@ -175,6 +177,17 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 1,
     max: BATCH_ENTRIES_MAX,
     help: "Most entries in one group commit",
+  },
+  {
+    key: "batchEntriesMaxReplicated",
+    flag: "batch-entries-max-replicated",
+    env: "SHANGHAI_BATCH_ENTRIES_MAX_REPLICATED",
+    kind: "int",
+    default: BATCH_ENTRIES_REPLICATED_DEFAULT,
+    min: 1,
+    max: BATCH_ENTRIES_MAX,
+    help:
+      "Most entries in one group commit that peers' entries fill (never below batch-entries-max)",
   },
   {
     key: "batchBytesMax",

@@ -206,6 +206,7 @@ export class ShanghaiNode {
         valueBytesMax: this.config.valueBytesMax,
         segmentBytesMax: this.config.segmentBytes,
         batchEntriesMax: this.config.batchEntriesMax,
+        replicatedBatchEntriesMax: this.config.batchEntriesMaxReplicated,
         batchBytesMax: this.config.batchBytesMax,
         preallocateBytes: this.config.walPreallocateBytes,
         snapshotEveryBytes: this.config.snapshotEveryBytes,

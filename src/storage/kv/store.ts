@@ -48,6 +48,8 @@ export interface StoreOptions {
   valueBytesMax?: number;
   segmentBytesMax?: number;
   batchEntriesMax?: number;
+  /** How far peers' entries may fill a WAL batch (see WalOptions). */
+  replicatedBatchEntriesMax?: number;
   batchBytesMax?: number;
   /** Zeros laid out ahead of the WAL's last record (see WalOptions.preallocateBytes). */
   preallocateBytes?: number;
@@ -181,6 +183,7 @@ export class Store {
     this.#wal = await Wal.open(this.walDir, {
       segmentBytesMax: this.#options.segmentBytesMax,
       batchEntriesMax: this.#options.batchEntriesMax,
+      replicatedBatchEntriesMax: this.#options.replicatedBatchEntriesMax,
       batchBytesMax: this.#options.batchBytesMax,
       preallocateBytes: this.#options.preallocateBytes,
       verifyFromLsn: snapshotLsn + 1,
@@ -404,7 +407,7 @@ export class Store {
     if (queued !== undefined) return queued.then(() => undefined);
     this.checkRemote(entry);
     this.hlc.observe(entry.hlc);
-    const append = this.#wal.append(entry);
+    const append = this.#wal.append(entry, true);
     this.#inflight.set(id, append);
     try {
       return await append;

@@ -5,6 +5,9 @@
  * starts at once, and while a flush runs (one write, one fdatasync) new appends queue up and
  * go out together in the next one. One client pays one fsync; fifty share one. A batch holds
  * at most `batchEntriesMax` entries and `batchBytesMax` bytes, and no timer ever delays it.
+ * A peer's entries (appended as replicated) may fill it further, up to
+ * `replicatedBatchEntriesMax`: a local entry joins a batch only among its first
+ * `batchEntriesMax` entries, a replicated one among its first `replicatedBatchEntriesMax`.
  * Every caller is answered only after the fdatasync that covers its entry.
  *
  * The active segment is kept preallocated: zeros, written and fdatasync'ed from a second file
@@ -40,6 +43,7 @@ import {
   BATCH_BYTES_DEFAULT,
   BATCH_ENTRIES_DEFAULT,
   BATCH_ENTRIES_MAX,
+  BATCH_ENTRIES_REPLICATED_DEFAULT,
   PENDING_BYTES_MAX,
   PENDING_ENTRIES_MAX,
   READ_BYTES_MAX,
@@ -68,6 +72,8 @@ import {
 export interface WalOptions {
   segmentBytesMax?: number;
   batchEntriesMax?: number;
+  /** How far replicated appends may fill a batch (never below batchEntriesMax; see above). */
+  replicatedBatchEntriesMax?: number;
   batchBytesMax?: number;
   /** Zeros laid out ahead of the active segment's last record; 0 turns preallocation off. */
   preallocateBytes?: number;
@@ -177,6 +183,8 @@ interface Pending {
   data: Uint8Array | undefined;
   /** Framed size: RECORD_HEADER_BYTES + the encoded entry. */
   frameBytes: number;
+  /** A batch takes it only among its first this many entries (see the module). */
+  batchPositionMax: number;
   resolve: (lsn: number) => void;
   reject: (error: unknown) => void;
 }
@@ -245,6 +253,7 @@ export class Wal {
   readonly dir: string;
   readonly #segmentBytesMax: number;
   readonly #batchEntriesMax: number;
+  readonly #replicatedBatchEntriesMax: number;
   readonly #batchBytesMax: number;
   readonly #clock: Clock;
   readonly #onDurable?: WalOptions["onDurable"];
@@ -284,6 +293,10 @@ export class Wal {
     this.#preallocateBytes = options.preallocateBytes ?? WAL_PREALLOCATE_BYTES_DEFAULT;
     this.#segmentBytesMax = options.segmentBytesMax ?? SEGMENT_BYTES_DEFAULT;
     this.#batchEntriesMax = options.batchEntriesMax ?? BATCH_ENTRIES_DEFAULT;
+    this.#replicatedBatchEntriesMax = Math.max(
+      this.#batchEntriesMax,
+      options.replicatedBatchEntriesMax ?? BATCH_ENTRIES_REPLICATED_DEFAULT,
+    );
     this.#batchBytesMax = options.batchBytesMax ?? BATCH_BYTES_DEFAULT;
     this.#clock = options.clock ?? systemClock;
     this.#onDurable = options.onDurable;
@@ -300,6 +313,11 @@ export class Wal {
     invariant(
       batchEntriesMax >= 1 && batchEntriesMax <= BATCH_ENTRIES_MAX,
       "batchEntriesMax out of range",
+    );
+    const replicatedMax = options.replicatedBatchEntriesMax ?? BATCH_ENTRIES_REPLICATED_DEFAULT;
+    invariant(
+      replicatedMax >= 1 && replicatedMax <= BATCH_ENTRIES_MAX,
+      "replicatedBatchEntriesMax out of range",
     );
     const preallocateBytes = options.preallocateBytes ?? WAL_PREALLOCATE_BYTES_DEFAULT;
     invariant(
@@ -497,8 +515,10 @@ export class Wal {
    * entry's size first (the store does): an entry over RECORD_BYTES_MAX is a programmer error.
    * The entry's `value` is encoded when its batch is written, so leave it unchanged until the
    * append settles (the key-value view keeps the same bytes afterwards anyway).
+   *
+   * `replicated` marks a peer's entry, which may fill a batch up to replicatedBatchEntriesMax.
    */
-  append(input: EntryInput): Promise<number> {
+  append(input: EntryInput, replicated = false): Promise<number> {
     if (this.#closed) return Promise.reject(new ClosedError("the WAL"));
     if (this.#failed !== undefined) return Promise.reject(this.#failedError());
     if (this.#queue.length >= PENDING_ENTRIES_MAX || this.#queueBytes >= PENDING_BYTES_MAX) {
@@ -517,7 +537,8 @@ export class Wal {
     const frameBytes = RECORD_HEADER_BYTES + entryBytes;
     this.#nextLsn++;
     return new Promise<number>((resolve, reject) => {
-      this.#queue.push({ entry, data, frameBytes, resolve, reject });
+      const batchPositionMax = replicated ? this.#replicatedBatchEntriesMax : this.#batchEntriesMax;
+      this.#queue.push({ entry, data, frameBytes, batchPositionMax, resolve, reject });
       this.#queueBytes += frameBytes;
       this.#flushing ??= this.#flushLoop();
     });
@@ -563,7 +584,7 @@ export class Wal {
         let count = 0;
         let bytes = 0;
         while (
-          count < this.#queue.length && count < this.#batchEntriesMax &&
+          count < this.#queue.length && count < this.#queue[count].batchPositionMax &&
           (count === 0 || bytes + this.#queue[count].frameBytes <= this.#batchBytesMax)
         ) {
           bytes += this.#queue[count].frameBytes;

@@ -71,6 +71,59 @@ Deno.test("Wal group commit: concurrent appends share batches and all resolve af
   });
 });
 
+Deno.test("Wal group commit: a peer's entries fill a batch to the replicated bound, local ones stop at the entry bound", async () => {
+  await withDir(async (dir) => {
+    const batches: { lsn: number; entries: number }[] = [];
+    const wal = await Wal.open(dir, {
+      batchEntriesMax: 10,
+      replicatedBatchEntriesMax: 50,
+      onDurable: (entries) => batches.push({ lsn: entries[0].lsn, entries: entries.length }),
+    });
+    const append = (from: number, count: number, replicated: boolean) =>
+      Array.from({ length: count }, (_, i) => wal.append(appendInput(from + i), replicated));
+    // 1 goes out alone; 2..71 queue behind it: 60 replicated, then 10 local.
+    const first = wal.append(appendInput(1));
+    const queued = [...append(2, 60, true), ...append(62, 10, false)];
+    await Promise.all([first, ...queued]);
+    assert.deepEqual(batches, [
+      { lsn: 1, entries: 1 },
+      // Replicated entries fill a batch to 50; the next 10 fill the next one to 10, where the
+      // local ones cannot join (each joins only among a batch's first 10).
+      { lsn: 2, entries: 50 },
+      { lsn: 52, entries: 10 },
+      { lsn: 62, entries: 10 },
+    ]);
+    // Local entries first, replicated ones behind them: wherever the batches fall, a local
+    // entry sits among a batch's first 10 and any entry among its first 50, and replicated
+    // entries join a batch that holds local ones.
+    batches.length = 0;
+    const replicated = new Set(Array.from({ length: 60 }, (_, i) => 88 + i));
+    await Promise.all([...append(72, 16, false), ...append(88, 60, true)]);
+    assert.equal(batches.reduce((sum, b) => sum + b.entries, 0), 76);
+    let mixed = false;
+    for (const { lsn, entries } of batches) {
+      assert.ok(entries <= 50, `batch at ${lsn} holds ${entries}`);
+      const locals = Array.from({ length: entries }, (_, i) => lsn + i).filter((l) =>
+        !replicated.has(l)
+      );
+      for (const l of locals) assert.ok(l - lsn < 10, `local LSN ${l} at ${l - lsn} of ${lsn}`);
+      if (locals.length > 0 && locals.length < entries) mixed = true;
+    }
+    assert.ok(mixed, `no batch mixes local and replicated entries: ${JSON.stringify(batches)}`);
+    // A bound below batchEntriesMax is raised to it.
+    const lowBatches: number[] = [];
+    const low = await Wal.open(`${dir}/low`, {
+      batchEntriesMax: 10,
+      replicatedBatchEntriesMax: 2,
+      onDurable: (entries) => lowBatches.push(entries.length),
+    });
+    await Promise.all(Array.from({ length: 25 }, (_, i) => low.append(appendInput(i + 1), true)));
+    assert.deepEqual(lowBatches, [1, 10, 10, 4]);
+    await low.close();
+    await wal.close();
+  });
+});
+
 Deno.test("Wal rotates segments at the size limit and reads across them after reopening", async () => {
   await withDir(async (dir) => {
     const wal = await Wal.open(dir, { segmentBytesMax: 64 * 1024, batchEntriesMax: 10 });
