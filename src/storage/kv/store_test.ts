@@ -246,6 +246,37 @@ Deno.test("Store.applyRemote() keeps the origin's identity and drops duplicates"
   });
 });
 
+Deno.test("Store.applyRemote() lets a peer's entries fill a WAL batch past the local bound", async () => {
+  await withDir(async (dataDir) => {
+    const events = new EventBus();
+    const batches: number[] = [];
+    events.on("wal.write.completed", (e) => batches.push(e.entries));
+    const store = await Store.open({
+      dataDir,
+      nodeId: "n1",
+      events,
+      batchEntriesMax: 10,
+      replicatedBatchEntriesMax: 40,
+    });
+    const remote = (seq: number) => ({
+      origin: "n2",
+      seq,
+      hlc: seq,
+      op: "put" as const,
+      key: `r${seq}`,
+      value: bytes("v"),
+      contentType: "text/plain",
+      prevHlc: 0,
+      prevOrigin: "",
+    });
+    await Promise.all(Array.from({ length: 81 }, (_, i) => store.applyRemote(remote(i + 1))));
+    assert.deepEqual(batches, [1, 40, 40]);
+    batches.length = 0;
+    await Promise.all(Array.from({ length: 21 }, (_, i) => store.put(`l${i}`, bytes("v"), "")));
+    assert.ok(Math.max(...batches) <= 10, `local batches ${batches}`);
+    await store.close();
+  });
+});
 Deno.test("raiseSnapshotOnly records what a transfer raised, from the lowest start of any transfer under way", () => {
   // Only the transfer from n1: origins its snapshot raised past where the transfer began.
   const alone = new Map([["n1", { a: 5, b: 9 }]]);
