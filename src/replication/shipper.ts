@@ -1042,22 +1042,27 @@ export class Shipper {
   }
 
   #reportStatus(now: number): void {
-    let reportText: string | undefined;
+    // What every report of this tick carries, taken once (nothing changes it during the loop).
+    let report: { vv: VersionVector; sources: string[]; text: string } | undefined;
     for (const [peer, follower] of this.#followers) {
       if (follower.session === 0) continue;
       const last = this.#lastStatus.get(peer);
       if (last && now - last.atMs < STATUS_EVERY_MS) continue;
-      reportText ??= JSON.stringify([this.log.versionVector(), this.#sources()]);
-      if (last && last.report === reportText && now - last.atMs < STATUS_REFRESH_MS) continue;
-      this.#lastStatus.set(peer, { atMs: now, report: reportText });
+      if (report === undefined) {
+        const vv = this.log.versionVector();
+        const sources = this.#sources();
+        report = { vv, sources, text: JSON.stringify([vv, sources]) };
+      }
+      if (last && last.report === report.text && now - last.atMs < STATUS_REFRESH_MS) continue;
+      this.#lastStatus.set(peer, { atMs: now, report: report.text });
       this.transport.send(peer, MSG_ACK, {
         v: REPL_PROTOCOL_VERSION,
         session: follower.session,
         ackedLsn: follower.cursor,
-        vv: this.log.versionVector(),
+        vv: report.vv,
         hlc: this.log.hlc(),
         credit: this.#credit(),
-        sources: this.#sources(),
+        sources: report.sources,
       });
     }
   }
