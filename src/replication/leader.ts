@@ -24,7 +24,7 @@
  *
  * @module
  */
-import type { VersionVector } from "../common/entry.ts";
+import { covers, type VersionVector } from "../common/entry.ts";
 import { originNode } from "../common/origin.ts";
 import { CreditWindow } from "./credit_window.ts";
 
@@ -85,6 +85,16 @@ export interface BatchHeader {
 export interface LogBounds {
   firstLsn: number;
   lastLsn: number;
+}
+
+/**
+ * What this node's log holds, as its dense version vector counts it: every entry up to
+ * `vectorLsn` is counted by `versionVector` (entries past it are durable but not yet applied,
+ * or above a gap in their origin's sequence).
+ */
+export interface LogCoverage {
+  versionVector: VersionVector;
+  vectorLsn: number;
 }
 
 /** Work for the shell. */
@@ -343,13 +353,16 @@ export class LeaderStream {
 
   /**
    * The follower answered `open`. Returns false when the frame is stale (ignored).
-   * `snapshotOnly` is what this node holds only through installed snapshots.
+   * `snapshotOnly` is what this node holds only through installed snapshots; `coverage`, when
+   * given, lets a follower that holds everything the log counts skip a snapshot the log's
+   * retention would otherwise force.
    */
   onOpened(
     frame: OpenedFrame,
     nowMs: number,
     log: LogBounds,
     snapshotOnly: VersionVector = {},
+    coverage?: LogCoverage,
   ): boolean {
     if (frame.session !== this.#session || this.#status !== "opening") return false;
     if (frame.origin !== undefined) {
@@ -367,6 +380,16 @@ export class LeaderStream {
     // follower's cursor covers that range without them; it drops what it holds by origin id.
     for (const relay of this.#relaying.values()) start = Math.min(start, relay.fromLsn);
     if (frame.cursor > this.#matchLsn) this.#matchLsn = Math.min(frame.cursor, log.lastLsn);
+    if (
+      start < log.firstLsn && coverage !== undefined &&
+      coverage.vectorLsn >= log.firstLsn - 1 && covers(this.#followerVv, coverage.versionVector)
+    ) {
+      // Neither side remembers a cursor (both restarted, say), but the follower holds every
+      // entry up to vectorLsn, so every entry retention removed: stream from the first one
+      // kept (the shell moves the cursor over what the follower holds without reading). A
+      // whole cluster restarted after retention used to send full snapshots both ways.
+      start = log.firstLsn;
+    }
     if (start < log.firstLsn || this.lacksAny(snapshotOnly)) {
       this.#status = "snapshot";
       this.#snapshotPending = true;

@@ -133,6 +133,29 @@ Deno.test("LeaderStream ships a snapshot when retention removed the follower's p
   assert.equal(only(leader.drain(), "read").fromLsn, 51);
 });
 
+Deno.test("LeaderStream streams from the first retained entry, not a snapshot, to a follower that holds all the log counts", () => {
+  const log = { firstLsn: 40, lastLsn: 50 };
+  const coverage = { versionVector: { n1: 30, n2: 20 }, vectorLsn: 50 };
+  const open = (vv: Record<string, number>, cov = coverage) => {
+    const leader = stream();
+    leader.onPeerUp(0, log);
+    leader.drain();
+    // Both sides restarted: no cursor on the follower, no acknowledged point on the leader.
+    assert.equal(leader.onOpened({ ...opened(leader.session, 0), vv }, 1, log, {}, cov), true);
+    return leader;
+  };
+  const holding = open({ n1: 30, n2: 25, n3: 7 });
+  assert.equal(holding.status, "replicating");
+  holding.poll(1, log);
+  assert.equal(only(holding.drain(), "read").fromLsn, 40);
+  // One entry short of the vector, or a log with a gap (nothing counted): the snapshot.
+  assert.equal(only(open({ n1: 30, n2: 19 }).drain(), "snapshot").kind, "snapshot");
+  assert.equal(
+    only(open({ n1: 30, n2: 20 }, { ...coverage, vectorLsn: 0 }).drain(), "snapshot").kind,
+    "snapshot",
+  );
+});
+
 Deno.test("LeaderStream drops a read that no longer fits after the follower lowered its credit", () => {
   const leader = stream();
   const log = { firstLsn: 1, lastLsn: 50 };

@@ -592,6 +592,10 @@ export class Shipper {
       keys: capture.records.length,
       chunks: chunks.length,
     });
+    this.#events?.emit("replication.snapshot.started", {
+      follower: peer,
+      keys: capture.records.length,
+    });
     leader.onSnapshotReady(session, capture.lsn, chunks.length);
     this.#pump(peer);
   }
@@ -620,6 +624,7 @@ export class Shipper {
       this.#clock.monoMs(),
       this.#bounds(),
       this.log.snapshotOnly(),
+      { versionVector: this.log.versionVector(), vectorLsn: this.log.vectorLsn() },
     );
     if (opened) this.#checkWaiters();
     this.#pump(from);

@@ -399,6 +399,10 @@ export class Metrics {
     const conflicts = meter.createCounter("shanghai_replication_conflicts", {
       description: "Concurrent writes to one key detected and resolved",
     });
+    const snapshotsSent = meter.createCounter("shanghai_replication_snapshots_sent", {
+      description:
+        "Snapshot transfers this node began to a follower because its retained log could not serve it",
+    });
     const linksDropped = meter.createCounter("shanghai_cluster_links_dropped", {
       description:
         "Peer links dropped because nothing arrived on them for suspect-after-ms (a path losing packets); the node redials",
@@ -421,6 +425,7 @@ export class Metrics {
     on("replication.lag.changed", (e) => setTracked(this.peers.lag, pairKey(e), { ...e }));
     on("replication.credit.changed", (e) => setTracked(this.peers.credit, pairKey(e), { ...e }));
     on("replication.conflict", () => conflicts.add(1));
+    on("replication.snapshot.started", (e) => snapshotsSent.add(1, { to_node: e.follower }));
     const applyDelay = this.#histogram(
       meter,
       "shanghai_replication_apply_delay",

@@ -20,6 +20,7 @@ function emitSome(events: EventBus): void {
   events.emit("replication.credit.changed", { credit: 100, follower: "n2", leader: "n1" });
   events.emit("replication.conflict", { key: "k", winnerOrigin: "n1", loserOrigin: "n2" });
   events.emit("cluster.link.dropped", { peer: "n3", silentMs: 10_000 });
+  events.emit("replication.snapshot.started", { follower: "n3", keys: 12 });
   events.emit("cluster.heartbeat.completed", { rttMs: 1.5, fromNode: "n1", toNode: "n2" });
   events.emit("replication.applied", { delaysMs: [2, 4, 40] });
   events.emit("process.loop.delay", { delayMs: 0.1 });
@@ -58,6 +59,7 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
         'shanghai_replication_credit{follower="n2",leader="n1",otel_scope_name="shanghai"} 100',
         'shanghai_replication_conflicts_total{otel_scope_name="shanghai"} 1',
         'shanghai_cluster_links_dropped_total{to_node="n3",otel_scope_name="shanghai"} 1',
+        'shanghai_replication_snapshots_sent_total{to_node="n3",otel_scope_name="shanghai"} 1',
         'shanghai_replication_apply_delay_count{otel_scope_name="shanghai"} 3',
         'shanghai_replication_apply_delay_bucket{otel_scope_name="shanghai",le="2"} 1',
         'shanghai_replication_apply_delay_bucket{otel_scope_name="shanghai",le="5"} 2',

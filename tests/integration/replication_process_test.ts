@@ -47,6 +47,18 @@ async function keysOn(node: NodeProcess, prefix: string): Promise<Set<string>> {
   }
 }
 
+/** Snapshot transfers `node` began, to any follower (its metrics counter). */
+async function snapshotsSent(node: NodeProcess): Promise<number> {
+  const metrics = await (await fetch(`${node.url}/metrics`)).text();
+  let sent = 0;
+  for (
+    const m of metrics.matchAll(/^shanghai_replication_snapshots_sent_total\{[^}]*\} (\d+)$/gm)
+  ) {
+    sent += Number(m[1]);
+  }
+  return sent;
+}
+
 async function rssBytes(pid: number): Promise<number> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);
   return Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)![1]) * 1024;
@@ -171,20 +183,22 @@ Deno.test("real processes: a SIGSTOPped follower under load costs the leader bou
   }
 });
 
+/** Small segments, frequent snapshots and no retained tail: old WAL goes soon after writes. */
+const RETAIN_LITTLE = [
+  "--value-bytes-max",
+  "16384",
+  "--batch-bytes-max",
+  String(64 * 1024),
+  "--segment-bytes",
+  String(128 * 1024),
+  "--snapshot-every-bytes",
+  String(64 * 1024),
+  "--retain-bytes",
+  "0",
+];
+
 Deno.test("real processes: a node down past retention gets a snapshot, then the tail, and converges", async () => {
-  const small = [
-    "--value-bytes-max",
-    "16384",
-    "--batch-bytes-max",
-    String(64 * 1024),
-    "--segment-bytes",
-    String(128 * 1024),
-    "--snapshot-every-bytes",
-    String(64 * 1024),
-    "--retain-bytes",
-    "0",
-  ];
-  const cluster = await formCluster(3, small);
+  const cluster = await formCluster(3, RETAIN_LITTLE);
   try {
     const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
     await n3.stop();
@@ -202,6 +216,37 @@ Deno.test("real processes: a node down past retention gets a snapshot, then the 
       "n3 got the state as a snapshot",
     );
     assert.equal((await keysOn(again, "r")).size, 600);
+    const sent = (await snapshotsSent(n1)) + (await snapshotsSent(n2));
+    assert.ok(sent >= 1, `a snapshot went to n3 (sent ${sent})`);
+  } finally {
+    await cluster.teardown();
+  }
+});
+
+Deno.test("real processes: a whole cluster restarted after retention resumes from its logs, not snapshots", async () => {
+  const cluster = await formCluster(3, RETAIN_LITTLE);
+  try {
+    let nodes = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    for (let i = 0; i < 450; i++) assert.equal(await put(nodes[i % 3], `w${i}`, "quorum"), 200);
+    await waitForNodes("all three to converge", () => digestsEqual(nodes), 60_000);
+    for (const n of nodes) {
+      await waitForNodes(
+        `${n.nodeId} to drop old WAL segments`,
+        async () => Number((await getJson(n, "/v1/status")).firstLsn) > 1,
+      );
+    }
+    // Every node stops cleanly; on restart no leader remembers what a follower acknowledged
+    // and no follower remembers its cursor, and no log reaches back to LSN 1.
+    for (const n of [...nodes].reverse()) await n.stop();
+    const n1 = await cluster.start("n1");
+    nodes = [n1, await cluster.start("n2", n1), await cluster.start("n3", n1)];
+    await waitForNodes("3 nodes replicating", () => replicating(nodes));
+    for (let i = 0; i < 30; i++) assert.equal(await put(nodes[i % 3], `after${i}`, "all"), 200);
+    await waitForNodes("all three to converge", () => digestsEqual(nodes), 60_000);
+    for (const n of nodes) {
+      assert.equal(await snapshotsSent(n), 0, `${n.nodeId} sent no snapshot`);
+      assert.equal((await keysOn(n, "w")).size, 450);
+    }
   } finally {
     await cluster.teardown();
   }
