@@ -212,6 +212,7 @@ export class ShanghaiNode {
         snapshotEveryBytes: this.config.snapshotEveryBytes,
         retainBytes: this.config.retainBytes,
         retentionHoldLsn: () => this.#replication?.shipper.retentionHoldLsn(),
+        followerCursors: () => this.#replication?.shipper.followerCursors(),
         resolver: this.#options.resolver,
         clock: this.#clock,
         events: this.events,

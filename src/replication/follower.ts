@@ -10,6 +10,7 @@
  *
  * @module
  */
+import type { LeaderCursor } from "../storage/kv/snapshot.ts";
 import type { BatchFrame, OpenFrame, SnapFrame } from "./frames.ts";
 
 /** Why a frame was refused. */
@@ -31,8 +32,25 @@ export class FollowerStream {
   #originSession = 0;
   #streaming = false;
 
-  constructor(leaderId: string) {
+  /**
+   * `resume`, when given, is the cursor a snapshot of this data directory kept for this
+   * leader (Store.followerCursors): the stream reports it on the first open instead of 0,
+   * unless the leader opens under another origin.
+   */
+  constructor(leaderId: string, resume?: LeaderCursor) {
     this.leaderId = leaderId;
+    if (resume !== undefined) {
+      this.#cursor = resume.cursor;
+      this.#leaderOrigin = resume.origin;
+    }
+  }
+
+  /** The cursor and the leader origin it counts, as a snapshot keeps them. */
+  get resumePoint(): LeaderCursor {
+    return {
+      ...(this.#leaderOrigin === undefined ? {} : { origin: this.#leaderOrigin }),
+      cursor: this.#cursor,
+    };
   }
 
   get cursor(): number {

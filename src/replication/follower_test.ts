@@ -58,3 +58,22 @@ Deno.test("FollowerStream forgets its cursor when the leader comes back under a 
   assert.equal(open(8, 8), true);
   assert.equal(follower.cursor, 8);
 });
+
+Deno.test("FollowerStream resumes from a kept cursor unless the leader opens under another origin", () => {
+  const kept = new FollowerStream("n1", { origin: "n1~00000001", cursor: 30 });
+  assert.equal(kept.cursor, 30);
+  assert.deepEqual(kept.resumePoint, { origin: "n1~00000001", cursor: 30 });
+  assert.equal(
+    kept.onOpen({ v: 1, session: 5, firstLsn: 20, lastLsn: 40, origin: "n1~00000001" }),
+    true,
+  );
+  assert.equal(kept.cursor, 30);
+  assert.equal(kept.lag, 10);
+  const remade = new FollowerStream("n1", { origin: "n1~00000001", cursor: 30 });
+  assert.equal(
+    remade.onOpen({ v: 1, session: 5, firstLsn: 1, lastLsn: 9, origin: "n1~00000002" }),
+    true,
+  );
+  assert.equal(remade.cursor, 0);
+  assert.deepEqual(remade.resumePoint, { origin: "n1~00000002", cursor: 0 });
+});

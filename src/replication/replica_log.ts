@@ -7,6 +7,7 @@
  */
 import type { Entry, VersionVector } from "../common/entry.ts";
 import type { KeyRecord } from "../storage/kv/keyspace.ts";
+import type { LeaderCursor } from "../storage/kv/snapshot.ts";
 import type { Store } from "../storage/kv/store.ts";
 import type { EntryInput } from "../storage/wal/wal.ts";
 
@@ -76,6 +77,8 @@ export interface ReplicaLog {
    */
   snapshotOnly(): VersionVector;
   collectTombstones(stable: VersionVector, belowHlc: number): number;
+  /** Replication cursors the loaded snapshot kept, by leader (none: every stream from 0). */
+  followerCursors?(): Record<string, LeaderCursor>;
 }
 
 /** The real store as a replica log. */
@@ -110,5 +113,6 @@ export function storeReplicaLog(store: Store): ReplicaLog {
     installSnapshot: (vv, hlc, source) => store.installSnapshot(vv, hlc, source),
     snapshotOnly: () => store.snapshotOnly(),
     collectTombstones: (stable, belowHlc) => store.keyspace.collectTombstones(stable, belowHlc),
+    followerCursors: () => store.followerCursors(),
   };
 }

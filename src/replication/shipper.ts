@@ -37,6 +37,7 @@ import {
 } from "../common/limits.ts";
 import { originNode } from "../common/origin.ts";
 import type { KeyRecord } from "../storage/kv/keyspace.ts";
+import type { LeaderCursor } from "../storage/kv/snapshot.ts";
 import { LsnCompactedError } from "../storage/wal/wal.ts";
 import type { EventBus } from "../telemetry/events.ts";
 import { type Logger, silentLogger } from "../telemetry/log.ts";
@@ -184,6 +185,8 @@ export class Shipper {
   readonly transport: PeerTransport;
   readonly #clock: Clock;
   readonly #options: ShipperOptions;
+  // Cursors the loaded snapshot kept: each peer's stream resumes from its own.
+  readonly #resume: Record<string, LeaderCursor>;
   readonly #logger: Logger;
   readonly #events: EventBus | undefined;
   #leaders = new Map<string, LeaderStream>();
@@ -211,6 +214,7 @@ export class Shipper {
 
   constructor(options: ShipperOptions) {
     this.log = options.log;
+    this.#resume = options.log.followerCursors?.() ?? {};
     this.transport = options.transport;
     this.#clock = options.clock;
     this.#options = options;
@@ -346,7 +350,7 @@ export class Shipper {
   #follower(peer: string): FollowerStream {
     let follower = this.#followers.get(peer);
     if (!follower) {
-      follower = new FollowerStream(peer);
+      follower = new FollowerStream(peer, this.#resume[peer]);
       this.#followers.set(peer, follower);
       this.#known.add(peer);
     }
@@ -1131,6 +1135,16 @@ export class Shipper {
         receivedOffset: this.#followers.get(peer)?.cursor ?? 0,
       };
     });
+  }
+
+  /**
+   * Every leader's cursor, for a snapshot to keep (Store option followerCursors): the live
+   * streams', and the loaded ones of peers not heard from since the start.
+   */
+  followerCursors(): Record<string, LeaderCursor> {
+    const cursors = { ...this.#resume };
+    for (const [peer, follower] of this.#followers) cursors[peer] = follower.resumePoint;
+    return cursors;
   }
 
   /**

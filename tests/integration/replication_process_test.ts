@@ -252,6 +252,38 @@ Deno.test("real processes: a whole cluster restarted after retention resumes fro
   }
 });
 
+Deno.test("real processes: streams resume from the cursors snapshots kept when every node restarts, one of them after the others wrote", async () => {
+  const cluster = await formCluster(3, RETAIN_LITTLE);
+  try {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    for (let i = 0; i < 450; i++) {
+      assert.equal(await put([n1, n2, n3][i % 3], `w${i}`, "quorum"), 200);
+    }
+    await waitForNodes("all three to converge", () => digestsEqual([n1, n2, n3]), 60_000);
+    await n3.stop();
+    for (let i = 0; i < 10; i++) {
+      assert.equal(await put(i % 2 ? n1 : n2, `gone${i}`, "quorum"), 200);
+    }
+    for (const n of [n1, n2]) {
+      await waitForNodes(
+        `${n.nodeId} to drop old WAL segments`,
+        async () => Number((await getJson(n, "/v1/status")).firstLsn) > 1,
+      );
+    }
+    // n1 and n2 forget what n3 acknowledged; n3 lacks their last writes, so only the cursor
+    // its snapshot kept lets them stream instead of sending their whole state.
+    await n2.stop();
+    await n1.stop();
+    const again1 = await cluster.start("n1");
+    const nodes = [again1, await cluster.start("n2", again1), await cluster.start("n3", again1)];
+    await waitForNodes("all three to converge", () => digestsEqual(nodes), 60_000);
+    for (const n of nodes) assert.equal(await snapshotsSent(n), 0, `${n.nodeId} sent no snapshot`);
+    assert.equal((await keysOn(nodes[2], "gone")).size, 10);
+  } finally {
+    await cluster.teardown();
+  }
+});
+
 Deno.test("real processes: malformed and out-of-order replication frames on the node port are refused without effect", async () => {
   const cluster = await formCluster(1);
   const n1 = cluster.nodes.get("n1")!;

@@ -47,6 +47,26 @@ export interface SnapshotMeta {
    * written before it existed (then unknown: no cut below this snapshot replays safely).
    */
   installLsn?: number;
+  /**
+   * How far this node held each peer's log when the snapshot was taken (replication cursors,
+   * src/replication/follower.ts), so streams resume there after a restart instead of from LSN
+   * 1. Valid only for the data directory of `origin`: a restored directory has a new origin
+   * and ignores them. Absent in files written before it existed.
+   */
+  followerCursors?: FollowerCursors;
+}
+
+/** One leader's replication cursor: every entry of its log up to `cursor` is held here. */
+export interface LeaderCursor {
+  /** The leader's origin when the cursor was taken: a leader with another numbers anew. */
+  origin?: string;
+  cursor: number;
+}
+
+/** Replication cursors by leader node id, as taken by the data directory of `origin`. */
+export interface FollowerCursors {
+  origin: string;
+  leaders: Record<string, LeaderCursor>;
 }
 
 export interface Snapshot extends SnapshotMeta {
@@ -178,8 +198,39 @@ export async function readSnapshot(path: string): Promise<Snapshot> {
     keys: header.keys,
     snapshotOnly: header.snapshotOnly ?? {},
     ...(header.installLsn !== undefined ? { installLsn: header.installLsn } : {}),
+    ...optional("followerCursors", parseFollowerCursors(header.followerCursors)),
     records,
   };
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}
+
+/**
+ * The cursors of a snapshot header, or undefined when absent or not of the written shape.
+ * They only spare a peer's resend, so a header that fails here loads without them.
+ */
+export function parseFollowerCursors(value: unknown): FollowerCursors | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { origin, leaders } = value as { origin?: unknown; leaders?: unknown };
+  if (typeof origin !== "string" || typeof leaders !== "object" || leaders === null) {
+    return undefined;
+  }
+  const out: Record<string, LeaderCursor> = {};
+  for (const [leader, entry] of Object.entries(leaders)) {
+    const { origin: leaderOrigin, cursor } = (entry ?? {}) as {
+      origin?: unknown;
+      cursor?: unknown;
+    };
+    if (!Number.isSafeInteger(cursor) || (cursor as number) < 0) return undefined;
+    if (leaderOrigin !== undefined && typeof leaderOrigin !== "string") return undefined;
+    out[leader] = {
+      ...(leaderOrigin === undefined ? {} : { origin: leaderOrigin }),
+      cursor: cursor as number,
+    };
+  }
+  return { origin, leaders: out };
 }
 
 /** Snapshot files in `dir`, newest first (by LSN, then generation). */

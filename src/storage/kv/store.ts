@@ -32,7 +32,13 @@ import {
   Keyspace,
   recordToEntry,
 } from "./keyspace.ts";
-import { listSnapshots, readSnapshot, SnapshotError, writeSnapshot } from "./snapshot.ts";
+import {
+  type LeaderCursor,
+  listSnapshots,
+  readSnapshot,
+  SnapshotError,
+  writeSnapshot,
+} from "./snapshot.ts";
 
 export interface StoreOptions {
   /** Data directory: snapshots live in `<dataDir>/snapshots`. */
@@ -59,6 +65,11 @@ export interface StoreOptions {
   retainBytes?: number;
   /** Lowest LSN some peer still needs; retention keeps it unless it is past retainBytes. */
   retentionHoldLsn?: () => number | undefined;
+  /**
+   * Replication cursors to keep in each snapshot (taken with its records, in one synchronous
+   * step), so a restart resumes peers' streams where they were. See followerCursors().
+   */
+  followerCursors?: () => Record<string, LeaderCursor> | undefined;
   resolver?: ConflictResolver;
   clock?: Clock;
   events?: EventBus;
@@ -102,6 +113,8 @@ export class Store {
   #snapshotOnly: VersionVector = {};
   // The LSN of the install that first brought snapshot-only entries (see SnapshotMeta.installLsn).
   #installLsn: number | undefined;
+  // Replication cursors of the loaded snapshot, when it was this data directory's own.
+  #loadedCursors: Record<string, LeaderCursor> = {};
   // Per sending peer, the version vector before the first chunk of its transfer was merged.
   #installBases = new Map<string, VersionVector>();
 
@@ -169,6 +182,10 @@ export class Store {
         this.hlc.observe(snapshot.hlc);
         this.#snapshotOnly = snapshot.snapshotOnly ?? {};
         this.#installLsn = snapshot.installLsn;
+        // Another origin's cursors (a restored directory) may count entries this one lacks.
+        this.#loadedCursors = snapshot.followerCursors?.origin === this.origin
+          ? snapshot.followerCursors.leaders
+          : {};
         snapshotLsn = lsn;
         this.#logger.info("Loaded snapshot", { path, lsn, keys: snapshot.keys });
         break;
@@ -385,6 +402,14 @@ export class Store {
   }
 
   /**
+   * The replication cursors the loaded snapshot kept (by leader node id), when this data
+   * directory wrote it: every entry of each leader's log up to its cursor is held here.
+   */
+  followerCursors(): Record<string, LeaderCursor> {
+    return { ...this.#loadedCursors };
+  }
+
+  /**
    * Entries this node holds only because a peer's snapshot brought them (per origin, the
    * highest such sequence): they are not in its WAL, so a peer lacking any of them must be
    * sent a snapshot, not the log.
@@ -458,6 +483,9 @@ export class Store {
     if (lsn === this.#snapshotLsn && !force) return;
     const records = this.keyspace.records();
     const versionVector = this.keyspace.versionVector();
+    // Cursors only count entries already applied, so the records hold all they count. With
+    // no source (replication not running) the loaded ones still hold: carry them forward.
+    const leaders = this.#options.followerCursors?.() ?? this.#loadedCursors;
     for (const [origin, seq] of Object.entries(mergeVv ?? {})) {
       if (seq > (versionVector[origin] ?? 0)) versionVector[origin] = seq;
     }
@@ -483,6 +511,7 @@ export class Store {
       hlc,
       snapshotOnly,
       ...(installLsn !== undefined ? { installLsn } : {}),
+      followerCursors: { origin: this.origin, leaders },
     };
     let written = { path: "", bytes: 0 };
     for (let copy = 0; copy < copies; copy++) {

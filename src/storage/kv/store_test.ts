@@ -3,7 +3,7 @@ import { withTempDir } from "../../../tests/support/temp_dir.ts";
 import { FakeClock } from "../../common/clock.ts";
 import { EventBus } from "../../telemetry/events.ts";
 import { InputError, TooLargeError } from "../../common/errors.ts";
-import { listSnapshots, readSnapshot } from "./snapshot.ts";
+import { listSnapshots, parseFollowerCursors, readSnapshot } from "./snapshot.ts";
 import { raiseSnapshotOnly, Store } from "./store.ts";
 import { runWithFileBytesMax } from "../_zero_write_failure_child.ts";
 
@@ -54,6 +54,55 @@ Deno.test("Store: a snapshot plus the WAL after it restores the state; restart r
     assert.equal(replayed, 0, "listeners attached after open see only new entries");
     await again.close();
   });
+});
+
+Deno.test("Store: snapshots keep the replication cursors; another origin's are not loaded", async () => {
+  await withDir(async (dataDir) => {
+    const cursors = { n2: { origin: "n2~0000000a", cursor: 7 }, n3: { cursor: 3 } };
+    const store = await Store.open({
+      dataDir,
+      nodeId: "n1",
+      origin: "n1~00000001",
+      followerCursors: () => cursors,
+    });
+    await store.put("k", bytes("v"), "text/plain");
+    assert.deepEqual(store.followerCursors(), {});
+    await store.close();
+    // No source of cursors (replication not running): the loaded ones are carried forward.
+    const again = await Store.open({ dataDir, nodeId: "n1", origin: "n1~00000001" });
+    assert.deepEqual(again.followerCursors(), cursors);
+    await again.put("k2", bytes("v"), "text/plain");
+    await again.close();
+    const third = await Store.open({ dataDir, nodeId: "n1", origin: "n1~00000001" });
+    assert.deepEqual(third.followerCursors(), cursors);
+    await third.close({ snapshot: false });
+    // A restored directory gets a new origin: it may lack what the cursors count.
+    const restored = await Store.open({ dataDir, nodeId: "n1", origin: "n1~00000002" });
+    assert.deepEqual(restored.followerCursors(), {});
+    await restored.close({ snapshot: false });
+  });
+});
+
+Deno.test("parseFollowerCursors reads the written shape and drops any other", () => {
+  const good = {
+    origin: "n1~1",
+    leaders: { n2: { origin: "n2~2", cursor: 5 }, n3: { cursor: 0 } },
+  };
+  assert.deepEqual(parseFollowerCursors(good), good);
+  for (
+    const bad of [
+      undefined,
+      null,
+      "x",
+      { leaders: {} },
+      { origin: "n1", leaders: null },
+      { origin: "n1", leaders: { n2: { cursor: -1 } } },
+      { origin: "n1", leaders: { n2: { cursor: 1.5 } } },
+      { origin: "n1", leaders: { n2: { cursor: "5" } } },
+      { origin: "n1", leaders: { n2: { origin: 7, cursor: 5 } } },
+      { origin: "n1", leaders: { n2: null } },
+    ]
+  ) assert.equal(parseFollowerCursors(bad), undefined, JSON.stringify(bad));
 });
 
 Deno.test("Store.appliedLsn is the LSN the version vector reflects: never past it, caught up once applied", async () => {
