@@ -596,10 +596,7 @@ export class Shipper {
       keys: capture.records.length,
       chunks: chunks.length,
     });
-    this.#events?.emit("replication.snapshot.started", {
-      follower: peer,
-      keys: capture.records.length,
-    });
+    this.#events?.emit("replication.snapshot.started", { follower: peer });
     leader.onSnapshotReady(session, capture.lsn, chunks.length);
     this.#pump(peer);
   }

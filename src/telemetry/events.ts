@@ -27,7 +27,7 @@ export interface EventMap {
   "replication.credit.changed": { credit: number; follower: string; leader: string };
   "replication.conflict": { key: string; winnerOrigin: string; loserOrigin: string };
   /** This node began sending its whole key-value state to `follower` (its log could not serve). */
-  "replication.snapshot.started": { follower: string; keys: number };
+  "replication.snapshot.started": { follower: string };
   /**
    * A durable batch held peers' entries: for each, the wall-clock ms from its HLC timestamp
    * (taken by its origin when it accepted the write) until this node applied it, so readable.

@@ -20,7 +20,7 @@ function emitSome(events: EventBus): void {
   events.emit("replication.credit.changed", { credit: 100, follower: "n2", leader: "n1" });
   events.emit("replication.conflict", { key: "k", winnerOrigin: "n1", loserOrigin: "n2" });
   events.emit("cluster.link.dropped", { peer: "n3", silentMs: 10_000 });
-  events.emit("replication.snapshot.started", { follower: "n3", keys: 12 });
+  events.emit("replication.snapshot.started", { follower: "n3" });
   events.emit("cluster.heartbeat.completed", { rttMs: 1.5, fromNode: "n1", toNode: "n2" });
   events.emit("replication.applied", { delaysMs: [2, 4, 40] });
   events.emit("process.loop.delay", { delayMs: 0.1 });

@@ -189,6 +189,7 @@ export async function readSnapshot(path: string): Promise<Snapshot> {
   if (offset !== bytes.length) {
     throw new SnapshotError(path, `unexpected bytes after the trailer at ${offset}`);
   }
+  const followerCursors = parseFollowerCursors(header.followerCursors);
   return {
     lsn: header.lsn,
     createdMs: header.createdMs,
@@ -198,13 +199,9 @@ export async function readSnapshot(path: string): Promise<Snapshot> {
     keys: header.keys,
     snapshotOnly: header.snapshotOnly ?? {},
     ...(header.installLsn !== undefined ? { installLsn: header.installLsn } : {}),
-    ...optional("followerCursors", parseFollowerCursors(header.followerCursors)),
+    ...(followerCursors !== undefined ? { followerCursors } : {}),
     records,
   };
-}
-
-function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
-  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
 
 /**
