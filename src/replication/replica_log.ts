@@ -63,6 +63,11 @@ export interface ReplicaLog {
   checkRemote(entry: EntryInput): void;
   /** Appends a peer's entry unless it is held; resolves once durable. */
   applyRemote(entry: EntryInput): Promise<unknown>;
+  /**
+   * Appends a peer's batch in order, each entry as applyRemote would; checks every entry
+   * first and queues none when one is refused; resolves once all are durable.
+   */
+  applyRemoteBatch(entries: readonly EntryInput[]): Promise<unknown>;
   /** Every applied (durable) entry, in LSN order. */
   onApply(listener: (entry: Entry) => void): () => void;
   getVersion(key: string): KeyRecord | undefined;
@@ -101,6 +106,7 @@ export function storeReplicaLog(store: Store): ReplicaLog {
     pendingEntries: () => store.wal.pendingEntries,
     checkRemote: (entry) => store.checkRemote(entry),
     applyRemote: (entry) => store.applyRemote(entry),
+    applyRemoteBatch: (entries) => store.applyRemoteBatch(entries),
     onApply: (listener) => store.onApply((entry) => listener(entry)),
     getVersion: (key) => store.keyspace.getVersion(key),
     captureSnapshot: () => ({

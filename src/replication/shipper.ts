@@ -714,13 +714,12 @@ export class Shipper {
     const frame = parseBatch(body);
     // Decode and check every entry before the stream or the WAL sees any: all or nothing.
     const entries = decodeBatchEntries(frame);
-    const inputs = entries.map(stripLsn);
-    for (const input of inputs) {
+    for (const entry of entries) {
       try {
-        this.log.checkRemote(input);
+        this.log.checkRemote(entry);
       } catch (error) {
         throw new ProtocolError(
-          `Cannot accept repl.batch frame: entry ${input.origin}:${input.seq}: ${
+          `Cannot accept repl.batch frame: entry ${entry.origin}:${entry.seq}: ${
             (error as Error).message
           }`,
         );
@@ -735,11 +734,15 @@ export class Shipper {
       );
       return;
     }
-    // Appends are queued now, in order; the ack waits until all are durable.
-    const appends = inputs.map((input) => this.log.applyRemote(input));
+    // Appends are queued now, in order (the sender's LSNs are ignored); the ack waits until
+    // all are durable.
+    const appends = this.log.applyRemoteBatch(entries);
+    // The chain below handles a failure; this keeps one that comes while an earlier step of
+    // the chain still runs from counting as an unhandled rejection.
+    appends.catch(() => {});
     this.#chain(from, async () => {
       try {
-        await Promise.all(appends);
+        await appends;
       } catch (error) {
         follower.onAppendFailed(frame.session);
         throw error;

@@ -136,6 +136,11 @@ export class MemoryReplicaLog implements ReplicaLog {
     return await append;
   }
 
+  async applyRemoteBatch(entries: readonly EntryInput[]): Promise<void> {
+    for (const entry of entries) this.checkRemote(entry);
+    await Promise.all(entries.map((entry) => this.applyRemote(entry)));
+  }
+
   onApply(listener: (entry: Entry) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);

@@ -100,8 +100,9 @@ export class Store {
   #wal!: Wal;
   // Invariant: localSeq >= versionVector[origin]; sequence numbers are never reused.
   #localSeq = 0;
-  // Peers' entries queued in the WAL and not yet durable, by `origin:seq`: their appends.
-  #inflight = new Map<string, Promise<number>>();
+  // Peers' entries queued in the WAL and not yet durable, by origin then seq: their appends.
+  // (Keyed without building an `origin:seq` string: a follower looks up every entry here.)
+  #inflight = new Map<string, Map<number, Promise<number>>>();
   #applyListeners = new Set<ApplyListener>();
   #snapshotLsn = 0;
   #appliedLsn = 0;
@@ -264,7 +265,7 @@ export class Store {
     for (const entry of entries) {
       this.#apply(entry);
       if (entry.origin !== this.origin) {
-        this.#inflight.delete(`${entry.origin}:${entry.seq}`);
+        this.#inflight.get(entry.origin)?.delete(entry.seq);
         // Origin's wall clock at the write -> readable here (skew between hosts included).
         (delaysMs ??= []).push(Math.max(0, nowMs - hlcWallMs(entry.hlc)));
       }
@@ -336,10 +337,6 @@ export class Store {
     return this.#write(this.#local("append", "", value, contentType));
   }
 
-  /**
-   * Appends an entry that another node accepted, keeping its identity. Resolves with
-   * undefined, writing nothing, when the entry is already held or on its way to disk.
-   */
   /** Checks a peer's entry the way applyRemote will, without writing (all-or-nothing batches). */
   checkRemote(entry: EntryInput): void {
     if (entry.origin.length > ORIGIN_BYTES_MAX) {
@@ -418,28 +415,74 @@ export class Store {
     return { ...this.#snapshotOnly };
   }
 
+  /**
+   * Appends an entry that another node accepted, keeping its identity. Resolves with
+   * undefined, writing nothing, when the entry is already held or on its way to disk.
+   */
   async applyRemote(entry: EntryInput): Promise<number | undefined> {
+    if (this.#held(entry)) return undefined;
+    // A copy from another stream is queued already: this one settles when that one is
+    // durable, so a batch that only repeats it is not acknowledged before it is on disk.
+    const queued = this.#inflight.get(entry.origin)?.get(entry.seq);
+    if (queued !== undefined) return queued.then(() => undefined);
+    this.checkRemote(entry);
+    this.hlc.observe(entry.hlc);
+    const append = this.#wal.append(entry, true);
+    this.#track([entry], append);
+    return await append;
+  }
+
+  /**
+   * Appends a peer's batch as {@link applyRemote} appends each entry, in order, through one
+   * WAL call; resolves once every entry is durable (held ones and copies queued by another
+   * stream included). Every entry is checked before any is queued: all or nothing. `lsn`
+   * fields, if the entries carry them, are the sender's and are ignored.
+   */
+  applyRemoteBatch(entries: readonly EntryInput[]): Promise<void> {
+    try {
+      for (const entry of entries) this.checkRemote(entry);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const fresh: EntryInput[] = [];
+    const waits: Promise<unknown>[] = [];
+    for (const entry of entries) {
+      if (this.#held(entry)) continue;
+      const queued = this.#inflight.get(entry.origin)?.get(entry.seq);
+      if (queued !== undefined) waits.push(queued);
+      else {
+        this.hlc.observe(entry.hlc);
+        fresh.push(entry);
+      }
+    }
+    if (fresh.length > 0) {
+      const append = this.#wal.appendBatch(fresh, true);
+      this.#track(fresh, append);
+      waits.push(append);
+    }
+    return Promise.all(waits).then(() => undefined);
+  }
+
+  /** A peer's entry this node holds already (it raises localSeq past our own entries first). */
+  #held(entry: EntryInput): boolean {
     if (entry.origin === this.origin) {
       // Our own entry coming back from a peer: we hold it unless it was lost, which
       // cannot happen to an acknowledged entry. Either way its sequence must never be reused.
       if (entry.seq > this.#localSeq) this.#localSeq = entry.seq;
     }
-    if (this.keyspace.has(entry.origin, entry.seq)) return undefined;
-    const id = `${entry.origin}:${entry.seq}`;
-    // A copy from another stream is queued already: this one settles when that one is
-    // durable, so a batch that only repeats it is not acknowledged before it is on disk.
-    const queued = this.#inflight.get(id);
-    if (queued !== undefined) return queued.then(() => undefined);
-    this.checkRemote(entry);
-    this.hlc.observe(entry.hlc);
-    const append = this.#wal.append(entry, true);
-    this.#inflight.set(id, append);
-    try {
-      return await append;
-    } catch (error) {
-      this.#inflight.delete(id);
-      throw error;
+    return this.keyspace.has(entry.origin, entry.seq);
+  }
+
+  /** Records queued peer entries until #onDurable applies them (or the append fails). */
+  #track(entries: readonly EntryInput[], append: Promise<number>): void {
+    for (const { origin, seq } of entries) {
+      let bySeq = this.#inflight.get(origin);
+      if (bySeq === undefined) this.#inflight.set(origin, bySeq = new Map());
+      bySeq.set(seq, append);
     }
+    append.catch(() => {
+      for (const { origin, seq } of entries) this.#inflight.get(origin)?.delete(seq);
+    });
   }
 
   get(key: string): KeyRecord | undefined {

@@ -295,6 +295,44 @@ Deno.test("Store.applyRemote() keeps the origin's identity and drops duplicates"
   });
 });
 
+Deno.test("Store.applyRemoteBatch() appends what is new, waits for copies in flight, and refuses a bad batch whole", async () => {
+  await withDir(async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1" });
+    // With the sender's LSNs, as a follower gets them: they are ignored.
+    const remote = (seq: number, lsn = 100 + seq) => ({
+      lsn,
+      origin: "n2",
+      seq,
+      hlc: seq,
+      op: "put" as const,
+      key: `r${seq}`,
+      value: bytes(`v${seq}`),
+      contentType: "text/plain",
+      prevHlc: 0,
+      prevOrigin: "",
+    });
+    await store.applyRemoteBatch([remote(1)]);
+    // Seq 2 is on its way to disk through applyRemote when a batch repeats it.
+    const single = store.applyRemote(remote(2));
+    const batch = store.applyRemoteBatch([remote(1), remote(2), remote(3), remote(4)]).then(() => {
+      assert.deepEqual(store.versionVector(), { n2: 4 }, "settled before its entries were durable");
+    });
+    await Promise.all([single, batch]);
+    // Seq 1 was held and seq 2 queued: each is in the WAL once, under this node's LSNs.
+    const log = await store.readLog(1, 10);
+    assert.deepEqual(log.map((e) => [e.lsn, e.seq]), [[1, 1], [2, 2], [3, 3], [4, 4]]);
+    assert.equal(store.get("r4")?.origin, "n2");
+    // One bad entry refuses the batch before any entry is queued.
+    await assert.rejects(
+      () => store.applyRemoteBatch([remote(5), { ...remote(6), key: "k".repeat(5000) }]),
+      InputError,
+    );
+    assert.equal(store.lastLsn, 4);
+    assert.deepEqual(store.versionVector(), { n2: 4 });
+    await store.close();
+  });
+});
+
 Deno.test("Store.applyRemote() lets a peer's entries fill a WAL batch past the local bound", async () => {
   await withDir(async (dataDir) => {
     const events = new EventBus();

@@ -71,6 +71,36 @@ Deno.test("Wal group commit: concurrent appends share batches and all resolve af
   });
 });
 
+Deno.test("Wal.appendBatch() numbers entries in order, beside single appends, and resolves once the last is durable", async () => {
+  await withDir(async (dir) => {
+    let durable = 0;
+    const wal = await Wal.open(dir, {
+      batchEntriesMax: 10,
+      onDurable: (entries) => durable = entries[entries.length - 1].lsn,
+    });
+    const single = wal.append(appendInput(1));
+    // 25 entries span three WAL batches of at most 10; one answer covers them all.
+    const batch = wal.appendBatch(Array.from({ length: 25 }, (_, i) => appendInput(i + 2)))
+      .then((lsn) => {
+        assert.ok(durable >= lsn, "answered before its last entry was durable");
+        return lsn;
+      });
+    const after = wal.append(appendInput(27));
+    assert.deepEqual(await Promise.all([single, batch, after]), [1, 26, 27]);
+    const all = await wal.read(1);
+    assert.deepEqual(all.map((e) => e.lsn), Array.from({ length: 27 }, (_, i) => i + 1));
+    assert.deepEqual(all.map((e) => seqOf(e.value)), Array.from({ length: 27 }, (_, i) => i + 1));
+    // An empty batch writes nothing and answers the last LSN.
+    assert.equal(await wal.appendBatch([]), 27);
+    await wal.close();
+    // Refused whole: nothing of a batch offered to a closed WAL is numbered.
+    await assert.rejects(() => wal.appendBatch([appendInput(28), appendInput(29)]), ClosedError);
+    const reopened = await Wal.open(dir);
+    assert.equal(reopened.lastLsn, 27);
+    await reopened.close();
+  });
+});
+
 Deno.test("Wal group commit: a peer's entries fill a batch to the replicated bound, local ones stop at the entry bound", async () => {
   await withDir(async (dir) => {
     const batches: { lsn: number; entries: number }[] = [];
