@@ -420,16 +420,12 @@ export class Store {
    * undefined, writing nothing, when the entry is already held or on its way to disk.
    */
   async applyRemote(entry: EntryInput): Promise<number | undefined> {
-    if (this.#held(entry)) return undefined;
+    const { fresh, queued } = this.#sortRemote([entry]);
     // A copy from another stream is queued already: this one settles when that one is
     // durable, so a batch that only repeats it is not acknowledged before it is on disk.
-    const queued = this.#inflight.get(entry.origin)?.get(entry.seq);
-    if (queued !== undefined) return queued.then(() => undefined);
+    if (fresh.length === 0) return queued.length > 0 ? queued[0].then(() => undefined) : undefined;
     this.checkRemote(entry);
-    this.hlc.observe(entry.hlc);
-    const append = this.#wal.append(entry, true);
-    this.#track([entry], append);
-    return await append;
+    return await this.#appendRemote(fresh);
   }
 
   /**
@@ -444,23 +440,43 @@ export class Store {
     } catch (error) {
       return Promise.reject(error);
     }
+    const { fresh, queued } = this.#sortRemote(entries);
+    if (fresh.length > 0) queued.push(this.#appendRemote(fresh));
+    return Promise.all(queued).then(() => undefined);
+  }
+
+  /**
+   * Splits a peer's entries into those to append and the appends already queued for copies
+   * of the others (from another stream); held ones are in neither.
+   */
+  #sortRemote(entries: readonly EntryInput[]): { fresh: EntryInput[]; queued: Promise<unknown>[] } {
     const fresh: EntryInput[] = [];
-    const waits: Promise<unknown>[] = [];
+    const queued: Promise<unknown>[] = [];
     for (const entry of entries) {
       if (this.#held(entry)) continue;
-      const queued = this.#inflight.get(entry.origin)?.get(entry.seq);
-      if (queued !== undefined) waits.push(queued);
-      else {
-        this.hlc.observe(entry.hlc);
-        fresh.push(entry);
-      }
+      const append = this.#inflight.get(entry.origin)?.get(entry.seq);
+      if (append !== undefined) queued.push(append);
+      else fresh.push(entry);
     }
-    if (fresh.length > 0) {
-      const append = this.#wal.appendBatch(fresh, true);
-      this.#track(fresh, append);
-      waits.push(append);
+    return { fresh, queued };
+  }
+
+  /**
+   * Queues checked peer entries in one WAL call and records them as in flight until
+   * #onDurable applies them (or the append fails); resolves with the last one's LSN.
+   */
+  #appendRemote(fresh: readonly EntryInput[]): Promise<number> {
+    for (const entry of fresh) this.hlc.observe(entry.hlc);
+    const append = this.#wal.appendBatch(fresh, true);
+    for (const { origin, seq } of fresh) {
+      let bySeq = this.#inflight.get(origin);
+      if (bySeq === undefined) this.#inflight.set(origin, bySeq = new Map());
+      bySeq.set(seq, append);
     }
-    return Promise.all(waits).then(() => undefined);
+    append.catch(() => {
+      for (const { origin, seq } of fresh) this.#inflight.get(origin)?.delete(seq);
+    });
+    return append;
   }
 
   /** A peer's entry this node holds already (it raises localSeq past our own entries first). */
@@ -471,18 +487,6 @@ export class Store {
       if (entry.seq > this.#localSeq) this.#localSeq = entry.seq;
     }
     return this.keyspace.has(entry.origin, entry.seq);
-  }
-
-  /** Records queued peer entries until #onDurable applies them (or the append fails). */
-  #track(entries: readonly EntryInput[], append: Promise<number>): void {
-    for (const { origin, seq } of entries) {
-      let bySeq = this.#inflight.get(origin);
-      if (bySeq === undefined) this.#inflight.set(origin, bySeq = new Map());
-      bySeq.set(seq, append);
-    }
-    append.catch(() => {
-      for (const { origin, seq } of entries) this.#inflight.get(origin)?.delete(seq);
-    });
   }
 
   get(key: string): KeyRecord | undefined {
