@@ -56,6 +56,8 @@ export interface NodeConfig {
   batchEntriesMaxReplicated: number;
   batchBytesMax: number;
   walPreallocateBytes: number;
+  /** Where the WAL's fdatasync runs: on the JavaScript thread, or on a blocking-task thread. */
+  walSync: "inline" | "thread";
   snapshotEveryBytes: number;
   retainBytes: number;
   logLevel: "debug" | "info" | "warn" | "error";
@@ -208,6 +210,16 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 0,
     max: WAL_PREALLOCATE_BYTES_MAX,
     help: "Zeros laid out ahead of the WAL's last record (0: off)",
+  },
+  {
+    key: "walSync",
+    flag: "wal-sync",
+    env: "SHANGHAI_WAL_SYNC",
+    kind: "enum",
+    default: "inline",
+    values: ["inline", "thread"],
+    help:
+      "Where the WAL's fdatasync runs: inline (on the event loop, fewest CPU cycles per write) or thread (the event loop keeps serving during a sync)",
   },
   {
     key: "snapshotEveryBytes",

@@ -209,6 +209,7 @@ export class ShanghaiNode {
         replicatedBatchEntriesMax: this.config.batchEntriesMaxReplicated,
         batchBytesMax: this.config.batchBytesMax,
         preallocateBytes: this.config.walPreallocateBytes,
+        inlineSync: this.config.walSync === "inline",
         snapshotEveryBytes: this.config.snapshotEveryBytes,
         retainBytes: this.config.retainBytes,
         retentionHoldLsn: () => this.#replication?.shipper.retentionHoldLsn(),

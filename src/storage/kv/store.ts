@@ -59,6 +59,8 @@ export interface StoreOptions {
   batchBytesMax?: number;
   /** Zeros laid out ahead of the WAL's last record (see WalOptions.preallocateBytes). */
   preallocateBytes?: number;
+  /** fdatasync on the JavaScript thread (see WalOptions.inlineSync). */
+  inlineSync?: boolean;
   /** Take a snapshot after this many WAL bytes since the last one. 0 disables it. */
   snapshotEveryBytes?: number;
   /** WAL bytes kept behind the newest snapshot, for peers catching up. */
@@ -204,6 +206,7 @@ export class Store {
       replicatedBatchEntriesMax: this.#options.replicatedBatchEntriesMax,
       batchBytesMax: this.#options.batchBytesMax,
       preallocateBytes: this.#options.preallocateBytes,
+      inlineSync: this.#options.inlineSync,
       verifyFromLsn: snapshotLsn + 1,
       firstLsnIfEmpty: snapshotLsn + 1,
       clock: this.#clock,

@@ -8,7 +8,9 @@
  * A peer's entries (appended as replicated) may fill it further, up to
  * `replicatedBatchEntriesMax`: a local entry joins a batch only among its first
  * `batchEntriesMax` entries, a replicated one among its first `replicatedBatchEntriesMax`.
- * Every caller is answered only after the fdatasync that covers its entry.
+ * Every caller is answered only after the fdatasync that covers its entry. With `inlineSync`
+ * (what `shanghai serve` runs) the fdatasync runs on the JavaScript thread, and each batch is
+ * cut in a fresh macrotask, after the event loop has read what arrived during the last sync.
  *
  * The active segment is kept preallocated: zeros, written and fdatasync'ed from a second file
  * handle in the background, run up to `preallocateBytes` ahead of the last record. A batch then
@@ -57,6 +59,7 @@ import {
   WAL_PREALLOCATE_BYTES_MAX,
   WAL_READ_SYNC_BYTES,
 } from "../../common/limits.ts";
+import { setImmediate } from "node:timers";
 import { crc32 } from "../../common/crc32.ts";
 import { syncDir, writeAll, writeAllSync } from "../durable_fs.ts";
 import { readRecord } from "./record.ts";
@@ -94,12 +97,17 @@ export interface WalOptions {
   onPreallocateFailed?: (error: unknown) => void;
   /**
    * Call fdatasync on the JavaScript thread instead of Deno's blocking-task thread (default
-   * false). It saves the two thread hops of an asynchronous sync (70-170 µs per batch on our
-   * machines, +13-27% `append`s per second with 100 writers), but the event loop stands still
-   * while the disk syncs: nothing else in the process runs, and no new append can join the
-   * next batch until the sync returns. Use it in a process that only appends (a bulk loader,
-   * an importer); `shanghai serve` never does (with it, HTTP clients' writes fell into
-   * batches of one).
+   * false; `shanghai serve` turns it on unless `--wal-sync thread`). It saves what an
+   * asynchronous sync costs per batch: a duplicated file handle, two thread hops and their
+   * wake-ups (70-170 µs on our machines). The price: the event loop stands still while the
+   * disk syncs, so nothing else in the process runs for that long (a read waits for the sync
+   * in progress, as in Redis with `appendfsync always`).
+   *
+   * Batches still gather: each starts from a macrotask (`setImmediate`), which runs only after
+   * the event loop has taken every I/O completion that is ready, so the requests that arrived
+   * during the last sync are all read, and their appends queued, before the next batch is cut.
+   * (Starting the batch at the first append instead left HTTP clients' writes in batches of
+   * one: the next request could not be read before the sync it would have joined began.)
    */
   inlineSync?: boolean;
 }
@@ -191,6 +199,15 @@ interface Pending {
 
 /** Microtask turns the flush loop yields after answering, for answered writers to append again. */
 const ANSWER_TICKS = 4;
+
+/**
+ * Resolves in a macrotask that runs after the event loop has handled every I/O completion
+ * ready now (Node's `setImmediate` phase, which Deno runs after its poll for I/O). A timer
+ * would not do: `setTimeout(0)` waits about a millisecond here.
+ */
+function nextMacrotask(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
 
 /** Batches up to this size reuse one buffer (the write copies it before returning). */
 const BATCH_BUFFER_KEEP_BYTES = 4 * 1024 * 1024;
@@ -578,7 +595,7 @@ export class Wal {
     const batchPositionMax = replicated ? this.#replicatedBatchEntriesMax : this.#batchEntriesMax;
     this.#queue.push({ entry, data, frameBytes, batchPositionMax, resolve, reject });
     this.#queueBytes += frameBytes;
-    this.#flushing ??= this.#flushLoop();
+    this.#flushing ??= this.#inlineSync ? this.#flushLoopInline() : this.#flushLoop();
   }
 
   #failedError(): ShanghaiError {
@@ -618,17 +635,7 @@ export class Wal {
           for (let tick = 0; tick < ANSWER_TICKS; tick++) await Promise.resolve();
         }
         if (this.#queue.length === 0) break;
-        let count = 0;
-        let bytes = 0;
-        while (
-          count < this.#queue.length && count < this.#queue[count].batchPositionMax &&
-          (count === 0 || bytes + this.#queue[count].frameBytes <= this.#batchBytesMax)
-        ) {
-          bytes += this.#queue[count].frameBytes;
-          count++;
-        }
-        const batch = this.#queue.splice(0, count);
-        this.#queueBytes -= bytes;
+        const { batch, bytes } = this.#takeBatch();
         const writing = this.#writeBatch(batch, bytes);
         if (durable !== undefined) {
           const answering = durable;
@@ -651,6 +658,52 @@ export class Wal {
     } finally {
       this.#flushing = undefined;
     }
+  }
+
+  /**
+   * The flush loop with `inlineSync`: one batch at a time, each cut in a fresh macrotask (see
+   * {@link WalOptions.inlineSync}), written, fdatasync'ed on this thread and answered. Writers
+   * that append again while they are answered wait for the next macrotask with everyone else.
+   */
+  async #flushLoopInline(): Promise<void> {
+    try {
+      while (true) {
+        await nextMacrotask();
+        if (this.#queue.length === 0) return;
+        const { batch, bytes } = this.#takeBatch();
+        let info: BatchInfo;
+        try {
+          info = await this.#writeBatch(batch, bytes);
+        } catch (error) {
+          this.#fail(error, batch);
+          return;
+        }
+        try {
+          this.#answer(batch, info);
+        } catch (error) {
+          this.#fail(error, batch);
+          return;
+        }
+      }
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  /** Takes the next batch off the queue, within the entry and byte bounds. */
+  #takeBatch(): { batch: Pending[]; bytes: number } {
+    let count = 0;
+    let bytes = 0;
+    while (
+      count < this.#queue.length && count < this.#queue[count].batchPositionMax &&
+      (count === 0 || bytes + this.#queue[count].frameBytes <= this.#batchBytesMax)
+    ) {
+      bytes += this.#queue[count].frameBytes;
+      count++;
+    }
+    const batch = this.#queue.splice(0, count);
+    this.#queueBytes -= bytes;
+    return { batch, bytes };
   }
 
   /** A durable batch: hand it to onDurable, then answer its writers. */

@@ -58,3 +58,46 @@ for (const inlineSync of [false, true]) {
     }
   });
 }
+
+Deno.test("Wal with inlineSync cuts a batch only after every ready socket read has appended", async () => {
+  // What `serve` relies on: requests that arrive while the thread stands still in fdatasync
+  // are all read before the next batch is cut, so they share it instead of one batch each.
+  const dir = await Deno.makeTempDir({ prefix: "shanghai-wal-gather-" });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const clients: Deno.TcpConn[] = [];
+  const served: Promise<void>[] = [];
+  try {
+    const batches: number[] = [];
+    const wal = await Wal.open(dir, {
+      inlineSync: true,
+      onDurable: (entries: readonly Entry[]) => batches.push(entries.length),
+    });
+    const CLIENTS = 10;
+    const { port } = listener.addr as Deno.NetAddr;
+    const connecting = Array.from(
+      { length: CLIENTS },
+      () => Deno.connect({ hostname: "127.0.0.1", port }),
+    );
+    let seq = 0;
+    for (let i = 0; i < CLIENTS; i++) {
+      const conn = await listener.accept();
+      served.push((async () => {
+        const byte = new Uint8Array(1);
+        if (await conn.read(byte) === 1) await wal.append(input(++seq));
+        conn.close();
+      })());
+    }
+    clients.push(...await Promise.all(connecting));
+    // Every request is on the wire before the server's event loop turns again.
+    for (const client of clients) await client.write(new Uint8Array([1]));
+    const until = performance.now() + 20;
+    while (performance.now() < until) { /* the thread is busy, as in a long fdatasync */ }
+    await Promise.all(served);
+    assert.deepEqual(batches, [CLIENTS], `batches of ${batches.join(", ")} entries`);
+    await wal.close();
+  } finally {
+    for (const client of clients) client.close();
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
