@@ -19,6 +19,7 @@
 import { type NodeProcess, spawnNode } from "../tests/support/node_process.ts";
 import {
   freePort,
+  HttpClient,
   type LoadResult,
   NatsClient,
   percentile,
@@ -104,14 +105,28 @@ async function json(addr: string, path: string): Promise<Record<string, unknown>
   return await response.json();
 }
 
+/**
+ * Keep-alive clients by address, for every load below. Not `fetch`: it cost 110-170 µs of CPU
+ * per write, on the same two cores as the nodes (docs/BENCHMARKS.md, session 15).
+ */
+const httpClients = new Map<string, HttpClient>();
+
+function httpClient(addr: string): HttpClient {
+  let client = httpClients.get(addr);
+  if (!client) httpClients.set(addr, client = new HttpClient(addr));
+  return client;
+}
+
+const PUT_HEADERS = ["content-type: application/octet-stream"];
+
 async function putKv(addr: string, key: string, ack: string): Promise<void> {
-  const response = await fetch(`http://${addr}/v1/kv/${key}?ack=${ack}`, {
-    method: "PUT",
-    headers: { "content-type": "application/octet-stream" },
+  const answer = await httpClient(addr).request("PUT", `/v1/kv/${key}?ack=${ack}`, {
+    headers: PUT_HEADERS,
     body: VALUE,
   });
-  const body = await response.text();
-  if (response.status !== 200) throw new Error(`${response.status} ${body.slice(0, 200)}`);
+  if (answer.status !== 200) {
+    throw new Error(`${answer.status} ${new TextDecoder().decode(answer.body).slice(0, 200)}`);
+  }
 }
 
 async function startShanghai(
@@ -505,13 +520,16 @@ async function benchEtcd(): Promise<void> {
   }, 30_000);
   const value = btoa(String.fromCharCode(...VALUE));
   for (const clients of CLIENTS) {
+    const encoder = new TextEncoder();
     const r = await runLoad(clients, DURATION_MS, OPS_MAX, async (w, i) => {
-      const response = await fetch(`http://127.0.0.1:${clientPorts[w % 3]}/v3/kv/put`, {
-        method: "POST",
-        body: JSON.stringify({ key: btoa(`w-${clients}-${i}`), value }),
-      });
-      const body = await response.text();
-      if (!response.ok) throw new Error(`${response.status} ${body.slice(0, 200)}`);
+      const answer = await httpClient(`127.0.0.1:${clientPorts[w % 3]}`).request(
+        "POST",
+        "/v3/kv/put",
+        { body: encoder.encode(JSON.stringify({ key: btoa(`w-${clients}-${i}`), value })) },
+      );
+      if (answer.status !== 200) {
+        throw new Error(`${answer.status} ${new TextDecoder().decode(answer.body).slice(0, 200)}`);
+      }
     });
     etcdByClients[clients] = r;
     addRow("etcd 3.4, 3 members", "put (HTTP gateway)", clients, r);
@@ -594,6 +612,7 @@ try {
   if (ONLY.has("nats")) await benchNats();
   if (ONLY.has("shanghai")) await benchShanghai();
 } finally {
+  for (const client of httpClients.values()) client.close();
   for (const c of children) {
     try {
       c.kill();
