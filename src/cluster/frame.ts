@@ -80,13 +80,25 @@ export function decodePayload(payload: Uint8Array): Frame {
  * Splits a byte stream into frames. Feed it chunks as they arrive, at any split points; it
  * holds at most one frame's bytes. `bytesMax` can be raised once the handshake is done, so an
  * unauthenticated peer never makes the node buffer more than a handshake frame.
+ *
+ * It keeps nothing of a chunk it is given: what it needs later (a frame's payload, the part of
+ * a header or payload that arrived) is copied out, so the caller may read into the same buffer
+ * again. Each byte is copied once at most: a payload that a chunk holds whole is copied at its
+ * own length; one that spans chunks goes into a buffer of its final size, and the caller may
+ * read the rest of it straight there ({@link FrameDecoder.spare}, {@link FrameDecoder.filled}),
+ * with no copy at all. (Keeping the chunks and joining them when a frame was whole copied a
+ * large frame twice, and was 8% of a catching-up follower's time.)
  */
 export class FrameDecoder {
-  // Chunks as received; joined only when a whole frame is present, so a large frame arriving
-  // in many small reads costs one copy, not one per read.
-  #chunks: Uint8Array[] = [];
-  #bytes = 0;
   #bytesMax: number;
+  // A header that arrived split; complete once headerFilled reaches FRAME_HEADER_BYTES.
+  readonly #header = new Uint8Array(FRAME_HEADER_BYTES);
+  readonly #headerView = new DataView(this.#header.buffer);
+  #headerFilled = 0;
+  // The payload in progress (its header was whole and checked), filled to payloadFilled.
+  #payload: Uint8Array | undefined;
+  #payloadFilled = 0;
+  #crc = 0;
 
   constructor(bytesMax: number = FRAME_BYTES_MAX) {
     this.#bytesMax = bytesMax;
@@ -98,76 +110,97 @@ export class FrameDecoder {
 
   /** Bytes received but not yet part of a whole frame. */
   get bufferedBytes(): number {
-    return this.#bytes;
+    return this.#headerFilled + this.#payloadFilled;
   }
 
-  /** Appends `chunk` and returns every whole frame now available; throws ProtocolError. */
-  push(chunk: Uint8Array): Frame[] {
-    if (chunk.length > 0) {
-      this.#chunks.push(chunk);
-      this.#bytes += chunk.length;
+  /**
+   * The part of the frame in progress still to come, to read into directly (then call
+   * {@link filled}); undefined while no payload is in progress.
+   */
+  spare(): Uint8Array | undefined {
+    return this.#payload?.subarray(this.#payloadFilled);
+  }
+
+  /** `count` bytes were read into {@link spare}; returns the frame when it is now whole. */
+  filled(count: number): Frame[] {
+    const payload = this.#payload;
+    if (payload === undefined || count < 0 || this.#payloadFilled + count > payload.length) {
+      throw new RangeError(`Cannot count ${count} bytes filled: no room for them`);
     }
+    this.#payloadFilled += count;
+    return this.#payloadFilled === payload.length ? [this.#finish()] : [];
+  }
+
+  /** Takes `chunk` (kept no longer than the call) and returns every whole frame now available. */
+  push(chunk: Uint8Array): Frame[] {
     const frames: Frame[] = [];
-    while (this.#bytes >= FRAME_HEADER_BYTES) {
-      const header = this.#peek(FRAME_HEADER_BYTES);
-      const view = new DataView(header.buffer, header.byteOffset, FRAME_HEADER_BYTES);
-      const length = view.getUint32(0, true);
-      if (length === 0) throw new ProtocolError("Cannot read frame: zero length");
-      if (length > this.#bytesMax) {
-        throw new ProtocolError(
-          `Cannot read frame: ${length} bytes is over the limit of ${this.#bytesMax}`,
-        );
+    let at = 0;
+    while (at < chunk.length) {
+      const payload = this.#payload;
+      if (payload !== undefined) {
+        const count = Math.min(chunk.length - at, payload.length - this.#payloadFilled);
+        payload.set(chunk.subarray(at, at + count), this.#payloadFilled);
+        this.#payloadFilled += count;
+        at += count;
+        if (this.#payloadFilled === payload.length) frames.push(this.#finish());
+        continue;
       }
-      if (this.#bytes < FRAME_HEADER_BYTES + length) break;
-      const crc = view.getUint32(4, true);
-      this.#take(FRAME_HEADER_BYTES);
-      const payload = this.#take(length);
-      if (crc32(payload) !== crc) throw new ProtocolError("Cannot read frame: checksum mismatch");
-      frames.push({ ...decodePayload(payload), bytes: FRAME_HEADER_BYTES + length });
+      let length: number;
+      if (this.#headerFilled === 0 && chunk.length - at >= FRAME_HEADER_BYTES) {
+        const view = new DataView(chunk.buffer, chunk.byteOffset + at, FRAME_HEADER_BYTES);
+        length = this.#checkLength(view.getUint32(0, true));
+        this.#crc = view.getUint32(4, true);
+        at += FRAME_HEADER_BYTES;
+      } else {
+        const count = Math.min(chunk.length - at, FRAME_HEADER_BYTES - this.#headerFilled);
+        this.#header.set(chunk.subarray(at, at + count), this.#headerFilled);
+        this.#headerFilled += count;
+        at += count;
+        if (this.#headerFilled < FRAME_HEADER_BYTES) break;
+        this.#headerFilled = 0;
+        length = this.#checkLength(this.#headerView.getUint32(0, true));
+        this.#crc = this.#headerView.getUint32(4, true);
+      }
+      if (chunk.length - at >= length) {
+        this.#payload = chunk.slice(at, at + length);
+        this.#payloadFilled = length;
+        at += length;
+        frames.push(this.#finish());
+      } else {
+        this.#payload = new Uint8Array(length);
+        this.#payloadFilled = 0;
+      }
     }
     return frames;
   }
 
   /** Called at end of stream: leftover bytes mean the peer sent a truncated frame. */
   end(): void {
-    if (this.#bytes > 0) {
-      throw new ProtocolError(`Cannot read frame: stream ended ${this.#bytes} bytes into a frame`);
+    if (this.bufferedBytes > 0 || this.#payload !== undefined) {
+      throw new ProtocolError(
+        `Cannot read frame: stream ended ${this.bufferedBytes} bytes into a frame`,
+      );
     }
   }
 
-  #peek(count: number): Uint8Array {
-    if (this.#chunks[0].length >= count) return this.#chunks[0].subarray(0, count);
-    const out = new Uint8Array(count);
-    let at = 0;
-    for (const chunk of this.#chunks) {
-      const part = chunk.subarray(0, count - at);
-      out.set(part, at);
-      at += part.length;
-      if (at === count) break;
+  #checkLength(length: number): number {
+    if (length === 0) throw new ProtocolError("Cannot read frame: zero length");
+    if (length > this.#bytesMax) {
+      throw new ProtocolError(
+        `Cannot read frame: ${length} bytes is over the limit of ${this.#bytesMax}`,
+      );
     }
-    return out;
+    return length;
   }
 
-  #take(count: number): Uint8Array {
-    const first = this.#chunks[0];
-    let out: Uint8Array;
-    if (first.length >= count) {
-      out = first.subarray(0, count);
-      if (first.length === count) this.#chunks.shift();
-      else this.#chunks[0] = first.subarray(count);
-    } else {
-      out = new Uint8Array(count);
-      let at = 0;
-      while (at < count) {
-        const chunk = this.#chunks[0];
-        const part = chunk.subarray(0, count - at);
-        out.set(part, at);
-        at += part.length;
-        if (part.length === chunk.length) this.#chunks.shift();
-        else this.#chunks[0] = chunk.subarray(part.length);
-      }
+  /** The payload in progress is whole: checks its CRC and decodes it. */
+  #finish(): Frame {
+    const payload = this.#payload!;
+    this.#payload = undefined;
+    this.#payloadFilled = 0;
+    if (crc32(payload) !== this.#crc) {
+      throw new ProtocolError("Cannot read frame: checksum mismatch");
     }
-    this.#bytes -= count;
-    return out;
+    return { ...decodePayload(payload), bytes: FRAME_HEADER_BYTES + payload.length };
   }
 }

@@ -91,3 +91,45 @@ Deno.test("encodeFrame() refuses a payload over the limit", () => {
   assert.throws(() => encodeFrame("big", new Uint8Array(5000), { bytesMax: 4096 }), TooLargeError);
   assert.equal(decodePayload(encodeFrame("a", 1).subarray(8)).body, 1);
 });
+
+Deno.test("FrameDecoder keeps nothing of a chunk: one buffer read into again and again, and spare() filled directly", () => {
+  const random = new Random(11);
+  const values = Array.from(
+    { length: 40 },
+    (_, i) => new Uint8Array(1 + random.int(300_000)).fill(i),
+  );
+  const stream = concatStream(values.map((v, i) => encodeFrame("repl.batch", { i, v })));
+  for (let round = 0; round < 20; round++) {
+    const decoder = new FrameDecoder();
+    const buffer = new Uint8Array(64 * 1024);
+    const got: { i: number; v: Uint8Array }[] = [];
+    let from = 0;
+    while (from < stream.length) {
+      // As the transport reads: the rest of a large frame straight into spare(), else into
+      // the one buffer, scribbled over once the decoder has it.
+      const spare = decoder.spare();
+      const direct = spare !== undefined && (round % 2 === 0 || spare.length >= buffer.length);
+      const into = direct ? spare : buffer;
+      const n = Math.min(stream.length - from, into.length, 1 + random.int(100_000));
+      into.set(stream.subarray(from, from + n));
+      from += n;
+      const frames = direct ? decoder.filled(n) : decoder.push(buffer.subarray(0, n));
+      if (!direct) buffer.fill(0xee);
+      for (const frame of frames) got.push(frame.body as { i: number; v: Uint8Array });
+    }
+    decoder.end();
+    assert.equal(got.length, values.length);
+    for (const { i, v } of got) assert.deepEqual(v, values[i], `frame ${i}, round ${round}`);
+  }
+  assert.throws(() => new FrameDecoder().filled(1), RangeError);
+});
+
+function concatStream(frames: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+  let at = 0;
+  for (const f of frames) {
+    out.set(f, at);
+    at += f.length;
+  }
+  return out;
+}

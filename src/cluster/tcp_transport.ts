@@ -39,6 +39,7 @@ import {
   HANDSHAKE_FRAME_BYTES_MAX,
   HANDSHAKE_TIMEOUT_MS,
   PEER_CONNECTIONS_MAX,
+  PEER_READ_BUFFER_BYTES,
   PEER_SEND_QUEUE_BYTES_MAX,
 } from "../common/limits.ts";
 import { concatBytes } from "../common/bytes.ts";
@@ -59,6 +60,8 @@ const DUPLICATE_SETTLED_MS = 1000;
  * connection queues acks and batches faster than one write per frame drains them.
  */
 const WRITE_COALESCE_BYTES_MAX = 256 * 1024;
+/** Microtask turns a connection's first write waits for more frames (see Connection.#flush). */
+const WRITE_COALESCE_TICKS = 4;
 
 export type RefusalCode = "version" | "duplicate_id" | "cluster" | "protocol";
 
@@ -210,6 +213,11 @@ class Connection {
   async #flush(): Promise<void> {
     this.#writing = true;
     try {
+      // The first write waits a few microtasks, so the frames this turn still sends join it:
+      // right after a WAL batch is durable a node acks a peer's batch and ships its own new
+      // entries to that same peer, a microtask or two apart. Each socket write wakes the
+      // reader on the other end, which costs about as much again as the write.
+      for (let tick = 0; tick < WRITE_COALESCE_TICKS; tick++) await Promise.resolve();
       while (this.#queue.length > 0 && !this.closed) {
         let count = 1;
         let bytes = this.#queue[0].length;
@@ -562,16 +570,21 @@ export class TcpTransport extends PeerTransportBase {
     c: Connection,
     dial: PromiseWithResolvers<DialResult> | undefined,
   ): Promise<void> {
-    const reader = c.conn.readable.getReader();
+    const buffer = new Uint8Array(PEER_READ_BUFFER_BYTES);
     try {
       while (!c.closed) {
-        const { done, value } = await reader.read();
-        if (done) {
+        // The rest of a large frame is read straight into its own buffer; everything else
+        // into this connection's buffer, which the decoder copies what it keeps out of.
+        const spare = c.decoder.spare();
+        const direct = spare !== undefined && spare.length >= buffer.length;
+        const n = await c.conn.read(direct ? spare : buffer);
+        if (n === null) {
           c.decoder.end();
           break;
         }
-        this.#stats.bytesReceived += value.length;
-        for (const frame of c.decoder.push(value)) {
+        this.#stats.bytesReceived += n;
+        const frames = direct ? c.decoder.filled(n) : c.decoder.push(buffer.subarray(0, n));
+        for (const frame of frames) {
           if (c.closed || c.refused) break;
           if (!c.open) await this.#onHandshakeFrame(c, frame, dial);
           else this.#onFrame(c, frame);
@@ -594,7 +607,6 @@ export class TcpTransport extends PeerTransportBase {
         }
       }
     } finally {
-      reader.releaseLock();
       dial?.resolve({
         ok: false,
         refused: false,

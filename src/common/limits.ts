@@ -101,6 +101,13 @@ export const FRAME_BYTES_MAX = 32 * MiB;
 export const HANDSHAKE_FRAME_BYTES_MAX = 4 * KiB;
 /** A connection that has not finished its handshake within this is closed. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
+/**
+ * Each node-port connection reads into one buffer of this size, reused for every read (the
+ * frame decoder copies out what it keeps; the rest of a larger frame is read straight into
+ * that frame's buffer). Reading through the socket's ReadableStream instead allocated (and
+ * zeroed) a fresh 64 KiB chunk per read, whatever arrived.
+ */
+export const PEER_READ_BUFFER_BYTES = 64 * KiB;
 /** Bytes queued to one peer before send() refuses (backpressure). */
 export const PEER_SEND_QUEUE_BYTES_MAX = 64 * MiB;
 /** Open node-port connections (inbound and outbound, authenticated or not). */
