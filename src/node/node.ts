@@ -33,7 +33,10 @@ export interface NodeOptions {
   mounts?: RouteMount[];
   /** Node-to-node transport for replication (none: a one-member cluster). */
   transport?: PeerTransport;
-  /** Every member's id, down ones included (quorum size); default: peers seen so far. */
+  /**
+   * Every member's id, down ones included (quorum size); default: the cluster's members.
+   * Hand back a new array when the membership changes (see ShipperOptions.members).
+   */
   members?: () => string[];
   /** Decides concurrent writes to a key (default last-writer-wins); same on every node. */
   resolver?: ConflictResolver;
@@ -231,12 +234,17 @@ export class ShanghaiNode {
         logger: this.logger,
       });
       const cluster = this.#cluster;
+      let memberIds: string[] | undefined;
+      // The bus is this node's own, so the subscription lasts exactly as long as the node.
+      this.events.on("cluster.member.changed", () => memberIds = undefined);
       this.#replication = new ReplicationService({
         store: this.#store,
         transport: this.#options.transport ?? cluster.transport,
-        // Quorum counts every member that has not left, down ones included.
+        // Quorum counts every member that has not left, down ones included. The list is
+        // built again only after a membership change: every quorum write asks for it.
         members: this.#options.members ??
-          (() => cluster.members().filter((m) => m.state !== "left").map((m) => m.id)),
+          (() =>
+            memberIds ??= cluster.members().filter((m) => m.state !== "left").map((m) => m.id)),
         ackDefault: this.config.ackDefault,
         ackTimeoutMs: this.config.ackTimeoutMs,
         creditEntries: this.config.replCreditEntries,

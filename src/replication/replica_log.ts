@@ -53,6 +53,11 @@ export interface ReplicaLog {
   readFramed(fromLsn: number, entriesMax: number, bytesMax: number): Promise<FramedEntry[]>;
   versionVector(): VersionVector;
   /**
+   * `versionVector()[origin]` (0 when absent) without copying the vector: every ack a leader
+   * receives checks each write waiting for copies against it.
+   */
+  vectorSeq(origin: string): number;
+  /**
    * A clock reading that every later local write is above: advances the HLC to the wall
    * clock (tombstone collection relies on it, so it is never just the last write's HLC).
    */
@@ -102,6 +107,7 @@ export function storeReplicaLog(store: Store): ReplicaLog {
         frame: () => r.frame,
       })),
     versionVector: () => store.versionVector(),
+    vectorSeq: (origin) => store.keyspace.vectorSeq(origin),
     hlc: () => store.hlcNow(),
     pendingEntries: () => store.wal.pendingEntries,
     checkRemote: (entry) => store.checkRemote(entry),

@@ -30,6 +30,7 @@ const TOMBSTONE_SWEEP_MS = 10_000;
 export interface ReplicationOptions {
   store: Store;
   transport?: PeerTransport;
+  /** See ShipperOptions.members. */
   members?: () => string[];
   ackDefault?: AckLevel;
   ackTimeoutMs?: number;
@@ -125,7 +126,7 @@ export class ReplicationService {
   /** Waits for `level` on this node's write `seq`; AckTimeoutError (504) on timeout. */
   async waitForAck(seq: number, level: AckLevel): Promise<number> {
     if (level === "one") return 1;
-    return await this.shipper.waitForAck(seq, level, this.ackTimeoutMs, this.token());
+    return await this.shipper.waitForAck(seq, level, this.ackTimeoutMs, () => this.token());
   }
 
   /** Waits, bounded, until this node's version vector covers `vv`. */

@@ -103,7 +103,11 @@ export interface ShipperOptions {
   log: ReplicaLog;
   transport: PeerTransport;
   clock: Clock;
-  /** Every member's id, this node and down ones included (quorum size counts them all). */
+  /**
+   * Every member's id, this node and down ones included (quorum size counts them all). Hand
+   * back a new array when the membership changes: the same array again keeps the count the
+   * shipper took from it.
+   */
   members?: () => string[];
   /** First replication session number (default: wall-clock ms * 1000). */
   sessionBase?: number;
@@ -199,6 +203,9 @@ export class Shipper {
   >();
   #stats = new Map<string, PeerStats>();
   #known = new Set<string>();
+  #membersMemo:
+    | { source: readonly string[] | undefined; known: number; ids: readonly string[] }
+    | undefined;
   #waiters = new Set<Waiter>();
   #reads = new Map<number, QuorumRead>();
   #readId = 0;
@@ -930,21 +937,36 @@ export class Shipper {
 
   /** Every member's id: the configured provider, else this node and every peer seen. */
   members(): string[] {
-    const ids = new Set(this.#options.members?.() ?? []);
+    return [...this.#memberIds()];
+  }
+
+  /**
+   * {@link members}, kept while the provider hands back the same array and no peer was first
+   * seen since: every quorum write asks for the member count.
+   */
+  #memberIds(): readonly string[] {
+    const source = this.#options.members?.();
+    const memo = this.#membersMemo;
+    if (
+      memo !== undefined && source !== undefined && memo.source === source &&
+      memo.known === this.#known.size
+    ) return memo.ids;
+    const ids = new Set(source ?? []);
     if (ids.size === 0) { for (const peer of this.#known) ids.add(peer); }
     ids.add(this.nodeId);
-    return [...ids];
+    this.#membersMemo = { source, known: this.#known.size, ids: [...ids] };
+    return this.#membersMemo.ids;
   }
 
   /** Copies needed for an ack level with the current membership. */
   copiesNeeded(level: AckLevel): number {
-    const n = this.members().length;
+    const n = this.#memberIds().length;
     return level === "one" ? 1 : level === "quorum" ? Math.floor(n / 2) + 1 : n;
   }
 
   /** How many members hold entry `origin:seq` durably, as far as this node has heard. */
   copies(origin: string, seq: number): number {
-    let copies = (this.log.versionVector()[origin] ?? 0) >= seq ? 1 : 0;
+    let copies = this.log.vectorSeq(origin) >= seq ? 1 : 0;
     for (const [peer, leader] of this.#leaders) {
       if (peer !== this.nodeId && (leader.followerVv[origin] ?? 0) >= seq) copies++;
     }
@@ -953,13 +975,14 @@ export class Shipper {
 
   /**
    * Waits until `level` is met for this node's write `seq`. Resolves when it is; throws
-   * AckTimeoutError (the write stays and keeps replicating) after `timeoutMs`.
+   * AckTimeoutError (the write stays and keeps replicating) after `timeoutMs`, carrying the
+   * causal token `token()` gives then (only a timeout needs one).
    */
   async waitForAck(
     seq: number,
     level: AckLevel,
     timeoutMs: number,
-    token: string,
+    token: () => string,
   ): Promise<number> {
     const needed = this.copiesNeeded(level);
     let copies = this.copies(this.log.origin, seq);
@@ -981,7 +1004,7 @@ export class Shipper {
       });
     }
     if (copies < needed) {
-      throw new AckTimeoutError(level, copies, needed, this.members().length, token);
+      throw new AckTimeoutError(level, copies, needed, this.#memberIds().length, token());
     }
     return copies;
   }

@@ -169,6 +169,11 @@ export class Keyspace {
     return { ...this.#vv };
   }
 
+  /** `versionVector()[origin]` (0 when absent) without copying the vector. */
+  vectorSeq(origin: string): number {
+    return this.#vv[origin] ?? 0;
+  }
+
   /** True while some applied entry sits above a gap in its origin's sequence (not in the vector). */
   hasGaps(): boolean {
     return this.#ahead.size > 0;
