@@ -14,7 +14,7 @@
 import { Encoder } from "cbor-x";
 import type { VersionVector } from "../../common/entry.ts";
 import { ShanghaiError } from "../../common/errors.ts";
-import { MiB, RECORD_BYTES_MAX } from "../../common/limits.ts";
+import { MiB, RECORD_BYTES_MAX, SNAPSHOT_SYNC_EVERY_BYTES } from "../../common/limits.ts";
 import { writeAll, writeFileAtomicWith } from "../durable_fs.ts";
 import { frameRecord, readRecord } from "../wal/record.ts";
 import type { KeyRecord } from "./keyspace.ts";
@@ -123,10 +123,16 @@ export async function writeSnapshot(
   const path = `${dir}/${snapshotFileName(meta.lsn, generation)}`;
   let bytes = 0;
   await writeFileAtomicWith(path, async (file) => {
+    let unsynced = 0;
     const put = async (value: unknown) => {
       const frame = frameRecord(encoder.encode(value));
       bytes += frame.length;
       await writeAll(file, frame);
+      unsynced += frame.length;
+      if (unsynced >= SNAPSHOT_SYNC_EVERY_BYTES) {
+        await file.syncData();
+        unsynced = 0;
+      }
     };
     await put({ magic: SNAPSHOT_MAGIC, format: SNAPSHOT_FORMAT, ...meta, keys: records.length });
     let chunk: Tuple[] = [];
