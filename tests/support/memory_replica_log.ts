@@ -63,6 +63,10 @@ export class MemoryReplicaLog implements ReplicaLog {
     return this.keyspace.versionVector();
   }
 
+  vectorSeq(origin: string): number {
+    return this.keyspace.vectorSeq(origin);
+  }
+
   hlc(): number {
     return this.#hlc.now(this.#clock.nowMs());
   }
