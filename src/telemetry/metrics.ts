@@ -277,7 +277,7 @@ export class Metrics {
     const walSync = this.#histogram(
       meter,
       "shanghai_wal_fsync_latency",
-      "fdatasync per group-commit batch, until the event loop handles its completion (includes shanghai_event_loop_delay)",
+      "fdatasync per group-commit batch: the call itself with --wal-sync inline (the event loop stands still for it), until the event loop handles its completion with thread (then it includes shanghai_event_loop_delay)",
       "ms",
       LATENCY_BUCKETS_MS,
     );
