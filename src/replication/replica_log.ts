@@ -6,7 +6,7 @@
  * @module
  */
 import type { Entry, VersionVector } from "../common/entry.ts";
-import type { KeyRecord } from "../storage/kv/keyspace.ts";
+import type { KeyRecord, KeyspaceCapture } from "../storage/kv/keyspace.ts";
 import type { LeaderCursor } from "../storage/kv/snapshot.ts";
 import type { Store } from "../storage/kv/store.ts";
 import type { EntryInput } from "../storage/wal/wal.ts";
@@ -17,8 +17,11 @@ export interface CapturedSnapshot {
   lsn: number;
   versionVector: VersionVector;
   hlc: number;
-  /** Tombstones included. Values are shared, not copied: the view never mutates them. */
-  records: [string, KeyRecord][];
+  /**
+   * Tombstones included, as two parallel arrays (see Keyspace.capture). Records are shared,
+   * not copied: the view never mutates them.
+   */
+  state: KeyspaceCapture;
 }
 
 /**
@@ -119,7 +122,7 @@ export function storeReplicaLog(store: Store): ReplicaLog {
       lsn: store.lastLsn,
       versionVector: store.versionVector(),
       hlc: store.hlc.last,
-      records: store.keyspace.records(),
+      state: store.keyspace.capture(),
     }),
     mergeRecords: (records, source) => store.mergeRecords(records, source),
     installSnapshot: (vv, hlc, source) => store.installSnapshot(vv, hlc, source),

@@ -171,7 +171,7 @@ export class ReplicationService {
 
   digest(): { digest: string; versionVector: VersionVector; keys: number } {
     return {
-      digest: stateDigest(this.store.keyspace.records()),
+      digest: stateDigest(this.store.keyspace.entries()),
       versionVector: this.store.versionVector(),
       keys: this.store.keyspace.size,
     };

@@ -197,9 +197,10 @@ export class Shipper {
   #followers = new Map<string, FollowerStream>();
   #followerChains = new Map<string, Promise<void>>();
   readonly #tail: TailCache;
+  // A transfer in progress: chunk i sends the captured keys from chunkStarts[i] up to the next.
   #snapshots = new Map<
     string,
-    { session: number; capture: CapturedSnapshot; chunks: [string, KeyRecord][][] }
+    { session: number; capture: CapturedSnapshot; chunkStarts: number[] }
   >();
   #stats = new Map<string, PeerStats>();
   #known = new Set<string>();
@@ -587,43 +588,48 @@ export class Shipper {
 
   #captureSnapshot(peer: string, leader: LeaderStream, session: number): void {
     const capture = this.log.captureSnapshot();
-    const chunks: [string, KeyRecord][][] = [];
-    let chunk: [string, KeyRecord][] = [];
+    const { keys, records } = capture.state;
+    // Where each chunk starts; its rows are paired up only when it is sent.
+    const chunkStarts = [0];
+    let count = 0;
     let bytes = 0;
-    for (const row of capture.records) {
-      chunk.push(row);
-      bytes += row[0].length + (row[1].value?.length ?? 0);
-      if (chunk.length >= REPL_SNAPSHOT_CHUNK_KEYS || bytes >= REPL_SNAPSHOT_CHUNK_BYTES) {
-        chunks.push(chunk);
-        chunk = [];
+    for (let i = 0; i < keys.length; i++) {
+      if (count >= REPL_SNAPSHOT_CHUNK_KEYS || bytes >= REPL_SNAPSHOT_CHUNK_BYTES) {
+        chunkStarts.push(i);
+        count = 0;
         bytes = 0;
       }
+      count++;
+      bytes += keys[i].length + (records[i].value?.length ?? 0);
     }
-    if (chunk.length > 0 || chunks.length === 0) chunks.push(chunk);
-    this.#snapshots.set(peer, { session, capture, chunks });
+    this.#snapshots.set(peer, { session, capture, chunkStarts });
     this.#logger.info("Snapshot transfer started", {
       peer,
       lsn: capture.lsn,
-      keys: capture.records.length,
-      chunks: chunks.length,
+      keys: keys.length,
+      chunks: chunkStarts.length,
     });
     this.#events?.emit("replication.snapshot.started", { follower: peer });
-    leader.onSnapshotReady(session, capture.lsn, chunks.length);
+    leader.onSnapshotReady(session, capture.lsn, chunkStarts.length);
     this.#pump(peer);
   }
 
   #sendChunk(peer: string, session: number, index: number): void {
     const snap = this.#snapshots.get(peer);
     if (!snap || snap.session !== session) return;
+    const { keys, records } = snap.capture.state;
+    const end = snap.chunkStarts[index + 1] ?? keys.length;
+    const rows: [string, KeyRecord][] = [];
+    for (let i = snap.chunkStarts[index]; i < end; i++) rows.push([keys[i], records[i]]);
     this.#send(peer, MSG_SNAP, {
       v: REPL_PROTOCOL_VERSION,
       session,
       lsn: snap.capture.lsn,
       index,
-      last: index === snap.chunks.length - 1,
+      last: index === snap.chunkStarts.length - 1,
       vv: snap.capture.versionVector,
       hlc: snap.capture.hlc,
-      records: encodeSnapRecords(snap.chunks[index]),
+      records: encodeSnapRecords(rows),
     });
   }
 

@@ -190,7 +190,10 @@ Deno.test("restore keeps what a snapshot install brought, or refuses a cut it ca
           const { records, keys: _keys, installLsn: _dropped, ...meta } = await readSnapshot(
             `${backup}/${file.path}`,
           );
-          const written = await writeSnapshot(`${copy}/snapshots`, meta, records);
+          const written = await writeSnapshot(`${copy}/snapshots`, meta, {
+            keys: records.map(([key]) => key),
+            records: records.map(([, record]) => record),
+          });
           const content = await Deno.readFile(written.path);
           rest.files[i] = { ...file, bytes: content.length, sha256: sha256Hex(content) };
         }

@@ -159,7 +159,7 @@ export class MemoryReplicaLog implements ReplicaLog {
       lsn: this.lastLsn(),
       versionVector: this.versionVector(),
       hlc: this.#hlc.last,
-      records: this.keyspace.records(),
+      state: this.keyspace.capture(),
     };
   }
 

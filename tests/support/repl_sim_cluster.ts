@@ -150,7 +150,7 @@ export class SimCluster {
 
   digests(): Map<string, string> {
     return new Map(
-      this.nodes.filter((n) => n.alive).map((n) => [n.id, stateDigest(n.log.keyspace.records())]),
+      this.nodes.filter((n) => n.alive).map((n) => [n.id, stateDigest(n.log.keyspace.entries())]),
     );
   }
 

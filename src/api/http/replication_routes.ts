@@ -45,7 +45,7 @@ export function replicationRoutes(ctx: HttpContext): Hono {
     const store = requireStore(ctx);
     const repl = ctx.replication?.();
     const body = repl?.digest() ?? {
-      digest: stateDigest(store.keyspace.records()),
+      digest: stateDigest(store.keyspace.entries()),
       versionVector: store.versionVector(),
       keys: store.keyspace.size,
     };

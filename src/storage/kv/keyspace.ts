@@ -61,6 +61,12 @@ export function recordToEntry(key: string, record: KeyRecord): Entry {
   };
 }
 
+/** A copy of every record (see {@link Keyspace.capture}): `records[i]` is `keys[i]`'s. */
+export interface KeyspaceCapture {
+  keys: string[];
+  records: KeyRecord[];
+}
+
 export class Keyspace {
   #map = new Map<string, KeyRecord>();
   // The sorted key list is rebuilt lazily: writes only mark it stale, scans pay once.
@@ -264,9 +270,29 @@ export class Keyspace {
     return removed;
   }
 
-  /** Every record, tombstones included (for snapshots). A copy: safe across awaits. */
-  records(): [string, KeyRecord][] {
-    return Array.from(this.#map);
+  /**
+   * Every record, tombstones included, as two parallel arrays (for snapshots). A copy: safe
+   * across awaits. Not an array of `[key, record]` pairs: those were one short array per key,
+   * every one of them alive through the young-generation collections of a snapshot's write,
+   * and copying them made scavenges of 50-110 ms at 200,000 keys; two flat arrays live in the
+   * large-object space and the keys and records they point to are old already.
+   */
+  capture(): KeyspaceCapture {
+    const keys: string[] = [];
+    const records: KeyRecord[] = [];
+    this.#map.forEach((record, key) => {
+      keys.push(key);
+      records.push(record);
+    });
+    return { keys, records };
+  }
+
+  /**
+   * Every record, tombstones included, as the view holds it now: for a consumer that reads it
+   * all in one synchronous step (a digest). Use {@link capture} to keep a copy.
+   */
+  entries(): IterableIterator<[string, KeyRecord]> {
+    return this.#map.entries();
   }
 
   /** Replaces the state with a snapshot's. */

@@ -99,7 +99,7 @@ Deno.test("Keyspace: any arrival order of the same entries gives the same state 
   }
   const stateOf = (ks: Keyspace) =>
     JSON.stringify(
-      ks.records().sort(([a], [b]) => a < b ? -1 : 1).map((
+      [...ks.entries()].sort(([a], [b]) => a < b ? -1 : 1).map((
         [k, r],
       ) => [k, text(r.value), r.hlc, r.origin]),
     );
@@ -131,4 +131,40 @@ Deno.test("Keyspace.scan() pages through a prefix in key order with a cursor", (
   ]);
   ks.apply(put("user:0", "z", "n1", 8, 8));
   assert.deepEqual(ks.scan({ prefix: "user:", limit: 1 }).map(([k]) => k), ["user:0"]);
+});
+
+Deno.test("Keyspace.capture() copies every record, tombstones included, and later writes leave it as it was", () => {
+  const ks = new Keyspace();
+  for (let seq = 1; seq <= 5; seq++) {
+    ks.apply({
+      lsn: seq,
+      origin: "n1",
+      seq,
+      hlc: seq,
+      op: seq === 5 ? "delete" : "put",
+      key: seq === 5 ? "k1" : `k${seq}`,
+      value: seq === 5 ? null : new Uint8Array([seq]),
+      contentType: "",
+      prevHlc: 0,
+      prevOrigin: "",
+    });
+  }
+  const captured = ks.capture();
+  assert.deepEqual(captured.keys, ["k1", "k2", "k3", "k4"]);
+  assert.equal(captured.records[0].value, null, "k1's tombstone is captured");
+  assert.deepEqual(captured.records.slice(1).map((r) => r.value![0]), [2, 3, 4]);
+  ks.apply({
+    lsn: 6,
+    origin: "n1",
+    seq: 6,
+    hlc: 6,
+    op: "put",
+    key: "k9",
+    value: new Uint8Array([9]),
+    contentType: "",
+    prevHlc: 0,
+    prevOrigin: "",
+  });
+  assert.equal(captured.keys.length, 4);
+  assert.deepEqual([...ks.entries()].map(([k]) => k), ["k1", "k2", "k3", "k4", "k9"]);
 });

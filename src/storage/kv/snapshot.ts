@@ -17,7 +17,7 @@ import { ShanghaiError } from "../../common/errors.ts";
 import { MiB, RECORD_BYTES_MAX, SNAPSHOT_SYNC_EVERY_BYTES } from "../../common/limits.ts";
 import { writeAll, writeFileAtomicWith } from "../durable_fs.ts";
 import { frameRecord, readRecord } from "../wal/record.ts";
-import type { KeyRecord } from "./keyspace.ts";
+import type { KeyRecord, KeyspaceCapture } from "./keyspace.ts";
 
 const SNAPSHOT_MAGIC = "SHSNAP";
 const SNAPSHOT_FORMAT = 1;
@@ -116,9 +116,10 @@ function fromTuple(t: Tuple): [string, KeyRecord] {
 export async function writeSnapshot(
   dir: string,
   meta: Omit<SnapshotMeta, "keys">,
-  records: readonly [string, KeyRecord][],
+  state: KeyspaceCapture,
   generation = 0,
 ): Promise<{ path: string; bytes: number }> {
+  const { keys, records } = state;
   await Deno.mkdir(dir, { recursive: true });
   const path = `${dir}/${snapshotFileName(meta.lsn, generation)}`;
   let bytes = 0;
@@ -134,10 +135,12 @@ export async function writeSnapshot(
         unsynced = 0;
       }
     };
-    await put({ magic: SNAPSHOT_MAGIC, format: SNAPSHOT_FORMAT, ...meta, keys: records.length });
+    await put({ magic: SNAPSHOT_MAGIC, format: SNAPSHOT_FORMAT, ...meta, keys: keys.length });
     let chunk: Tuple[] = [];
     let chunkBytes = 0;
-    for (const [key, record] of records) {
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i];
+      const record = records[i];
       chunk.push(toTuple(key, record));
       chunkBytes += key.length + (record.value?.length ?? 0);
       if (chunk.length >= SNAPSHOT_CHUNK_KEYS || chunkBytes >= SNAPSHOT_CHUNK_BYTES) {
@@ -147,7 +150,7 @@ export async function writeSnapshot(
       }
     }
     if (chunk.length > 0) await put(chunk);
-    await put({ end: true, keys: records.length });
+    await put({ end: true, keys: keys.length });
   });
   return { path, bytes };
 }

@@ -528,10 +528,10 @@ export class Store {
     const { force = false, mergeVv, snapshotOnly = this.#snapshotOnly, copies = 1 } = options;
     const started = this.#clock.monoMs();
     // Everything up to lastLsn is applied (the view applies batches as they become durable),
-    // and records() copies synchronously, so the copy is the state at exactly `lsn`.
+    // and capture() copies synchronously, so the copy is the state at exactly `lsn`.
     const lsn = this.#wal.lastLsn;
     if (lsn === this.#snapshotLsn && !force) return;
-    const records = this.keyspace.records();
+    const state = this.keyspace.capture();
     const versionVector = this.keyspace.versionVector();
     // Cursors only count entries already applied, so the records hold all they count. With
     // no source (replication not running) the loaded ones still hold: carry them forward.
@@ -565,18 +565,18 @@ export class Store {
     };
     let written = { path: "", bytes: 0 };
     for (let copy = 0; copy < copies; copy++) {
-      written = await writeSnapshot(this.snapshotDir, meta, records, generation + copy);
+      written = await writeSnapshot(this.snapshotDir, meta, state, generation + copy);
     }
     const { path, bytes } = written;
     this.#snapshotLsn = lsn;
     this.#installLsn = installLsn;
     this.events.emit("snapshot.completed", {
       lsn,
-      keys: records.length,
+      keys: state.keys.length,
       bytes,
       durationMs: this.#clock.monoMs() - started,
     });
-    this.#logger.info("Snapshot written", { path, lsn, keys: records.length, bytes });
+    this.#logger.info("Snapshot written", { path, lsn, keys: state.keys.length, bytes });
     // Keep the newest two snapshots: the older one is the fallback if the newest is damaged.
     for (const old of (await listSnapshots(this.snapshotDir)).slice(2)) {
       await Deno.remove(old.path).catch(() => {});
