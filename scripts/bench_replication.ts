@@ -18,6 +18,7 @@
  */
 import { type NodeProcess, spawnNode } from "../tests/support/node_process.ts";
 import {
+  expectOk,
   freePort,
   HttpClient,
   type LoadResult,
@@ -35,6 +36,7 @@ const STALL_SECONDS = Number(Deno.env.get("STALL_SECONDS") ?? 30);
 const ONLY = new Set((Deno.env.get("BENCH_ONLY") ?? "shanghai,etcd,nats").split(","));
 const OPS_MAX = 2_000_000;
 const VALUE = crypto.getRandomValues(new Uint8Array(1024));
+const utf8 = new TextEncoder();
 const CLIENTS = [10, 50];
 
 const rows: string[][] = [];
@@ -124,9 +126,7 @@ async function putKv(addr: string, key: string, ack: string): Promise<void> {
     headers: PUT_HEADERS,
     body: VALUE,
   });
-  if (answer.status !== 200) {
-    throw new Error(`${answer.status} ${new TextDecoder().decode(answer.body).slice(0, 200)}`);
-  }
+  expectOk(answer);
 }
 
 async function startShanghai(
@@ -520,16 +520,13 @@ async function benchEtcd(): Promise<void> {
   }, 30_000);
   const value = btoa(String.fromCharCode(...VALUE));
   for (const clients of CLIENTS) {
-    const encoder = new TextEncoder();
     const r = await runLoad(clients, DURATION_MS, OPS_MAX, async (w, i) => {
       const answer = await httpClient(`127.0.0.1:${clientPorts[w % 3]}`).request(
         "POST",
         "/v3/kv/put",
-        { body: encoder.encode(JSON.stringify({ key: btoa(`w-${clients}-${i}`), value })) },
+        { body: utf8.encode(JSON.stringify({ key: btoa(`w-${clients}-${i}`), value })) },
       );
-      if (answer.status !== 200) {
-        throw new Error(`${answer.status} ${new TextDecoder().decode(answer.body).slice(0, 200)}`);
-      }
+      expectOk(answer);
     });
     etcdByClients[clients] = r;
     addRow("etcd 3.4, 3 members", "put (HTTP gateway)", clients, r);
@@ -577,7 +574,7 @@ async function benchNats(): Promise<void> {
   });
   await waitUntil("the JetStream stream to be created", async () => {
     const reply = await Promise.race([
-      admin.request("$JS.API.STREAM.CREATE.BENCH", new TextEncoder().encode(config)),
+      admin.request("$JS.API.STREAM.CREATE.BENCH", utf8.encode(config)),
       new Promise<string>((r) => setTimeout(() => r("timeout"), 2000)),
     ]);
     return reply.includes('"config"') || reply.includes("already in use");
