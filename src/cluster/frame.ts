@@ -108,9 +108,11 @@ export class FrameDecoder {
     this.#bytesMax = value;
   }
 
-  /** Bytes received but not yet part of a whole frame. */
+  /** Bytes received but not yet part of a whole frame (a payload's header included). */
   get bufferedBytes(): number {
-    return this.#headerFilled + this.#payloadFilled;
+    return this.#payload === undefined
+      ? this.#headerFilled
+      : FRAME_HEADER_BYTES + this.#payloadFilled;
   }
 
   /**
@@ -176,7 +178,7 @@ export class FrameDecoder {
 
   /** Called at end of stream: leftover bytes mean the peer sent a truncated frame. */
   end(): void {
-    if (this.bufferedBytes > 0 || this.#payload !== undefined) {
+    if (this.bufferedBytes > 0) {
       throw new ProtocolError(
         `Cannot read frame: stream ended ${this.bufferedBytes} bytes into a frame`,
       );

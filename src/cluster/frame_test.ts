@@ -84,7 +84,15 @@ Deno.test("FrameDecoder.end() reports a truncated frame", () => {
   const frame = encodeFrame("cluster.ping", { s: 1 });
   const decoder = new FrameDecoder();
   assert.deepEqual(decoder.push(frame.subarray(0, frame.length - 1)), []);
-  assert.throws(() => decoder.end(), /stream ended/);
+  assert.throws(() => decoder.end(), new RegExp(`stream ended ${frame.length - 1} bytes`));
+  // A stream that ends right after a whole header, and one inside a header.
+  const headerOnly = new FrameDecoder();
+  assert.deepEqual(headerOnly.push(frame.subarray(0, 8)), []);
+  assert.equal(headerOnly.bufferedBytes, 8);
+  assert.throws(() => headerOnly.end(), /stream ended 8 bytes/);
+  const partHeader = new FrameDecoder();
+  partHeader.push(frame.subarray(0, 3));
+  assert.throws(() => partHeader.end(), /stream ended 3 bytes/);
 });
 
 Deno.test("encodeFrame() refuses a payload over the limit", () => {

@@ -671,15 +671,8 @@ export class Wal {
         await nextMacrotask();
         if (this.#queue.length === 0) return;
         const { batch, bytes } = this.#takeBatch();
-        let info: BatchInfo;
         try {
-          info = await this.#writeBatch(batch, bytes);
-        } catch (error) {
-          this.#fail(error, batch);
-          return;
-        }
-        try {
-          this.#answer(batch, info);
+          this.#answer(batch, await this.#writeBatch(batch, bytes));
         } catch (error) {
           this.#fail(error, batch);
           return;
