@@ -83,6 +83,7 @@ export class ReplicationService {
   #timer: ReturnType<typeof setInterval> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #causalWaiters = 0;
+  #token = { changes: -1, text: "" };
 
   constructor(options: ReplicationOptions) {
     this.store = options.store;
@@ -118,9 +119,17 @@ export class ReplicationService {
     this.shipper.stop();
   }
 
-  /** The causal token for everything this node holds now. */
+  /**
+   * The causal token for everything this node holds now. Every write answers with one, and
+   * the writes of a batch are answered under the same vector, so it is encoded once per
+   * change of the vector.
+   */
   token(): string {
-    return encodeToken(this.store.versionVector());
+    const changes = this.store.vectorChanges;
+    if (changes !== this.#token.changes) {
+      this.#token = { changes, text: encodeToken(this.store.versionVector()) };
+    }
+    return this.#token.text;
   }
 
   /** Waits for `level` on this node's write `seq`; AckTimeoutError (504) on timeout. */

@@ -39,6 +39,7 @@ export function requireStore(ctx: HttpContext): Store {
 
 /** The stored content type for a request's Content-Type header, or a 415. */
 export function valueType(header: string | undefined): string {
+  if (header === JSON_TYPE || header === BYTES_TYPE) return header; // as most clients send it
   const type = (header ?? "").split(";")[0].trim().toLowerCase();
   if (type === JSON_TYPE || type === BYTES_TYPE) return type;
   throw new ShanghaiError(

@@ -5,6 +5,7 @@ import { Store } from "../../storage/kv/store.ts";
 import { EventBus } from "../../telemetry/events.ts";
 import { silentLogger } from "../../telemetry/log.ts";
 import { type Served, serveOnLoopback } from "./_served.ts";
+import { utf8Into } from "./server.ts";
 import type { HttpContext } from "./context.ts";
 
 const VALUE_BYTES_MAX = 64;
@@ -140,6 +141,16 @@ Deno.test("Pipelined writes in one packet are all answered, in order", async () 
     assert.equal(storedText(store, "c"), "333");
     client.close();
   });
+});
+
+Deno.test("Short answers are encoded into the reused buffer, longer ones into their own", () => {
+  const buffer = new Uint8Array(20);
+  const short = utf8Into("héllo€", buffer);
+  assert.equal(short.buffer, buffer.buffer);
+  assert.deepEqual(short, new TextEncoder().encode("héllo€"));
+  const long = utf8Into("€€€€€€€", buffer); // 7 units could need 21 bytes: not tried in place
+  assert.notEqual(long.buffer, buffer.buffer);
+  assert.equal(new TextDecoder().decode(long), "€€€€€€€");
 });
 
 Deno.test("A chunked body and a body sent byte by byte are read whole", async () => {

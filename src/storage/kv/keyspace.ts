@@ -75,6 +75,7 @@ export class Keyspace {
   #live = 0;
   // Invariant: vv[o] is the highest seq of origin o such that all of 1..vv[o] were applied.
   #vv: VersionVector = {};
+  #vvChanges = 0;
   #ahead = new Map<string, Set<number>>();
   // Keys whose record is a tombstone, so collecting them never scans live keys.
   #tombstoneKeys = new Set<string>();
@@ -147,6 +148,7 @@ export class Keyspace {
       const ahead = this.#ahead.get(origin);
       while (ahead?.delete(next + 1)) next++;
       this.#vv[origin] = next;
+      this.#vvChanges++;
       if (ahead && ahead.size === 0) this.#ahead.delete(origin);
     } else {
       let ahead = this.#ahead.get(origin);
@@ -173,6 +175,14 @@ export class Keyspace {
 
   versionVector(): VersionVector {
     return { ...this.#vv };
+  }
+
+  /**
+   * How many times the version vector has changed: equal counts mean an equal vector, so
+   * whatever is derived from it (a causal token) can be kept until the count moves.
+   */
+  get vectorChanges(): number {
+    return this.#vvChanges;
   }
 
   /** `versionVector()[origin]` (0 when absent) without copying the vector. */
@@ -240,6 +250,7 @@ export class Keyspace {
     for (const [origin, seq] of Object.entries(vv)) {
       if (seq <= (this.#vv[origin] ?? 0)) continue;
       this.#vv[origin] = seq;
+      this.#vvChanges++;
       const ahead = this.#ahead.get(origin);
       if (!ahead) continue;
       for (const held of ahead) if (held <= seq) ahead.delete(held);
@@ -305,6 +316,7 @@ export class Keyspace {
     this.#removed = 0;
     for (const [key, record] of records) this.#set(key, record, this.#map.get(key));
     this.#vv = { ...vv };
+    this.#vvChanges++;
     this.#ahead = new Map();
   }
 }

@@ -168,3 +168,23 @@ Deno.test("Keyspace.capture() copies every record, tombstones included, and late
   assert.equal(captured.keys.length, 4);
   assert.deepEqual([...ks.entries()].map(([k]) => k), ["k1", "k2", "k3", "k4", "k9"]);
 });
+
+Deno.test("Keyspace: vectorChanges moves exactly when the version vector does", () => {
+  const ks = new Keyspace();
+  const seen = () => ({ changes: ks.vectorChanges, vv: JSON.stringify(ks.versionVector()) });
+  let last = seen();
+  const step = (apply: () => void, vectorMoves: boolean) => {
+    apply();
+    const now = seen();
+    assert.equal(now.vv !== last.vv, vectorMoves, `vector ${last.vv} -> ${now.vv}`);
+    assert.equal(now.changes !== last.changes, vectorMoves, "the count follows the vector");
+    last = now;
+  };
+  step(() => ks.apply(put("a", "1", "n1", 1, 10)), true);
+  step(() => ks.apply(put("a", "1", "n1", 1, 10)), false); // a duplicate
+  step(() => ks.apply(put("b", "1", "n1", 3, 12)), false); // above a gap: not in the vector
+  step(() => ks.apply(put("c", "1", "n1", 2, 11)), true); // fills the gap: 1..3
+  step(() => ks.mergeVersionVector({ n1: 2 }), false);
+  step(() => ks.mergeVersionVector({ n2: 5 }), true);
+  step(() => ks.load([], { n1: 7 }), true);
+});

@@ -511,6 +511,11 @@ export class Store {
     return this.keyspace.versionVector();
   }
 
+  /** See {@link Keyspace.vectorChanges}. */
+  get vectorChanges(): number {
+    return this.keyspace.vectorChanges;
+  }
+
   /** Writes a snapshot of the view at the current durable LSN, then applies retention. */
   snapshot(): Promise<void> {
     this.#snapshotting ??= this.#snapshot().finally(() => this.#snapshotting = undefined);
