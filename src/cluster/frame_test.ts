@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { Encoder } from "cbor-x";
+import { concatBytes } from "../common/bytes.ts";
 import { crc32 } from "../common/crc32.ts";
 import { TooLargeError } from "../common/errors.ts";
 import { Random } from "../common/random.ts";
@@ -106,7 +107,7 @@ Deno.test("FrameDecoder keeps nothing of a chunk: one buffer read into again and
     { length: 40 },
     (_, i) => new Uint8Array(1 + random.int(300_000)).fill(i),
   );
-  const stream = concatStream(values.map((v, i) => encodeFrame("repl.batch", { i, v })));
+  const stream = concatBytes(values.map((v, i) => encodeFrame("repl.batch", { i, v })));
   for (let round = 0; round < 20; round++) {
     const decoder = new FrameDecoder();
     const buffer = new Uint8Array(64 * 1024);
@@ -131,13 +132,3 @@ Deno.test("FrameDecoder keeps nothing of a chunk: one buffer read into again and
   }
   assert.throws(() => new FrameDecoder().filled(1), RangeError);
 });
-
-function concatStream(frames: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
-  let at = 0;
-  for (const f of frames) {
-    out.set(f, at);
-    at += f.length;
-  }
-  return out;
-}
