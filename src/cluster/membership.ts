@@ -155,6 +155,9 @@ export class Membership {
   readonly #random: Random;
   readonly #detector: FailureDetector;
   #members = new Map<string, Member>();
+  // memberIds(), kept until a member joins or changes state (every such change goes through
+  // #emit, which drops it).
+  #ids: readonly string[] | undefined;
   #gossip = new Map<string, { update: Update; sent: number }>();
   #pending = new Map<number, Pending>();
   #seq = 0;
@@ -215,6 +218,15 @@ export class Membership {
   /** Every member, self included, sorted by id. */
   members(): Member[] {
     return [...this.#members.values()].map((m) => ({ ...m })).sort((a, b) => a.id < b.id ? -1 : 1);
+  }
+
+  /**
+   * The ids of every member that has not left, self included, sorted: who a quorum counts,
+   * down members included. The same array until the membership changes, then a new one.
+   */
+  memberIds(): readonly string[] {
+    return this.#ids ??= [...this.#members.values()].filter((m) => m.state !== "left")
+      .map((m) => m.id).sort();
   }
 
   member(id: string): Member | undefined {
@@ -524,6 +536,7 @@ export class Membership {
   }
 
   #emit(m: Member, previous: MemberState | undefined): void {
+    this.#ids = undefined;
     const kind: MemberEventKind = previous === undefined
       ? "joined"
       : m.state === "up"

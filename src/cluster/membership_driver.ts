@@ -184,6 +184,11 @@ export class MembershipDriver {
     });
   }
 
+  /** See {@link Membership.memberIds}. */
+  memberIds(): readonly string[] {
+    return this.#membership.memberIds();
+  }
+
   member(id: string): Member | undefined {
     return this.#membership.member(id);
   }

@@ -92,6 +92,27 @@ Deno.test("Membership: an update about a member is applied only if newer (incarn
   assert.equal(a.member("c")?.state, "left");
 });
 
+Deno.test("Membership.memberIds() is one array until a member joins, changes state or leaves", () => {
+  const a = make("a");
+  const b = make("b");
+  const first = a.memberIds();
+  assert.deepEqual(first, ["a"]);
+  assert.equal(a.memberIds(), first, "nothing changed: the same array");
+  connect(a, b, 0);
+  const two = a.memberIds();
+  assert.deepEqual(two, ["a", "b"]);
+  const send = (kind: number, incarnation: number) =>
+    a.receive("b", MESSAGE.ping, { s: 1, i: 1, g: [[kind, "c", incarnation, "c:1", "c:2"]] }, 0);
+  send(0, 1);
+  const three = a.memberIds();
+  assert.deepEqual(three, ["a", "b", "c"]);
+  assert.notEqual(three, two);
+  send(2, 1); // down: still counted (a quorum counts down members)
+  assert.deepEqual(a.memberIds(), ["a", "b", "c"]);
+  send(3, 1);
+  assert.deepEqual(a.memberIds(), ["a", "b"], "a member that left is not counted");
+});
+
 Deno.test("Membership: leave() announces left to every live member and completes once they ack", () => {
   const a = make("a");
   const b = make("b");

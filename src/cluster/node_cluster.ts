@@ -181,6 +181,11 @@ export class NodeCluster {
     return this.membership.members();
   }
 
+  /** See {@link Membership.memberIds}. */
+  memberIds(): readonly string[] {
+    return this.membership.memberIds();
+  }
+
   health(): ClusterHealth {
     return this.membership.health();
   }

@@ -37,7 +37,7 @@ export interface NodeOptions {
    * Every member's id, down ones included (quorum size); default: the cluster's members.
    * Hand back a new array when the membership changes (see ShipperOptions.members).
    */
-  members?: () => string[];
+  members?: () => readonly string[];
   /** Decides concurrent writes to a key (default last-writer-wins); same on every node. */
   resolver?: ConflictResolver;
   /** Environment for OTEL_* telemetry settings (default: the process environment). */
@@ -234,17 +234,12 @@ export class ShanghaiNode {
         logger: this.logger,
       });
       const cluster = this.#cluster;
-      let memberIds: string[] | undefined;
-      // The bus is this node's own, so the subscription lasts exactly as long as the node.
-      this.events.on("cluster.member.changed", () => memberIds = undefined);
       this.#replication = new ReplicationService({
         store: this.#store,
         transport: this.#options.transport ?? cluster.transport,
-        // Quorum counts every member that has not left, down ones included. The list is
-        // built again only after a membership change: every quorum write asks for it.
-        members: this.#options.members ??
-          (() =>
-            memberIds ??= cluster.members().filter((m) => m.state !== "left").map((m) => m.id)),
+        // Quorum counts every member that has not left, down ones included. The membership
+        // hands back the same array until it changes, so the shipper counts it once per change.
+        members: this.#options.members ?? (() => cluster.memberIds()),
         ackDefault: this.config.ackDefault,
         ackTimeoutMs: this.config.ackTimeoutMs,
         creditEntries: this.config.replCreditEntries,

@@ -31,7 +31,7 @@ export interface ReplicationOptions {
   store: Store;
   transport?: PeerTransport;
   /** See ShipperOptions.members. */
-  members?: () => string[];
+  members?: () => readonly string[];
   ackDefault?: AckLevel;
   ackTimeoutMs?: number;
   creditEntries?: number;

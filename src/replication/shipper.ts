@@ -108,7 +108,7 @@ export interface ShipperOptions {
    * back a new array when the membership changes: the same array again keeps the count the
    * shipper took from it.
    */
-  members?: () => string[];
+  members?: () => readonly string[];
   /** First replication session number (default: wall-clock ms * 1000). */
   sessionBase?: number;
   creditEntries?: number;
