@@ -471,6 +471,36 @@ export function validateKey(key: string): void {
   }
 }
 
+/**
+ * A copy of `text` that shares no memory with the string it came from. V8 makes a substring
+ * of 13 or more characters a view into its parent (a "sliced string"): a header value cut out
+ * of an HTTP request's head keeps the whole head alive as long as it is kept. (Keys are not
+ * affected: V8 internalizes a string used as a Map key, in place, which lets the parent go.)
+ * A JSON round trip copies any string exactly, lone surrogates included.
+ */
+function ownString(text: string): string {
+  return JSON.parse(JSON.stringify(text));
+}
+
+const interned = new Map<string, string>();
+// Distinct strings shared; past this, each is copied (ownString) instead.
+const INTERNED_STRINGS_MAX = 256;
+
+/**
+ * One shared copy of a string from a small vocabulary (content types, origins): the first
+ * INTERNED_STRINGS_MAX distinct ones are shared, any other is copied. Every key-value record
+ * keeps its content type and origins, and most records share a handful of each; a request's
+ * header would otherwise keep its request's head alive in each record (docs/BENCHMARKS.md,
+ * session 17), and a decoded snapshot would give each record its own copies.
+ */
+export function internString(text: string): string {
+  const known = interned.get(text);
+  if (known !== undefined) return known;
+  const own = ownString(text);
+  if (interned.size < INTERNED_STRINGS_MAX) interned.set(own, own);
+  return own;
+}
+
 /** A version vector: for each origin, the highest sequence held with no gap below it. */
 export type VersionVector = Record<string, number>;
 

@@ -6,6 +6,7 @@ import {
   encodeEntry,
   encodeEntryGeneric,
   type Entry,
+  internString,
   type Op,
   peekEntryIdentity,
   peekEntryLsn,
@@ -219,4 +220,20 @@ Deno.test("decodeEntryDirect decodes what cbor-x decodes, or declines", () => {
   }
   assert.ok(direct > 800, `only ${direct} of 2000 encodings took the direct decoder`);
   assert.ok(mutants > 100, `only ${mutants} mutants took the direct decoder`);
+});
+
+Deno.test("internString returns the same text, past its bound too", () => {
+  const texts = [
+    "application/json",
+    "",
+    "n1",
+    "caf\u00e9",
+    "lone \ud800 surrogate",
+    "x".repeat(300),
+  ];
+  for (let i = 0; i < 300; i++) texts.push(`type/${i}`);
+  for (const text of texts) {
+    assert.equal(internString(text), text);
+    assert.equal(internString(`${text}`), text, "a second time, from the shared copy");
+  }
 });

@@ -39,9 +39,13 @@ export function requireStore(ctx: HttpContext): Store {
 
 /** The stored content type for a request's Content-Type header, or a 415. */
 export function valueType(header: string | undefined): string {
-  if (header === JSON_TYPE || header === BYTES_TYPE) return header; // as most clients send it
+  // The constants, never the header's text: the store keeps this string in every record, and
+  // a header value is a slice of the request head's string, which it would keep alive.
+  if (header === JSON_TYPE) return JSON_TYPE; // as most clients send it
+  if (header === BYTES_TYPE) return BYTES_TYPE;
   const type = (header ?? "").split(";")[0].trim().toLowerCase();
-  if (type === JSON_TYPE || type === BYTES_TYPE) return type;
+  if (type === JSON_TYPE) return JSON_TYPE;
+  if (type === BYTES_TYPE) return BYTES_TYPE;
   throw new ShanghaiError(
     "unsupported_media_type",
     `Unsupported Content-Type "${header ?? ""}": send application/json or application/octet-stream`,

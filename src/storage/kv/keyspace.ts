@@ -9,6 +9,7 @@
 import {
   compareVersions,
   type Entry,
+  internString,
   type Version,
   type VersionVector,
 } from "../../common/entry.ts";
@@ -101,7 +102,7 @@ export class Keyspace {
     if (entry.op === "append") return { applied: true, concurrent: false };
     const incoming: KeyRecord = {
       value: entry.op === "delete" ? null : entry.value,
-      contentType: entry.op === "delete" ? "" : entry.contentType,
+      contentType: entry.op === "delete" ? "" : internString(entry.contentType),
       hlc: entry.hlc,
       origin: entry.origin,
       seq: entry.seq,

@@ -12,7 +12,7 @@
  * @module
  */
 import { Encoder } from "cbor-x";
-import type { VersionVector } from "../../common/entry.ts";
+import { internString, type VersionVector } from "../../common/entry.ts";
 import { ShanghaiError } from "../../common/errors.ts";
 import { MiB, RECORD_BYTES_MAX, SNAPSHOT_SYNC_EVERY_BYTES } from "../../common/limits.ts";
 import { writeAll, writeFileAtomicWith } from "../durable_fs.ts";
@@ -99,13 +99,14 @@ function fromTuple(t: Tuple): [string, KeyRecord] {
   const [key, value, contentType, hlc, origin, seq, lsn, prevHlc, prevOrigin] = t;
   return [key, {
     value: value === null ? null : new Uint8Array(value),
-    contentType,
+    // Shared, not one decoded copy per record: a few content types and origins recur.
+    contentType: internString(contentType),
     hlc,
-    origin,
+    origin: internString(origin),
     seq,
     lsn,
     prevHlc,
-    prevOrigin,
+    prevOrigin: internString(prevOrigin),
   }];
 }
 
