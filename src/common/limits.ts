@@ -55,6 +55,12 @@ export const READ_ENTRIES_MAX = 10_000;
 export const READ_BYTES_MAX = 32 * MiB;
 /** A WAL scan reads at most this much on the JavaScript thread before it lets the event loop run. */
 export const WAL_READ_SYNC_BYTES = 1 * MiB;
+/** Largest chunk a WAL scan reads at once. */
+export const WAL_READ_CHUNK_BYTES = 256 * KiB;
+/** Segments a WAL keeps open for reading (least recently read closed first). */
+export const WAL_READ_HANDLES_MAX = 4;
+/** Where recent scans stopped, kept so the next scan from there starts at its record. */
+export const WAL_READ_HINTS_MAX = 16;
 
 /** Longest HTTP request head (request line and headers) the admin port reads (431 beyond). */
 export const HTTP_HEAD_BYTES_MAX = 16 * KiB;

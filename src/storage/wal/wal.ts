@@ -57,6 +57,9 @@ import {
   SPARSE_INDEX_INTERVAL_BYTES,
   WAL_PREALLOCATE_BYTES_DEFAULT,
   WAL_PREALLOCATE_BYTES_MAX,
+  WAL_READ_CHUNK_BYTES,
+  WAL_READ_HANDLES_MAX,
+  WAL_READ_HINTS_MAX,
   WAL_READ_SYNC_BYTES,
 } from "../../common/limits.ts";
 import { setImmediate } from "node:timers";
@@ -232,18 +235,22 @@ function zeros(length: number): Uint8Array {
 function readAt(path: string, offset: number, bytes: number): Uint8Array {
   const file = Deno.openSync(path, { read: true });
   try {
-    file.seekSync(offset, Deno.SeekMode.Start);
-    const out = new Uint8Array(bytes);
-    let at = 0;
-    while (at < bytes) {
-      const n = file.readSync(out.subarray(at));
-      if (n === null) break;
-      at += n;
-    }
-    return out.subarray(0, at);
+    return readFileAt(file, offset, bytes);
   } finally {
     file.close();
   }
+}
+
+function readFileAt(file: Deno.FsFile, offset: number, bytes: number): Uint8Array {
+  file.seekSync(offset, Deno.SeekMode.Start);
+  const out = new Uint8Array(bytes);
+  let at = 0;
+  while (at < bytes) {
+    const n = file.readSync(out.subarray(at));
+    if (n === null) break;
+    at += n;
+  }
+  return out.subarray(0, at);
 }
 
 /** The answer to every entry of an appendBatch but the last, whose answer covers them. */
@@ -255,6 +262,21 @@ function yieldToEventLoop(): Promise<void> {
 }
 
 /** The last index point at or below `lsn`. */
+/** The first index point at or after `lsn`, or undefined. */
+function ceilPoint(index: IndexPoint[], lsn: number): IndexPoint | undefined {
+  let lo = 0;
+  let hi = index.length - 1;
+  let found: IndexPoint | undefined;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (index[mid].lsn >= lsn) {
+      found = index[mid];
+      hi = mid - 1;
+    } else lo = mid + 1;
+  }
+  return found;
+}
+
 function floorPoint(index: IndexPoint[], lsn: number): IndexPoint | undefined {
   let lo = 0;
   let hi = index.length - 1;
@@ -294,6 +316,17 @@ export class Wal {
   #durableLsn: number;
   #queue: Pending[] = [];
   #batchBuffer = new Uint8Array(0);
+  /**
+   * Read handles by segment, least recently used first. A leader feeding a catch-up reads
+   * a batch at a time; opening and closing the file for each read was 2.6% of its time.
+   */
+  #readers = new Map<Segment, Deno.FsFile>();
+  /**
+   * Where recent scans stopped: the next record's LSN and offset in its segment. A stream
+   * reads on from where its last read ended, and without this each read started at the index
+   * point below it, up to SPARSE_INDEX_INTERVAL_BYTES earlier, and read its way forward.
+   */
+  #readHints: { segment: Segment; lsn: number; offset: number }[] = [];
   #queueBytes = 0;
   #flushing: Promise<void> | undefined;
   #failed: unknown;
@@ -896,21 +929,29 @@ export class Wal {
       // Snapshot the bounds now: the active segment grows while we await reads.
       const segmentEnd = segment.bytes;
       const segmentLast = segment.lastLsn;
-      const point = floorPoint(segment.index, lsn);
+      const hint = this.#readHints.find((h) => h.segment === segment && h.lsn === lsn);
+      const point = hint ?? floorPoint(segment.index, lsn);
       let offset = point?.offset ?? SEGMENT_HEADER_BYTES;
       let cursor = point?.lsn ?? segment.firstLsn;
       while (
         visited < limit && cursor <= segmentLast && bytesRead < bytesMax && offset < segmentEnd
       ) {
-        const chunkBytes = Math.min(
-          segmentEnd - offset,
-          Math.max(256 * 1024, RECORD_HEADER_BYTES + 1),
+        // Up to the index point at or past the last LSN wanted, which bounds where that
+        // entry ends: a 100-entry read took a whole chunk, twice what it needed.
+        const end = ceilPoint(segment.index, Math.max(cursor, lsn) + (limit - visited));
+        const chunkBytes = Math.max(
+          Math.min(segmentEnd, end?.offset ?? segmentEnd, offset + WAL_READ_CHUNK_BYTES) - offset,
+          RECORD_HEADER_BYTES + 1,
         );
         if (readSinceYield >= WAL_READ_SYNC_BYTES) {
           readSinceYield = 0;
           await yieldToEventLoop();
+          // Retention may have removed the segment meanwhile.
+          if (this.#segmentFor(cursor) !== segment) {
+            throw new LsnCompactedError(cursor, this.firstLsn);
+          }
         }
-        let chunk = readAt(segment.path, offset, chunkBytes);
+        let chunk = this.#readChunk(segment, offset, chunkBytes);
         readSinceYield += chunk.length;
         let at = 0;
         let progressed = false;
@@ -923,7 +964,7 @@ export class Wal {
               if (!progressed) {
                 // One record larger than the chunk: read exactly it.
                 const len = new DataView(chunk.buffer, chunk.byteOffset + at).getUint32(0, true);
-                chunk = readAt(segment.path, offset, RECORD_HEADER_BYTES + len);
+                chunk = this.#readChunk(segment, offset, RECORD_HEADER_BYTES + len);
                 readSinceYield += chunk.length;
                 at = 0;
                 const whole = readRecord(chunk, 0, RECORD_BYTES_MAX);
@@ -958,8 +999,49 @@ export class Wal {
         offset += at;
         if (at === 0) break;
       }
+      if (cursor <= segmentLast) this.#hintRead(segment, cursor, offset);
       lsn = cursor;
     }
+  }
+
+  /** Reads `bytes` at `offset` of `segment` (fewer at its end). */
+  #readChunk(segment: Segment, offset: number, bytes: number): Uint8Array {
+    // A closed WAL keeps no handle open: a read after close opens the file for itself.
+    if (this.#closed) return readAt(segment.path, offset, bytes);
+    return readFileAt(this.#reader(segment), offset, bytes);
+  }
+
+  /** The open read handle on `segment`, opened (and the least recently used closed) if need be. */
+  #reader(segment: Segment): Deno.FsFile {
+    let file = this.#readers.get(segment);
+    if (file !== undefined) {
+      this.#readers.delete(segment);
+    } else {
+      file = Deno.openSync(segment.path, { read: true });
+      if (this.#readers.size >= WAL_READ_HANDLES_MAX) {
+        const [oldest, handle] = this.#readers.entries().next().value!;
+        handle.close();
+        this.#readers.delete(oldest);
+      }
+    }
+    this.#readers.set(segment, file);
+    return file;
+  }
+
+  /** Remembers that record `lsn` starts at `offset` in `segment`, for the next scan from it. */
+  #hintRead(segment: Segment, lsn: number, offset: number): void {
+    const hints = this.#readHints;
+    const same = hints.findIndex((h) => h.segment === segment && h.lsn === lsn);
+    if (same >= 0) hints.splice(same, 1);
+    else if (hints.length >= WAL_READ_HINTS_MAX) hints.shift();
+    hints.push({ segment, lsn, offset });
+  }
+
+  /** Closes the read handle on `segment` and forgets its read hints. */
+  #forgetReads(segment: Segment): void {
+    this.#readers.get(segment)?.close();
+    this.#readers.delete(segment);
+    this.#readHints = this.#readHints.filter((h) => h.segment !== segment);
   }
 
   #segmentFor(lsn: number): Segment | undefined {
@@ -982,6 +1064,7 @@ export class Wal {
     const removed: SegmentInfo[] = [];
     while (this.#segments.length > 1 && this.#segments[0].lastLsn < lsn) {
       const segment = this.#segments.shift()!;
+      this.#forgetReads(segment);
       await Deno.remove(segment.path);
       removed.push({
         fileName: segment.fileName,
@@ -1002,5 +1085,6 @@ export class Wal {
     if (this.#zeroing) await this.#zeroing;
     this.#zeroFile?.close();
     this.#file.close();
+    for (const segment of [...this.#readers.keys()]) this.#forgetReads(segment);
   }
 }

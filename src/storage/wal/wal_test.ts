@@ -4,6 +4,7 @@ import { ClosedError, CorruptionError } from "../../common/errors.ts";
 import { appendInput, seqOf } from "../../../tests/support/entries.ts";
 import { decodeEntry } from "../../common/entry.ts";
 import { RECORD_BYTES_MAX, SEGMENT_HEADER_BYTES } from "../../common/limits.ts";
+import { Random } from "../../common/random.ts";
 import { readRecord } from "./record.ts";
 import { LsnCompactedError, Wal } from "./wal.ts";
 import { PREALLOCATE_BYTES, runWithFileBytesMax } from "../_zero_write_failure_child.ts";
@@ -209,6 +210,62 @@ Deno.test("Wal.readFramed() returns each entry's checked record with its identit
       }
     }
     await wal.close();
+  });
+});
+
+Deno.test("Wal reads that go on where the last stopped agree with one whole read, over open handles and hints", async () => {
+  await withDir(async (dir) => {
+    // Files of this WAL open in the process (other tests run beside this one).
+    const openFiles = () =>
+      [...Deno.readDirSync("/proc/self/fd")].filter((fd) => {
+        try {
+          return Deno.readLinkSync(`/proc/self/fd/${fd.name}`).startsWith(dir);
+        } catch {
+          return false; // closed meanwhile
+        }
+      });
+    // Small segments (more than the read handles kept open) and entries of mixed sizes, so
+    // reads cross segments, evict handles and end between index points.
+    const wal = await Wal.open(dir, { segmentBytesMax: 48 * 1024, batchEntriesMax: 7 });
+    const rng = new Random(17);
+    const random = () => rng.next();
+    const count = 400;
+    for (let i = 1; i <= count; i++) {
+      await wal.append(appendInput(i, 1 + Math.floor(random() * 3000)));
+    }
+    assert.ok(wal.segments().length > 8, `${wal.segments().length} segments`);
+    const whole = await wal.read(1, { limit: count });
+    assert.equal(whole.length, count);
+    // Three readers interleaved, each going on from its own last LSN with its own limits.
+    const cursors = [1, 90, 250];
+    const seen: number[][] = [[], [], []];
+    while (cursors.some((c) => c <= count)) {
+      for (let r = 0; r < cursors.length; r++) {
+        if (cursors[r] > count) continue;
+        const limit = 1 + Math.floor(random() * 40);
+        const framed = r === 1 && random() < 0.5;
+        const got = framed
+          ? (await wal.readFramed(cursors[r], { limit })).map((f) => f.lsn)
+          : (await wal.read(cursors[r], { limit, bytesMax: 1 + Math.floor(random() * 60_000) }))
+            .map((e) => e.lsn);
+        assert.ok(got.length > 0 && got.length <= limit);
+        assert.deepEqual(got, got.map((_, i) => cursors[r] + i), "consecutive from the cursor");
+        seen[r].push(...got);
+        cursors[r] += got.length;
+      }
+    }
+    for (const [r, from] of [1, 90, 250].entries()) {
+      assert.deepEqual(seen[r], whole.slice(from - 1).map((e) => e.lsn));
+    }
+    // Retention under open handles and hints: reads below fail typed, reads above go on.
+    const removed = await wal.removeBefore(200);
+    assert.ok(removed.length > 0);
+    await assert.rejects(() => wal.read(1), LsnCompactedError);
+    assert.deepEqual(await wal.read(300, { limit: 5 }), whole.slice(299, 304));
+    await wal.close();
+    // A read after close opens the file for itself and keeps nothing open.
+    assert.deepEqual(await wal.read(count - 2, { limit: 10 }), whole.slice(count - 3));
+    assert.deepEqual(openFiles(), [], "every read handle closed");
   });
 });
 
