@@ -155,6 +155,10 @@ export class LeaderStream {
   // ack carries its cursor, not what this session delivered); only the vector does. Still
   // unconfirmed relayGraceMs after `sinceMs`, the stream rewinds again.
   #relaying = new Map<string, { seq: number; fromLsn: number; sinceMs: number }>();
+  // When the follower's vector last rose, by origin: an origin whose entries still reach the
+  // follower is delivering, only more slowly than the grace (a catch-up of tens of thousands
+  // of entries), so its held-back relays stay held until it stops.
+  #originProgressMs = new Map<string, number>();
   // When the last cursor-only batch went out, and whether a read that would have made the next
   // one waits for cursorOnlyEveryMs to pass (poll() issues no read until then).
   #cursorOnlySentMs = -Infinity;
@@ -268,11 +272,15 @@ export class LeaderStream {
     this.#followerHlc = 0;
     this.#deferred.clear();
     this.#relaying.clear();
+    this.#originProgressMs.clear();
   }
 
-  #mergeVv(vv: VersionVector): void {
+  #mergeVv(vv: VersionVector, nowMs: number): void {
     for (const [origin, seq] of Object.entries(vv)) {
-      if (seq > (this.#followerVv[origin] ?? 0)) this.#followerVv[origin] = seq;
+      if (seq > (this.#followerVv[origin] ?? 0)) {
+        this.#followerVv[origin] = seq;
+        this.#originProgressMs.set(origin, nowMs);
+      }
     }
     for (const [origin, checkpoints] of this.#deferred) {
       const holds = this.#followerVv[origin] ?? 0;
@@ -371,7 +379,7 @@ export class LeaderStream {
       }
       this.#followerOrigin = frame.origin;
     }
-    this.#mergeVv(frame.vv);
+    this.#mergeVv(frame.vv, nowMs);
     this.#setSources(frame.sources);
     this.window.onAck(0, frame.credit);
     this.#lastProgressMs = nowMs;
@@ -526,7 +534,7 @@ export class LeaderStream {
    */
   onAck(frame: AckFrame, nowMs: number): number | undefined {
     if (frame.session !== this.#session) return undefined;
-    this.#mergeVv(frame.vv);
+    this.#mergeVv(frame.vv, nowMs);
     this.#setSources(frame.sources);
     if (frame.hlc > this.#followerHlc) this.#followerHlc = frame.hlc;
     if (this.#status !== "replicating") return undefined;
@@ -568,18 +576,20 @@ export class LeaderStream {
   tick(nowMs: number, log: LogBounds): void {
     if (this.#status === "down") return;
     let rewind = false;
-    for (const relay of this.#relaying.values()) {
-      if (this.#status === "snapshot" || nowMs - relay.sinceMs < this.#options.relayGraceMs) {
+    const grace = this.#options.relayGraceMs;
+    for (const [origin, relay] of this.#relaying) {
+      if (this.#status === "snapshot" || nowMs - this.#quietSince(origin, relay.sinceMs) < grace) {
         continue;
       }
       // A rewound session did not deliver them (a frame lost or refused after the cursor
-      // had passed that range): rewind again.
+      // had passed that range), and nothing of the origin reached the follower for the
+      // grace: rewind again.
       relay.sinceMs = nowMs;
       rewind = true;
     }
     for (const [origin, checkpoints] of this.#deferred) {
       if (this.#status === "snapshot") break; // the snapshot brings them; its end confirms
-      if (nowMs - checkpoints[0].sinceMs < this.#options.relayGraceMs) continue;
+      if (nowMs - this.#quietSince(origin, checkpoints[0].sinceMs) < grace) continue;
       // The origin did not deliver in time (it died, or it cannot reach the follower): this
       // stream ships its entries again from the first one held back.
       rewind = true;
@@ -601,6 +611,19 @@ export class LeaderStream {
     const waiting = this.#status === "opening" || this.#status === "snapshot" ||
       this.window.inflightBatches > 0 || this.#reading;
     if (stalled && waiting) this.#open(nowMs, log);
+  }
+
+  /**
+   * Since when `origin`'s held-back entries have waited without a sign of delivery: `sinceMs`
+   * (when they were held back), or the last time the follower's vector rose for `origin` if
+   * later. A catch-up used to rewind both leaders' streams over and over: each held back the
+   * other's entries, the other's stream delivered them at the follower's pace, slower than
+   * the grace, and every rewind threw away the stream's batches in flight. `sinceMs` of
+   * -Infinity (the follower no longer names the origin's node as a source) is due at once.
+   */
+  #quietSince(origin: string, sinceMs: number): number {
+    if (sinceMs === -Infinity) return sinceMs;
+    return Math.max(sinceMs, this.#originProgressMs.get(origin) ?? -Infinity);
   }
 
   /** Returns the pending work and starts an empty outbox. */

@@ -219,10 +219,11 @@ Deno.test("LeaderStream forgets held-back relays the follower reports, and rewin
   // The follower got n3's entries from n3 itself: its vector says so in an ack.
   assert.equal(leader.onAck({ ...ack(session, 10), vv: { n3: 4, n4: 1 } }, 100), 10);
   assert.deepEqual(leader.deferredOrigins, ["n4"], "n4's seq 2 is still missing");
-  // Within the grace nothing happens; past it the stream reopens...
-  leader.tick(2_009, log);
+  // The grace counts from the last time n4's entries reached the follower (its vector rose
+  // for n4 at 100): within it nothing happens; past it the stream reopens...
+  leader.tick(2_099, log);
   assert.equal(leader.drain().length, 0);
-  leader.tick(2_010, log);
+  leader.tick(2_100, log);
   assert.equal(only(leader.drain(), "send").type, MSG_OPEN);
   assert.deepEqual(leader.deferredOrigins, []);
   assert.equal(leader.mayDefer("n4"), false, "n4 is relayed again until the follower holds it");
@@ -236,18 +237,49 @@ Deno.test("LeaderStream forgets held-back relays the follower reports, and rewin
     return from;
   };
   // ...and resends from the first held-back LSN, although the follower's cursor is past it.
-  assert.equal(reopenedFrom(2_011, 10), 8);
+  assert.equal(reopenedFrom(2_101, 10), 8);
   // A status ack at the follower's cursor does not count as delivery: only the vector does.
-  leader.onAck({ ...ack(session, 10), vv: { n3: 4, n4: 1 } }, 2_100);
+  leader.onAck({ ...ack(session, 10), vv: { n3: 4, n4: 1 } }, 2_190);
   assert.equal(leader.mayDefer("n4"), false);
   // Not delivered within the grace (a frame lost): rewind again, from the same point.
-  leader.tick(4_011, log);
+  leader.tick(4_100, log);
   assert.equal(only(leader.drain(), "send").type, MSG_OPEN);
-  assert.equal(reopenedFrom(4_012, 30), 8);
-  leader.onAck({ ...ack(session, 30), vv: { n3: 4, n4: 2 } }, 4_100);
+  assert.equal(reopenedFrom(4_101, 30), 8);
+  leader.onAck({ ...ack(session, 30), vv: { n3: 4, n4: 2 } }, 4_190);
   assert.equal(leader.mayDefer("n4"), true, "delivered: n4 may be held back again");
   leader.tick(10_000, log);
   assert.equal(leader.drain().length, 0, "nothing left to rewind for");
+});
+
+Deno.test("LeaderStream keeps holding back relays while their origin's entries keep reaching the follower", () => {
+  // A catch-up: the follower gets n3's entries from n3 at its own pace, slower than the grace.
+  // Each time its vector rises for n3 the wait starts over; a rewind would throw away this
+  // stream's batches in flight and ship n3's entries a second time.
+  const log = { firstLsn: 1, lastLsn: 10_000 };
+  const leader = streaming(log); // relayGraceMs 2,000; a read from LSN 1 is out
+  const session = leader.session;
+  leader.onRead(session, 1, 100, 50, 5_000);
+  for (let seq = 1; seq <= 50; seq++) leader.onDeferred("n3", seq, 2 * seq, 10);
+  let acked = 100;
+  for (let t = 400, held = 5; t <= 8_000; t += 400, held += 1) {
+    // The last batch acked with one more of n3's entries delivered, and the next one read.
+    leader.onAck({ ...ack(session, acked), vv: { n3: held } }, t);
+    leader.poll(t, log);
+    const read = only(leader.drain(), "read");
+    assert.equal(read.fromLsn, acked + 1);
+    leader.onRead(session, acked + 1, acked + 100, 100, 10_000);
+    acked += 100;
+    leader.tick(t + 399, log);
+    assert.deepEqual(leader.drain(), [], `no rewind at ${t + 399}`);
+  }
+  assert.deepEqual(leader.deferredOrigins, ["n3"]);
+  // n3's entries stop arriving (n3 died, say): the grace runs out and this stream ships them.
+  leader.onAck({ ...ack(session, acked), vv: { n3: 25 } }, 8_400);
+  leader.tick(10_399, log);
+  assert.deepEqual(leader.drain(), []);
+  leader.tick(10_400, log);
+  assert.equal(only(leader.drain(), "send").type, MSG_OPEN);
+  assert.equal(leader.mayDefer("n3"), false);
 });
 
 Deno.test("LeaderStream ships the follower's own held-back entries back after the grace when its vector lacks them", () => {
