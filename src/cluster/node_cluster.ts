@@ -43,6 +43,13 @@ export interface NodeClusterOptions {
   onIdentityChanged: (identity: Identity) => void;
   /** Called once this node has left the cluster: the process should stop. */
   onLeft: () => void;
+  /**
+   * Called with the transport as soon as it listens, before any peer can be heard: the place
+   * for the layers above to register their message handlers. A frame of a type with no
+   * handler yet is dropped, and a peer's `repl.open` that arrived while this node was still
+   * joining its seeds went unanswered until the peer's resend timeout (1 s).
+   */
+  onTransport?: (transport: TcpTransport) => void;
   clock: Clock;
   events: EventBus;
   logger: Logger;
@@ -121,6 +128,7 @@ export class NodeCluster {
       onLinkDropped: (peer, silentMs) =>
         options.events.emit("cluster.link.dropped", { peer, silentMs }),
     });
+    options.onTransport?.(transport);
     const membership = new MembershipDriver({
       transport,
       self: { id: identity.nodeId, address: transport.address, httpAddress: options.httpAddress() },

@@ -26,6 +26,8 @@ import type { MembershipDriver } from "../cluster/membership_driver.ts";
 import type { PeerTransport } from "../cluster/transport.ts";
 import { NodeOps } from "./ops.ts";
 
+const NO_MEMBERS: readonly string[] = [];
+
 export interface NodeOptions {
   clock?: Clock;
   logger?: Logger;
@@ -222,6 +224,28 @@ export class ShanghaiNode {
         events: this.events,
         logger: this.logger,
       });
+      // Replication registers its handlers as soon as the transport listens (onTransport):
+      // a peer opens its stream to this node while the join to the seeds is still under way.
+      const startReplication = (transport: PeerTransport) => {
+        this.#replication = new ReplicationService({
+          store: this.#store!,
+          transport: this.#options.transport ?? transport,
+          // Quorum counts every member that has not left, down ones included. The membership
+          // hands back the same array until it changes, so the shipper counts it once per
+          // change. (Until the cluster layer has started, the shipper counts this node and
+          // the peers it has seen.)
+          members: this.#options.members ?? (() => this.#cluster?.memberIds() ?? NO_MEMBERS),
+          ackDefault: this.config.ackDefault,
+          ackTimeoutMs: this.config.ackTimeoutMs,
+          creditEntries: this.config.replCreditEntries,
+          batchEntriesMax: this.config.replBatchEntries,
+          batchBytesMax: this.config.replBatchBytes,
+          clock: this.#clock,
+          events: this.events,
+          logger: this.logger,
+        });
+        this.#replication.start();
+      };
       this.#cluster = await NodeCluster.start({
         config: this.config,
         identity: this.#identity,
@@ -229,29 +253,14 @@ export class ShanghaiNode {
         httpAddress: () => `${this.config.host}:${this.httpPort}`,
         onIdentityChanged: (identity) => this.#identity = identity,
         onLeft: () => this.#stopRequested.resolve(),
+        onTransport: startReplication,
         clock: this.#clock,
         events: this.events,
         logger: this.logger,
       });
-      const cluster = this.#cluster;
-      this.#replication = new ReplicationService({
-        store: this.#store,
-        transport: this.#options.transport ?? cluster.transport,
-        // Quorum counts every member that has not left, down ones included. The membership
-        // hands back the same array until it changes, so the shipper counts it once per change.
-        members: this.#options.members ?? (() => cluster.memberIds()),
-        ackDefault: this.config.ackDefault,
-        ackTimeoutMs: this.config.ackTimeoutMs,
-        creditEntries: this.config.replCreditEntries,
-        batchEntriesMax: this.config.replBatchEntries,
-        batchBytesMax: this.config.replBatchBytes,
-        clock: this.#clock,
-        events: this.events,
-        logger: this.logger,
-      });
-      this.#replication.start();
     } catch (error) {
       this.#recoveryError = (error as Error).message;
+      this.#replication?.stop();
       await this.ops.stop();
       await this.#server.shutdown();
       await this.#store?.close().catch(() => {});
