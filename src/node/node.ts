@@ -1,7 +1,9 @@
 /**
  * The composition root: builds one node from a validated config and wires the shells
  * together. Start order: HTTP first (so /health answers and /ready says 503 during recovery),
- * then identity and store recovery, then readiness. Stop order is the reverse: stop taking
+ * then identity and store recovery, then the cluster layer, with replication registered the
+ * moment the node port listens (peers open their streams while this node joins its seeds),
+ * then readiness. Stop order is the reverse: stop taking
  * requests, let in-flight batches finish and fsync, snapshot, close.
  *
  * @module
