@@ -8,11 +8,8 @@
  * @module
  */
 import { Store } from "../../storage/kv/store.ts";
-import { EventBus } from "../../telemetry/events.ts";
-import { silentLogger } from "../../telemetry/log.ts";
 import { createApp } from "./app.ts";
-import type { HttpContext } from "./context.ts";
-import { serveOnLoopback } from "./_served.ts";
+import { readyContext, serveOnLoopback } from "./_served.ts";
 
 const KEYS = Number(Deno.args[0] ?? 300);
 const PAD_BYTES = Number(Deno.args[1] ?? 8192);
@@ -21,13 +18,7 @@ if (gc === undefined) throw new Error("run with --v8-flags=--expose-gc");
 
 const dataDir = await Deno.makeTempDir({ prefix: "head-retention-" });
 const store = await Store.open({ dataDir, nodeId: "n1" });
-const ctx: HttpContext = {
-  store: () => store,
-  readiness: () => ({ ready: true, reasons: [] }),
-  status: () => ({}),
-  events: new EventBus(),
-  logger: silentLogger,
-};
+const ctx = readyContext(store);
 const served = serveOnLoopback(ctx, createApp(ctx));
 const conn = await Deno.connect({ hostname: "127.0.0.1", port: served.server.addr.port });
 const utf8 = new TextEncoder();

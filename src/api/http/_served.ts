@@ -5,6 +5,9 @@
  * @module
  */
 import type { Hono } from "hono";
+import type { Store } from "../../storage/kv/store.ts";
+import { EventBus } from "../../telemetry/events.ts";
+import { silentLogger } from "../../telemetry/log.ts";
 import type { HttpContext } from "./context.ts";
 import { kvPutRoute } from "./fast_path.ts";
 import { HttpServer } from "./server.ts";
@@ -26,4 +29,15 @@ export function serveOnLoopback(ctx: HttpContext, app: Hono, headTimeoutMs?: num
     onError: () => new Response("{}", { status: 500 }),
   });
   return { url: `http://127.0.0.1:${server.addr.port}`, server, close: () => server.shutdown() };
+}
+
+/** A context for route tests: `store`, always ready, no status, silent. */
+export function readyContext(store: Store, events: EventBus = new EventBus()): HttpContext {
+  return {
+    store: () => store,
+    readiness: () => ({ ready: true, reasons: [] }),
+    status: () => ({}),
+    events,
+    logger: silentLogger,
+  };
 }

@@ -2,11 +2,8 @@ import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { withTempDir } from "../../../tests/support/temp_dir.ts";
 import { Store } from "../../storage/kv/store.ts";
-import { EventBus } from "../../telemetry/events.ts";
-import { silentLogger } from "../../telemetry/log.ts";
-import { type Served, serveOnLoopback } from "./_served.ts";
+import { readyContext, type Served, serveOnLoopback } from "./_served.ts";
 import { utf8Into } from "./server.ts";
-import type { HttpContext } from "./context.ts";
 
 const VALUE_BYTES_MAX = 64;
 
@@ -18,14 +15,7 @@ async function withServer(
 ): Promise<void> {
   await withTempDir("http-server-test-", async (dataDir) => {
     const store = await Store.open({ dataDir, nodeId: "n1", valueBytesMax: VALUE_BYTES_MAX });
-    const ctx: HttpContext = {
-      store: () => store,
-      readiness: () => ({ ready: true, reasons: [] }),
-      status: () => ({}),
-      events: new EventBus(),
-      logger: silentLogger,
-    };
-    const served = serveOnLoopback(ctx, app, headTimeoutMs);
+    const served = serveOnLoopback(readyContext(store), app, headTimeoutMs);
     try {
       await fn(served, store);
     } finally {
