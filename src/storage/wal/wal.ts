@@ -261,34 +261,26 @@ function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
-/** The last index point at or below `lsn`. */
-/** The first index point at or after `lsn`, or undefined. */
-function ceilPoint(index: IndexPoint[], lsn: number): IndexPoint | undefined {
+/** How many points of `index` (ascending, distinct LSNs) are at or below `lsn`. */
+function pointsAtOrBelow(index: IndexPoint[], lsn: number): number {
   let lo = 0;
-  let hi = index.length - 1;
-  let found: IndexPoint | undefined;
-  while (lo <= hi) {
+  let hi = index.length;
+  while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (index[mid].lsn >= lsn) {
-      found = index[mid];
-      hi = mid - 1;
-    } else lo = mid + 1;
+    if (index[mid].lsn <= lsn) lo = mid + 1;
+    else hi = mid;
   }
-  return found;
+  return lo;
 }
 
+/** The last index point at or below `lsn`, or undefined. */
 function floorPoint(index: IndexPoint[], lsn: number): IndexPoint | undefined {
-  let lo = 0;
-  let hi = index.length - 1;
-  let found: IndexPoint | undefined;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (index[mid].lsn <= lsn) {
-      found = index[mid];
-      lo = mid + 1;
-    } else hi = mid - 1;
-  }
-  return found;
+  return index[pointsAtOrBelow(index, lsn) - 1];
+}
+
+/** The first index point at or after `lsn` (LSNs are integers), or undefined. */
+function ceilPoint(index: IndexPoint[], lsn: number): IndexPoint | undefined {
+  return index[pointsAtOrBelow(index, lsn - 1)];
 }
 
 export class Wal {
