@@ -154,7 +154,7 @@ Deno.test("A stored key does not keep its request's head in memory", async () =>
     "delete",
   ]);
   for (const [kind, bytes] of Object.entries(result.heapBytesPerKey)) {
-    // About 600-1,100 bytes per key here: record, key, value and the tables' growth.
+    // About 200-1,300 bytes per key here: record, key, value and the tables' growth.
     assert.ok((bytes as number) < padBytes / 4, `${kind}: ${bytes} bytes of heap per key`);
   }
 });

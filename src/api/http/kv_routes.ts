@@ -39,8 +39,9 @@ export function requireStore(ctx: HttpContext): Store {
 
 /** The stored content type for a request's Content-Type header, or a 415. */
 export function valueType(header: string | undefined): string {
-  // The constants, never the header's text: the store keeps this string in every record, and
-  // a header value is a slice of the request head's string, which it would keep alive.
+  // The constants, never the header's text: a header value is a slice of the request head's
+  // string and would keep it alive wherever the entry is held (the WAL queue, the replication
+  // tail cache). Records share one copy whatever they are given (Keyspace.apply interns it).
   if (header === JSON_TYPE) return JSON_TYPE; // as most clients send it
   if (header === BYTES_TYPE) return BYTES_TYPE;
   const type = (header ?? "").split(";")[0].trim().toLowerCase();
