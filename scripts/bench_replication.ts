@@ -182,6 +182,26 @@ async function heapUsedBytes(addrs: string[]): Promise<number> {
 }
 
 /**
+ * Snapshots the nodes at `addrs` have sent to any follower so far
+ * (`shanghai_replication_snapshots_sent`, every series summed). A follower whose resume point
+ * retention removed gets a snapshot, then the tail: told apart from a catch-up from the WAL tail,
+ * the time to catch up after a stall means something.
+ */
+async function snapshotsSent(addrs: string[]): Promise<number> {
+  const counts = await Promise.all(addrs.map(async (addr) => {
+    const text = await (await fetch(`http://${addr}/metrics`)).text();
+    let sum = 0;
+    for (
+      const m of text.matchAll(/^shanghai_replication_snapshots_sent(?:_total)?\{[^}]*\} (\S+)$/gm)
+    ) {
+      sum += Number(m[1]);
+    }
+    return sum;
+  }));
+  return counts.reduce((a, b) => a + b, 0);
+}
+
+/**
  * A follower SIGSTOPped for STALL_SECONDS under full load, against the same load just before
  * with every node up. One load runs through both windows without a pause (after a warm-up),
  * so both see the same heap and the same garbage collector: the leaders' RSS and heap grow
@@ -235,11 +255,13 @@ async function stallPhase(n1: NodeProcess, n2: NodeProcess, n3: NodeProcess): Pr
     clearInterval(heapSampler);
   }
   const loadResult = await load;
+  const snapshotsBefore = await snapshotsSent(addrs);
   n3.child.kill("SIGCONT");
   const resumeMs = await waitUntil("n3 to catch up after SIGCONT", async () => {
     const vv = (await json(n3.addr, "/v1/replicas")).versionVector as Record<string, number>;
     return Object.entries(stalledTarget).every(([o, seq]) => (vv[o] ?? 0) >= seq);
   }, 600_000);
+  const snapshots = (await snapshotsSent(addrs)) - snapshotsBefore;
   const mib = (bytes: number) => fmt(bytes / 1048576, 1);
   const { control, stall } = windows;
   rows.push([
@@ -262,7 +284,13 @@ async function stallPhase(n1: NodeProcess, n2: NodeProcess, n3: NodeProcess): Pr
       mib(control.heapPeak)
     } and ${mib(stall.heapPeak)} MiB; ${stallEntries} entries written during the stall; caught up ${
       fmt(resumeMs)
-    } ms after SIGCONT`,
+    } ms after SIGCONT (${
+      snapshots > 0
+        ? `the leaders sent ${snapshots} snapshot${
+          snapshots > 1 ? "s" : ""
+        }: retention had removed its resume point`
+        : "from the leaders' WAL, no snapshot sent"
+    })`,
   );
 }
 
