@@ -55,6 +55,11 @@ export const READ_ENTRIES_MAX = 10_000;
 export const READ_BYTES_MAX = 32 * MiB;
 /** A WAL scan reads at most this much on the JavaScript thread before it lets the event loop run. */
 export const WAL_READ_SYNC_BYTES = 1 * MiB;
+/**
+ * Piece in which recovery reads a segment to check it (grown for a record that does not fit):
+ * one buffer reused, because first touches of fresh memory cost about 3 ms per MiB on our VMs.
+ */
+export const WAL_RECOVERY_PIECE_BYTES = 1 * MiB;
 /** Largest chunk a WAL scan reads at once. */
 export const WAL_READ_CHUNK_BYTES = 256 * KiB;
 /** Segments a WAL keeps open for reading (least recently read closed first). */

@@ -15,7 +15,7 @@ import { Encoder } from "cbor-x";
 import { internString, type VersionVector } from "../../common/entry.ts";
 import { ShanghaiError } from "../../common/errors.ts";
 import { MiB, RECORD_BYTES_MAX, SNAPSHOT_SYNC_EVERY_BYTES } from "../../common/limits.ts";
-import { writeAll, writeFileAtomicWith } from "../durable_fs.ts";
+import { readWholeFile, writeAll, writeFileAtomicWith } from "../durable_fs.ts";
 import { frameRecord, readRecord } from "../wal/record.ts";
 import type { KeyRecord, KeyspaceCapture } from "./keyspace.ts";
 
@@ -163,9 +163,16 @@ export class SnapshotError extends ShanghaiError {
   }
 }
 
-/** Reads and fully checks a snapshot file. Throws {@link SnapshotError} on any damage. */
-export async function readSnapshot(path: string): Promise<Snapshot> {
-  const bytes = await Deno.readFile(path);
+/**
+ * Reads and fully checks a snapshot file; rejects with {@link SnapshotError} on any damage. The
+ * work is synchronous (see readWholeFile); the promise is for callers that chain on it.
+ */
+export function readSnapshot(path: string): Promise<Snapshot> {
+  return new Promise((resolve) => resolve(readSnapshotNow(path)));
+}
+
+function readSnapshotNow(path: string): Snapshot {
+  const bytes = readWholeFile(path);
   let offset = 0;
   const next = (): unknown => {
     const record = readRecord(bytes, offset, SNAPSHOT_RECORD_BYTES_MAX);

@@ -61,12 +61,19 @@ import {
   WAL_READ_HANDLES_MAX,
   WAL_READ_HINTS_MAX,
   WAL_READ_SYNC_BYTES,
+  WAL_RECOVERY_PIECE_BYTES,
 } from "../../common/limits.ts";
 import { setImmediate } from "node:timers";
 import { crc32 } from "../../common/crc32.ts";
-import { syncDir, writeAll, writeAllSync } from "../durable_fs.ts";
+import { readWholeFile, syncDir, writeAll, writeAllSync } from "../durable_fs.ts";
 import { readRecord } from "./record.ts";
-import { type IndexPoint, scanSegment } from "./recovery.ts";
+import {
+  type IndexPoint,
+  type ScanOptions,
+  scanSegment,
+  type SegmentScan,
+  SegmentStreamScan,
+} from "./recovery.ts";
 import {
   decodeSegmentHeader,
   encodeSegmentHeader,
@@ -212,6 +219,13 @@ function nextMacrotask(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/**
+ * Chunk buffers a WAL keeps for `read` calls (each holds one while it runs): a restart's
+ * replay reads its tail 256 KiB at a time, and a new buffer for each chunk cost first touches
+ * of fresh memory (about 3 ms per MiB on our VMs).
+ */
+const WAL_READ_BUFFERS_KEPT = 2;
+
 /** Batches up to this size reuse one buffer (the write copies it before returning). */
 const BATCH_BUFFER_KEEP_BYTES = 4 * 1024 * 1024;
 
@@ -232,25 +246,78 @@ function zeros(length: number): Uint8Array {
  * catch-up. An uncached segment holds the event loop for the disk's time instead, so scans let
  * the loop run after every WAL_READ_SYNC_BYTES.
  */
-function readAt(path: string, offset: number, bytes: number): Uint8Array {
+function readAt(path: string, offset: number, into: Uint8Array): Uint8Array {
   const file = Deno.openSync(path, { read: true });
   try {
-    return readFileAt(file, offset, bytes);
+    return readFileAt(file, offset, into);
   } finally {
     file.close();
   }
 }
 
-function readFileAt(file: Deno.FsFile, offset: number, bytes: number): Uint8Array {
+/**
+ * {@link scanSegment}'s verdict on the segment file at `path` and the file's size. A whole
+ * segment is read piece by piece through one buffer (see {@link SegmentStreamScan}); one that
+ * is not whole is read again into one buffer and scanned there, which decides what its damage
+ * means. `pieceBytes` only sets the first piece's size (tests make it small).
+ */
+export function scanSegmentFile(
+  path: string,
+  options: ScanOptions,
+  pieceBytes: number = WAL_RECOVERY_PIECE_BYTES,
+): { scan: SegmentScan; fileBytes: number } {
+  const streaming = new SegmentStreamScan(options);
+  const file = Deno.openSync(path, { read: true });
+  let scan: SegmentScan | undefined;
+  let fileBytes = 0;
+  try {
+    let buffer = new Uint8Array(pieceBytes);
+    let filled = 0;
+    let used: number | undefined = 0;
+    while (used !== undefined) {
+      if (filled === buffer.length) {
+        // A record longer than the buffer: grow it to the record's size at most.
+        const grown = new Uint8Array(
+          Math.min(
+            2 * buffer.length,
+            SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES + RECORD_BYTES_MAX,
+          ),
+        );
+        if (grown.length === buffer.length) break;
+        grown.set(buffer);
+        buffer = grown;
+      }
+      const n = file.readSync(buffer.subarray(filled));
+      if (n === null) {
+        scan = streaming.finish(buffer.subarray(0, filled));
+        break;
+      }
+      filled += n;
+      fileBytes += n;
+      used = streaming.push(buffer.subarray(0, filled));
+      if (used !== undefined && used > 0) {
+        buffer.copyWithin(0, used, filled);
+        filled -= used;
+      }
+    }
+  } finally {
+    file.close();
+  }
+  if (scan !== undefined) return { scan, fileBytes };
+  const bytes = readWholeFile(path);
+  return { scan: scanSegment(bytes, options), fileBytes: bytes.length };
+}
+
+/** Fills `into` from `offset` of `file`; returns the part filled (shorter at the file's end). */
+function readFileAt(file: Deno.FsFile, offset: number, into: Uint8Array): Uint8Array {
   file.seekSync(offset, Deno.SeekMode.Start);
-  const out = new Uint8Array(bytes);
   let at = 0;
-  while (at < bytes) {
-    const n = file.readSync(out.subarray(at));
+  while (at < into.length) {
+    const n = file.readSync(into.subarray(at));
     if (n === null) break;
     at += n;
   }
-  return out.subarray(0, at);
+  return into.subarray(0, at);
 }
 
 /** The answer to every entry of an appendBatch but the last, whose answer covers them. */
@@ -313,6 +380,8 @@ export class Wal {
    * a batch at a time; opening and closing the file for each read was 2.6% of its time.
    */
   #readers = new Map<Segment, Deno.FsFile>();
+  /** Chunk buffers of finished `read` calls, for the next (see WAL_READ_BUFFERS_KEPT). */
+  #readBuffers: Uint8Array[] = [];
   /**
    * Where recent scans stopped: the next record's LSN and offset in its segment. A stream
    * reads on from where its last read ended, and without this each read started at the index
@@ -394,7 +463,7 @@ export class Wal {
       if (nextFirst !== undefined && nextFirst - 1 < verifyFromLsn) {
         // Wholly covered by a snapshot: check the header only, index it on first read.
         const stat = await Deno.stat(path);
-        const head = decodeSegmentHeader(readAt(path, 0, SEGMENT_HEADER_BYTES));
+        const head = decodeSegmentHeader(readAt(path, 0, new Uint8Array(SEGMENT_HEADER_BYTES)));
         if (!head.ok) {
           throw new CorruptionError(
             name,
@@ -414,8 +483,7 @@ export class Wal {
         segments.push({ fileName: name, path, firstLsn, lastLsn: nextFirst - 1, bytes: stat.size });
         continue;
       }
-      const bytes = await Deno.readFile(path);
-      const scan = scanSegment(bytes, {
+      const { scan, fileBytes } = scanSegmentFile(path, {
         fileName: name,
         isLast,
         expectedFirstLsn,
@@ -445,7 +513,7 @@ export class Wal {
           "A segment is missing or damaged; move this segment and later ones out and restart",
         );
       }
-      lastFileBytes = bytes.length;
+      lastFileBytes = fileBytes;
       if (scan.tornTail !== undefined) {
         options.onRepair?.(`Truncated torn tail of WAL segment "${name}": ${scan.tornTail}`);
         await Deno.truncate(path, scan.validBytes);
@@ -471,7 +539,7 @@ export class Wal {
       const active = segments[segments.length - 1];
       file = await Deno.open(active.path, { write: true, read: true });
       await file.seek(active.bytes, Deno.SeekMode.Start);
-      if (active.index === undefined) active.index = (await Wal.#scanForIndex(active)).index;
+      if (active.index === undefined) active.index = Wal.#scanForIndex(active).index;
     }
     const wal = new Wal(dir, segments, file, lastFileBytes, options);
     wal.#preallocate();
@@ -510,8 +578,8 @@ export class Wal {
     };
   }
 
-  static async #scanForIndex(segment: Segment): Promise<{ index: IndexPoint[] }> {
-    const scan = scanSegment(await Deno.readFile(segment.path), {
+  static #scanForIndex(segment: Segment): { index: IndexPoint[] } {
+    const { scan } = scanSegmentFile(segment.path, {
       fileName: segment.fileName,
       isLast: false,
       recordBytesMax: RECORD_BYTES_MAX,
@@ -876,7 +944,13 @@ export class Wal {
     options: { limit?: number; bytesMax?: number } = {},
   ): Promise<Entry[]> {
     const out: Entry[] = [];
-    await this.#scanRecords(fromLsn, options, (data) => out.push(decodeEntry(data)));
+    // Decoded entries copy what they keep, so the chunks can be read into a reused buffer.
+    const scratch = this.#readBuffers.pop() ?? new Uint8Array(WAL_READ_CHUNK_BYTES);
+    try {
+      await this.#scanRecords(fromLsn, options, (data) => out.push(decodeEntry(data)), scratch);
+    } finally {
+      if (this.#readBuffers.length < WAL_READ_BUFFERS_KEPT) this.#readBuffers.push(scratch);
+    }
     return out;
   }
 
@@ -905,6 +979,7 @@ export class Wal {
     fromLsn: number,
     options: { limit?: number; bytesMax?: number },
     visit: (data: Uint8Array, frame: Uint8Array) => void,
+    scratch?: Uint8Array,
   ): Promise<void> {
     const limit = Math.min(options.limit ?? READ_ENTRIES_MAX, READ_ENTRIES_MAX);
     const bytesMax = Math.min(options.bytesMax ?? READ_BYTES_MAX, READ_BYTES_MAX);
@@ -917,7 +992,7 @@ export class Wal {
     while (visited < limit && lsn <= this.#durableLsn && bytesRead < bytesMax) {
       const segment = this.#segmentFor(lsn);
       if (segment === undefined) break;
-      segment.index ??= (await Wal.#scanForIndex(segment)).index;
+      segment.index ??= Wal.#scanForIndex(segment).index;
       // Snapshot the bounds now: the active segment grows while we await reads.
       const segmentEnd = segment.bytes;
       const segmentLast = segment.lastLsn;
@@ -943,7 +1018,7 @@ export class Wal {
             throw new LsnCompactedError(cursor, this.firstLsn);
           }
         }
-        let chunk = this.#readChunk(segment, offset, chunkBytes);
+        let chunk = this.#readChunk(segment, offset, chunkBytes, scratch);
         readSinceYield += chunk.length;
         let at = 0;
         let progressed = false;
@@ -996,11 +1071,17 @@ export class Wal {
     }
   }
 
-  /** Reads `bytes` at `offset` of `segment` (fewer at its end). */
-  #readChunk(segment: Segment, offset: number, bytes: number): Uint8Array {
+  /**
+   * Reads `bytes` at `offset` of `segment` (fewer at its end), into `scratch` when given and
+   * large enough (the bytes returned are then valid only until its next use).
+   */
+  #readChunk(segment: Segment, offset: number, bytes: number, scratch?: Uint8Array): Uint8Array {
+    const into = scratch !== undefined && scratch.length >= bytes
+      ? scratch.subarray(0, bytes)
+      : new Uint8Array(bytes);
     // A closed WAL keeps no handle open: a read after close opens the file for itself.
-    if (this.#closed) return readAt(segment.path, offset, bytes);
-    return readFileAt(this.#reader(segment), offset, bytes);
+    if (this.#closed) return readAt(segment.path, offset, into);
+    return readFileAt(this.#reader(segment), offset, into);
   }
 
   /** The open read handle on `segment`, opened (and the least recently used closed) if need be. */
