@@ -70,7 +70,7 @@ export {
   onMembershipChanged,
   type PeerTransport,
 } from "./src/cluster/mod.ts";
-export { Metrics, type MetricsOptions } from "./src/telemetry/metrics.ts";
+export { Metrics, type MetricsOptions, otlpMetricExporter } from "./src/telemetry/metrics.ts";
 export {
   type BackupManifest,
   type BackupOptions,

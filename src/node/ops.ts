@@ -23,8 +23,9 @@ import { startLoopDelaySampler } from "../telemetry/loop_delay.ts";
 import type { EventBus } from "../telemetry/events.ts";
 import { HealthWatch, readinessProblems } from "../telemetry/health.ts";
 import type { Logger } from "../telemetry/log.ts";
-import { Metrics } from "../telemetry/metrics.ts";
-import { Tracing, tracingWanted } from "../telemetry/tracing.ts";
+import { Metrics, otlpMetricExporter } from "../telemetry/metrics.ts";
+import type { Tracing } from "../telemetry/tracing.ts";
+import { tracingWanted } from "../telemetry/tracing_wanted.ts";
 import type { NodeConfig } from "./config.ts";
 import { VERSION } from "./version.ts";
 
@@ -107,6 +108,7 @@ export class NodeOps {
     const identity = o.identity();
     const resource = { nodeId: identity?.nodeId, clusterId: identity?.clusterId, version: VERSION };
     if (tracingWanted(env)) {
+      const { Tracing } = await import("../telemetry/tracing.ts");
       this.#tracing = new Tracing({ events: o.events, env, ...resource });
       o.logger.info("Exporting traces over OTLP", { endpoint: this.#tracing.endpoint });
     }
@@ -114,6 +116,7 @@ export class NodeOps {
       this.#metrics = new Metrics({
         events: o.events,
         env,
+        otlpExporter: await otlpMetricExporter(env),
         ...resource,
         sources: {
           disk: () => this.#health.disk,

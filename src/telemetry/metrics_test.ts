@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { EventBus } from "./events.ts";
-import { Metrics } from "./metrics.ts";
+import { Metrics, otlpMetricExporter } from "./metrics.ts";
 import { readinessProblems } from "./health.ts";
 
 function emitSome(events: EventBus): void {
@@ -99,13 +99,12 @@ Deno.test("Metrics pushes OTLP/HTTP to the endpoint named by OTEL_EXPORTER_OTLP_
     },
   );
   const events = new EventBus();
-  const metrics = new Metrics({
-    events,
-    env: {
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${server.addr.port}`,
-      OTEL_METRIC_EXPORT_INTERVAL: "600000",
-    },
-  });
+  const env = {
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${server.addr.port}`,
+    OTEL_METRIC_EXPORT_INTERVAL: "600000",
+  };
+  assert.equal(await otlpMetricExporter({}), undefined);
+  const metrics = new Metrics({ events, env, otlpExporter: await otlpMetricExporter(env) });
   try {
     assert.equal(metrics.otlpEndpoint, `http://127.0.0.1:${server.addr.port}/v1/metrics`);
     emitSome(events);

@@ -35,14 +35,7 @@ export interface TracingOptions {
   version?: string;
 }
 
-/** True when the OTEL_* variables ask for trace export. */
-export function tracingWanted(env: Record<string, string | undefined>): boolean {
-  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === "true") return false;
-  const exporter = env.OTEL_TRACES_EXPORTER?.trim();
-  if (exporter === "none") return false;
-  return exporter === "otlp" || !!env.OTEL_EXPORTER_OTLP_ENDPOINT ||
-    !!env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
-}
+export { tracingWanted } from "./tracing_wanted.ts";
 
 function tracesUrl(env: Record<string, string | undefined>): string {
   const specific = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
