@@ -33,17 +33,21 @@ export function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
 export function readWholeFile(path: string): Uint8Array {
   const file = Deno.openSync(path, { read: true });
   try {
-    const out = new Uint8Array(file.statSync().size);
-    let at = 0;
-    while (at < out.length) {
-      const n = file.readSync(out.subarray(at));
-      if (n === null) break;
-      at += n;
-    }
-    return out.subarray(0, at);
+    return readFully(file, new Uint8Array(file.statSync().size));
   } finally {
     file.close();
   }
+}
+
+/** Fills `into` from the file's position on; returns the part filled (shorter at its end). */
+export function readFully(file: Deno.FsFile, into: Uint8Array): Uint8Array {
+  let at = 0;
+  while (at < into.length) {
+    const n = file.readSync(into.subarray(at));
+    if (n === null) break;
+    at += n;
+  }
+  return into.subarray(0, at);
 }
 
 export async function syncDir(path: string): Promise<void> {

@@ -65,7 +65,7 @@ import {
 } from "../../common/limits.ts";
 import { setImmediate } from "node:timers";
 import { crc32 } from "../../common/crc32.ts";
-import { readWholeFile, syncDir, writeAll, writeAllSync } from "../durable_fs.ts";
+import { readFully, readWholeFile, syncDir, writeAll, writeAllSync } from "../durable_fs.ts";
 import { readRecord } from "./record.ts";
 import {
   type IndexPoint,
@@ -311,13 +311,7 @@ export function scanSegmentFile(
 /** Fills `into` from `offset` of `file`; returns the part filled (shorter at the file's end). */
 function readFileAt(file: Deno.FsFile, offset: number, into: Uint8Array): Uint8Array {
   file.seekSync(offset, Deno.SeekMode.Start);
-  let at = 0;
-  while (at < into.length) {
-    const n = file.readSync(into.subarray(at));
-    if (n === null) break;
-    at += n;
-  }
-  return into.subarray(0, at);
+  return readFully(file, into);
 }
 
 /** The answer to every entry of an appendBatch but the last, whose answer covers them. */
