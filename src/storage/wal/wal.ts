@@ -238,13 +238,13 @@ function zeros(length: number): Uint8Array {
 }
 
 /**
- * Up to `bytes` bytes of the file at `path` from `offset`, read on the JavaScript thread. Scans
- * read records this way: records lately written are in the page cache, where a 256 KiB read
- * costs tens of microseconds, while each awaited file operation costs two thread hops. With
- * three awaited operations per chunk (open, seek, read), about 1.5 ms each under the load, a
- * leader serving a follower's catch-up spent about half its time reading, and that paced the
- * catch-up. An uncached segment holds the event loop for the disk's time instead, so scans let
- * the loop run after every WAL_READ_SYNC_BYTES.
+ * The file at `path` from `offset`, read into `into` (up to its length) on the JavaScript
+ * thread. Scans read records this way: records lately written are in the page cache, where a
+ * 256 KiB read costs tens of microseconds, while each awaited file operation costs two thread
+ * hops. With three awaited operations per chunk (open, seek, read), about 1.5 ms each under the
+ * load, a leader serving a follower's catch-up spent about half its time reading, and that
+ * paced the catch-up. An uncached segment holds the event loop for the disk's time instead, so
+ * scans let the loop run after every WAL_READ_SYNC_BYTES.
  */
 function readAt(path: string, offset: number, into: Uint8Array): Uint8Array {
   const file = Deno.openSync(path, { read: true });
