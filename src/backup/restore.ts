@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { pathExists, syncDir, writeAll } from "../storage/durable_fs.ts";
+import { pathExists, readWholeFile, syncDir, writeAll } from "../storage/durable_fs.ts";
 import { createHash } from "node:crypto";
 import { decodeEntry } from "../common/entry.ts";
 import { ShanghaiError } from "../common/errors.ts";
@@ -248,7 +248,7 @@ async function lsnAtTime(
   for (const source of wal) {
     if ((source.file.lastLsn ?? 0) <= snapshotLsn) continue;
     const path = `${source.dir}/${source.file.path}`;
-    const bytes = await Deno.readFile(path);
+    const bytes = readWholeFile(path);
     walkSegment(bytes, path, (lsn, _end, data) => {
       if (lsn <= snapshotLsn) return true;
       if (lsn > lastLsn) return false;
@@ -422,7 +422,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     if (last && (last.file.lastLsn ?? 0) > cut) {
       const path = `${temp}/${last.file.path}`;
       let end = -1;
-      walkSegment(await Deno.readFile(path), path, (lsn, offset) => {
+      walkSegment(readWholeFile(path), path, (lsn, offset) => {
         if (lsn === cut) {
           end = offset;
           return false;
