@@ -237,12 +237,12 @@ function walkSegment(
 }
 
 /** The last LSN whose entries are all at or before `timeMs`, scanning after the snapshot. */
-async function lsnAtTime(
+function lsnAtTime(
   wal: Source[],
   snapshotLsn: number,
   lastLsn: number,
   timeMs: number,
-): Promise<number> {
+): number {
   let cut = lastLsn;
   let found = false;
   for (const source of wal) {
@@ -353,7 +353,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
         }
       }
     }
-    cut = await lsnAtTime(wal, snapshotLsn, newest.lastLsn, options.toTimeMs);
+    cut = lsnAtTime(wal, snapshotLsn, newest.lastLsn, options.toTimeMs);
   }
   if (cut > newest.lastLsn) {
     throw new RestoreRefusedError(
