@@ -78,6 +78,49 @@ function findValidRecordAfter(bytes: Uint8Array, from: number, recordBytesMax: n
   return -1;
 }
 
+/** The record at `offset` if it is whole, checked and holds LSN `lsn`; otherwise why not. */
+function checkedRecord(
+  bytes: Uint8Array,
+  offset: number,
+  lsn: number,
+  recordBytesMax: number,
+): { ok: true; next: number } | { ok: false; problem: string; truncated: boolean } {
+  const read = readRecord(bytes, offset, recordBytesMax);
+  if (!read.ok) {
+    const truncated = read.problem === "truncated header" || read.problem === "truncated data";
+    return { ok: false, problem: read.problem, truncated };
+  }
+  let held: number;
+  try {
+    held = peekEntryLsn(read.data) ?? decodeEntry(read.data).lsn;
+  } catch {
+    held = -1;
+  }
+  if (held !== lsn) {
+    return {
+      ok: false,
+      problem: `record holds LSN ${held} where LSN ${lsn} belongs`,
+      truncated: false,
+    };
+  }
+  return { ok: true, next: read.next };
+}
+
+/** The sparse index as a scan lays it: a point at the first record of every `interval` bytes. */
+class IndexBuilder {
+  readonly points: IndexPoint[] = [];
+  #lastOffset = -Infinity;
+
+  constructor(readonly interval: number) {}
+
+  /** Record `lsn` starts at `offset`. */
+  add(lsn: number, offset: number): void {
+    if (offset - this.#lastOffset < this.interval) return;
+    this.points.push({ lsn, offset });
+    this.#lastOffset = offset;
+  }
+}
+
 export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentScan {
   const { fileName } = options;
   const head = decodeSegmentHeader(bytes);
@@ -97,27 +140,17 @@ export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentSca
       REPAIR_ADVICE,
     );
   }
-  const index: IndexPoint[] = [];
+  const index = new IndexBuilder(options.indexIntervalBytes);
   let offset = SEGMENT_HEADER_BYTES;
   let nextLsn = header.firstLsn;
-  let lastIndexed = -Infinity;
   while (offset < bytes.length) {
-    const read = readRecord(bytes, offset, options.recordBytesMax);
-    let problem: string | undefined = read.ok ? undefined : read.problem;
-    if (read.ok) {
-      let lsn: number;
-      try {
-        lsn = peekEntryLsn(read.data) ?? decodeEntry(read.data).lsn;
-      } catch {
-        lsn = -1;
-      }
-      if (lsn !== nextLsn) problem = `record holds LSN ${lsn} where LSN ${nextLsn} belongs`;
-    }
-    if (problem !== undefined && isAllZero(bytes.subarray(offset))) {
+    const record = checkedRecord(bytes, offset, nextLsn, options.recordBytesMax);
+    if (!record.ok && isAllZero(bytes.subarray(offset))) {
       // Preallocated space the writer never reached (see WAL_PREALLOCATE_BYTES_DEFAULT).
-      return { kind: "ok", header, lastLsn: nextLsn - 1, validBytes: offset, index };
+      return { kind: "ok", header, lastLsn: nextLsn - 1, validBytes: offset, index: index.points };
     }
-    if (problem !== undefined) {
+    if (!record.ok) {
+      const problem = record.problem;
       // Only the last batch can be torn: look for valid data past one batch from here.
       const later = findValidRecordAfter(
         bytes,
@@ -138,18 +171,15 @@ export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentSca
         header,
         lastLsn: nextLsn - 1,
         validBytes: offset,
-        index,
+        index: index.points,
         tornTail: `${problem} at byte ${offset}; cut ${bytes.length - offset} bytes`,
       };
     }
-    if (offset - lastIndexed >= options.indexIntervalBytes) {
-      index.push({ lsn: nextLsn, offset });
-      lastIndexed = offset;
-    }
+    index.add(nextLsn, offset);
     nextLsn++;
-    offset = (read as { next: number }).next;
+    offset = record.next;
   }
-  return { kind: "ok", header, lastLsn: nextLsn - 1, validBytes: offset, index };
+  return { kind: "ok", header, lastLsn: nextLsn - 1, validBytes: offset, index: index.points };
 }
 
 /**
@@ -174,11 +204,11 @@ export class SegmentStreamScan {
   #offset = 0;
   /** Where the records end, once only zeros may follow. */
   #zerosFrom: number | undefined;
-  #lastIndexed = -Infinity;
-  readonly #index: IndexPoint[] = [];
+  readonly #index: IndexBuilder;
 
   constructor(options: ScanOptions) {
     this.#options = options;
+    this.#index = new IndexBuilder(options.indexIntervalBytes);
   }
 
   /**
@@ -203,29 +233,18 @@ export class SegmentStreamScan {
         at = bytes.length;
         break;
       }
-      const read = readRecord(bytes, at, this.#options.recordBytesMax);
-      if (!read.ok) {
-        if (read.problem === "truncated header" || read.problem === "truncated data") break;
+      const record = checkedRecord(bytes, at, this.#nextLsn, this.#options.recordBytesMax);
+      if (!record.ok) {
+        if (record.truncated) break;
         // Preallocated zeros start here, if everything after is zero (checked as it comes).
         if (!isAllZero(bytes.subarray(at))) return undefined;
         this.#zerosFrom = this.#offset + at;
         at = bytes.length;
         break;
       }
-      let lsn: number;
-      try {
-        lsn = peekEntryLsn(read.data) ?? decodeEntry(read.data).lsn;
-      } catch {
-        return undefined;
-      }
-      if (lsn !== this.#nextLsn) return undefined;
-      const offset = this.#offset + at;
-      if (offset - this.#lastIndexed >= this.#options.indexIntervalBytes) {
-        this.#index.push({ lsn, offset });
-        this.#lastIndexed = offset;
-      }
+      this.#index.add(this.#nextLsn, this.#offset + at);
       this.#nextLsn++;
-      at = read.next;
+      at = record.next;
     }
     this.#offset += at;
     return at;
@@ -243,7 +262,7 @@ export class SegmentStreamScan {
       header,
       lastLsn: this.#nextLsn - 1,
       validBytes: zerosFrom ?? this.#offset,
-      index: this.#index,
+      index: this.#index.points,
     };
   }
 }
