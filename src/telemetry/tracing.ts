@@ -35,8 +35,6 @@ export interface TracingOptions {
   version?: string;
 }
 
-export { tracingWanted } from "./tracing_wanted.ts";
-
 function tracesUrl(env: Record<string, string | undefined>): string {
   const specific = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
   if (specific) return specific;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { EventBus } from "./events.ts";
-import { Tracing, tracingWanted } from "./tracing.ts";
+import { Tracing } from "./tracing.ts";
+import { tracingWanted } from "./tracing_wanted.ts";
 
 Deno.test("tracingWanted() follows the standard OTEL_* variables", () => {
   assert.equal(tracingWanted({}), false);
