@@ -18,6 +18,7 @@
  */
 import { parseArgs } from "node:util";
 import { createHash } from "node:crypto";
+import { v8FlagsArgument } from "../src/node/v8_flags.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const DIST = `${ROOT}dist`;
@@ -57,17 +58,23 @@ async function sha256File(path: string): Promise<string> {
   return createHash("sha256").update(await Deno.readFile(path)).digest("hex");
 }
 
-async function build(target: string, release: boolean): Promise<Outcome> {
-  const output = outputPath(target, release);
-  const args = [
+/** The `deno` arguments that build `target` into `output`. */
+export function compileArgs(target: string, output: string): string[] {
+  return [
     "compile",
     ...PERMISSIONS,
+    v8FlagsArgument(), // baked into the binary, as `deno task start` passes them
     "--target",
     target,
     "--output",
     output,
     `${ROOT}main.ts`,
   ];
+}
+
+async function build(target: string, release: boolean): Promise<Outcome> {
+  const output = outputPath(target, release);
+  const args = compileArgs(target, output);
   const result = await new Deno.Command(Deno.execPath(), {
     args,
     cwd: ROOT,

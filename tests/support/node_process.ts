@@ -6,6 +6,8 @@
  * @module
  */
 
+import { v8FlagsArgument } from "../../src/node/v8_flags.ts";
+
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const READY_TIMEOUT_MS = 30_000;
 
@@ -43,6 +45,7 @@ export async function spawnNode(options: SpawnOptions): Promise<NodeProcess> {
   const args = [
     "run",
     "--allow-all",
+    v8FlagsArgument(), // as the compiled binary runs (src/node/v8_flags.ts)
     MAIN,
     "serve",
     "--data-dir",
