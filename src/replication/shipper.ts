@@ -662,8 +662,18 @@ export class Shipper {
       stats.ackedBytes += bytes;
       stats.windowBytes += bytes;
     }
+    this.#releaseTail();
     this.#checkWaiters();
     this.#pump(from);
+  }
+
+  /** Lets the tail cache drop what every live stream has acknowledged (down ones hold nothing). */
+  #releaseTail(): void {
+    let through = Infinity;
+    for (const leader of this.#leaders.values()) {
+      if (leader.status !== "down") through = Math.min(through, leader.matchLsn);
+    }
+    if (through !== Infinity) this.#tail.releaseThrough(through);
   }
 
   #onSnapAck(from: string, body: unknown): void {

@@ -41,3 +41,21 @@ Deno.test("TailCache keeps the newest entries within its byte bound and serves r
   cache.onApply(entry(60));
   assert.equal(cache.firstLsn, 60);
 });
+
+Deno.test("TailCache lets go of what every stream acknowledged and keeps serving the rest", () => {
+  const cache = new TailCache(1 << 20);
+  for (let lsn = 1; lsn <= 20; lsn++) cache.onApply(entry(lsn));
+  cache.releaseThrough(12);
+  assert.equal(cache.firstLsn, 13);
+  assert.equal(cache.read(12, 10, 1 << 20), undefined, "a rewind below the cache reads the WAL");
+  assert.deepEqual(cache.read(13, 3, 1 << 20)!.map((f) => f.lsn), [13, 14, 15]);
+  cache.releaseThrough(5); // behind what is already gone: nothing changes
+  assert.equal(cache.firstLsn, 13);
+  cache.releaseThrough(20);
+  assert.equal(cache.firstLsn, undefined);
+  assert.equal(cache.read(20, 10, 1 << 20), undefined);
+  // Empty, it starts again at the next entry, whatever its LSN.
+  cache.onApply(entry(21));
+  assert.equal(cache.firstLsn, 21);
+  assert.deepEqual(cache.read(21, 10, 1 << 20)!.map((f) => f.lsn), [21]);
+});
