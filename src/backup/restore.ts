@@ -323,12 +323,15 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   );
 
   let meta: SnapshotMeta | undefined;
-  const snapshotMeta = async (): Promise<SnapshotMeta> =>
-    meta ??= await readSnapshot(`${base.dir}/${snapshot!.path}`).catch((error) => {
+  const snapshotMeta = (): SnapshotMeta => {
+    try {
+      return meta ??= readSnapshot(`${base.dir}/${snapshot!.path}`);
+    } catch (error) {
       throw new BackupIntegrityError(
         `Cannot restore: ${base.dir}/${snapshot!.path} is damaged (${(error as Error).message})`,
       );
-    });
+    }
+  };
 
   let cut = newest.lastLsn;
   if (options.toLsn !== undefined) {
@@ -338,7 +341,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     cut = options.toLsn;
   } else if (options.toTimeMs !== undefined) {
     if (snapshot && snapshotLsn > 0) {
-      const meta = await snapshotMeta();
+      const meta = snapshotMeta();
       if (hlcWallMs(meta.hlc) > options.toTimeMs) {
         if (wal.length > 0 && wal[0].file.firstLsn === 1) {
           snapshotLsn = 0; // the WAL from LSN 1 is here: replay it instead of the snapshot
@@ -370,7 +373,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     const where = options.toTimeMs === undefined
       ? `LSN ${cut}`
       : `${new Date(options.toTimeMs).toISOString()} (LSN ${cut})`;
-    refuseLostInstall(await snapshotMeta(), cut, newest.lastLsn, where);
+    refuseLostInstall(snapshotMeta(), cut, newest.lastLsn, where);
   }
   if (cut < snapshotLsn) {
     throw new RestoreRefusedError(

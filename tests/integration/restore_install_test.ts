@@ -62,7 +62,7 @@ async function nodeWithInstall(dataDir: string, backup: string): Promise<void> {
 
   const [snapshot] = await listSnapshots(`${dataDir}/snapshots`);
   assert.equal(snapshot.lsn, 4);
-  const meta = await readSnapshot(snapshot.path);
+  const meta = readSnapshot(snapshot.path);
   assert.deepEqual(meta.snapshotOnly, { n1: 7 });
   assert.equal(meta.installLsn, 2);
   assert.equal(segments[0].firstLsn, 1);
@@ -187,7 +187,7 @@ Deno.test("restore keeps what a snapshot install brought, or refuses a cut it ca
             await Deno.copyFile(`${backup}/${file.path}`, `${copy}/${file.path}`);
             continue;
           }
-          const { records, keys: _keys, installLsn: _dropped, ...meta } = await readSnapshot(
+          const { records, keys: _keys, installLsn: _dropped, ...meta } = readSnapshot(
             `${backup}/${file.path}`,
           );
           const written = await writeSnapshot(`${copy}/snapshots`, meta, {

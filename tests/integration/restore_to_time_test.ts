@@ -87,7 +87,7 @@ Deno.test("restore --to-time refuses a time the backup does not hold and leaves 
       ...manifest.files.filter((f) => f.kind === "wal").map((f) => f.firstLsn!),
     );
     assert.ok(walFirstLsn > 1, `the backup's WAL starts after LSN 1 (at ${walFirstLsn})`);
-    const snapshot = await readSnapshot(`${backup}/${snapshotFile.path}`);
+    const snapshot = readSnapshot(`${backup}/${snapshotFile.path}`);
     // The time of the first write: a state this node had, but not one the backup can rebuild.
     const earlyMs = hlcWallMs(hlcByLsn.get(1)!);
     assert.ok(hlcWallMs(snapshot.hlc) > earlyMs, "the snapshot holds writes after that time");

@@ -164,14 +164,10 @@ export class SnapshotError extends ShanghaiError {
 }
 
 /**
- * Reads and fully checks a snapshot file; rejects with {@link SnapshotError} on any damage. The
- * work is synchronous (see readWholeFile); the promise is for callers that chain on it.
+ * Reads and fully checks a snapshot file, on this thread (see readWholeFile). Throws
+ * {@link SnapshotError} on any damage.
  */
-export function readSnapshot(path: string): Promise<Snapshot> {
-  return new Promise((resolve) => resolve(readSnapshotNow(path)));
-}
-
-function readSnapshotNow(path: string): Snapshot {
+export function readSnapshot(path: string): Snapshot {
   const bytes = readWholeFile(path);
   let offset = 0;
   const next = (): unknown => {

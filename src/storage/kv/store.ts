@@ -180,7 +180,7 @@ export class Store {
     let snapshotLsn = 0;
     for (const { path, lsn } of await listSnapshots(this.snapshotDir)) {
       try {
-        const snapshot = await readSnapshot(path);
+        const snapshot = readSnapshot(path);
         this.keyspace.load(snapshot.records, snapshot.versionVector);
         this.hlc.observe(snapshot.hlc);
         this.#snapshotOnly = snapshot.snapshotOnly ?? {};

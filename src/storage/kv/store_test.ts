@@ -43,7 +43,7 @@ Deno.test("Store: a snapshot plus the WAL after it restores the state; restart r
     await store.close({ snapshot: false });
     const snaps = await listSnapshots(`${dataDir}/snapshots`);
     assert.deepEqual(snaps.map((s) => s.lsn), [50]);
-    const snap = await readSnapshot(snaps[0].path);
+    const snap = readSnapshot(snaps[0].path);
     assert.equal(snap.keys, 10);
     let replayed = 0;
     const again = await Store.open({ dataDir, nodeId: "n1" });
@@ -181,7 +181,7 @@ Deno.test("Store: an installed snapshot is written twice, so the fallback holds 
     const snaps = await listSnapshots(`${dataDir}/snapshots`);
     assert.deepEqual(snaps.map((s) => [s.lsn, s.generation]), [[2, 1], [2, 0]]);
     for (const snap of snaps) {
-      const read = await readSnapshot(snap.path);
+      const read = readSnapshot(snap.path);
       assert.deepEqual(read.snapshotOnly, { n1: 7 });
       assert.equal(read.versionVector.n1, 7);
       assert.equal(read.installLsn, 2); // below it, the WAL alone is the state
@@ -202,7 +202,7 @@ Deno.test("Store: an installed snapshot is written twice, so the fallback holds 
     await again.snapshot();
     const [latest] = await listSnapshots(`${dataDir}/snapshots`);
     assert.equal(latest.lsn, 3);
-    const later = await readSnapshot(latest.path);
+    const later = readSnapshot(latest.path);
     assert.deepEqual(later.snapshotOnly, { n1: 7 });
     assert.equal(later.installLsn, 2);
     await again.close();
