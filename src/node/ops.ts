@@ -123,12 +123,15 @@ export class NodeOps {
           store: () => {
             const store = o.store();
             if (!store) return undefined;
+            const shared = store.keyspace.sharedBuffers();
             return {
               lastLsn: store.lastLsn,
               firstLsn: store.wal.firstLsn,
               segments: store.wal.segments().length,
               walBytes: store.wal.bytesOnDisk,
               keys: store.keyspace.size,
+              sharedBufferBytes: shared.bytes,
+              sharedBufferLiveBytes: shared.liveBytes,
             };
           },
         },

@@ -308,6 +308,10 @@ export function parseBatch(body: unknown): BatchFrame {
 /**
  * Decodes a batch's entries, checking each frame's length and CRC, each entry's fields, and
  * that LSNs rise strictly inside fromLsn..toLsn. All or nothing: one bad entry refuses the batch.
+ *
+ * Values are views into `records` (the frame's payload, which nothing writes to once it is
+ * decoded), not copies: the key-value view keeps them there and copies out the survivors of a
+ * buffer that is mostly overwritten (Keyspace's shared buffers).
  */
 export function decodeBatchEntries(
   frame: Pick<BatchFrame, "fromLsn" | "toLsn" | "count" | "records">,
@@ -320,7 +324,7 @@ export function decodeBatchEntries(
     if (!record.ok) fail(MSG_BATCH, `entry ${out.length} at byte ${at}: ${record.problem}`);
     let entry: Entry;
     try {
-      entry = decodeEntry(record.data);
+      entry = decodeEntry(record.data, { shareValue: true });
     } catch (error) {
       fail(MSG_BATCH, `entry ${out.length}: ${(error as InputError).message}`);
     }

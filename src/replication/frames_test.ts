@@ -40,6 +40,13 @@ Deno.test("batch frames round-trip their entries", () => {
   assert.deepEqual(decodeBatchEntries(frame), entries);
 });
 
+Deno.test("a batch's values are views into its records, not copies (the key-value view accounts for them)", () => {
+  const records = encodeBatchRecords([entry(3, 1), entry(5, 2)]);
+  const decoded = decodeBatchEntries(parseBatch(batchOfTwo(records)));
+  for (const { value } of decoded) assert.equal(value!.buffer, records.buffer);
+  assert.deepEqual(decoded.map((e) => [...e.value!]), [[1], [2]]);
+});
+
 Deno.test("malformed frames are refused with ProtocolError", () => {
   const good = encodeBatchRecords([entry(3, 1), entry(5, 2)]);
   const flipped = good.slice();

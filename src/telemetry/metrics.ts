@@ -103,6 +103,9 @@ export interface MetricsSources {
     segments: number;
     walBytes: number;
     keys: number;
+    /** Replication payloads that values are views into, and the values' share (Keyspace). */
+    sharedBufferBytes?: number;
+    sharedBufferLiveBytes?: number;
   } | undefined;
   /** The process's memory (default: Deno.memoryUsage). */
   memory?: () => Deno.MemoryUsage;
@@ -527,6 +530,19 @@ export class Metrics {
         name: "shanghai_kv_keys",
         description: "Keys in the key-value view, tombstones included",
         figure: (store) => store.keys,
+      },
+      {
+        name: "shanghai_kv_shared_buffer_bytes",
+        description:
+          "Replication payloads the key-value view keeps because values are views into them",
+        unit: "By",
+        figure: (store) => store.sharedBufferBytes ?? 0,
+      },
+      {
+        name: "shanghai_kv_shared_buffer_live_bytes",
+        description: "Bytes of those payloads that are live values (at least half, but for one)",
+        unit: "By",
+        figure: (store) => store.sharedBufferLiveBytes ?? 0,
       },
     ]);
     const loopDelay = this.#histogram(

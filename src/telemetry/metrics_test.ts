@@ -35,7 +35,15 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
     nodeId: "n1",
     sources: {
       disk: () => ({ totalBytes: 100, availableBytes: 40, usedPercent: 60 }),
-      store: () => ({ lastLsn: 8, firstLsn: 1, segments: 1, walBytes: 4196, keys: 8 }),
+      store: () => ({
+        lastLsn: 8,
+        firstLsn: 1,
+        segments: 1,
+        walBytes: 4196,
+        keys: 8,
+        sharedBufferBytes: 2048,
+        sharedBufferLiveBytes: 1500,
+      }),
       memory: () => ({ rss: 5000, heapUsed: 3000, heapTotal: 4000, external: 700 }),
     },
   });
@@ -68,6 +76,8 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
         'shanghai_disk_free_bytes{otel_scope_name="shanghai"} 40',
         'shanghai_wal_last_lsn{otel_scope_name="shanghai"} 8',
         'shanghai_kv_keys{otel_scope_name="shanghai"} 8',
+        'shanghai_kv_shared_buffer_bytes{otel_scope_name="shanghai"} 2048',
+        'shanghai_kv_shared_buffer_live_bytes{otel_scope_name="shanghai"} 1500',
         'shanghai_process_resident_memory_bytes{otel_scope_name="shanghai"} 5000',
         'shanghai_process_heap_used_bytes{otel_scope_name="shanghai"} 3000',
         'shanghai_process_heap_total_bytes{otel_scope_name="shanghai"} 4000',

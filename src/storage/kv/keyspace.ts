@@ -62,6 +62,32 @@ export function recordToEntry(key: string, record: KeyRecord): Entry {
   };
 }
 
+/**
+ * A buffer that several values are views into: a replication batch's payload, whose values a
+ * follower keeps where they arrived (decodeBatchEntries) instead of copying each into memory of
+ * its own. One value still held keeps the whole buffer, so the view counts what each such buffer
+ * still holds and copies the survivors out of one that holds less than half its size in values
+ * (then forgets it). Every buffer but the one being filled therefore holds at least half its
+ * size in live values, and a value is copied at most once.
+ */
+interface SharedBuffer {
+  /** Bytes of its views that are some key's value now. */
+  liveBytes: number;
+  /** Keys given a view into it, in order; some hold another value since. */
+  keys: string[];
+}
+
+/** Shared buffers holding live values, and their sizes (see {@link Keyspace.sharedBuffers}). */
+export interface SharedBufferStats {
+  buffers: number;
+  bytes: number;
+  liveBytes: number;
+}
+
+function isShared(value: Uint8Array): boolean {
+  return value.byteLength < value.buffer.byteLength;
+}
+
 /** A copy of every record (see {@link Keyspace.capture}): `records[i]` is `keys[i]`'s. */
 export interface KeyspaceCapture {
   keys: string[];
@@ -82,6 +108,10 @@ export class Keyspace {
   #tombstoneKeys = new Set<string>();
   // Keys removed by tombstone collection but maybe still in #sorted.
   #removed = 0;
+  // Buffers that values are views into (see SharedBuffer), and the one the latest came from:
+  // it is still being filled, and is judged once values start coming from another.
+  #shared = new Map<ArrayBufferLike, SharedBuffer>();
+  #filling: ArrayBufferLike | undefined;
   readonly resolver: ConflictResolver;
 
   constructor(resolver: ConflictResolver = lastWriterWins) {
@@ -139,6 +169,55 @@ export class Keyspace {
     if (isLive) this.#tombstoneKeys.delete(key);
     else this.#tombstoneKeys.add(key);
     this.#map.set(key, record);
+    if (record.value !== null && isShared(record.value)) this.#holdShared(key, record.value);
+    if (previous?.value != null && isShared(previous.value)) this.#dropShared(previous.value);
+  }
+
+  #holdShared(key: string, value: Uint8Array): void {
+    const buffer = value.buffer;
+    if (buffer !== this.#filling) {
+      if (this.#filling !== undefined) this.#judgeShared(this.#filling);
+      this.#filling = buffer;
+    }
+    let shared = this.#shared.get(buffer);
+    if (shared === undefined) this.#shared.set(buffer, shared = { liveBytes: 0, keys: [] });
+    shared.liveBytes += value.byteLength;
+    shared.keys.push(key);
+  }
+
+  #dropShared(value: Uint8Array): void {
+    const buffer = value.buffer;
+    const shared = this.#shared.get(buffer);
+    if (shared === undefined) return;
+    shared.liveBytes -= value.byteLength;
+    if (shared.liveBytes <= 0) this.#shared.delete(buffer);
+    else if (buffer !== this.#filling) this.#judgeShared(buffer);
+  }
+
+  /** Copies the live values out of `buffer` when they fill less than half of it. */
+  #judgeShared(buffer: ArrayBufferLike): void {
+    const shared = this.#shared.get(buffer);
+    if (shared === undefined || shared.liveBytes * 2 >= buffer.byteLength) return;
+    this.#shared.delete(buffer);
+    if (this.#filling === buffer) this.#filling = undefined;
+    for (const key of shared.keys) {
+      const record = this.#map.get(key);
+      // Records are never changed in place (a snapshot being written may hold this one).
+      if (record?.value?.buffer === buffer) {
+        this.#map.set(key, { ...record, value: record.value.slice() });
+      }
+    }
+  }
+
+  /** What shared buffers hold (see SharedBuffer), for the `shanghai_kv_shared_buffer_*` gauges. */
+  sharedBuffers(): SharedBufferStats {
+    let bytes = 0;
+    let liveBytes = 0;
+    for (const [buffer, shared] of this.#shared) {
+      bytes += buffer.byteLength;
+      liveBytes += shared.liveBytes;
+    }
+    return { buffers: this.#shared.size, bytes, liveBytes };
   }
 
   #advance(origin: string, seq: number): void {
@@ -315,6 +394,8 @@ export class Keyspace {
     this.#live = 0;
     this.#tombstoneKeys = new Set();
     this.#removed = 0;
+    this.#shared = new Map();
+    this.#filling = undefined;
     for (const [key, record] of records) this.#set(key, record, this.#map.get(key));
     this.#vv = { ...vv };
     this.#vvChanges++;

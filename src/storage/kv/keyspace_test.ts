@@ -188,3 +188,113 @@ Deno.test("Keyspace: vectorChanges moves exactly when the version vector does", 
   step(() => ks.mergeVersionVector({ n2: 5 }), true);
   step(() => ks.load([], { n1: 7 }), true);
 });
+
+/** A put whose value is the view `buffer[from, from + length)`, filled with `fill`. */
+function sharedPut(
+  key: string,
+  buffer: Uint8Array,
+  from: number,
+  length: number,
+  fill: number,
+  seq: number,
+): Entry {
+  buffer.fill(fill, from, from + length);
+  return { ...put(key, "", "n1", seq, seq), value: buffer.subarray(from, from + length) };
+}
+
+Deno.test("Keyspace keeps views into a shared buffer while they fill half of it, then copies the survivors out", () => {
+  const ks = new Keyspace();
+  const batch = new Uint8Array(440);
+  for (let i = 0; i < 4; i++) ks.apply(sharedPut(`k${i}`, batch, i * 110, 100, i + 1, i + 1));
+  // Judged once values come from another buffer: 400 of 440 bytes are live, so it is kept.
+  const next = new Uint8Array(220);
+  ks.apply(sharedPut("other", next, 0, 200, 9, 5));
+  assert.equal(ks.get("k0")!.value!.buffer, batch.buffer, "kept where it arrived");
+  assert.deepEqual(ks.sharedBuffers(), { buffers: 2, bytes: 660, liveBytes: 600 });
+
+  // Overwriting two leaves 200 of 440 bytes: less than half, so k2 and k3 are copied out.
+  const before = ks.getVersion("k2")!;
+  ks.apply(put("k0", "new", "n1", 6, 6));
+  assert.equal(ks.get("k2")!.value!.buffer, batch.buffer, "still half full");
+  ks.apply(del("k1", "n1", 7, 7));
+  for (const [key, fill] of [["k2", 3], ["k3", 4]] as const) {
+    const value = ks.get(key)!.value!;
+    assert.notEqual(value.buffer, batch.buffer, `${key} copied out`);
+    assert.equal(value.byteLength, value.buffer.byteLength);
+    assert.deepEqual(value, new Uint8Array(100).fill(fill));
+  }
+  assert.deepEqual(ks.sharedBuffers(), { buffers: 1, bytes: 220, liveBytes: 200 });
+  // The record a snapshot may hold is left as it was; the view holds a new one.
+  assert.equal(before.value!.buffer, batch.buffer);
+  assert.notEqual(ks.getVersion("k2"), before);
+  assert.deepEqual({ ...ks.getVersion("k2"), value: null }, { ...before, value: null });
+});
+
+Deno.test("Keyspace: small values in a large shared buffer are copied out once the next buffer starts", () => {
+  const ks = new Keyspace();
+  const batch = new Uint8Array(1000);
+  for (let i = 0; i < 5; i++) ks.apply(sharedPut(`k${i}`, batch, i * 200, 10, i + 1, i + 1));
+  ks.apply(sharedPut("next", new Uint8Array(10), 0, 5, 7, 6));
+  for (let i = 0; i < 5; i++) {
+    assert.notEqual(ks.get(`k${i}`)!.value!.buffer, batch.buffer);
+    assert.deepEqual(ks.get(`k${i}`)!.value, new Uint8Array(10).fill(i + 1));
+  }
+  assert.equal(ks.sharedBuffers().buffers, 1, "only the buffer being filled");
+});
+
+Deno.test("Keyspace: shared buffers stay at least half live and values stay intact (100 seeds)", () => {
+  for (let seed = 1; seed <= 100; seed++) {
+    const random = new Random(seed);
+    const ks = new Keyspace();
+    const expected = new Map<string, number[] | null>();
+    let seq = 0;
+    let lastBuffer = 0;
+    let captured: { key: string; bytes: number[] | null }[] | undefined;
+    let capture: ReturnType<Keyspace["capture"]> | undefined;
+    for (let step = 0; step < 60; step++) {
+      // A batch: values of 1-64 bytes packed into one buffer with 0-16 bytes between them.
+      const sizes = Array.from({ length: 1 + random.int(8) }, () => 1 + random.int(64));
+      const buffer = new Uint8Array(sizes.reduce((a, b) => a + b + 16, 0));
+      let at = 0;
+      for (const size of sizes) {
+        at += random.int(17);
+        const key = `k${random.int(12)}`;
+        seq++;
+        const kind = random.int(100);
+        if (kind < 15) {
+          ks.apply(del(key, "n1", seq, seq));
+          expected.set(key, null);
+        } else if (kind < 30) {
+          ks.apply(put(key, "x".repeat(size), "n1", seq, seq));
+          expected.set(key, Array(size).fill(120));
+        } else {
+          ks.apply(sharedPut(key, buffer, at, size, seq % 256, seq));
+          expected.set(key, Array(size).fill(seq % 256));
+          // The buffer the latest shared value came from is judged only once another starts.
+          lastBuffer = buffer.byteLength;
+        }
+        at += size;
+      }
+      if (step === 30) {
+        capture = ks.capture();
+        captured = capture.keys.map((key, i) => ({
+          key,
+          bytes: capture!.records[i].value ? [...capture!.records[i].value!] : null,
+        }));
+      }
+      const stats = ks.sharedBuffers();
+      assert.ok(
+        stats.liveBytes * 2 >= stats.bytes - lastBuffer,
+        `seed ${seed} step ${step}: ${JSON.stringify(stats)}`,
+      );
+      for (const [key, bytes] of expected) {
+        const value = ks.getVersion(key)!.value;
+        assert.deepEqual(value ? [...value] : null, bytes, `seed ${seed} step ${step} ${key}`);
+      }
+    }
+    capture!.keys.forEach((key, i) => {
+      const value = capture!.records[i].value;
+      assert.deepEqual({ key, bytes: value ? [...value] : null }, captured![i], `seed ${seed}`);
+    });
+  }
+});
