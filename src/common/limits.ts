@@ -93,6 +93,11 @@ export const SNAPSHOT_EVERY_BYTES_DEFAULT = 256 * MiB;
  * every WAL fdatasync queued behind it (writes acknowledged 250 ms late, session 15).
  */
 export const SNAPSHOT_SYNC_EVERY_BYTES = 1 * MiB;
+/**
+ * Records a snapshot copies from the key-value view per turn of the event loop (about 1 ms of
+ * work); the view takes writes between turns (Keyspace.beginCapture).
+ */
+export const SNAPSHOT_CAPTURE_STEP_KEYS = 5_000;
 /** Keep at least this much WAL behind the newest snapshot for replication catch-up. */
 export const RETAIN_BYTES_DEFAULT = 256 * MiB;
 

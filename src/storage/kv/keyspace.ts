@@ -94,6 +94,92 @@ export interface KeyspaceCapture {
   records: KeyRecord[];
 }
 
+/**
+ * A copy of every record as of one moment, taken in steps ({@link Keyspace.beginCapture}), so
+ * copying a large view never holds the event loop for long. Between steps the view keeps taking
+ * writes: the capture walks the live map (a `Map` iterator visits each key present when it
+ * reaches it, once) and the view tells it, before each change, which record a key held. A key
+ * changed before the walk reaches it is copied as it was then; one created since is skipped.
+ * Nothing is removed from the view while a capture runs (tombstone collection waits), so every
+ * key of the moment is still there to be reached.
+ */
+export class KeyspaceCaptureInProgress {
+  /** The copy; whole once {@link step} returns true (`records[i]` is `keys[i]`'s). */
+  readonly keys: string[];
+  readonly records: KeyRecord[];
+  readonly #size: number;
+  #iterator: MapIterator<[string, KeyRecord]> | undefined;
+  #copied = 0;
+  // Keys changed since the moment, with the record they held then (undefined: none).
+  readonly #before = new Map<string, KeyRecord | undefined>();
+  readonly #release: (capture: KeyspaceCaptureInProgress) => void;
+
+  constructor(
+    map: Map<string, KeyRecord>,
+    release: (capture: KeyspaceCaptureInProgress) => void,
+  ) {
+    this.#size = map.size;
+    this.#iterator = map.entries();
+    // Sized once: grown push by push, copying the arrays at 175,000 and 263,000 records held
+    // one step for 14-20 ms.
+    this.keys = new Array(this.#size);
+    this.records = new Array(this.#size);
+    this.#release = release;
+  }
+
+  /** Records the capture copies (every key of the moment, tombstones included). */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Called by the view before `key`'s record changes from `previous` (undefined: a new key). */
+  beforeChange(key: string, previous: KeyRecord | undefined): void {
+    if (!this.#before.has(key)) this.#before.set(key, previous);
+  }
+
+  /**
+   * Copies up to `max` more records; returns true once the copy is whole. Throws once the
+   * capture was cancelled.
+   */
+  step(max: number): boolean {
+    const iterator = this.#iterator;
+    if (iterator === undefined) {
+      if (this.#copied === this.#size) return true;
+      throw new Error("Cannot go on with a capture that was cancelled");
+    }
+    for (let n = 0; n < max && this.#copied < this.#size; n++) {
+      const next = iterator.next();
+      if (next.done) {
+        this.cancel();
+        throw new Error(
+          `Capture walked the view and found ${this.#copied} of its ${this.#size} records`,
+        );
+      }
+      const [key, record] = next.value;
+      let held: KeyRecord | undefined = record;
+      if (this.#before.has(key)) {
+        held = this.#before.get(key);
+        // Reached once: a later change of this key needs no record of what it held.
+        this.#before.delete(key);
+      }
+      if (held === undefined) continue; // created after the moment
+      this.keys[this.#copied] = key;
+      this.records[this.#copied++] = held;
+    }
+    if (this.#copied < this.#size) return false;
+    this.cancel();
+    return true;
+  }
+
+  /** Stops following the view's writes; a capture given up must call it. */
+  cancel(): void {
+    if (this.#iterator === undefined) return;
+    this.#iterator = undefined;
+    this.#before.clear();
+    this.#release(this);
+  }
+}
+
 export class Keyspace {
   #map = new Map<string, KeyRecord>();
   // The sorted key list is rebuilt lazily: writes only mark it stale, scans pay once.
@@ -112,6 +198,8 @@ export class Keyspace {
   // it is still being filled, and is judged once values start coming from another.
   #shared = new Map<ArrayBufferLike, SharedBuffer>();
   #filling: ArrayBufferLike | undefined;
+  // Captures being taken in steps: told of every change before it is made.
+  #captures = new Set<KeyspaceCaptureInProgress>();
   readonly resolver: ConflictResolver;
 
   constructor(resolver: ConflictResolver = lastWriterWins) {
@@ -162,6 +250,9 @@ export class Keyspace {
   }
 
   #set(key: string, record: KeyRecord, previous: KeyRecord | undefined): void {
+    if (this.#captures.size > 0) {
+      for (const capture of this.#captures) capture.beforeChange(key, previous);
+    }
     if (previous === undefined) this.#newKeys.push(key);
     const wasLive = previous !== undefined && previous.value !== null;
     const isLive = record.value !== null;
@@ -348,6 +439,8 @@ export class Keyspace {
    * many were removed.
    */
   collectTombstones(stable: VersionVector, belowHlc: number): number {
+    // A capture in steps must find every key of its moment still here: collect after it.
+    if (this.#captures.size > 0) return 0;
     let removed = 0;
     for (const key of this.#tombstoneKeys) {
       const record = this.#map.get(key)!;
@@ -379,6 +472,20 @@ export class Keyspace {
   }
 
   /**
+   * Starts a {@link KeyspaceCaptureInProgress}: a copy of every record as of now that the caller
+   * takes in steps, with the view taking writes between them. It must be stepped to the end or
+   * cancelled: until then tombstones are not collected.
+   */
+  beginCapture(): KeyspaceCaptureInProgress {
+    const capture = new KeyspaceCaptureInProgress(
+      this.#map,
+      (done) => this.#captures.delete(done),
+    );
+    this.#captures.add(capture);
+    return capture;
+  }
+
+  /**
    * Every record, tombstones included, as the view holds it now: for a consumer that reads it
    * all in one synchronous step (a digest). Use {@link capture} to keep a copy.
    */
@@ -388,6 +495,7 @@ export class Keyspace {
 
   /** Replaces the state with a snapshot's. */
   load(records: Iterable<[string, KeyRecord]>, vv: VersionVector): void {
+    for (const capture of [...this.#captures]) capture.cancel();
     this.#map = new Map();
     this.#sorted = [];
     this.#newKeys = [];

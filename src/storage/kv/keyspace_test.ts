@@ -298,3 +298,56 @@ Deno.test("Keyspace: shared buffers stay at least half live and values stay inta
     });
   }
 });
+
+Deno.test("Keyspace.beginCapture() copies the view as of its start while writes go on between steps (100 seeds)", () => {
+  for (let seed = 1; seed <= 100; seed++) {
+    const random = new Random(seed);
+    const ks = new Keyspace();
+    let seq = 0;
+    let hlc = 0;
+    const write = () => {
+      const key = `k${random.int(40)}`;
+      seq++;
+      hlc += 1 + random.int(3);
+      const prev = ks.getVersion(key);
+      const cause: [number, string] | undefined = prev ? [prev.hlc, prev.origin] : undefined;
+      ks.apply(
+        random.chance(0.2)
+          ? del(key, "n1", seq, hlc, cause)
+          : put(key, `v${seq}`, "n1", seq, hlc, cause),
+      );
+    };
+    for (let i = 0; i < 30; i++) write();
+    const expected = ks.capture();
+    const captures = [ks.beginCapture(), ks.beginCapture()];
+    const steps = [1 + random.int(5), 1 + random.int(5)];
+    let done = [false, false];
+    while (!done.every(Boolean)) {
+      for (let i = 0; i < 1 + random.int(4); i++) write();
+      // Nothing is collected while a capture runs: every key of its moment must stay to be reached.
+      assert.equal(ks.collectTombstones({ n1: seq }, Number.MAX_SAFE_INTEGER), 0);
+      done = done.map((d, i) => d || captures[i].step(steps[i]));
+    }
+    for (const capture of captures) {
+      assert.equal(capture.size, expected.keys.length);
+      const got = new Map(capture.keys.map((key, i) => [key, capture.records[i]]));
+      const want = new Map(expected.keys.map((key, i) => [key, expected.records[i]]));
+      assert.deepEqual(got, want, `seed ${seed}`);
+      assert.equal(capture.step(10), true, "a whole capture stays whole");
+    }
+    // Once both are done, tombstones are collected again.
+    const tombstones = ks.tombstones;
+    assert.equal(ks.collectTombstones({ n1: seq }, Number.MAX_SAFE_INTEGER), tombstones);
+  }
+});
+
+Deno.test("Keyspace: a cancelled capture lets tombstones be collected and refuses more steps", () => {
+  const ks = new Keyspace();
+  ks.apply(put("a", "1", "n1", 1, 10));
+  ks.apply(del("a", "n1", 2, 11, [10, "n1"]));
+  const capture = ks.beginCapture();
+  assert.equal(ks.collectTombstones({ n1: 2 }, 100), 0);
+  capture.cancel();
+  assert.throws(() => capture.step(1), /cancelled/);
+  assert.equal(ks.collectTombstones({ n1: 2 }, 100), 1);
+});

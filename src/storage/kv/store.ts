@@ -19,6 +19,7 @@ import {
   ORIGIN_BYTES_MAX,
   READ_ENTRIES_MAX,
   RETAIN_BYTES_DEFAULT,
+  SNAPSHOT_CAPTURE_STEP_KEYS,
   SNAPSHOT_EVERY_BYTES_DEFAULT,
   VALUE_BYTES_DEFAULT,
 } from "../../common/limits.ts";
@@ -30,6 +31,8 @@ import {
   type ConflictResolver,
   type KeyRecord,
   Keyspace,
+  type KeyspaceCapture,
+  type KeyspaceCaptureInProgress,
   recordToEntry,
 } from "./keyspace.ts";
 import {
@@ -63,6 +66,8 @@ export interface StoreOptions {
   inlineSync?: boolean;
   /** Take a snapshot after this many WAL bytes since the last one. 0 disables it. */
   snapshotEveryBytes?: number;
+  /** Records a snapshot copies per turn of the event loop (SNAPSHOT_CAPTURE_STEP_KEYS). */
+  snapshotCaptureStepKeys?: number;
   /** WAL bytes kept behind the newest snapshot, for peers catching up. */
   retainBytes?: number;
   /** Lowest LSN some peer still needs; retention keeps it unless it is past retainBytes. */
@@ -533,10 +538,10 @@ export class Store {
     const { force = false, mergeVv, snapshotOnly = this.#snapshotOnly, copies = 1 } = options;
     const started = this.#clock.monoMs();
     // Everything up to lastLsn is applied (the view applies batches as they become durable),
-    // and capture() copies synchronously, so the copy is the state at exactly `lsn`.
+    // and the capture begins in the same synchronous step as the reads below, so the copy it
+    // completes over the next turns of the event loop is the state at exactly `lsn`.
     const lsn = this.#wal.lastLsn;
     if (lsn === this.#snapshotLsn && !force) return;
-    const state = this.keyspace.capture();
     const versionVector = this.keyspace.versionVector();
     // Cursors only count entries already applied, so the records hold all they count. With
     // no source (replication not running) the loaded ones still hold: carry them forward.
@@ -553,6 +558,7 @@ export class Store {
       ? lsn
       : this.#installLsn;
     this.#bytesSinceSnapshot = 0;
+    const state = await this.#completeCapture(this.keyspace.beginCapture());
     // A forced snapshot at an LSN that already has one adds a later generation beside it.
     let generation = 0;
     for (const old of await listSnapshots(this.snapshotDir)) {
@@ -587,6 +593,23 @@ export class Store {
       await Deno.remove(old.path).catch(() => {});
     }
     await this.#applyRetention();
+  }
+
+  /**
+   * Takes a capture to its end, SNAPSHOT_CAPTURE_STEP_KEYS records per turn of the event loop:
+   * copying 300,000 records in one go held the loop for 20-50 ms.
+   */
+  async #completeCapture(capture: KeyspaceCaptureInProgress): Promise<KeyspaceCapture> {
+    try {
+      const stepKeys = this.#options.snapshotCaptureStepKeys ?? SNAPSHOT_CAPTURE_STEP_KEYS;
+      while (!capture.step(stepKeys)) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+    } catch (error) {
+      capture.cancel();
+      throw error;
+    }
+    return { keys: capture.keys, records: capture.records };
   }
 
   async #applyRetention(): Promise<void> {

@@ -56,6 +56,49 @@ Deno.test("Store: a snapshot plus the WAL after it restores the state; restart r
   });
 });
 
+Deno.test("Store: a snapshot copied in steps while writes go on holds the state at its LSN", async () => {
+  await withDir(async (dataDir) => {
+    const store = await Store.open({
+      dataDir,
+      nodeId: "n1",
+      snapshotEveryBytes: 0,
+      snapshotCaptureStepKeys: 7,
+    });
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) => store.put(`k${i}`, bytes(`old${i}`), "text/plain")),
+    );
+    let turns = 0;
+    const snapshot = store.snapshot();
+    // Writes keep landing while the copy is taken, 7 records per turn of the event loop:
+    // overwrites, deletes and new keys.
+    const writes: Promise<unknown>[] = [];
+    const writer = setInterval(() => {
+      const i = turns++;
+      writes.push(store.put(`k${(i * 13) % 200}`, bytes(`new${i}`), "text/plain"));
+      if (i % 5 === 0) writes.push(store.delete(`k${(i * 7 + 1) % 200}`));
+      writes.push(store.put(`fresh${i}`, bytes("x"), "text/plain"));
+    }, 0);
+    await snapshot;
+    clearInterval(writer);
+    await Promise.all(writes);
+    assert.ok(turns >= 3, `writes landed during ${turns} turns only`);
+    const [newest] = await listSnapshots(`${dataDir}/snapshots`);
+    assert.equal(newest.lsn, 200, "taken at the last write before it");
+    const snap = readSnapshot(newest.path);
+    assert.equal(snap.records.length, 200);
+    for (const [key, record] of snap.records) {
+      assert.ok(record.lsn <= 200, `${key} holds LSN ${record.lsn}`);
+      assert.equal(text(record.value), `old${key.slice(1)}`);
+    }
+    await store.close({ snapshot: false });
+    // Loaded with the WAL after it, it gives the state the store had.
+    const again = await Store.open({ dataDir, nodeId: "n1" });
+    assert.equal(again.snapshotLsn, 200);
+    assert.deepEqual(again.scan({ limit: 10_000 }), store.scan({ limit: 10_000 }));
+    await again.close();
+  });
+});
+
 Deno.test("Store: snapshots keep the replication cursors; another origin's are not loaded", async () => {
   await withDir(async (dataDir) => {
     const cursors = { n2: { origin: "n2~0000000a", cursor: 7 }, n3: { cursor: 3 } };
