@@ -79,7 +79,11 @@ export interface ReplicaLog {
   /** Every applied (durable) entry, in LSN order. */
   onApply(listener: (entry: Entry) => void): () => void;
   getVersion(key: string): KeyRecord | undefined;
-  captureSnapshot(): CapturedSnapshot;
+  /**
+   * A copy of the view as of the call (its LSN, vector and HLC read at once), which may take
+   * a few turns of the event loop to complete while writes go on.
+   */
+  captureSnapshot(): Promise<CapturedSnapshot>;
   /** Merges a chunk of the snapshot `source` (the sending peer) is transferring. */
   mergeRecords(records: readonly [string, KeyRecord][], source: string): void;
   /** Completes the transfer from `source`; resolves once the installed state is durable. */
@@ -118,12 +122,7 @@ export function storeReplicaLog(store: Store): ReplicaLog {
     applyRemoteBatch: (entries) => store.applyRemoteBatch(entries),
     onApply: (listener) => store.onApply((entry) => listener(entry)),
     getVersion: (key) => store.keyspace.getVersion(key),
-    captureSnapshot: () => ({
-      lsn: store.lastLsn,
-      versionVector: store.versionVector(),
-      hlc: store.hlc.last,
-      state: store.keyspace.capture(),
-    }),
+    captureSnapshot: () => store.captureView(),
     mergeRecords: (records, source) => store.mergeRecords(records, source),
     installSnapshot: (vv, hlc, source) => store.installSnapshot(vv, hlc, source),
     snapshotOnly: () => store.snapshotOnly(),

@@ -202,6 +202,9 @@ export class Shipper {
     string,
     { session: number; capture: CapturedSnapshot; chunkStarts: number[] }
   >();
+  // Captures being taken for a transfer, by peer: the session each is for. A capture that
+  // completes for a session no longer named here (the stream moved on) is dropped.
+  #capturing = new Map<string, number>();
   #stats = new Map<string, PeerStats>();
   #known = new Set<string>();
   #membersMemo:
@@ -397,6 +400,7 @@ export class Shipper {
       this.#sourcesChanged();
     }
     this.#snapshots.delete(peer);
+    this.#capturing.delete(peer);
   }
 
   // ---- leader side -------------------------------------------------------------------------
@@ -586,8 +590,34 @@ export class Shipper {
       (node === leader.peerId || leader.followerStreamsFrom(node));
   }
 
+  /**
+   * Starts a copy of the view for `peer`'s transfer. The copy is of the moment of this call and
+   * completes over the next turns of the event loop (the view takes writes meanwhile); the
+   * transfer starts then, unless the stream moved on to another session or went down.
+   */
   #captureSnapshot(peer: string, leader: LeaderStream, session: number): void {
-    const capture = this.log.captureSnapshot();
+    this.#capturing.set(peer, session);
+    this.log.captureSnapshot().then(
+      (capture) => {
+        if (this.#stopped || this.#capturing.get(peer) !== session) return;
+        this.#capturing.delete(peer);
+        if (this.#leaders.get(peer) !== leader) return;
+        this.#startTransfer(peer, leader, session, capture);
+      },
+      (error) => {
+        if (this.#capturing.get(peer) === session) this.#capturing.delete(peer);
+        // The stream sees no progress and reopens, which asks for a snapshot again.
+        this.#logger.error("Snapshot capture failed", { peer, error: String(error) });
+      },
+    );
+  }
+
+  #startTransfer(
+    peer: string,
+    leader: LeaderStream,
+    session: number,
+    capture: CapturedSnapshot,
+  ): void {
     const { keys, records } = capture.state;
     // Where each chunk starts; its rows are paired up only when it is sent.
     const chunkStarts = [0];
@@ -848,6 +878,7 @@ export class Shipper {
       if (peer === source || leader.status === "down" || leader.status === "opening") continue;
       if (!leader.lacksAny(snapshotOnly)) continue;
       this.#snapshots.delete(peer);
+      this.#capturing.delete(peer);
       leader.reopen(now, this.#bounds());
       this.#pump(peer);
     }

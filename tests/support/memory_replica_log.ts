@@ -154,13 +154,13 @@ export class MemoryReplicaLog implements ReplicaLog {
     return this.keyspace.getVersion(key);
   }
 
-  captureSnapshot(): CapturedSnapshot {
-    return {
+  captureSnapshot(): Promise<CapturedSnapshot> {
+    return Promise.resolve({
       lsn: this.lastLsn(),
       versionVector: this.versionVector(),
       hlc: this.#hlc.last,
       state: this.keyspace.capture(),
-    };
+    });
   }
 
   mergeRecords(records: readonly [string, KeyRecord][], source: string): void {

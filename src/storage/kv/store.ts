@@ -596,6 +596,21 @@ export class Store {
   }
 
   /**
+   * A copy of every record (tombstones included) as of now, at LSN `lsn` with the version vector
+   * and HLC of now, taken over the next turns of the event loop (see #completeCapture): for a
+   * snapshot transfer to a peer.
+   */
+  captureView(): Promise<
+    { lsn: number; versionVector: VersionVector; hlc: number; state: KeyspaceCapture }
+  > {
+    const lsn = this.lastLsn;
+    const versionVector = this.keyspace.versionVector();
+    const hlc = this.hlc.last;
+    return this.#completeCapture(this.keyspace.beginCapture())
+      .then((state) => ({ lsn, versionVector, hlc, state }));
+  }
+
+  /**
    * Takes a capture to its end, SNAPSHOT_CAPTURE_STEP_KEYS records per turn of the event loop:
    * copying 300,000 records in one go held the loop for 20-50 ms.
    */

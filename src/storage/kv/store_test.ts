@@ -99,6 +99,31 @@ Deno.test("Store: a snapshot copied in steps while writes go on holds the state 
   });
 });
 
+Deno.test("Store.captureView() copies the view of its call for a transfer, taken in steps", async () => {
+  await withDir(async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1", snapshotCaptureStepKeys: 3 });
+    await Promise.all(Array.from({ length: 30 }, (_, i) => store.put(`k${i}`, bytes("old"), "t")));
+    const capturing = store.captureView();
+    const writes: Promise<unknown>[] = [];
+    const writer = setInterval(() => {
+      writes.push(store.put(`k${writes.length % 30}`, bytes("new"), "t"));
+      writes.push(store.put(`later${writes.length}`, bytes("new"), "t"));
+    }, 0);
+    const view = await capturing;
+    clearInterval(writer);
+    await Promise.all(writes);
+    assert.ok(writes.length >= 4, "writes went on while the copy was taken");
+    assert.equal(view.lsn, 30);
+    assert.deepEqual(view.versionVector, { [store.origin]: 30 });
+    assert.deepEqual(
+      [...view.state.keys].sort(),
+      Array.from({ length: 30 }, (_, i) => `k${i}`).sort(),
+    );
+    for (const record of view.state.records) assert.equal(text(record.value), "old");
+    await store.close({ snapshot: false });
+  });
+});
+
 Deno.test("Store: snapshots keep the replication cursors; another origin's are not loaded", async () => {
   await withDir(async (dataDir) => {
     const cursors = { n2: { origin: "n2~0000000a", cursor: 7 }, n3: { cursor: 3 } };
