@@ -15,7 +15,7 @@ import type { Store } from "../storage/kv/store.ts";
 import type { EventBus } from "../telemetry/events.ts";
 import { type Logger, silentLogger } from "../telemetry/log.ts";
 import { encodeToken } from "./causal_token.ts";
-import { stateDigest } from "./digest.ts";
+import { stateDigestInSteps } from "./digest.ts";
 import { NullTransport } from "./null_transport.ts";
 import { storeReplicaLog } from "./replica_log.ts";
 import { ACK_LEVELS, type AckLevel, type ReplicaView, Shipper, TICK_MS } from "./shipper.ts";
@@ -178,15 +178,28 @@ export class ReplicationService {
     return this.shipper.replicas();
   }
 
-  digest(): { digest: string; versionVector: VersionVector; keys: number } {
-    return {
-      digest: stateDigest(this.store.keyspace.entries()),
-      versionVector: this.store.versionVector(),
-      keys: this.store.keyspace.size,
-    };
-  }
-
   get nowMs(): number {
     return this.#clock.nowMs();
   }
+}
+
+/** The key-value view's digest (see stateDigest) with the version vector it stands for. */
+export interface ViewDigest {
+  digest: string;
+  versionVector: VersionVector;
+  keys: number;
+}
+
+/**
+ * `store`'s view digest as of the call, hashed over the next turns of the event loop while
+ * writes go on (stateDigestInSteps): in one go, 300,000 keys of 1 KiB held the loop ~1 s.
+ */
+export async function viewDigest(store: Store): Promise<ViewDigest> {
+  const versionVector = store.versionVector();
+  const keys = store.keyspace.size;
+  const digest = await stateDigestInSteps(
+    store.keyspace.beginSortedRead(),
+    () => new Promise((resolve) => setTimeout(resolve, 0)),
+  );
+  return { digest, versionVector, keys };
 }

@@ -12,7 +12,7 @@
  */
 import { Hono } from "hono";
 import { READ_ENTRIES_MAX } from "../../common/limits.ts";
-import { stateDigest } from "../../replication/digest.ts";
+import { viewDigest } from "../../replication/service.ts";
 import { LsnCompactedError } from "../../storage/wal/wal.ts";
 import type { HttpContext } from "./context.ts";
 import { requireStore } from "./kv_routes.ts";
@@ -41,15 +41,11 @@ export function replicationRoutes(ctx: HttpContext): Hono {
     });
   });
 
-  app.get("/digest", (c) => {
+  app.get("/digest", async (c) => {
     const store = requireStore(ctx);
-    const repl = ctx.replication?.();
-    const body = repl?.digest() ?? {
-      digest: stateDigest(store.keyspace.entries()),
-      versionVector: store.versionVector(),
-      keys: store.keyspace.size,
-    };
-    return c.json({ ...body, nodeId: store.nodeId, lastLsn: store.lastLsn });
+    const lastLsn = store.lastLsn;
+    const body = await viewDigest(store);
+    return c.json({ ...body, nodeId: store.nodeId, lastLsn });
   });
 
   app.get("/changes", (c) => {

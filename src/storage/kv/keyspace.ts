@@ -180,6 +180,58 @@ export class KeyspaceCaptureInProgress {
   }
 }
 
+/**
+ * The view as of one moment, read key by key in key order while writes go on
+ * ({@link Keyspace.beginSortedRead}): the keys are the view's sorted key list of the moment (an
+ * array the view replaces and never changes), and a key's record is the one it held then,
+ * handed over by the view before any change. Nothing leaves the view meanwhile (tombstone
+ * collection waits), so a key untouched since the moment still holds its record of then.
+ */
+export class KeyspaceSortedRead {
+  /** Every key of the moment, tombstones included, in the order of {@link Keyspace.scan}. */
+  readonly keys: readonly string[];
+  readonly #map: Map<string, KeyRecord>;
+  readonly #before = new Map<string, KeyRecord | undefined>();
+  readonly #release: (read: KeyspaceSortedRead) => void;
+  #open = true;
+
+  constructor(
+    map: Map<string, KeyRecord>,
+    keys: readonly string[],
+    release: (read: KeyspaceSortedRead) => void,
+  ) {
+    this.#map = map;
+    this.keys = keys;
+    this.#release = release;
+  }
+
+  /** Called by the view before `key`'s record changes from `previous` (undefined: a new key). */
+  beforeChange(key: string, previous: KeyRecord | undefined): void {
+    if (!this.#before.has(key)) this.#before.set(key, previous);
+  }
+
+  /** The record `key` held at the moment (undefined: none). Throws once closed. */
+  recordAt(key: string): KeyRecord | undefined {
+    if (!this.#open) throw new Error("Cannot read the view of a moment after closing it");
+    return this.#before.has(key) ? this.#before.get(key) : this.#map.get(key);
+  }
+
+  /** Stops following the view's writes; every read must be closed. */
+  close(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    this.#before.clear();
+    this.#release(this);
+  }
+}
+
+/** What the view tells, before each change, the reads and captures of a moment running. */
+interface MomentFollower {
+  beforeChange(key: string, previous: KeyRecord | undefined): void;
+  cancel?(): void;
+  close?(): void;
+}
+
 export class Keyspace {
   #map = new Map<string, KeyRecord>();
   // The sorted key list is rebuilt lazily: writes only mark it stale, scans pay once.
@@ -198,8 +250,8 @@ export class Keyspace {
   // it is still being filled, and is judged once values start coming from another.
   #shared = new Map<ArrayBufferLike, SharedBuffer>();
   #filling: ArrayBufferLike | undefined;
-  // Captures being taken in steps: told of every change before it is made.
-  #captures = new Set<KeyspaceCaptureInProgress>();
+  // Captures and sorted reads of a moment, running: told of every change before it is made.
+  #captures = new Set<MomentFollower>();
   readonly resolver: ConflictResolver;
 
   constructor(resolver: ConflictResolver = lastWriterWins) {
@@ -486,6 +538,22 @@ export class Keyspace {
   }
 
   /**
+   * Starts a {@link KeyspaceSortedRead} of the view as of now: its keys in order, each read as
+   * of now however many turns later. It must be closed: until then tombstones are not collected.
+   * Sorts the keys written since the last scan first (the cost a prefix scan pays too).
+   */
+  beginSortedRead(): KeyspaceSortedRead {
+    this.#sortKeys();
+    const read = new KeyspaceSortedRead(
+      this.#map,
+      this.#sorted,
+      (done) => this.#captures.delete(done),
+    );
+    this.#captures.add(read);
+    return read;
+  }
+
+  /**
    * Every record, tombstones included, as the view holds it now: for a consumer that reads it
    * all in one synchronous step (a digest). Use {@link capture} to keep a copy.
    */
@@ -495,7 +563,10 @@ export class Keyspace {
 
   /** Replaces the state with a snapshot's. */
   load(records: Iterable<[string, KeyRecord]>, vv: VersionVector): void {
-    for (const capture of [...this.#captures]) capture.cancel();
+    for (const follower of [...this.#captures]) {
+      follower.cancel?.();
+      follower.close?.();
+    }
     this.#map = new Map();
     this.#sorted = [];
     this.#newKeys = [];
