@@ -74,12 +74,12 @@ Deno.test("stateDigestInSteps() digests the view of its start while writes go on
     const digest = await stateDigestInSteps(ks.beginSortedRead(), () => {
       pauses++;
       for (let i = 0; i < 1 + random.int(5); i++) write();
-      assert.equal(ks.collectTombstones({ n1: seq }, Number.MAX_SAFE_INTEGER), 0);
+      // A sorted read does not hold up tombstone collection.
+      if (random.chance(0.3)) ks.collectTombstones({ n1: seq }, Number.MAX_SAFE_INTEGER);
       return Promise.resolve();
     }, 1 + random.int(7));
     assert.ok(pauses > 0);
     assert.equal(digest, expected, `seed ${seed}`);
     assert.notEqual(stateDigest([...ks.entries()]), expected, "the writes changed the view");
-    assert.ok(ks.collectTombstones({ n1: seq }, Number.MAX_SAFE_INTEGER) > 0, "read closed");
   }
 });

@@ -113,6 +113,8 @@ export class KeyspaceCaptureInProgress {
   // Keys changed since the moment, with the record they held then (undefined: none).
   readonly #before = new Map<string, KeyRecord | undefined>();
   readonly #release: (capture: KeyspaceCaptureInProgress) => void;
+  /** A walk of the live map: a key removed before it is reached would be missed. */
+  readonly holdsKeys = true;
 
   constructor(
     map: Map<string, KeyRecord>,
@@ -184,8 +186,8 @@ export class KeyspaceCaptureInProgress {
  * The view as of one moment, read key by key in key order while writes go on
  * ({@link Keyspace.beginSortedRead}): the keys are the view's sorted key list of the moment (an
  * array the view replaces and never changes), and a key's record is the one it held then,
- * handed over by the view before any change. Nothing leaves the view meanwhile (tombstone
- * collection waits), so a key untouched since the moment still holds its record of then.
+ * handed over by the view before any change or removal, so a key untouched since the moment
+ * still holds its record of then. It does not hold up tombstone collection.
  */
 export class KeyspaceSortedRead {
   /** Every key of the moment, tombstones included, in the order of {@link Keyspace.scan}. */
@@ -194,6 +196,8 @@ export class KeyspaceSortedRead {
   readonly #before = new Map<string, KeyRecord | undefined>();
   readonly #release: (read: KeyspaceSortedRead) => void;
   #open = true;
+  /** Its keys are a list of the moment: a key that leaves the view is told, as any change. */
+  readonly holdsKeys = false;
 
   constructor(
     map: Map<string, KeyRecord>,
@@ -227,7 +231,10 @@ export class KeyspaceSortedRead {
 
 /** What the view tells, before each change, the reads and captures of a moment running. */
 interface MomentFollower {
+  /** Called before `key` changes or leaves the view (tombstone collection). */
   beforeChange(key: string, previous: KeyRecord | undefined): void;
+  /** True when no key may leave the view meanwhile (a walk of the live map). */
+  readonly holdsKeys: boolean;
   cancel?(): void;
   close?(): void;
 }
@@ -491,12 +498,14 @@ export class Keyspace {
    * many were removed.
    */
   collectTombstones(stable: VersionVector, belowHlc: number): number {
-    // A capture in steps must find every key of its moment still here: collect after it.
-    if (this.#captures.size > 0) return 0;
+    // A capture walking the map must find every key of its moment still there: collect after
+    // it (a capture takes well under a second). Sorted reads are told of each removal instead.
+    for (const follower of this.#captures) if (follower.holdsKeys) return 0;
     let removed = 0;
     for (const key of this.#tombstoneKeys) {
       const record = this.#map.get(key)!;
       if (record.hlc < belowHlc && record.seq <= (stable[record.origin] ?? 0)) {
+        for (const follower of this.#captures) follower.beforeChange(key, record);
         this.#map.delete(key);
         this.#tombstoneKeys.delete(key);
         removed++;
@@ -539,7 +548,8 @@ export class Keyspace {
 
   /**
    * Starts a {@link KeyspaceSortedRead} of the view as of now: its keys in order, each read as
-   * of now however many turns later. It must be closed: until then tombstones are not collected.
+   * of now however many turns later. It must be closed (until then the view tells it of every
+   * change).
    * Sorts the keys written since the last scan first (the cost a prefix scan pays too).
    */
   beginSortedRead(): KeyspaceSortedRead {

@@ -351,3 +351,24 @@ Deno.test("Keyspace: a cancelled capture lets tombstones be collected and refuse
   assert.throws(() => capture.step(1), /cancelled/);
   assert.equal(ks.collectTombstones({ n1: 2 }, 100), 1);
 });
+
+Deno.test("Keyspace.beginSortedRead() reads each key as of its start, in key order, while the view changes", () => {
+  const ks = new Keyspace();
+  ks.apply(put("b", "1", "n1", 1, 10));
+  ks.apply(put("a", "1", "n1", 2, 11));
+  ks.apply(del("c", "n1", 3, 12));
+  const read = ks.beginSortedRead();
+  assert.deepEqual(read.keys, ["a", "b", "c"]);
+  ks.apply(put("a", "2", "n1", 4, 13, [11, "n1"]));
+  ks.apply(put("0", "new", "n1", 5, 14));
+  // Collection goes on (tombstone c leaves the view); the read still sees it as it was.
+  assert.equal(ks.collectTombstones({ n1: 5 }, 100), 1);
+  assert.equal(ks.getVersion("c"), undefined);
+  assert.equal(text(read.recordAt("a")?.value), "1");
+  assert.equal(text(read.recordAt("b")?.value), "1");
+  assert.equal(read.recordAt("c")?.value, null);
+  assert.equal(read.recordAt("c")?.seq, 3);
+  assert.deepEqual(read.keys, ["a", "b", "c"], "the key list of the moment");
+  read.close();
+  assert.throws(() => read.recordAt("a"), /closing/);
+});
