@@ -36,6 +36,11 @@ export class MemoryReplicaLog implements ReplicaLog {
   #listeners = new Set<(entry: Entry) => void>();
   #snapshotOnly: VersionVector = {};
   #installBases = new Map<string, VersionVector>();
+  /**
+   * When set, a snapshot capture (taken at the call) is handed over only once this resolves:
+   * the real store's takes a few turns of the event loop, and a stream can move on meanwhile.
+   */
+  captureDelay?: () => Promise<void>;
 
   constructor(nodeId: string, clock: Clock, origin = nodeId) {
     this.nodeId = nodeId;
@@ -155,12 +160,13 @@ export class MemoryReplicaLog implements ReplicaLog {
   }
 
   captureSnapshot(): Promise<CapturedSnapshot> {
-    return Promise.resolve({
+    const captured = {
       lsn: this.lastLsn(),
       versionVector: this.versionVector(),
       hlc: this.#hlc.last,
       state: this.keyspace.capture(),
-    });
+    };
+    return this.captureDelay ? this.captureDelay().then(() => captured) : Promise.resolve(captured);
   }
 
   mergeRecords(records: readonly [string, KeyRecord][], source: string): void {
