@@ -204,6 +204,11 @@ Deno.test("real processes: a follower keeps replicated values in batch payloads 
       }
     }));
     await waitForNodes("n2 to converge", () => digestsEqual([n1, n2]), 30_000);
+    // Values kept as views read back as exactly their own bytes.
+    for (const key of ["sticky-0-0", "hot-0", "hot-19"]) {
+      const answer = await fetch(`http://${n2.addr}/v1/kv/${key}`);
+      assert.deepEqual(new Uint8Array(await answer.arrayBuffer()), VALUE, key);
+    }
     const bytes = await gauge(n2, "shanghai_kv_shared_buffer_bytes");
     const live = await gauge(n2, "shanghai_kv_shared_buffer_live_bytes");
     if (Deno.env.get("SHOW_SHARED")) console.log({ bytes, live, sticky });
