@@ -697,6 +697,11 @@ export class Shipper {
     this.#pump(from);
   }
 
+  /** Bytes the tail cache counts for the entries it holds (see TailCache). */
+  get tailCacheBytes(): number {
+    return this.#tail.bytes;
+  }
+
   /** Lets the tail cache drop what every live stream has acknowledged (down ones hold nothing). */
   #releaseTail(): void {
     let through = Infinity;

@@ -30,6 +30,11 @@ export class TailCache {
     this.bytesMax = bytesMax;
   }
 
+  /** What the held entries count for against bytesMax. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
   get firstLsn(): number | undefined {
     return this.#head < this.#items.length ? this.#items[this.#head].entry.lsn : undefined;
   }
