@@ -82,6 +82,10 @@ export class ShanghaiNode {
       env: options.env,
       identity: () => this.#identity,
       store: () => this.#store,
+      replication: () => {
+        const shipper = this.#replication?.shipper;
+        return shipper && { tailCacheBytes: shipper.tailCacheBytes };
+      },
       stopping: () => this.#stopping,
       readiness: () => this.readiness(),
     });

@@ -38,6 +38,8 @@ export interface NodeOpsOptions {
   env?: Record<string, string | undefined>;
   identity: () => Identity | undefined;
   store: () => Store | undefined;
+  /** The replication shell's figures, undefined while it is not running. */
+  replication?: () => { tailCacheBytes: number } | undefined;
   stopping: () => boolean;
   readiness: () => Readiness;
 }
@@ -120,6 +122,7 @@ export class NodeOps {
         ...resource,
         sources: {
           disk: () => this.#health.disk,
+          replication: () => o.replication?.(),
           store: () => {
             const store = o.store();
             if (!store) return undefined;

@@ -109,6 +109,8 @@ export interface MetricsSources {
   } | undefined;
   /** The process's memory (default: Deno.memoryUsage). */
   memory?: () => Deno.MemoryUsage;
+  /** Replication figures, undefined while replication is not running. */
+  replication?: () => { tailCacheBytes: number } | undefined;
 }
 
 export interface MetricsOptions {
@@ -488,6 +490,16 @@ export class Metrics {
       pairs: this.peers.credit,
       figure: (p) => p.credit,
     });
+
+    observeSample(meter, () => this.#sources.replication?.(), [
+      {
+        name: "shanghai_replication_tail_cache_bytes",
+        description:
+          "Newest entries held in memory for peers' streams (until every live stream acks them)",
+        unit: "By",
+        figure: (replication) => replication.tailCacheBytes,
+      },
+    ]);
 
     // Disk, store and process gauges, sampled when a reader collects.
     observeSample(meter, () => this.#sources.disk?.(), [

@@ -45,6 +45,7 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
         sharedBufferLiveBytes: 1500,
       }),
       memory: () => ({ rss: 5000, heapUsed: 3000, heapTotal: 4000, external: 700 }),
+      replication: () => ({ tailCacheBytes: 4096 }),
     },
   });
   try {
@@ -78,6 +79,7 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
         'shanghai_kv_keys{otel_scope_name="shanghai"} 8',
         'shanghai_kv_shared_buffer_bytes{otel_scope_name="shanghai"} 2048',
         'shanghai_kv_shared_buffer_live_bytes{otel_scope_name="shanghai"} 1500',
+        'shanghai_replication_tail_cache_bytes{otel_scope_name="shanghai"} 4096',
         'shanghai_process_resident_memory_bytes{otel_scope_name="shanghai"} 5000',
         'shanghai_process_heap_used_bytes{otel_scope_name="shanghai"} 3000',
         'shanghai_process_heap_total_bytes{otel_scope_name="shanghai"} 4000',

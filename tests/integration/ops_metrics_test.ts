@@ -82,6 +82,8 @@ Deno.test("GET /metrics passes promtool check metrics and carries the seed 002 n
         "shanghai_cluster_nodes_down{",
         "shanghai_disk_usage_percent{",
         "shanghai_disk_free_bytes{",
+        "shanghai_kv_shared_buffer_bytes{",
+        "shanghai_replication_tail_cache_bytes{",
         'shanghai_http_requests_total{method="GET",route="/v1/kv/:key{.+}",status="404"',
       ]
     ) assert.ok(text.includes(name), `missing ${name}`);
