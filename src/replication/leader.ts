@@ -547,9 +547,17 @@ export class LeaderStream {
     return advanced;
   }
 
+  /**
+   * True while session `session` waits for the shell's snapshot: false once the stream moved
+   * on (a new session, the peer down) or the snapshot arrived.
+   */
+  awaitsSnapshot(session: number): boolean {
+    return session === this.#session && this.#snapshotPending;
+  }
+
   /** The shell captured a snapshot at `lsn` in `chunks` chunks. */
   onSnapshotReady(session: number, lsn: number, chunks: number): void {
-    if (session !== this.#session || !this.#snapshotPending) return;
+    if (!this.awaitsSnapshot(session)) return;
     this.#snapshotPending = false;
     this.#snapshot = { lsn, chunks: Math.max(1, chunks), nextIndex: 0, ackedIndex: -1 };
   }

@@ -202,9 +202,6 @@ export class Shipper {
     string,
     { session: number; capture: CapturedSnapshot; chunkStarts: number[] }
   >();
-  // Captures being taken for a transfer, by peer: the session each is for. A capture that
-  // completes for a session no longer named here (the stream moved on) is dropped.
-  #capturing = new Map<string, number>();
   #stats = new Map<string, PeerStats>();
   #known = new Set<string>();
   #membersMemo:
@@ -400,7 +397,6 @@ export class Shipper {
       this.#sourcesChanged();
     }
     this.#snapshots.delete(peer);
-    this.#capturing.delete(peer);
   }
 
   // ---- leader side -------------------------------------------------------------------------
@@ -596,16 +592,12 @@ export class Shipper {
    * transfer starts then, unless the stream moved on to another session or went down.
    */
   #captureSnapshot(peer: string, leader: LeaderStream, session: number): void {
-    this.#capturing.set(peer, session);
     this.log.captureSnapshot().then(
       (capture) => {
-        if (this.#stopped || this.#capturing.get(peer) !== session) return;
-        this.#capturing.delete(peer);
-        if (this.#leaders.get(peer) !== leader) return;
-        this.#startTransfer(peer, leader, session, capture);
+        if (this.#stopped || this.#leaders.get(peer) !== leader) return;
+        if (leader.awaitsSnapshot(session)) this.#startTransfer(peer, leader, session, capture);
       },
       (error) => {
-        if (this.#capturing.get(peer) === session) this.#capturing.delete(peer);
         // The stream sees no progress and reopens, which asks for a snapshot again.
         this.#logger.error("Snapshot capture failed", { peer, error: String(error) });
       },
@@ -883,7 +875,6 @@ export class Shipper {
       if (peer === source || leader.status === "down" || leader.status === "opening") continue;
       if (!leader.lacksAny(snapshotOnly)) continue;
       this.#snapshots.delete(peer);
-      this.#capturing.delete(peer);
       leader.reopen(now, this.#bounds());
       this.#pump(peer);
     }
