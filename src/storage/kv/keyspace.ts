@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { invariant } from "../../common/invariant.ts";
 import {
   compareVersions,
   type Entry,
@@ -235,8 +236,6 @@ interface MomentFollower {
   beforeChange(key: string, previous: KeyRecord | undefined): void;
   /** True when no key may leave the view meanwhile (a walk of the live map). */
   readonly holdsKeys: boolean;
-  cancel?(): void;
-  close?(): void;
 }
 
 export class Keyspace {
@@ -575,10 +574,7 @@ export class Keyspace {
 
   /** Replaces the state with a snapshot's. */
   load(records: Iterable<[string, KeyRecord]>, vv: VersionVector): void {
-    for (const follower of [...this.#captures]) {
-      follower.cancel?.();
-      follower.close?.();
-    }
+    invariant(this.#captures.size === 0, "Keyspace.load() while a capture or sorted read runs");
     this.#map = new Map();
     this.#sorted = [];
     this.#newKeys = [];
