@@ -538,18 +538,14 @@ export class Store {
     const { force = false, mergeVv, snapshotOnly = this.#snapshotOnly, copies = 1 } = options;
     const started = this.#clock.monoMs();
     // Everything up to lastLsn is applied (the view applies batches as they become durable),
-    // and the capture begins in the same synchronous step as the reads below, so the copy it
-    // completes over the next turns of the event loop is the state at exactly `lsn`.
-    const lsn = this.#wal.lastLsn;
+    // and captureView() begins its copy in the same synchronous step as it reads the vector and
+    // HLC and as the cursors are read below, so all of them are the state at exactly `lsn`.
+    const lsn = this.lastLsn;
     if (lsn === this.#snapshotLsn && !force) return;
-    const versionVector = this.keyspace.versionVector();
+    const view = this.captureView();
     // Cursors only count entries already applied, so the records hold all they count. With
     // no source (replication not running) the loaded ones still hold: carry them forward.
     const leaders = this.#options.followerCursors?.() ?? this.#loadedCursors;
-    for (const [origin, seq] of Object.entries(mergeVv ?? {})) {
-      if (seq > (versionVector[origin] ?? 0)) versionVector[origin] = seq;
-    }
-    const hlc = this.hlc.last;
     // The first snapshot to carry snapshot-only entries is the install's: it marks the LSN from
     // which the WAL alone no longer holds the state; later snapshots carry it forward.
     const installLsn = Object.keys(snapshotOnly).length === 0
@@ -558,7 +554,10 @@ export class Store {
       ? lsn
       : this.#installLsn;
     this.#bytesSinceSnapshot = 0;
-    const state = await this.#completeCapture(this.keyspace.beginCapture());
+    const { versionVector, hlc, state } = await view;
+    for (const [origin, seq] of Object.entries(mergeVv ?? {})) {
+      if (seq > (versionVector[origin] ?? 0)) versionVector[origin] = seq;
+    }
     // A forced snapshot at an LSN that already has one adds a later generation beside it.
     let generation = 0;
     for (const old of await listSnapshots(this.snapshotDir)) {
@@ -597,8 +596,8 @@ export class Store {
 
   /**
    * A copy of every record (tombstones included) as of now, at LSN `lsn` with the version vector
-   * and HLC of now, taken over the next turns of the event loop (see #completeCapture): for a
-   * snapshot transfer to a peer.
+   * and HLC of now, taken over the next turns of the event loop (see #completeCapture): what a
+   * local snapshot writes and what a snapshot transfer sends a peer.
    */
   captureView(): Promise<
     { lsn: number; versionVector: VersionVector; hlc: number; state: KeyspaceCapture }
