@@ -127,6 +127,9 @@ Deno.test("FrameDecoder keeps nothing of a chunk: one buffer read into again and
       for (const frame of frames) got.push(frame.body as { i: number; v: Uint8Array });
     }
     decoder.end();
+    // Checked only after the whole stream: a payload buffer written again for a later frame
+    // would show here. Followers keep replicated values as views into payloads
+    // (decodeBatchEntries), so no payload may ever be written once decoded.
     assert.equal(got.length, values.length);
     for (const { i, v } of got) assert.deepEqual(v, values[i], `frame ${i}, round ${round}`);
   }
