@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { yieldToEventLoop } from "../common/event_loop.ts";
 import type { PeerTransport } from "../cluster/transport.ts";
 import { type Clock, systemClock } from "../common/clock.ts";
 import { covers, type Entry, type VersionVector } from "../common/entry.ts";
@@ -197,9 +198,6 @@ export interface ViewDigest {
 export async function viewDigest(store: Store): Promise<ViewDigest> {
   const versionVector = store.versionVector();
   const keys = store.keyspace.size;
-  const digest = await stateDigestInSteps(
-    store.keyspace.beginSortedRead(),
-    () => new Promise((resolve) => setTimeout(resolve, 0)),
-  );
+  const digest = await stateDigestInSteps(store.keyspace.beginSortedRead(), yieldToEventLoop);
   return { digest, versionVector, keys };
 }

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { yieldToEventLoop } from "../../common/event_loop.ts";
 import { type Clock, systemClock } from "../../common/clock.ts";
 import type { Entry, VersionVector } from "../../common/entry.ts";
 import { validateKey } from "../../common/entry.ts";
@@ -617,7 +618,7 @@ export class Store {
     try {
       const stepKeys = this.#options.snapshotCaptureStepKeys ?? SNAPSHOT_CAPTURE_STEP_KEYS;
       while (!capture.step(stepKeys)) {
-        await new Promise((resolve) => setTimeout(resolve, 0));
+        await yieldToEventLoop();
       }
     } catch (error) {
       capture.cancel();

@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { yieldToEventLoop } from "../../common/event_loop.ts";
 import { type Clock, systemClock } from "../../common/clock.ts";
 import {
   decodeEntry,
@@ -316,11 +317,6 @@ function readFileAt(file: Deno.FsFile, offset: number, into: Uint8Array): Uint8A
 
 /** The answer to every entry of an appendBatch but the last, whose answer covers them. */
 function ignoreLsn(_lsn: number): void {}
-
-/** Lets timers and I/O callbacks run before the caller goes on. */
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
 
 /** How many points of `index` (ascending, distinct LSNs) are at or below `lsn`. */
 function pointsAtOrBelow(index: IndexPoint[], lsn: number): number {
