@@ -72,7 +72,8 @@ export function stateDigest(records: Iterable<[string, KeyRecord]>): string {
 
 /** The view of one moment in key order (Keyspace.beginSortedRead). */
 export interface SortedRead {
-  readonly keys: readonly string[];
+  /** Every key of the moment, in key order. */
+  readonly keys: Iterable<string>;
   recordAt(key: string): KeyRecord | undefined;
   close(): void;
 }
@@ -89,14 +90,15 @@ export async function stateDigestInSteps(
 ): Promise<string> {
   try {
     const writer = new DigestWriter();
-    const { keys } = read;
-    for (let from = 0; from < keys.length; from += stepKeys) {
-      if (from > 0) await pause();
-      const to = Math.min(keys.length, from + stepKeys);
-      for (let i = from; i < to; i++) {
-        const record = read.recordAt(keys[i]);
-        if (record !== undefined) writer.add(keys[i], record);
+    let inStep = 0;
+    for (const key of read.keys) {
+      if (inStep === stepKeys) {
+        await pause();
+        inStep = 0;
       }
+      inStep++;
+      const record = read.recordAt(key);
+      if (record !== undefined) writer.add(key, record);
     }
     return writer.finish();
   } finally {

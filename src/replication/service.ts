@@ -196,6 +196,7 @@ export interface ViewDigest {
  * writes go on (stateDigestInSteps): in one go, 300,000 keys of 1 KiB held the loop ~1 s.
  */
 export async function viewDigest(store: Store): Promise<ViewDigest> {
+  await store.sortKeysInSteps();
   const versionVector = store.versionVector();
   const keys = store.keyspace.size;
   const digest = await stateDigestInSteps(store.keyspace.beginSortedRead(), yieldToEventLoop);

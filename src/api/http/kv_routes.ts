@@ -112,7 +112,7 @@ export async function putValue(
 export function kvRoutes(ctx: HttpContext): Hono {
   const app = new Hono();
 
-  app.get("/", (c) => {
+  app.get("/", async (c) => {
     const store = requireStore(ctx);
     const limit = intParam(c.req.query("limit"), "limit", {
       min: 1,
@@ -121,6 +121,7 @@ export function kvRoutes(ctx: HttpContext): Hono {
     });
     const prefix = c.req.query("prefix") ?? "";
     const after = c.req.query("after");
+    await store.sortKeysInSteps();
     const rows = store.scan({ prefix, after: after === "" ? undefined : after, limit: limit + 1 });
     const more = rows.length > limit;
     const page = more ? rows.slice(0, limit) : rows;

@@ -14,6 +14,21 @@ import {
   type Version,
   type VersionVector,
 } from "../../common/entry.ts";
+import { rebuildSortedKeys, SORT_STEP_UNITS, SortedKeyList } from "./sorted_keys.ts";
+
+/**
+ * Keys written or collected since the sorted key list was rebuilt, at most, for a scan to rebuild
+ * it at once: sorting this many takes about a millisecond here. A node's scans and digests first
+ * rebuild it in steps ({@link Keyspace.sortKeysStep}) when more are pending.
+ */
+export const SORT_AT_ONCE_KEYS_MAX = 2_000;
+
+/** A rebuild of the sorted key list, with the noted keys it took. */
+interface SortedKeysRebuild {
+  added: string[];
+  removed: string[];
+  steps: Generator<void, SortedKeyList, void>;
+}
 
 export interface KeyRecord {
   /** null marks a tombstone. */
@@ -192,7 +207,7 @@ export class KeyspaceCaptureInProgress {
  */
 export class KeyspaceSortedRead {
   /** Every key of the moment, tombstones included, in the order of {@link Keyspace.scan}. */
-  readonly keys: readonly string[];
+  readonly keys: SortedKeyList;
   readonly #map: Map<string, KeyRecord>;
   readonly #before = new Map<string, KeyRecord | undefined>();
   readonly #release: (read: KeyspaceSortedRead) => void;
@@ -202,7 +217,7 @@ export class KeyspaceSortedRead {
 
   constructor(
     map: Map<string, KeyRecord>,
-    keys: readonly string[],
+    keys: SortedKeyList,
     release: (read: KeyspaceSortedRead) => void,
   ) {
     this.#map = map;
@@ -240,9 +255,15 @@ interface MomentFollower {
 
 export class Keyspace {
   #map = new Map<string, KeyRecord>();
-  // The sorted key list is rebuilt lazily: writes only mark it stale, scans pay once.
-  #sorted: string[] = [];
+  // The sorted key list is rebuilt lazily (see sorted_keys.ts): writes and tombstone collection
+  // only note the keys they add and remove, and scans pay once. The list is replaced, never
+  // changed in place: a sorted read holds it.
+  #sorted = SortedKeyList.EMPTY;
   #newKeys: string[] = [];
+  // Keys removed by tombstone collection but maybe still in #sorted.
+  #removedKeys: string[] = [];
+  // A rebuild taken in steps (sortKeysStep), with the keys it took from #newKeys and #removedKeys.
+  #rebuilding: SortedKeysRebuild | undefined;
   #live = 0;
   // Invariant: vv[o] is the highest seq of origin o such that all of 1..vv[o] were applied.
   #vv: VersionVector = {};
@@ -250,8 +271,6 @@ export class Keyspace {
   #ahead = new Map<string, Set<number>>();
   // Keys whose record is a tombstone, so collecting them never scans live keys.
   #tombstoneKeys = new Set<string>();
-  // Keys removed by tombstone collection but maybe still in #sorted.
-  #removed = 0;
   // Buffers that values are views into (see SharedBuffer), and the one the latest came from:
   // it is still being filled, and is judged once values start coming from another.
   #shared = new Map<ArrayBufferLike, SharedBuffer>();
@@ -429,46 +448,72 @@ export class Keyspace {
     this.#sortKeys();
     const prefix = options.prefix ?? "";
     const start = options.after !== undefined && options.after >= prefix ? options.after : prefix;
-    let lo = 0;
-    let hi = this.#sorted.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (
-        this.#sorted[mid] < start ||
-        (options.after !== undefined && this.#sorted[mid] === options.after)
-      ) {
-        lo = mid + 1;
-      } else hi = mid;
-    }
     const out: [string, KeyRecord][] = [];
-    for (let i = lo; i < this.#sorted.length && out.length < options.limit; i++) {
-      const key = this.#sorted[i];
+    if (options.limit <= 0) return out;
+    for (const key of this.#sorted.keysFrom(start)) {
       if (!key.startsWith(prefix)) break;
+      if (key === options.after) continue;
       const record = this.#map.get(key);
-      if (record !== undefined && record.value !== null) out.push([key, record]);
+      if (record !== undefined && record.value !== null) {
+        out.push([key, record]);
+        if (out.length >= options.limit) break;
+      }
     }
     return out;
   }
 
+  /** Brings the sorted key list up to date at once, taking over a rebuild running in steps. */
   #sortKeys(): void {
-    if (this.#removed > 0) {
-      this.#sorted = this.#sorted.filter((key) => this.#map.has(key));
-      this.#removed = 0;
+    if (this.#rebuilding !== undefined) {
+      this.#newKeys = this.#rebuilding.added.concat(this.#newKeys);
+      this.#removedKeys = this.#rebuilding.removed.concat(this.#removedKeys);
+      this.#rebuilding = undefined;
     }
-    if (this.#newKeys.length === 0) return;
-    // A key collected and written again is both in #sorted and new: keep one.
-    const fresh = [...new Set(this.#newKeys)].sort();
+    if (this.#newKeys.length === 0 && this.#removedKeys.length === 0) return;
+    const done = this.#startRebuild(Infinity).steps.next();
+    invariant(done.done === true, "A sorted key list rebuild without steps yielded");
+    this.#sorted = done.value;
+  }
+
+  /**
+   * One step (about `stepUnits` of work, see sorted_keys.ts) toward an up-to-date sorted key
+   * list, which a caller with time takes between turns of the event loop before a scan or a
+   * sorted read. Writes may go on between steps. True once what is left for the scan to do at
+   * once is at most {@link SORT_AT_ONCE_KEYS_MAX} keys; a rebuild left unfinished is taken
+   * over by the next scan.
+   */
+  sortKeysStep(stepUnits: number = SORT_STEP_UNITS): boolean {
+    let rebuilding = this.#rebuilding;
+    if (rebuilding === undefined) {
+      if (this.#newKeys.length + this.#removedKeys.length <= SORT_AT_ONCE_KEYS_MAX) return true;
+      rebuilding = this.#rebuilding = this.#startRebuild(stepUnits);
+    }
+    const step = rebuilding.steps.next();
+    if (!step.done) return false;
+    this.#sorted = step.value;
+    this.#rebuilding = undefined;
+    return this.#newKeys.length + this.#removedKeys.length <= SORT_AT_ONCE_KEYS_MAX;
+  }
+
+  /**
+   * A rebuild of the sorted list from the keys noted so far. Keys written or collected while it
+   * runs are noted for the next one; a collected key leaves now only if still gone when the
+   * rebuild reaches it (it may have been written again).
+   */
+  #startRebuild(stepUnits: number): SortedKeysRebuild {
+    const added = this.#newKeys;
+    const removed = this.#removedKeys;
     this.#newKeys = [];
-    const merged: string[] = new Array(this.#sorted.length + fresh.length);
-    let i = 0, j = 0, k = 0;
-    while (i < this.#sorted.length && j < fresh.length) {
-      if (this.#sorted[i] === fresh[j]) j++;
-      else merged[k++] = this.#sorted[i] < fresh[j] ? this.#sorted[i++] : fresh[j++];
-    }
-    while (i < this.#sorted.length) merged[k++] = this.#sorted[i++];
-    while (j < fresh.length) merged[k++] = fresh[j++];
-    merged.length = k;
-    this.#sorted = merged;
+    this.#removedKeys = [];
+    const map = this.#map;
+    const steps = rebuildSortedKeys(
+      this.#sorted,
+      added,
+      removed,
+      (key) => !map.has(key),
+      stepUnits,
+    );
+    return { added, removed, steps };
   }
 
   /**
@@ -507,10 +552,10 @@ export class Keyspace {
         for (const follower of this.#captures) follower.beforeChange(key, record);
         this.#map.delete(key);
         this.#tombstoneKeys.delete(key);
+        this.#removedKeys.push(key);
         removed++;
       }
     }
-    this.#removed += removed;
     return removed;
   }
 
@@ -576,11 +621,12 @@ export class Keyspace {
   load(records: Iterable<[string, KeyRecord]>, vv: VersionVector): void {
     invariant(this.#captures.size === 0, "Keyspace.load() while a capture or sorted read runs");
     this.#map = new Map();
-    this.#sorted = [];
+    this.#sorted = SortedKeyList.EMPTY;
     this.#newKeys = [];
+    this.#removedKeys = [];
+    this.#rebuilding = undefined;
     this.#live = 0;
     this.#tombstoneKeys = new Set();
-    this.#removed = 0;
     this.#shared = new Map();
     this.#filling = undefined;
     for (const [key, record] of records) this.#set(key, record, this.#map.get(key));

@@ -358,7 +358,7 @@ Deno.test("Keyspace.beginSortedRead() reads each key as of its start, in key ord
   ks.apply(put("a", "1", "n1", 2, 11));
   ks.apply(del("c", "n1", 3, 12));
   const read = ks.beginSortedRead();
-  assert.deepEqual(read.keys, ["a", "b", "c"]);
+  assert.deepEqual([...read.keys], ["a", "b", "c"]);
   ks.apply(put("a", "2", "n1", 4, 13, [11, "n1"]));
   ks.apply(put("0", "new", "n1", 5, 14));
   // Collection goes on (tombstone c leaves the view); the read still sees it as it was.
@@ -368,7 +368,73 @@ Deno.test("Keyspace.beginSortedRead() reads each key as of its start, in key ord
   assert.equal(text(read.recordAt("b")?.value), "1");
   assert.equal(read.recordAt("c")?.value, null);
   assert.equal(read.recordAt("c")?.seq, 3);
-  assert.deepEqual(read.keys, ["a", "b", "c"], "the key list of the moment");
+  assert.deepEqual([...read.keys], ["a", "b", "c"], "the key list of the moment");
   read.close();
   assert.throws(() => read.recordAt("a"), /closing/);
+});
+
+Deno.test("Keyspace.sortKeysStep() rebuilds the key order in steps while writes, collections and scans go on (40 seeds)", () => {
+  for (let seed = 1; seed <= 40; seed++) {
+    const random = new Random(seed);
+    const ks = new Keyspace();
+    let seq = 0;
+    let hlc = 0;
+    const keyCount = 3_000 + random.int(6_000);
+    const write = () => {
+      const key = `k/${random.int(keyCount).toString(36)}`;
+      seq++;
+      hlc++;
+      const prev = ks.getVersion(key);
+      const cause: [number, string] | undefined = prev ? [prev.hlc, prev.origin] : undefined;
+      ks.apply(
+        random.chance(0.3)
+          ? del(key, "n1", seq, hlc, cause)
+          : put(key, `v${seq}`, "n1", seq, hlc, cause),
+      );
+    };
+    // The scan a view must give: every live key in order, from the map itself.
+    const expectedScan = (prefix: string, limit: number) => {
+      const live: string[] = [];
+      for (const [key, record] of ks.entries()) {
+        if (record.value !== null && key.startsWith(prefix)) live.push(key);
+      }
+      return live.sort().slice(0, limit);
+    };
+    for (let round = 0; round < 6; round++) {
+      const writes = random.int(8_000);
+      for (let i = 0; i < writes; i++) write();
+      if (random.chance(0.5)) ks.collectTombstones({ n1: seq }, Number.MAX_SAFE_INTEGER);
+      let steps = 0;
+      while (!ks.sortKeysStep(1 + random.int(3_000))) {
+        steps++;
+        assert.ok(steps < 100_000, "sortKeysStep() ends");
+        // Between steps: more writes, a collection, now and then a scan that takes over.
+        for (let i = 0; i < random.int(30); i++) write();
+        if (random.chance(0.05)) ks.collectTombstones({ n1: seq }, Number.MAX_SAFE_INTEGER);
+        if (random.chance(0.02)) {
+          const prefix = `k/${random.int(36).toString(36)}`;
+          assert.deepEqual(
+            ks.scan({ prefix, limit: 50 }).map(([k]) => k),
+            expectedScan(prefix, 50),
+          );
+        }
+      }
+      for (const prefix of ["", "k/1", "k/z"]) {
+        assert.deepEqual(
+          ks.scan({ prefix, limit: 100_000 }).map(([k]) => k),
+          expectedScan(prefix, 100_000),
+          `seed ${seed}, round ${round}, prefix "${prefix}"`,
+        );
+      }
+    }
+  }
+});
+
+Deno.test("Keyspace: a rebuild of the key order in steps is dropped by load() and restarts cleanly", () => {
+  const ks = new Keyspace();
+  for (let seq = 1; seq <= 5_000; seq++) ks.apply(put(`a${seq}`, "v", "n1", seq, seq));
+  assert.equal(ks.sortKeysStep(100), false, "a rebuild is running");
+  ks.load([["b", { ...put("b", "v", "n1", 1, 1), value: bytes("v"), lsn: 1 }]], { n1: 1 });
+  assert.equal(ks.sortKeysStep(100), true, "nothing left to rebuild after load()");
+  assert.deepEqual(ks.scan({ limit: 10 }).map(([k]) => k), ["b"]);
 });

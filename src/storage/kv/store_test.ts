@@ -5,6 +5,7 @@ import { EventBus } from "../../telemetry/events.ts";
 import { InputError, TooLargeError } from "../../common/errors.ts";
 import { listSnapshots, parseFollowerCursors, readSnapshot } from "./snapshot.ts";
 import { raiseSnapshotOnly, Store } from "./store.ts";
+import { SORT_AT_ONCE_KEYS_MAX } from "./keyspace.ts";
 import { runWithFileBytesMax } from "../_zero_write_failure_child.ts";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -120,6 +121,34 @@ Deno.test("Store.captureView() copies the view of its call for a transfer, taken
       Array.from({ length: 30 }, (_, i) => `k${i}`).sort(),
     );
     for (const record of view.state.records) assert.equal(text(record.value), "old");
+    await store.close({ snapshot: false });
+  });
+});
+
+Deno.test("Store.sortKeysInSteps() orders a bulk of new keys over turns of the event loop", async () => {
+  await withDir(async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1" });
+    const count = 3 * SORT_AT_ONCE_KEYS_MAX;
+    await Promise.all(
+      Array.from(
+        { length: count },
+        (_, i) => store.put(`k${(i * 7919) % count}`, bytes("v"), "text/plain"),
+      ),
+    );
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      if (!ticking) return;
+      turns++;
+      setTimeout(tick, 0);
+    };
+    setTimeout(tick, 0);
+    await store.sortKeysInSteps();
+    ticking = false;
+    assert.ok(turns >= 2, `timers ran ${turns} times while it sorted`);
+    assert.equal(store.keyspace.sortKeysStep(), true, "nothing left for the scan to sort");
+    const expected = Array.from({ length: count }, (_, i) => `k${i}`).sort();
+    assert.deepEqual(store.scan({ limit: count }).map(([key]) => key), expected);
     await store.close({ snapshot: false });
   });
 });
