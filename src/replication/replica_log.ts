@@ -93,7 +93,8 @@ export interface ReplicaLog {
    * such sequence): the log cannot serve them, so a peer lacking any gets a snapshot.
    */
   snapshotOnly(): VersionVector;
-  collectTombstones(stable: VersionVector, belowHlc: number): number;
+  /** Keyspace.collectTombstones; a node's store takes it in steps (Store.collectTombstones). */
+  collectTombstones(stable: VersionVector, belowHlc: number): Promise<number>;
   /** Replication cursors the loaded snapshot kept, by leader (none: every stream from 0). */
   followerCursors?(): Record<string, LeaderCursor>;
 }
@@ -126,7 +127,7 @@ export function storeReplicaLog(store: Store): ReplicaLog {
     mergeRecords: (records, source) => store.mergeRecords(records, source),
     installSnapshot: (vv, hlc, source) => store.installSnapshot(vv, hlc, source),
     snapshotOnly: () => store.snapshotOnly(),
-    collectTombstones: (stable, belowHlc) => store.keyspace.collectTombstones(stable, belowHlc),
+    collectTombstones: (stable, belowHlc) => store.collectTombstones(stable, belowHlc),
     followerCursors: () => store.followerCursors(),
   };
 }

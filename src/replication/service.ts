@@ -83,6 +83,8 @@ export class ReplicationService {
   readonly #logger: Logger;
   #timer: ReturnType<typeof setInterval> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  // A tombstone sweep in steps is under way: the next tick of the sweep timer skips.
+  #sweeping = false;
   #causalWaiters = 0;
   #token = { changes: -1, text: "" };
 
@@ -109,8 +111,15 @@ export class ReplicationService {
     this.shipper.start();
     this.#timer = setInterval(() => this.shipper.tick(), TICK_MS);
     this.#sweepTimer = setInterval(() => {
-      const removed = this.shipper.collectTombstones();
-      if (removed > 0) this.#logger.info("Collected tombstones", { removed });
+      if (this.#sweeping) return;
+      this.#sweeping = true;
+      this.shipper.collectTombstones().then((removed) => {
+        if (removed > 0) this.#logger.info("Collected tombstones", { removed });
+      }, (error) => {
+        this.#logger.warn("Tombstone collection failed; it is tried again later", {
+          error: String(error),
+        });
+      }).finally(() => this.#sweeping = false);
     }, TOMBSTONE_SWEEP_MS);
   }
 

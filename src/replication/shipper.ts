@@ -1148,16 +1148,18 @@ export class Shipper {
 
   /**
    * Collects tombstones every member holds and no older write can reach (see
-   * Keyspace.collectTombstones). Needs a report from every member; returns how many went.
+   * Keyspace.collectTombstones). Needs a report from every member; resolves with how many
+   * went. The log may take it in steps; what it removes before its first step ends is gone
+   * when this returns (all of it with the simulation's log).
    */
-  collectTombstones(): number {
+  collectTombstones(): Promise<number> {
     const stable: VersionVector = { ...this.log.versionVector() };
     let belowHlc = this.log.hlc();
     const own: VersionVector[] = [];
     for (const member of this.members()) {
       if (member === this.nodeId) continue;
       const leader = this.#leaders.get(member);
-      if (!leader || leader.followerHlc === 0) return 0;
+      if (!leader || leader.followerHlc === 0) return Promise.resolve(0);
       const vv = leader.followerVv;
       for (const origin of Object.keys(stable)) {
         stable[origin] = Math.min(stable[origin], vv[origin] ?? 0);
@@ -1172,10 +1174,12 @@ export class Shipper {
     }
     // Every origin's own reported writes must be everywhere, so its unseen ones are newer.
     for (const report of own) {
-      for (const [origin, seq] of Object.entries(report)) if ((stable[origin] ?? 0) < seq) return 0;
+      for (const [origin, seq] of Object.entries(report)) {
+        if ((stable[origin] ?? 0) < seq) return Promise.resolve(0);
+      }
     }
     const origin = this.log.origin;
-    if ((stable[origin] ?? 0) < (this.log.versionVector()[origin] ?? 0)) return 0;
+    if ((stable[origin] ?? 0) < (this.log.versionVector()[origin] ?? 0)) return Promise.resolve(0);
     return this.log.collectTombstones(stable, belowHlc - TOMBSTONE_GRACE_MS * HLC_PER_MS);
   }
 

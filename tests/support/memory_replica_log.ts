@@ -209,8 +209,9 @@ export class MemoryReplicaLog implements ReplicaLog {
     return { ...this.#snapshotOnly };
   }
 
-  collectTombstones(stable: VersionVector, belowHlc: number): number {
-    return this.keyspace.collectTombstones(stable, belowHlc);
+  /** At once: the simulation's tombstones are gone when this returns. */
+  collectTombstones(stable: VersionVector, belowHlc: number): Promise<number> {
+    return Promise.resolve(this.keyspace.collectTombstones(stable, belowHlc));
   }
 
   /** A local write, as Store.put / Store.delete make it. */

@@ -245,6 +245,14 @@ export class KeyspaceSortedRead {
   }
 }
 
+/** A tombstone collection taken in steps ({@link Keyspace.beginTombstoneSweep}). */
+export interface TombstoneSweep {
+  /** Looks at up to `maxKeys` more tombstones; true once the sweep is over. */
+  step(maxKeys: number): boolean;
+  /** Tombstones removed so far. */
+  readonly removed: number;
+}
+
 /** What the view tells, before each change, the reads and captures of a moment running. */
 interface MomentFollower {
   /** Called before `key` changes or leaves the view (tombstone collection). */
@@ -277,6 +285,8 @@ export class Keyspace {
   #filling: ArrayBufferLike | undefined;
   // Captures and sorted reads of a moment, running: told of every change before it is made.
   #captures = new Set<MomentFollower>();
+  // Bumped by load(): a tombstone sweep begun on the state load() replaced stops.
+  #generation = 0;
   readonly resolver: ConflictResolver;
 
   constructor(resolver: ConflictResolver = lastWriterWins) {
@@ -542,21 +552,53 @@ export class Keyspace {
    * many were removed.
    */
   collectTombstones(stable: VersionVector, belowHlc: number): number {
-    // A capture walking the map must find every key of its moment still there: collect after
-    // it (a capture takes well under a second). Sorted reads are told of each removal instead.
-    for (const follower of this.#captures) if (follower.holdsKeys) return 0;
+    const sweep = this.beginTombstoneSweep(stable, belowHlc);
+    sweep.step(Infinity);
+    return sweep.removed;
+  }
+
+  /**
+   * {@link collectTombstones} in steps, with writes between them: each step looks at up to
+   * `maxKeys` tombstones. Tombstones made meanwhile may be looked at too; `stable` and
+   * `belowHlc` only grow with time, so the ones given at the start stay safe to use. The sweep
+   * ends early when a capture walking the map runs (it must find every key of its moment:
+   * collect after it, it takes well under a second) or when load() replaced the state. Sorted
+   * reads are told of each removal instead.
+   */
+  beginTombstoneSweep(stable: VersionVector, belowHlc: number): TombstoneSweep {
+    const tombstones = this.#tombstoneKeys.values();
+    const generation = this.#generation;
     let removed = 0;
-    for (const key of this.#tombstoneKeys) {
-      const record = this.#map.get(key)!;
-      if (record.hlc < belowHlc && record.seq <= (stable[record.origin] ?? 0)) {
-        for (const follower of this.#captures) follower.beforeChange(key, record);
-        this.#map.delete(key);
-        this.#tombstoneKeys.delete(key);
-        this.#removedKeys.push(key);
-        removed++;
+    let done = false;
+    const step = (maxKeys: number): boolean => {
+      if (done) return true;
+      done = generation !== this.#generation;
+      for (const follower of this.#captures) if (follower.holdsKeys) done = true;
+      for (let looked = 0; !done && looked < maxKeys; looked++) {
+        const next = tombstones.next();
+        if (next.done) {
+          done = true;
+          break;
+        }
+        const key = next.value;
+        const record = this.#map.get(key);
+        if (record === undefined || record.value !== null) continue;
+        if (record.hlc < belowHlc && record.seq <= (stable[record.origin] ?? 0)) {
+          for (const follower of this.#captures) follower.beforeChange(key, record);
+          this.#map.delete(key);
+          this.#tombstoneKeys.delete(key);
+          this.#removedKeys.push(key);
+          removed++;
+        }
       }
-    }
-    return removed;
+      return done;
+    };
+    return {
+      step,
+      get removed() {
+        return removed;
+      },
+    };
   }
 
   /**
@@ -620,6 +662,7 @@ export class Keyspace {
   /** Replaces the state with a snapshot's. */
   load(records: Iterable<[string, KeyRecord]>, vv: VersionVector): void {
     invariant(this.#captures.size === 0, "Keyspace.load() while a capture or sorted read runs");
+    this.#generation++;
     this.#map = new Map();
     this.#sorted = SortedKeyList.EMPTY;
     this.#newKeys = [];

@@ -438,3 +438,65 @@ Deno.test("Keyspace: a rebuild of the key order in steps is dropped by load() an
   assert.equal(ks.sortKeysStep(100), true, "nothing left to rebuild after load()");
   assert.deepEqual(ks.scan({ limit: 10 }).map(([k]) => k), ["b"]);
 });
+
+Deno.test("Keyspace.beginTombstoneSweep() collects in steps while writes go on, and removes nothing live (30 seeds)", () => {
+  for (let seed = 1; seed <= 30; seed++) {
+    const random = new Random(seed);
+    const ks = new Keyspace();
+    let seq = 0;
+    const write = (key: string, remove: boolean) => {
+      seq++;
+      const prev = ks.getVersion(key);
+      const cause: [number, string] | undefined = prev ? [prev.hlc, prev.origin] : undefined;
+      ks.apply(
+        remove ? del(key, "n1", seq, seq, cause) : put(key, `v${seq}`, "n1", seq, seq, cause),
+      );
+    };
+    const keyCount = 500 + random.int(3_000);
+    for (let i = 0; i < 3 * keyCount; i++) write(`k${random.int(keyCount)}`, random.chance(0.5));
+    // Collectable: tombstones written up to now. Later ones are above belowHlc.
+    const stable = { n1: seq };
+    const belowHlc = seq + 1;
+    const sweep = ks.beginTombstoneSweep(stable, belowHlc);
+    let steps = 0;
+    const deletedSince = new Set<string>();
+    while (!sweep.step(1 + random.int(200))) {
+      steps++;
+      for (let i = 0; i < random.int(20); i++) {
+        const key = `k${random.int(keyCount)}`;
+        const remove = random.chance(0.5);
+        write(key, remove);
+        if (remove) deletedSince.add(key);
+        else deletedSince.delete(key);
+      }
+    }
+    for (const key of deletedSince) {
+      assert.equal(ks.getVersion(key)?.value, null, `seed ${seed}: newer tombstone ${key} kept`);
+    }
+    assert.ok(steps > 0 || ks.tombstones === 0, `seed ${seed}: the sweep took steps`);
+    for (const [key, record] of ks.entries()) {
+      // Every tombstone still there was made after the sweep's bounds.
+      if (record.value === null) assert.ok(record.hlc >= belowHlc, `seed ${seed}: ${key} left`);
+    }
+    assert.equal(sweep.step(10), true, "an ended sweep stays ended");
+    const scanned = ks.scan({ limit: 100_000 }).length;
+    assert.equal(scanned, ks.size, `seed ${seed}: the key order holds exactly the live keys`);
+  }
+});
+
+Deno.test("Keyspace: a tombstone sweep stops when a capture walking the map starts, or load() replaces the state", () => {
+  const ks = new Keyspace();
+  for (let seq = 1; seq <= 100; seq++) ks.apply(del(`k${seq}`, "n1", seq, seq));
+  const sweep = ks.beginTombstoneSweep({ n1: 100 }, 101);
+  assert.equal(sweep.step(10), false);
+  assert.equal(sweep.removed, 10);
+  const capture = ks.beginCapture();
+  assert.equal(sweep.step(10), true, "stopped: the capture must find every key of its moment");
+  assert.equal(ks.tombstones, 90);
+  capture.cancel();
+  const again = ks.beginTombstoneSweep({ n1: 100 }, 101);
+  assert.equal(again.step(10), false);
+  ks.load([], { n1: 100 });
+  assert.equal(again.step(10), true, "stopped: the state it began on is gone");
+  assert.equal(again.removed, 10);
+});

@@ -22,6 +22,7 @@ import {
   RETAIN_BYTES_DEFAULT,
   SNAPSHOT_CAPTURE_STEP_KEYS,
   SNAPSHOT_EVERY_BYTES_DEFAULT,
+  TOMBSTONE_SWEEP_STEP_KEYS,
   VALUE_BYTES_DEFAULT,
 } from "../../common/limits.ts";
 import { EventBus } from "../../telemetry/events.ts";
@@ -508,6 +509,20 @@ export class Store {
   /** Live keys in order (Keyspace.scan); call {@link sortKeysInSteps} first where you can wait. */
   scan(options: { prefix?: string; after?: string; limit: number }): [string, KeyRecord][] {
     return this.keyspace.scan(options);
+  }
+
+  /**
+   * Keyspace.collectTombstones in steps of TOMBSTONE_SWEEP_STEP_KEYS tombstones with a turn of
+   * the event loop between them, while writes go on. Resolves with how many were removed.
+   */
+  async collectTombstones(stable: VersionVector, belowHlc: number): Promise<number> {
+    const sweep = this.keyspace.beginTombstoneSweep(stable, belowHlc);
+    // Bounded: tombstones made during the sweep may be looked at too, but not without end.
+    const stepsMax = 2 * Math.ceil(this.keyspace.tombstones / TOMBSTONE_SWEEP_STEP_KEYS) + 10;
+    for (let steps = 0; steps < stepsMax && !sweep.step(TOMBSTONE_SWEEP_STEP_KEYS); steps++) {
+      await yieldToEventLoop();
+    }
+    return sweep.removed;
   }
 
   /**

@@ -6,12 +6,31 @@ import { InputError, TooLargeError } from "../../common/errors.ts";
 import { listSnapshots, parseFollowerCursors, readSnapshot } from "./snapshot.ts";
 import { raiseSnapshotOnly, Store } from "./store.ts";
 import { SORT_AT_ONCE_KEYS_MAX } from "./keyspace.ts";
+import { TOMBSTONE_SWEEP_STEP_KEYS } from "../../common/limits.ts";
 import { runWithFileBytesMax } from "../_zero_write_failure_child.ts";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array | null | undefined) => b ? new TextDecoder().decode(b) : undefined;
 
 const withDir = (fn: (dir: string) => Promise<void>) => withTempDir("store-test-", fn);
+
+/** Counts turns of the event loop (0 ms timers) until stop(), which returns the count. */
+function countTimerTurns(): { stop(): number } {
+  let turns = 0;
+  let ticking = true;
+  const tick = () => {
+    if (!ticking) return;
+    turns++;
+    setTimeout(tick, 0);
+  };
+  setTimeout(tick, 0);
+  return {
+    stop: () => {
+      ticking = false;
+      return turns;
+    },
+  };
+}
 
 Deno.test("Store: writes are readable once acknowledged and survive reopening", async () => {
   await withDir(async (dataDir) => {
@@ -135,20 +154,33 @@ Deno.test("Store.sortKeysInSteps() orders a bulk of new keys over turns of the e
         (_, i) => store.put(`k${(i * 7919) % count}`, bytes("v"), "text/plain"),
       ),
     );
-    let turns = 0;
-    let ticking = true;
-    const tick = () => {
-      if (!ticking) return;
-      turns++;
-      setTimeout(tick, 0);
-    };
-    setTimeout(tick, 0);
+    const turns = countTimerTurns();
     await store.sortKeysInSteps();
-    ticking = false;
-    assert.ok(turns >= 2, `timers ran ${turns} times while it sorted`);
+    assert.ok(turns.stop() >= 2, "timers ran between the steps of the sort");
     assert.equal(store.keyspace.sortKeysStep(), true, "nothing left for the scan to sort");
     const expected = Array.from({ length: count }, (_, i) => `k${i}`).sort();
     assert.deepEqual(store.scan({ limit: count }).map(([key]) => key), expected);
+    await store.close({ snapshot: false });
+  });
+});
+
+Deno.test("Store.collectTombstones() sweeps over turns of the event loop and keeps what it must", async () => {
+  await withDir(async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1" });
+    const count = 3 * TOMBSTONE_SWEEP_STEP_KEYS;
+    await Promise.all(Array.from({ length: count }, (_, i) => store.delete(`gone-${i}`)));
+    await store.put("live", bytes("v"), "text/plain");
+    const stable = store.versionVector();
+    const belowHlc = store.hlcNow() + 1;
+    const turns = countTimerTurns();
+    const sweeping = store.collectTombstones(stable, belowHlc);
+    // A delete made during the sweep is above its bounds: it stays.
+    await store.delete("late");
+    assert.equal(await sweeping, count);
+    assert.ok(turns.stop() >= 2, "timers ran between the steps of the sweep");
+    assert.equal(store.keyspace.tombstones, 1);
+    assert.equal(store.keyspace.getVersion("late")?.value, null);
+    assert.equal(text(store.get("live")?.value), "v");
     await store.close({ snapshot: false });
   });
 });
