@@ -5,6 +5,9 @@ import { silentLogger } from "../../telemetry/log.ts";
 import { createApp } from "./app.ts";
 import type { HttpContext } from "./context.ts";
 import { serveOnLoopback } from "./_served.ts";
+import { HTTP_JSON_STEP_ITEMS } from "../../common/limits.ts";
+
+const bytes = (s: string) => new TextEncoder().encode(s);
 
 /** What the tests send requests through: `app.request`'s shape. */
 interface Client {
@@ -123,6 +126,30 @@ test("GET /v1/kv lists a prefix with limit and cursor", async (client) => {
     const bin = await (await app.request("/v1/kv?prefix=b64")).json();
     assert.equal(bin.items[0].valueBase64, "aGk=");
   });
+});
+
+test("GET /v1/kv and GET /v1/log answer long pages whole, in several chunks", async (client) => {
+  await withApp(client, async (app, store) => {
+    const count = 3 * HTTP_JSON_STEP_ITEMS + 7;
+    const keys = Array.from({ length: count }, (_, i) => `long:${String(i).padStart(4, "0")}`);
+    await Promise.all(
+      keys.map((key, i) => store.put(key, bytes(JSON.stringify({ i })), "application/json")),
+    );
+    // A value an embedding program stored as JSON that is not: the page still answers.
+    await store.put("long:zz", bytes("{not json"), "application/json");
+    const list = await app.request(`/v1/kv?prefix=long:&limit=${count + 1}`);
+    assert.equal(list.status, 200);
+    assert.equal(list.headers.get("content-type"), "application/json");
+    const page = await list.json();
+    assert.deepEqual(page.items.map((item: { key: string }) => item.key), [...keys, "long:zz"]);
+    assert.deepEqual(page.items[count - 1].value, { i: count - 1 });
+    assert.equal(page.items[count].valueBase64, btoa("{not json"));
+    assert.equal(page.next, null);
+    const log = await (await app.request(`/v1/log?from=1&limit=${count}`)).json();
+    assert.equal(log.entries.length, count);
+    assert.equal(log.next, count + 1);
+    assert.equal(log.lastLsn, count + 1);
+  }, 1024);
 });
 
 test("POST /v1/log appends; GET /v1/log returns every entry in LSN order", async (client) => {

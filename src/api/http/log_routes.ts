@@ -13,6 +13,7 @@ import type { HttpContext } from "./context.ts";
 import { BYTES_TYPE, checkJson, JSON_TYPE, requireStore } from "./kv_routes.ts";
 import { intParam } from "./params.ts";
 import { encodeValue } from "./values.ts";
+import { jsonArrayResponse } from "./json_steps.ts";
 import { ackedResponse, ackLevelOf } from "./replication_http.ts";
 
 export function entryJson(entry: Entry): Record<string, unknown> {
@@ -69,8 +70,7 @@ export function logRoutes(ctx: HttpContext): Hono {
       throw error;
     }
     const last = entries.length > 0 ? entries[entries.length - 1].lsn : Math.max(from, 1) - 1;
-    return c.json({
-      entries: entries.map(entryJson),
+    return jsonArrayResponse("entries", entries, entryJson, {
       next: last + 1,
       lastLsn: store.lastLsn,
     });
