@@ -472,6 +472,18 @@ export class Keyspace {
     return out;
   }
 
+  /**
+   * Keys written or collected that the sorted key list does not reflect yet. They hold on to
+   * their strings until a rebuild, so a view whose keys come and go (written once, deleted,
+   * collected) and is never scanned must still be rebuilt now and then (Store.collectTombstones).
+   */
+  get pendingSortKeys(): number {
+    return this.#newKeys.length + this.#removedKeys.length +
+      (this.#rebuilding === undefined
+        ? 0
+        : this.#rebuilding.added.length + this.#rebuilding.removed.length);
+  }
+
   /** Brings the sorted key list up to date at once, taking over a rebuild running in steps. */
   #sortKeys(): void {
     if (this.#rebuilding !== undefined) {

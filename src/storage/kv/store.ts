@@ -36,6 +36,7 @@ import {
   type KeyspaceCapture,
   type KeyspaceCaptureInProgress,
   recordToEntry,
+  SORT_AT_ONCE_KEYS_MAX,
 } from "./keyspace.ts";
 import {
   type LeaderCursor,
@@ -521,6 +522,11 @@ export class Store {
     const stepsMax = 2 * Math.ceil(this.keyspace.tombstones / TOMBSTONE_SWEEP_STEP_KEYS) + 10;
     for (let steps = 0; steps < stepsMax && !sweep.step(TOMBSTONE_SWEEP_STEP_KEYS); steps++) {
       await yieldToEventLoop();
+    }
+    // The key order notes each collected key until its next rebuild, and a view never scanned
+    // would note keys that come and go without end: rebuild it here, in steps.
+    if (sweep.removed > 0 && this.keyspace.pendingSortKeys > SORT_AT_ONCE_KEYS_MAX) {
+      await this.sortKeysInSteps();
     }
     return sweep.removed;
   }

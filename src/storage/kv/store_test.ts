@@ -179,6 +179,10 @@ Deno.test("Store.collectTombstones() sweeps over turns of the event loop and kee
     assert.equal(await sweeping, count);
     assert.ok(turns.stop() >= 2, "timers ran between the steps of the sweep");
     assert.equal(store.keyspace.tombstones, 1);
+    assert.ok(
+      store.keyspace.pendingSortKeys <= SORT_AT_ONCE_KEYS_MAX,
+      `${store.keyspace.pendingSortKeys} keys still noted for the key order: it was rebuilt`,
+    );
     assert.equal(store.keyspace.getVersion("late")?.value, null);
     assert.equal(text(store.get("live")?.value), "v");
     await store.close({ snapshot: false });
