@@ -83,7 +83,7 @@ export class ReplicationService {
   readonly #logger: Logger;
   #timer: ReturnType<typeof setInterval> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
-  // A tombstone sweep in steps is under way: the next tick of the sweep timer skips.
+  // A tombstone sweep in steps is under way: another one waits for the next tick.
   #sweeping = false;
   #causalWaiters = 0;
   #token = { changes: -1, text: "" };
@@ -110,17 +110,29 @@ export class ReplicationService {
   start(): void {
     this.shipper.start();
     this.#timer = setInterval(() => this.shipper.tick(), TICK_MS);
-    this.#sweepTimer = setInterval(() => {
-      if (this.#sweeping) return;
-      this.#sweeping = true;
-      this.shipper.collectTombstones().then((removed) => {
-        if (removed > 0) this.#logger.info("Collected tombstones", { removed });
-      }, (error) => {
-        this.#logger.warn("Tombstone collection failed; it is tried again later", {
-          error: String(error),
-        });
-      }).finally(() => this.#sweeping = false);
-    }, TOMBSTONE_SWEEP_MS);
+    this.#sweepTimer = setInterval(() => void this.sweepTombstones(), TOMBSTONE_SWEEP_MS);
+  }
+
+  /**
+   * One tombstone sweep (Shipper.collectTombstones, taken in steps by the store), as the sweep
+   * timer runs it every TOMBSTONE_SWEEP_MS: resolves with how many were removed, 0 when a sweep
+   * is already under way. Never rejects: a failure is logged and the next sweep tries again.
+   */
+  async sweepTombstones(): Promise<number> {
+    if (this.#sweeping) return 0;
+    this.#sweeping = true;
+    try {
+      const removed = await this.shipper.collectTombstones();
+      if (removed > 0) this.#logger.info("Collected tombstones", { removed });
+      return removed;
+    } catch (error) {
+      this.#logger.warn("Tombstone collection failed; the next sweep tries again", {
+        error: String(error),
+      });
+      return 0;
+    } finally {
+      this.#sweeping = false;
+    }
   }
 
   stop(): void {

@@ -3,6 +3,9 @@ import { withTempDir } from "../../tests/support/temp_dir.ts";
 import { Store } from "../storage/kv/store.ts";
 import { decodeToken } from "./causal_token.ts";
 import { ReplicationService } from "./service.ts";
+import { FakeClock } from "../common/clock.ts";
+import { TOMBSTONE_SWEEP_STEP_KEYS } from "../common/limits.ts";
+import { TOMBSTONE_GRACE_MS } from "./shipper.ts";
 
 Deno.test("ReplicationService.token() covers every write and remote entry as soon as it is applied", async () => {
   await withTempDir("shanghai-service-token-", async (dataDir) => {
@@ -28,6 +31,32 @@ Deno.test("ReplicationService.token() covers every write and remote entry as soo
         prevOrigin: "",
       });
       assert.deepEqual(decodeToken(service.token()), { [store.origin]: 3, n2: 1 });
+    } finally {
+      await store.close({ snapshot: false });
+    }
+  });
+});
+
+Deno.test("ReplicationService.sweepTombstones() collects a lone node's tombstones past their grace minute, one sweep at a time", async () => {
+  await withTempDir("shanghai-service-sweep-", async (dataDir) => {
+    const clock = new FakeClock(1_700_000_000_000);
+    const store = await Store.open({ dataDir, nodeId: "n1", clock });
+    try {
+      const service = new ReplicationService({ store, clock });
+      const count = 2 * TOMBSTONE_SWEEP_STEP_KEYS + 5;
+      await Promise.all(Array.from({ length: count }, (_, i) => store.delete(`k${i}`)));
+      assert.equal(await service.sweepTombstones(), 0, "within the grace minute");
+      assert.equal(store.keyspace.tombstones, count);
+      clock.advance(TOMBSTONE_GRACE_MS + 1_000);
+      const first = service.sweepTombstones();
+      assert.equal(
+        await service.sweepTombstones(),
+        0,
+        "a second sweep while one runs does nothing",
+      );
+      assert.equal(await first, count);
+      assert.equal(store.keyspace.tombstones, 0);
+      assert.equal(await service.sweepTombstones(), 0);
     } finally {
       await store.close({ snapshot: false });
     }

@@ -1152,14 +1152,14 @@ export class Shipper {
    * went. The log may take it in steps; what it removes before its first step ends is gone
    * when this returns (all of it with the simulation's log).
    */
-  collectTombstones(): Promise<number> {
+  async collectTombstones(): Promise<number> {
     const stable: VersionVector = { ...this.log.versionVector() };
     let belowHlc = this.log.hlc();
     const own: VersionVector[] = [];
     for (const member of this.members()) {
       if (member === this.nodeId) continue;
       const leader = this.#leaders.get(member);
-      if (!leader || leader.followerHlc === 0) return Promise.resolve(0);
+      if (!leader || leader.followerHlc === 0) return 0;
       const vv = leader.followerVv;
       for (const origin of Object.keys(stable)) {
         stable[origin] = Math.min(stable[origin], vv[origin] ?? 0);
@@ -1175,12 +1175,12 @@ export class Shipper {
     // Every origin's own reported writes must be everywhere, so its unseen ones are newer.
     for (const report of own) {
       for (const [origin, seq] of Object.entries(report)) {
-        if ((stable[origin] ?? 0) < seq) return Promise.resolve(0);
+        if ((stable[origin] ?? 0) < seq) return 0;
       }
     }
     const origin = this.log.origin;
-    if ((stable[origin] ?? 0) < (this.log.versionVector()[origin] ?? 0)) return Promise.resolve(0);
-    return this.log.collectTombstones(stable, belowHlc - TOMBSTONE_GRACE_MS * HLC_PER_MS);
+    if ((stable[origin] ?? 0) < (this.log.versionVector()[origin] ?? 0)) return 0;
+    return await this.log.collectTombstones(stable, belowHlc - TOMBSTONE_GRACE_MS * HLC_PER_MS);
   }
 
   /** Per-peer replication state, for `GET /v1/replicas` and `shanghai replicas`. */
