@@ -292,11 +292,13 @@ function mergeSlice(s: MergeState, budget: Budget): boolean {
         nextLeaving = leaving.peek();
         units -= leaving.unitsPerKey;
       }
+      // A chunk below CHUNK_KEYS_MIN is passed on only when nothing changes after it: keys
+      // that arrive one at a time at an end would otherwise each leave a chunk of their own.
       const last = chunk[chunk.length - 1];
-      if (
-        (nextFresh === undefined || last < nextFresh) &&
-        (nextLeaving === undefined || last < nextLeaving)
-      ) {
+      const changeWithin = (nextFresh !== undefined && nextFresh <= last) ||
+        (nextLeaving !== undefined && nextLeaving <= last);
+      const changeAfter = nextFresh !== undefined || nextLeaving !== undefined;
+      if (!changeWithin && (chunk.length >= CHUNK_KEYS_MIN || !changeAfter)) {
         out.push(chunk);
         c++;
         units--;

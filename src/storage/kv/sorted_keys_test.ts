@@ -111,3 +111,15 @@ Deno.test("rebuildSortedKeys() takes a collected key out only if it is still gon
   assert.deepEqual([...step.value], ["a", "c", "d"]);
   assert.deepEqual(asked, ["b", "d"], "x is in the list nowhere: never asked");
 });
+
+Deno.test("rebuildSortedKeys() keeps chunks few when keys arrive one at a time at either end", () => {
+  let list = SortedKeyList.EMPTY;
+  for (let n = 0; n < 3_000; n++) {
+    const key = n % 2 === 0 ? `z-${String(n).padStart(5, "0")}` : `a-${String(9_999 - n)}`;
+    list = rebuild(list, [key], [], () => false, n % 3 === 0 ? Infinity : 7).list;
+  }
+  assertWellFormed(list);
+  assert.equal(list.length, 3_000);
+  const bound = Math.ceil(3_000 / 256) + 2;
+  assert.ok(list.chunks.length <= bound, `${list.chunks.length} chunks (bound ${bound})`);
+});
