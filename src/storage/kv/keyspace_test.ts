@@ -38,6 +38,26 @@ function del(
   return { ...put(key, "", origin, seq, hlc, prev), op: "delete", value: null, contentType: "" };
 }
 
+/** Writes to a view as origin n1, each write overwriting causally what its key held. */
+class CausalWriter {
+  seq = 0;
+  hlc = 0;
+
+  constructor(readonly ks: Keyspace, readonly hlcStep: () => number = () => 1) {}
+
+  write(key: string, remove: boolean): void {
+    this.seq++;
+    this.hlc += this.hlcStep();
+    const prev = this.ks.getVersion(key);
+    const cause: [number, string] | undefined = prev ? [prev.hlc, prev.origin] : undefined;
+    this.ks.apply(
+      remove
+        ? del(key, "n1", this.seq, this.hlc, cause)
+        : put(key, `v${this.seq}`, "n1", this.seq, this.hlc, cause),
+    );
+  }
+}
+
 Deno.test("Keyspace: put, get, delete leaves a tombstone that reads as absent", () => {
   const ks = new Keyspace();
   ks.apply(put("a", "1", "n1", 1, 10));
@@ -303,20 +323,8 @@ Deno.test("Keyspace.beginCapture() copies the view as of its start while writes 
   for (let seed = 1; seed <= 100; seed++) {
     const random = new Random(seed);
     const ks = new Keyspace();
-    let seq = 0;
-    let hlc = 0;
-    const write = () => {
-      const key = `k${random.int(40)}`;
-      seq++;
-      hlc += 1 + random.int(3);
-      const prev = ks.getVersion(key);
-      const cause: [number, string] | undefined = prev ? [prev.hlc, prev.origin] : undefined;
-      ks.apply(
-        random.chance(0.2)
-          ? del(key, "n1", seq, hlc, cause)
-          : put(key, `v${seq}`, "n1", seq, hlc, cause),
-      );
-    };
+    const writer = new CausalWriter(ks, () => 1 + random.int(3));
+    const write = () => writer.write(`k${random.int(40)}`, random.chance(0.2));
     for (let i = 0; i < 30; i++) write();
     const expected = ks.capture();
     const captures = [ks.beginCapture(), ks.beginCapture()];
@@ -325,7 +333,7 @@ Deno.test("Keyspace.beginCapture() copies the view as of its start while writes 
     while (!done.every(Boolean)) {
       for (let i = 0; i < 1 + random.int(4); i++) write();
       // Nothing is collected while a capture runs: every key of its moment must stay to be reached.
-      assert.equal(ks.collectTombstones({ n1: seq }, Number.MAX_SAFE_INTEGER), 0);
+      assert.equal(ks.collectTombstones({ n1: writer.seq }, Number.MAX_SAFE_INTEGER), 0);
       done = done.map((d, i) => d || captures[i].step(steps[i]));
     }
     for (const capture of captures) {
@@ -337,7 +345,7 @@ Deno.test("Keyspace.beginCapture() copies the view as of its start while writes 
     }
     // Once both are done, tombstones are collected again.
     const tombstones = ks.tombstones;
-    assert.equal(ks.collectTombstones({ n1: seq }, Number.MAX_SAFE_INTEGER), tombstones);
+    assert.equal(ks.collectTombstones({ n1: writer.seq }, Number.MAX_SAFE_INTEGER), tombstones);
   }
 });
 
@@ -377,21 +385,9 @@ Deno.test("Keyspace.sortKeysStep() rebuilds the key order in steps while writes,
   for (let seed = 1; seed <= 40; seed++) {
     const random = new Random(seed);
     const ks = new Keyspace();
-    let seq = 0;
-    let hlc = 0;
+    const writer = new CausalWriter(ks);
     const keyCount = 3_000 + random.int(6_000);
-    const write = () => {
-      const key = `k/${random.int(keyCount).toString(36)}`;
-      seq++;
-      hlc++;
-      const prev = ks.getVersion(key);
-      const cause: [number, string] | undefined = prev ? [prev.hlc, prev.origin] : undefined;
-      ks.apply(
-        random.chance(0.3)
-          ? del(key, "n1", seq, hlc, cause)
-          : put(key, `v${seq}`, "n1", seq, hlc, cause),
-      );
-    };
+    const write = () => writer.write(`k/${random.int(keyCount).toString(36)}`, random.chance(0.3));
     // The scan a view must give: every live key in order, from the map itself.
     const expectedScan = (prefix: string, limit: number) => {
       const live: string[] = [];
@@ -403,14 +399,14 @@ Deno.test("Keyspace.sortKeysStep() rebuilds the key order in steps while writes,
     for (let round = 0; round < 6; round++) {
       const writes = random.int(8_000);
       for (let i = 0; i < writes; i++) write();
-      if (random.chance(0.5)) ks.collectTombstones({ n1: seq }, Number.MAX_SAFE_INTEGER);
+      if (random.chance(0.5)) ks.collectTombstones({ n1: writer.seq }, Number.MAX_SAFE_INTEGER);
       let steps = 0;
       while (!ks.sortKeysStep(1 + random.int(3_000))) {
         steps++;
         assert.ok(steps < 100_000, "sortKeysStep() ends");
         // Between steps: more writes, a collection, now and then a scan that takes over.
         for (let i = 0; i < random.int(30); i++) write();
-        if (random.chance(0.05)) ks.collectTombstones({ n1: seq }, Number.MAX_SAFE_INTEGER);
+        if (random.chance(0.05)) ks.collectTombstones({ n1: writer.seq }, Number.MAX_SAFE_INTEGER);
         if (random.chance(0.02)) {
           const prefix = `k/${random.int(36).toString(36)}`;
           assert.deepEqual(
@@ -443,20 +439,13 @@ Deno.test("Keyspace.beginTombstoneSweep() collects in steps while writes go on, 
   for (let seed = 1; seed <= 30; seed++) {
     const random = new Random(seed);
     const ks = new Keyspace();
-    let seq = 0;
-    const write = (key: string, remove: boolean) => {
-      seq++;
-      const prev = ks.getVersion(key);
-      const cause: [number, string] | undefined = prev ? [prev.hlc, prev.origin] : undefined;
-      ks.apply(
-        remove ? del(key, "n1", seq, seq, cause) : put(key, `v${seq}`, "n1", seq, seq, cause),
-      );
-    };
+    const writer = new CausalWriter(ks); // HLC = seq
+    const write = (key: string, remove: boolean) => writer.write(key, remove);
     const keyCount = 500 + random.int(3_000);
     for (let i = 0; i < 3 * keyCount; i++) write(`k${random.int(keyCount)}`, random.chance(0.5));
     // Collectable: tombstones written up to now. Later ones are above belowHlc.
-    const stable = { n1: seq };
-    const belowHlc = seq + 1;
+    const stable = { n1: writer.seq };
+    const belowHlc = writer.seq + 1;
     const sweep = ks.beginTombstoneSweep(stable, belowHlc);
     let steps = 0;
     const deletedSince = new Set<string>();
