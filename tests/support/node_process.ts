@@ -7,6 +7,7 @@
  */
 
 import { v8FlagsArgument } from "../../src/node/v8_flags.ts";
+import { nodeGlibcTunables } from "../../src/node/glibc_tunables.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const READY_TIMEOUT_MS = 30_000;
@@ -65,7 +66,12 @@ export async function spawnNode(options: SpawnOptions): Promise<NodeProcess> {
     : args;
   const child = new Deno.Command(command, {
     args: commandArgs,
-    env: { NO_COLOR: "1", ...(options.env ?? {}) },
+    env: {
+      NO_COLOR: "1",
+      // As the systemd unit runs a node (src/node/glibc_tunables.ts).
+      GLIBC_TUNABLES: nodeGlibcTunables(Deno.env.get("GLIBC_TUNABLES")),
+      ...(options.env ?? {}),
+    },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
