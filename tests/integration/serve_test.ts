@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { runCli, spawnNode, tempDir } from "../support/node_process.ts";
 
+const HUGE_PAGES_HINT = "malloc does not ask for huge pages";
+
 Deno.test("serve answers health, ready and status, and stops cleanly on SIGTERM", async () => {
   const dataDir = await tempDir();
   const node = await spawnNode({ dataDir, args: ["--node-id", "n1"] });
@@ -25,6 +27,10 @@ Deno.test("serve answers health, ready and status, and stops cleanly on SIGTERM"
     const exit = await node.stop();
     assert.equal(exit.code, 0);
   }
+  assert.ok(
+    !node.logs.some((l) => String(l.msg).startsWith(HUGE_PAGES_HINT)),
+    "no hint when the harness sets GLIBC_TUNABLES, as the systemd unit does",
+  );
   // Restart on the same directory: the stored id and the write are back.
   const again = await spawnNode({ dataDir });
   try {
@@ -33,6 +39,20 @@ Deno.test("serve answers health, ready and status, and stops cleanly on SIGTERM"
     assert.deepEqual(await got.json(), { hello: "world" });
   } finally {
     await again.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("serve says how to give malloc huge pages when GLIBC_TUNABLES does not", async () => {
+  const dataDir = await tempDir();
+  const node = await spawnNode({ dataDir, env: { GLIBC_TUNABLES: "" } });
+  try {
+    await node.stop();
+    const hint = node.logs.find((l) => String(l.msg).startsWith(HUGE_PAGES_HINT));
+    assert.ok(hint, "the node logs the hint");
+    assert.equal(hint.level, "info");
+    assert.match(String(hint.msg), /GLIBC_TUNABLES=glibc\.malloc\.hugetlb=1/);
+  } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
 });
