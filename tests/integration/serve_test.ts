@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { runCli, spawnNode, tempDir } from "../support/node_process.ts";
+import { waitFor } from "../support/wait.ts";
 
 const HUGE_PAGES_HINT = "malloc does not ask for huge pages";
 
@@ -47,9 +48,11 @@ Deno.test("serve says how to give malloc huge pages when GLIBC_TUNABLES does not
   const dataDir = await tempDir();
   const node = await spawnNode({ dataDir, env: { GLIBC_TUNABLES: "" } });
   try {
-    await node.stop();
-    const hint = node.logs.find((l) => String(l.msg).startsWith(HUGE_PAGES_HINT));
-    assert.ok(hint, "the node logs the hint");
+    // Logged once the node is ready, just after the line spawnNode waits for.
+    const hintLogged = () => node.logs.find((l) => String(l.msg).startsWith(HUGE_PAGES_HINT));
+    await waitFor("the node to log the hint", () => hintLogged() !== undefined, 5_000);
+    assert.equal((await node.stop()).code, 0);
+    const hint = hintLogged()!;
     assert.equal(hint.level, "info");
     assert.match(String(hint.msg), /GLIBC_TUNABLES=glibc\.malloc\.hugetlb=1/);
   } finally {
