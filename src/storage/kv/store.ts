@@ -11,6 +11,7 @@
  * @module
  */
 import { yieldToEventLoop } from "../../common/event_loop.ts";
+import { invariant } from "../../common/invariant.ts";
 import { type Clock, systemClock } from "../../common/clock.ts";
 import type { Entry, VersionVector } from "../../common/entry.ts";
 import { validateKey } from "../../common/entry.ts";
@@ -167,8 +168,9 @@ export class Store {
   }
 
   /**
-   * The LSN the view (keys, version vector) reflects. It trails lastLsn for a moment: the WAL
-   * counts a batch in lastLsn once it is durable, and the view applies it just after.
+   * The LSN the view (keys, version vector) reflects. It trails lastLsn only while the WAL's
+   * onDurable applies a batch entry by entry (apply listeners see that); at every other moment
+   * the two are equal, since the WAL moves lastLsn in the same step as it hands the batch over.
    */
   get appliedLsn(): number {
     return this.#appliedLsn;
@@ -641,7 +643,12 @@ export class Store {
   captureView(): Promise<
     { lsn: number; versionVector: VersionVector; hlc: number; state: KeyspaceCapture }
   > {
-    const lsn = this.lastLsn;
+    // The LSN the view reflects, which the WAL keeps equal to lastLsn outside onDurable.
+    const lsn = this.appliedLsn;
+    invariant(
+      lsn === this.lastLsn,
+      `Capture of the view at ${lsn} with the WAL at ${this.lastLsn}`,
+    );
     const versionVector = this.keyspace.versionVector();
     const hlc = this.hlc.last;
     return this.#completeCapture(this.keyspace.beginCapture())

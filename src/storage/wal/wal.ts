@@ -784,6 +784,11 @@ export class Wal {
 
   /** A durable batch: hand it to onDurable, then answer its writers. */
   #answer(batch: Pending[], info: BatchInfo): void {
+    // lastLsn moves in the same synchronous step as onDurable gets the batch: an embedder's view
+    // (the Store's keyspace) then reflects lastLsn at every turn of the microtask queue. Moved
+    // when #writeBatch returned, it ran ahead of the view until the flush loop resumed, and a
+    // snapshot taken in between was labelled with an LSN its records did not reach.
+    this.#durableLsn = batch[batch.length - 1].entry.lsn;
     this.#onDurable?.(batch.map((p) => p.entry), info);
     for (const p of batch) p.resolve(p.entry.lsn);
   }
@@ -831,7 +836,6 @@ export class Wal {
     }
     active.bytes = offset;
     active.lastLsn = batch[batch.length - 1].entry.lsn;
-    this.#durableLsn = active.lastLsn;
     this.#zeroedEnd = Math.max(this.#zeroedEnd, offset);
     this.#preallocate();
     return { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - t1 };
