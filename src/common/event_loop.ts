@@ -9,3 +9,15 @@
 export function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
+
+/**
+ * Calls `step` until it answers true (the work is done), with a turn of the event loop between
+ * calls, and at most `stepsMax` calls. Resolves with whether the work got done.
+ */
+export async function runInSteps(step: () => boolean, stepsMax = Infinity): Promise<boolean> {
+  for (let calls = 1; !step(); calls++) {
+    if (calls >= stepsMax) return false;
+    await yieldToEventLoop();
+  }
+  return true;
+}

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { yieldToEventLoop } from "../../common/event_loop.ts";
+import { runInSteps } from "../../common/event_loop.ts";
 import { invariant } from "../../common/invariant.ts";
 import { type Clock, systemClock } from "../../common/clock.ts";
 import type { Entry, VersionVector } from "../../common/entry.ts";
@@ -522,9 +522,7 @@ export class Store {
     const sweep = this.keyspace.beginTombstoneSweep(stable, belowHlc);
     // Bounded: tombstones made during the sweep may be looked at too, but not without end.
     const stepsMax = 2 * Math.ceil(this.keyspace.tombstones / TOMBSTONE_SWEEP_STEP_KEYS) + 10;
-    for (let steps = 0; steps < stepsMax && !sweep.step(TOMBSTONE_SWEEP_STEP_KEYS); steps++) {
-      await yieldToEventLoop();
-    }
+    await runInSteps(() => sweep.step(TOMBSTONE_SWEEP_STEP_KEYS), stepsMax);
     // The key order notes each collected key until its next rebuild, and a view never scanned
     // would note keys that come and go without end: rebuild it here, in steps.
     if (sweep.removed > 0 && this.keyspace.pendingSortKeys > SORT_AT_ONCE_KEYS_MAX) {
@@ -541,9 +539,7 @@ export class Store {
    * then, the scan does at once.
    */
   async sortKeysInSteps(): Promise<void> {
-    for (let steps = 0; steps < SORT_STEPS_MAX && !this.keyspace.sortKeysStep(); steps++) {
-      await yieldToEventLoop();
-    }
+    await runInSteps(() => this.keyspace.sortKeysStep(), SORT_STEPS_MAX);
   }
 
   readLog(fromLsn: number, limit: number): Promise<Entry[]> {
@@ -662,9 +658,7 @@ export class Store {
   async #completeCapture(capture: KeyspaceCaptureInProgress): Promise<KeyspaceCapture> {
     try {
       const stepKeys = this.#options.snapshotCaptureStepKeys ?? SNAPSHOT_CAPTURE_STEP_KEYS;
-      while (!capture.step(stepKeys)) {
-        await yieldToEventLoop();
-      }
+      await runInSteps(() => capture.step(stepKeys));
     } catch (error) {
       capture.cancel();
       throw error;
