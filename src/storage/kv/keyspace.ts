@@ -104,6 +104,32 @@ function isShared(value: Uint8Array): boolean {
   return value.byteLength < value.buffer.byteLength;
 }
 
+/**
+ * What keys held at one moment, for the keys changed since (their first change only): every
+ * other key still holds its record of then. Kept by a capture or sorted read of that moment.
+ */
+class RecordsOfMoment {
+  readonly #before = new Map<string, KeyRecord | undefined>();
+
+  /** `key` is about to change from `previous` (undefined: it did not exist). */
+  note(key: string, previous: KeyRecord | undefined): void {
+    if (!this.#before.has(key)) this.#before.set(key, previous);
+  }
+
+  /** The record `key` held at the moment, given `current`, the one it holds now. */
+  at(key: string, current: KeyRecord | undefined): KeyRecord | undefined {
+    return this.#before.has(key) ? this.#before.get(key) : current;
+  }
+
+  forget(key: string): void {
+    this.#before.delete(key);
+  }
+
+  clear(): void {
+    this.#before.clear();
+  }
+}
+
 /** A copy of every record (see {@link Keyspace.capture}): `records[i]` is `keys[i]`'s. */
 export interface KeyspaceCapture {
   keys: string[];
@@ -126,8 +152,8 @@ export class KeyspaceCaptureInProgress {
   readonly #size: number;
   #iterator: MapIterator<[string, KeyRecord]> | undefined;
   #copied = 0;
-  // Keys changed since the moment, with the record they held then (undefined: none).
-  readonly #before = new Map<string, KeyRecord | undefined>();
+  // Keys changed since the moment, with the record they held then.
+  readonly #before = new RecordsOfMoment();
   readonly #release: (capture: KeyspaceCaptureInProgress) => void;
   /** A walk of the live map: a key removed before it is reached would be missed. */
   readonly holdsKeys = true;
@@ -152,7 +178,7 @@ export class KeyspaceCaptureInProgress {
 
   /** Called by the view before `key`'s record changes from `previous` (undefined: a new key). */
   beforeChange(key: string, previous: KeyRecord | undefined): void {
-    if (!this.#before.has(key)) this.#before.set(key, previous);
+    this.#before.note(key, previous);
   }
 
   /**
@@ -174,12 +200,9 @@ export class KeyspaceCaptureInProgress {
         );
       }
       const [key, record] = next.value;
-      let held: KeyRecord | undefined = record;
-      if (this.#before.has(key)) {
-        held = this.#before.get(key);
-        // Reached once: a later change of this key needs no record of what it held.
-        this.#before.delete(key);
-      }
+      const held = this.#before.at(key, record);
+      // Reached once: a later change of this key needs no record of what it held.
+      this.#before.forget(key);
       if (held === undefined) continue; // created after the moment
       this.keys[this.#copied] = key;
       this.records[this.#copied++] = held;
@@ -209,7 +232,7 @@ export class KeyspaceSortedRead {
   /** Every key of the moment, tombstones included, in the order of {@link Keyspace.scan}. */
   readonly keys: SortedKeyList;
   readonly #map: Map<string, KeyRecord>;
-  readonly #before = new Map<string, KeyRecord | undefined>();
+  readonly #before = new RecordsOfMoment();
   readonly #release: (read: KeyspaceSortedRead) => void;
   #open = true;
   /** Its keys are a list of the moment: a key that leaves the view is told, as any change. */
@@ -227,13 +250,13 @@ export class KeyspaceSortedRead {
 
   /** Called by the view before `key`'s record changes from `previous` (undefined: a new key). */
   beforeChange(key: string, previous: KeyRecord | undefined): void {
-    if (!this.#before.has(key)) this.#before.set(key, previous);
+    this.#before.note(key, previous);
   }
 
   /** The record `key` held at the moment (undefined: none). Throws once closed. */
   recordAt(key: string): KeyRecord | undefined {
     if (!this.#open) throw new Error("Cannot read the view of a moment after closing it");
-    return this.#before.has(key) ? this.#before.get(key) : this.#map.get(key);
+    return this.#before.at(key, this.#map.get(key));
   }
 
   /** Stops following the view's writes; every read must be closed. */
@@ -285,8 +308,6 @@ export class Keyspace {
   #filling: ArrayBufferLike | undefined;
   // Captures and sorted reads of a moment, running: told of every change before it is made.
   #captures = new Set<MomentFollower>();
-  // Bumped by load(): a tombstone sweep begun on the state load() replaced stops.
-  #generation = 0;
   readonly resolver: ConflictResolver;
 
   constructor(resolver: ConflictResolver = lastWriterWins) {
@@ -478,10 +499,13 @@ export class Keyspace {
    * collected) and is never scanned must still be rebuilt now and then (Store.collectTombstones).
    */
   get pendingSortKeys(): number {
-    return this.#newKeys.length + this.#removedKeys.length +
-      (this.#rebuilding === undefined
-        ? 0
-        : this.#rebuilding.added.length + this.#rebuilding.removed.length);
+    const taken = this.#rebuilding;
+    return this.#notedKeys + (taken === undefined ? 0 : taken.added.length + taken.removed.length);
+  }
+
+  /** Keys noted since the last rebuild began. */
+  get #notedKeys(): number {
+    return this.#newKeys.length + this.#removedKeys.length;
   }
 
   /** Brings the sorted key list up to date at once, taking over a rebuild running in steps. */
@@ -507,14 +531,14 @@ export class Keyspace {
   sortKeysStep(stepUnits: number = SORT_STEP_UNITS): boolean {
     let rebuilding = this.#rebuilding;
     if (rebuilding === undefined) {
-      if (this.#newKeys.length + this.#removedKeys.length <= SORT_AT_ONCE_KEYS_MAX) return true;
+      if (this.#notedKeys <= SORT_AT_ONCE_KEYS_MAX) return true;
       rebuilding = this.#rebuilding = this.#startRebuild(stepUnits);
     }
     const step = rebuilding.steps.next();
     if (!step.done) return false;
     this.#sorted = step.value;
     this.#rebuilding = undefined;
-    return this.#newKeys.length + this.#removedKeys.length <= SORT_AT_ONCE_KEYS_MAX;
+    return this.#notedKeys <= SORT_AT_ONCE_KEYS_MAX;
   }
 
   /**
@@ -578,13 +602,14 @@ export class Keyspace {
    * reads are told of each removal instead.
    */
   beginTombstoneSweep(stable: VersionVector, belowHlc: number): TombstoneSweep {
-    const tombstones = this.#tombstoneKeys.values();
-    const generation = this.#generation;
+    // load() replaces the set: a sweep begun on the state it replaced stops.
+    const tombstoneKeys = this.#tombstoneKeys;
+    const tombstones = tombstoneKeys.values();
     let removed = 0;
     let done = false;
     const step = (maxKeys: number): boolean => {
       if (done) return true;
-      done = generation !== this.#generation;
+      done = tombstoneKeys !== this.#tombstoneKeys;
       for (const follower of this.#captures) if (follower.holdsKeys) done = true;
       for (let looked = 0; !done && looked < maxKeys; looked++) {
         const next = tombstones.next();
@@ -674,7 +699,6 @@ export class Keyspace {
   /** Replaces the state with a snapshot's. */
   load(records: Iterable<[string, KeyRecord]>, vv: VersionVector): void {
     invariant(this.#captures.size === 0, "Keyspace.load() while a capture or sorted read runs");
-    this.#generation++;
     this.#map = new Map();
     this.#sorted = SortedKeyList.EMPTY;
     this.#newKeys = [];
