@@ -205,11 +205,13 @@ export class ReplicationService {
   }
 }
 
-/** The key-value view's digest (see stateDigest) with the version vector it stands for. */
+/** The key-value view's digest (see stateDigest), with the vector and LSN it stands for. */
 export interface ViewDigest {
   digest: string;
   versionVector: VersionVector;
   keys: number;
+  /** The node's last LSN at the moment hashed. */
+  lastLsn: number;
 }
 
 /**
@@ -218,8 +220,10 @@ export interface ViewDigest {
  */
 export async function viewDigest(store: Store): Promise<ViewDigest> {
   await store.sortKeysInSteps();
+  // Read in the same synchronous step as the sorted read begins: all of one moment.
   const versionVector = store.versionVector();
   const keys = store.keyspace.size;
+  const lastLsn = store.lastLsn;
   const digest = await stateDigestInSteps(store.keyspace.beginSortedRead(), yieldToEventLoop);
-  return { digest, versionVector, keys };
+  return { digest, versionVector, keys, lastLsn };
 }

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { withTempDir } from "../../tests/support/temp_dir.ts";
 import { Store } from "../storage/kv/store.ts";
 import { decodeToken } from "./causal_token.ts";
-import { ReplicationService } from "./service.ts";
+import { ReplicationService, viewDigest } from "./service.ts";
+import { SORT_AT_ONCE_KEYS_MAX } from "../storage/kv/keyspace.ts";
 import { FakeClock } from "../common/clock.ts";
 import { TOMBSTONE_SWEEP_STEP_KEYS } from "../common/limits.ts";
 import { TOMBSTONE_GRACE_MS } from "./shipper.ts";
@@ -57,6 +58,30 @@ Deno.test("ReplicationService.sweepTombstones() collects a lone node's tombstone
       assert.equal(await first, count);
       assert.equal(store.keyspace.tombstones, 0);
       assert.equal(await service.sweepTombstones(), 0);
+    } finally {
+      await store.close({ snapshot: false });
+    }
+  });
+});
+
+Deno.test("viewDigest() reports the vector, key count and last LSN of the moment it hashed", async () => {
+  await withTempDir("shanghai-service-digest-", async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1" });
+    try {
+      const value = new TextEncoder().encode("1");
+      const count = 3 * SORT_AT_ONCE_KEYS_MAX; // enough to order in several steps
+      await Promise.all(
+        Array.from({ length: count }, (_, i) => store.put(`k${i}`, value, "text/plain")),
+      );
+      const digesting = viewDigest(store);
+      // Writes land while the key order is rebuilt and the view is hashed.
+      const later = Promise.all(
+        Array.from({ length: 50 }, (_, i) => store.put(`late${i}`, value, "text/plain")),
+      );
+      const [result] = await Promise.all([digesting, later]);
+      assert.equal(result.versionVector[store.origin], result.lastLsn);
+      assert.equal(result.keys, result.lastLsn);
+      assert.ok(result.lastLsn >= count);
     } finally {
       await store.close({ snapshot: false });
     }

@@ -43,9 +43,7 @@ export function replicationRoutes(ctx: HttpContext): Hono {
 
   app.get("/digest", async (c) => {
     const store = requireStore(ctx);
-    const lastLsn = store.lastLsn;
-    const body = await viewDigest(store);
-    return c.json({ ...body, nodeId: store.nodeId, lastLsn });
+    return c.json({ ...(await viewDigest(store)), nodeId: store.nodeId });
   });
 
   app.get("/changes", (c) => {
