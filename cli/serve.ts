@@ -63,6 +63,25 @@ export async function serve(args: string[], io: CliIo): Promise<number> {
     io.out(serveHelp());
     return EXIT_OK;
   }
+  // Listen before the node starts: a signal that arrives while it starts, or just after its
+  // "Node ready" line, still stops it cleanly instead of killing the process.
+  const stopped = Promise.withResolvers<void>();
+  const onSignal = () => stopped.resolve();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    return await serveUntilStopped(values, io, stopped.promise);
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+}
+
+async function serveUntilStopped(
+  values: Record<string, string | boolean | undefined>,
+  io: CliIo,
+  stopped: Promise<void>,
+): Promise<number> {
   let node: ShanghaiNode;
   try {
     const file = typeof values.config === "string" ? await readConfigFile(values.config) : {};
@@ -90,14 +109,8 @@ export async function serve(args: string[], io: CliIo): Promise<number> {
       { GLIBC_TUNABLES: tunables ?? "" },
     );
   }
-  const stopped = Promise.withResolvers<void>();
-  const onSignal = () => stopped.resolve();
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
   // A node that left its cluster (`shanghai node leave`) asks to stop, like a signal.
-  await Promise.race([stopped.promise, node.stopRequested]);
-  Deno.removeSignalListener("SIGINT", onSignal);
-  Deno.removeSignalListener("SIGTERM", onSignal);
+  await Promise.race([stopped, node.stopRequested]);
   await node.stop();
   return EXIT_OK;
 }
