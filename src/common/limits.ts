@@ -201,6 +201,16 @@ export const REPL_RESEND_AFTER_MS_DEFAULT = 1_000;
  * itself; held back longer than this without the follower reporting it, they are shipped.
  */
 export const REPL_RELAY_GRACE_MS_DEFAULT = 500;
+/**
+ * Deletes are tombstones until every member holds them: a sweep every TOMBSTONE_SWEEP_MS_DEFAULT
+ * removes those every member reported and whose HLC is older than every member's reported clock
+ * by TOMBSTONE_GRACE_MS_DEFAULT (both configurable: --tombstone-sweep-ms, --tombstone-grace-ms).
+ */
+export const TOMBSTONE_GRACE_MS_DEFAULT = 60_000;
+export const TOMBSTONE_GRACE_MS_MAX = 7 * 24 * 3_600_000;
+export const TOMBSTONE_SWEEP_MS_DEFAULT = 10_000;
+export const TOMBSTONE_SWEEP_MS_MIN = 100;
+export const TOMBSTONE_SWEEP_MS_MAX = 3_600_000;
 /** Snapshot transfer: keys and value bytes per chunk, chunks in flight. */
 export const REPL_SNAPSHOT_CHUNK_KEYS = 1_000;
 export const REPL_SNAPSHOT_CHUNK_BYTES = 1 * MiB;

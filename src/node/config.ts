@@ -36,6 +36,11 @@ import {
   SEGMENT_BYTES_MIN,
   SNAPSHOT_EVERY_BYTES_DEFAULT,
   SUSPECT_AFTER_MS_DEFAULT,
+  TOMBSTONE_GRACE_MS_DEFAULT,
+  TOMBSTONE_GRACE_MS_MAX,
+  TOMBSTONE_SWEEP_MS_DEFAULT,
+  TOMBSTONE_SWEEP_MS_MAX,
+  TOMBSTONE_SWEEP_MS_MIN,
   VALUE_BYTES_DEFAULT,
   VALUE_BYTES_MAX,
   WAL_PREALLOCATE_BYTES_DEFAULT,
@@ -68,6 +73,9 @@ export interface NodeConfig {
   replCreditEntries: number;
   replBatchEntries: number;
   replBatchBytes: number;
+  /** Tombstone collection: the grace past every member's clock, and how often sweeps run. */
+  tombstoneGraceMs: number;
+  tombstoneSweepMs: number;
   readyLagMax: number;
   minFreeDiskBytes: number;
   metrics: "on" | "off";
@@ -298,6 +306,27 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 4096,
     max: REPL_BATCH_BYTES_MAX,
     help: "Most bytes in one replication batch",
+  },
+  {
+    key: "tombstoneGraceMs",
+    flag: "tombstone-grace-ms",
+    env: "SHANGHAI_TOMBSTONE_GRACE_MS",
+    kind: "int",
+    default: TOMBSTONE_GRACE_MS_DEFAULT,
+    min: 0,
+    max: TOMBSTONE_GRACE_MS_MAX,
+    help:
+      "A delete's tombstone is collected once every member has it and it is this much older than every member's clock",
+  },
+  {
+    key: "tombstoneSweepMs",
+    flag: "tombstone-sweep-ms",
+    env: "SHANGHAI_TOMBSTONE_SWEEP_MS",
+    kind: "int",
+    default: TOMBSTONE_SWEEP_MS_DEFAULT,
+    min: TOMBSTONE_SWEEP_MS_MIN,
+    max: TOMBSTONE_SWEEP_MS_MAX,
+    help: "How often a node looks for tombstones to collect",
   },
   {
     key: "logFormat",

@@ -246,6 +246,8 @@ export class ShanghaiNode {
           creditEntries: this.config.replCreditEntries,
           batchEntriesMax: this.config.replBatchEntries,
           batchBytesMax: this.config.replBatchBytes,
+          tombstoneGraceMs: this.config.tombstoneGraceMs,
+          tombstoneSweepMs: this.config.tombstoneSweepMs,
           clock: this.#clock,
           events: this.events,
           logger: this.logger,

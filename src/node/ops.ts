@@ -133,6 +133,7 @@ export class NodeOps {
               segments: store.wal.segments().length,
               walBytes: store.wal.bytesOnDisk,
               keys: store.keyspace.size,
+              tombstones: store.keyspace.tombstones,
               sharedBufferBytes: shared.bytes,
               sharedBufferLiveBytes: shared.liveBytes,
             };

@@ -11,7 +11,11 @@ import type { PeerTransport } from "../cluster/transport.ts";
 import { type Clock, systemClock } from "../common/clock.ts";
 import { covers, type Entry, type VersionVector } from "../common/entry.ts";
 import { InputError, OverloadedError, ShanghaiError } from "../common/errors.ts";
-import { ACK_TIMEOUT_MS_DEFAULT, WAITERS_MAX } from "../common/limits.ts";
+import {
+  ACK_TIMEOUT_MS_DEFAULT,
+  TOMBSTONE_SWEEP_MS_DEFAULT,
+  WAITERS_MAX,
+} from "../common/limits.ts";
 import type { Store } from "../storage/kv/store.ts";
 import type { EventBus } from "../telemetry/events.ts";
 import { type Logger, silentLogger } from "../telemetry/log.ts";
@@ -25,9 +29,6 @@ import { ACK_LEVELS, type AckLevel, type ReplicaView, Shipper, TICK_MS } from ".
 export type Consistency = "local" | "causal" | "quorum";
 export const CONSISTENCY_LEVELS: readonly Consistency[] = ["local", "causal", "quorum"];
 
-/** Tombstones are looked at this often. */
-const TOMBSTONE_SWEEP_MS = 10_000;
-
 export interface ReplicationOptions {
   store: Store;
   transport?: PeerTransport;
@@ -38,6 +39,10 @@ export interface ReplicationOptions {
   creditEntries?: number;
   batchEntriesMax?: number;
   batchBytesMax?: number;
+  /** See ShipperOptions.tombstoneGraceMs. */
+  tombstoneGraceMs?: number;
+  /** Tombstones are looked at this often (default TOMBSTONE_SWEEP_MS_DEFAULT). */
+  tombstoneSweepMs?: number;
   clock?: Clock;
   events?: EventBus;
   logger?: Logger;
@@ -80,6 +85,7 @@ export class ReplicationService {
   readonly ackDefault: AckLevel;
   readonly ackTimeoutMs: number;
   readonly #clock: Clock;
+  readonly #sweepEveryMs: number;
   readonly #logger: Logger;
   #timer: ReturnType<typeof setInterval> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
@@ -91,6 +97,7 @@ export class ReplicationService {
   constructor(options: ReplicationOptions) {
     this.store = options.store;
     this.#clock = options.clock ?? systemClock;
+    this.#sweepEveryMs = options.tombstoneSweepMs ?? TOMBSTONE_SWEEP_MS_DEFAULT;
     this.#logger = options.logger ?? silentLogger;
     this.ackDefault = options.ackDefault ?? "one";
     this.ackTimeoutMs = options.ackTimeoutMs ?? ACK_TIMEOUT_MS_DEFAULT;
@@ -102,6 +109,7 @@ export class ReplicationService {
       creditEntries: options.creditEntries,
       batchEntriesMax: options.batchEntriesMax,
       batchBytesMax: options.batchBytesMax,
+      tombstoneGraceMs: options.tombstoneGraceMs,
       events: options.events,
       logger: this.#logger,
     });
@@ -110,12 +118,12 @@ export class ReplicationService {
   start(): void {
     this.shipper.start();
     this.#timer = setInterval(() => this.shipper.tick(), TICK_MS);
-    this.#sweepTimer = setInterval(() => void this.sweepTombstones(), TOMBSTONE_SWEEP_MS);
+    this.#sweepTimer = setInterval(() => void this.sweepTombstones(), this.#sweepEveryMs);
   }
 
   /**
    * One tombstone sweep (Shipper.collectTombstones, taken in steps by the store), as the sweep
-   * timer runs it every TOMBSTONE_SWEEP_MS: resolves with how many were removed, 0 when a sweep
+   * timer runs it every tombstoneSweepMs: resolves with how many were removed, 0 when a sweep
    * is already under way. Never rejects: a failure is logged and the next sweep tries again.
    */
   async sweepTombstones(): Promise<number> {

@@ -5,8 +5,7 @@ import { decodeToken } from "./causal_token.ts";
 import { ReplicationService, viewDigest } from "./service.ts";
 import { SORT_AT_ONCE_KEYS_MAX } from "../storage/kv/keyspace.ts";
 import { FakeClock } from "../common/clock.ts";
-import { TOMBSTONE_SWEEP_STEP_KEYS } from "../common/limits.ts";
-import { TOMBSTONE_GRACE_MS } from "./shipper.ts";
+import { TOMBSTONE_GRACE_MS_DEFAULT, TOMBSTONE_SWEEP_STEP_KEYS } from "../common/limits.ts";
 
 Deno.test("ReplicationService.token() covers every write and remote entry as soon as it is applied", async () => {
   await withTempDir("shanghai-service-token-", async (dataDir) => {
@@ -48,7 +47,7 @@ Deno.test("ReplicationService.sweepTombstones() collects a lone node's tombstone
       await Promise.all(Array.from({ length: count }, (_, i) => store.delete(`k${i}`)));
       assert.equal(await service.sweepTombstones(), 0, "within the grace minute");
       assert.equal(store.keyspace.tombstones, count);
-      clock.advance(TOMBSTONE_GRACE_MS + 1_000);
+      clock.advance(TOMBSTONE_GRACE_MS_DEFAULT + 1_000);
       const first = service.sweepTombstones();
       assert.equal(
         await service.sweepTombstones(),

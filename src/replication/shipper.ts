@@ -33,6 +33,7 @@ import {
   REPL_TAIL_CACHE_BYTES,
   REPL_WINDOW_BATCHES_MAX,
   REPL_WINDOW_BYTES_DEFAULT,
+  TOMBSTONE_GRACE_MS_DEFAULT,
   WAITERS_MAX,
 } from "../common/limits.ts";
 import { originNode } from "../common/origin.ts";
@@ -86,8 +87,6 @@ export const TICK_MS = 20;
  */
 export const STATUS_EVERY_MS = 1_000;
 export const STATUS_REFRESH_MS = 5_000;
-/** A tombstone must be this much older than every member's reported clock to be collected. */
-export const TOMBSTONE_GRACE_MS = 60_000;
 const HLC_PER_MS = 1024;
 /**
  * A batch that carries no entry (the follower holds, or gets from their origins, everything in
@@ -118,6 +117,11 @@ export interface ShipperOptions {
   resendAfterMs?: number;
   /** See REPL_RELAY_GRACE_MS_DEFAULT. */
   relayGraceMs?: number;
+  /**
+   * A tombstone must be this much older than every member's reported clock to be collected
+   * (default TOMBSTONE_GRACE_MS_DEFAULT).
+   */
+  tombstoneGraceMs?: number;
   /** Bytes of the newest entries kept in memory for shipping (default REPL_TAIL_CACHE_BYTES). */
   tailCacheBytes?: number;
   events?: EventBus;
@@ -1151,12 +1155,21 @@ export class Shipper {
    * Keyspace.collectTombstones). Needs a report from every member; resolves with how many
    * went. The log may take it in steps; what it removes before its first step ends is gone
    * when this returns (all of it with the simulation's log).
+   *
+   * A write no member has reported yet carries a newer clock than its origin's last report, so
+   * it cannot be older than a tombstone below every reported clock: each member's own reported
+   * writes must be everywhere. An origin whose node is no longer a member (it left, or was
+   * removed while down) reports nothing more, and some member may still relay its older
+   * writes: every write of it that any member reported must be everywhere too, or a put older
+   * than a tombstone would come back on the nodes that collected it.
    */
   async collectTombstones(): Promise<number> {
-    const stable: VersionVector = { ...this.log.versionVector() };
+    const ownVv = this.log.versionVector();
+    const stable: VersionVector = { ...ownVv };
     let belowHlc = this.log.hlc();
-    const own: VersionVector[] = [];
-    for (const member of this.members()) {
+    const members = new Set(this.members());
+    const reports: [string, VersionVector][] = [[this.nodeId, ownVv]];
+    for (const member of members) {
       if (member === this.nodeId) continue;
       const leader = this.#leaders.get(member);
       if (!leader || leader.followerHlc === 0) return 0;
@@ -1166,21 +1179,17 @@ export class Shipper {
       }
       for (const origin of Object.keys(vv)) if (!(origin in stable)) stable[origin] = 0;
       belowHlc = Math.min(belowHlc, leader.followerHlc);
-      const reported: VersionVector = {};
-      for (const origin of Object.keys(vv)) {
-        if (originNode(origin) === member) reported[origin] = vv[origin];
-      }
-      own.push(reported);
+      reports.push([member, vv]);
     }
-    // Every origin's own reported writes must be everywhere, so its unseen ones are newer.
-    for (const report of own) {
-      for (const [origin, seq] of Object.entries(report)) {
-        if ((stable[origin] ?? 0) < seq) return 0;
+    for (const [member, vv] of reports) {
+      for (const [origin, seq] of Object.entries(vv)) {
+        const owner = originNode(origin);
+        const mustBeEverywhere = owner === member || (owner !== this.nodeId && !members.has(owner));
+        if (mustBeEverywhere && (stable[origin] ?? 0) < seq) return 0;
       }
     }
-    const origin = this.log.origin;
-    if ((stable[origin] ?? 0) < (this.log.versionVector()[origin] ?? 0)) return 0;
-    return await this.log.collectTombstones(stable, belowHlc - TOMBSTONE_GRACE_MS * HLC_PER_MS);
+    const graceMs = this.#options.tombstoneGraceMs ?? TOMBSTONE_GRACE_MS_DEFAULT;
+    return await this.log.collectTombstones(stable, belowHlc - graceMs * HLC_PER_MS);
   }
 
   /** Per-peer replication state, for `GET /v1/replicas` and `shanghai replicas`. */

@@ -102,7 +102,9 @@ export interface MetricsSources {
     firstLsn: number;
     segments: number;
     walBytes: number;
+    /** Live keys, and deletes kept as tombstones until every member holds them. */
     keys: number;
+    tombstones?: number;
     /** Replication payloads that values are views into, and the values' share (Keyspace). */
     sharedBufferBytes?: number;
     sharedBufferLiveBytes?: number;
@@ -540,8 +542,13 @@ export class Metrics {
       },
       {
         name: "shanghai_kv_keys",
-        description: "Keys in the key-value view, tombstones included",
+        description: "Live keys in the key-value view (tombstones not included)",
         figure: (store) => store.keys,
+      },
+      {
+        name: "shanghai_kv_tombstones",
+        description: "Deleted keys kept as tombstones until every member holds the delete",
+        figure: (store) => store.tombstones ?? 0,
       },
       {
         name: "shanghai_kv_shared_buffer_bytes",

@@ -221,6 +221,65 @@ Deno.test("real processes: a follower keeps replicated values in batch payloads 
   }
 });
 
+async function del(node: NodeProcess, key: string, ack: string): Promise<number> {
+  const response = await fetch(`http://${node.addr}/v1/kv/${key}?ack=${ack}`, { method: "DELETE" });
+  await response.body?.cancel();
+  return response.status;
+}
+
+/** Tombstones collected at once and looked for five times a second, so a test can see it. */
+const COLLECT_SOON = ["--tombstone-grace-ms", "0", "--tombstone-sweep-ms", "200"];
+
+Deno.test("real processes: tombstones are collected only once every member has them, and deleted keys stay deleted", async () => {
+  const cluster = await formCluster(3, COLLECT_SOON);
+  try {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    for (let i = 0; i < 200; i++) assert.equal(await put(i % 2 ? n1 : n2, `t${i}`, "all"), 200);
+    await waitForNodes("all three to converge", () => digestsEqual([n1, n2, n3]));
+    // n3 stops before the deletes: n1 and n2 hold tombstones that one member lacks.
+    n3.child.kill("SIGSTOP");
+    for (let i = 0; i < 100; i++) assert.equal(await del(i % 2 ? n1 : n2, `t${i}`, "one"), 200);
+    await waitForNodes("n1 and n2 to converge", () => digestsEqual([n1, n2]));
+    // Ten sweeps on each: none may collect what n3 has not reported.
+    await new Promise((r) => setTimeout(r, 2_000));
+    for (const n of [n1, n2]) {
+      assert.equal(
+        await gauge(n, "shanghai_kv_tombstones"),
+        100,
+        `${n.nodeId} kept its tombstones`,
+      );
+      assert.equal(await gauge(n, "shanghai_kv_keys"), 100, `${n.nodeId} counts live keys`);
+    }
+    n3.child.kill("SIGCONT");
+    for (const n of [n1, n2, n3]) {
+      await waitForNodes(
+        `${n.nodeId} to collect its tombstones`,
+        async () => (await gauge(n, "shanghai_kv_tombstones")) === 0,
+        30_000,
+      );
+    }
+    await waitForNodes("all three to converge", () => digestsEqual([n1, n2, n3]));
+    for (const n of [n1, n2, n3]) {
+      const keys = await keysOn(n, "t");
+      assert.equal(keys.size, 100, `${n.nodeId} lists the live keys`);
+      assert.ok(!keys.has("t0") && keys.has("t100"), `${n.nodeId} lists the right keys`);
+      const gone = await fetch(`http://${n.addr}/v1/kv/t1`);
+      await gone.body?.cancel();
+      assert.equal(gone.status, 404, `a collected delete on ${n.nodeId} stays deleted`);
+      assert.ok(
+        n.logs.some((l) => l.msg === "Collected tombstones"),
+        `${n.nodeId} logged its collection`,
+      );
+    }
+    // A write after the collection is a new key everywhere, not a conflict with the old delete.
+    assert.equal(await put(n3, "t1", "all"), 200);
+    await waitForNodes("all three to converge", () => digestsEqual([n1, n2, n3]));
+    assert.equal((await keysOn(n1, "t")).size, 101);
+  } finally {
+    await cluster.teardown();
+  }
+});
+
 /** Small segments, frequent snapshots and no retained tail: old WAL goes soon after writes. */
 const RETAIN_LITTLE = [
   "--value-bytes-max",

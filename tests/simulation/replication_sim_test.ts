@@ -11,8 +11,8 @@ import {
   REPL_WINDOW_BYTES_DEFAULT,
 } from "../../src/common/limits.ts";
 import { MSG_BATCH } from "../../src/replication/frames.ts";
-import { SKIP_BATCH_EVERY_MS } from "../../src/replication/shipper.ts";
-import { SimCluster } from "../support/repl_sim_cluster.ts";
+import { SKIP_BATCH_EVERY_MS, STATUS_REFRESH_MS } from "../../src/replication/shipper.ts";
+import { SimCluster, type SimClusterOptions } from "../support/repl_sim_cluster.ts";
 
 const SEEDS = Deno.env.get("SEED")
   ? [Number(Deno.env.get("SEED"))]
@@ -56,9 +56,10 @@ function onBatchSent(
 async function forEachSeed(
   count: number,
   scenario: (sim: SimCluster, seed: number) => Promise<void>,
+  options: Partial<SimClusterOptions> = {},
 ): Promise<void> {
   for (const seed of SEEDS.slice(0, count)) {
-    const sim = new SimCluster({ seed, nodes: 3 });
+    const sim = new SimCluster({ seed, nodes: 3, ...options });
     await scenario(sim, seed);
     assertEqualDigests(sim, seed);
   }
@@ -294,6 +295,58 @@ Deno.test("simulation: tombstones are collected once every member holds them, an
       return sim.nodes.every((node) => node.log.keyspace.tombstones === 0);
     }, `seed ${seed}: tombstones not collected everywhere`);
   }));
+
+Deno.test("simulation: a tombstone waits for the older writes of a removed member that one survivor still has to relay", () =>
+  forEachSeed(10, async (sim, seed) => {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => sim.node(id));
+    await n3.log.write("k", value("base"));
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    // n1 overwrites k, and only n2 hears of it before n1 dies and is removed from the cluster.
+    sim.network.isolate("n3");
+    await n1.log.write("k", value("old"));
+    await sim.stepUntil(() => (n2.log.versionVector().n1 ?? 0) >= 1, `seed ${seed}: n2 lacks n1`);
+    sim.crash("n1");
+    sim.removeMember("n1");
+    // Later, n3 deletes k. While n2's batches to n3 are lost, n3's delete reaches n2 and both
+    // report their vectors: each holds the tombstone, and only n2 holds n1's older put.
+    await sim.step(10);
+    await n3.log.write("k", null);
+    const send = n2.transport.send.bind(n2.transport);
+    let blocked = true;
+    n2.transport.send = (peer: string, type: string, body: unknown) => {
+      const entries = type === MSG_BATCH && (body as { count: number }).count > 0;
+      if (blocked && peer === "n3" && entries) return true; // lost on the wire
+      return send(peer, type, body);
+    };
+    sim.network.heal("n2", "n3");
+    await sim.stepUntil(
+      () => n2.log.keyspace.getVersion("k")?.value === null,
+      `seed ${seed}: n2 never got n3's delete`,
+    );
+    for (let ms = 0; ms < 3 * STATUS_REFRESH_MS; ms += 5) {
+      await sim.step(5);
+      for (const node of [n2, n3]) await node.shipper.collectTombstones();
+    }
+    // Collected now, n3 would take n1's put, relayed later by n2, for a live key.
+    assert.equal(
+      n3.log.keyspace.getVersion("k")?.value,
+      null,
+      `seed ${seed}: n3 dropped its tombstone`,
+    );
+    blocked = false;
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    await sim.stepUntil(() => {
+      for (const node of [n2, n3]) node.shipper.collectTombstones();
+      return n2.log.keyspace.tombstones === 0 && n3.log.keyspace.tombstones === 0;
+    }, `seed ${seed}: tombstones not collected once n3 got n1's put`);
+    for (const node of [n2, n3]) {
+      assert.equal(
+        node.log.keyspace.get("k"),
+        undefined,
+        `seed ${seed}: k came back on ${node.id}`,
+      );
+    }
+  }, { tombstoneGraceMs: 0 }));
 
 Deno.test("simulation: entries a node received only in a snapshot still reach a peer after their origin dies", () =>
   forEachSeed(10, async (sim, seed) => {

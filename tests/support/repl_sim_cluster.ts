@@ -31,6 +31,8 @@ export interface SimClusterOptions {
   resendAfterMs?: number;
   /** Shipper tail cache size (0: every read goes to the log, where tests can count it). */
   tailCacheBytes?: number;
+  /** See ShipperOptions.tombstoneGraceMs. */
+  tombstoneGraceMs?: number;
 }
 
 /** Lets every queued promise continuation run (the sim's only source of async is microtasks). */
@@ -46,6 +48,8 @@ export class SimCluster {
   readonly nodes: SimNode[] = [];
   readonly #options: SimClusterOptions;
   readonly #ids: string[];
+  /** Every node's member list: a new array on each change, as the membership hands back. */
+  #members: readonly string[];
   #sinceTickMs = 0;
 
   constructor(options: SimClusterOptions) {
@@ -59,6 +63,7 @@ export class SimCluster {
     });
     this.#options = options;
     this.#ids = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
+    this.#members = this.#ids;
     for (const id of this.#ids) {
       this.nodes.push(this.#node(id, new MemoryReplicaLog(id, this.clock)));
     }
@@ -73,13 +78,14 @@ export class SimCluster {
       log,
       transport,
       clock: this.clock,
-      members: () => ids,
+      members: () => this.#members,
       // A restarted node numbers its sessions on from a later wall clock, as a real one does.
       sessionBase: 1000 * (ids.indexOf(id) + 1) + this.clock.monoMs() * 1000,
       creditEntries: this.#options.creditEntries ?? 20,
       batchEntriesMax: this.#options.batchEntriesMax ?? 7,
       resendAfterMs: this.#options.resendAfterMs ?? 200,
       tailCacheBytes: this.#options.tailCacheBytes,
+      tombstoneGraceMs: this.#options.tombstoneGraceMs,
     });
     return { id, log, transport, shipper, alive: true };
   }
@@ -123,6 +129,11 @@ export class SimCluster {
       if (steps >= stepsMax) assert.fail(`${what}\n${this.report()}`);
       await this.step();
     }
+  }
+
+  /** `id` is no longer a member of anyone's cluster (`shanghai node leave id` once it is down). */
+  removeMember(id: string): void {
+    this.#members = this.#members.filter((m) => m !== id);
   }
 
   crash(id: string): void {
