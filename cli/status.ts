@@ -46,7 +46,9 @@ export function formatStatus(s: Record<string, unknown>): string {
     `Uptime:        ${Math.round(Number(s.uptimeMs) / 1000)}s`,
     `Last LSN:      ${s.lastLsn}`,
     `Snapshot LSN:  ${s.snapshotLsn}`,
-    `Keys:          ${s.keys}`,
+    `Keys:          ${s.keys}${
+      s.tombstones ? ` (and ${s.tombstones} deleted, kept as tombstones)` : ""
+    }`,
     `Segments:      ${s.segments} (${formatBytes(Number(s.bytesOnDisk))})`,
     `Data dir:      ${s.dataDir}`,
   ];

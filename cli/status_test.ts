@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatCluster } from "./status.ts";
+import { formatCluster, formatStatus } from "./status.ts";
 
 Deno.test("formatCluster() prints seed 002's view: cluster state and one line per member", () => {
   const text = formatCluster({
@@ -22,4 +22,20 @@ Deno.test("formatCluster() prints seed 002's view: cluster state and one line pe
   assert.match(text, /✓ node-2 - up +\(heartbeat: 45ms ago\)/);
   assert.match(text, /✗ node-3 - down +\(heartbeat: 16\.2s ago\)/);
   assert.match(text, /- node-4 - left +\(left the cluster\)/);
+});
+
+Deno.test("formatStatus() counts live keys, and tombstones only when there are some", () => {
+  const base = {
+    nodeId: "n1",
+    ready: true,
+    uptimeMs: 4_000,
+    keys: 100,
+    segments: 1,
+    bytesOnDisk: 2048,
+  };
+  assert.match(formatStatus({ ...base, tombstones: 0 }), /^Keys: +100$/m);
+  assert.match(
+    formatStatus({ ...base, tombstones: 7 }),
+    /^Keys: +100 \(and 7 deleted, kept as tombstones\)$/m,
+  );
 });

@@ -158,6 +158,7 @@ export class ShanghaiNode {
       firstLsn: store?.wal.firstLsn ?? 0,
       snapshotLsn: store?.snapshotLsn ?? 0,
       keys: store?.keyspace.size ?? 0,
+      tombstones: store?.keyspace.tombstones ?? 0,
       segments: store?.wal.segments().length ?? 0,
       bytesOnDisk: store?.wal.bytesOnDisk ?? 0,
       dataDir: this.config.dataDir,

@@ -252,6 +252,8 @@ Deno.test("real processes: tombstones are collected only once every member has t
         `${n.nodeId} kept its tombstones`,
       );
       assert.equal(await gauge(n, "shanghai_kv_keys"), 100, `${n.nodeId} counts live keys`);
+      const status = await getJson(n, "/v1/status");
+      assert.deepEqual([status.keys, status.tombstones], [100, 100], `${n.nodeId} /v1/status`);
     }
     n3.child.kill("SIGCONT");
     for (const n of [n1, n2, n3]) {
