@@ -11,6 +11,8 @@ Deno.test("resolveConfig(): defaults give one node on ./data with the seed's por
   assert.deepEqual(config.join, []);
   assert.equal(config.batchEntriesMax, 100);
   assert.equal(config.segmentBytes, 64 * 1024 * 1024);
+  assert.equal(config.tombstoneGraceMs, 60_000);
+  assert.equal(config.tombstoneSweepMs, 10_000);
 });
 
 Deno.test("resolveConfig(): flags win over environment, environment over file", () => {
@@ -40,6 +42,12 @@ Deno.test("resolveConfig(): a bad value names the setting and where it came from
     [{ "node-id": "bad id!" }, {}, /Invalid setting node-id/],
     [{ join: "nohost" }, {}, /Invalid setting join: "nohost" is not host:port/],
     [{ "batch-bytes-max": "65536" }, {}, /batch-bytes-max: 65536 cannot hold one value/],
+    [
+      {},
+      { SHANGHAI_TOMBSTONE_SWEEP_MS: "50" },
+      /tombstone-sweep-ms \(from SHANGHAI_TOMBSTONE_SWEEP_MS\): 50 is outside 100 to/,
+    ],
+    [{ "tombstone-grace-ms": "-1" }, {}, /Invalid setting tombstone-grace-ms/],
   ];
   for (const [flags, env, pattern] of cases) {
     assert.throws(
