@@ -1167,7 +1167,7 @@ export class Shipper {
     const ownVv = this.log.versionVector();
     const stable: VersionVector = { ...ownVv };
     let belowHlc = this.log.hlc();
-    const members = new Set(this.members());
+    const members = new Set(this.members()).add(this.nodeId);
     const reports: [string, VersionVector][] = [[this.nodeId, ownVv]];
     for (const member of members) {
       if (member === this.nodeId) continue;
@@ -1184,7 +1184,7 @@ export class Shipper {
     for (const [member, vv] of reports) {
       for (const [origin, seq] of Object.entries(vv)) {
         const owner = originNode(origin);
-        const mustBeEverywhere = owner === member || (owner !== this.nodeId && !members.has(owner));
+        const mustBeEverywhere = owner === member || !members.has(owner);
         if (mustBeEverywhere && (stable[origin] ?? 0) < seq) return 0;
       }
     }
