@@ -104,7 +104,7 @@ export interface MetricsSources {
     walBytes: number;
     /** Live keys, and deletes kept as tombstones until every member holds them. */
     keys: number;
-    tombstones?: number;
+    tombstones: number;
     /** Replication payloads that values are views into, and the values' share (Keyspace). */
     sharedBufferBytes?: number;
     sharedBufferLiveBytes?: number;
@@ -548,7 +548,7 @@ export class Metrics {
       {
         name: "shanghai_kv_tombstones",
         description: "Deleted keys kept as tombstones until every member holds the delete",
-        figure: (store) => store.tombstones ?? 0,
+        figure: (store) => store.tombstones,
       },
       {
         name: "shanghai_kv_shared_buffer_bytes",
