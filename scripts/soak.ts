@@ -1,0 +1,110 @@
+/**
+ * `deno task soak [--seconds N] [--seed N] [--writers N]`: the chaos run of
+ * tests/integration/chaos_test.ts for as long as asked. Three real nodes on loopback; twelve
+ * writers put unique keys with ack=quorum, delete some with ack=quorum and overwrite shared keys
+ * with ack=one through every node, while one node at a time is SIGKILLed, stopped with SIGTERM
+ * or SIGSTOPped and brought back. Then it waits for the digests to agree and checks every
+ * acknowledged put and delete on every node. Prints the faults as they end and a summary table;
+ * exits 1 when anything acknowledged was lost or came back, or the nodes did not converge.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { CHAOS_NODE_ARGS, checkLedger, runChaos } from "../tests/support/chaos.ts";
+import { digestsEqual, replicating } from "../tests/support/node_http.ts";
+import { ProcessCluster } from "../tests/support/process_cluster.ts";
+import { waitForNodes } from "../tests/support/wait.ts";
+
+const SECONDS_MAX = 3_600;
+
+function usage(message?: string): never {
+  if (message) console.error(`soak: ${message}`);
+  console.error(
+    "usage: deno task soak [--seconds N (1-3600, default 120)] [--seed N] [--writers N]",
+  );
+  Deno.exit(2);
+}
+
+function intFlag(value: string | undefined, name: string, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > max) usage(`--${name} must be an integer 1-${max}`);
+  return n;
+}
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    seconds: { type: "string" },
+    seed: { type: "string" },
+    writers: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+if (values.help) usage();
+const seconds = intFlag(values.seconds, "seconds", 120, SECONDS_MAX);
+const seed = intFlag(values.seed, "seed", Date.now() % 1_000_000 + 1, 2 ** 31);
+const writers = intFlag(values.writers, "writers", 12, 100);
+
+console.log(`soak: 3 nodes, ${writers} writers, ${seconds} s, seed ${seed}`);
+console.log(`reproduce: deno task soak --seconds ${seconds} --seed ${seed} --writers ${writers}`);
+const cluster = new ProcessCluster({ dirPrefix: "shanghai-soak-", args: [...CHAOS_NODE_ARGS] });
+let failed = true;
+try {
+  const ids = ["n1", "n2", "n3"];
+  const first = await cluster.start("n1");
+  await cluster.start("n2", first);
+  await cluster.start("n3", first);
+  const nodes = () => ids.map((id) => cluster.nodes.get(id)!);
+  await waitForNodes("3 nodes replicating", () => replicating(nodes()));
+
+  const started = performance.now();
+  const ledger = await runChaos({
+    cluster,
+    ids,
+    seed,
+    writers,
+    durationMs: seconds * 1000,
+    onFault: (line) => console.log(`  ${line}`),
+  });
+  const loadSeconds = (performance.now() - started) / 1000;
+  const convergeMs = await waitForNodes(
+    "digests equal after the faults",
+    () => digestsEqual(nodes()),
+    120_000,
+  ).catch(() => undefined);
+  const check = await checkLedger(nodes(), ledger);
+  const { counts } = ledger;
+  const rows: [string, string][] = [
+    ["load, s", loadSeconds.toFixed(1)],
+    [
+      "faults: SIGKILL / SIGTERM / SIGSTOP",
+      `${counts.faults.kill} / ${counts.faults.term} / ${counts.faults.stop}`,
+    ],
+    ["puts acknowledged (ack=quorum) / failed", `${counts.puts} / ${counts.putsFailed}`],
+    ["deletes acknowledged (ack=quorum) / failed", `${counts.deletes} / ${counts.deletesFailed}`],
+    ["shared-key puts (ack=one) / failed", `${counts.sharedPuts} / ${counts.sharedPutsFailed}`],
+    [
+      "converged after the load, ms",
+      convergeMs === undefined ? "NO (120 s)" : convergeMs.toFixed(0),
+    ],
+    ["keys checked on each node", String(check.checked)],
+    ["acknowledged puts missing", String(check.missing.length)],
+    ["acknowledged deletes come back", String(check.resurrected.length)],
+    ["keys with another value", String(check.wrong.length)],
+  ];
+  const width = Math.max(...rows.map(([name]) => name.length));
+  console.log("");
+  for (const [name, value] of rows) console.log(`${name.padEnd(width)}  ${value}`);
+  for (const [what, keys] of Object.entries(check)) {
+    if (Array.isArray(keys) && keys.length > 0) {
+      console.log(`${what}: ${keys.slice(0, 10).join(", ")}`);
+    }
+  }
+  failed = convergeMs === undefined || check.missing.length > 0 ||
+    check.resurrected.length > 0 || check.wrong.length > 0;
+  console.log(failed ? "\nsoak FAILED" : "\nsoak passed");
+} finally {
+  await cluster.teardown();
+}
+Deno.exit(failed ? 1 : 0);

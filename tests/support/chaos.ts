@@ -1,0 +1,262 @@
+/**
+ * A seeded chaos run over a cluster of real `shanghai serve` processes: writers put unique keys
+ * with `ack=quorum`, delete some of them again with `ack=quorum` and overwrite a few shared keys
+ * with `ack=one` from every node, while faults hit one node at a time: SIGKILL and restart,
+ * SIGTERM and restart, SIGSTOP and SIGCONT. The run keeps a ledger of what the cluster
+ * acknowledged; {@link checkLedger} then asks every node for it once the faults stop.
+ *
+ * The ledger is exact only for answers that arrived. A put that failed or got no answer may or
+ * may not have been applied, so its key is not checked; a delete that got no 200 leaves its key
+ * in either state, so it goes to `uncertain` and is not checked either.
+ *
+ * Used by tests/integration/chaos_test.ts (a short run with a fixed seed) and scripts/soak.ts
+ * (long runs, any seed).
+ *
+ * @module
+ */
+import { Random } from "../../src/common/random.ts";
+import type { NodeProcess } from "./node_process.ts";
+import type { ProcessCluster } from "./process_cluster.ts";
+
+/**
+ * `serve` settings that make a short run rotate segments, write snapshots, send them to nodes
+ * that were away past retention, and collect tombstones.
+ */
+export const CHAOS_NODE_ARGS: readonly string[] = [
+  "--segment-bytes",
+  String(1 << 20),
+  "--batch-bytes-max",
+  String(256 << 10),
+  "--repl-batch-bytes",
+  String(128 << 10),
+  "--value-bytes-max",
+  String(64 << 10),
+  "--snapshot-every-bytes",
+  String(4 << 20),
+  "--retain-bytes",
+  String(1 << 20),
+  "--tombstone-grace-ms",
+  "2000",
+  "--tombstone-sweep-ms",
+  "500",
+];
+
+export type FaultKind = "kill" | "term" | "stop";
+
+export interface ChaosOptions {
+  cluster: ProcessCluster;
+  /** Node ids, all started already (cluster.nodes holds their processes). */
+  ids: string[];
+  seed: number;
+  durationMs: number;
+  /** Concurrent writers (default 12). */
+  writers?: number;
+  /** A fault starts this long after the last one ended, picked uniformly (default 3-7 s). */
+  faultGapMs?: [number, number];
+  /** How long a node stays down or stopped, picked uniformly (default 0.5-3 s). */
+  faultLengthMs?: [number, number];
+  /** Shared keys overwritten with ack=one from every node (default 20). */
+  sharedKeys?: number;
+  /** Told of each fault as it ends. */
+  onFault?: (line: string) => void;
+}
+
+export interface ChaosCounts {
+  puts: number;
+  putsFailed: number;
+  deletes: number;
+  deletesFailed: number;
+  sharedPuts: number;
+  sharedPutsFailed: number;
+  faults: Record<FaultKind, number>;
+}
+
+export interface ChaosLedger {
+  /** Key -> JSON body of a put acknowledged with ack=quorum (deleted keys stay in it). */
+  acked: Map<string, string>;
+  /** Keys whose delete was acknowledged with ack=quorum. */
+  deleted: Set<string>;
+  /** Keys whose delete got no 200: either state is right. */
+  uncertain: Set<string>;
+  counts: ChaosCounts;
+}
+
+const REQUEST_TIMEOUT_MS = 10_000;
+/** Values: a short JSON string, so a run writes many keys without filling the disk. */
+const VALUE_PAD = "x".repeat(200);
+
+function between(random: Random, [low, high]: [number, number]): number {
+  return low + random.next() * (high - low);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function send(
+  node: NodeProcess,
+  method: string,
+  path: string,
+  body?: string,
+): Promise<number> {
+  const response = await fetch(`${node.url}${path}`, {
+    method,
+    body,
+    headers: body === undefined ? {} : { "content-type": "application/json" },
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+  await response.body?.cancel();
+  return response.status;
+}
+
+/** Runs writers and faults for `durationMs`, then waits for both to end; every node is up after. */
+export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
+  const { cluster, ids } = options;
+  const random = new Random(options.seed);
+  const ledger: ChaosLedger = {
+    acked: new Map(),
+    deleted: new Set(),
+    uncertain: new Set(),
+    counts: {
+      puts: 0,
+      putsFailed: 0,
+      deletes: 0,
+      deletesFailed: 0,
+      sharedPuts: 0,
+      sharedPutsFailed: 0,
+      faults: { kill: 0, term: 0, stop: 0 },
+    },
+  };
+  const counts = ledger.counts;
+  // Nodes a writer may pick: up and not stopped.
+  const usable = new Set(ids);
+  let running = true;
+
+  const writer = async (w: number) => {
+    const mine: string[] = [];
+    let i = 0;
+    while (running) {
+      const live = ids.filter((id) => usable.has(id));
+      if (live.length === 0) {
+        await sleep(20);
+        continue;
+      }
+      const node = cluster.nodes.get(random.pick(live))!;
+      const roll = random.next();
+      if (roll < 0.6 || mine.length === 0) {
+        const key = `u-${w}-${i++}`;
+        const body = JSON.stringify(`${key}:${VALUE_PAD}`);
+        const status = await send(node, "PUT", `/v1/kv/${key}?ack=quorum`, body).catch(() => 0);
+        if (status === 200) {
+          ledger.acked.set(key, body);
+          mine.push(key);
+          counts.puts++;
+        } else counts.putsFailed++;
+      } else if (roll < 0.75) {
+        const key = mine.splice(random.int(mine.length), 1)[0];
+        const status = await send(node, "DELETE", `/v1/kv/${key}?ack=quorum`).catch(() => 0);
+        if (status === 200) {
+          ledger.deleted.add(key);
+          counts.deletes++;
+        } else {
+          ledger.uncertain.add(key);
+          counts.deletesFailed++;
+        }
+      } else {
+        const key = `s-${random.int(options.sharedKeys ?? 20)}`;
+        const body = JSON.stringify({ w, i: i++ });
+        const status = await send(node, "PUT", `/v1/kv/${key}?ack=one`, body).catch(() => 0);
+        if (status === 200) counts.sharedPuts++;
+        else counts.sharedPutsFailed++;
+      }
+    }
+  };
+
+  const faults = async () => {
+    const started = performance.now();
+    while (true) {
+      await sleep(between(random, options.faultGapMs ?? [3_000, 7_000]));
+      if (!running) return;
+      const id = random.pick(ids);
+      const kind = random.pick<FaultKind>(["kill", "kill", "term", "stop"]);
+      const node = cluster.nodes.get(id)!;
+      const length = between(random, options.faultLengthMs ?? [500, 3_000]);
+      const at = performance.now();
+      usable.delete(id);
+      if (kind === "stop") {
+        node.child.kill("SIGSTOP");
+        await sleep(length);
+        node.child.kill("SIGCONT");
+      } else {
+        if (kind === "kill") await node.kill("SIGKILL");
+        else await node.stop();
+        await sleep(length);
+        const seed = cluster.nodes.get(ids.find((other) => other !== id)!)!;
+        await cluster.start(id, seed);
+      }
+      usable.add(id);
+      counts.faults[kind]++;
+      options.onFault?.(
+        `${((at - started) / 1000).toFixed(1)} s: ${kind} ${id}, back after ${
+          (performance.now() - at).toFixed(0)
+        } ms`,
+      );
+    }
+  };
+
+  const writers = Array.from({ length: options.writers ?? 12 }, (_, w) => writer(w));
+  const faulting = faults();
+  await sleep(options.durationMs);
+  running = false;
+  await faulting;
+  await Promise.all(writers);
+  return ledger;
+}
+
+export interface LedgerCheck {
+  /** Acknowledged puts, not deleted, that a node does not hold. */
+  missing: string[];
+  /** Acknowledged deletes whose key a node still holds. */
+  resurrected: string[];
+  /** Keys a node holds with another value than the acknowledged one. */
+  wrong: string[];
+  /** Keys checked on each node. */
+  checked: number;
+}
+
+/** Every `u-` key `node` holds, with its value as JSON text, read page by page. */
+async function uniqueKeys(node: NodeProcess): Promise<Map<string, string>> {
+  const held = new Map<string, string>();
+  let after = "";
+  while (true) {
+    const response = await fetch(
+      `${node.url}/v1/kv?prefix=u-&limit=10000&after=${encodeURIComponent(after)}`,
+    );
+    const page = await response.json() as {
+      items: { key: string; value: unknown }[];
+      next: string | null;
+    };
+    for (const item of page.items) held.set(item.key, JSON.stringify(item.value));
+    if (page.next === null) return held;
+    after = page.next;
+  }
+}
+
+/** Checks each node against the ledger (entries named "node:key"). */
+export async function checkLedger(nodes: NodeProcess[], ledger: ChaosLedger): Promise<LedgerCheck> {
+  const check: LedgerCheck = { missing: [], resurrected: [], wrong: [], checked: 0 };
+  for (const node of nodes) {
+    const held = await uniqueKeys(node);
+    for (const [key, body] of ledger.acked) {
+      if (ledger.uncertain.has(key)) continue;
+      check.checked++;
+      const value = held.get(key);
+      if (ledger.deleted.has(key)) {
+        if (value !== undefined) check.resurrected.push(`${node.nodeId}:${key}`);
+      } else if (value === undefined) check.missing.push(`${node.nodeId}:${key}`);
+      else if (value !== body) check.wrong.push(`${node.nodeId}:${key}`);
+    }
+  }
+  check.checked /= Math.max(nodes.length, 1);
+  return check;
+}
