@@ -28,6 +28,7 @@ Deno.test("real processes: SIGKILL, SIGTERM and SIGSTOP mixed under load lose no
       seed: 2026,
       durationMs: 20_000,
       faultGapMs: [2_000, 4_000],
+      faultsMin: 3,
     });
     const { counts } = ledger;
     const faults = counts.faults.kill + counts.faults.term + counts.faults.stop;

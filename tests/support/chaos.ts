@@ -49,6 +49,12 @@ export interface ChaosOptions {
   ids: string[];
   seed: number;
   durationMs: number;
+  /**
+   * Keep the load on past `durationMs` until this many faults have ended (default 0), for at
+   * most `durationMs` more: a slow machine restarts nodes slowly, and a run with too few faults
+   * proves little.
+   */
+  faultsMin?: number;
   /** Concurrent writers (default 12). */
   writers?: number;
   /** A fault starts this long after the last one ended, picked uniformly (default 3-7 s). */
@@ -175,7 +181,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
   const faults = async () => {
     const started = performance.now();
     while (true) {
-      await sleep(between(random, options.faultGapMs ?? [3_000, 7_000]));
+      const next = performance.now() + between(random, options.faultGapMs ?? [3_000, 7_000]);
+      while (running && performance.now() < next) await sleep(50);
       if (!running) return;
       const id = random.pick(ids);
       const kind = random.pick<FaultKind>(["kill", "kill", "term", "stop"]);
@@ -207,6 +214,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
   const writers = Array.from({ length: options.writers ?? 12 }, (_, w) => writer(w));
   const faulting = faults();
   await sleep(options.durationMs);
+  const faultsEnded = () => counts.faults.kill + counts.faults.term + counts.faults.stop;
+  const overtime = performance.now() + options.durationMs;
+  while (faultsEnded() < (options.faultsMin ?? 0) && performance.now() < overtime) await sleep(50);
   running = false;
   await faulting;
   await Promise.all(writers);
