@@ -88,6 +88,8 @@ export interface ChaosLedger {
 }
 
 const REQUEST_TIMEOUT_MS = 10_000;
+/** A node under load must finish its in-flight writes and exit this soon after SIGTERM. */
+const STOP_TIMEOUT_MS = 20_000;
 /** Values: a short JSON string, so a run writes many keys without filling the disk. */
 const VALUE_PAD = "x".repeat(200);
 
@@ -113,6 +115,22 @@ async function send(
   });
   await response.body?.cancel();
   return response.status;
+}
+
+/** SIGTERM, then the clean exit a stop promises (code 0) within {@link STOP_TIMEOUT_MS}. */
+async function stopCleanly(node: NodeProcess): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), STOP_TIMEOUT_MS);
+  });
+  const status = await Promise.race([node.stop(), timedOut]).finally(() => clearTimeout(timer));
+  if (status === "timeout") {
+    await node.kill("SIGKILL");
+    throw new Error(`${node.nodeId} did not stop within ${STOP_TIMEOUT_MS} ms of SIGTERM`);
+  }
+  if (status.code !== 0) {
+    throw new Error(`${node.nodeId} stopped on SIGTERM with exit code ${status.code}`);
+  }
 }
 
 /** Runs writers and faults for `durationMs`, then waits for both to end; every node is up after. */
@@ -196,7 +214,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
         node.child.kill("SIGCONT");
       } else {
         if (kind === "kill") await node.kill("SIGKILL");
-        else await node.stop();
+        else await stopCleanly(node);
         await sleep(length);
         const seed = cluster.nodes.get(ids.find((other) => other !== id)!)!;
         await cluster.start(id, seed);
