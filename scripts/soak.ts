@@ -10,7 +10,19 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { CHAOS_NODE_ARGS, checkLedger, runChaos } from "../tests/support/chaos.ts";
+import {
+  CHAOS_NODE_ARGS,
+  checkLedger,
+  PARTITION_FAULTS,
+  PROCESS_FAULTS,
+  runChaos,
+} from "../tests/support/chaos.ts";
+import {
+  createNetnsLink,
+  enableIpForwarding,
+  netnsAvailable,
+  type NetnsLink,
+} from "../tests/support/netns.ts";
 import { digestsEqual, replicating } from "../tests/support/node_http.ts";
 import { ProcessCluster } from "../tests/support/process_cluster.ts";
 import { waitForNodes } from "../tests/support/wait.ts";
@@ -38,6 +50,7 @@ const { values } = parseArgs({
     seconds: { type: "string" },
     seed: { type: "string" },
     writers: { type: "string" },
+    partitions: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -46,11 +59,32 @@ const seconds = intFlag(values.seconds, "seconds", 120, SECONDS_MAX);
 const seed = intFlag(values.seed, "seed", Date.now() % 1_000_000 + 1, 2 ** 31);
 const writers = intFlag(values.writers, "writers", 12, 100);
 
-console.log(`soak: 3 nodes, ${writers} writers, ${seconds} s, seed ${seed}`);
-console.log(`reproduce: deno task soak --seconds ${seconds} --seed ${seed} --writers ${writers}`);
-const cluster = new ProcessCluster({ dirPrefix: "shanghai-soak-", args: [...CHAOS_NODE_ARGS] });
+const partitions = values.partitions === true;
+if (partitions && !(await netnsAvailable())) {
+  usage("--partitions needs root and iproute2 (each node runs in a network namespace)");
+}
+console.log(
+  `soak: 3 nodes, ${writers} writers, ${seconds} s, seed ${seed}${
+    partitions ? ", partitions" : ""
+  }`,
+);
+console.log(
+  `reproduce: deno task soak --seconds ${seconds} --seed ${seed} --writers ${writers}${
+    partitions ? " --partitions" : ""
+  }`,
+);
+const links = new Map<string, NetnsLink>();
+const restoreForwarding = partitions ? await enableIpForwarding() : undefined;
+const cluster = new ProcessCluster({
+  dirPrefix: "shanghai-soak-",
+  args: [...CHAOS_NODE_ARGS],
+  placement: partitions
+    ? (id) => ({ host: links.get(id)!.nsIp, netns: links.get(id)!.ns })
+    : undefined,
+});
 let failed = true;
 try {
+  if (partitions) { for (const id of ["n1", "n2", "n3"]) links.set(id, await createNetnsLink()); }
   const ids = ["n1", "n2", "n3"];
   const first = await cluster.start("n1");
   await cluster.start("n2", first);
@@ -65,6 +99,8 @@ try {
     seed,
     writers,
     durationMs: seconds * 1000,
+    faults: partitions ? PARTITION_FAULTS : PROCESS_FAULTS,
+    links,
     onFault: (line) => console.log(`  ${line}`),
   });
   const loadSeconds = (performance.now() - started) / 1000;
@@ -73,13 +109,24 @@ try {
     () => digestsEqual(nodes()),
     120_000,
   ).catch(() => undefined);
+  if (convergeMs === undefined) {
+    // What each node says of its streams, for whoever looks into the failure.
+    for (const node of nodes()) {
+      const view = await (await fetch(`${node.url}/v1/replicas`)).json().catch((e) => String(e));
+      console.log(`${node.nodeId} /v1/replicas: ${JSON.stringify(view)}`);
+      const warnings = node.logs.filter((l) => l.level === "warn" || l.level === "error");
+      for (const line of warnings.slice(-15)) {
+        console.log(`${node.nodeId} log: ${JSON.stringify(line)}`);
+      }
+    }
+  }
   const check = await checkLedger(nodes(), ledger);
   const { counts } = ledger;
   const rows: [string, string][] = [
     ["load, s", loadSeconds.toFixed(1)],
     [
-      "faults: SIGKILL / SIGTERM / SIGSTOP",
-      `${counts.faults.kill} / ${counts.faults.term} / ${counts.faults.stop}`,
+      "faults: SIGKILL / SIGTERM / SIGSTOP / cut / split",
+      Object.values(counts.faults).join(" / "),
     ],
     ["puts acknowledged (ack=quorum) / failed", `${counts.puts} / ${counts.putsFailed}`],
     ["deletes acknowledged (ack=quorum) / failed", `${counts.deletes} / ${counts.deletesFailed}`],
@@ -106,5 +153,7 @@ try {
   console.log(failed ? "\nsoak FAILED" : "\nsoak passed");
 } finally {
   await cluster.teardown();
+  for (const link of links.values()) await link.destroy();
+  await restoreForwarding?.();
 }
 Deno.exit(failed ? 1 : 0);

@@ -7,44 +7,95 @@
  * scripts/soak.ts runs the same for longer and with any seed.
  */
 import assert from "node:assert/strict";
-import { CHAOS_NODE_ARGS, checkLedger, runChaos } from "../support/chaos.ts";
+import {
+  CHAOS_NODE_ARGS,
+  type ChaosOptions,
+  checkLedger,
+  PARTITION_FAULTS,
+  runChaos,
+} from "../support/chaos.ts";
+import {
+  createNetnsLink,
+  enableIpForwarding,
+  netnsAvailable,
+  type NetnsLink,
+} from "../support/netns.ts";
 import { digestsEqual, replicating } from "../support/node_http.ts";
 import { ProcessCluster } from "../support/process_cluster.ts";
 import { waitForNodes } from "../support/wait.ts";
 
+/** Starts n1-n3 in `cluster`, runs the chaos, and checks every node against its ledger. */
+async function chaosChecked(
+  cluster: ProcessCluster,
+  options: Omit<ChaosOptions, "cluster" | "ids">,
+): Promise<void> {
+  const ids = ["n1", "n2", "n3"];
+  const first = await cluster.start("n1");
+  await cluster.start("n2", first);
+  await cluster.start("n3", first);
+  const nodes = () => ids.map((id) => cluster.nodes.get(id)!);
+  await waitForNodes("3 nodes replicating", () => replicating(nodes()));
+
+  const ledger = await runChaos({ cluster, ids, ...options });
+  const { counts } = ledger;
+  const faults = Object.values(counts.faults).reduce((sum, n) => sum + n, 0);
+  assert.ok(faults >= (options.faultsMin ?? 0), `only ${faults} faults in the run`);
+  assert.ok(counts.puts >= 1_000, `only ${counts.puts} acknowledged puts`);
+  assert.ok(counts.deletes >= 100, `only ${counts.deletes} acknowledged deletes`);
+
+  await waitForNodes("digests equal after the faults", () => digestsEqual(nodes()), 90_000);
+  const check = await checkLedger(nodes(), ledger);
+  assert.deepEqual(
+    { missing: check.missing, resurrected: check.resurrected, wrong: check.wrong },
+    { missing: [], resurrected: [], wrong: [] },
+    `counts ${JSON.stringify(counts)}`,
+  );
+  assert.equal(check.checked, ledger.acked.size - ledger.uncertain.size);
+}
+
 Deno.test("real processes: SIGKILL, SIGTERM and SIGSTOP mixed under load lose no acknowledged write or delete, and the nodes converge", async () => {
   const cluster = new ProcessCluster({ dirPrefix: "shanghai-chaos-", args: [...CHAOS_NODE_ARGS] });
   try {
-    const ids = ["n1", "n2", "n3"];
-    const seed = await cluster.start("n1");
-    await cluster.start("n2", seed);
-    await cluster.start("n3", seed);
-    const nodes = () => ids.map((id) => cluster.nodes.get(id)!);
-    await waitForNodes("3 nodes replicating", () => replicating(nodes()));
-
-    const ledger = await runChaos({
-      cluster,
-      ids,
+    await chaosChecked(cluster, {
       seed: 2026,
       durationMs: 20_000,
       faultGapMs: [2_000, 4_000],
       faultsMin: 3,
     });
-    const { counts } = ledger;
-    const faults = counts.faults.kill + counts.faults.term + counts.faults.stop;
-    assert.ok(faults >= 3, `only ${faults} faults in the run`);
-    assert.ok(counts.puts >= 1_000, `only ${counts.puts} acknowledged puts`);
-    assert.ok(counts.deletes >= 100, `only ${counts.deletes} acknowledged deletes`);
-
-    await waitForNodes("digests equal after the faults", () => digestsEqual(nodes()), 90_000);
-    const check = await checkLedger(nodes(), ledger);
-    assert.deepEqual(
-      { missing: check.missing, resurrected: check.resurrected, wrong: check.wrong },
-      { missing: [], resurrected: [], wrong: [] },
-      `counts ${JSON.stringify(counts)}`,
-    );
-    assert.equal(check.checked, ledger.acked.size - ledger.uncertain.size);
   } finally {
     await cluster.teardown();
   }
+});
+
+Deno.test({
+  name:
+    "real processes: partitions (a node cut off, two nodes split) mixed with SIGKILL, SIGTERM and SIGSTOP lose nothing acknowledged, and the nodes converge",
+  ignore: !(await netnsAvailable()),
+  fn: async () => {
+    const links = new Map<string, NetnsLink>();
+    const restoreForwarding = await enableIpForwarding();
+    const cluster = new ProcessCluster({
+      dirPrefix: "shanghai-chaos-part-",
+      args: [...CHAOS_NODE_ARGS],
+      placement: (id) => {
+        const link = links.get(id)!;
+        return { host: link.nsIp, netns: link.ns };
+      },
+    });
+    try {
+      for (const id of ["n1", "n2", "n3"]) links.set(id, await createNetnsLink());
+      await chaosChecked(cluster, {
+        seed: 2027,
+        durationMs: 20_000,
+        faultGapMs: [2_000, 4_000],
+        faultsMin: 3,
+        faults: PARTITION_FAULTS,
+        links,
+      });
+    } finally {
+      await cluster.teardown();
+      for (const link of links.values()) await link.destroy();
+      await restoreForwarding();
+    }
+  },
 });

@@ -15,6 +15,7 @@
  * @module
  */
 import { Random } from "../../src/common/random.ts";
+import type { NetnsLink } from "./netns.ts";
 import type { NodeProcess } from "./node_process.ts";
 import type { ProcessCluster } from "./process_cluster.ts";
 
@@ -41,7 +42,24 @@ export const CHAOS_NODE_ARGS: readonly string[] = [
   "500",
 ];
 
-export type FaultKind = "kill" | "term" | "stop";
+/**
+ * kill: SIGKILL, then a restart. term: SIGTERM (a clean exit within 20 s), then a restart.
+ * stop: SIGSTOP, then SIGCONT. cut: the node's network link down (nothing in or out), then up.
+ * split: the node and one peer drop each other's packets (both still reach the third).
+ */
+export type FaultKind = "kill" | "term" | "stop" | "cut" | "split";
+
+/** The faults a run picks from, equally likely (so kill is twice as likely as term or stop). */
+export const PROCESS_FAULTS: readonly FaultKind[] = ["kill", "kill", "term", "stop"];
+/** The same with partitions, for nodes that each run in a network namespace of their own. */
+export const PARTITION_FAULTS: readonly FaultKind[] = [
+  "kill",
+  "term",
+  "stop",
+  "cut",
+  "split",
+  "split",
+];
 
 export interface ChaosOptions {
   cluster: ProcessCluster;
@@ -65,6 +83,10 @@ export interface ChaosOptions {
   sharedKeys?: number;
   /** Told of each fault as it ends. */
   onFault?: (line: string) => void;
+  /** The faults to pick from (default {@link PROCESS_FAULTS}); cut and split need `links`. */
+  faults?: readonly FaultKind[];
+  /** Each node's network namespace link (tests/support/netns.ts), for cut and split. */
+  links?: Map<string, NetnsLink>;
 }
 
 export interface ChaosCounts {
@@ -136,7 +158,9 @@ async function stopCleanly(node: NodeProcess): Promise<void> {
 /** Runs writers and faults for `durationMs`, then waits for both to end; every node is up after. */
 export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
   const { cluster, ids } = options;
+  // Two streams, so the faults a seed picks do not depend on how many writes went before.
   const random = new Random(options.seed);
+  const faultRandom = new Random(options.seed ^ 0x5eed5);
   const ledger: ChaosLedger = {
     acked: new Map(),
     deleted: new Set(),
@@ -148,7 +172,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
       deletesFailed: 0,
       sharedPuts: 0,
       sharedPutsFailed: 0,
-      faults: { kill: 0, term: 0, stop: 0 },
+      faults: { kill: 0, term: 0, stop: 0, cut: 0, split: 0 },
     },
   };
   const counts = ledger.counts;
@@ -196,23 +220,46 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
     }
   };
 
+  const linkOf = (id: string): NetnsLink => {
+    const link = options.links?.get(id);
+    if (link === undefined) throw new Error(`Cannot partition ${id}: it runs in no namespace`);
+    return link;
+  };
+
   const faults = async () => {
     const started = performance.now();
     while (true) {
-      const next = performance.now() + between(random, options.faultGapMs ?? [3_000, 7_000]);
+      const next = performance.now() + between(faultRandom, options.faultGapMs ?? [3_000, 7_000]);
       while (running && performance.now() < next) await sleep(50);
       if (!running) return;
-      const id = random.pick(ids);
-      const kind = random.pick<FaultKind>(["kill", "kill", "term", "stop"]);
+      const id = faultRandom.pick(ids);
+      const kind = faultRandom.pick(options.faults ?? PROCESS_FAULTS);
       const node = cluster.nodes.get(id)!;
-      const length = between(random, options.faultLengthMs ?? [500, 3_000]);
+      const length = between(faultRandom, options.faultLengthMs ?? [500, 3_000]);
       const at = performance.now();
-      usable.delete(id);
-      if (kind === "stop") {
+      let what = `${kind} ${id}`;
+      if (kind === "split") {
+        // Writers may still use both sides: each reaches the third node.
+        const peer = faultRandom.pick(ids.filter((other) => other !== id));
+        const [mine, theirs] = [linkOf(id), linkOf(peer)];
+        await mine.blackhole(theirs.nsIp);
+        await theirs.blackhole(mine.nsIp);
+        await sleep(length);
+        await mine.unblackhole(theirs.nsIp);
+        await theirs.unblackhole(mine.nsIp);
+        what += ` from ${peer}`;
+      } else if (kind === "cut") {
+        usable.delete(id);
+        await linkOf(id).cut();
+        await sleep(length);
+        await linkOf(id).heal();
+      } else if (kind === "stop") {
+        usable.delete(id);
         node.child.kill("SIGSTOP");
         await sleep(length);
         node.child.kill("SIGCONT");
       } else {
+        usable.delete(id);
         if (kind === "kill") await node.kill("SIGKILL");
         else await stopCleanly(node);
         await sleep(length);
@@ -222,7 +269,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
       usable.add(id);
       counts.faults[kind]++;
       options.onFault?.(
-        `${((at - started) / 1000).toFixed(1)} s: ${kind} ${id}, back after ${
+        `${((at - started) / 1000).toFixed(1)} s: ${what}, back after ${
           (performance.now() - at).toFixed(0)
         } ms`,
       );
@@ -232,7 +279,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
   const writers = Array.from({ length: options.writers ?? 12 }, (_, w) => writer(w));
   const faulting = faults();
   await sleep(options.durationMs);
-  const faultsEnded = () => counts.faults.kill + counts.faults.term + counts.faults.stop;
+  const faultsEnded = () => Object.values(counts.faults).reduce((sum, n) => sum + n, 0);
   const overtime = performance.now() + options.durationMs;
   while (faultsEnded() < (options.faultsMin ?? 0) && performance.now() < overtime) await sleep(50);
   running = false;

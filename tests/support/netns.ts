@@ -2,7 +2,8 @@
  * A network namespace joined to the host by a veth pair, for partition tests: a node started
  * inside it (spawnNode's `netns`) is reachable at `nsIp`, the host side at `hostIp`; `cut()`
  * takes the namespace's end of the link down (nothing passes either way) and `heal()` brings
- * it back. Needs root and iproute2; `netnsAvailable()` says whether this machine has both.
+ * it back, with the default route through the host that other namespaces are reached by.
+ * Needs root and iproute2; `netnsAvailable()` says whether this machine has both.
  *
  * @module
  */
@@ -85,7 +86,11 @@ export async function createNetnsLink(): Promise<NetnsLink> {
     hostIp,
     nsIp,
     cut: () => ip(["netns", "exec", ns, "ip", "link", "set", nsEnd, "down"]),
-    heal: () => ip(["netns", "exec", ns, "ip", "link", "set", nsEnd, "up"]),
+    heal: async () => {
+      await ip(["netns", "exec", ns, "ip", "link", "set", nsEnd, "up"]);
+      // The kernel dropped the default route with the link; other namespaces need it back.
+      await ip(["netns", "exec", ns, "ip", "route", "replace", "default", "via", hostIp]);
+    },
     blackhole: (to) => ip(["netns", "exec", ns, "ip", "route", "add", "blackhole", `${to}/32`]),
     unblackhole: (to) => ip(["netns", "exec", ns, "ip", "route", "del", "blackhole", `${to}/32`]),
     destroy,

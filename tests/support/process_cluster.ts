@@ -26,6 +26,11 @@ export interface ProcessClusterOptions {
   dirPrefix: string;
   /** Arguments every node gets after the timings and `--join`. */
   args?: string[];
+  /**
+   * Where node `id` runs: the address it listens on and the network namespace it runs in
+   * (tests/support/netns.ts). Default: 127.0.0.1 in this process's namespace.
+   */
+  placement?: (id: string) => { host: string; netns?: string } | undefined;
 }
 
 export class ProcessCluster {
@@ -50,9 +55,13 @@ export class ProcessCluster {
 
   /** Starts node `id` on its data directory, joining through `seed` when given. */
   async start(id: string, seed?: NodeProcess): Promise<NodeProcess> {
-    const join = seed ? ["--join", `127.0.0.1:${seed.nodePort}`] : [];
+    const seedHost = seed?.addr.slice(0, seed.addr.lastIndexOf(":"));
+    const join = seed ? ["--join", `${seedHost}:${seed.nodePort}`] : [];
+    const place = this.#options.placement?.(id);
     const node = await spawnNode({
       dataDir: await this.dataDir(id),
+      host: place?.host,
+      netns: place?.netns,
       args: ["--node-id", id, ...FAST_MEMBERSHIP_ARGS, ...join, ...(this.#options.args ?? [])],
     });
     this.nodes.set(id, node);
