@@ -98,15 +98,37 @@ export async function createNetnsLink(): Promise<NetnsLink> {
 }
 
 const IP_FORWARD = "/proc/sys/net/ipv4/ip_forward";
+/** One file per holder of forwarding, across processes, and the setting found before the first. */
+const FORWARD_HOLDS = `${Deno.env.get("TMPDIR") ?? "/tmp"}/shanghai-test-ip-forward`;
 
 /**
  * Lets the host route between namespaces (net.ipv4.ip_forward = 1); resolves to a function
- * that restores the previous setting.
+ * that gives the hold back. Test files run in parallel processes, so holds are files: the first
+ * holder records the setting found, and the last one to give its hold back restores it (a
+ * holder that was killed leaves forwarding on, never off under another).
  */
 export async function enableIpForwarding(): Promise<() => Promise<void>> {
-  const before = (await Deno.readTextFile(IP_FORWARD)).trim();
+  await Deno.mkdir(FORWARD_HOLDS, { recursive: true });
+  const hold = `${FORWARD_HOLDS}/hold-${Deno.pid}-${crypto.randomUUID()}`;
+  await Deno.writeTextFile(hold, "");
+  const before = `${FORWARD_HOLDS}/before`;
+  try {
+    const file = await Deno.open(before, { write: true, createNew: true });
+    await file.write(new TextEncoder().encode((await Deno.readTextFile(IP_FORWARD)).trim()));
+    file.close();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+  }
   await Deno.writeTextFile(IP_FORWARD, "1");
-  return () => Deno.writeTextFile(IP_FORWARD, before);
+  return async () => {
+    await Deno.remove(hold);
+    for await (const entry of Deno.readDir(FORWARD_HOLDS)) {
+      if (entry.name.startsWith("hold-")) return;
+    }
+    const setting = await Deno.readTextFile(before).catch(() => undefined);
+    await Deno.remove(before).catch(() => {});
+    if (setting !== undefined) await Deno.writeTextFile(IP_FORWARD, setting);
+  };
 }
 
 /** An HTTP request made from inside the namespace (the test process cannot reach it when cut). */
