@@ -132,6 +132,11 @@ try {
     ["deletes acknowledged (ack=quorum) / failed", `${counts.deletes} / ${counts.deletesFailed}`],
     ["shared-key puts (ack=one) / failed", `${counts.sharedPuts} / ${counts.sharedPutsFailed}`],
     [
+      "reads right after a put (quorum, causal): showed it / unfinished",
+      `${counts.reads} / ${counts.readsUnfinished}`,
+    ],
+    ["reads right after a put that did not show it", String(ledger.staleReads.length)],
+    [
       "converged after the load, ms",
       convergeMs === undefined ? "NO (120 s)" : convergeMs.toFixed(0),
     ],
@@ -148,7 +153,10 @@ try {
       console.log(`${what}: ${keys.slice(0, 10).join(", ")}`);
     }
   }
-  failed = convergeMs === undefined || check.missing.length > 0 ||
+  if (ledger.staleReads.length > 0) {
+    console.log(`stale reads: ${ledger.staleReads.slice(0, 10).join(", ")}`);
+  }
+  failed = convergeMs === undefined || check.missing.length > 0 || ledger.staleReads.length > 0 ||
     check.resurrected.length > 0 || check.wrong.length > 0;
   console.log(failed ? "\nsoak FAILED" : "\nsoak passed");
 } finally {

@@ -3,7 +3,8 @@
  * through every node, one node at a time is SIGKILLed, stopped with SIGTERM or SIGSTOPped and
  * brought back. Small segments, snapshots and a short tombstone grace make retention, snapshot
  * transfers and tombstone collection happen during the run. Nothing acknowledged with
- * ack=quorum may be lost or come back after its delete, and the nodes must converge.
+ * ack=quorum may be lost or come back after its delete, a quorum or causal read right after a
+ * put must show it, and the nodes must converge.
  * scripts/soak.ts runs the same for longer and with any seed.
  */
 import assert from "node:assert/strict";
@@ -45,9 +46,15 @@ async function chaosChecked(
 
   await waitForNodes("digests equal after the faults", () => digestsEqual(nodes()), 90_000);
   const check = await checkLedger(nodes(), ledger);
+  assert.ok(counts.reads >= 50, `only ${counts.reads} reads back after puts`);
   assert.deepEqual(
-    { missing: check.missing, resurrected: check.resurrected, wrong: check.wrong },
-    { missing: [], resurrected: [], wrong: [] },
+    {
+      missing: check.missing,
+      resurrected: check.resurrected,
+      wrong: check.wrong,
+      staleReads: ledger.staleReads,
+    },
+    { missing: [], resurrected: [], wrong: [], staleReads: [] },
     `counts ${JSON.stringify(counts)}`,
   );
   assert.equal(check.checked, ledger.acked.size - ledger.uncertain.size);

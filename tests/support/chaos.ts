@@ -96,6 +96,9 @@ export interface ChaosCounts {
   deletesFailed: number;
   sharedPuts: number;
   sharedPutsFailed: number;
+  /** Quorum and causal reads right after a put that showed it, and ones that got no answer. */
+  reads: number;
+  readsUnfinished: number;
   faults: Record<FaultKind, number>;
 }
 
@@ -106,10 +109,14 @@ export interface ChaosLedger {
   deleted: Set<string>;
   /** Keys whose delete got no 200: either state is right. */
   uncertain: Set<string>;
+  /** Quorum or causal reads right after an acknowledged put that did not show it. */
+  staleReads: string[];
   counts: ChaosCounts;
 }
 
 const REQUEST_TIMEOUT_MS = 10_000;
+/** Share of acknowledged puts read back at once with consistency=quorum or causal. */
+const READ_BACK_CHANCE = 0.1;
 /** A node under load must finish its in-flight writes and exit this soon after SIGTERM. */
 const STOP_TIMEOUT_MS = 20_000;
 /** Values: a short JSON string, so a run writes many keys without filling the disk. */
@@ -129,14 +136,23 @@ async function send(
   path: string,
   body?: string,
 ): Promise<number> {
+  return (await exchange(node, method, path, body)).status;
+}
+
+/** A request and its answer's status and text; throws when no answer came in time. */
+async function exchange(
+  node: NodeProcess,
+  method: string,
+  path: string,
+  body?: string,
+): Promise<{ status: number; text: string }> {
   const response = await fetch(`${node.url}${path}`, {
     method,
     body,
     headers: body === undefined ? {} : { "content-type": "application/json" },
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   });
-  await response.body?.cancel();
-  return response.status;
+  return { status: response.status, text: await response.text() };
 }
 
 /** SIGTERM, then the clean exit a stop promises (code 0) within {@link STOP_TIMEOUT_MS}. */
@@ -165,6 +181,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
     acked: new Map(),
     deleted: new Set(),
     uncertain: new Set(),
+    staleReads: [],
     counts: {
       puts: 0,
       putsFailed: 0,
@@ -172,6 +189,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
       deletesFailed: 0,
       sharedPuts: 0,
       sharedPutsFailed: 0,
+      reads: 0,
+      readsUnfinished: 0,
       faults: { kill: 0, term: 0, stop: 0, cut: 0, split: 0 },
     },
   };
@@ -179,6 +198,30 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
   // Nodes a writer may pick: up and not stopped.
   const usable = new Set(ids);
   let running = true;
+
+  // Right after its put was acknowledged (and before its writer can delete it), a key read
+  // with consistency=quorum from any node must show the value (two majorities of three share
+  // a node), and so must a causal read given the put's token. A 504 (a read that could not
+  // finish in time) says nothing either way.
+  const readBack = async (key: string, body: string, token: string) => {
+    const live = ids.filter((id) => usable.has(id));
+    if (live.length === 0) return;
+    const node = cluster.nodes.get(random.pick(live))!;
+    const causal = random.chance(0.5);
+    const query = causal
+      ? `consistency=causal&token=${encodeURIComponent(token)}`
+      : "consistency=quorum";
+    const answer = await exchange(node, "GET", `/v1/kv/${key}?${query}`).catch(() => undefined);
+    if (answer === undefined || answer.status === 504) {
+      counts.readsUnfinished++;
+    } else if (answer.status === 200 && answer.text === body) {
+      counts.reads++;
+    } else {
+      ledger.staleReads.push(
+        `${node.nodeId} ${causal ? "causal" : "quorum"} ${key}: ${answer.status}`,
+      );
+    }
+  };
 
   const writer = async (w: number) => {
     const mine: string[] = [];
@@ -194,11 +237,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
       if (roll < 0.6 || mine.length === 0) {
         const key = `u-${w}-${i++}`;
         const body = JSON.stringify(`${key}:${VALUE_PAD}`);
-        const status = await send(node, "PUT", `/v1/kv/${key}?ack=quorum`, body).catch(() => 0);
-        if (status === 200) {
+        const answer = await exchange(node, "PUT", `/v1/kv/${key}?ack=quorum`, body)
+          .catch(() => undefined);
+        if (answer?.status === 200) {
           ledger.acked.set(key, body);
           mine.push(key);
           counts.puts++;
+          if (random.chance(READ_BACK_CHANCE)) {
+            await readBack(key, body, JSON.parse(answer.text).token);
+          }
         } else counts.putsFailed++;
       } else if (roll < 0.75) {
         const key = mine.splice(random.int(mine.length), 1)[0];
