@@ -23,11 +23,12 @@ import {
   netnsAvailable,
   type NetnsLink,
 } from "../tests/support/netns.ts";
-import { digestsEqual, replicating } from "../tests/support/node_http.ts";
+import { digestsEqual } from "../tests/support/node_http.ts";
 import { ProcessCluster } from "../tests/support/process_cluster.ts";
 import { waitForNodes } from "../tests/support/wait.ts";
 
 const SECONDS_MAX = 3_600;
+const IDS = ["n1", "n2", "n3"];
 
 function usage(message?: string): never {
   if (message) console.error(`soak: ${message}`);
@@ -84,18 +85,14 @@ const cluster = new ProcessCluster({
 });
 let failed = true;
 try {
-  if (partitions) { for (const id of ["n1", "n2", "n3"]) links.set(id, await createNetnsLink()); }
-  const ids = ["n1", "n2", "n3"];
-  const first = await cluster.start("n1");
-  await cluster.start("n2", first);
-  await cluster.start("n3", first);
-  const nodes = () => ids.map((id) => cluster.nodes.get(id)!);
-  await waitForNodes("3 nodes replicating", () => replicating(nodes()));
+  if (partitions) { for (const id of IDS) links.set(id, await createNetnsLink()); }
+  await cluster.startReplicating(IDS);
+  const nodes = () => IDS.map((id) => cluster.nodes.get(id)!);
 
   const started = performance.now();
   const ledger = await runChaos({
     cluster,
-    ids,
+    ids: IDS,
     seed,
     writers,
     durationMs: seconds * 1000,

@@ -12,6 +12,7 @@ import {
   CHAOS_NODE_ARGS,
   type ChaosOptions,
   checkLedger,
+  faultsTotal,
   PARTITION_FAULTS,
   runChaos,
 } from "../support/chaos.ts";
@@ -21,7 +22,7 @@ import {
   netnsAvailable,
   type NetnsLink,
 } from "../support/netns.ts";
-import { digestsEqual, replicating } from "../support/node_http.ts";
+import { digestsEqual } from "../support/node_http.ts";
 import { ProcessCluster } from "../support/process_cluster.ts";
 import { waitForNodes } from "../support/wait.ts";
 
@@ -31,15 +32,12 @@ async function chaosChecked(
   options: Omit<ChaosOptions, "cluster" | "ids">,
 ): Promise<void> {
   const ids = ["n1", "n2", "n3"];
-  const first = await cluster.start("n1");
-  await cluster.start("n2", first);
-  await cluster.start("n3", first);
+  await cluster.startReplicating(ids);
   const nodes = () => ids.map((id) => cluster.nodes.get(id)!);
-  await waitForNodes("3 nodes replicating", () => replicating(nodes()));
 
   const ledger = await runChaos({ cluster, ids, ...options });
   const { counts } = ledger;
-  const faults = Object.values(counts.faults).reduce((sum, n) => sum + n, 0);
+  const faults = faultsTotal(counts);
   assert.ok(faults >= (options.faultsMin ?? 0), `only ${faults} faults in the run`);
   assert.ok(counts.puts >= 1_000, `only ${counts.puts} acknowledged puts`);
   assert.ok(counts.deletes >= 100, `only ${counts.deletes} acknowledged deletes`);

@@ -17,9 +17,7 @@ const VALUE = new Uint8Array(1024).fill(7);
 /** Starts n1, then n2..n`size` joining through it, one at a time, until all replicate. */
 async function formCluster(size: number, args: string[] = []): Promise<ProcessCluster> {
   const cluster = new ProcessCluster({ dirPrefix: "shanghai-repl-", args });
-  const seed = await cluster.start("n1");
-  for (let i = 2; i <= size; i++) await cluster.start(`n${i}`, seed);
-  await waitForNodes(`${size} nodes replicating`, () => replicating([...cluster.nodes.values()]));
+  await cluster.startReplicating(Array.from({ length: size }, (_, i) => `n${i + 1}`));
   return cluster;
 }
 

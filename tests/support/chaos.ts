@@ -130,15 +130,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function send(
-  node: NodeProcess,
-  method: string,
-  path: string,
-  body?: string,
-): Promise<number> {
-  return (await exchange(node, method, path, body)).status;
-}
-
 /** A request and its answer's status and text; throws when no answer came in time. */
 async function exchange(
   node: NodeProcess,
@@ -153,6 +144,11 @@ async function exchange(
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   });
   return { status: response.status, text: await response.text() };
+}
+
+/** Faults of every kind that ended in a run. */
+export function faultsTotal(counts: ChaosCounts): number {
+  return Object.values(counts.faults).reduce((sum, n) => sum + n, 0);
 }
 
 /** SIGTERM, then the clean exit a stop promises (code 0) within {@link STOP_TIMEOUT_MS}. */
@@ -198,15 +194,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
   // Nodes a writer may pick: up and not stopped.
   const usable = new Set(ids);
   let running = true;
+  const pickUsable = (): NodeProcess | undefined => {
+    const live = ids.filter((id) => usable.has(id));
+    return live.length === 0 ? undefined : cluster.nodes.get(random.pick(live));
+  };
 
   // Right after its put was acknowledged (and before its writer can delete it), a key read
   // with consistency=quorum from any node must show the value (two majorities of three share
   // a node), and so must a causal read given the put's token. A 504 (a read that could not
   // finish in time) says nothing either way.
   const readBack = async (key: string, body: string, token: string) => {
-    const live = ids.filter((id) => usable.has(id));
-    if (live.length === 0) return;
-    const node = cluster.nodes.get(random.pick(live))!;
+    const node = pickUsable();
+    if (node === undefined) return;
     const causal = random.chance(0.5);
     const query = causal
       ? `consistency=causal&token=${encodeURIComponent(token)}`
@@ -227,12 +226,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
     const mine: string[] = [];
     let i = 0;
     while (running) {
-      const live = ids.filter((id) => usable.has(id));
-      if (live.length === 0) {
+      const node = pickUsable();
+      if (node === undefined) {
         await sleep(20);
         continue;
       }
-      const node = cluster.nodes.get(random.pick(live))!;
       const roll = random.next();
       if (roll < 0.6 || mine.length === 0) {
         const key = `u-${w}-${i++}`;
@@ -249,8 +247,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
         } else counts.putsFailed++;
       } else if (roll < 0.75) {
         const key = mine.splice(random.int(mine.length), 1)[0];
-        const status = await send(node, "DELETE", `/v1/kv/${key}?ack=quorum`).catch(() => 0);
-        if (status === 200) {
+        const answer = await exchange(node, "DELETE", `/v1/kv/${key}?ack=quorum`)
+          .catch(() => undefined);
+        if (answer?.status === 200) {
           ledger.deleted.add(key);
           counts.deletes++;
         } else {
@@ -260,8 +259,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
       } else {
         const key = `s-${random.int(options.sharedKeys ?? 20)}`;
         const body = JSON.stringify({ w, i: i++ });
-        const status = await send(node, "PUT", `/v1/kv/${key}?ack=one`, body).catch(() => 0);
-        if (status === 200) counts.sharedPuts++;
+        const answer = await exchange(node, "PUT", `/v1/kv/${key}?ack=one`, body)
+          .catch(() => undefined);
+        if (answer?.status === 200) counts.sharedPuts++;
         else counts.sharedPutsFailed++;
       }
     }
@@ -285,8 +285,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
       const length = between(faultRandom, options.faultLengthMs ?? [500, 3_000]);
       const at = performance.now();
       let what = `${kind} ${id}`;
+      // Writers may still use both sides of a split: each reaches the third node.
+      if (kind !== "split") usable.delete(id);
       if (kind === "split") {
-        // Writers may still use both sides: each reaches the third node.
         const peer = faultRandom.pick(ids.filter((other) => other !== id));
         const [mine, theirs] = [linkOf(id), linkOf(peer)];
         await mine.blackhole(theirs.nsIp);
@@ -296,17 +297,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
         await theirs.unblackhole(mine.nsIp);
         what += ` from ${peer}`;
       } else if (kind === "cut") {
-        usable.delete(id);
         await linkOf(id).cut();
         await sleep(length);
         await linkOf(id).heal();
       } else if (kind === "stop") {
-        usable.delete(id);
         node.child.kill("SIGSTOP");
         await sleep(length);
         node.child.kill("SIGCONT");
       } else {
-        usable.delete(id);
         if (kind === "kill") await node.kill("SIGKILL");
         else await stopCleanly(node);
         await sleep(length);
@@ -326,9 +324,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
   const writers = Array.from({ length: options.writers ?? 12 }, (_, w) => writer(w));
   const faulting = faults();
   await sleep(options.durationMs);
-  const faultsEnded = () => Object.values(counts.faults).reduce((sum, n) => sum + n, 0);
   const overtime = performance.now() + options.durationMs;
-  while (faultsEnded() < (options.faultsMin ?? 0) && performance.now() < overtime) await sleep(50);
+  while (faultsTotal(counts) < (options.faultsMin ?? 0) && performance.now() < overtime) {
+    await sleep(50);
+  }
   running = false;
   await faulting;
   await Promise.all(writers);

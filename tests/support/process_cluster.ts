@@ -6,7 +6,9 @@
  *
  * @module
  */
+import { replicating } from "./node_http.ts";
 import { type NodeProcess, spawnNode, tempDir } from "./node_process.ts";
+import { waitForNodes } from "./wait.ts";
 
 /** Membership timings short enough for tests; the arguments below pass them to `serve`. */
 export const HEARTBEAT_INTERVAL_MS = 100;
@@ -66,6 +68,18 @@ export class ProcessCluster {
     });
     this.nodes.set(id, node);
     return node;
+  }
+
+  /**
+   * Starts `ids[0]`, then the others joining through it one at a time, and waits until every
+   * one replicates to every other; resolves to their processes in `ids` order.
+   */
+  async startReplicating(ids: readonly string[]): Promise<NodeProcess[]> {
+    const seed = await this.start(ids[0]);
+    for (const id of ids.slice(1)) await this.start(id, seed);
+    const nodes = ids.map((id) => this.nodes.get(id)!);
+    await waitForNodes(`${ids.length} nodes replicating`, () => replicating(nodes));
+    return nodes;
   }
 
   /** Kills every node (waking stopped ones first) and removes every data directory. */
