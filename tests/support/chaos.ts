@@ -322,15 +322,23 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
   };
 
   const writers = Array.from({ length: options.writers ?? 12 }, (_, w) => writer(w));
-  const faulting = faults();
-  await sleep(options.durationMs);
-  const overtime = performance.now() + options.durationMs;
-  while (faultsTotal(counts) < (options.faultsMin ?? 0) && performance.now() < overtime) {
-    await sleep(50);
-  }
+  // A fault that fails (a node that will not stop or start) ends the run with its error.
+  let failure: unknown;
+  const faulting = faults().catch((error) => {
+    failure = error;
+    running = false;
+  });
+  const ends = performance.now() + options.durationMs;
+  const overtime = ends + options.durationMs;
+  while (
+    running &&
+    (performance.now() < ends ||
+      (faultsTotal(counts) < (options.faultsMin ?? 0) && performance.now() < overtime))
+  ) await sleep(50);
   running = false;
   await faulting;
   await Promise.all(writers);
+  if (failure !== undefined) throw failure;
   return ledger;
 }
 
