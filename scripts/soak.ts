@@ -99,6 +99,15 @@ try {
     faults: partitions ? PARTITION_FAULTS : PROCESS_FAULTS,
     links,
     onFault: (line) => console.log(`  ${line}`),
+  }).catch((error) => {
+    // A fault that failed (a node that would not stop or start): what each node said last.
+    console.log(`soak FAILED: ${error}`);
+    for (const node of nodes()) {
+      for (const line of node.logs.slice(-8)) {
+        console.log(`${node.nodeId} log: ${JSON.stringify(line)}`);
+      }
+    }
+    throw error;
   });
   const loadSeconds = (performance.now() - started) / 1000;
   const convergeMs = await waitForNodes(
