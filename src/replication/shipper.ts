@@ -940,7 +940,8 @@ export class Shipper {
       this.nodeId,
       local ? recordToEntry(key, local) : null,
     ]]);
-    if (needed > 1) {
+    // As in waitForAck: once stopped, no reply arrives and no tick expires the read.
+    if (needed > 1 && !this.#stopped) {
       if (this.#reads.size >= WAITERS_MAX) {
         throw new OverloadedError(
           "overloaded",
@@ -1037,7 +1038,9 @@ export class Shipper {
   ): Promise<number> {
     const needed = this.copiesNeeded(level);
     let copies = this.copies(this.log.origin, seq);
-    if (copies < needed) {
+    // A stopped shipper has no tick left to expire a waiter: a write that became durable
+    // after stop() (in flight at a node's stop) is answered at once with the copies known.
+    if (copies < needed && !this.#stopped) {
       if (this.#waiters.size >= WAITERS_MAX) {
         throw new OverloadedError(
           "overloaded",
