@@ -29,6 +29,8 @@ import type { PeerTransport } from "../cluster/transport.ts";
 import { NodeOps } from "./ops.ts";
 
 const NO_MEMBERS: readonly string[] = [];
+/** How long one step of a stop may take before the node logs that it is still waiting on it. */
+const STOP_STEP_WARN_MS = 2_000;
 
 export interface NodeOptions {
   clock?: Clock;
@@ -292,12 +294,49 @@ export class ShanghaiNode {
     if (this.#stopping) return;
     this.#stopping = true;
     this.logger.info("Node stopping");
-    this.#replication?.stop();
-    await this.#cluster?.stop();
-    await this.#server?.shutdown();
-    this.ops.closeSessions();
-    await this.#store?.close();
-    await this.ops.stop();
-    this.logger.info("Node stopped");
+    const startedMs = this.#clock.monoMs();
+    const stepsMs: Record<string, number> = {};
+    await this.#stopStep("replication", stepsMs, () => this.#replication?.stop());
+    await this.#stopStep("cluster", stepsMs, () => this.#cluster?.stop());
+    await this.#stopStep(
+      "http",
+      stepsMs,
+      () => this.#server?.shutdown(),
+      () => ({ requests: this.#server?.pending().slice(0, 8) }),
+    );
+    await this.#stopStep("sessions", stepsMs, () => this.ops.closeSessions());
+    await this.#stopStep("store", stepsMs, () => this.#store?.close());
+    await this.#stopStep("ops", stepsMs, () => this.ops.stop());
+    this.logger.info("Node stopped", {
+      stopMs: Math.round(this.#clock.monoMs() - startedMs),
+      stepsMs,
+    });
+  }
+
+  /**
+   * One step of {@link stop}, timed into `stepsMs`. A step still waiting after
+   * {@link STOP_STEP_WARN_MS} is logged (and again every interval), so an operator whose node
+   * does not stop sees which part holds it instead of a silent process.
+   */
+  async #stopStep(
+    name: string,
+    stepsMs: Record<string, number>,
+    step: () => unknown,
+    detail: () => Record<string, unknown> = () => ({}),
+  ): Promise<void> {
+    const startedMs = this.#clock.monoMs();
+    const watchdog = setInterval(() => {
+      this.logger.warn("Node stop is still waiting", {
+        step: name,
+        waitedMs: Math.round(this.#clock.monoMs() - startedMs),
+        ...detail(),
+      });
+    }, STOP_STEP_WARN_MS);
+    try {
+      await step();
+    } finally {
+      clearInterval(watchdog);
+      stepsMs[name] = Math.round(this.#clock.monoMs() - startedMs);
+    }
   }
 }

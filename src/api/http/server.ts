@@ -226,14 +226,21 @@ export class HttpServer {
   async shutdown(): Promise<void> {
     if (!this.#closing) {
       this.#closing = true;
-      clearInterval(this.#sweeper);
       try {
         this.#listener.close();
       } catch { /* already closed */ }
     }
     await this.#accepting;
     for (const connection of this.#connections) connection.onShutdown();
+    // The sweeper runs on until every connection ended: one whose client sent part of a
+    // request head and stopped is closed by it, as at any other time.
     await Promise.all([...this.#connections].map((c) => c.finished));
+    clearInterval(this.#sweeper);
+  }
+
+  /** What each open connection is doing ("serving PUT /v1/kv/a", ...): for a stop that waits. */
+  pending(): string[] {
+    return [...this.#connections].map((connection) => connection.doing);
   }
 }
 
@@ -257,6 +264,8 @@ class Connection {
   /** Ends a streaming response (shutdown). */
   #stopStream: (() => void) | undefined;
   #finished = Promise.withResolvers<void>();
+  /** What the connection waits on, for {@link HttpServer.pending}. */
+  #doing = "reading a request head";
 
   constructor(server: HttpServer, conn: Deno.TcpConn) {
     this.#server = server;
@@ -265,6 +274,10 @@ class Connection {
 
   get finished(): Promise<void> {
     return this.#finished.promise;
+  }
+
+  get doing(): string {
+    return this.#doing;
   }
 
   /** Closes the connection when a request head has been arriving for over `timeoutMs`. */
@@ -288,8 +301,10 @@ class Connection {
   async run(): Promise<void> {
     try {
       while (!this.#server.closing) {
+        this.#doing = "reading a request head";
         const head = await this.#readHead();
         if (head === undefined) break;
+        this.#doing = `serving ${head.method} ${head.target.slice(0, 120)}`;
         const keepAlive = await this.#serve(head);
         if (!keepAlive) break;
       }
@@ -298,6 +313,7 @@ class Connection {
       // this module; the connection ends either way, the server goes on.
       if (!isDisconnect(error)) console.error("HTTP connection failed:", error);
     } finally {
+      this.#doing = "closing";
       if (this.#linger && !this.#closed) await this.#lingeringClose();
       this.#close();
       this.#finished.resolve();
@@ -615,6 +631,9 @@ class Connection {
     );
     const stopped = Promise.withResolvers<"stopped">();
     this.#stopStream = () => stopped.resolve("stopped");
+    // A stream that started after the shutdown told the connections to end ends at once.
+    if (this.#server.closing) stopped.resolve("stopped");
+    this.#doing += " (streaming)";
     if (this.#end < this.#buffer.length) {
       const read = this.#conn.read(this.#buffer.subarray(this.#end)).catch(() => null);
       this.#pendingRead = read;

@@ -395,3 +395,48 @@ Deno.test("A streaming response ends when the client leaves or the server shuts 
     idle.close();
   }, app);
 });
+
+Deno.test("A shutdown ends a stalled request head and a stream that started after it began", async () => {
+  // Both once held a node's stop forever: the head sweeper was stopped with the listener,
+  // and a stream whose handler answered after the shutdown began was never told to end.
+  let cancelled = false;
+  const answer = Promise.withResolvers<void>();
+  const handlerStarted = Promise.withResolvers<void>();
+  const app = new Hono();
+  app.get("/late", async () => {
+    handlerStarted.resolve();
+    await answer.promise;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode("first\n"));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    return new Response(body, { headers: { "content-type": "application/x-ndjson" } });
+  });
+  await withServer(
+    async (served) => {
+      const stalled = await RawClient.connect(served);
+      await stalled.send("PUT /v1/kv/a HTTP/1.1\r\nHo");
+      const late = await RawClient.connect(served);
+      await late.send("GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
+      await handlerStarted.promise;
+      const started = performance.now();
+      const closing = served.close();
+      answer.resolve();
+      await closing;
+      const elapsedMs = performance.now() - started;
+      assert.ok(elapsedMs < 2_000, `shutdown took ${elapsedMs} ms`);
+      assert.ok(cancelled, "the late stream was cancelled");
+      assert.equal(await stalled.readToEnd(), "", "the stalled head got no answer");
+      const text = await late.readToEnd();
+      assert.ok(text.includes("first") && text.endsWith("0\r\n\r\n"), text);
+      stalled.close();
+      late.close();
+    },
+    app,
+    200,
+  );
+});
