@@ -3,8 +3,9 @@
  * together. Start order: HTTP first (so /health answers and /ready says 503 during recovery),
  * then identity and store recovery, then the cluster layer, with replication registered the
  * moment the node port listens (peers open their streams while this node joins its seeds),
- * then readiness. Stop order is the reverse: stop taking
- * requests, let in-flight batches finish and fsync, snapshot, close.
+ * then readiness. Stop order: stop taking requests and answer those in flight (replication still
+ * runs, so a quorum write gets its acks), then replication and the cluster layer, then let
+ * in-flight batches finish and fsync, snapshot, close.
  *
  * @module
  */
@@ -289,15 +290,18 @@ export class ShanghaiNode {
     this.ops.onReady();
   }
 
-  /** Graceful stop: stop accepting requests, finish in-flight batches, fsync, snapshot, close. */
+  /**
+   * Graceful stop: stop accepting requests and answer the ones in flight, stop replication and
+   * leave the cluster's gossip, finish in-flight batches, fsync, snapshot, close.
+   */
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
     this.logger.info("Node stopping");
     const startedMs = this.#clock.monoMs();
     const stepsMs: Record<string, number> = {};
-    await this.#stopStep("replication", stepsMs, () => this.#replication?.stop());
-    await this.#stopStep("cluster", stepsMs, () => this.#cluster?.stop());
+    // HTTP first, while replication runs: a write in flight waits for its ack level as at any
+    // other time (at most the ack timeout) and gets its real answer, not a 504 for the stop.
     await this.#stopStep(
       "http",
       stepsMs,
@@ -305,6 +309,8 @@ export class ShanghaiNode {
       () => ({ requests: this.#server?.pending().slice(0, 8) }),
     );
     await this.#stopStep("sessions", stepsMs, () => this.ops.closeSessions());
+    await this.#stopStep("replication", stepsMs, () => this.#replication?.stop());
+    await this.#stopStep("cluster", stepsMs, () => this.#cluster?.stop());
     await this.#stopStep("store", stepsMs, () => this.#store?.close());
     await this.#stopStep("ops", stepsMs, () => this.ops.stop());
     this.logger.info("Node stopped", {

@@ -489,3 +489,45 @@ Deno.test("real processes: with every node up, a follower receives each write ab
     await cluster.teardown();
   }
 });
+
+Deno.test("real processes: a quorum write in flight at SIGTERM gets its real answer before the node exits", async () => {
+  // The stop drains HTTP while replication still runs. Both peers are SIGSTOPped, so the
+  // write surely waits for its ack when SIGTERM comes; once they resume, they ack it, it is
+  // answered 200, and only then does the node exit (0).
+  const cluster = await formCluster(3, ["--ack-timeout-ms", "20000"]);
+  try {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    assert.equal(await put(n1, "before-stop", "quorum"), 200);
+    const lsnBefore = Number((await getJson(n1, "/v1/status")).lastLsn);
+    n2.child.kill("SIGSTOP");
+    n3.child.kill("SIGSTOP");
+    const answer = put(n1, "in-flight", "quorum");
+    // Durable on n1 (its last LSN moved) and so waiting for its ack.
+    await waitForNodes(
+      "the write durable on n1",
+      async () => Number((await getJson(n1, "/v1/status")).lastLsn) > lsnBefore,
+    );
+    n1.child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 500));
+    let exited = false;
+    n1.status.then(() => exited = true);
+    assert.equal(exited, false, "n1 waits for the write in flight");
+    n2.child.kill("SIGCONT");
+    n3.child.kill("SIGCONT");
+    assert.equal(await answer, 200);
+    assert.equal((await n1.status).code, 0);
+    const stopped = n1.logs.find((line) => line.msg === "Node stopped");
+    assert.ok(stopped, "n1 logged its stop");
+    assert.deepEqual(
+      Object.keys(stopped.stepsMs as Record<string, number>),
+      ["http", "sessions", "replication", "cluster", "store", "ops"],
+    );
+    await waitForNodes("n2 holds the write", async () => {
+      const response = await fetch(`${n2.url}/v1/kv/in-flight`);
+      await response.body?.cancel();
+      return response.status === 200;
+    });
+  } finally {
+    await cluster.teardown();
+  }
+});
