@@ -78,8 +78,11 @@ export const HTTP_HEADERS_MAX = 100;
 export const HTTP_BODY_BYTES_MAX = VALUE_BYTES_MAX + 64 * KiB;
 /** Longest chunk-size line of a chunked request body, extensions included. */
 export const HTTP_CHUNK_LINE_BYTES_MAX = 1 * KiB;
-/** A request head must arrive whole within this long of its first byte, or the connection closes. */
-export const HTTP_HEAD_TIMEOUT_MS = 30_000;
+/**
+ * A request, head and body, must arrive whole within this long of its first byte, or the
+ * connection closes (a client that sends part and stops would otherwise hold it, and a stop).
+ */
+export const HTTP_REQUEST_READ_TIMEOUT_MS = 30_000;
 export const HTTP_LIST_LIMIT_DEFAULT = 100;
 export const HTTP_LIST_LIMIT_MAX = 10_000;
 export const HTTP_LOG_LIMIT_DEFAULT = 100;

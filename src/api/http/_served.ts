@@ -19,9 +19,9 @@ export interface Served {
   close(): Promise<void>;
 }
 
-export function serveOnLoopback(ctx: HttpContext, app: Hono, headTimeoutMs?: number): Served {
+export function serveOnLoopback(ctx: HttpContext, app: Hono, readTimeoutMs?: number): Served {
   const server = HttpServer.listen({
-    headTimeoutMs,
+    readTimeoutMs,
     hostname: "127.0.0.1",
     port: 0,
     handler: (request) => app.fetch(request),

@@ -17,7 +17,7 @@
  */
 import { concatBytes } from "../../common/bytes.ts";
 import { InputError, ShanghaiError, TooLargeError } from "../../common/errors.ts";
-import { HTTP_BODY_BYTES_MAX, HTTP_HEAD_TIMEOUT_MS } from "../../common/limits.ts";
+import { HTTP_BODY_BYTES_MAX, HTTP_REQUEST_READ_TIMEOUT_MS } from "../../common/limits.ts";
 import {
   ChunkedDecoder,
   headerOf,
@@ -64,8 +64,8 @@ export interface HttpServerOptions {
   fastRoute?: FastRoute;
   /** The response when the handler throws. */
   onError: (error: unknown) => Response;
-  /** How long a request head may take to arrive whole (default HTTP_HEAD_TIMEOUT_MS). */
-  headTimeoutMs?: number;
+  /** How long a request's head and body may take to arrive whole (HTTP_REQUEST_READ_TIMEOUT_MS). */
+  readTimeoutMs?: number;
 }
 
 /** The read buffer of a connection: a request head always fits (HTTP_HEAD_BYTES_MAX). */
@@ -174,12 +174,12 @@ export class HttpServer {
     this.#options = options;
     this.#listener = Deno.listen({ hostname: options.hostname, port: options.port });
     this.#accepting = this.#accept();
-    const headTimeoutMs = options.headTimeoutMs ?? HTTP_HEAD_TIMEOUT_MS;
+    const readTimeoutMs = options.readTimeoutMs ?? HTTP_REQUEST_READ_TIMEOUT_MS;
     // One timer per server, not per request: a head is closed between 1x and 1.5x its limit.
     this.#sweeper = setInterval(() => {
       const nowMs = performance.now();
-      for (const connection of this.#connections) connection.onSweep(nowMs, headTimeoutMs);
-    }, Math.max(1, Math.floor(headTimeoutMs / 2)));
+      for (const connection of this.#connections) connection.onSweep(nowMs, readTimeoutMs);
+    }, Math.max(1, Math.floor(readTimeoutMs / 2)));
   }
 
   /** Listens on `hostname:port` (0 picks a free port); throws if the address is taken. */
@@ -259,8 +259,8 @@ class Connection {
   #closed = false;
   /** Unread request bytes may follow: close by lingering (LINGER_MS). */
   #linger = false;
-  /** When the first bytes of a request head not yet whole arrived (performance.now()). */
-  #headSinceMs: number | undefined;
+  /** When the first bytes of a request not yet read whole (head and body) arrived. */
+  #readingSinceMs: number | undefined;
   /** Ends a streaming response (shutdown). */
   #stopStream: (() => void) | undefined;
   #finished = Promise.withResolvers<void>();
@@ -280,9 +280,11 @@ class Connection {
     return this.#doing;
   }
 
-  /** Closes the connection when a request head has been arriving for over `timeoutMs`. */
+  /** Closes the connection when a request has been arriving for over `timeoutMs`. */
   onSweep(nowMs: number, timeoutMs: number): void {
-    if (this.#headSinceMs !== undefined && nowMs - this.#headSinceMs > timeoutMs) this.#close();
+    if (this.#readingSinceMs !== undefined && nowMs - this.#readingSinceMs > timeoutMs) {
+      this.#close();
+    }
   }
 
   onShutdown(): void {
@@ -384,12 +386,15 @@ class Connection {
         }
         if (head !== undefined) {
           this.#start += head.headBytes;
-          this.#headSinceMs = undefined;
+          // A body still to come keeps the clock running (BodyReader stops it once read).
+          this.#readingSinceMs = head.contentLength === 0
+            ? undefined
+            : this.#readingSinceMs ?? performance.now();
           return head;
         }
       }
       this.#idle = this.#end === this.#start;
-      if (!this.#idle) this.#headSinceMs ??= performance.now();
+      if (!this.#idle) this.#readingSinceMs ??= performance.now();
       if (this.#server.closing && this.#idle) return undefined;
       const more = await this.#fill().finally(() => this.#idle = false);
       if (!more) return undefined;
@@ -411,8 +416,10 @@ class Connection {
       }
       return await this.#serveHandler(head, body);
     } finally {
-      // Bytes of a body left unread (a refusal) may still be arriving: close by lingering.
+      // Bytes of a body left unread (a refusal) may still be arriving: close by lingering
+      // (bounded by LINGER_MS, not by the read timeout).
       this.#linger = !body.complete;
+      this.bodyRead();
     }
   }
 
@@ -675,6 +682,11 @@ class Connection {
     return this.#end - this.#start;
   }
 
+  /** The request's body has been read whole (or will not be read): no read timeout runs. */
+  bodyRead(): void {
+    this.#readingSinceMs = undefined;
+  }
+
   /** Reads from the socket straight into `into` (a large body); null at end of stream. */
   async readInto(into: Uint8Array): Promise<number | null> {
     if (this.buffered > 0 || this.#pendingRead !== undefined) {
@@ -734,6 +746,7 @@ class BodyReader {
         throw error;
       }
       this.#complete = true;
+      this.#connection.bodyRead();
       return decoder.body();
     }
     const body = new Uint8Array(length);
@@ -749,6 +762,7 @@ class BodyReader {
       have += n;
     }
     this.#complete = true;
+    this.#connection.bodyRead();
     return body;
   }
 }

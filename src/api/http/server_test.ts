@@ -11,11 +11,11 @@ const VALUE_BYTES_MAX = 64;
 async function withServer(
   fn: (served: Served, store: Store) => Promise<void>,
   app = new Hono(),
-  headTimeoutMs?: number,
+  readTimeoutMs?: number,
 ): Promise<void> {
   await withTempDir("http-server-test-", async (dataDir) => {
     const store = await Store.open({ dataDir, nodeId: "n1", valueBytesMax: VALUE_BYTES_MAX });
-    const served = serveOnLoopback(readyContext(store), app, headTimeoutMs);
+    const served = serveOnLoopback(readyContext(store), app, readTimeoutMs);
     try {
       await fn(served, store);
     } finally {
@@ -268,16 +268,24 @@ Deno.test("Dot segments and odd Host headers cannot move a write to another key 
   }, app);
 });
 
-Deno.test("A client that sends part of a head and stops is cut off; an idle one is not", async () => {
+Deno.test("A client that sends part of a request and stops is cut off; an idle one is not", async () => {
   await withServer(
-    async (served) => {
+    async (served, store) => {
       const stalled = await RawClient.connect(served);
+      const stalledBody = await RawClient.connect(served);
       const idle = await RawClient.connect(served);
       const started = performance.now();
       await stalled.send("PUT /v1/kv/a HTTP/1.1\r\nHo");
+      // A whole head, then 2 of the body's 5 bytes (in a separate packet, or not).
+      await stalledBody.send(putText("c", "12345").slice(0, -3));
       assert.equal(await stalled.readToEnd(), "", "closed without an answer");
       const elapsedMs = performance.now() - started;
       assert.ok(elapsedMs >= 200 && elapsedMs < 2_000, `closed after ${elapsedMs} ms`);
+      assert.equal(await stalledBody.readToEnd(), "", "closed without an answer");
+      const bodyElapsedMs = performance.now() - started;
+      assert.ok(bodyElapsedMs < 2_000, `closed after ${bodyElapsedMs} ms`);
+      assert.equal(store.get("c"), undefined, "nothing written");
+      stalledBody.close();
       // A keep-alive connection with no request under way stays open, and still serves.
       await idle.send(putText("b", "1"));
       const [answer] = await idle.responses(1);
