@@ -175,7 +175,8 @@ export class HttpServer {
     this.#listener = Deno.listen({ hostname: options.hostname, port: options.port });
     this.#accepting = this.#accept();
     const readTimeoutMs = options.readTimeoutMs ?? HTTP_REQUEST_READ_TIMEOUT_MS;
-    // One timer per server, not per request: a head is closed between 1x and 1.5x its limit.
+    // One timer per server, not per request: a request still arriving is closed between 1x and
+    // 1.5x its limit.
     this.#sweeper = setInterval(() => {
       const nowMs = performance.now();
       for (const connection of this.#connections) connection.onSweep(nowMs, readTimeoutMs);
@@ -233,7 +234,7 @@ export class HttpServer {
     await this.#accepting;
     for (const connection of this.#connections) connection.onShutdown();
     // The sweeper runs on until every connection ended: one whose client sent part of a
-    // request head and stopped is closed by it, as at any other time.
+    // request and stopped is closed by it, as at any other time.
     await Promise.all([...this.#connections].map((c) => c.finished));
     clearInterval(this.#sweeper);
   }
