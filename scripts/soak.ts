@@ -1,9 +1,11 @@
 /**
- * `deno task soak [--seconds N] [--seed N] [--writers N]`: the chaos run of
+ * `deno task soak [--seconds N] [--seed N] [--writers N] [--partitions] [--faults LIST]
+ * [--fault-gap-ms MIN-MAX]`: the chaos run of
  * tests/integration/chaos_test.ts for as long as asked. Three real nodes on loopback; twelve
  * writers put unique keys with ack=quorum, delete some with ack=quorum and overwrite shared keys
  * with ack=one through every node, while one node at a time is SIGKILLed, stopped with SIGTERM
- * or SIGSTOPped and brought back. Then it waits for the digests to agree and checks every
+ * or SIGSTOPped and brought back (`--faults term,kill --fault-gap-ms 300-1500` is the SIGTERM
+ * storm that found session 24's stop hang). Then it waits for the digests to agree and checks every
  * acknowledged put and delete on every node. Prints the faults as they end and a summary table;
  * exits 1 when anything acknowledged was lost or came back, or the nodes did not converge.
  *
@@ -13,6 +15,7 @@ import { parseArgs } from "node:util";
 import {
   CHAOS_NODE_ARGS,
   checkLedger,
+  type FaultKind,
   PARTITION_FAULTS,
   PROCESS_FAULTS,
   runChaos,
@@ -28,12 +31,19 @@ import { ProcessCluster } from "../tests/support/process_cluster.ts";
 import { waitForNodes } from "../tests/support/wait.ts";
 
 const SECONDS_MAX = 3_600;
+const FAULT_KINDS: readonly FaultKind[] = ["kill", "term", "stop", "cut", "split"];
+const NEEDS_PARTITIONS: readonly FaultKind[] = ["cut", "split"];
+const FAULT_GAP_MS_MAX = 600_000;
 const IDS = ["n1", "n2", "n3"];
 
 function usage(message?: string): never {
   if (message) console.error(`soak: ${message}`);
   console.error(
-    "usage: deno task soak [--seconds N (1-3600, default 120)] [--seed N] [--writers N]",
+    "usage: deno task soak [--seconds N (1-3600, default 120)] [--seed N] [--writers N]\n" +
+      "         [--partitions] [--faults kill,term,stop,cut,split] [--fault-gap-ms MIN-MAX]\n" +
+      "  --faults: the kinds to pick from, equally likely (default kill,kill,term,stop, and\n" +
+      "            kill,term,stop,cut,split,split with --partitions); cut and split need --partitions\n" +
+      "  --fault-gap-ms: time between one fault's end and the next (default 3000-7000)",
   );
   Deno.exit(2);
 }
@@ -52,6 +62,8 @@ const { values } = parseArgs({
     seed: { type: "string" },
     writers: { type: "string" },
     partitions: { type: "boolean" },
+    faults: { type: "string" },
+    "fault-gap-ms": { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -61,8 +73,39 @@ const seed = intFlag(values.seed, "seed", Date.now() % 1_000_000 + 1, 2 ** 31);
 const writers = intFlag(values.writers, "writers", 12, 100);
 
 const partitions = values.partitions === true;
+const faults = faultsFlag(values.faults, partitions);
+const faultGapMs = gapFlag(values["fault-gap-ms"]);
 if (partitions && !(await netnsAvailable())) {
   usage("--partitions needs root and iproute2 (each node runs in a network namespace)");
+}
+
+/** `--faults a,b,...`: known kinds, cut and split only with --partitions. */
+function faultsFlag(value: string | undefined, partitions: boolean): readonly FaultKind[] {
+  if (value === undefined) return partitions ? PARTITION_FAULTS : PROCESS_FAULTS;
+  const kinds = value.split(",").map((kind) => kind.trim());
+  for (const kind of kinds) {
+    if (!FAULT_KINDS.includes(kind as FaultKind)) {
+      usage(`--faults: unknown fault "${kind}" (known: ${FAULT_KINDS.join(", ")})`);
+    }
+    if (!partitions && NEEDS_PARTITIONS.includes(kind as FaultKind)) {
+      usage(`--faults: ${kind} needs --partitions`);
+    }
+  }
+  return kinds as FaultKind[];
+}
+
+/** `--fault-gap-ms MIN-MAX` (or one number for both). */
+function gapFlag(value: string | undefined): [number, number] | undefined {
+  if (value === undefined) return undefined;
+  const parts = value.split("-").map(Number);
+  const [low, high] = parts.length === 1 ? [parts[0], parts[0]] : parts;
+  if (
+    parts.length > 2 || !Number.isInteger(low) || !Number.isInteger(high) || low < 0 ||
+    high < low || high > FAULT_GAP_MS_MAX
+  ) {
+    usage(`--fault-gap-ms must be MIN-MAX, integers 0-${FAULT_GAP_MS_MAX} with MIN <= MAX`);
+  }
+  return [low, high];
 }
 console.log(
   `soak: 3 nodes, ${writers} writers, ${seconds} s, seed ${seed}${
@@ -72,6 +115,8 @@ console.log(
 console.log(
   `reproduce: deno task soak --seconds ${seconds} --seed ${seed} --writers ${writers}${
     partitions ? " --partitions" : ""
+  }${values.faults === undefined ? "" : ` --faults ${faults.join(",")}`}${
+    faultGapMs === undefined ? "" : ` --fault-gap-ms ${faultGapMs.join("-")}`
   }`,
 );
 const links = new Map<string, NetnsLink>();
@@ -96,7 +141,8 @@ try {
     seed,
     writers,
     durationMs: seconds * 1000,
-    faults: partitions ? PARTITION_FAULTS : PROCESS_FAULTS,
+    faults,
+    faultGapMs,
     links,
     onFault: (line) => console.log(`  ${line}`),
   }).catch((error) => {
