@@ -1,6 +1,6 @@
 /**
  * `deno task soak [--seconds N] [--seed N] [--writers N] [--partitions] [--faults LIST]
- * [--fault-gap-ms MIN-MAX]`: the chaos run of
+ * [--fault-gap-ms MIN-MAX] [--overlap 1|2]`: the chaos run of
  * tests/integration/chaos_test.ts for as long as asked. Three real nodes on loopback; twelve
  * writers put unique keys with ack=quorum, delete some with ack=quorum and overwrite shared keys
  * with ack=one through every node, while one node at a time is SIGKILLed, stopped with SIGTERM
@@ -43,7 +43,8 @@ function usage(message?: string): never {
       "         [--partitions] [--faults kill,term,stop,cut,split] [--fault-gap-ms MIN-MAX]\n" +
       "  --faults: the kinds to pick from, equally likely (default kill,kill,term,stop, and\n" +
       "            kill,term,stop,cut,split,split with --partitions); cut and split need --partitions\n" +
-      "  --fault-gap-ms: time between one fault's end and the next (default 3000-7000)",
+      "  --fault-gap-ms: time between one fault's end and the next (default 3000-7000)\n" +
+      "  --overlap: faults under way at once, each on other nodes (default 1)",
   );
   Deno.exit(2);
 }
@@ -64,6 +65,7 @@ const { values } = parseArgs({
     partitions: { type: "boolean" },
     faults: { type: "string" },
     "fault-gap-ms": { type: "string" },
+    overlap: { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -71,6 +73,7 @@ if (values.help) usage();
 const seconds = intFlag(values.seconds, "seconds", 120, SECONDS_MAX);
 const seed = intFlag(values.seed, "seed", Date.now() % 1_000_000 + 1, 2 ** 31);
 const writers = intFlag(values.writers, "writers", 12, 100);
+const overlap = intFlag(values.overlap, "overlap", 1, IDS.length - 1);
 
 const partitions = values.partitions === true;
 const faults = faultsFlag(values.faults, partitions);
@@ -110,14 +113,14 @@ function gapFlag(value: string | undefined): [number, number] | undefined {
 console.log(
   `soak: 3 nodes, ${writers} writers, ${seconds} s, seed ${seed}${
     partitions ? ", partitions" : ""
-  }`,
+  }${overlap === 1 ? "" : `, ${overlap} faults at once`}`,
 );
 console.log(
   `reproduce: deno task soak --seconds ${seconds} --seed ${seed} --writers ${writers}${
     partitions ? " --partitions" : ""
   }${values.faults === undefined ? "" : ` --faults ${faults.join(",")}`}${
     faultGapMs === undefined ? "" : ` --fault-gap-ms ${faultGapMs.join("-")}`
-  }`,
+  }${overlap === 1 ? "" : ` --overlap ${overlap}`}`,
 );
 const links = new Map<string, NetnsLink>();
 const restoreForwarding = partitions ? await enableIpForwarding() : undefined;
@@ -143,6 +146,7 @@ try {
     durationMs: seconds * 1000,
     faults,
     faultGapMs,
+    overlap,
     links,
     onFault: (line) => console.log(`  ${line}`),
   }).catch((error) => {

@@ -87,6 +87,11 @@ export interface ChaosOptions {
   faults?: readonly FaultKind[];
   /** Each node's network namespace link (tests/support/netns.ts), for cut and split. */
   links?: Map<string, NetnsLink>;
+  /**
+   * Faults under way at once (default 1), each on nodes no other fault holds: with 2 of 3 nodes,
+   * a majority is often gone, and quorum writes fail until one comes back.
+   */
+  overlap?: number;
 }
 
 export interface ChaosCounts {
@@ -273,61 +278,84 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
     return link;
   };
 
+  // Nodes a fault holds now (with `overlap`, another fault picks among the rest).
+  const held = new Set<string>();
+  const started = performance.now();
   const faults = async () => {
-    const started = performance.now();
     while (true) {
       const next = performance.now() + between(faultRandom, options.faultGapMs ?? [3_000, 7_000]);
       while (running && performance.now() < next) await sleep(50);
       if (!running) return;
-      const id = faultRandom.pick(ids);
-      const kind = faultRandom.pick(options.faults ?? PROCESS_FAULTS);
-      const node = cluster.nodes.get(id)!;
-      const length = between(faultRandom, options.faultLengthMs ?? [500, 3_000]);
-      const at = performance.now();
-      let what = `${kind} ${id}`;
-      // Writers may still use both sides of a split: each reaches the third node.
-      if (kind !== "split") usable.delete(id);
-      if (kind === "split") {
-        const peer = faultRandom.pick(ids.filter((other) => other !== id));
-        const [mine, theirs] = [linkOf(id), linkOf(peer)];
-        await mine.blackhole(theirs.nsIp);
-        await theirs.blackhole(mine.nsIp);
-        await sleep(length);
-        await mine.unblackhole(theirs.nsIp);
-        await theirs.unblackhole(mine.nsIp);
-        what += ` from ${peer}`;
-      } else if (kind === "cut") {
-        await linkOf(id).cut();
-        await sleep(length);
-        await linkOf(id).heal();
-      } else if (kind === "stop") {
-        node.child.kill("SIGSTOP");
-        await sleep(length);
-        node.child.kill("SIGCONT");
-      } else {
-        if (kind === "kill") await node.kill("SIGKILL");
-        else await stopCleanly(node);
-        await sleep(length);
-        const seed = cluster.nodes.get(ids.find((other) => other !== id)!)!;
-        await cluster.start(id, seed);
+      const free = ids.filter((other) => !held.has(other));
+      if (free.length === 0) continue;
+      // Node first, then kind: with one fault at a time, a seed picks what it always picked.
+      const id = faultRandom.pick(free);
+      let kind = faultRandom.pick(options.faults ?? PROCESS_FAULTS);
+      // A split needs a second free node; without one, the node is cut off instead.
+      if (kind === "split" && free.length < 2) kind = "cut";
+      held.add(id);
+      try {
+        await fault(id, kind);
+      } finally {
+        held.delete(id);
       }
-      usable.add(id);
-      counts.faults[kind]++;
-      options.onFault?.(
-        `${((at - started) / 1000).toFixed(1)} s: ${what}, back after ${
-          (performance.now() - at).toFixed(0)
-        } ms`,
-      );
     }
+  };
+
+  const fault = async (id: string, kind: FaultKind) => {
+    const node = cluster.nodes.get(id)!;
+    const length = between(faultRandom, options.faultLengthMs ?? [500, 3_000]);
+    const at = performance.now();
+    let what = `${kind} ${id}`;
+    // Writers may still use both sides of a split: each reaches the third node.
+    if (kind !== "split") usable.delete(id);
+    if (kind === "split") {
+      const peer = faultRandom.pick(ids.filter((other) => other !== id && !held.has(other)));
+      held.add(peer);
+      const [mine, theirs] = [linkOf(id), linkOf(peer)];
+      await mine.blackhole(theirs.nsIp);
+      await theirs.blackhole(mine.nsIp);
+      await sleep(length);
+      await mine.unblackhole(theirs.nsIp);
+      await theirs.unblackhole(mine.nsIp);
+      held.delete(peer);
+      what += ` from ${peer}`;
+    } else if (kind === "cut") {
+      await linkOf(id).cut();
+      await sleep(length);
+      await linkOf(id).heal();
+    } else if (kind === "stop") {
+      node.child.kill("SIGSTOP");
+      await sleep(length);
+      node.child.kill("SIGCONT");
+    } else {
+      if (kind === "kill") await node.kill("SIGKILL");
+      else await stopCleanly(node);
+      await sleep(length);
+      // Join through a node that is up (with `overlap`, another may be down).
+      const seedId = ids.find((other) => other !== id && usable.has(other)) ??
+        ids.find((other) => other !== id)!;
+      await cluster.start(id, cluster.nodes.get(seedId)!);
+    }
+    usable.add(id);
+    counts.faults[kind]++;
+    options.onFault?.(
+      `${((at - started) / 1000).toFixed(1)} s: ${what}, back after ${
+        (performance.now() - at).toFixed(0)
+      } ms`,
+    );
   };
 
   const writers = Array.from({ length: options.writers ?? 12 }, (_, w) => writer(w));
   // A fault that fails (a node that will not stop or start) ends the run with its error.
   let failure: unknown;
-  const faulting = faults().catch((error) => {
-    failure = error;
-    running = false;
-  });
+  const faulting = Promise.all(
+    Array.from({ length: options.overlap ?? 1 }, () =>
+      faults().catch((error) => {
+        failure ??= error;
+        running = false;
+      })),
+  );
   const ends = performance.now() + options.durationMs;
   const overtime = ends + options.durationMs;
   while (
