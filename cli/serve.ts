@@ -31,7 +31,8 @@ export function serveHelp(): string {
     "",
     "Runs a node: recovers the WAL in the data directory, then serves the HTTP API and node port.",
     "Settings come from flags, then SHANGHAI_* environment variables, then --config FILE (JSON),",
-    "then defaults. SIGINT or SIGTERM stops the node cleanly (in-flight writes finish and fsync).",
+    "then defaults. SIGINT or SIGTERM stops the node cleanly (in-flight writes finish and fsync);",
+    "a second one during the stop exits at once (code 1): every acknowledged write is on disk.",
     "",
     "Options:",
     `  --config FILE${
@@ -66,11 +67,24 @@ export async function serve(args: string[], io: CliIo): Promise<number> {
   // Listen before the node starts: a signal that arrives while it starts, or just after its
   // "Node ready" line, still stops it cleanly instead of killing the process.
   const stopped = Promise.withResolvers<void>();
-  const onSignal = () => stopped.resolve();
+  const started: { node?: ShanghaiNode } = {};
+  let signals = 0;
+  const onSignal = () => {
+    // The second signal cuts a stop short (a drain waiting out an ack timeout, a long snapshot),
+    // as a SIGKILL would: every acknowledged write was fsynced, and the restart replays the WAL.
+    if (++signals > 1) {
+      const message =
+        "Second signal during the stop: exiting now, without the closing snapshot; acknowledged writes are on disk";
+      if (started.node) started.node.logger.warn(message);
+      else console.error(`shanghai: ${message}`);
+      Deno.exit(EXIT_FAILED);
+    }
+    stopped.resolve();
+  };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
-    return await serveUntilStopped(values, io, stopped.promise);
+    return await serveUntilStopped(values, io, stopped.promise, started);
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
@@ -81,6 +95,7 @@ async function serveUntilStopped(
   values: Record<string, string | boolean | undefined>,
   io: CliIo,
   stopped: Promise<void>,
+  started: { node?: ShanghaiNode },
 ): Promise<number> {
   let node: ShanghaiNode;
   try {
@@ -90,6 +105,7 @@ async function serveUntilStopped(
     ) as Record<string, string>;
     const config = resolveConfig(flags, io.env, file);
     node = await ShanghaiNode.start(config);
+    started.node = node;
   } catch (error) {
     if (error instanceof ShanghaiError) {
       throw new CliError(error.message, error.code === "config" ? EXIT_USAGE : EXIT_FAILED);

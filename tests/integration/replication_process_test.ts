@@ -531,3 +531,36 @@ Deno.test("real processes: a quorum write in flight at SIGTERM gets its real ans
     await cluster.teardown();
   }
 });
+
+Deno.test("real processes: a second SIGTERM cuts a waiting stop short (exit 1) and loses nothing durable", async () => {
+  const cluster = await formCluster(3, ["--ack-timeout-ms", "20000"]);
+  try {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    const lsnBefore = Number((await getJson(n1, "/v1/status")).lastLsn);
+    n2.child.kill("SIGSTOP");
+    n3.child.kill("SIGSTOP");
+    const answer = put(n1, "in-flight", "quorum").catch(() => "no answer");
+    await waitForNodes(
+      "the write durable on n1",
+      async () => Number((await getJson(n1, "/v1/status")).lastLsn) > lsnBefore,
+    );
+    n1.child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 300));
+    const started = performance.now();
+    n1.child.kill("SIGTERM");
+    assert.equal((await n1.status).code, 1);
+    assert.ok(performance.now() - started < 5_000, "the second signal exits at once");
+    assert.ok(n1.logs.some((line) => String(line.msg).startsWith("Second signal during the stop")));
+    assert.equal(await answer, "no answer");
+    n2.child.kill("SIGCONT");
+    n3.child.kill("SIGCONT");
+    // What n1 had fsynced is there after its restart, and reaches the others.
+    const again = await cluster.start("n1", n2);
+    const response = await fetch(`${again.url}/v1/kv/in-flight`);
+    await response.body?.cancel();
+    assert.equal(response.status, 200);
+    await waitForNodes("all three to converge", () => digestsEqual([again, n2, n3]), 60_000);
+  } finally {
+    await cluster.teardown();
+  }
+});
