@@ -6,6 +6,9 @@
  * the limit first; the records stay below it. A real failure of the zero write, not a mock.
  *
  * `wal` mode appends through a Wal and prints `{ lastLsn, failures }` as JSON on stdout.
+ * `records` mode appends through a Wal without preallocation, so a batch's own write meets the
+ * limit, and prints `{ acked, errors, after }`: the seqs whose appends resolved, the rejections,
+ * and what one more append got once the WAL had failed.
  * `store` mode puts keys through a Store whose JSON log lines go to stderr, and prints
  * `{ lastLsn, events }` on stdout.
  *
@@ -26,7 +29,7 @@ const CONCURRENT_APPENDS = 8;
 /** Runs this file in a child process whose files cannot grow past `fileBytesMax`. */
 export async function runWithFileBytesMax(
   fileBytesMax: number,
-  options: { mode: "wal" | "store"; dir: string },
+  options: { mode: "wal" | "store" | "records"; dir: string },
 ): Promise<{ stdout: string; stderr: string }> {
   const blocks = Math.floor(fileBytesMax / 1024); // bash counts ulimit -f in 1 KiB blocks
   const child = new URL(import.meta.url).pathname;
@@ -81,6 +84,35 @@ async function runWal(dir: string): Promise<void> {
   console.log(JSON.stringify({ lastLsn: wal.lastLsn, failures }));
 }
 
+/** Appends until a batch's write fails; at most this many, so a broken limit cannot loop. */
+const RECORDS_APPENDS_MAX = 10_000;
+
+async function runRecords(dir: string): Promise<void> {
+  const wal = await Wal.open(dir, { preallocateBytes: 0 });
+  const acked: number[] = [];
+  const errors: string[] = [];
+  let seq = 0;
+  while (errors.length === 0 && seq < RECORDS_APPENDS_MAX) {
+    await Promise.all(Array.from({ length: CONCURRENT_APPENDS }, async () => {
+      const mine = ++seq;
+      try {
+        await wal.append(appendInput(mine));
+        acked.push(mine);
+      } catch (error) {
+        errors.push((error as Error).message);
+      }
+    }));
+  }
+  let after = "";
+  try {
+    await wal.append(appendInput(++seq));
+  } catch (error) {
+    after = (error as Error).message;
+  }
+  await wal.close().catch(() => {});
+  console.log(JSON.stringify({ acked, errors, after }));
+}
+
 async function runStore(dataDir: string): Promise<void> {
   const events = new EventBus();
   const seen: unknown[] = [];
@@ -107,5 +139,6 @@ if (import.meta.main) {
   const [mode, dir] = Deno.args;
   if (mode === "wal") await runWal(dir);
   else if (mode === "store") await runStore(dir);
-  else throw new TypeError(`Unknown mode "${mode}": expected wal or store`);
+  else if (mode === "records") await runRecords(dir);
+  else throw new TypeError(`Unknown mode "${mode}": expected wal, store or records`);
 }

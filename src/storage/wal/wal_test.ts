@@ -511,3 +511,35 @@ Deno.test("Wal preallocation: a failed zero write turns it off once, and appends
     assert.deepEqual(failures, [], "with room again, reopening turns preallocation back on");
   });
 });
+
+Deno.test("Wal fails stop when a batch's write fails: its appends and every later one reject, nothing acknowledged is lost", async () => {
+  await withDir(async (dir) => {
+    // Without preallocation the records themselves meet the child's 256 KiB file limit (EFBIG,
+    // as a full disk gives ENOSPC): part of a batch may reach the file, none of it is answered.
+    const { stdout } = await runWithFileBytesMax(256 * 1024, { mode: "records", dir });
+    const child: { acked: number[]; errors: string[]; after: string } = JSON.parse(stdout);
+    assert.ok(child.acked.length > 200, `appends before the failure (${child.acked.length})`);
+    assert.ok(child.errors.length > 0, "the batch that met the limit was rejected");
+    for (const message of child.errors) assert.match(message, /Cannot append.*restart the node/);
+    assert.match(child.after, /WAL stopped after a failed write or sync .*File too large/);
+
+    const repairs: string[] = [];
+    const reopened = await Wal.open(dir, { preallocateBytes: 0, onRepair: (m) => repairs.push(m) });
+    const seqs = new Set<number>();
+    for (let lsn = 1; lsn <= reopened.lastLsn;) {
+      const page = await reopened.read(lsn, { limit: 100 });
+      for (const entry of page) seqs.add(seqOf(entry.value));
+      lsn = page[page.length - 1].lsn + 1;
+    }
+    const lost = child.acked.filter((seq) => !seqs.has(seq));
+    assert.deepEqual(lost, [], "every acknowledged append survives the failure and the reopen");
+    assert.ok(repairs.length <= 1, `at most the torn tail is cut: ${repairs.join("; ")}`);
+    const next = reopened.lastLsn + 1;
+    assert.equal(
+      await reopened.append(appendInput(999_999)),
+      next,
+      "with room again, appends go on",
+    );
+    await reopened.close();
+  });
+});
