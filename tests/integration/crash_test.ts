@@ -84,3 +84,59 @@ Deno.test("SIGKILL at random moments under concurrent writes loses no acknowledg
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("A full disk: writes fail with a 500 naming the cause, /ready says why, and a restart keeps every acknowledged write", async () => {
+  const dataDir = await tempDir();
+  try {
+    // Files may not grow past 2 MiB (EFBIG, as a full disk gives ENOSPC), and without
+    // preallocation a batch's own write meets the limit.
+    const args = ["--wal-preallocate-bytes", "0", "--snapshot-every-bytes", "0"];
+    const node = await spawnNode({ dataDir, args, fileBytesMax: 2 << 20 });
+    const value = new Uint8Array(1024).fill(3);
+    const acked: string[] = [];
+    let refusal: { status: number; body: { error: { code: string; message: string } } } | undefined;
+    // Eight writers at a time, until the disk refuses (about 1,900 values fit).
+    for (let round = 0; round < 1_000 && refusal === undefined; round++) {
+      await Promise.all(Array.from({ length: 8 }, async (_, w) => {
+        const key = `full-${round}-${w}`;
+        const response = await fetch(`${node.url}/v1/kv/${key}`, {
+          method: "PUT",
+          headers: { "content-type": "application/octet-stream" },
+          body: value,
+        });
+        if (response.status === 200) {
+          await response.body?.cancel();
+          acked.push(key);
+        } else refusal ??= { status: response.status, body: await response.json() };
+      }));
+    }
+    assert.ok(refusal, "the disk filled up");
+    assert.ok(acked.length > 1_000, `${acked.length} writes acknowledged first`);
+    assert.equal(refusal.status, 500);
+    assert.equal(refusal.body.error.code, "io");
+    assert.match(refusal.body.error.message, /WAL stopped .*File too large.*restart the node/);
+    const ready = await fetch(`${node.url}/ready`);
+    assert.equal(ready.status, 503);
+    assert.match(JSON.stringify(await ready.json()), /WAL stopped after an I\/O error/);
+    await node.kill("SIGKILL");
+
+    // With room again (no limit), every acknowledged write is there.
+    const again = await spawnNode({ dataDir });
+    try {
+      const held = await listAll(again);
+      const lost = acked.filter((key) => !held.has(key));
+      assert.deepEqual(lost, [], `${lost.length} of ${acked.length} acknowledged writes lost`);
+      const put = await fetch(`${again.url}/v1/kv/after`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: "1",
+      });
+      await put.body?.cancel();
+      assert.equal(put.status, 200);
+    } finally {
+      await again.stop();
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -40,6 +40,11 @@ export interface SpawnOptions {
   host?: string;
   /** Run inside this network namespace (`ip netns exec`; needs root). */
   netns?: string;
+  /**
+   * No file the node writes may grow past this many bytes (`ulimit -f`, SIGXFSZ ignored): a
+   * write that would fails with EFBIG, as a full disk fails it with ENOSPC. Not with `netns`.
+   */
+  fileBytesMax?: number;
 }
 
 export async function spawnNode(options: SpawnOptions): Promise<NodeProcess> {
@@ -59,11 +64,22 @@ export async function spawnNode(options: SpawnOptions): Promise<NodeProcess> {
   ];
   if (!args.includes("--admin-port")) args.push("--admin-port", "0");
   if (!args.includes("--port")) args.push("--port", "0");
-  // `ip netns exec` execs the command, so the child's pid is the node's.
-  const command = options.netns ? "ip" : Deno.execPath();
-  const commandArgs = options.netns
-    ? ["netns", "exec", options.netns, Deno.execPath(), ...args]
-    : args;
+  // `ip netns exec` and bash's `exec` exec the command, so the child's pid is the node's.
+  let command = Deno.execPath();
+  let commandArgs = args;
+  if (options.netns) {
+    command = "ip";
+    commandArgs = ["netns", "exec", options.netns, Deno.execPath(), ...args];
+  } else if (options.fileBytesMax !== undefined) {
+    const blocks = Math.floor(options.fileBytesMax / 1024); // ulimit -f counts 1 KiB blocks
+    command = "bash";
+    commandArgs = [
+      "-c",
+      `trap '' XFSZ; ulimit -f ${blocks} && exec "$0" "$@"`,
+      Deno.execPath(),
+      ...args,
+    ];
+  }
   const child = new Deno.Command(command, {
     args: commandArgs,
     env: {
