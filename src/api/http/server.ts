@@ -92,6 +92,11 @@ const FRAMING_HEADERS = new Set([
  */
 const LINGER_BYTES_MAX = 1024 * 1024;
 const LINGER_MS = 2_000;
+/**
+ * Sweeps (one every half read timeout) after which a request still arriving is closed: noted
+ * between sweeps k and k+1, it is closed at sweep k+3, 1x to 1.5x the timeout after it began.
+ */
+const READ_TIMEOUT_SWEEPS = 3;
 const EMPTY = new Uint8Array(0);
 /** A Host header that is a host name, IPv4 or bracketed IPv6 address, and optional port. */
 const HOST_PATTERN = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
@@ -168,6 +173,7 @@ export class HttpServer {
   readonly #accepting: Promise<void>;
   /** Closes connections whose request head is overdue (a client that sends part and stops). */
   readonly #sweeper: ReturnType<typeof setInterval>;
+  #sweeps = 0;
   #closing = false;
 
   private constructor(options: HttpServerOptions) {
@@ -175,11 +181,12 @@ export class HttpServer {
     this.#listener = Deno.listen({ hostname: options.hostname, port: options.port });
     this.#accepting = this.#accept();
     const readTimeoutMs = options.readTimeoutMs ?? HTTP_REQUEST_READ_TIMEOUT_MS;
-    // One timer per server, not per request: a request still arriving is closed between 1x and
-    // 1.5x its limit.
+    // One timer per server, not per request, sweeping every half limit: a request notes the
+    // sweep count when it starts arriving (no clock read per request), and one still arriving
+    // READ_TIMEOUT_SWEEPS sweeps later is closed, between 1x and 1.5x its limit.
     this.#sweeper = setInterval(() => {
-      const nowMs = performance.now();
-      for (const connection of this.#connections) connection.onSweep(nowMs, readTimeoutMs);
+      this.#sweeps++;
+      for (const connection of this.#connections) connection.onSweep(this.#sweeps);
     }, Math.max(1, Math.floor(readTimeoutMs / 2)));
   }
 
@@ -194,6 +201,11 @@ export class HttpServer {
 
   get closing(): boolean {
     return this.#closing;
+  }
+
+  /** Read-timeout sweeps so far. */
+  get sweeps(): number {
+    return this.#sweeps;
   }
 
   get options(): HttpServerOptions {
@@ -260,13 +272,13 @@ class Connection {
   #closed = false;
   /** Unread request bytes may follow: close by lingering (LINGER_MS). */
   #linger = false;
-  /** When the first bytes of a request not yet read whole (head and body) arrived. */
-  #readingSinceMs: number | undefined;
+  /** The server's sweep count when a request not yet read whole (head and body) began. */
+  #readingSinceSweep: number | undefined;
   /** Ends a streaming response (shutdown). */
   #stopStream: (() => void) | undefined;
   #finished = Promise.withResolvers<void>();
-  /** What the connection waits on, for {@link HttpServer.pending}. */
-  #doing = "reading a request head";
+  /** The request being served, between its head and its answer. */
+  #serving: RequestHead | undefined;
 
   constructor(server: HttpServer, conn: Deno.TcpConn) {
     this.#server = server;
@@ -277,15 +289,19 @@ class Connection {
     return this.#finished.promise;
   }
 
+  /** What the connection waits on, for {@link HttpServer.pending} (built only when asked). */
   get doing(): string {
-    return this.#doing;
+    if (this.#linger) return "closing";
+    const head = this.#serving;
+    if (head === undefined) return "reading a request head";
+    const streaming = this.#stopStream === undefined ? "" : " (streaming)";
+    return `serving ${head.method} ${head.target.slice(0, 120)}${streaming}`;
   }
 
-  /** Closes the connection when a request has been arriving for over `timeoutMs`. */
-  onSweep(nowMs: number, timeoutMs: number): void {
-    if (this.#readingSinceMs !== undefined && nowMs - this.#readingSinceMs > timeoutMs) {
-      this.#close();
-    }
+  /** Closes the connection when a request has been arriving for the read timeout. */
+  onSweep(sweeps: number): void {
+    const since = this.#readingSinceSweep;
+    if (since !== undefined && sweeps - since >= READ_TIMEOUT_SWEEPS) this.#close();
   }
 
   onShutdown(): void {
@@ -304,11 +320,11 @@ class Connection {
   async run(): Promise<void> {
     try {
       while (!this.#server.closing) {
-        this.#doing = "reading a request head";
         const head = await this.#readHead();
         if (head === undefined) break;
-        this.#doing = `serving ${head.method} ${head.target.slice(0, 120)}`;
+        this.#serving = head;
         const keepAlive = await this.#serve(head);
+        this.#serving = undefined;
         if (!keepAlive) break;
       }
     } catch (error) {
@@ -316,7 +332,6 @@ class Connection {
       // this module; the connection ends either way, the server goes on.
       if (!isDisconnect(error)) console.error("HTTP connection failed:", error);
     } finally {
-      this.#doing = "closing";
       if (this.#linger && !this.#closed) await this.#lingeringClose();
       this.#close();
       this.#finished.resolve();
@@ -388,14 +403,14 @@ class Connection {
         if (head !== undefined) {
           this.#start += head.headBytes;
           // A body still to come keeps the clock running (BodyReader stops it once read).
-          this.#readingSinceMs = head.contentLength === 0
+          this.#readingSinceSweep = head.contentLength === 0
             ? undefined
-            : this.#readingSinceMs ?? performance.now();
+            : this.#readingSinceSweep ?? this.#server.sweeps;
           return head;
         }
       }
       this.#idle = this.#end === this.#start;
-      if (!this.#idle) this.#readingSinceMs ??= performance.now();
+      if (!this.#idle) this.#readingSinceSweep ??= this.#server.sweeps;
       if (this.#server.closing && this.#idle) return undefined;
       const more = await this.#fill().finally(() => this.#idle = false);
       if (!more) return undefined;
@@ -641,7 +656,6 @@ class Connection {
     this.#stopStream = () => stopped.resolve("stopped");
     // A stream that started after the shutdown told the connections to end ends at once.
     if (this.#server.closing) stopped.resolve("stopped");
-    this.#doing += " (streaming)";
     if (this.#end < this.#buffer.length) {
       const read = this.#conn.read(this.#buffer.subarray(this.#end)).catch(() => null);
       this.#pendingRead = read;
@@ -685,7 +699,7 @@ class Connection {
 
   /** The request's body has been read whole (or will not be read): no read timeout runs. */
   bodyRead(): void {
-    this.#readingSinceMs = undefined;
+    this.#readingSinceSweep = undefined;
   }
 
   /** Reads from the socket straight into `into` (a large body); null at end of stream. */

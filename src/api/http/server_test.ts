@@ -431,6 +431,11 @@ Deno.test("A shutdown ends a stalled request head and a stream that started afte
       const late = await RawClient.connect(served);
       await late.send("GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
       await handlerStarted.promise;
+      // What a stop that waits logs: each open connection and what it is doing.
+      assert.deepEqual(served.server.pending().sort(), [
+        "reading a request head",
+        "serving GET /late",
+      ]);
       const started = performance.now();
       const closing = served.close();
       answer.resolve();
