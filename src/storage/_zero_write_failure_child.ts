@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { withFileBytesMax } from "../common/_file_bytes_limit.ts";
 import { EventBus } from "../telemetry/events.ts";
 import { createLogger } from "../telemetry/log.ts";
 import { Store } from "./kv/store.ts";
@@ -31,17 +32,16 @@ export async function runWithFileBytesMax(
   fileBytesMax: number,
   options: { mode: "wal" | "store" | "records"; dir: string },
 ): Promise<{ stdout: string; stderr: string }> {
-  const blocks = Math.floor(fileBytesMax / 1024); // bash counts ulimit -f in 1 KiB blocks
   const child = new URL(import.meta.url).pathname;
-  const out = await new Deno.Command("bash", {
-    args: [
-      "-c",
-      `trap '' XFSZ; ulimit -f ${blocks} && exec "$0" run --allow-all "$1" "$2" "$3"`,
-      Deno.execPath(),
-      child,
-      options.mode,
-      options.dir,
-    ],
+  const limited = withFileBytesMax(fileBytesMax, Deno.execPath(), [
+    "run",
+    "--allow-all",
+    child,
+    options.mode,
+    options.dir,
+  ]);
+  const out = await new Deno.Command(limited.command, {
+    args: limited.args,
     stdout: "piped",
     stderr: "piped",
   }).output();

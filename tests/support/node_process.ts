@@ -8,6 +8,7 @@
 
 import { v8FlagsArgument } from "../../src/node/v8_flags.ts";
 import { nodeGlibcTunables } from "../../src/node/glibc_tunables.ts";
+import { withFileBytesMax } from "../../src/common/_file_bytes_limit.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const READY_TIMEOUT_MS = 30_000;
@@ -71,14 +72,7 @@ export async function spawnNode(options: SpawnOptions): Promise<NodeProcess> {
     command = "ip";
     commandArgs = ["netns", "exec", options.netns, Deno.execPath(), ...args];
   } else if (options.fileBytesMax !== undefined) {
-    const blocks = Math.floor(options.fileBytesMax / 1024); // ulimit -f counts 1 KiB blocks
-    command = "bash";
-    commandArgs = [
-      "-c",
-      `trap '' XFSZ; ulimit -f ${blocks} && exec "$0" "$@"`,
-      Deno.execPath(),
-      ...args,
-    ];
+    ({ command, args: commandArgs } = withFileBytesMax(options.fileBytesMax, command, args));
   }
   const child = new Deno.Command(command, {
     args: commandArgs,
