@@ -490,24 +490,42 @@ Deno.test("real processes: with every node up, a follower receives each write ab
   }
 });
 
-Deno.test("real processes: a quorum write in flight at SIGTERM gets its real answer before the node exits", async () => {
-  // The stop drains HTTP while replication still runs. Both peers are SIGSTOPped, so the
-  // write surely waits for its ack when SIGTERM comes; once they resume, they ack it, it is
-  // answered 200, and only then does the node exit (0).
+/**
+ * Three nodes with a 20 s ack timeout; both of n1's peers SIGSTOPped and a quorum write to n1
+ * durable there (its last LSN moved), so it waits for its ack, then SIGTERM to n1. The write's
+ * answer is the status, or "no answer" when the connection ended without one.
+ */
+async function sigtermWithQuorumWriteWaiting(): Promise<{
+  cluster: ProcessCluster;
+  nodes: NodeProcess[];
+  answer: Promise<number | "no answer">;
+}> {
   const cluster = await formCluster(3, ["--ack-timeout-ms", "20000"]);
   try {
-    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
-    assert.equal(await put(n1, "before-stop", "quorum"), 200);
+    const nodes = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    const [n1, n2, n3] = nodes;
     const lsnBefore = Number((await getJson(n1, "/v1/status")).lastLsn);
     n2.child.kill("SIGSTOP");
     n3.child.kill("SIGSTOP");
-    const answer = put(n1, "in-flight", "quorum");
-    // Durable on n1 (its last LSN moved) and so waiting for its ack.
+    const answer = put(n1, "in-flight", "quorum").catch(() => "no answer" as const);
     await waitForNodes(
       "the write durable on n1",
       async () => Number((await getJson(n1, "/v1/status")).lastLsn) > lsnBefore,
     );
     n1.child.kill("SIGTERM");
+    return { cluster, nodes, answer };
+  } catch (error) {
+    await cluster.teardown();
+    throw error;
+  }
+}
+
+Deno.test("real processes: a quorum write in flight at SIGTERM gets its real answer before the node exits", async () => {
+  // The stop drains HTTP while replication still runs. Both peers are SIGSTOPped, so the
+  // write surely waits for its ack when SIGTERM comes; once they resume, they ack it, it is
+  // answered 200, and only then does the node exit (0).
+  const { cluster, nodes: [n1, n2, n3], answer } = await sigtermWithQuorumWriteWaiting();
+  try {
     await new Promise((r) => setTimeout(r, 500));
     let exited = false;
     n1.status.then(() => exited = true);
@@ -533,18 +551,8 @@ Deno.test("real processes: a quorum write in flight at SIGTERM gets its real ans
 });
 
 Deno.test("real processes: a second SIGTERM cuts a waiting stop short (exit 1) and loses nothing durable", async () => {
-  const cluster = await formCluster(3, ["--ack-timeout-ms", "20000"]);
+  const { cluster, nodes: [n1, n2, n3], answer } = await sigtermWithQuorumWriteWaiting();
   try {
-    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
-    const lsnBefore = Number((await getJson(n1, "/v1/status")).lastLsn);
-    n2.child.kill("SIGSTOP");
-    n3.child.kill("SIGSTOP");
-    const answer = put(n1, "in-flight", "quorum").catch(() => "no answer");
-    await waitForNodes(
-      "the write durable on n1",
-      async () => Number((await getJson(n1, "/v1/status")).lastLsn) > lsnBefore,
-    );
-    n1.child.kill("SIGTERM");
     await new Promise((r) => setTimeout(r, 300));
     const started = performance.now();
     n1.child.kill("SIGTERM");
