@@ -58,38 +58,38 @@ async function chaosChecked(
   assert.equal(check.checked, ledger.acked.size - ledger.uncertain.size);
 }
 
-Deno.test("real processes: SIGKILL, SIGTERM and SIGSTOP mixed under load lose no acknowledged write or delete, and the nodes converge", async () => {
-  const cluster = new ProcessCluster({ dirPrefix: "shanghai-chaos-", args: [...CHAOS_NODE_ARGS] });
+/** {@link chaosChecked} on three nodes on loopback, torn down after. */
+async function chaosOnLoopback(
+  dirPrefix: string,
+  options: Omit<ChaosOptions, "cluster" | "ids">,
+): Promise<void> {
+  const cluster = new ProcessCluster({ dirPrefix, args: [...CHAOS_NODE_ARGS] });
   try {
-    await chaosChecked(cluster, {
-      seed: 2026,
-      durationMs: 20_000,
-      faultGapMs: [2_000, 4_000],
-      faultsMin: 3,
-    });
+    await chaosChecked(cluster, options);
   } finally {
     await cluster.teardown();
   }
+}
+
+Deno.test("real processes: SIGKILL, SIGTERM and SIGSTOP mixed under load lose no acknowledged write or delete, and the nodes converge", async () => {
+  await chaosOnLoopback("shanghai-chaos-", {
+    seed: 2026,
+    durationMs: 20_000,
+    faultGapMs: [2_000, 4_000],
+    faultsMin: 3,
+  });
 });
 
 Deno.test("real processes: two faults at once, on different nodes, lose no acknowledged write or delete, and the nodes converge", async () => {
   // With two of three nodes down or stopped, no majority is left: quorum writes fail (504)
   // until one comes back, and nothing acknowledged before may be lost.
-  const cluster = new ProcessCluster({
-    dirPrefix: "shanghai-chaos-overlap-",
-    args: [...CHAOS_NODE_ARGS],
+  await chaosOnLoopback("shanghai-chaos-overlap-", {
+    seed: 2028,
+    durationMs: 20_000,
+    faultGapMs: [1_000, 3_000],
+    faultsMin: 4,
+    overlap: 2,
   });
-  try {
-    await chaosChecked(cluster, {
-      seed: 2028,
-      durationMs: 20_000,
-      faultGapMs: [1_000, 3_000],
-      faultsMin: 4,
-      overlap: 2,
-    });
-  } finally {
-    await cluster.teardown();
-  }
 });
 
 Deno.test({
