@@ -15,6 +15,10 @@ export const KEY_BYTES_MAX = 1 * KiB;
 /** Default and ceiling of the configurable value limit. */
 export const VALUE_BYTES_DEFAULT = 1 * MiB;
 export const VALUE_BYTES_MAX = 16 * MiB;
+/** Size of the slabs small request bodies are read into (see value_slab.ts). */
+export const VALUE_SLAB_BYTES = 256 * KiB;
+/** Bodies longer than this get a buffer of their own rather than a slot in a slab. */
+export const VALUE_SLAB_TAKE_BYTES_MAX = 16 * KiB;
 /** One encoded entry: a value plus its key and metadata. */
 export const RECORD_OVERHEAD_BYTES_MAX = 4 * KiB;
 export const RECORD_BYTES_MAX = VALUE_BYTES_MAX + RECORD_OVERHEAD_BYTES_MAX;

@@ -18,6 +18,7 @@
 import { concatBytes } from "../../common/bytes.ts";
 import { InputError, ShanghaiError, TooLargeError } from "../../common/errors.ts";
 import { HTTP_BODY_BYTES_MAX, HTTP_REQUEST_READ_TIMEOUT_MS } from "../../common/limits.ts";
+import { takeValueBytes } from "../../common/value_slab.ts";
 import {
   ChunkedDecoder,
   headerOf,
@@ -764,7 +765,9 @@ class BodyReader {
       this.#connection.bodyRead();
       return decoder.body();
     }
-    const body = new Uint8Array(length);
+    // A slot in a shared slab: a value the key-value view keeps then costs the young
+    // generation's scavenges fewer objects to copy (see value_slab.ts).
+    const body = takeValueBytes(length);
     let have = this.#connection.takeBuffered(body, 0, length);
     while (have < length) {
       let n: number | null;

@@ -14,6 +14,8 @@ import {
   type Version,
   type VersionVector,
 } from "../../common/entry.ts";
+import { slabBytesHandedOut } from "../../common/value_slab.ts";
+import { PackedRecord } from "./_packed_record.ts";
 import { rebuildSortedKeys, SORT_STEP_UNITS, SortedKeyList } from "./sorted_keys.ts";
 
 /**
@@ -98,10 +100,6 @@ export interface SharedBufferStats {
   buffers: number;
   bytes: number;
   liveBytes: number;
-}
-
-function isShared(value: Uint8Array): boolean {
-  return value.byteLength < value.buffer.byteLength;
 }
 
 /**
@@ -285,7 +283,7 @@ interface MomentFollower {
 }
 
 export class Keyspace {
-  #map = new Map<string, KeyRecord>();
+  #map = new Map<string, PackedRecord>();
   // The sorted key list is rebuilt lazily (see sorted_keys.ts): writes and tombstone collection
   // only note the keys they add and remove, and scans pay once. The list is replaced, never
   // changed in place: a sorted read holds it.
@@ -326,16 +324,16 @@ export class Keyspace {
   apply(entry: Entry): ApplyResult {
     this.#advance(entry.origin, entry.seq);
     if (entry.op === "append") return { applied: true, concurrent: false };
-    const incoming: KeyRecord = {
-      value: entry.op === "delete" ? null : entry.value,
-      contentType: entry.op === "delete" ? "" : internString(entry.contentType),
-      hlc: entry.hlc,
-      origin: entry.origin,
-      seq: entry.seq,
-      lsn: entry.lsn,
-      prevHlc: entry.prevHlc,
-      prevOrigin: entry.prevOrigin,
-    };
+    const incoming = new PackedRecord(
+      entry.op === "delete" ? null : entry.value,
+      entry.op === "delete" ? "" : internString(entry.contentType),
+      entry.hlc,
+      entry.origin,
+      entry.seq,
+      entry.lsn,
+      entry.prevHlc,
+      entry.prevOrigin,
+    );
     const current = this.#map.get(entry.key);
     if (current === undefined) {
       this.#set(entry.key, incoming, undefined);
@@ -357,53 +355,54 @@ export class Keyspace {
     };
   }
 
-  #set(key: string, record: KeyRecord, previous: KeyRecord | undefined): void {
+  #set(key: string, record: PackedRecord, previous: PackedRecord | undefined): void {
     if (this.#captures.size > 0) {
       for (const capture of this.#captures) capture.beforeChange(key, previous);
     }
     if (previous === undefined) this.#newKeys.push(key);
-    const wasLive = previous !== undefined && previous.value !== null;
-    const isLive = record.value !== null;
+    const wasLive = previous !== undefined && !previous.isTombstone;
+    const isLive = !record.isTombstone;
     this.#live += (isLive ? 1 : 0) - (wasLive ? 1 : 0);
     if (isLive) this.#tombstoneKeys.delete(key);
     else this.#tombstoneKeys.add(key);
     this.#map.set(key, record);
-    if (record.value !== null && isShared(record.value)) this.#holdShared(key, record.value);
-    if (previous?.value != null && isShared(previous.value)) this.#dropShared(previous.value);
+    if (record.isShared) this.#holdShared(key, record.valueBuffer!, record.valueBytes);
+    if (previous?.isShared) this.#dropShared(previous.valueBuffer!, previous.valueBytes);
   }
 
-  #holdShared(key: string, value: Uint8Array): void {
-    const buffer = value.buffer;
+  #holdShared(key: string, buffer: ArrayBufferLike, bytes: number): void {
     if (buffer !== this.#filling) {
       if (this.#filling !== undefined) this.#judgeShared(this.#filling);
       this.#filling = buffer;
     }
     let shared = this.#shared.get(buffer);
     if (shared === undefined) this.#shared.set(buffer, shared = { liveBytes: 0, keys: [] });
-    shared.liveBytes += value.byteLength;
+    shared.liveBytes += bytes;
     shared.keys.push(key);
   }
 
-  #dropShared(value: Uint8Array): void {
-    const buffer = value.buffer;
+  #dropShared(buffer: ArrayBufferLike, bytes: number): void {
     const shared = this.#shared.get(buffer);
     if (shared === undefined) return;
-    shared.liveBytes -= value.byteLength;
+    shared.liveBytes -= bytes;
     if (shared.liveBytes <= 0) this.#shared.delete(buffer);
     else if (buffer !== this.#filling) this.#judgeShared(buffer);
   }
 
-  /** Copies the live values out of `buffer` when they fill less than half of it. */
+  /**
+   * Copies the live values out of `buffer` when they fill less than half of what was handed out
+   * of it: all of it, but for a slab of request bodies still being carved (slabBytesHandedOut).
+   */
   #judgeShared(buffer: ArrayBufferLike): void {
     const shared = this.#shared.get(buffer);
-    if (shared === undefined || shared.liveBytes * 2 >= buffer.byteLength) return;
+    if (shared === undefined || shared.liveBytes * 2 >= slabBytesHandedOut(buffer)) return;
     this.#shared.delete(buffer);
     if (this.#filling === buffer) this.#filling = undefined;
     for (const key of shared.keys) {
       const record = this.#map.get(key);
       // Records are never changed in place (a snapshot being written may hold this one).
-      if (record?.value?.buffer === buffer) {
-        this.#map.set(key, { ...record, value: record.value.slice() });
+      if (record !== undefined && record.valueBuffer === buffer) {
+        this.#map.set(key, record.withValue(record.value!.slice()));
       }
     }
   }
@@ -439,7 +438,7 @@ export class Keyspace {
   /** The live record for `key` (tombstones read as absent). */
   get(key: string): KeyRecord | undefined {
     const record = this.#map.get(key);
-    return record?.value === null ? undefined : record;
+    return record?.isTombstone ? undefined : record;
   }
 
   /** The record for `key`, tombstone included. */
@@ -485,7 +484,7 @@ export class Keyspace {
       if (!key.startsWith(prefix)) break;
       if (key === options.after) continue;
       const record = this.#map.get(key);
-      if (record !== undefined && record.value !== null) {
+      if (record !== undefined && !record.isTombstone) {
         out.push([key, record]);
         if (out.length >= options.limit) break;
       }
@@ -619,7 +618,7 @@ export class Keyspace {
         }
         const key = next.value;
         const record = this.#map.get(key);
-        if (record === undefined || record.value !== null) continue;
+        if (record === undefined || !record.isTombstone) continue;
         if (record.hlc < belowHlc && record.seq <= (stable[record.origin] ?? 0)) {
           for (const follower of this.#captures) follower.beforeChange(key, record);
           this.#map.delete(key);
@@ -708,7 +707,9 @@ export class Keyspace {
     this.#tombstoneKeys = new Set();
     this.#shared = new Map();
     this.#filling = undefined;
-    for (const [key, record] of records) this.#set(key, record, this.#map.get(key));
+    for (const [key, record] of records) {
+      this.#set(key, PackedRecord.of(record), this.#map.get(key));
+    }
     this.#vv = { ...vv };
     this.#vvChanges++;
     this.#ahead = new Map();

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import type { Entry } from "../../common/entry.ts";
 import { Random } from "../../common/random.ts";
-import { Keyspace } from "./keyspace.ts";
+import { VALUE_SLAB_BYTES, VALUE_SLAB_TAKE_BYTES_MAX } from "../../common/limits.ts";
+import { slabBytesHandedOut, takeValueBytes } from "../../common/value_slab.ts";
+import { Keyspace, recordToEntry } from "./keyspace.ts";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array | null | undefined) => b ? new TextDecoder().decode(b) : undefined;
@@ -247,7 +249,10 @@ Deno.test("Keyspace keeps views into a shared buffer while they fill half of it,
   // The record a snapshot may hold is left as it was; the view holds a new one.
   assert.equal(before.value!.buffer, batch.buffer);
   assert.notEqual(ks.getVersion("k2"), before);
-  assert.deepEqual({ ...ks.getVersion("k2"), value: null }, { ...before, value: null });
+  assert.deepEqual(
+    { ...recordToEntry("k2", ks.getVersion("k2")!), value: null },
+    { ...recordToEntry("k2", before), value: null },
+  );
 });
 
 Deno.test("Keyspace: small values in a large shared buffer are copied out once the next buffer starts", () => {
@@ -260,6 +265,38 @@ Deno.test("Keyspace: small values in a large shared buffer are copied out once t
     assert.deepEqual(ks.get(`k${i}`)!.value, new Uint8Array(10).fill(i + 1));
   }
   assert.equal(ks.sharedBuffers().buffers, 1, "only the buffer being filled");
+});
+
+Deno.test("Keyspace: a slab of request bodies still being carved is judged by what was handed out of it", () => {
+  const ks = new Keyspace();
+  // Start a slab of its own and keep every slot handed out of it.
+  const before = takeValueBytes(VALUE_SLAB_TAKE_BYTES_MAX).buffer;
+  let first = takeValueBytes(VALUE_SLAB_TAKE_BYTES_MAX);
+  while (first.buffer === before) first = takeValueBytes(VALUE_SLAB_TAKE_BYTES_MAX);
+  const slab = first.buffer;
+  let seq = 0;
+  const apply = (key: string, value: Uint8Array, fill: number) => {
+    value.fill(fill);
+    ks.apply({ ...put(key, "", "n1", ++seq, seq), value });
+  };
+  apply("big", first, 1);
+  for (let i = 0; i < 3; i++) apply(`k${i}`, takeValueBytes(100), i + 2);
+  // A replication batch's value arrives: the slab is judged. 16,684 of 262,144 bytes are live
+  // but all 16,684 handed out are, so nothing is copied.
+  apply("remote", new Uint8Array(20).subarray(0, 10), 9);
+  assert.equal(ks.get("k0")!.value!.buffer, slab, "kept in the slab being carved");
+  assert.equal(slabBytesHandedOut(slab), VALUE_SLAB_TAKE_BYTES_MAX + 300);
+
+  // Once the slab is finished it counts whole: the next overwrite in it copies the rest out.
+  while (takeValueBytes(VALUE_SLAB_TAKE_BYTES_MAX).buffer === slab);
+  assert.equal(slabBytesHandedOut(slab), VALUE_SLAB_BYTES);
+  assert.equal(ks.get("k2")!.value!.buffer, slab);
+  apply("k0", new Uint8Array(4), 7);
+  for (const [key, fill] of [["big", 1], ["k1", 3], ["k2", 4]] as const) {
+    const value = ks.get(key)!.value!;
+    assert.notEqual(value.buffer, slab, `${key} copied out`);
+    assert.ok(value.every((byte) => byte === fill), `${key} intact`);
+  }
 });
 
 Deno.test("Keyspace: shared buffers stay at least half live and values stay intact (100 seeds)", () => {
