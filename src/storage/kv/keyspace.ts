@@ -32,6 +32,11 @@ interface SortedKeysRebuild {
   steps: Generator<void, SortedKeyList, void>;
 }
 
+/**
+ * A key's version. The records a Keyspace hands out (to resolvers, scans, captures) are packed
+ * (see _packed_record.ts) and serve `value`, `hlc` and `prevHlc` through getters: read fields by
+ * name, as `{ ...record }` does not copy those three.
+ */
 export interface KeyRecord {
   /** null marks a tombstone. */
   value: Uint8Array | null;
