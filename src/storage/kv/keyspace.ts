@@ -88,10 +88,12 @@ export function recordToEntry(key: string, record: KeyRecord): Entry {
 /**
  * A buffer that several values are views into: a replication batch's payload, whose values a
  * follower keeps where they arrived (decodeBatchEntries) instead of copying each into memory of
- * its own. One value still held keeps the whole buffer, so the view counts what each such buffer
- * still holds and copies the survivors out of one that holds less than half its size in values
- * (then forgets it). Every buffer but the one being filled therefore holds at least half its
- * size in live values, and a value is copied at most once.
+ * its own, or a slab that HTTP request bodies were read into (value_slab.ts). One value still
+ * held keeps the whole buffer, so the view counts what each such buffer still holds and copies
+ * the survivors out of one that holds less than half its size in values (then forgets it); a
+ * slab still being carved counts only what was handed out of it so far. Every buffer but the
+ * ones being filled therefore holds at least half its size in live values, and a value is copied
+ * at most once.
  */
 interface SharedBuffer {
   /** Bytes of its views that are some key's value now. */
