@@ -31,9 +31,9 @@ Deno.test("Shipper.copiesNeeded() follows the member list the provider hands bac
 });
 
 Deno.test("a stopped Shipper answers a late quorum write or read at once instead of holding it forever", async () => {
-  // A node's stop stops replication first; a write whose fsync lands after that still asks
-  // for its ack, and with no tick left to expire it, it once waited forever (and held the
-  // node's HTTP shutdown). It now gets the 504 at once, with the copies known.
+  // A write whose fsync lands after replication stopped still asks for its ack, and with no
+  // tick left to expire it, it once waited forever (and held the node's HTTP shutdown, when a
+  // stop stopped replication first). It now gets the 504 at once, with the copies known.
   const clock = new FakeClock();
   const log = new MemoryReplicaLog("n1", clock);
   const shipper = new Shipper({

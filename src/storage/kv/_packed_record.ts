@@ -18,14 +18,14 @@ import type { KeyRecord } from "./keyspace.ts";
 // small enough to stay unboxed.
 const HLC_SPLIT = 2 ** 26;
 
-/** The high part of an HLC, or the HLC itself when it does not split exactly (see hlcLow). */
-function hlcHigh(hlc: number): number {
-  return Number.isSafeInteger(hlc) && hlc >= 0 ? (hlc - hlc % HLC_SPLIT) / HLC_SPLIT : hlc;
-}
-
-/** The low part of an HLC, or -1 when the high part is the HLC itself. */
+/** The low part of an HLC that splits exactly, or -1 when it does not (kept whole, as high). */
 function hlcLow(hlc: number): number {
   return Number.isSafeInteger(hlc) && hlc >= 0 ? hlc % HLC_SPLIT : -1;
+}
+
+/** The high part of an HLC given its low part: the HLC itself when it does not split. */
+function hlcHigh(hlc: number, low: number): number {
+  return low < 0 ? hlc : (hlc - low) / HLC_SPLIT;
 }
 
 function joinHlc(high: number, low: number): number {
@@ -68,13 +68,13 @@ export class PackedRecord implements KeyRecord {
       this.#valueLength = -1;
     }
     this.contentType = contentType;
-    this.#hlcHigh = hlcHigh(hlc);
     this.#hlcLow = hlcLow(hlc);
+    this.#hlcHigh = hlcHigh(hlc, this.#hlcLow);
     this.origin = origin;
     this.seq = seq;
     this.lsn = lsn;
-    this.#prevHlcHigh = hlcHigh(prevHlc);
     this.#prevHlcLow = hlcLow(prevHlc);
+    this.#prevHlcHigh = hlcHigh(prevHlc, this.#prevHlcLow);
     this.prevOrigin = prevOrigin;
   }
 
