@@ -7,7 +7,6 @@ import { parseArgs } from "node:util";
 import { ShanghaiError } from "../src/common/errors.ts";
 import { readConfigFile, resolveConfig, SETTINGS } from "../src/node/config.ts";
 import { ShanghaiNode } from "../src/node/node.ts";
-import { nodeGlibcTunables } from "../src/node/glibc_tunables.ts";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from "./exit_codes.ts";
 import { CliError, type CliIo } from "./io.ts";
 
@@ -117,13 +116,6 @@ async function serveUntilStopped(
       );
     }
     throw error;
-  }
-  const tunables = io.env.GLIBC_TUNABLES;
-  if (Deno.build.os === "linux" && nodeGlibcTunables(tunables) !== tunables) {
-    node.logger.info(
-      "malloc does not ask for huge pages: start the node with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 for fewer page faults as data arrives (the systemd unit does; see OPERATIONS.md)",
-      { GLIBC_TUNABLES: tunables ?? "" },
-    );
   }
   // A node that left its cluster (`shanghai node leave`) asks to stop, like a signal.
   await Promise.race([stopped, node.stopRequested]);

@@ -1,8 +1,5 @@
 import assert from "node:assert/strict";
 import { runCli, spawnNode, tempDir } from "../support/node_process.ts";
-import { waitFor } from "../support/wait.ts";
-
-const HUGE_PAGES_HINT = "malloc does not ask for huge pages";
 
 Deno.test("serve answers health, ready and status, and stops cleanly on SIGTERM", async () => {
   const dataDir = await tempDir();
@@ -28,10 +25,6 @@ Deno.test("serve answers health, ready and status, and stops cleanly on SIGTERM"
     const exit = await node.stop();
     assert.equal(exit.code, 0);
   }
-  assert.ok(
-    !node.logs.some((l) => String(l.msg).startsWith(HUGE_PAGES_HINT)),
-    "no hint when the harness sets GLIBC_TUNABLES, as the systemd unit does",
-  );
   // Restart on the same directory: the stored id and the write are back.
   const again = await spawnNode({ dataDir });
   try {
@@ -40,22 +33,6 @@ Deno.test("serve answers health, ready and status, and stops cleanly on SIGTERM"
     assert.deepEqual(await got.json(), { hello: "world" });
   } finally {
     await again.stop();
-    await Deno.remove(dataDir, { recursive: true });
-  }
-});
-
-Deno.test("serve says how to give malloc huge pages when GLIBC_TUNABLES does not", async () => {
-  const dataDir = await tempDir();
-  const node = await spawnNode({ dataDir, env: { GLIBC_TUNABLES: "" } });
-  try {
-    // Logged once the node is ready, just after the line spawnNode waits for.
-    const hintLogged = () => node.logs.find((l) => String(l.msg).startsWith(HUGE_PAGES_HINT));
-    await waitFor("the node to log the hint", () => hintLogged() !== undefined, 5_000);
-    assert.equal((await node.stop()).code, 0);
-    const hint = hintLogged()!;
-    assert.equal(hint.level, "info");
-    assert.match(String(hint.msg), /GLIBC_TUNABLES=glibc\.malloc\.hugetlb=1/);
-  } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
 });

@@ -7,7 +7,6 @@
  */
 
 import { v8FlagsArgument } from "../../src/node/v8_flags.ts";
-import { nodeGlibcTunables } from "../../src/node/glibc_tunables.ts";
 import { withFileBytesMax } from "../../src/common/_file_bytes_limit.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -78,8 +77,6 @@ export async function spawnNode(options: SpawnOptions): Promise<NodeProcess> {
     args: commandArgs,
     env: {
       NO_COLOR: "1",
-      // As the systemd unit runs a node (src/node/glibc_tunables.ts).
-      GLIBC_TUNABLES: nodeGlibcTunables(Deno.env.get("GLIBC_TUNABLES")),
       ...(options.env ?? {}),
     },
     stdin: "null",
