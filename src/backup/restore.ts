@@ -493,5 +493,7 @@ async function newIncarnation(dataDir: string): Promise<void> {
   if (!identity) {
     throw new BackupIntegrityError(`Cannot restore: no node.json was copied to ${dataDir}`);
   }
-  await writeIdentity(dataDir, { ...identity, origin: newOrigin(identity.nodeId) });
+  // Its log numbers LSNs anew after the restore point: no earlier origin is a backup base.
+  const { priorOrigins: _prior, ...rest } = identity;
+  await writeIdentity(dataDir, { ...rest, origin: newOrigin(identity.nodeId) });
 }

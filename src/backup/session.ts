@@ -77,6 +77,8 @@ export interface BackupSource {
   clusterId: string;
   /** The data directory's node.json, served as the backup's identity file. */
   identityPath: string;
+  /** Origins the node's log wrote under before its current one (Identity.priorOrigins). */
+  priorOrigins?: readonly string[];
 }
 
 export interface OpenRequest {
@@ -128,7 +130,10 @@ export class BackupSessions {
           `the newest backup is of cluster ${request.baseClusterId}, this node is in ${source.clusterId}`;
       } else if (request.baseNodeId !== undefined && request.baseNodeId !== source.nodeId) {
         fullReason = `the newest backup is of node ${request.baseNodeId}, this is ${source.nodeId}`;
-      } else if (request.baseOrigin !== undefined && request.baseOrigin !== store.origin) {
+      } else if (
+        request.baseOrigin !== undefined && request.baseOrigin !== store.origin &&
+        !(source.priorOrigins ?? []).includes(request.baseOrigin)
+      ) {
         // Restored or remade since: its LSNs after the restore point number another log.
         fullReason =
           `the newest backup is of origin ${request.baseOrigin}, this node now writes as ${store.origin} (its data directory was restored or remade since)`;

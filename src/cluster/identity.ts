@@ -19,7 +19,17 @@ export interface Identity {
    * their origin is the node id.
    */
   origin?: string;
+  /**
+   * Origins this directory's log wrote under before `origin`, oldest first (at most
+   * PRIOR_ORIGINS_MAX): a run that shipped entries before their fdatasync and then crashed
+   * gives the node a new origin at its next start (src/node/unsynced.ts), but its log, and a
+   * backup of it, goes on. A restore starts the list afresh.
+   */
+  priorOrigins?: string[];
 }
+
+/** How many earlier origins node.json remembers (a backup of an older one is taken in full). */
+export const PRIOR_ORIGINS_MAX = 32;
 
 /** The origin a directory's writes carry. */
 export function identityOrigin(identity: Identity): string {
@@ -36,7 +46,10 @@ export async function readIdentity(dataDir: string): Promise<Identity | undefine
         identity?.format !== 1 || typeof identity.nodeId !== "string" ||
         typeof identity.clusterId !== "string" ||
         (identity.origin !== undefined &&
-          !(isOrigin(identity.origin) && originNode(identity.origin) === identity.nodeId))
+          !(isOrigin(identity.origin) && originNode(identity.origin) === identity.nodeId)) ||
+        (identity.priorOrigins !== undefined &&
+          !(Array.isArray(identity.priorOrigins) &&
+            identity.priorOrigins.every((o) => isOrigin(o) && originNode(o) === identity.nodeId)))
       ) {
         throw new Error("missing fields");
       }

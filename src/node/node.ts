@@ -21,6 +21,11 @@ import { EventBus } from "../telemetry/events.ts";
 import { createLogger, type Logger } from "../telemetry/log.ts";
 import type { NodeConfig } from "./config.ts";
 import { loadOrCreateIdentity } from "./identity.ts";
+import {
+  clearShippingUnsynced,
+  markShippingUnsynced,
+  originAfterUnsyncedShipping,
+} from "./unsynced.ts";
 import { VERSION } from "./version.ts";
 import { clusterRoutes } from "../api/http/cluster_routes.ts";
 import { type Identity, identityOrigin } from "../cluster/identity.ts";
@@ -207,11 +212,17 @@ export class ShanghaiNode {
       },
     });
     try {
-      this.#identity = await loadOrCreateIdentity(
+      const loaded = await originAfterUnsyncedShipping(
         this.config.dataDir,
-        this.config.nodeId,
-        this.#clock.nowMs(),
+        await loadOrCreateIdentity(this.config.dataDir, this.config.nodeId, this.#clock.nowMs()),
       );
+      this.#identity = loaded.identity;
+      if (loaded.replaced !== undefined) {
+        this.logger.info(
+          "The last run stopped without closing after shipping entries before their fdatasync: this node writes under a new origin, and peers send back what it lost",
+          { origin: loaded.identity.origin, previousOrigin: loaded.replaced },
+        );
+      }
       await this.ops.start();
       this.#store = await Store.open({
         dataDir: this.config.dataDir,
@@ -252,6 +263,16 @@ export class ShanghaiNode {
           batchBytesMax: this.config.replBatchBytes,
           tombstoneGraceMs: this.config.tombstoneGraceMs,
           tombstoneSweepMs: this.config.tombstoneSweepMs,
+          mayShipUnsynced: () => {
+            const marked = markShippingUnsynced(this.config.dataDir);
+            if (!marked) {
+              this.logger.warn(
+                "Cannot record in the data directory that entries ship before their fdatasync: replication ships only durable entries",
+                { dataDir: this.config.dataDir },
+              );
+            }
+            return marked;
+          },
           clock: this.#clock,
           events: this.events,
           logger: this.logger,
@@ -311,7 +332,13 @@ export class ShanghaiNode {
     await this.#stopStep("sessions", stepsMs, () => this.ops.closeSessions());
     await this.#stopStep("replication", stepsMs, () => this.#replication?.stop());
     await this.#stopStep("cluster", stepsMs, () => this.#cluster?.stop());
-    await this.#stopStep("store", stepsMs, () => this.#store?.close());
+    await this.#stopStep("store", stepsMs, async () => {
+      const store = this.#store;
+      if (!store) return;
+      await store.close();
+      // Every entry that went out is durable here: the next start keeps this origin.
+      if (store.writtenLsn === store.lastLsn) await clearShippingUnsynced(this.config.dataDir);
+    });
     await this.#stopStep("ops", stepsMs, () => this.ops.stop());
     this.logger.info("Node stopped", {
       stopMs: Math.round(this.#clock.monoMs() - startedMs),

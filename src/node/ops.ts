@@ -93,6 +93,7 @@ export class NodeOps {
           nodeId: identity.nodeId,
           clusterId: identity.clusterId,
           identityPath: `${o.config.dataDir}/${IDENTITY_FILE}`,
+          priorOrigins: identity.priorOrigins,
         };
       }),
     ];

@@ -78,6 +78,13 @@ export interface ReplicaLog {
   applyRemoteBatch(entries: readonly EntryInput[]): Promise<unknown>;
   /** Every applied (durable) entry, in LSN order. */
   onApply(listener: (entry: Entry) => void): () => void;
+  /**
+   * Logs whose entries can be shipped before they are durable (see Store.onWritten) have
+   * both of these: the newest LSN written, and each written batch before its sync (the
+   * listener answers true when the log should let the event loop turn before syncing).
+   */
+  writtenLsn?(): number;
+  onWritten?(listener: (entries: readonly Entry[]) => boolean): () => void;
   getVersion(key: string): KeyRecord | undefined;
   /**
    * A copy of the view as of the call (its LSN, vector and HLC read at once), which may take
@@ -122,6 +129,8 @@ export function storeReplicaLog(store: Store): ReplicaLog {
     applyRemote: (entry) => store.applyRemote(entry),
     applyRemoteBatch: (entries) => store.applyRemoteBatch(entries),
     onApply: (listener) => store.onApply((entry) => listener(entry)),
+    writtenLsn: () => store.writtenLsn,
+    onWritten: (listener) => store.onWritten(listener),
     getVersion: (key) => store.keyspace.getVersion(key),
     captureSnapshot: () => store.captureView(),
     mergeRecords: (records, source) => store.mergeRecords(records, source),

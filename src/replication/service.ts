@@ -43,6 +43,8 @@ export interface ReplicationOptions {
   tombstoneGraceMs?: number;
   /** Tombstones are looked at this often (default TOMBSTONE_SWEEP_MS_DEFAULT). */
   tombstoneSweepMs?: number;
+  /** See ShipperOptions.mayShipUnsynced (absent: only durable entries ship). */
+  mayShipUnsynced?: () => boolean;
   clock?: Clock;
   events?: EventBus;
   logger?: Logger;
@@ -110,6 +112,7 @@ export class ReplicationService {
       batchEntriesMax: options.batchEntriesMax,
       batchBytesMax: options.batchBytesMax,
       tombstoneGraceMs: options.tombstoneGraceMs,
+      mayShipUnsynced: options.mayShipUnsynced,
       events: options.events,
       logger: this.#logger,
     });

@@ -6,8 +6,13 @@
  *
  * The shell owns no timer of its own: `tick()` is called by the node every TICK_MS (and by
  * the simulation with a fake clock), so the same code runs in both. Order of I/O: a follower
- * acknowledges a batch only after every entry of it is durable in its WAL; a leader sends
- * only entries already durable in its own.
+ * acknowledges a batch only after every entry of it is durable in its WAL. A leader sends
+ * entries once they are durable in its own, or, given `mayShipUnsynced` and a log that
+ * reports its writes (a node's store), as soon as they are written and before its fdatasync,
+ * so the follower's sync runs beside the leader's instead of after it. An entry shipped that
+ * way and lost in a crash is still held by the follower; `mayShipUnsynced` is how the node
+ * records that a crash must give it a new origin (src/node/unsynced.ts), so that the
+ * sequence numbers it loses are never issued again. Copies (acks) count only durable ones.
  *
  * @module
  */
@@ -124,6 +129,12 @@ export interface ShipperOptions {
   tombstoneGraceMs?: number;
   /** Bytes of the newest entries kept in memory for shipping (default REPL_TAIL_CACHE_BYTES). */
   tailCacheBytes?: number;
+  /**
+   * Asked once, the first time there is a peer to ship a written but not yet durable batch
+   * to: whether entries may go out before this node's sync (see the module comment). It must
+   * make durable the fact that they may, and answer false when it cannot. Absent: never.
+   */
+  mayShipUnsynced?: () => boolean;
   events?: EventBus;
   logger?: Logger;
 }
@@ -221,6 +232,9 @@ export class Shipper {
   #lastFollowerLag = new Map<string, number>();
   #unsubscribe: (() => void)[] = [];
   #stopped = false;
+  // Whether written entries go out before this node's sync: undecided until the first batch
+  // written with a peer to ship it to (ShipperOptions.mayShipUnsynced), then fixed.
+  #shipUnsynced: boolean | undefined;
   /** Frames refused as malformed or out of order since start. */
   refusedFrames = 0;
 
@@ -268,19 +282,45 @@ export class Shipper {
     );
     this.#unsubscribe.push(t.onPeerUp((peer) => this.#onPeerUp(peer)));
     this.#unsubscribe.push(t.onPeerDown((peer) => this.#onPeerDown(peer)));
+    if (this.#options.mayShipUnsynced === undefined || this.log.onWritten === undefined) {
+      this.#shipUnsynced = false;
+    } else {
+      this.#unsubscribe.push(this.log.onWritten((entries) => this.#onWritten(entries)));
+    }
     this.#unsubscribe.push(this.log.onApply((entry) => {
-      // With no peer there is no stream to serve from the cache, and caching every entry only
-      // kept it alive through a young-generation collection or two: a single node's scavenges
-      // paused 1.6 ms (median) with it and 1.1 ms without. A peer that comes later is served
-      // from the WAL until the cache (which restarts at any gap in LSNs) holds what it needs.
-      if (this.#leaders.size > 0) this.#tail.onApply(entry);
-      // This node's own entry goes to every peer at once, whatever cursor-only batch waits.
-      if (entry.origin === this.log.origin) {
-        for (const leader of this.#leaders.values()) leader.releaseCursorOnly();
-      }
+      if (this.#shipUnsynced !== true) this.#cacheForShipping(entry);
       this.#schedulePump();
     }));
     for (const peer of t.connectedPeers()) this.#onPeerUp(peer);
+  }
+
+  /**
+   * A batch written to the log and not yet durable: ship it now, unless this node ships only
+   * durable entries. Answers whether the log should let the event loop turn before its sync.
+   */
+  #onWritten(entries: readonly Entry[]): boolean {
+    if (this.#stopped || this.#leaders.size === 0 || this.#shipUnsynced === false) return false;
+    if (this.#shipUnsynced === undefined) {
+      this.#shipUnsynced = this.#options.mayShipUnsynced!();
+      if (!this.#shipUnsynced) return false;
+      this.#logger.info("Replication ships entries before their fdatasync");
+    }
+    for (const entry of entries) this.#cacheForShipping(entry);
+    this.#schedulePump();
+    return true;
+  }
+
+  /** An entry to ship, in LSN order: written (shipping unsynced) or applied (durable). */
+  #cacheForShipping(entry: Entry): void {
+    // With no peer there is no stream to serve from the cache, and caching every entry only
+    // kept it alive through a young-generation collection or two: a single node's scavenges
+    // paused 1.6 ms (median) with it and 1.1 ms without. A peer that comes later is served
+    // from the WAL until the cache (which restarts at any gap in LSNs) holds what it needs.
+    if (this.#leaders.size > 0) this.#tail.onApply(entry);
+    // This node's own entry goes to every peer at once, whatever cursor-only batch waits.
+    if (entry.origin === this.log.origin) {
+      for (const leader of this.#leaders.values()) leader.releaseCursorOnly();
+    }
   }
 
   /** Stops streaming and answers every waiter with what it has. */
@@ -318,7 +358,8 @@ export class Shipper {
   }
 
   #bounds(): LogBounds {
-    return { firstLsn: this.log.firstLsn(), lastLsn: this.log.lastLsn() };
+    const lastLsn = this.#shipUnsynced === true ? this.log.writtenLsn!() : this.log.lastLsn();
+    return { firstLsn: this.log.firstLsn(), lastLsn };
   }
 
   #peerStats(peer: string): PeerStats {
@@ -571,7 +612,7 @@ export class Shipper {
       ...header,
       count,
       records,
-      lastLsn: this.log.lastLsn(),
+      lastLsn: this.#bounds().lastLsn,
     });
   }
 

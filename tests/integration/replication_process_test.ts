@@ -11,6 +11,9 @@ import { type NodeProcess, runCli } from "../support/node_process.ts";
 import { digestsEqual, getJson, replicating } from "../support/node_http.ts";
 import { ProcessCluster } from "../support/process_cluster.ts";
 import { batchBody } from "../support/repl_frames.ts";
+import { runBackup } from "../../src/backup/backup.ts";
+import { runRestore } from "../../src/backup/restore.ts";
+import { Store } from "../../src/storage/kv/store.ts";
 
 const VALUE = new Uint8Array(1024).fill(7);
 
@@ -68,10 +71,11 @@ async function rssBytes(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)![1]) * 1024;
 }
 
-Deno.test("real processes: SIGKILL during quorum writes loses no acknowledged write; the node catches up", async () => {
+Deno.test("real processes: SIGKILL during quorum writes loses no acknowledged write; the node catches up under a new origin", async () => {
   const cluster = await formCluster(3);
   try {
     const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    const originBefore = String((await getJson(n1, "/v1/status")).origin);
     const acked: string[] = [];
     let stop = false;
     const writers = Array.from({ length: 16 }, async (_, w) => {
@@ -100,6 +104,22 @@ Deno.test("real processes: SIGKILL during quorum writes loses no acknowledged wr
     // n1 restarts on its directory, catches up, and every digest matches.
     const again = await cluster.start("n1", n2);
     await waitForNodes("all three to converge", () => digestsEqual([again, n2, n3]), 60_000);
+    // n1 shipped entries before their fdatasync and died: it writes under a new origin, so
+    // the sequence numbers it lost (and its peers hold) are never issued again, and it holds
+    // its old origin's entries as far as any survivor does (src/node/unsynced.ts).
+    const originAfter = String((await getJson(again, "/v1/status")).origin);
+    assert.match(originAfter, /^n1~[0-9a-f]{8}$/);
+    assert.notEqual(originAfter, originBefore);
+    const vvOf = async (node: NodeProcess) =>
+      (await getJson(node, "/v1/digest")).versionVector as Record<string, number>;
+    const [vv1, vv2] = [await vvOf(again), await vvOf(n2)];
+    assert.ok((vv1[originBefore] ?? 0) > 0, "n1 still holds its old origin's entries");
+    assert.equal(vv1[originBefore], vv2[originBefore]);
+    assert.equal(await put(again, "after-restart", "quorum"), 200);
+    await waitForNodes(
+      "the new origin's write to reach n3",
+      async () => ((await vvOf(n3))[originAfter] ?? 0) >= 1,
+    );
     // `shanghai replicas` shows both peers of n2, as a table and as JSON.
     await waitForNodes("n2 to stream to both peers", () => replicating([again, n2, n3]));
     const table = await runCli(["replicas", "--addr", n2.addr]);
@@ -128,8 +148,44 @@ Deno.test("real processes: SIGKILL during quorum writes loses no acknowledged wr
         assert.ok(field in r, field);
       }
     }
+    // A clean stop syncs all it wrote and removes the marker: the origin stays.
+    const stopped = await again.stop();
+    assert.equal(stopped.code, 0);
+    const back = await cluster.start("n1", n2);
+    assert.equal(String((await getJson(back, "/v1/status")).origin), originAfter);
   } finally {
     await cluster.teardown();
+  }
+});
+
+Deno.test("real processes: a backup from before a crash that changed the node's origin is still the base of the next incremental", async () => {
+  const cluster = await formCluster(2);
+  const backups = await Deno.makeTempDir({ prefix: "shanghai-repl-backups-" });
+  try {
+    const [n1, n2] = ["n1", "n2"].map((id) => cluster.nodes.get(id)!);
+    const originBefore = String((await getJson(n1, "/v1/status")).origin);
+    for (let i = 0; i < 50; i++) assert.equal(await put(n1, `b${i}`, "quorum"), 200);
+    const base = await runBackup({ addr: n1.addr, toDir: backups });
+    await n1.kill("SIGKILL");
+    const again = await cluster.start("n1", n2);
+    await waitForNodes("n1 and n2 to converge", () => digestsEqual([again, n2]), 60_000);
+    assert.notEqual(String((await getJson(again, "/v1/status")).origin), originBefore);
+    for (let i = 50; i < 80; i++) assert.equal(await put(again, `b${i}`, "quorum"), 200);
+    const next = await runBackup({ addr: again.addr, toDir: backups, incremental: true });
+    assert.equal(next.kind, "incremental", next.fullReason);
+    assert.equal(next.base, base.name);
+    const target = `${backups}/restored`;
+    const restored = await runRestore({ from: next.path, dataDir: target });
+    assert.equal(restored.chain.length, 2);
+    const store = await Store.open({ dataDir: target, nodeId: "reader" });
+    try {
+      for (let i = 0; i < 80; i++) assert.ok(store.get(`b${i}`), `b${i} missing from the restore`);
+    } finally {
+      await store.close({ snapshot: false });
+    }
+  } finally {
+    await cluster.teardown();
+    await Deno.remove(backups, { recursive: true });
   }
 });
 

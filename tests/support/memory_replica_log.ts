@@ -34,6 +34,13 @@ export class MemoryReplicaLog implements ReplicaLog {
   #unapplied: { entry: Entry; applied: (lsn: number) => void }[] = [];
   #inflight = new Map<string, Promise<number | undefined>>();
   #listeners = new Set<(entry: Entry) => void>();
+  #writtenListeners = new Set<(entries: readonly Entry[]) => boolean>();
+  /**
+   * Local writes become durable at the simulation's next step, as peers' entries do, instead
+   * of a microtask later: the window in which a shipper that ships unsynced entries
+   * (ShipperOptions.mayShipUnsynced) has them out and a crash still loses them.
+   */
+  localDurableAtStep = false;
   #snapshotOnly: VersionVector = {};
   #installBases = new Map<string, VersionVector>();
   /**
@@ -97,6 +104,21 @@ export class MemoryReplicaLog implements ReplicaLog {
     return promise;
   }
 
+  /** The last LSN applied, which is the last durable one (a crash keeps up to here). */
+  get durableLsn(): number {
+    return this.#appliedLsn;
+  }
+
+  /** Every entry is written when appended (Store.writtenLsn); lastLsn counts it already. */
+  writtenLsn(): number {
+    return this.lastLsn();
+  }
+
+  onWritten(listener: (entries: readonly Entry[]) => boolean): () => void {
+    this.#writtenListeners.add(listener);
+    return () => this.#writtenListeners.delete(listener);
+  }
+
   /** Applies, in LSN order, every entry appended and not applied yet. */
   applyDurable(): void {
     this.#applyThrough(Infinity);
@@ -113,6 +135,7 @@ export class MemoryReplicaLog implements ReplicaLog {
     const entry: Entry = { ...input, lsn: this.lastLsn() + 1 };
     this.#log.push(entry);
     this.#hlc.observe(entry.hlc);
+    for (const listener of this.#writtenListeners) listener([entry]);
     return entry;
   }
 
@@ -230,7 +253,7 @@ export class MemoryReplicaLog implements ReplicaLog {
     };
     const seq = input.seq;
     return Promise.resolve().then(async () => {
-      await this.#append(input, false);
+      await this.#append(input, this.localDurableAtStep);
       return { seq };
     });
   }

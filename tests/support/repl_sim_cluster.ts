@@ -33,6 +33,11 @@ export interface SimClusterOptions {
   tailCacheBytes?: number;
   /** See ShipperOptions.tombstoneGraceMs. */
   tombstoneGraceMs?: number;
+  /**
+   * Shippers send entries as soon as they are written, before they are durable
+   * (ShipperOptions.mayShipUnsynced), and local writes become durable only at the next step.
+   */
+  shipUnsynced?: boolean;
 }
 
 /** Lets every queued promise continuation run (the sim's only source of async is microtasks). */
@@ -51,6 +56,8 @@ export class SimCluster {
   /** Every node's member list: a new array on each change, as the membership hands back. */
   #members: readonly string[];
   #sinceTickMs = 0;
+  /** Nodes whose disk is slow: what they append becomes durable only once released. */
+  readonly slowDisk = new Set<string>();
 
   constructor(options: SimClusterOptions) {
     this.random = new Random(options.seed);
@@ -65,7 +72,9 @@ export class SimCluster {
     this.#ids = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
     this.#members = this.#ids;
     for (const id of this.#ids) {
-      this.nodes.push(this.#node(id, new MemoryReplicaLog(id, this.clock)));
+      const log = new MemoryReplicaLog(id, this.clock);
+      log.localDurableAtStep = options.shipUnsynced ?? false;
+      this.nodes.push(this.#node(id, log));
     }
     for (const node of this.nodes) node.shipper.start();
     this.network.connectAll();
@@ -86,6 +95,7 @@ export class SimCluster {
       resendAfterMs: this.#options.resendAfterMs ?? 200,
       tailCacheBytes: this.#options.tailCacheBytes,
       tombstoneGraceMs: this.#options.tombstoneGraceMs,
+      mayShipUnsynced: this.#options.shipUnsynced ? () => true : undefined,
     });
     return { id, log, transport, shipper, alive: true };
   }
@@ -104,6 +114,25 @@ export class SimCluster {
     return node;
   }
 
+  /**
+   * Node `id` crashes and restarts on its own log: what was durable survives (the entries
+   * shipped before their sync and not yet durable are lost here, though peers may hold them),
+   * and it writes on under `origin`, as a node that shipped unsynced entries does after a
+   * crash (src/node/unsynced.ts).
+   */
+  crashAndRestart(id: string, origin: string): SimNode {
+    this.crash(id);
+    const at = this.nodes.findIndex((n) => n.id === id);
+    const old = this.nodes[at].log;
+    const log = old.restoredCopy(old.durableLsn, origin);
+    log.localDurableAtStep = old.localDurableAtStep;
+    const node = this.#node(id, log);
+    this.nodes[at] = node;
+    node.shipper.start();
+    this.network.connectAll();
+    return node;
+  }
+
   node(id: string): SimNode {
     return this.nodes.find((n) => n.id === id)!;
   }
@@ -114,7 +143,9 @@ export class SimCluster {
     // Peers' entries made durable during the last step are applied only now, after this
     // step's frames were handled: as in a real node, the log holds them (lastLsn) for a
     // moment before the view and version vector do.
-    for (const node of this.nodes) if (node.alive) node.log.applyDurable();
+    for (const node of this.nodes) {
+      if (node.alive && !this.slowDisk.has(node.id)) node.log.applyDurable();
+    }
     this.#sinceTickMs += ms;
     if (this.#sinceTickMs >= TICK_MS) {
       this.#sinceTickMs = 0;

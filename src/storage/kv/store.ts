@@ -99,6 +99,8 @@ export interface WriteResult {
 
 /** Called for each entry applied to the view, in LSN order (change feeds, replication). */
 export type ApplyListener = (entry: Entry, result: ApplyResult) => void;
+/** Sees each batch written to the WAL before its sync; true asks for a turn of the loop first. */
+export type WrittenListener = (entries: readonly Entry[]) => boolean;
 
 export class Store {
   readonly nodeId: string;
@@ -118,6 +120,7 @@ export class Store {
   // (Keyed without building an `origin:seq` string: a follower looks up every entry here.)
   #inflight = new Map<string, Map<number, Promise<number>>>();
   #applyListeners = new Set<ApplyListener>();
+  #writtenListeners = new Set<WrittenListener>();
   #snapshotLsn = 0;
   #appliedLsn = 0;
   #bytesSinceSnapshot = 0;
@@ -165,6 +168,11 @@ export class Store {
 
   get lastLsn(): number {
     return this.#wal.lastLsn;
+  }
+
+  /** The WAL's writtenLsn: entries written to the file, not all of them durable yet. */
+  get writtenLsn(): number {
+    return this.#wal.writtenLsn;
   }
 
   /**
@@ -224,6 +232,7 @@ export class Store {
       firstLsnIfEmpty: snapshotLsn + 1,
       clock: this.#clock,
       onDurable: (entries, info) => this.#onDurable(entries, info),
+      onWritten: (entries) => this.#onWritten(entries),
       onRepair: (message) => {
         this.#logger.warn(message);
         this.events.emit("wal.repaired", { message });
@@ -300,6 +309,29 @@ export class Store {
         this.#logger.error("Snapshot failed", { error: String(error) })
       );
     }
+  }
+
+  #onWritten(entries: readonly Entry[]): boolean {
+    let yieldFirst = false;
+    for (const listener of this.#writtenListeners) {
+      try {
+        if (listener(entries)) yieldFirst = true;
+      } catch (error) {
+        // A listener's fault must not fail the batch: its writers are owed their answer.
+        this.#logger.error("WAL written listener failed", { error: String(error) });
+      }
+    }
+    return yieldFirst;
+  }
+
+  /**
+   * Subscribes to batches written to the WAL and not yet durable (WalOptions.onWritten: a
+   * listener answers true when the event loop should turn before the sync); returns the
+   * unsubscribe function.
+   */
+  onWritten(listener: WrittenListener): () => void {
+    this.#writtenListeners.add(listener);
+    return () => this.#writtenListeners.delete(listener);
   }
 
   /** Subscribes to applied entries; returns the unsubscribe function. */

@@ -98,6 +98,15 @@ export interface WalOptions {
   clock?: Clock;
   /** Called with each durable batch, in LSN order, before its writers are answered. */
   onDurable?: (entries: readonly Entry[], info: BatchInfo) => void;
+  /**
+   * Called with each batch once it is written to the file and before its fdatasync, in LSN
+   * order: replication ships entries from here, so that a peer's sync overlaps this node's
+   * (see docs/ARCHITECTURE.md, "Shipping before the sync"). Nothing is durable yet and no
+   * writer has been answered. Answering true asks the WAL to let the event loop turn once
+   * before an inline fdatasync, so that what the callback queued (socket writes) goes out
+   * before the thread stands still in the sync; a thread-pool sync lets it go out anyway.
+   */
+  onWritten?: (entries: readonly Entry[]) => boolean;
   /** Called once for each torn tail cut or half-created segment dropped during recovery. */
   onRepair?: (message: string) => void;
   /**
@@ -348,6 +357,9 @@ export class Wal {
   readonly #batchBytesMax: number;
   readonly #clock: Clock;
   readonly #onDurable?: WalOptions["onDurable"];
+  readonly #onWritten?: WalOptions["onWritten"];
+  // Invariant: #writtenLsn >= #durableLsn; entries up to it are in the file, maybe not synced.
+  #writtenLsn: number;
   readonly #onPreallocateFailed?: WalOptions["onPreallocateFailed"];
   readonly #inlineSync: boolean;
   // Invariant: sorted by firstLsn, contiguous (each firstLsn = previous lastLsn + 1), last active.
@@ -404,10 +416,12 @@ export class Wal {
     this.#batchBytesMax = options.batchBytesMax ?? BATCH_BYTES_DEFAULT;
     this.#clock = options.clock ?? systemClock;
     this.#onDurable = options.onDurable;
+    this.#onWritten = options.onWritten;
     this.#onPreallocateFailed = options.onPreallocateFailed;
     this.#inlineSync = options.inlineSync ?? false;
     const active = segments[segments.length - 1];
     this.#durableLsn = active.lastLsn;
+    this.#writtenLsn = active.lastLsn;
     this.#nextLsn = active.lastLsn + 1;
   }
 
@@ -583,6 +597,14 @@ export class Wal {
   /** LSN of the newest durable entry (0 when the log is empty). */
   get lastLsn(): number {
     return this.#durableLsn;
+  }
+
+  /**
+   * LSN of the newest entry written to the file, durable or not (onWritten has seen it).
+   * Never read entries past lastLsn from the file: they may not survive a crash.
+   */
+  get writtenLsn(): number {
+    return this.#writtenLsn;
   }
 
   /** LSN of the oldest entry still held. */
@@ -820,6 +842,12 @@ export class Wal {
     const t0 = this.#clock.monoMs();
     writeAllSync(this.#file, buffer);
     const t1 = this.#clock.monoMs();
+    this.#writtenLsn = batch[batch.length - 1].entry.lsn;
+    if (this.#onWritten !== undefined) {
+      const yieldFirst = this.#onWritten(batch.map((p) => p.entry));
+      if (yieldFirst && this.#inlineSync) await nextMacrotask();
+    }
+    const ts = this.#clock.monoMs();
     if (this.#inlineSync) this.#file.syncDataSync();
     else await this.#file.syncData();
     const t2 = this.#clock.monoMs();
@@ -838,7 +866,7 @@ export class Wal {
     active.lastLsn = batch[batch.length - 1].entry.lsn;
     this.#zeroedEnd = Math.max(this.#zeroedEnd, offset);
     this.#preallocate();
-    return { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - t1 };
+    return { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - ts };
   }
 
   /**

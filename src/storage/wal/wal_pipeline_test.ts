@@ -101,3 +101,59 @@ Deno.test("Wal with inlineSync cuts a batch only after every ready socket read h
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+for (const inlineSync of [false, true]) {
+  Deno.test(`Wal hands each batch to onWritten before its sync and onDurable, and a true answer lets the loop turn first (inlineSync: ${inlineSync})`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "shanghai-wal-written-" });
+    try {
+      const events: string[] = [];
+      let wal: Wal | undefined = undefined;
+      wal = await Wal.open(dir, {
+        batchEntriesMax: 4,
+        inlineSync,
+        onWritten: (entries: readonly Entry[]) => {
+          const first = entries[0].lsn;
+          const last = entries[entries.length - 1].lsn;
+          // Written, not yet durable (with a thread-pool sync the previous batch may not be
+          // either: it is answered while this one is written).
+          assert.equal(wal!.writtenLsn, last);
+          assert.ok(wal!.lastLsn < first, `${first}-${last} durable at onWritten`);
+          events.push(`written ${first}-${last}`);
+          // A macrotask queued here runs before the sync when the answer is true.
+          setImmediate(() => events.push(`turn after ${last}`));
+          return true;
+        },
+        onDurable: (entries: readonly Entry[]) => {
+          events.push(`durable ${entries[0].lsn}-${entries[entries.length - 1].lsn}`);
+        },
+      });
+      await Promise.all(Array.from({ length: 8 }, (_, i) => wal!.append(input(i + 1))));
+      assert.equal(wal.writtenLsn, 8);
+      assert.equal(wal.lastLsn, 8);
+      const written = events.filter((e) => e.startsWith("written"));
+      const durable = events.filter((e) => e.startsWith("durable"));
+      assert.deepEqual(written.map((e) => e.slice(8)), durable.map((e) => e.slice(8)));
+      for (const batch of written) {
+        const range = batch.slice(8);
+        assert.ok(
+          events.indexOf(batch) < events.indexOf(`durable ${range}`),
+          `${range} reached onDurable before onWritten: ${events.join(", ")}`,
+        );
+      }
+      if (inlineSync) {
+        // The inline sync waited for one turn of the loop, so each batch's macrotask ran first.
+        for (const batch of written) {
+          const range = batch.slice(8);
+          const last = range.split("-")[1];
+          assert.ok(
+            events.indexOf(`turn after ${last}`) < events.indexOf(`durable ${range}`),
+            `the sync of ${range} did not let the loop turn: ${events.join(", ")}`,
+          );
+        }
+      }
+      await wal.close();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
