@@ -212,6 +212,11 @@ export class LeaderStream {
     return this.#followerHlc;
   }
 
+  /** The origin the follower writes under, as its last `repl.opened` named it (if it did). */
+  get followerOrigin(): string | undefined {
+    return this.#followerOrigin;
+  }
+
   /**
    * Whether `node` streams its own log to the follower, as the follower last reported; true
    * when it does not report its sources. A live peer that does not (its link to the follower

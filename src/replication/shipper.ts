@@ -1225,10 +1225,20 @@ export class Shipper {
       belowHlc = Math.min(belowHlc, leader.followerHlc);
       reports.push([member, vv]);
     }
+    // A member's writes under its current origin that nobody else reported yet are newer than
+    // its own last report. Any other origin (a member that left, or an origin a live member
+    // wrote under before a restore or a crash, whose entries it may have lost while a peer
+    // still relays them) reports nothing more: every write of it anyone reported must be
+    // held by all.
     for (const [member, vv] of reports) {
       for (const [origin, seq] of Object.entries(vv)) {
         const owner = originNode(origin);
-        const mustBeEverywhere = owner === member || !members.has(owner);
+        const current = !members.has(owner)
+          ? undefined
+          : owner === this.nodeId
+          ? this.log.origin
+          : this.#leaders.get(owner)?.followerOrigin;
+        const mustBeEverywhere = origin === current ? owner === member : true;
         if (mustBeEverywhere && (stable[origin] ?? 0) < seq) return 0;
       }
     }

@@ -580,6 +580,59 @@ Deno.test("simulation: an entry a node holds above a gap in its origin's sequenc
   }
 });
 
+Deno.test("simulation: a tombstone waits for the writes a restarted node lost under its old origin while a peer still has to relay them", () =>
+  forEachSeed(10, async (sim, seed) => {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => sim.node(id));
+    void n3.log.write("k", value("base"));
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    // n1 overwrites k while its disk is slow; only n2 gets the write before n1 crashes, so
+    // n1 restarts without it, under a new origin.
+    sim.network.isolate("n3");
+    sim.slowDisk.add("n1");
+    void n1.log.write("k", value("old"));
+    await sim.stepUntil(() => (n2.log.versionVector().n1 ?? 0) >= 1, `seed ${seed}: n2 lacks n1`);
+    // n2's batches carrying entries to n1 and n3 are lost until further notice.
+    let blocked = true;
+    onBatchSent(sim, "n2", "n1", (count) => !(blocked && count > 0));
+    onBatchSent(sim, "n2", "n3", (count) => !(blocked && count > 0));
+    const restarted = sim.crashAndRestart("n1", "n1~00000002");
+    sim.slowDisk.delete("n1");
+    assert.equal(restarted.log.versionVector().n1, undefined, `seed ${seed}: n1 kept its write`);
+    // Later, n3 deletes k; every node gets the delete and reports its vector. Only n2 holds
+    // the old origin's put, which n1 (its owner) no longer reports.
+    await sim.step(10);
+    void n3.log.write("k", null);
+    await sim.stepUntil(
+      () => [restarted, n2].every((node) => node.log.keyspace.getVersion("k")?.value === null),
+      `seed ${seed}: the delete did not reach n1 and n2`,
+    );
+    for (let ms = 0; ms < 3 * STATUS_REFRESH_MS; ms += 5) {
+      await sim.step(5);
+      for (const node of [restarted, n2, n3]) await node.shipper.collectTombstones();
+    }
+    // Collected now, n1 and n3 would take the put n2 relays later for a live key.
+    for (const node of [restarted, n3]) {
+      assert.equal(
+        node.log.keyspace.getVersion("k")?.value,
+        null,
+        `seed ${seed}: ${node.id} dropped its tombstone`,
+      );
+    }
+    blocked = false;
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    await sim.stepUntil(() => {
+      for (const node of sim.nodes) void node.shipper.collectTombstones();
+      return sim.nodes.every((node) => node.log.keyspace.tombstones === 0);
+    }, `seed ${seed}: tombstones not collected once every node got the old put`);
+    for (const node of sim.nodes) {
+      assert.equal(
+        node.log.keyspace.get("k"),
+        undefined,
+        `seed ${seed}: k came back on ${node.id}`,
+      );
+    }
+  }, { tombstoneGraceMs: 0, shipUnsynced: true }));
+
 /**
  * n1 ships its writes before they are durable while its disk is slow, and crashes with some
  * of them durable only at its peers; it restarts on what it kept under `origin`. Returns the
