@@ -504,20 +504,26 @@ export class Shipper {
     bytesMax: number,
   ): Promise<void> {
     const vectorLsn = this.log.vectorLsn();
+    let readFrom = fromLsn;
     if (vectorLsn >= fromLsn && covers(leader.followerVv, this.log.versionVector())) {
       // The follower holds every entry this node's vector counts (vectors are dense), which
       // is every entry up to vectorLsn, so a read there would leave them all out: move its
       // cursor without reading. A node catching up used to read back all it received, once
-      // per peer, only to ship cursor-only batches. Entries past vectorLsn (durable but not
-      // yet applied, or above a gap) are read and filtered one by one as usual.
-      this.#sendCursorOnly(peer, leader, session, fromLsn, vectorLsn);
-      return;
+      // per peer, only to ship cursor-only batches. Entries past vectorLsn (written but not
+      // yet applied, or above a gap) are read and filtered one by one as usual: when there
+      // are any, the first batch covers the held range as well, so that this node's new
+      // entries never wait behind a cursor-only batch's pacing.
+      if (vectorLsn >= this.#bounds().lastLsn) {
+        this.#sendCursorOnly(peer, leader, session, fromLsn, vectorLsn);
+        return;
+      }
+      readFrom = vectorLsn + 1;
     }
     let entries: FramedEntry[];
     try {
       // Read at least one entry even at zero entry credit: an all-skipped batch costs none.
-      entries = this.#tail.read(fromLsn, Math.max(1, entriesMax), bytesMax) ??
-        await this.log.readFramed(fromLsn, Math.max(1, entriesMax), bytesMax);
+      entries = this.#tail.read(readFrom, Math.max(1, entriesMax), bytesMax) ??
+        await this.log.readFramed(readFrom, Math.max(1, entriesMax), bytesMax);
     } catch (error) {
       leader.onReadFailed(session);
       if (!(error instanceof LsnCompactedError)) {
@@ -570,7 +576,7 @@ export class Shipper {
       ) return;
       const header = leader.onRead(
         session,
-        entries[start].lsn,
+        start === 0 ? fromLsn : entries[start].lsn,
         entries[end - 1].lsn,
         count,
         bytes,
@@ -620,15 +626,20 @@ export class Shipper {
    * Whether `origin`'s entries reach `leader`'s follower without this node, as far as this
    * node can tell: the follower wrote them, or their writer is a peer whose stream from this
    * node is up (so it is alive) and that the follower reports streaming to it (a peer can be
-   * alive to this node while its link to the follower is down). A wrong guess only delays a
-   * relay by relayGraceMs (see LeaderStream.onDeferred): a peer's origin from before a
-   * restore is guessed wrong, since the peer may not hold all of it.
+   * alive to this node while its link to the follower is down), and the origin is the one
+   * the writer writes under now: an origin it had before a restore or a crash may have lost
+   * entries it shipped, which this node then relays at once, the writer itself included. A
+   * wrong guess only delays a relay by relayGraceMs (see LeaderStream.onDeferred).
    */
   #servesDirectly(origin: string, leader: LeaderStream): boolean {
     const node = originNode(origin);
     const stream = this.#leaders.get(node);
-    return stream !== undefined && stream.status !== "down" && stream.status !== "opening" &&
-      (node === leader.peerId || leader.followerStreamsFrom(node));
+    if (stream === undefined || stream.status === "down" || stream.status === "opening") {
+      return false;
+    }
+    // A peer that does not name its origin (older versions) is taken to write under this one.
+    if (stream.followerOrigin !== undefined && stream.followerOrigin !== origin) return false;
+    return node === leader.peerId || leader.followerStreamsFrom(node);
   }
 
   /**

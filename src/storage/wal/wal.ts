@@ -102,9 +102,10 @@ export interface WalOptions {
    * Called with each batch once it is written to the file and before its fdatasync, in LSN
    * order: replication ships entries from here, so that a peer's sync overlaps this node's
    * (see docs/ARCHITECTURE.md, "Shipping before the sync"). Nothing is durable yet and no
-   * writer has been answered. Answering true asks the WAL to let the event loop turn once
-   * before an inline fdatasync, so that what the callback queued (socket writes) goes out
-   * before the thread stands still in the sync; a thread-pool sync lets it go out anyway.
+   * writer has been answered. Answering true asks the WAL to let WRITTEN_MICROTASK_TURNS
+   * microtasks run before an inline fdatasync, so that what the callback started (replication's
+   * pump, the transport's write, whose syscall Deno makes at once) runs before the thread stands
+   * still in the sync; a thread-pool sync lets it run anyway.
    */
   onWritten?: (entries: readonly Entry[]) => boolean;
   /** Called once for each torn tail cut or half-created segment dropped during recovery. */
@@ -225,6 +226,16 @@ const ANSWER_TICKS = 4;
  * ready now (Node's `setImmediate` phase, which Deno runs after its poll for I/O). A timer
  * would not do: `setTimeout(0)` waits about a millisecond here.
  */
+/**
+ * Microtask turns an inline sync waits after onWritten asked for them: enough for replication
+ * to pump its streams (one turn), cut a batch from its tail cache and for the transport to
+ * write it (four turns of coalescing, src/cluster/tcp_transport.ts), with room to spare. Not a
+ * macrotask: a turn of the event loop would also read and handle every request that arrived,
+ * all of it before this batch's sync (measured worse in session 27). A frame queued behind a
+ * socket write still in flight goes out after the sync, as it did before.
+ */
+const WRITTEN_MICROTASK_TURNS = 12;
+
 function nextMacrotask(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
@@ -845,7 +856,9 @@ export class Wal {
     this.#writtenLsn = batch[batch.length - 1].entry.lsn;
     if (this.#onWritten !== undefined) {
       const yieldFirst = this.#onWritten(batch.map((p) => p.entry));
-      if (yieldFirst && this.#inlineSync) await nextMacrotask();
+      if (yieldFirst && this.#inlineSync) {
+        for (let turn = 0; turn < WRITTEN_MICROTASK_TURNS; turn++) await Promise.resolve();
+      }
     }
     const ts = this.#clock.monoMs();
     if (this.#inlineSync) this.#file.syncDataSync();

@@ -103,7 +103,7 @@ Deno.test("Wal with inlineSync cuts a batch only after every ready socket read h
 });
 
 for (const inlineSync of [false, true]) {
-  Deno.test(`Wal hands each batch to onWritten before its sync and onDurable, and a true answer lets the loop turn first (inlineSync: ${inlineSync})`, async () => {
+  Deno.test(`Wal hands each batch to onWritten before its sync and onDurable, and a true answer lets microtasks run first (inlineSync: ${inlineSync})`, async () => {
     const dir = await Deno.makeTempDir({ prefix: "shanghai-wal-written-" });
     try {
       const events: string[] = [];
@@ -119,8 +119,10 @@ for (const inlineSync of [false, true]) {
           assert.equal(wal!.writtenLsn, last);
           assert.ok(wal!.lastLsn < first, `${first}-${last} durable at onWritten`);
           events.push(`written ${first}-${last}`);
-          // A macrotask queued here runs before the sync when the answer is true.
-          setImmediate(() => events.push(`turn after ${last}`));
+          // A chain of microtasks started here runs before the sync when the answer is true.
+          Promise.resolve().then(() => Promise.resolve()).then(() =>
+            events.push(`turn after ${last}`)
+          );
           return true;
         },
         onDurable: (entries: readonly Entry[]) => {
@@ -141,7 +143,7 @@ for (const inlineSync of [false, true]) {
         );
       }
       if (inlineSync) {
-        // The inline sync waited for one turn of the loop, so each batch's macrotask ran first.
+        // The inline sync let microtasks run first, so each batch's chain ended before it.
         for (const batch of written) {
           const range = batch.slice(8);
           const last = range.split("-")[1];
