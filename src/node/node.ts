@@ -229,6 +229,7 @@ export class ShanghaiNode {
         walDir: this.config.walDir,
         nodeId: this.#identity.nodeId,
         origin: identityOrigin(this.#identity),
+        priorOrigins: this.#identity.priorOrigins,
         valueBytesMax: this.config.valueBytesMax,
         segmentBytesMax: this.config.segmentBytes,
         batchEntriesMax: this.config.batchEntriesMax,
@@ -245,6 +246,8 @@ export class ShanghaiNode {
         events: this.events,
         logger: this.logger,
       });
+      // The last LSN recovered: under a new origin after a crash, the log is the same to here.
+      const recoveredLsn = this.#store.lastLsn;
       // Replication registers its handlers as soon as the transport listens (onTransport):
       // a peer opens its stream to this node while the join to the seeds is still under way.
       const startReplication = (transport: PeerTransport) => {
@@ -263,6 +266,9 @@ export class ShanghaiNode {
           batchBytesMax: this.config.replBatchBytes,
           tombstoneGraceMs: this.config.tombstoneGraceMs,
           tombstoneSweepMs: this.config.tombstoneSweepMs,
+          succeeds: loaded.replaced === undefined
+            ? undefined
+            : { origin: loaded.replaced, throughLsn: recoveredLsn },
           mayShipUnsynced: () => {
             const marked = markShippingUnsynced(this.config.dataDir);
             if (!marked) {

@@ -88,8 +88,12 @@ export class FollowerStream {
     if (frame.session < this.#session) return false;
     if (frame.origin !== undefined) {
       if (this.#leaderOrigin !== undefined && frame.origin !== this.#leaderOrigin) {
-        // A restored or remade leader: the cursor counted a log that is gone.
-        this.#cursor = 0;
+        // A restored or remade leader: the cursor counted a log that is gone. A leader that
+        // crashed and took a new origin kept its log up to where it restarted; past that
+        // point its LSNs may name other entries now.
+        this.#cursor = frame.succeeds?.origin === this.#leaderOrigin
+          ? Math.min(this.#cursor, frame.succeeds.throughLsn)
+          : 0;
         this.leaderLastLsn = 0;
         this.#originSession = frame.session;
       }

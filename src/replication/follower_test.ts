@@ -59,6 +59,36 @@ Deno.test("FollowerStream forgets its cursor when the leader comes back under a 
   assert.equal(follower.cursor, 8);
 });
 
+Deno.test("FollowerStream keeps its cursor up to where a leader restarted under a new origin after a crash", () => {
+  const follower = new FollowerStream("n1", { origin: "n1~00000001", cursor: 30 });
+  const open = (session: number, origin: string, succeeds?: string, throughLsn = 0) =>
+    follower.onOpen({
+      v: 1,
+      session,
+      firstLsn: 1,
+      lastLsn: 40,
+      origin,
+      ...(succeeds === undefined ? {} : { succeeds: { origin: succeeds, throughLsn } }),
+    });
+  // The leader kept LSNs 1..25 through its crash; 26.. may name other entries now.
+  assert.equal(open(5, "n1~00000002", "n1~00000001", 25), true);
+  assert.equal(follower.cursor, 25);
+  // It kept more than this follower had: the cursor stands.
+  const ahead = new FollowerStream("n1", { origin: "n1~00000001", cursor: 10 });
+  ahead.onOpen({
+    v: 1,
+    session: 5,
+    firstLsn: 1,
+    lastLsn: 40,
+    origin: "n1~00000002",
+    succeeds: { origin: "n1~00000001", throughLsn: 25 },
+  });
+  assert.equal(ahead.cursor, 10);
+  // A succession from an origin this follower never knew is any other new origin.
+  assert.equal(open(6, "n1~00000004", "n1~00000003", 25), true);
+  assert.equal(follower.cursor, 0);
+});
+
 Deno.test("FollowerStream resumes from a kept cursor unless the leader opens under another origin", () => {
   const kept = new FollowerStream("n1", { origin: "n1~00000001", cursor: 30 });
   assert.equal(kept.cursor, 30);

@@ -60,6 +60,20 @@ export interface OpenFrame {
    * that predate it.
    */
   origin?: string;
+  /** See {@link Succession}: the leader's log is the same up to `throughLsn`. */
+  succeeds?: Succession;
+}
+
+/**
+ * A node that crashed after shipping entries before their fdatasync writes under a new origin
+ * (src/node/unsynced.ts), but its log is the one it had: every LSN up to `throughLsn` (its
+ * last durable one at the restart) names the same entry as before; later LSNs may not. Sent
+ * as `prevOrigin` and `prevThroughLsn` in open and opened frames, during the run that drew
+ * the new origin.
+ */
+export interface Succession {
+  origin: string;
+  throughLsn: number;
 }
 
 export interface OpenedFrame {
@@ -73,6 +87,8 @@ export interface OpenedFrame {
   credit: number;
   /** See {@link AckFrame.sources}. */
   sources?: string[];
+  /** See {@link Succession}: what the follower acknowledged under that origin still holds. */
+  succeeds?: Succession;
 }
 
 export interface BatchFrame {
@@ -205,11 +221,21 @@ class FrameBody {
   }
 
   /** The optional `origin` field: the sender's origin (src/common/origin.ts). */
-  origin(): string | undefined {
-    const value = this.#fields.origin;
+  origin(field = "origin"): string | undefined {
+    const value = this.#fields[field];
     if (value === undefined) return undefined;
-    if (!isOrigin(value)) this.fail("origin is malformed");
+    if (!isOrigin(value)) this.fail(`${field} is malformed`);
     return value;
+  }
+
+  /** The optional `prevOrigin` and `prevThroughLsn` pair ({@link Succession}). */
+  succession(): Succession | undefined {
+    const origin = this.origin("prevOrigin");
+    if (origin === undefined) {
+      if (this.#fields.prevThroughLsn !== undefined) this.fail("prevThroughLsn without prevOrigin");
+      return undefined;
+    }
+    return { origin, throughLsn: this.count("prevThroughLsn") };
   }
 
   /** An optional list of at most MEMBERS_MAX node ids. */
@@ -246,6 +272,11 @@ class FrameBody {
   }
 }
 
+function succeeds(b: FrameBody): { succeeds?: Succession } {
+  const succession = b.succession();
+  return succession === undefined ? {} : { succeeds: succession };
+}
+
 export function parseOpen(body: unknown): OpenFrame {
   const b = new FrameBody(MSG_OPEN, body);
   return {
@@ -254,6 +285,7 @@ export function parseOpen(body: unknown): OpenFrame {
     firstLsn: b.count("firstLsn"),
     lastLsn: b.count("lastLsn"),
     origin: b.origin(),
+    ...succeeds(b),
   };
 }
 
@@ -267,6 +299,7 @@ export function parseOpened(body: unknown): OpenedFrame {
     credit: b.count("credit", REPL_CREDIT_ENTRIES_MAX),
     origin: b.origin(),
     sources: b.nodeIds("sources"),
+    ...succeeds(b),
   };
 }
 

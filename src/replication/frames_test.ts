@@ -152,3 +152,26 @@ Deno.test("opened and ack frames carry the follower's sources, a bounded list of
     assert.throws(() => parseOpened({ ...opened, sources }), ProtocolError);
   }
 });
+
+Deno.test("open and opened frames may name the origin the sender's replaced after a crash", () => {
+  const open = { v: 1, session: 3, firstLsn: 1, lastLsn: 9, origin: "n1~0000000b" };
+  const opened = { v: 1, session: 3, cursor: 0, vv: {}, credit: 10, origin: "n2~0000000b" };
+  assert.equal("succeeds" in parseOpen(open), false, "absent unless sent");
+  const prev = { prevOrigin: "n1~0000000a", prevThroughLsn: 7 };
+  assert.deepEqual(parseOpen({ ...open, ...prev }).succeeds, {
+    origin: "n1~0000000a",
+    throughLsn: 7,
+  });
+  assert.deepEqual(parseOpened({ ...opened, ...prev }).succeeds?.throughLsn, 7);
+  for (
+    const bad of [
+      { prevOrigin: "n1~", prevThroughLsn: 7 },
+      { prevOrigin: "n1~0000000a" },
+      { prevOrigin: "n1~0000000a", prevThroughLsn: -1 },
+      { prevThroughLsn: 7 },
+    ]
+  ) {
+    assert.throws(() => parseOpen({ ...open, ...bad }), ProtocolError, JSON.stringify(bad));
+    assert.throws(() => parseOpened({ ...opened, ...bad }), ProtocolError, JSON.stringify(bad));
+  }
+});

@@ -36,6 +36,7 @@ import {
   type OpenedFrame,
   REPL_PROTOCOL_VERSION,
   type SnapAckFrame,
+  type Succession,
 } from "./frames.ts";
 
 export type StreamStatus =
@@ -51,6 +52,8 @@ export interface LeaderOptions {
   peerId: string;
   /** This node's origin, sent in every open: it names this node's log. */
   origin?: string;
+  /** Sent in every open when this node's origin replaced another after a crash. */
+  succeeds?: Succession;
   /** First session number; sessions count up from here. Use wall-clock ms * 1000. */
   sessionBase: number;
   batchEntriesMax: number;
@@ -261,6 +264,10 @@ export class LeaderStream {
         firstLsn: log.firstLsn,
         lastLsn: log.lastLsn,
         ...(this.#options.origin === undefined ? {} : { origin: this.#options.origin }),
+        ...(this.#options.succeeds === undefined ? {} : {
+          prevOrigin: this.#options.succeeds.origin,
+          prevThroughLsn: this.#options.succeeds.throughLsn,
+        }),
       },
     });
   }
@@ -379,7 +386,12 @@ export class LeaderStream {
   ): boolean {
     if (frame.session !== this.#session || this.#status !== "opening") return false;
     if (frame.origin !== undefined) {
-      if (this.#followerOrigin !== undefined && frame.origin !== this.#followerOrigin) {
+      if (
+        this.#followerOrigin !== undefined && frame.origin !== this.#followerOrigin &&
+        frame.succeeds?.origin !== this.#followerOrigin
+      ) {
+        // Restored or remade: it may hold less than it acknowledged. (After a crash under a
+        // new origin it holds all it acknowledged: acks follow its fdatasync.)
         this.#forgetFollower();
       }
       this.#followerOrigin = frame.origin;

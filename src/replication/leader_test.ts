@@ -348,3 +348,32 @@ Deno.test("LeaderStream forgets what a follower held once it comes back under a 
   assert.equal(leader.matchLsn, 0);
   assert.deepEqual(leader.followerVv, { "n1~0000000a": 4 });
 });
+
+Deno.test("LeaderStream keeps what a follower acknowledged when it comes back under a new origin after a crash", () => {
+  const log = { firstLsn: 1, lastLsn: 50 };
+  const leader = stream();
+  const reopen = (origin: string, succeeds?: string) => {
+    leader.onPeerDown();
+    leader.onPeerUp(0, log);
+    leader.drain();
+    const frame = {
+      ...opened(leader.session, 0),
+      origin,
+      vv: {},
+      ...(succeeds === undefined ? {} : { succeeds: { origin: succeeds, throughLsn: 3 } }),
+    };
+    assert.equal(leader.onOpened(frame, 0, log), true);
+    leader.poll(0, log);
+    return only(leader.drain(), "read").fromLsn;
+  };
+  assert.equal(reopen("n2~00000001"), 1);
+  leader.onRead(leader.session, 1, 10, 10, 100);
+  assert.equal(leader.onAck({ ...ack(leader.session, 10), vv: { "n1~0000000a": 10 } }, 1), 10);
+  // Its acks followed its fdatasync: a crash kept all of it, whatever origin it writes under.
+  assert.equal(reopen("n2~00000002", "n2~00000001"), 11);
+  assert.equal(leader.matchLsn, 10);
+  assert.equal(leader.followerVv["n1~0000000a"], 10);
+  // Succeeding an origin it never had here counts as any new origin.
+  assert.equal(reopen("n2~00000004", "n2~00000003"), 1);
+  assert.equal(leader.matchLsn, 0);
+});

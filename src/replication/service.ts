@@ -21,6 +21,7 @@ import type { EventBus } from "../telemetry/events.ts";
 import { type Logger, silentLogger } from "../telemetry/log.ts";
 import { encodeToken } from "./causal_token.ts";
 import { stateDigestInSteps } from "./digest.ts";
+import type { Succession } from "./frames.ts";
 import { NullTransport } from "./null_transport.ts";
 import { storeReplicaLog } from "./replica_log.ts";
 import { ACK_LEVELS, type AckLevel, type ReplicaView, Shipper, TICK_MS } from "./shipper.ts";
@@ -45,6 +46,8 @@ export interface ReplicationOptions {
   tombstoneSweepMs?: number;
   /** See ShipperOptions.mayShipUnsynced (absent: only durable entries ship). */
   mayShipUnsynced?: () => boolean;
+  /** See ShipperOptions.succeeds. */
+  succeeds?: Succession;
   clock?: Clock;
   events?: EventBus;
   logger?: Logger;
@@ -113,6 +116,7 @@ export class ReplicationService {
       batchBytesMax: options.batchBytesMax,
       tombstoneGraceMs: options.tombstoneGraceMs,
       mayShipUnsynced: options.mayShipUnsynced,
+      succeeds: options.succeeds,
       events: options.events,
       logger: this.#logger,
     });

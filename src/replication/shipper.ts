@@ -74,6 +74,7 @@ import {
   parseSnapAck,
   recordToEntry,
   REPL_PROTOCOL_VERSION,
+  type Succession,
 } from "./frames.ts";
 import { type BatchHeader, LeaderStream, type LogBounds, type StreamStatus } from "./leader.ts";
 import type { CapturedSnapshot, FramedEntry, ReplicaLog } from "./replica_log.ts";
@@ -135,6 +136,12 @@ export interface ShipperOptions {
    * make durable the fact that they may, and answer false when it cannot. Absent: never.
    */
   mayShipUnsynced?: () => boolean;
+  /**
+   * When this node's origin replaced another after a crash in this run's start: the old
+   * origin and the last LSN it recovered (frames.ts, Succession). Peers then keep their
+   * cursors for its log up to there, and what it acknowledged as a follower.
+   */
+  succeeds?: Succession;
   events?: EventBus;
   logger?: Logger;
 }
@@ -387,6 +394,7 @@ export class Shipper {
       leader = new LeaderStream({
         peerId: peer,
         origin: this.log.origin,
+        succeeds: o.succeeds,
         sessionBase: o.sessionBase ?? Math.floor(this.#clock.nowMs()) * 1000,
         creditEntries: o.creditEntries ?? REPL_CREDIT_ENTRIES_DEFAULT,
         batchEntriesMax: o.batchEntriesMax ?? REPL_BATCH_ENTRIES_DEFAULT,
@@ -804,10 +812,14 @@ export class Shipper {
     // Answer after earlier appends are durable, so the cursor covers them.
     this.#chain(from, () => {
       if (follower.session !== frame.session) return Promise.resolve();
+      const succeeds = this.#options.succeeds;
       this.transport.send(from, MSG_OPENED, {
         v: REPL_PROTOCOL_VERSION,
         session: frame.session,
         origin: this.log.origin,
+        ...(succeeds === undefined
+          ? {}
+          : { prevOrigin: succeeds.origin, prevThroughLsn: succeeds.throughLsn }),
         cursor: follower.cursor,
         vv: this.log.versionVector(),
         credit: this.#credit(),

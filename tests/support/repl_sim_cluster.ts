@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { FakeClock } from "../../src/common/clock.ts";
 import { Random } from "../../src/common/random.ts";
 import { stateDigest } from "../../src/replication/digest.ts";
+import type { Succession } from "../../src/replication/frames.ts";
 import { Shipper, TICK_MS } from "../../src/replication/shipper.ts";
 import { MemoryReplicaLog } from "./memory_replica_log.ts";
 import { type SimFaults, SimNetwork, type SimTransport } from "./sim_network.ts";
@@ -80,7 +81,7 @@ export class SimCluster {
     this.network.connectAll();
   }
 
-  #node(id: string, log: MemoryReplicaLog): SimNode {
+  #node(id: string, log: MemoryReplicaLog, succeeds?: Succession): SimNode {
     const ids = this.#ids;
     const transport = this.network.add(id);
     const shipper = new Shipper({
@@ -96,6 +97,7 @@ export class SimCluster {
       tailCacheBytes: this.#options.tailCacheBytes,
       tombstoneGraceMs: this.#options.tombstoneGraceMs,
       mayShipUnsynced: this.#options.shipUnsynced ? () => true : undefined,
+      succeeds,
     });
     return { id, log, transport, shipper, alive: true };
   }
@@ -126,7 +128,8 @@ export class SimCluster {
     const old = this.nodes[at].log;
     const log = old.restoredCopy(old.durableLsn, origin);
     log.localDurableAtStep = old.localDurableAtStep;
-    const node = this.#node(id, log);
+    // The same log up to what it kept, as a node tells its peers after such a restart.
+    const node = this.#node(id, log, { origin: old.origin, throughLsn: old.durableLsn });
     this.nodes[at] = node;
     node.shipper.start();
     this.network.connectAll();

@@ -61,6 +61,12 @@ export interface StoreOptions {
    * sequence numbers continue from the highest this store holds.
    */
   origin?: string;
+  /**
+   * Origins this directory's log wrote under before `origin` (Identity.priorOrigins): a crash
+   * changed the origin, not the log, so a snapshot taken under one of them still holds valid
+   * replication cursors (a restore clears the list).
+   */
+  priorOrigins?: readonly string[];
   valueBytesMax?: number;
   segmentBytesMax?: number;
   batchEntriesMax?: number;
@@ -206,9 +212,13 @@ export class Store {
         this.hlc.observe(snapshot.hlc);
         this.#snapshotOnly = snapshot.snapshotOnly ?? {};
         this.#installLsn = snapshot.installLsn;
-        // Another origin's cursors (a restored directory) may count entries this one lacks.
-        this.#loadedCursors = snapshot.followerCursors?.origin === this.origin
-          ? snapshot.followerCursors.leaders
+        // Another origin's cursors (a restored directory) may count entries this one lacks;
+        // an origin this log wrote under before a crash is the same log.
+        const cursorsOrigin = snapshot.followerCursors?.origin;
+        this.#loadedCursors = cursorsOrigin !== undefined &&
+            (cursorsOrigin === this.origin ||
+              (this.#options.priorOrigins ?? []).includes(cursorsOrigin))
+          ? snapshot.followerCursors!.leaders
           : {};
         snapshotLsn = lsn;
         this.#logger.info("Loaded snapshot", { path, lsn, keys: snapshot.keys });

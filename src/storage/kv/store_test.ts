@@ -213,6 +213,15 @@ Deno.test("Store: snapshots keep the replication cursors; another origin's are n
     const restored = await Store.open({ dataDir, nodeId: "n1", origin: "n1~00000002" });
     assert.deepEqual(restored.followerCursors(), {});
     await restored.close({ snapshot: false });
+    // A new origin after a crash (the old one among priorOrigins) is the same log: kept.
+    const crashed = await Store.open({
+      dataDir,
+      nodeId: "n1",
+      origin: "n1~00000003",
+      priorOrigins: ["n1~00000001"],
+    });
+    assert.deepEqual(crashed.followerCursors(), cursors);
+    await crashed.close({ snapshot: false });
   });
 });
 
