@@ -222,11 +222,6 @@ interface Pending {
 const ANSWER_TICKS = 4;
 
 /**
- * Resolves in a macrotask that runs after the event loop has handled every I/O completion
- * ready now (Node's `setImmediate` phase, which Deno runs after its poll for I/O). A timer
- * would not do: `setTimeout(0)` waits about a millisecond here.
- */
-/**
  * Microtask turns an inline sync waits after onWritten asked for them: enough for replication
  * to pump its streams (one turn), cut a batch from its tail cache and for the transport to
  * write it (four turns of coalescing, src/cluster/tcp_transport.ts), with room to spare. Not a
@@ -236,6 +231,11 @@ const ANSWER_TICKS = 4;
  */
 const WRITTEN_MICROTASK_TURNS = 12;
 
+/**
+ * Resolves in a macrotask that runs after the event loop has handled every I/O completion
+ * ready now (Node's `setImmediate` phase, which Deno runs after its poll for I/O). A timer
+ * would not do: `setTimeout(0)` waits about a millisecond here.
+ */
 function nextMacrotask(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
