@@ -81,7 +81,7 @@ export interface ReplicaLog {
   /**
    * Logs whose entries can be shipped before they are durable (see Store.onWritten) have
    * both of these: the newest LSN written, and each written batch before its sync (the
-   * listener answers true when the log should let the event loop turn before syncing).
+   * listener answers true when the log should let queued microtasks run before syncing).
    */
   writtenLsn?(): number;
   onWritten?(listener: (entries: readonly Entry[]) => boolean): () => void;

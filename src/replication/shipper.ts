@@ -303,7 +303,7 @@ export class Shipper {
 
   /**
    * A batch written to the log and not yet durable: ship it now, unless this node ships only
-   * durable entries. Answers whether the log should let the event loop turn before its sync.
+   * durable entries. Answers whether the log should let queued microtasks run before its sync.
    */
   #onWritten(entries: readonly Entry[]): boolean {
     if (this.#stopped || this.#leaders.size === 0 || this.#shipUnsynced === false) return false;

@@ -105,7 +105,7 @@ export interface WriteResult {
 
 /** Called for each entry applied to the view, in LSN order (change feeds, replication). */
 export type ApplyListener = (entry: Entry, result: ApplyResult) => void;
-/** Sees each batch written to the WAL before its sync; true asks for a turn of the loop first. */
+/** Sees each batch written to the WAL before its sync; true asks for microtasks to run first. */
 export type WrittenListener = (entries: readonly Entry[]) => boolean;
 
 export class Store {
@@ -336,7 +336,7 @@ export class Store {
 
   /**
    * Subscribes to batches written to the WAL and not yet durable (WalOptions.onWritten: a
-   * listener answers true when the event loop should turn before the sync); returns the
+   * listener answers true when queued microtasks should run before the sync); returns the
    * unsubscribe function.
    */
   onWritten(listener: WrittenListener): () => void {

@@ -218,6 +218,12 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
+/** A written and synced batch: its figures, and its entries when onWritten took them. */
+interface WrittenBatch {
+  info: BatchInfo;
+  entries: readonly Entry[] | undefined;
+}
+
 /** Microtask turns the flush loop yields after answering, for answered writers to append again. */
 const ANSWER_TICKS = 4;
 
@@ -735,14 +741,14 @@ export class Wal {
    * answered only after its own batch's fdatasync, in LSN order.
    */
   async #flushLoop(): Promise<void> {
-    let durable: { batch: Pending[]; info: BatchInfo } | undefined;
+    let durable: { batch: Pending[]; written: WrittenBatch } | undefined;
     try {
       while (true) {
         if (durable !== undefined && this.#queue.length < durable.batch.length) {
           const answering = durable;
           durable = undefined;
           try {
-            this.#answer(answering.batch, answering.info);
+            this.#answer(answering.batch, answering.written);
           } catch (error) {
             this.#fail(error, answering.batch);
             return;
@@ -757,7 +763,7 @@ export class Wal {
           const answering = durable;
           durable = undefined;
           try {
-            this.#answer(answering.batch, answering.info);
+            this.#answer(answering.batch, answering.written);
           } catch (error) {
             await writing.catch(() => {});
             this.#fail(error, answering.batch, batch);
@@ -765,7 +771,7 @@ export class Wal {
           }
         }
         try {
-          durable = { batch, info: await writing };
+          durable = { batch, written: await writing };
         } catch (error) {
           this.#fail(error, batch);
           return;
@@ -816,13 +822,13 @@ export class Wal {
   }
 
   /** A durable batch: hand it to onDurable, then answer its writers. */
-  #answer(batch: Pending[], info: BatchInfo): void {
+  #answer(batch: Pending[], written: WrittenBatch): void {
     // lastLsn moves in the same synchronous step as onDurable gets the batch: an embedder's view
     // (the Store's keyspace) then reflects lastLsn at every turn of the microtask queue. Moved
     // when #writeBatch returned, it ran ahead of the view until the flush loop resumed, and a
     // snapshot taken in between was labelled with an LSN its records did not reach.
     this.#durableLsn = batch[batch.length - 1].entry.lsn;
-    this.#onDurable?.(batch.map((p) => p.entry), info);
+    this.#onDurable?.(written.entries ?? batch.map((p) => p.entry), written.info);
     for (const p of batch) p.resolve(p.entry.lsn);
   }
 
@@ -836,7 +842,7 @@ export class Wal {
   }
 
   /** Writes and fdatasyncs one batch; the caller answers its writers. */
-  async #writeBatch(batch: Pending[], bytes: number): Promise<BatchInfo> {
+  async #writeBatch(batch: Pending[], bytes: number): Promise<WrittenBatch> {
     let active = this.#segments[this.#segments.length - 1];
     if (active.bytes + bytes > this.#segmentBytesMax && active.lastLsn >= active.firstLsn) {
       await this.#seal(active);
@@ -854,9 +860,11 @@ export class Wal {
     writeAllSync(this.#file, buffer);
     const t1 = this.#clock.monoMs();
     this.#writtenLsn = batch[batch.length - 1].entry.lsn;
+    // Mapped once for both hooks: onDurable gets the same array.
+    let entries: readonly Entry[] | undefined;
     if (this.#onWritten !== undefined) {
-      const yieldFirst = this.#onWritten(batch.map((p) => p.entry));
-      if (yieldFirst && this.#inlineSync) {
+      entries = batch.map((p) => p.entry);
+      if (this.#onWritten(entries) && this.#inlineSync) {
         for (let turn = 0; turn < WRITTEN_MICROTASK_TURNS; turn++) await Promise.resolve();
       }
     }
@@ -879,7 +887,10 @@ export class Wal {
     active.lastLsn = batch[batch.length - 1].entry.lsn;
     this.#zeroedEnd = Math.max(this.#zeroedEnd, offset);
     this.#preallocate();
-    return { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - ts };
+    return {
+      info: { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - ts },
+      entries,
+    };
   }
 
   /**
