@@ -22,7 +22,7 @@ import {
   writeIdentity,
 } from "../cluster/identity.ts";
 import { newOrigin } from "../common/origin.ts";
-import { syncDir } from "../storage/durable_fs.ts";
+import { syncDir, syncDirSync } from "../storage/durable_fs.ts";
 
 /** Present while a run may have shipped entries its WAL had not made durable. */
 export const SHIPPED_UNSYNCED_FILE = "shipped-unsynced";
@@ -70,12 +70,7 @@ export function markShippingUnsynced(dataDir: string): boolean {
     } finally {
       file.close();
     }
-    const dir = Deno.openSync(dataDir, { read: true });
-    try {
-      dir.syncSync();
-    } finally {
-      dir.close();
-    }
+    syncDirSync(dataDir);
     return true;
   } catch {
     return false;

@@ -59,6 +59,16 @@ export async function syncDir(path: string): Promise<void> {
   }
 }
 
+/** {@link syncDir} for callers that must not yield (a marker made durable inside a batch). */
+export function syncDirSync(path: string): void {
+  const dir = Deno.openSync(path, { read: true });
+  try {
+    dir.syncSync();
+  } finally {
+    dir.close();
+  }
+}
+
 function parentOf(path: string): string {
   const slash = path.lastIndexOf("/");
   return slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
