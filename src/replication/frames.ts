@@ -228,14 +228,14 @@ class FrameBody {
     return value;
   }
 
-  /** The optional `prevOrigin` and `prevThroughLsn` pair ({@link Succession}). */
-  succession(): Succession | undefined {
+  /** The optional `prevOrigin` and `prevThroughLsn` pair ({@link Succession}), as a field. */
+  succeeds(): { succeeds?: Succession } {
     const origin = this.origin("prevOrigin");
     if (origin === undefined) {
       if (this.#fields.prevThroughLsn !== undefined) this.fail("prevThroughLsn without prevOrigin");
-      return undefined;
+      return {};
     }
-    return { origin, throughLsn: this.count("prevThroughLsn") };
+    return { succeeds: { origin, throughLsn: this.count("prevThroughLsn") } };
   }
 
   /** An optional list of at most MEMBERS_MAX node ids. */
@@ -272,11 +272,6 @@ class FrameBody {
   }
 }
 
-function succeeds(b: FrameBody): { succeeds?: Succession } {
-  const succession = b.succession();
-  return succession === undefined ? {} : { succeeds: succession };
-}
-
 export function parseOpen(body: unknown): OpenFrame {
   const b = new FrameBody(MSG_OPEN, body);
   return {
@@ -285,7 +280,7 @@ export function parseOpen(body: unknown): OpenFrame {
     firstLsn: b.count("firstLsn"),
     lastLsn: b.count("lastLsn"),
     origin: b.origin(),
-    ...succeeds(b),
+    ...b.succeeds(),
   };
 }
 
@@ -299,7 +294,7 @@ export function parseOpened(body: unknown): OpenedFrame {
     credit: b.count("credit", REPL_CREDIT_ENTRIES_MAX),
     origin: b.origin(),
     sources: b.nodeIds("sources"),
-    ...succeeds(b),
+    ...b.succeeds(),
   };
 }
 

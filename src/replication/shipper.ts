@@ -646,8 +646,14 @@ export class Shipper {
       return false;
     }
     // A peer that does not name its origin (older versions) is taken to write under this one.
-    if (stream.followerOrigin !== undefined && stream.followerOrigin !== origin) return false;
+    const current = this.#currentOrigin(node);
+    if (current !== undefined && current !== origin) return false;
     return node === leader.peerId || leader.followerStreamsFrom(node);
+  }
+
+  /** The origin `node` writes under now: this node's, or as a peer's `repl.opened` named it. */
+  #currentOrigin(node: string): string | undefined {
+    return node === this.nodeId ? this.log.origin : this.#leaders.get(node)?.followerOrigin;
   }
 
   /**
@@ -1256,11 +1262,7 @@ export class Shipper {
     for (const [member, vv] of reports) {
       for (const [origin, seq] of Object.entries(vv)) {
         const owner = originNode(origin);
-        const current = !members.has(owner)
-          ? undefined
-          : owner === this.nodeId
-          ? this.log.origin
-          : this.#leaders.get(owner)?.followerOrigin;
+        const current = members.has(owner) ? this.#currentOrigin(owner) : undefined;
         const mustBeEverywhere = origin === current ? owner === member : true;
         if (mustBeEverywhere && (stable[origin] ?? 0) < seq) return 0;
       }
