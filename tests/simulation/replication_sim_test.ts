@@ -12,7 +12,7 @@ import {
 } from "../../src/common/limits.ts";
 import { MSG_BATCH } from "../../src/replication/frames.ts";
 import { SKIP_BATCH_EVERY_MS, STATUS_REFRESH_MS } from "../../src/replication/shipper.ts";
-import { SimCluster, type SimClusterOptions } from "../support/repl_sim_cluster.ts";
+import { SimCluster, type SimClusterOptions, type SimNode } from "../support/repl_sim_cluster.ts";
 
 const SEEDS = Deno.env.get("SEED")
   ? [Number(Deno.env.get("SEED"))]
@@ -301,6 +301,46 @@ Deno.test("simulation: tombstones are collected once every member holds them, an
     }, `seed ${seed}: tombstones not collected everywhere`);
   }));
 
+/**
+ * n3 deletes k while an older put of it is held only by n2, whose batches carrying entries are
+ * lost until `unblock()`. Every node of `live` gets the delete and reports its vector, and none
+ * but n2 may collect the tombstone: the put, relayed later, would bring k back there. Once
+ * unblocked, all converge, collect it, and k stays deleted.
+ */
+async function deleteWhileOnlyN2HoldsOldPut(
+  sim: SimCluster,
+  seed: number,
+  live: SimNode[],
+  unblock: () => void,
+): Promise<void> {
+  await sim.step(10);
+  void sim.node("n3").log.write("k", null);
+  await sim.stepUntil(
+    () => live.every((node) => node.log.keyspace.getVersion("k")?.value === null),
+    `seed ${seed}: the delete did not reach every node`,
+  );
+  for (let ms = 0; ms < 3 * STATUS_REFRESH_MS; ms += 5) {
+    await sim.step(5);
+    for (const node of live) await node.shipper.collectTombstones();
+  }
+  for (const node of live.filter((node) => node.id !== "n2")) {
+    assert.equal(
+      node.log.keyspace.getVersion("k")?.value,
+      null,
+      `seed ${seed}: ${node.id} dropped its tombstone`,
+    );
+  }
+  unblock();
+  await sim.untilConverged(60_000, () => `seed ${seed}`);
+  await sim.stepUntil(() => {
+    for (const node of live) void node.shipper.collectTombstones();
+    return live.every((node) => node.log.keyspace.tombstones === 0);
+  }, `seed ${seed}: tombstones not collected once every node got the old put`);
+  for (const node of live) {
+    assert.equal(node.log.keyspace.get("k"), undefined, `seed ${seed}: k came back on ${node.id}`);
+  }
+}
+
 Deno.test("simulation: a tombstone waits for the older writes of a removed member that one survivor still has to relay", () =>
   forEachSeed(10, async (sim, seed) => {
     const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => sim.node(id));
@@ -312,40 +352,11 @@ Deno.test("simulation: a tombstone waits for the older writes of a removed membe
     await sim.stepUntil(() => (n2.log.versionVector().n1 ?? 0) >= 1, `seed ${seed}: n2 lacks n1`);
     sim.crash("n1");
     sim.removeMember("n1");
-    // Later, n3 deletes k. While n2's batches to n3 are lost, n3's delete reaches n2 and both
-    // report their vectors: each holds the tombstone, and only n2 holds n1's older put.
-    await sim.step(10);
-    await n3.log.write("k", null);
+    // n2's batches carrying entries to n3 are lost until further notice.
     let blocked = true;
     onBatchSent(sim, "n2", "n3", (count) => !(blocked && count > 0));
     sim.network.heal("n2", "n3");
-    await sim.stepUntil(
-      () => n2.log.keyspace.getVersion("k")?.value === null,
-      `seed ${seed}: n2 never got n3's delete`,
-    );
-    for (let ms = 0; ms < 3 * STATUS_REFRESH_MS; ms += 5) {
-      await sim.step(5);
-      for (const node of [n2, n3]) await node.shipper.collectTombstones();
-    }
-    // Collected now, n3 would take n1's put, relayed later by n2, for a live key.
-    assert.equal(
-      n3.log.keyspace.getVersion("k")?.value,
-      null,
-      `seed ${seed}: n3 dropped its tombstone`,
-    );
-    blocked = false;
-    await sim.untilConverged(60_000, () => `seed ${seed}`);
-    await sim.stepUntil(() => {
-      for (const node of [n2, n3]) node.shipper.collectTombstones();
-      return n2.log.keyspace.tombstones === 0 && n3.log.keyspace.tombstones === 0;
-    }, `seed ${seed}: tombstones not collected once n3 got n1's put`);
-    for (const node of [n2, n3]) {
-      assert.equal(
-        node.log.keyspace.get("k"),
-        undefined,
-        `seed ${seed}: k came back on ${node.id}`,
-      );
-    }
+    await deleteWhileOnlyN2HoldsOldPut(sim, seed, [n2, n3], () => blocked = false);
   }, { tombstoneGraceMs: 0 }));
 
 Deno.test("simulation: entries a node received only in a snapshot still reach a peer after their origin dies", () =>
@@ -598,39 +609,8 @@ Deno.test("simulation: a tombstone waits for the writes a restarted node lost un
     const restarted = sim.crashAndRestart("n1", "n1~00000002");
     sim.slowDisk.delete("n1");
     assert.equal(restarted.log.versionVector().n1, undefined, `seed ${seed}: n1 kept its write`);
-    // Later, n3 deletes k; every node gets the delete and reports its vector. Only n2 holds
-    // the old origin's put, which n1 (its owner) no longer reports.
-    await sim.step(10);
-    void n3.log.write("k", null);
-    await sim.stepUntil(
-      () => [restarted, n2].every((node) => node.log.keyspace.getVersion("k")?.value === null),
-      `seed ${seed}: the delete did not reach n1 and n2`,
-    );
-    for (let ms = 0; ms < 3 * STATUS_REFRESH_MS; ms += 5) {
-      await sim.step(5);
-      for (const node of [restarted, n2, n3]) await node.shipper.collectTombstones();
-    }
-    // Collected now, n1 and n3 would take the put n2 relays later for a live key.
-    for (const node of [restarted, n3]) {
-      assert.equal(
-        node.log.keyspace.getVersion("k")?.value,
-        null,
-        `seed ${seed}: ${node.id} dropped its tombstone`,
-      );
-    }
-    blocked = false;
-    await sim.untilConverged(60_000, () => `seed ${seed}`);
-    await sim.stepUntil(() => {
-      for (const node of sim.nodes) void node.shipper.collectTombstones();
-      return sim.nodes.every((node) => node.log.keyspace.tombstones === 0);
-    }, `seed ${seed}: tombstones not collected once every node got the old put`);
-    for (const node of sim.nodes) {
-      assert.equal(
-        node.log.keyspace.get("k"),
-        undefined,
-        `seed ${seed}: k came back on ${node.id}`,
-      );
-    }
+    // Only n2 holds the old origin's put, which n1 (its owner) no longer reports.
+    await deleteWhileOnlyN2HoldsOldPut(sim, seed, [restarted, n2, n3], () => blocked = false);
   }, { tombstoneGraceMs: 0, shipUnsynced: true }));
 
 /**
@@ -661,6 +641,14 @@ async function crashAfterShippingUnsynced(sim: SimCluster, seed: number, origin:
     `seed ${seed}: n2 never got n1's unsynced writes`,
   );
   assert.equal(n1.versionVector().n1 ?? 0, kept, `seed ${seed}: n1 made them durable`);
+  // Copies count only durable ones (promise 2): both peers' acks, never n1's own pending sync.
+  const shipper = sim.node("n1").shipper;
+  await sim.stepUntil(
+    () => shipper.replicas().every((r) => r.followerOffset >= n1.lastLsn()),
+    `seed ${seed}: the peers never acknowledged n1's unsynced writes`,
+  );
+  const copies = shipper.copies("n1", kept + 8);
+  assert.equal(copies, 2, `seed ${seed}: ${copies} copies of n1's unsynced write, not 2`);
   const restarted = sim.crashAndRestart("n1", origin);
   sim.slowDisk.delete("n1");
   assert.equal(restarted.log.versionVector().n1 ?? 0, kept, `seed ${seed}: the crash kept them`);
