@@ -227,8 +227,11 @@ export const ACK_TIMEOUT_MS_DEFAULT = 5_000;
 export const ACK_TIMEOUT_MS_MAX = 60_000;
 /** Waiting writes and reads (ack, causal, quorum) at once; past this, requests get a 503. */
 export const WAITERS_MAX = 100_000;
-/** Change feed: entries read per step, and subscribers' queued entries before they are cut off. */
-export const CHANGES_QUEUE_ENTRIES_MAX = 10_000;
+/**
+ * Change feed: applied entries one subscriber keeps between its client's pulls (about 1 MiB of
+ * 1 KiB values); past this it takes no more and reads what it missed from the WAL.
+ */
+export const CHANGES_QUEUE_ENTRIES_MAX = 1_000;
 
 invariant(
   REPL_BATCH_BYTES_DEFAULT <= REPL_WINDOW_BYTES_DEFAULT,

@@ -4,14 +4,17 @@
  * check convergence) and `GET /v1/changes?from=&limit=` (a change feed: newline-delimited JSON,
  * one applied entry per line, that keeps streaming as entries arrive).
  *
- * The change feed holds no queue: it reads the WAL from its cursor when the client pulls, and
- * sleeps until the next applied entry when it has caught up, so a slow client costs one read
- * batch of memory, not a backlog.
+ * The change feed keeps the entries applied since its client last pulled, up to
+ * CHANGES_QUEUE_ENTRIES_MAX, and answers from them while they follow on from its cursor: a
+ * caught-up feed does not read back from the WAL what was just written. Anything else (a feed
+ * that starts in the past, entries it dropped while its queue was full) it reads from the WAL,
+ * so a slow client costs at most that queue and one read batch of memory, not a backlog.
  *
  * @module
  */
 import { Hono } from "hono";
-import { READ_ENTRIES_MAX } from "../../common/limits.ts";
+import type { Entry } from "../../common/entry.ts";
+import { CHANGES_QUEUE_ENTRIES_MAX, READ_ENTRIES_MAX } from "../../common/limits.ts";
 import { viewDigest } from "../../replication/service.ts";
 import { LsnCompactedError } from "../../storage/wal/wal.ts";
 import type { HttpContext } from "./context.ts";
@@ -22,6 +25,44 @@ import { intParam } from "./params.ts";
 const CHANGES_READ_ENTRIES = 1000;
 /** A caught-up feed rechecks its client this often (and sends nothing). */
 const CHANGES_IDLE_RECHECK_MS = 5_000;
+
+/**
+ * The entries applied since a change feed's client last pulled, in LSN order. Full, it takes no
+ * more until the client catches up; the feed then reads what it missed from the WAL.
+ */
+export class ChangeQueue {
+  readonly max: number;
+  #entries: Entry[] = [];
+
+  constructor(max = CHANGES_QUEUE_ENTRIES_MAX) {
+    this.max = max;
+  }
+
+  get size(): number {
+    return this.#entries.length;
+  }
+
+  push(entry: Entry): void {
+    if (this.#entries.length < this.max) this.#entries.push(entry);
+  }
+
+  /**
+   * At most `max` kept entries that continue from `cursor` without a gap: none when the entry
+   * at `cursor` is not kept. Entries below `cursor` are dropped; those after a gap stay.
+   */
+  take(cursor: number, max: number): Entry[] {
+    const kept = this.#entries;
+    let skip = 0;
+    while (skip < kept.length && kept[skip].lsn < cursor) skip++;
+    let take = 0;
+    while (skip + take < kept.length && take < max && kept[skip + take].lsn === cursor + take) {
+      take++;
+    }
+    const out = kept.slice(skip, skip + take);
+    this.#entries = kept.slice(skip + take);
+    return out;
+  }
+}
 
 export function replicationRoutes(ctx: HttpContext): Hono {
   const app = new Hono();
@@ -73,7 +114,9 @@ export function replicationRoutes(ctx: HttpContext): Hono {
     let cursor = first;
     let sent = 0;
     let wake: (() => void) | undefined;
-    const off = store.onApply(() => {
+    const queued = new ChangeQueue();
+    const off = store.onApply((entry) => {
+      queued.push(entry);
       const w = wake;
       wake = undefined;
       w?.();
@@ -87,12 +130,10 @@ export function replicationRoutes(ctx: HttpContext): Hono {
             return;
           }
           if (cursor <= store.lastLsn) {
-            let entries;
+            const max = Math.min(CHANGES_READ_ENTRIES, READ_ENTRIES_MAX, limit - sent);
+            let entries = queued.take(cursor, max);
             try {
-              entries = await store.readLog(
-                cursor,
-                Math.min(CHANGES_READ_ENTRIES, READ_ENTRIES_MAX, limit - sent),
-              );
+              if (entries.length === 0) entries = await store.readLog(cursor, max);
             } catch (error) {
               off();
               const message = error instanceof LsnCompactedError

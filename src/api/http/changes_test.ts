@@ -1,0 +1,147 @@
+import assert from "node:assert/strict";
+import { CHANGES_QUEUE_ENTRIES_MAX } from "../../common/limits.ts";
+import { Store } from "../../storage/kv/store.ts";
+import { EventBus } from "../../telemetry/events.ts";
+import { silentLogger } from "../../telemetry/log.ts";
+import { createApp } from "./app.ts";
+import { ChangeQueue } from "./replication_routes.ts";
+import type { Entry } from "../../common/entry.ts";
+import type { HttpContext } from "./context.ts";
+
+const utf8 = new TextEncoder();
+
+async function withStore(fn: (app: ReturnType<typeof createApp>, store: Store) => Promise<void>) {
+  const dataDir = await Deno.makeTempDir({ prefix: "changes-test-" });
+  const store = await Store.open({ dataDir, nodeId: "n1" });
+  const ctx: HttpContext = {
+    store: () => store,
+    readiness: () => ({ ready: true, reasons: [] }),
+    status: () => ({ nodeId: "n1", lastLsn: store.lastLsn }),
+    events: new EventBus(),
+    logger: silentLogger,
+  };
+  try {
+    await fn(createApp(ctx), store);
+  } finally {
+    await store.close({ snapshot: false });
+    await Deno.remove(dataDir, { recursive: true });
+  }
+}
+
+/** Reads feed lines until `count` entries arrived (the feed never ends on its own). */
+async function readLines(
+  reader: ReadableStreamDefaultReader<string>,
+  count: number,
+  carry: { rest: string },
+): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  while (out.length < count) {
+    let nl;
+    while (out.length < count && (nl = carry.rest.indexOf("\n")) >= 0) {
+      out.push(JSON.parse(carry.rest.slice(0, nl)));
+      carry.rest = carry.rest.slice(nl + 1);
+    }
+    if (out.length >= count) break;
+    const { done, value } = await reader.read();
+    assert.equal(done, false, `feed ended after ${out.length} of ${count} entries`);
+    carry.rest += value;
+  }
+  return out;
+}
+
+/** What `GET /v1/log` answers for the same LSNs: the WAL's own view of every entry. */
+async function logEntries(
+  app: ReturnType<typeof createApp>,
+  from: number,
+  count: number,
+): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  while (out.length < count) {
+    const res = await app.request(`/v1/log?from=${from + out.length}&limit=1000`);
+    const body = await res.json();
+    assert.ok(body.entries.length > 0);
+    out.push(...body.entries);
+  }
+  return out.slice(0, count);
+}
+
+Deno.test("the change feed streams every applied entry once, in LSN order, as the log reads it, past a full queue", async () => {
+  await withStore(async (app, store) => {
+    await store.put("before-1", utf8.encode('"a"'), "application/json");
+    await store.put("before-2", new Uint8Array([0, 1, 2, 0xff]), "application/octet-stream");
+    let walReads = 0;
+    const readLog = store.readLog.bind(store);
+    store.readLog = (from, limit) => {
+      walReads++;
+      return readLog(from, limit);
+    };
+    const res = await app.request("/v1/changes?from=1");
+    assert.equal(res.status, 200);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const carry = { rest: "" };
+    const seen = await readLines(reader, 2, carry); // from the WAL: the feed starts in the past
+    assert.ok(walReads > 0);
+    const readsBeforeLive = walReads;
+
+    // Caught up: these come from the feed's queue, a few at a time.
+    for (let i = 0; i < 20; i++) {
+      await store.put(`live-${i}`, new Uint8Array([i, 255 - i]), "application/octet-stream");
+      seen.push(...await readLines(reader, 1, carry));
+    }
+    assert.equal(walReads, readsBeforeLive, "a caught-up feed answers from its queue");
+    // Not reading while more entries land than the queue holds: it stops taking them, and
+    // the WAL serves the ones it missed.
+    const burst = CHANGES_QUEUE_ENTRIES_MAX + 250;
+    await Promise.all(
+      Array.from(
+        { length: burst },
+        (_, i) => store.put(`burst-${i}`, new Uint8Array([i & 0xff]), "application/octet-stream"),
+      ),
+    );
+    await store.append(utf8.encode("an opaque entry"), "application/octet-stream");
+    seen.push(...await readLines(reader, burst + 1, carry));
+    assert.ok(walReads > readsBeforeLive, "what the full queue missed comes from the WAL");
+    await reader.cancel();
+
+    assert.equal(seen.length, store.lastLsn);
+    assert.deepEqual(
+      seen.map((e) => e.lsn),
+      Array.from({ length: store.lastLsn }, (_, i) => i + 1),
+    );
+    assert.deepEqual(seen, await logEntries(app, 1, store.lastLsn));
+    assert.equal(carry.rest, "");
+  });
+});
+
+function entry(lsn: number): Entry {
+  return {
+    lsn,
+    origin: "o1",
+    seq: lsn,
+    hlc: lsn,
+    op: "put",
+    key: `k${lsn}`,
+    value: new Uint8Array([lsn & 0xff]),
+    contentType: "application/octet-stream",
+    prevHlc: 0,
+    prevOrigin: "",
+  };
+}
+
+Deno.test("ChangeQueue hands out only entries that continue from the cursor, and keeps at most max", () => {
+  const queue = new ChangeQueue(4);
+  for (const lsn of [1, 2, 3, 4, 5]) queue.push(entry(lsn)); // 5 does not fit
+  assert.equal(queue.size, 4);
+  assert.deepEqual(queue.take(1, 2).map((e) => e.lsn), [1, 2]);
+  assert.deepEqual(queue.take(3, 10).map((e) => e.lsn), [3, 4]);
+  // 5 was dropped while the queue was full: 6 and 7 arrive, but the cursor is at 5.
+  queue.push(entry(6));
+  queue.push(entry(7));
+  assert.deepEqual(queue.take(5, 10), [], "a gap: the WAL serves 5");
+  assert.equal(queue.size, 2, "what follows the gap stays");
+  assert.deepEqual(queue.take(6, 10).map((e) => e.lsn), [6, 7]);
+  // Entries the cursor has passed (read from the WAL meanwhile) are dropped.
+  for (const lsn of [8, 9, 10]) queue.push(entry(lsn));
+  assert.deepEqual(queue.take(10, 10).map((e) => e.lsn), [10]);
+  assert.equal(queue.size, 0);
+});
