@@ -232,6 +232,8 @@ export const WAITERS_MAX = 100_000;
  * 1 KiB values); past this it takes no more and reads what it missed from the WAL.
  */
 export const CHANGES_QUEUE_ENTRIES_MAX = 1_000;
+/** The same queue's bound in bytes of values, which may be up to --value-bytes-max (1 MiB) each. */
+export const CHANGES_QUEUE_BYTES_MAX = 4 * MiB;
 
 invariant(
   REPL_BATCH_BYTES_DEFAULT <= REPL_WINDOW_BYTES_DEFAULT,

@@ -145,3 +145,27 @@ Deno.test("ChangeQueue hands out only entries that continue from the cursor, and
   assert.deepEqual(queue.take(10, 10).map((e) => e.lsn), [10]);
   assert.equal(queue.size, 0);
 });
+
+Deno.test("ChangeQueue bounds the bytes of the values it keeps", () => {
+  const queue = new ChangeQueue(100, 3);
+  const big = (lsn: number, bytes: number): Entry => ({
+    ...entry(lsn),
+    value: new Uint8Array(bytes),
+  });
+  queue.push(big(1, 2));
+  queue.push(big(2, 2)); // 4 bytes would be over 3: not kept
+  queue.push({ ...entry(3), op: "delete", value: null }); // a delete holds no value
+  assert.equal(queue.size, 2);
+  assert.equal(queue.bytes, 2);
+  assert.deepEqual(queue.take(1, 10).map((e) => e.lsn), [1]);
+  assert.equal(queue.bytes, 0);
+  assert.deepEqual(queue.take(2, 10), [], "2 was not kept: the WAL serves it");
+  queue.push(big(4, 3));
+  assert.equal(queue.bytes, 3);
+  assert.deepEqual(
+    queue.take(4, 10).map((e) => e.lsn),
+    [4],
+    "3 was passed by the cursor and dropped",
+  );
+  assert.equal(queue.bytes, 0);
+});

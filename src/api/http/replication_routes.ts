@@ -14,7 +14,11 @@
  */
 import { Hono } from "hono";
 import type { Entry } from "../../common/entry.ts";
-import { CHANGES_QUEUE_ENTRIES_MAX, READ_ENTRIES_MAX } from "../../common/limits.ts";
+import {
+  CHANGES_QUEUE_BYTES_MAX,
+  CHANGES_QUEUE_ENTRIES_MAX,
+  READ_ENTRIES_MAX,
+} from "../../common/limits.ts";
 import { viewDigest } from "../../replication/service.ts";
 import { LsnCompactedError } from "../../storage/wal/wal.ts";
 import type { HttpContext } from "./context.ts";
@@ -27,23 +31,35 @@ const CHANGES_READ_ENTRIES = 1000;
 const CHANGES_IDLE_RECHECK_MS = 5_000;
 
 /**
- * The entries applied since a change feed's client last pulled, in LSN order. Full, it takes no
- * more until the client catches up; the feed then reads what it missed from the WAL.
+ * The entries applied since a change feed's client last pulled, in LSN order. Full (in entries
+ * or in their values' bytes), it takes no more until the client catches up; the feed then reads
+ * what it missed from the WAL.
  */
 export class ChangeQueue {
   readonly max: number;
+  readonly bytesMax: number;
   #entries: Entry[] = [];
+  #bytes = 0;
 
-  constructor(max = CHANGES_QUEUE_ENTRIES_MAX) {
+  constructor(max = CHANGES_QUEUE_ENTRIES_MAX, bytesMax = CHANGES_QUEUE_BYTES_MAX) {
     this.max = max;
+    this.bytesMax = bytesMax;
   }
 
   get size(): number {
     return this.#entries.length;
   }
 
+  /** Bytes of the kept entries' values. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
   push(entry: Entry): void {
-    if (this.#entries.length < this.max) this.#entries.push(entry);
+    const bytes = entry.value?.length ?? 0;
+    if (this.#entries.length >= this.max || this.#bytes + bytes > this.bytesMax) return;
+    this.#entries.push(entry);
+    this.#bytes += bytes;
   }
 
   /**
@@ -58,6 +74,7 @@ export class ChangeQueue {
     while (skip + take < kept.length && take < max && kept[skip + take].lsn === cursor + take) {
       take++;
     }
+    for (let i = 0; i < skip + take; i++) this.#bytes -= kept[i].value?.length ?? 0;
     const out = kept.slice(skip, skip + take);
     this.#entries = kept.slice(skip + take);
     return out;
