@@ -84,7 +84,9 @@ export interface ReplicaLog {
    * listener answers true when the log should let queued microtasks run before syncing).
    */
   writtenLsn?(): number;
-  onWritten?(listener: (entries: readonly Entry[]) => boolean): () => void;
+  onWritten?(
+    listener: (entries: readonly Entry[], records: () => Uint8Array[]) => boolean,
+  ): () => void;
   getVersion(key: string): KeyRecord | undefined;
   /**
    * A copy of the view as of the call (its LSN, vector and HLC read at once), which may take

@@ -292,7 +292,9 @@ export class Shipper {
     if (this.#options.mayShipUnsynced === undefined || this.log.onWritten === undefined) {
       this.#shipUnsynced = false;
     } else {
-      this.#unsubscribe.push(this.log.onWritten((entries) => this.#onWritten(entries)));
+      this.#unsubscribe.push(
+        this.log.onWritten((entries, records) => this.#onWritten(entries, records)),
+      );
     }
     this.#unsubscribe.push(this.log.onApply((entry) => {
       if (this.#shipUnsynced !== true) this.#cacheForShipping(entry);
@@ -305,25 +307,27 @@ export class Shipper {
    * A batch written to the log and not yet durable: ship it now, unless this node ships only
    * durable entries. Answers whether the log should let queued microtasks run before its sync.
    */
-  #onWritten(entries: readonly Entry[]): boolean {
+  #onWritten(entries: readonly Entry[], records: () => Uint8Array[]): boolean {
     if (this.#stopped || this.#leaders.size === 0 || this.#shipUnsynced === false) return false;
     if (this.#shipUnsynced === undefined) {
       this.#shipUnsynced = this.#options.mayShipUnsynced!();
       if (!this.#shipUnsynced) return false;
       this.#logger.info("Replication ships entries before their fdatasync");
     }
-    for (const entry of entries) this.#cacheForShipping(entry);
+    // The records as the WAL wrote them: the frames peers get, without encoding again.
+    const framed = records();
+    for (let i = 0; i < entries.length; i++) this.#cacheForShipping(entries[i], framed[i]);
     this.#schedulePump();
     return true;
   }
 
   /** An entry to ship, in LSN order: written (shipping unsynced) or applied (durable). */
-  #cacheForShipping(entry: Entry): void {
+  #cacheForShipping(entry: Entry, frame?: Uint8Array): void {
     // With no peer there is no stream to serve from the cache, and caching every entry only
     // kept it alive through a young-generation collection or two: a single node's scavenges
     // paused 1.6 ms (median) with it and 1.1 ms without. A peer that comes later is served
     // from the WAL until the cache (which restarts at any gap in LSNs) holds what it needs.
-    if (this.#leaders.size > 0) this.#tail.onApply(entry);
+    if (this.#leaders.size > 0) this.#tail.onApply(entry, frame);
     // This node's own entry goes to every peer at once, whatever cursor-only batch waits.
     if (entry.origin === this.log.origin) {
       for (const leader of this.#leaders.values()) leader.releaseCursorOnly();

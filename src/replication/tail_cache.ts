@@ -39,13 +39,16 @@ export class TailCache {
     return this.#head < this.#items.length ? this.#items[this.#head].entry.lsn : undefined;
   }
 
-  /** Adds a newly durable entry (entries arrive in LSN order). */
-  onApply(entry: Entry): void {
+  /**
+   * Adds an entry to ship (entries arrive in LSN order), with its record when the WAL handed it
+   * over (then the same bytes frameRecord(encodeEntry(entry)) gives).
+   */
+  onApply(entry: Entry, frame?: Uint8Array): void {
     const last = this.#items[this.#items.length - 1];
     if (this.#head < this.#items.length && last.entry.lsn + 1 !== entry.lsn) this.clear();
     // Counted twice: the entry holds its value and, once a leader asked, its framed copy.
     const bytes = 2 * ((entry.value?.length ?? 0) + entry.key.length) + ENTRY_OVERHEAD_BYTES;
-    this.#items.push({ entry, bytes });
+    this.#items.push({ entry, bytes, frame });
     this.#bytes += bytes;
     while (this.#bytes > this.bytesMax && this.#head < this.#items.length) {
       this.#bytes -= this.#items[this.#head].bytes;

@@ -8,7 +8,13 @@
  *
  * @module
  */
-import { type Entry, validateKey, type VersionVector } from "../../src/common/entry.ts";
+import {
+  encodeEntry,
+  type Entry,
+  validateKey,
+  type VersionVector,
+} from "../../src/common/entry.ts";
+import { frameRecord } from "../../src/storage/wal/record.ts";
 import { Hlc } from "../../src/common/hlc.ts";
 import type { Clock } from "../../src/common/clock.ts";
 import { type KeyRecord, Keyspace } from "../../src/storage/kv/keyspace.ts";
@@ -34,7 +40,9 @@ export class MemoryReplicaLog implements ReplicaLog {
   #unapplied: { entry: Entry; applied: (lsn: number) => void }[] = [];
   #inflight = new Map<string, Promise<number | undefined>>();
   #listeners = new Set<(entry: Entry) => void>();
-  #writtenListeners = new Set<(entries: readonly Entry[]) => boolean>();
+  #writtenListeners = new Set<
+    (entries: readonly Entry[], records: () => Uint8Array[]) => boolean
+  >();
   /**
    * Local writes become durable at the simulation's next step, as peers' entries do, instead
    * of a microtask later: the window in which a shipper that ships unsynced entries
@@ -114,7 +122,9 @@ export class MemoryReplicaLog implements ReplicaLog {
     return this.lastLsn();
   }
 
-  onWritten(listener: (entries: readonly Entry[]) => boolean): () => void {
+  onWritten(
+    listener: (entries: readonly Entry[], records: () => Uint8Array[]) => boolean,
+  ): () => void {
     this.#writtenListeners.add(listener);
     return () => this.#writtenListeners.delete(listener);
   }
@@ -135,7 +145,10 @@ export class MemoryReplicaLog implements ReplicaLog {
     const entry: Entry = { ...input, lsn: this.lastLsn() + 1 };
     this.#log.push(entry);
     this.#hlc.observe(entry.hlc);
-    for (const listener of this.#writtenListeners) listener([entry]);
+    // The record a WAL would have written, as Store hands it over.
+    for (const listener of this.#writtenListeners) {
+      listener([entry], () => [frameRecord(encodeEntry(entry))]);
+    }
     return entry;
   }
 

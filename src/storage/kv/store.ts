@@ -105,8 +105,11 @@ export interface WriteResult {
 
 /** Called for each entry applied to the view, in LSN order (change feeds, replication). */
 export type ApplyListener = (entry: Entry, result: ApplyResult) => void;
-/** Sees each batch written to the WAL before its sync; true asks for microtasks to run first. */
-export type WrittenListener = (entries: readonly Entry[]) => boolean;
+/**
+ * Sees each batch written to the WAL before its sync; true asks for microtasks to run first.
+ * `records()` gives the entries' records as written (WalOptions.onWritten), during the call only.
+ */
+export type WrittenListener = (entries: readonly Entry[], records: () => Uint8Array[]) => boolean;
 
 export class Store {
   readonly nodeId: string;
@@ -242,7 +245,7 @@ export class Store {
       firstLsnIfEmpty: snapshotLsn + 1,
       clock: this.#clock,
       onDurable: (entries, info) => this.#onDurable(entries, info),
-      onWritten: (entries) => this.#onWritten(entries),
+      onWritten: (entries, records) => this.#onWritten(entries, records),
       onRepair: (message) => {
         this.#logger.warn(message);
         this.events.emit("wal.repaired", { message });
@@ -321,11 +324,11 @@ export class Store {
     }
   }
 
-  #onWritten(entries: readonly Entry[]): boolean {
+  #onWritten(entries: readonly Entry[], records: () => Uint8Array[]): boolean {
     let yieldFirst = false;
     for (const listener of this.#writtenListeners) {
       try {
-        if (listener(entries)) yieldFirst = true;
+        if (listener(entries, records)) yieldFirst = true;
       } catch (error) {
         // A listener's fault must not fail the batch: its writers are owed their answer.
         this.#logger.error("WAL written listener failed", { error: String(error) });

@@ -105,9 +105,11 @@ export interface WalOptions {
    * writer has been answered. Answering true asks the WAL to let WRITTEN_MICROTASK_TURNS
    * microtasks run before an inline fdatasync, so that what the callback started (replication's
    * pump, the transport's write, whose syscall Deno makes at once) runs before the thread stands
-   * still in the sync; a thread-pool sync lets it run anyway.
+   * still in the sync; a thread-pool sync lets it run anyway. `records()` gives each entry's
+   * record (length, CRC, encoding) as written, in a copy made on the first call: replication
+   * ships those bytes instead of encoding and checksumming every entry again.
    */
-  onWritten?: (entries: readonly Entry[]) => boolean;
+  onWritten?: (entries: readonly Entry[], records: () => Uint8Array[]) => boolean;
   /** Called once for each torn tail cut or half-created segment dropped during recovery. */
   onRepair?: (message: string) => void;
   /**
@@ -864,7 +866,9 @@ export class Wal {
     let entries: readonly Entry[] | undefined;
     if (this.#onWritten !== undefined) {
       entries = batch.map((p) => p.entry);
-      if (this.#onWritten(entries) && this.#inlineSync) {
+      let records: Uint8Array[] | undefined;
+      const recordsOf = () => records ??= splitRecords(buffer.slice(), batch);
+      if (this.#onWritten(entries, recordsOf) && this.#inlineSync) {
         for (let turn = 0; turn < WRITTEN_MICROTASK_TURNS; turn++) await Promise.resolve();
       }
     }
@@ -1206,4 +1210,15 @@ export class Wal {
     this.#file.close();
     for (const segment of [...this.#readers.keys()]) this.#forgetReads(segment);
   }
+}
+
+/** The batch's records as views of `bytes` (laid out by #fillBatch), one per entry. */
+function splitRecords(bytes: Uint8Array, batch: readonly { frameBytes: number }[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let at = 0;
+  for (const p of batch) {
+    out.push(bytes.subarray(at, at + p.frameBytes));
+    at += p.frameBytes;
+  }
+  return out;
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import type { Entry } from "../../common/entry.ts";
+import { encodeEntry, type Entry } from "../../common/entry.ts";
+import { frameRecord } from "./record.ts";
 import { Wal } from "./wal.ts";
 
 function input(seq: number) {
@@ -159,3 +160,37 @@ for (const inlineSync of [false, true]) {
     }
   });
 }
+
+Deno.test("Wal hands onWritten each entry's record as written: the bytes frameRecord(encodeEntry()) gives, kept past the next batch", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "shanghai-wal-records-" });
+  try {
+    const seen: { entry: Entry; record: Uint8Array }[] = [];
+    const wal = await Wal.open(dir, {
+      batchEntriesMax: 3,
+      inlineSync: true,
+      onWritten: (entries: readonly Entry[], records: () => Uint8Array[]) => {
+        const framed = records();
+        assert.equal(framed.length, entries.length);
+        assert.equal(records(), framed, "one copy per batch, however often asked");
+        entries.forEach((entry, i) => seen.push({ entry, record: framed[i] }));
+        return false;
+      },
+    });
+    // Entries the direct encoder writes and ones it leaves to cbor-x (a non-ASCII key).
+    await Promise.all(Array.from({ length: 10 }, (_, i) =>
+      wal.append({
+        ...input(i + 1),
+        op: "put" as const,
+        key: i % 3 === 0 ? `clé-${i}` : `key-${i}`,
+        contentType: "application/octet-stream",
+      })));
+    await wal.close();
+    assert.equal(seen.length, 10);
+    // Checked after every batch was written (the WAL reuses its batch buffer).
+    for (const { entry, record } of seen) {
+      assert.deepEqual(record, frameRecord(encodeEntry(entry)), `record of LSN ${entry.lsn}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
