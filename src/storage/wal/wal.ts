@@ -866,9 +866,17 @@ export class Wal {
     let entries: readonly Entry[] | undefined;
     if (this.#onWritten !== undefined) {
       entries = batch.map((p) => p.entry);
+      // The batch buffer is reused by the next batch: records() copies it, and only while
+      // onWritten runs.
       let records: Uint8Array[] | undefined;
-      const recordsOf = () => records ??= splitRecords(buffer.slice(), batch);
-      if (this.#onWritten(entries, recordsOf) && this.#inlineSync) {
+      let inCall = true;
+      const recordsOf = () => {
+        invariant(inCall || records !== undefined, "records() is for use inside onWritten");
+        return records ??= splitRecords(buffer.slice(), batch);
+      };
+      const yieldFirst = this.#onWritten(entries, recordsOf);
+      inCall = false;
+      if (yieldFirst && this.#inlineSync) {
         for (let turn = 0; turn < WRITTEN_MICROTASK_TURNS; turn++) await Promise.resolve();
       }
     }

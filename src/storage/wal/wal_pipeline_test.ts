@@ -165,6 +165,7 @@ Deno.test("Wal hands onWritten each entry's record as written: the bytes frameRe
   const dir = await Deno.makeTempDir({ prefix: "shanghai-wal-records-" });
   try {
     const seen: { entry: Entry; record: Uint8Array }[] = [];
+    let late: (() => Uint8Array[]) | undefined;
     const wal = await Wal.open(dir, {
       batchEntriesMax: 3,
       inlineSync: true,
@@ -173,6 +174,7 @@ Deno.test("Wal hands onWritten each entry's record as written: the bytes frameRe
         assert.equal(framed.length, entries.length);
         assert.equal(records(), framed, "one copy per batch, however often asked");
         entries.forEach((entry, i) => seen.push({ entry, record: framed[i] }));
+        if (late === undefined && entries[0].lsn > 1) late = records;
         return false;
       },
     });
@@ -184,12 +186,35 @@ Deno.test("Wal hands onWritten each entry's record as written: the bytes frameRe
         key: i % 3 === 0 ? `clé-${i}` : `key-${i}`,
         contentType: "application/octet-stream",
       })));
+    // Asked again after its call, it still answers what it copied then.
+    const again = late!();
+    assert.ok(again.length > 0);
     await wal.close();
     assert.equal(seen.length, 10);
     // Checked after every batch was written (the WAL reuses its batch buffer).
     for (const { entry, record } of seen) {
       assert.deepEqual(record, frameRecord(encodeEntry(entry)), `record of LSN ${entry.lsn}`);
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Wal's records() refuses a first call after onWritten returned (the batch buffer is reused by then)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "shanghai-wal-records-late-" });
+  try {
+    let kept: (() => Uint8Array[]) | undefined;
+    const wal = await Wal.open(dir, {
+      inlineSync: true,
+      onWritten: (_entries: readonly Entry[], records: () => Uint8Array[]) => {
+        kept ??= records;
+        return false;
+      },
+    });
+    await wal.append(input(1));
+    await wal.append(input(2));
+    await wal.close();
+    assert.throws(() => kept!(), /inside onWritten/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
