@@ -1,31 +1,24 @@
 import assert from "node:assert/strict";
 import { CHANGES_QUEUE_ENTRIES_MAX } from "../../common/limits.ts";
 import { Store } from "../../storage/kv/store.ts";
-import { EventBus } from "../../telemetry/events.ts";
-import { silentLogger } from "../../telemetry/log.ts";
+import { appendInput } from "../../../tests/support/entries.ts";
+import { withTempDir } from "../../../tests/support/temp_dir.ts";
+import { readyContext } from "./_served.ts";
 import { createApp } from "./app.ts";
 import { ChangeQueue } from "./replication_routes.ts";
 import type { Entry } from "../../common/entry.ts";
-import type { HttpContext } from "./context.ts";
 
 const utf8 = new TextEncoder();
 
-async function withStore(fn: (app: ReturnType<typeof createApp>, store: Store) => Promise<void>) {
-  const dataDir = await Deno.makeTempDir({ prefix: "changes-test-" });
-  const store = await Store.open({ dataDir, nodeId: "n1" });
-  const ctx: HttpContext = {
-    store: () => store,
-    readiness: () => ({ ready: true, reasons: [] }),
-    status: () => ({ nodeId: "n1", lastLsn: store.lastLsn }),
-    events: new EventBus(),
-    logger: silentLogger,
-  };
-  try {
-    await fn(createApp(ctx), store);
-  } finally {
-    await store.close({ snapshot: false });
-    await Deno.remove(dataDir, { recursive: true });
-  }
+function withStore(fn: (app: ReturnType<typeof createApp>, store: Store) => Promise<void>) {
+  return withTempDir("changes-test-", async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1" });
+    try {
+      await fn(createApp(readyContext(store)), store);
+    } finally {
+      await store.close({ snapshot: false });
+    }
+  });
 }
 
 /** Reads feed lines until `count` entries arrived (the feed never ends on its own). */
@@ -113,20 +106,8 @@ Deno.test("the change feed streams every applied entry once, in LSN order, as th
   });
 });
 
-function entry(lsn: number): Entry {
-  return {
-    lsn,
-    origin: "o1",
-    seq: lsn,
-    hlc: lsn,
-    op: "put",
-    key: `k${lsn}`,
-    value: new Uint8Array([lsn & 0xff]),
-    contentType: "application/octet-stream",
-    prevHlc: 0,
-    prevOrigin: "",
-  };
-}
+/** An entry as the store hands it to listeners: a test append with its LSN. */
+const entry = (lsn: number): Entry => ({ ...appendInput(lsn), lsn });
 
 Deno.test("ChangeQueue hands out only entries that continue from the cursor, and keeps at most max", () => {
   const queue = new ChangeQueue(4);
