@@ -18,7 +18,7 @@
  *
  * @module
  */
-import type { Attributes, Histogram, Meter } from "@opentelemetry/api";
+import type { Attributes, Meter } from "@opentelemetry/api";
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
@@ -29,6 +29,7 @@ import {
 } from "@opentelemetry/sdk-metrics";
 import type { EventBus } from "./events.ts";
 import type { DiskUsage } from "./disk.ts";
+import { type Histogram, Histograms, type HistogramSeries } from "./histograms.ts";
 
 /** Latency buckets in ms: fine below the 50 ms alert threshold, coarse above it. */
 export const LATENCY_BUCKETS_MS = [
@@ -241,6 +242,8 @@ export class Metrics {
   readonly peers: PeerFigures = { members: new Map(), lag: new Map(), credit: new Map() };
   readonly otlpEndpoint: string | undefined;
   readonly #provider: MeterProvider;
+  /** Every histogram: recorded by our own code, collected by the provider's readers. */
+  readonly #histograms: Histograms;
   readonly #prometheus: PrometheusExporter;
   readonly #serializer = new PrometheusSerializer();
   readonly #unsubscribe: (() => void)[] = [];
@@ -249,7 +252,14 @@ export class Metrics {
   constructor(options: MetricsOptions) {
     const env = options.env ?? Deno.env.toObject();
     this.#sources = options.sources ?? {};
-    this.#prometheus = new PrometheusExporter({ preventServerStart: true });
+    const attributes: Attributes = { "service.name": env.OTEL_SERVICE_NAME?.trim() || "shanghai" };
+    if (options.nodeId) attributes["service.instance.id"] = options.nodeId;
+    if (options.clusterId) attributes["shanghai.cluster.id"] = options.clusterId;
+    if (options.version) attributes["service.version"] = options.version;
+    const resource = resourceFromAttributes(attributes);
+    this.#histograms = new Histograms(resource, { name: "shanghai", version: options.version });
+    const metricProducers = [this.#histograms];
+    this.#prometheus = new PrometheusExporter({ preventServerStart: true, metricProducers });
     const readers: IMetricReader[] = [this.#prometheus];
     if (options.otlpExporter !== undefined && otlpWanted(env)) {
       this.otlpEndpoint = otlpUrl(env);
@@ -260,29 +270,16 @@ export class Metrics {
           exportIntervalMillis: Number.isFinite(interval) && interval >= 100
             ? interval
             : OTLP_EXPORT_INTERVAL_MS_DEFAULT,
+          metricProducers,
         }),
       );
     }
-    const attributes: Attributes = { "service.name": env.OTEL_SERVICE_NAME?.trim() || "shanghai" };
-    if (options.nodeId) attributes["service.instance.id"] = options.nodeId;
-    if (options.clusterId) attributes["shanghai.cluster.id"] = options.clusterId;
-    if (options.version) attributes["service.version"] = options.version;
-    this.#provider = new MeterProvider({ resource: resourceFromAttributes(attributes), readers });
+    this.#provider = new MeterProvider({ resource, readers });
     this.#register(this.#provider.getMeter("shanghai", options.version), options.events);
   }
 
-  #histogram(
-    meter: Meter,
-    name: string,
-    description: string,
-    unit: string,
-    buckets: number[],
-  ): Histogram {
-    return meter.createHistogram(name, {
-      description,
-      unit,
-      advice: { explicitBucketBoundaries: buckets },
-    });
+  #histogram(name: string, description: string, unit: string, buckets: number[]): Histogram {
+    return this.#histograms.create(name, description, unit, buckets);
   }
 
   #register(meter: Meter, events: EventBus): void {
@@ -293,28 +290,24 @@ export class Metrics {
 
     // WAL
     const walWrite = this.#histogram(
-      meter,
       "shanghai_wal_write_latency",
       "Group-commit batch latency: write plus fdatasync",
       "ms",
       LATENCY_BUCKETS_MS,
     );
     const walSync = this.#histogram(
-      meter,
       "shanghai_wal_fsync_latency",
       "fdatasync per group-commit batch: the call itself with --wal-sync inline (the event loop stands still for it), until the event loop handles its completion with thread (then it includes shanghai_event_loop_delay)",
       "ms",
       LATENCY_BUCKETS_MS,
     );
     const batchEntries = this.#histogram(
-      meter,
       "shanghai_wal_batch_entries",
       "Entries per group-commit batch",
       "{entry}",
       BATCH_ENTRIES_BUCKETS,
     );
     const batchBytes = this.#histogram(
-      meter,
       "shanghai_wal_batch_bytes",
       "Bytes per group-commit batch",
       "By",
@@ -346,7 +339,6 @@ export class Metrics {
 
     // Snapshots and retention
     const snapshotDuration = this.#histogram(
-      meter,
       "shanghai_snapshot_duration",
       "Time to write one snapshot of the key-value view",
       "ms",
@@ -357,7 +349,6 @@ export class Metrics {
       unit: "By",
     });
     const retentionDuration = this.#histogram(
-      meter,
       "shanghai_retention_duration",
       "Time to apply WAL retention",
       "ms",
@@ -382,7 +373,6 @@ export class Metrics {
 
     // HTTP: route is the hono route pattern (bounded), never the raw path.
     const httpDuration = this.#histogram(
-      meter,
       "shanghai_http_request_duration",
       "HTTP request latency by route and status",
       "ms",
@@ -391,7 +381,10 @@ export class Metrics {
     // The request count is kept in a map of our own and observed at collection time: a
     // synchronous counter would cost the SDK another attribute hash (~1 µs) on every request.
     // The attribute object is cached per key for the same reason.
-    const httpCounts = new Map<string, { attributes: Attributes; count: number }>();
+    const httpCounts = new Map<
+      string,
+      { attributes: Attributes; count: number; duration: HistogramSeries }
+    >();
     const httpRequests = meter.createObservableCounter("shanghai_http_requests", {
       description: "HTTP requests by method, route and status",
     });
@@ -403,19 +396,16 @@ export class Metrics {
       let entry = httpCounts.get(key);
       if (entry === undefined) {
         if (httpCounts.size >= HTTP_SERIES_MAX) return; // bounded cardinality
-        entry = {
-          attributes: { method: e.method, route: e.route, status: String(e.status) },
-          count: 0,
-        };
+        const attributes = { method: e.method, route: e.route, status: String(e.status) };
+        entry = { attributes, count: 0, duration: httpDuration.series(key, () => attributes) };
         httpCounts.set(key, entry);
       }
       entry.count++;
-      httpDuration.record(e.durationMs, entry.attributes);
+      entry.duration.record(e.durationMs);
     });
 
     // Cluster and replication (fed once those layers emit their events).
     const rtt = this.#histogram(
-      meter,
       "shanghai_cluster_heartbeat_rtt",
       "Heartbeat round-trip time",
       "ms",
@@ -432,7 +422,10 @@ export class Metrics {
       description:
         "Peer links dropped because nothing arrived on them for suspect-after-ms (a path losing packets); the node redials",
     });
-    on("cluster.heartbeat.completed", (e) => rtt.record(e.rttMs, { to_node: e.toNode }));
+    on(
+      "cluster.heartbeat.completed",
+      (e) => rtt.series(e.toNode, () => ({ to_node: e.toNode })).record(e.rttMs),
+    );
     on("cluster.link.dropped", (e) => linksDropped.add(1, { to_node: e.peer }));
     on("cluster.member.changed", (e) => {
       if (e.state === "left" || e.state === "removed") {
@@ -452,7 +445,6 @@ export class Metrics {
     on("replication.conflict", () => conflicts.add(1));
     on("replication.snapshot.started", (e) => snapshotsSent.add(1, { to_node: e.follower }));
     const applyDelay = this.#histogram(
-      meter,
       "shanghai_replication_apply_delay",
       "Peers' entries: from the origin's HLC wall time at the write until applied here (readable); includes clock skew between hosts",
       "ms",
@@ -565,7 +557,6 @@ export class Metrics {
       },
     ]);
     const loopDelay = this.#histogram(
-      meter,
       "shanghai_event_loop_delay",
       "How late a repeating timer fires: every latency taken in JavaScript (fsync, HTTP) includes it",
       "ms",
