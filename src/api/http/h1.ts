@@ -46,7 +46,19 @@ export interface RequestHead {
 const CR = 13;
 const LF = 10;
 // RFC 9110 token characters, for methods and field names.
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const TOKEN_CHARS = new Uint8Array(128);
+for (const c of "!#$%&'*+.^_`|~-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+  TOKEN_CHARS[c.charCodeAt(0)] = 1;
+}
+/** RFC 9110 token: one or more of its characters. */
+function isToken(text: string): boolean {
+  if (text.length === 0) return false;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 128 || TOKEN_CHARS[code] === 0) return false;
+  }
+  return true;
+}
 const DIGITS = /^[0-9]{1,15}$/;
 const latin1 = new TextDecoder("latin1");
 const utf8 = new TextDecoder();
@@ -54,11 +66,12 @@ const utf8 = new TextDecoder();
 /**
  * The bytes as a string of one character per byte. Heads are ASCII in practice, and the UTF-8
  * decoder's ASCII path is about 2.5x faster than the single-byte decoder's (0.35 against
- * 0.88 µs for a 100-byte head here); a byte over 0x7f takes the single-byte decoder.
+ * 0.88 µs for a 100-byte head here). A byte over 0x7f either joins others into fewer characters
+ * (the length differs) or decodes to U+FFFD; either way the single-byte decoder reads it again.
  */
 function byteString(bytes: Uint8Array): string {
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] > 0x7f) return latin1.decode(bytes);
-  return utf8.decode(bytes);
+  const text = utf8.decode(bytes);
+  return text.length === bytes.length && !text.includes("\uFFFD") ? text : latin1.decode(bytes);
 }
 
 /** Where the head's blank line ends (the index after "\r\n\r\n"), or -1. */
@@ -100,11 +113,13 @@ export function parseRequestHead(
     }
     return undefined;
   }
-  const lines = byteString(bytes.subarray(start, stop - 4)).split("\r\n");
-  const requestLine = lines[0].split(" ");
+  const text = byteString(bytes.subarray(start, stop - 4));
+  let lineEnd = text.indexOf("\r\n");
+  if (lineEnd < 0) lineEnd = text.length;
+  const requestLine = text.slice(0, lineEnd).split(" ");
   if (requestLine.length !== 3) throw new HttpParseError(400, "Malformed request line");
   const [method, target, version] = requestLine;
-  if (!TOKEN.test(method)) throw new HttpParseError(400, "Malformed request method");
+  if (!isToken(method)) throw new HttpParseError(400, "Malformed request method");
   if (target === "" || (target[0] !== "/" && !/^https?:\/\//i.test(target) && target !== "*")) {
     throw new HttpParseError(400, "Malformed request target");
   }
@@ -114,23 +129,25 @@ export function parseRequestHead(
   else if (/^HTTP\/[0-9]\.[0-9]$/.test(version)) {
     throw new HttpParseError(505, `HTTP version ${version.slice(5)} is not supported: use 1.1`);
   } else throw new HttpParseError(400, "Malformed HTTP version");
-  if (lines.length - 1 > HTTP_HEADERS_MAX) {
-    throw new HttpParseError(431, `More than ${HTTP_HEADERS_MAX} header fields`);
-  }
   const headers: [string, string][] = [];
   let contentLength: number | undefined;
   let chunked = false;
   let transferEncoding = false;
   let connection: string[] = [];
   let expectContinue = false;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i];
-    const colon = line.indexOf(":");
+  for (let at = lineEnd + 2; at < text.length + 2;) {
+    let next = text.indexOf("\r\n", at);
+    if (next < 0) next = text.length;
+    if (headers.length === HTTP_HEADERS_MAX) {
+      throw new HttpParseError(431, `More than ${HTTP_HEADERS_MAX} header fields`);
+    }
+    const colon = text.indexOf(":", at);
     // A line starting with whitespace is obsolete folding; refused, as RFC 9112 allows.
-    if (colon <= 0) throw new HttpParseError(400, "Malformed header line");
-    const name = line.slice(0, colon);
-    if (!TOKEN.test(name)) throw new HttpParseError(400, "Malformed header name");
-    const value = line.slice(colon + 1).trim();
+    if (colon <= at || colon > next) throw new HttpParseError(400, "Malformed header line");
+    const name = text.slice(at, colon);
+    if (!isToken(name)) throw new HttpParseError(400, "Malformed header name");
+    const value = text.slice(colon + 1, next).trim();
+    at = next + 2;
     if (value.includes("\0") || value.includes("\r") || value.includes("\n")) {
       throw new HttpParseError(400, "Malformed header value");
     }
