@@ -1,7 +1,9 @@
 /**
- * Every instrument Shanghai records, in one place. The instruments are OpenTelemetry ones
- * (`@opentelemetry/api` types, backed by `@opentelemetry/sdk-metrics`), fed from the event bus,
- * so the write path knows nothing about metrics: it emits `wal.write.completed` and moves on.
+ * Every instrument Shanghai records, in one place. Counters and gauges are OpenTelemetry ones
+ * (`@opentelemetry/api` types, backed by `@opentelemetry/sdk-metrics`); histograms are recorded by
+ * histograms.ts, which skips the SDK's per-record work, and reach the same readers. All are fed
+ * from the event bus, so the write path knows nothing about metrics: it emits
+ * `wal.write.completed` and moves on.
  *
  * Two readers can watch the same meter provider:
  * - a pull reader that renders Prometheus text for `GET /metrics` (always on);
