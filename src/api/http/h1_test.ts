@@ -39,6 +39,17 @@ Deno.test("parseRequestHead waits for the blank line and skips CRLFs before a re
 Deno.test("parseRequestHead reads a byte over 0x7f as one character", () => {
   const b = new Uint8Array([...bytes("GET / HTTP/1.1\r\nX: caf"), 0xe9, ...bytes("\r\n\r\n")]);
   assert.equal(headerOf(parseRequestHead(b, 0, b.length)!, "x"), "caf\u00e9");
+  // Bytes that are valid UTF-8 are still one character each: a two-byte sequence, and the
+  // three bytes that encode U+FFFD.
+  for (
+    const [tail, read] of [[[0xc3, 0xa9], "\u00c3\u00a9"], [
+      [0xef, 0xbf, 0xbd],
+      "\u00ef\u00bf\u00bd",
+    ]] as const
+  ) {
+    const c = new Uint8Array([...bytes("GET / HTTP/1.1\r\nX: "), ...tail, ...bytes("\r\n\r\n")]);
+    assert.equal(headerOf(parseRequestHead(c, 0, c.length)!, "x"), read);
+  }
 });
 
 Deno.test("parseRequestHead decides keep-alive by version and Connection", () => {
