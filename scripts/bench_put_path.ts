@@ -10,7 +10,7 @@
  * concurrent writes, as a node sees them at that many clients, over 100,000 keys.
  *
  * Why: end-to-end runs on these machines swing by 5-10% between minutes, which hides a change
- * of a few percent; this figure repeats within about 2%. It leaves out the socket reads and
+ * of a few percent; this figure's medians stay within about ±3-5%. It leaves out the socket reads and
  * writes, the answer's bytes, the fdatasync and the client, which the node's CPU per PUT in
  * `deno task bench` carries too (docs/BENCHMARKS.md, session 29: about 8 of 24 µs at 50
  * clients are this path).
