@@ -9,7 +9,7 @@ import type { Entry, VersionVector } from "../common/entry.ts";
 import type { KeyRecord, KeyspaceCapture } from "../storage/kv/keyspace.ts";
 import type { LeaderCursor } from "../storage/kv/snapshot.ts";
 import type { Store } from "../storage/kv/store.ts";
-import type { EntryInput } from "../storage/wal/wal.ts";
+import type { EntryInput, WrittenListener } from "../storage/wal/wal.ts";
 
 /** A point-in-time copy of the key-value view for a snapshot transfer. */
 export interface CapturedSnapshot {
@@ -84,9 +84,7 @@ export interface ReplicaLog {
    * listener answers true when the log should let queued microtasks run before syncing).
    */
   writtenLsn?(): number;
-  onWritten?(
-    listener: (entries: readonly Entry[], records: () => Uint8Array[]) => boolean,
-  ): () => void;
+  onWritten?(listener: WrittenListener): () => void;
   getVersion(key: string): KeyRecord | undefined;
   /**
    * A copy of the view as of the call (its LSN, vector and HLC read at once), which may take

@@ -18,7 +18,11 @@ import { frameRecord } from "../../src/storage/wal/record.ts";
 import { Hlc } from "../../src/common/hlc.ts";
 import type { Clock } from "../../src/common/clock.ts";
 import { type KeyRecord, Keyspace } from "../../src/storage/kv/keyspace.ts";
-import { type EntryInput, LsnCompactedError } from "../../src/storage/wal/wal.ts";
+import {
+  type EntryInput,
+  LsnCompactedError,
+  type WrittenListener,
+} from "../../src/storage/wal/wal.ts";
 import type {
   CapturedSnapshot,
   FramedEntry,
@@ -40,9 +44,7 @@ export class MemoryReplicaLog implements ReplicaLog {
   #unapplied: { entry: Entry; applied: (lsn: number) => void }[] = [];
   #inflight = new Map<string, Promise<number | undefined>>();
   #listeners = new Set<(entry: Entry) => void>();
-  #writtenListeners = new Set<
-    (entries: readonly Entry[], records: () => Uint8Array[]) => boolean
-  >();
+  #writtenListeners = new Set<WrittenListener>();
   /**
    * Local writes become durable at the simulation's next step, as peers' entries do, instead
    * of a microtask later: the window in which a shipper that ships unsynced entries
@@ -122,9 +124,7 @@ export class MemoryReplicaLog implements ReplicaLog {
     return this.lastLsn();
   }
 
-  onWritten(
-    listener: (entries: readonly Entry[], records: () => Uint8Array[]) => boolean,
-  ): () => void {
+  onWritten(listener: WrittenListener): () => void {
     this.#writtenListeners.add(listener);
     return () => this.#writtenListeners.delete(listener);
   }

@@ -28,7 +28,7 @@ import {
 } from "../../common/limits.ts";
 import { EventBus } from "../../telemetry/events.ts";
 import { type Logger, silentLogger } from "../../telemetry/log.ts";
-import { type BatchInfo, type EntryInput, Wal } from "../wal/wal.ts";
+import { type BatchInfo, type EntryInput, Wal, type WrittenListener } from "../wal/wal.ts";
 import {
   type ApplyResult,
   type ConflictResolver,
@@ -105,11 +105,6 @@ export interface WriteResult {
 
 /** Called for each entry applied to the view, in LSN order (change feeds, replication). */
 export type ApplyListener = (entry: Entry, result: ApplyResult) => void;
-/**
- * Sees each batch written to the WAL before its sync; true asks for microtasks to run first.
- * `records()` gives the entries' records as written (WalOptions.onWritten), during the call only.
- */
-export type WrittenListener = (entries: readonly Entry[], records: () => Uint8Array[]) => boolean;
 
 export class Store {
   readonly nodeId: string;

@@ -83,6 +83,13 @@ import {
   segmentFileName,
 } from "./segment.ts";
 
+/**
+ * Sees a batch written to the WAL before its fdatasync (WalOptions.onWritten); answers true to
+ * let queued microtasks run before the sync. `records()` gives the entries' records as written,
+ * and only during the call.
+ */
+export type WrittenListener = (entries: readonly Entry[], records: () => Uint8Array[]) => boolean;
+
 export interface WalOptions {
   segmentBytesMax?: number;
   batchEntriesMax?: number;
@@ -109,7 +116,7 @@ export interface WalOptions {
    * record (length, CRC, encoding) as written, in a copy made on the first call: replication
    * ships those bytes instead of encoding and checksumming every entry again.
    */
-  onWritten?: (entries: readonly Entry[], records: () => Uint8Array[]) => boolean;
+  onWritten?: WrittenListener;
   /** Called once for each torn tail cut or half-created segment dropped during recovery. */
   onRepair?: (message: string) => void;
   /**
