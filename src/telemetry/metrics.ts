@@ -382,25 +382,27 @@ export class Metrics {
     );
     // The request count is kept in a map of our own and observed at collection time: a
     // synchronous counter would cost the SDK another attribute hash (~1 µs) on every request.
-    // The attribute object is cached per key for the same reason.
-    const httpCounts = new Map<
-      string,
-      { attributes: Attributes; count: number; duration: HistogramSeries }
-    >();
+    // Each key's histogram series holds the attribute set both report.
+    const httpCounts = new Map<string, { count: number; duration: HistogramSeries }>();
     const httpRequests = meter.createObservableCounter("shanghai_http_requests", {
       description: "HTTP requests by method, route and status",
     });
     httpRequests.addCallback((result) => {
-      for (const { attributes, count } of httpCounts.values()) result.observe(count, attributes);
+      for (const { count, duration } of httpCounts.values()) {
+        result.observe(count, duration.attributes);
+      }
     });
     on("http.request.completed", (e) => {
       const key = `${e.method} ${e.status} ${e.route}`;
       let entry = httpCounts.get(key);
       if (entry === undefined) {
         if (httpCounts.size >= HTTP_SERIES_MAX) return; // bounded cardinality
-        const attributes = { method: e.method, route: e.route, status: String(e.status) };
-        entry = { attributes, count: 0, duration: httpDuration.series(key, () => attributes) };
-        httpCounts.set(key, entry);
+        const duration = httpDuration.series(key, () => ({
+          method: e.method,
+          route: e.route,
+          status: String(e.status),
+        }));
+        httpCounts.set(key, entry = { count: 0, duration });
       }
       entry.count++;
       entry.duration.record(e.durationMs);

@@ -5,10 +5,11 @@
  * one applied entry per line, that keeps streaming as entries arrive).
  *
  * The change feed keeps the entries applied since its client last pulled, up to
- * CHANGES_QUEUE_ENTRIES_MAX and CHANGES_QUEUE_BYTES_MAX of values, and answers from them while they follow on from its cursor: a
- * caught-up feed does not read back from the WAL what was just written. Anything else (a feed
- * that starts in the past, entries it dropped while its queue was full) it reads from the WAL,
- * so a slow client costs at most that queue and one read batch of memory, not a backlog.
+ * CHANGES_QUEUE_ENTRIES_MAX entries and CHANGES_QUEUE_BYTES_MAX of values, and answers from them
+ * while they follow on from its cursor: a caught-up feed does not read back from the WAL what
+ * was just written. Anything else (a feed that starts in the past, entries it dropped while its
+ * queue was full) it reads from the WAL, so a slow client costs at most that queue and one read
+ * batch of memory, not a backlog.
  *
  * @module
  */
