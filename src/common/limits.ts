@@ -36,6 +36,17 @@ export const SEGMENT_BYTES_MAX = 1 * GiB;
  */
 export const WAL_PREALLOCATE_BYTES_DEFAULT = 1 * MiB;
 export const WAL_PREALLOCATE_BYTES_MAX = 64 * MiB;
+/**
+ * A batch of fewer than WAL_GATHER_BATCH_ENTRIES local writes, with writers answered a moment ago
+ * expected back (WalOptions.expectedWriters), waits up to this long for them before its
+ * fdatasync, the event loop reading requests meanwhile. At 10 HTTP clients this made one batch of
+ * ten out of two alternating halves: 17-21% more PUTs per second (docs/BENCHMARKS.md, session 30).
+ * 0 turns it off.
+ */
+export const WAL_GATHER_MICROS_DEFAULT = 150;
+export const WAL_GATHER_MICROS_MAX = 10_000;
+/** Batches at least this long never wait for expected writers: their fdatasync is shared enough. */
+export const WAL_GATHER_BATCH_ENTRIES = 8;
 
 /** Group commit: a batch holds at most this many entries / bytes (both configurable lower). */
 export const BATCH_ENTRIES_DEFAULT = 100;

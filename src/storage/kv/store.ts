@@ -77,6 +77,10 @@ export interface StoreOptions {
   preallocateBytes?: number;
   /** fdatasync on the JavaScript thread (see WalOptions.inlineSync). */
   inlineSync?: boolean;
+  /** Writers expected back soon, whom a short batch may wait for (see WalOptions.expectedWriters). */
+  expectedWriters?: () => number;
+  /** The longest such wait, in µs (see WalOptions.gatherMicros). */
+  gatherMicros?: number;
   /** Take a snapshot after this many WAL bytes since the last one. 0 disables it. */
   snapshotEveryBytes?: number;
   /** Records a snapshot copies per turn of the event loop (SNAPSHOT_CAPTURE_STEP_KEYS). */
@@ -236,6 +240,8 @@ export class Store {
       batchBytesMax: this.#options.batchBytesMax,
       preallocateBytes: this.#options.preallocateBytes,
       inlineSync: this.#options.inlineSync,
+      expectedWriters: this.#options.expectedWriters,
+      gatherMicros: this.#options.gatherMicros,
       verifyFromLsn: snapshotLsn + 1,
       firstLsnIfEmpty: snapshotLsn + 1,
       clock: this.#clock,

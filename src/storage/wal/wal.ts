@@ -56,6 +56,9 @@ import {
   SEGMENT_BYTES_DEFAULT,
   SEGMENT_HEADER_BYTES,
   SPARSE_INDEX_INTERVAL_BYTES,
+  WAL_GATHER_BATCH_ENTRIES,
+  WAL_GATHER_MICROS_DEFAULT,
+  WAL_GATHER_MICROS_MAX,
   WAL_PREALLOCATE_BYTES_DEFAULT,
   WAL_PREALLOCATE_BYTES_MAX,
   WAL_READ_CHUNK_BYTES,
@@ -140,6 +143,19 @@ export interface WalOptions {
    * one: the next request could not be read before the sync it would have joined began.)
    */
   inlineSync?: boolean;
+  /**
+   * How many writers answered a moment ago are expected to append again soon: `shanghai serve`
+   * counts its HTTP connections answered a write within the last millisecond and not yet back
+   * with their next request. With `inlineSync`, a batch of fewer than WAL_GATHER_BATCH_ENTRIES
+   * local entries waits for them, for at most `gatherMicros`, turning the event loop (which
+   * reads their requests) rather than sleeping; a batch holding entries from peers never waits.
+   * Without it (the default) batches never wait. Why: at 10 clients the writers otherwise
+   * settle into two halves that take turns at the disk, each batch paying a whole fdatasync for
+   * half of them (docs/BENCHMARKS.md, session 30).
+   */
+  expectedWriters?: () => number;
+  /** The longest such wait, in µs (default WAL_GATHER_MICROS_DEFAULT; 0: never wait). */
+  gatherMicros?: number;
 }
 
 export interface BatchInfo {
@@ -221,6 +237,8 @@ interface Pending {
   data: Uint8Array | undefined;
   /** Framed size: RECORD_HEADER_BYTES + the encoded entry. */
   frameBytes: number;
+  /** Came from a peer (appendRemote), not from a writer of this node. */
+  replicated: boolean;
   /** A batch takes it only among its first this many entries (see the module). */
   batchPositionMax: number;
   resolve: (lsn: number) => void;
@@ -245,6 +263,13 @@ const ANSWER_TICKS = 4;
  * socket write still in flight goes out after the sync, as it did before.
  */
 const WRITTEN_MICROTASK_TURNS = 12;
+
+/**
+ * Most event-loop turns one wait for expected writers takes (WalOptions.expectedWriters): a
+ * turn with nothing to read takes 2-10 µs here, so gatherMicros ends the wait first; this bounds
+ * it where the clock stands still.
+ */
+const GATHER_TURNS_MAX = 1000;
 
 /**
  * Resolves in a macrotask that runs after the event loop has handled every I/O completion
@@ -417,6 +442,10 @@ export class Wal {
    */
   #readHints: { segment: Segment; lsn: number; offset: number }[] = [];
   #queueBytes = 0;
+  /** Entries from peers among the queued (see WalOptions.expectedWriters). */
+  #queuedReplicated = 0;
+  readonly #expectedWriters: (() => number) | undefined;
+  readonly #gatherMs: number;
   #flushing: Promise<void> | undefined;
   #failed: unknown;
   #closed = false;
@@ -445,6 +474,8 @@ export class Wal {
     this.#onWritten = options.onWritten;
     this.#onPreallocateFailed = options.onPreallocateFailed;
     this.#inlineSync = options.inlineSync ?? false;
+    this.#expectedWriters = options.expectedWriters;
+    this.#gatherMs = (options.gatherMicros ?? WAL_GATHER_MICROS_DEFAULT) / 1000;
     const active = segments[segments.length - 1];
     this.#durableLsn = active.lastLsn;
     this.#writtenLsn = active.lastLsn;
@@ -467,6 +498,11 @@ export class Wal {
     invariant(
       preallocateBytes >= 0 && preallocateBytes <= WAL_PREALLOCATE_BYTES_MAX,
       "preallocateBytes out of range",
+    );
+    const gatherMicros = options.gatherMicros ?? WAL_GATHER_MICROS_DEFAULT;
+    invariant(
+      gatherMicros >= 0 && gatherMicros <= WAL_GATHER_MICROS_MAX,
+      "gatherMicros out of range",
     );
     await Deno.mkdir(dir, { recursive: true });
     const names: { name: string; firstLsn: number }[] = [];
@@ -724,8 +760,9 @@ export class Wal {
     const frameBytes = RECORD_HEADER_BYTES + entryBytes;
     this.#nextLsn++;
     const batchPositionMax = replicated ? this.#replicatedBatchEntriesMax : this.#batchEntriesMax;
-    this.#queue.push({ entry, data, frameBytes, batchPositionMax, resolve, reject });
+    this.#queue.push({ entry, data, frameBytes, replicated, batchPositionMax, resolve, reject });
     this.#queueBytes += frameBytes;
+    if (replicated) this.#queuedReplicated++;
     this.#flushing ??= this.#inlineSync ? this.#flushLoopInline() : this.#flushLoop();
   }
 
@@ -800,6 +837,7 @@ export class Wal {
     try {
       while (true) {
         await nextMacrotask();
+        if (this.#queue.length > 0) await this.#gather();
         if (this.#queue.length === 0) return;
         const { batch, bytes } = this.#takeBatch();
         try {
@@ -811,6 +849,26 @@ export class Wal {
       }
     } finally {
       this.#flushing = undefined;
+    }
+  }
+
+  /**
+   * Lets writers answered a moment ago join the batch about to be cut (see
+   * WalOptions.expectedWriters): while it is short, holds only this node's writes and writers
+   * are expected, the event loop turns (reading their requests) for at most gatherMicros.
+   */
+  async #gather(): Promise<void> {
+    const expected = this.#expectedWriters;
+    if (expected === undefined || this.#gatherMs <= 0) return;
+    const waiting = () =>
+      this.#queue.length > 0 && this.#queue.length < WAL_GATHER_BATCH_ENTRIES &&
+      this.#queuedReplicated === 0 && expected() > 0;
+    if (!waiting()) return;
+    const until = this.#clock.monoMs() + this.#gatherMs;
+    // The turn cap bounds the wait under a clock that does not move (tests, simulations).
+    for (let turn = 0; turn < GATHER_TURNS_MAX; turn++) {
+      await nextMacrotask();
+      if (!waiting() || this.#clock.monoMs() >= until) return;
     }
   }
 
@@ -827,6 +885,9 @@ export class Wal {
     }
     const batch = this.#queue.splice(0, count);
     this.#queueBytes -= bytes;
+    if (this.#queuedReplicated > 0) {
+      for (const p of batch) if (p.replicated) this.#queuedReplicated--;
+    }
     return { batch, bytes };
   }
 
@@ -848,6 +909,7 @@ export class Wal {
     for (const batch of batches) for (const p of batch) p.reject(failure);
     for (const p of this.#queue.splice(0)) p.reject(failure);
     this.#queueBytes = 0;
+    this.#queuedReplicated = 0;
   }
 
   /** Writes and fdatasyncs one batch; the caller answers its writers. */
