@@ -43,6 +43,8 @@ import {
   TOMBSTONE_SWEEP_MS_MIN,
   VALUE_BYTES_DEFAULT,
   VALUE_BYTES_MAX,
+  WAL_GATHER_MICROS_DEFAULT,
+  WAL_GATHER_MICROS_MAX,
   WAL_PREALLOCATE_BYTES_DEFAULT,
   WAL_PREALLOCATE_BYTES_MAX,
 } from "../common/limits.ts";
@@ -61,6 +63,8 @@ export interface NodeConfig {
   batchEntriesMaxReplicated: number;
   batchBytesMax: number;
   walPreallocateBytes: number;
+  /** Longest wait of a short batch for HTTP writers answered a moment ago, µs (0: never). */
+  walGatherMicros: number;
   /** Where the WAL's fdatasync runs: on the JavaScript thread, or on a blocking-task thread. */
   walSync: "inline" | "thread";
   snapshotEveryBytes: number;
@@ -218,6 +222,17 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 0,
     max: WAL_PREALLOCATE_BYTES_MAX,
     help: "Zeros laid out ahead of the WAL's last record (0: off)",
+  },
+  {
+    key: "walGatherMicros",
+    flag: "wal-gather-us",
+    env: "SHANGHAI_WAL_GATHER_US",
+    kind: "int",
+    default: WAL_GATHER_MICROS_DEFAULT,
+    min: 0,
+    max: WAL_GATHER_MICROS_MAX,
+    help:
+      "With --wal-sync inline: how long (µs) a batch of fewer than 8 writes waits for HTTP clients answered a moment ago to send their next write (0: never)",
   },
   {
     key: "walSync",

@@ -237,6 +237,8 @@ export class ShanghaiNode {
         batchBytesMax: this.config.batchBytesMax,
         preallocateBytes: this.config.walPreallocateBytes,
         inlineSync: this.config.walSync === "inline",
+        expectedWriters: () => this.#server?.writersExpected() ?? 0,
+        gatherMicros: this.config.walGatherMicros,
         snapshotEveryBytes: this.config.snapshotEveryBytes,
         retainBytes: this.config.retainBytes,
         retentionHoldLsn: () => this.#replication?.shipper.retentionHoldLsn(),

@@ -63,6 +63,11 @@ export interface HttpServerOptions {
   /** Answers every request the fast route does not take. */
   handler: (request: Request) => Response | Promise<Response>;
   fastRoute?: FastRoute;
+  /**
+   * How long a connection answered a fast-route write counts as a writer expected back
+   * ({@link HttpServer.writersExpected}; default RETURNING_WRITER_MS_DEFAULT).
+   */
+  returningWriterMs?: number;
   /** The response when the handler throws. */
   onError: (error: unknown) => Response;
   /** How long a request's head and body may take to arrive whole (HTTP_REQUEST_READ_TIMEOUT_MS). */
@@ -98,6 +103,12 @@ const LINGER_MS = 2_000;
  * between sweeps k and k+1, it is closed at sweep k+3, 1x to 1.5x the timeout after it began.
  */
 const READ_TIMEOUT_SWEEPS = 3;
+/**
+ * A connection answered a fast-route write counts as a writer expected back (see
+ * {@link HttpServer.writersExpected}) for this long, unless its next request starts sooner: a
+ * load generator on this machine sends its next request 20-60 µs after an answer.
+ */
+const RETURNING_WRITER_MS_DEFAULT = 1;
 const EMPTY = new Uint8Array(0);
 /** A Host header that is a host name, IPv4 or bracketed IPv6 address, and optional port. */
 const HOST_PATTERN = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
@@ -171,6 +182,8 @@ export class HttpServer {
   readonly #options: HttpServerOptions;
   readonly #listener: Deno.TcpListener;
   readonly #connections = new Set<Connection>();
+  /** Connections answered a fast-route write, not yet back with a request: when answered (ms). */
+  readonly #returning = new Map<Connection, number>();
   readonly #accepting: Promise<void>;
   /** Closes connections whose request head is overdue (a client that sends part and stops). */
   readonly #sweeper: ReturnType<typeof setInterval>;
@@ -202,6 +215,30 @@ export class HttpServer {
 
   get closing(): boolean {
     return this.#closing;
+  }
+
+  /**
+   * How many keep-alive connections were answered a write (`PUT /v1/kv/{key}`) within the last
+   * `returningWriterMs` and have not started their next request: writers that will likely
+   * append again in a moment, whom the WAL lets a short batch wait for
+   * (WalOptions.expectedWriters).
+   */
+  writersExpected(): number {
+    if (this.#returning.size === 0) return 0;
+    const oldest = performance.now() -
+      (this.#options.returningWriterMs ?? RETURNING_WRITER_MS_DEFAULT);
+    for (const [connection, answeredMs] of this.#returning) {
+      // Oldest first (a Map keeps insertion order, and each answer re-inserts).
+      if (answeredMs >= oldest) break;
+      this.#returning.delete(connection);
+    }
+    return this.#returning.size;
+  }
+
+  /** Notes a connection answered a write (true) or started its next request or ended (false). */
+  returning(connection: Connection, answered: boolean): void {
+    this.#returning.delete(connection);
+    if (answered) this.#returning.set(connection, performance.now());
   }
 
   /** Read-timeout sweeps so far. */
@@ -381,6 +418,8 @@ class Connection {
     } catch (error) {
       if (this.#closed) return false;
       throw error;
+    } finally {
+      this.#server.returning(this, false);
     }
     if (n === null) return false;
     this.#end += n;
@@ -429,7 +468,9 @@ class Connection {
         body: (bytesMax, what) => body.read(bytesMax, what),
       });
       if (fast !== undefined) {
-        return await this.#writeFast(await fast, head.keepAlive && body.complete, head);
+        const open = await this.#writeFast(await fast, head.keepAlive && body.complete, head);
+        if (open) this.#server.returning(this, true);
+        return open;
       }
       return await this.#serveHandler(head, body);
     } finally {

@@ -3,7 +3,8 @@ import { Hono } from "hono";
 import { withTempDir } from "../../../tests/support/temp_dir.ts";
 import { Store } from "../../storage/kv/store.ts";
 import { readyContext, type Served, serveOnLoopback } from "./_served.ts";
-import { utf8Into } from "./server.ts";
+import { kvPutRoute } from "./fast_path.ts";
+import { HttpServer, utf8Into } from "./server.ts";
 
 const VALUE_BYTES_MAX = 64;
 
@@ -452,4 +453,66 @@ Deno.test("A shutdown ends a stalled request head and a stream that started afte
     app,
     200,
   );
+});
+
+Deno.test("Connections answered a write count as writers expected back until their next request, their end or the window's", async () => {
+  await withTempDir("http-server-test-", async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1" });
+    const app = new Hono().get("/ping", (c) => c.text("pong"));
+    const listen = (returningWriterMs: number) =>
+      HttpServer.listen({
+        hostname: "127.0.0.1",
+        port: 0,
+        handler: (request) => app.fetch(request),
+        fastRoute: kvPutRoute(readyContext(store)),
+        onError: () => new Response("{}", { status: 500 }),
+        returningWriterMs,
+      });
+    const connect = async (server: HttpServer) =>
+      await RawClient.connect({ url: "", server, close: () => server.shutdown() });
+    const server = listen(60_000);
+    try {
+      assert.equal(server.writersExpected(), 0);
+      const a = await connect(server);
+      const b = await connect(server);
+      await a.send(putText("a", "1"));
+      assert.deepEqual((await a.responses(1)).map((r) => r.status), [200]);
+      assert.equal(server.writersExpected(), 1);
+      await b.send(putText("b", "2"));
+      await b.responses(1);
+      assert.equal(server.writersExpected(), 2);
+      // A's next request (a read) takes it off; B leaving takes it off.
+      await a.send("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n");
+      assert.deepEqual((await a.responses(2)).map((r) => r.status), [200, 200]);
+      assert.equal(server.writersExpected(), 1);
+      b.close();
+      for (let i = 0; i < 500 && server.writersExpected() > 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.equal(server.writersExpected(), 0);
+      // A write answered with the connection closed is not expected back.
+      await a.send(putText("c", "3", "Connection: close\r\n"));
+      await a.readToEnd();
+      assert.equal(server.writersExpected(), 0);
+      a.close();
+    } finally {
+      await server.shutdown();
+    }
+    const brief = listen(1);
+    try {
+      const c = await connect(brief);
+      await c.send(putText("d", "4"));
+      await c.responses(1);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(
+        brief.writersExpected(),
+        0,
+        "a writer not back within the window is not waited for",
+      );
+      c.close();
+    } finally {
+      await brief.shutdown();
+      await store.close({ snapshot: false });
+    }
+  });
 });
