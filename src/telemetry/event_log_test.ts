@@ -19,7 +19,7 @@ Deno.test("logEvents() logs slow WAL writes once per interval, counting the rest
   const events = new EventBus();
   const clock = new FakeClock(0);
   const off = logEvents(events, logger, () => clock.monoMs());
-  const slow = { durationMs: 80, syncMs: 70, bytes: 10, entries: 1 };
+  const slow = { durationMs: 80, syncMs: 70, bytes: 10, entries: 1, gatherMs: 0 };
   events.emit("wal.write.completed", { ...slow, durationMs: 5 });
   events.emit("wal.write.completed", slow);
   events.emit("wal.write.completed", slow);

@@ -6,7 +6,14 @@
  */
 
 export interface EventMap {
-  "wal.write.completed": { durationMs: number; syncMs: number; bytes: number; entries: number };
+  "wal.write.completed": {
+    durationMs: number;
+    syncMs: number;
+    bytes: number;
+    entries: number;
+    /** Waited for writers expected back before the batch was cut (0: no wait). */
+    gatherMs: number;
+  };
   "wal.repaired": { message: string };
   "wal.preallocate.failed": { reason: string };
   "snapshot.completed": { lsn: number; keys: number; bytes: number; durationMs: number };

@@ -325,6 +325,14 @@ export class Metrics {
     const repairs = meter.createCounter("shanghai_wal_repairs", {
       description: "Torn tails truncated or half-created segments dropped at recovery",
     });
+    const gatherWaits = meter.createCounter("shanghai_wal_gather_waits", {
+      description:
+        "Group-commit batches that waited for HTTP writers expected back (--wal-gather-us)",
+    });
+    const gatherWaitTime = meter.createCounter("shanghai_wal_gather_wait_seconds", {
+      description: "Time group-commit batches waited for HTTP writers expected back",
+      unit: "s",
+    });
     on("wal.write.completed", (e) => {
       walWrite.record(e.durationMs);
       walSync.record(e.syncMs);
@@ -332,6 +340,10 @@ export class Metrics {
       batchBytes.record(e.bytes);
       bytesWritten.add(e.bytes);
       entriesWritten.add(e.entries);
+      if (e.gatherMs > 0) {
+        gatherWaits.add(1);
+        gatherWaitTime.add(e.gatherMs / 1000);
+      }
     });
     on("wal.repaired", () => repairs.add(1));
     const preallocateFailures = meter.createCounter("shanghai_wal_preallocate_failures", {

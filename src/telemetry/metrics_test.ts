@@ -4,8 +4,20 @@ import { Metrics, otlpMetricExporter } from "./metrics.ts";
 import { readinessProblems } from "./health.ts";
 
 function emitSome(events: EventBus): void {
-  events.emit("wal.write.completed", { durationMs: 3, syncMs: 2, bytes: 4096, entries: 7 });
-  events.emit("wal.write.completed", { durationMs: 60, syncMs: 55, bytes: 100, entries: 1 });
+  events.emit("wal.write.completed", {
+    durationMs: 3,
+    syncMs: 2,
+    bytes: 4096,
+    entries: 7,
+    gatherMs: 0.25,
+  });
+  events.emit("wal.write.completed", {
+    durationMs: 60,
+    syncMs: 55,
+    bytes: 100,
+    entries: 1,
+    gatherMs: 0,
+  });
   events.emit("http.request.completed", {
     method: "PUT",
     route: "/v1/kv/:key{.+}",
@@ -60,6 +72,9 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
         'shanghai_wal_written_bytes_total{otel_scope_name="shanghai"} 4196',
         'shanghai_wal_written_entries_total{otel_scope_name="shanghai"} 8',
         'shanghai_wal_batch_entries_sum{otel_scope_name="shanghai"} 8',
+        // One of the two batches waited 0.25 ms; the other did not wait and counts nothing.
+        'shanghai_wal_gather_waits_total{otel_scope_name="shanghai"} 1',
+        'shanghai_wal_gather_wait_seconds_total{otel_scope_name="shanghai"} 0.00025',
         'shanghai_http_requests_total{method="PUT",route="/v1/kv/:key{.+}",status="200",otel_scope_name="shanghai"} 1',
         'shanghai_snapshot_duration_count{otel_scope_name="shanghai"} 1',
         'shanghai_retention_removed_bytes_total{otel_scope_name="shanghai"} 5000',

@@ -47,7 +47,13 @@ Deno.test("Tracing exports spans for HTTP requests and WAL writes to a loopback 
       status: 200,
       durationMs: 3,
     });
-    events.emit("wal.write.completed", { durationMs: 2, syncMs: 1, bytes: 100, entries: 2 });
+    events.emit("wal.write.completed", {
+      durationMs: 2,
+      syncMs: 1,
+      bytes: 100,
+      entries: 2,
+      gatherMs: 0,
+    });
     await tracing.flush();
     const all = bodies.join("\n");
     assert.ok(all.includes('"name":"PUT /v1/kv/:key{.+}"'), all.slice(0, 400));

@@ -315,6 +315,7 @@ export class Store {
       syncMs: info.syncMs,
       bytes: info.bytes,
       entries: info.entries,
+      gatherMs: info.gatherMs,
     });
     this.#bytesSinceSnapshot += info.bytes;
     const every = this.#options.snapshotEveryBytes ?? SNAPSHOT_EVERY_BYTES_DEFAULT;

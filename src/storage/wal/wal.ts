@@ -163,6 +163,11 @@ export interface BatchInfo {
   entries: number;
   writeMs: number;
   syncMs: number;
+  /**
+   * How long the batch waited for writers expected back before it was cut (see
+   * WalOptions.expectedWriters); 0 when it did not wait, above 0 whenever it did.
+   */
+  gatherMs: number;
 }
 
 /** An entry as handed to append: the WAL assigns the LSN. */
@@ -837,11 +842,11 @@ export class Wal {
     try {
       while (true) {
         await nextMacrotask();
-        if (this.#queue.length > 0) await this.#gather();
+        const gatherMs = this.#queue.length > 0 ? await this.#gather() : 0;
         if (this.#queue.length === 0) return;
         const { batch, bytes } = this.#takeBatch();
         try {
-          this.#answer(batch, await this.#writeBatch(batch, bytes));
+          this.#answer(batch, await this.#writeBatch(batch, bytes, gatherMs));
         } catch (error) {
           this.#fail(error, batch);
           return;
@@ -856,20 +861,24 @@ export class Wal {
    * Lets writers answered a moment ago join the batch about to be cut (see
    * WalOptions.expectedWriters): while it is short, holds only this node's writes and writers
    * are expected, the event loop turns (reading their requests) for at most gatherMicros.
+   * Resolves with how long it waited (0: it did not; above 0 whenever it did).
    */
-  async #gather(): Promise<void> {
+  async #gather(): Promise<number> {
     const expected = this.#expectedWriters;
-    if (expected === undefined || this.#gatherMs <= 0) return;
+    if (expected === undefined || this.#gatherMs <= 0) return 0;
     const waiting = () =>
       this.#queue.length > 0 && this.#queue.length < WAL_GATHER_BATCH_ENTRIES &&
       this.#queuedReplicated === 0 && expected() > 0;
-    if (!waiting()) return;
-    const until = this.#clock.monoMs() + this.#gatherMs;
+    if (!waiting()) return 0;
+    const started = this.#clock.monoMs();
+    const until = started + this.#gatherMs;
     // The turn cap bounds the wait under a clock that does not move (tests, simulations).
     for (let turn = 0; turn < GATHER_TURNS_MAX; turn++) {
       await nextMacrotask();
-      if (!waiting() || this.#clock.monoMs() >= until) return;
+      const now = this.#clock.monoMs();
+      if (!waiting() || now >= until) return Math.max(now - started, Number.MIN_VALUE);
     }
+    return Math.max(this.#clock.monoMs() - started, Number.MIN_VALUE);
   }
 
   /** Takes the next batch off the queue, within the entry and byte bounds. */
@@ -913,7 +922,7 @@ export class Wal {
   }
 
   /** Writes and fdatasyncs one batch; the caller answers its writers. */
-  async #writeBatch(batch: Pending[], bytes: number): Promise<WrittenBatch> {
+  async #writeBatch(batch: Pending[], bytes: number, gatherMs = 0): Promise<WrittenBatch> {
     let active = this.#segments[this.#segments.length - 1];
     if (active.bytes + bytes > this.#segmentBytesMax && active.lastLsn >= active.firstLsn) {
       await this.#seal(active);
@@ -969,7 +978,7 @@ export class Wal {
     this.#zeroedEnd = Math.max(this.#zeroedEnd, offset);
     this.#preallocate();
     return {
-      info: { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - ts },
+      info: { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - ts, gatherMs },
       entries,
     };
   }

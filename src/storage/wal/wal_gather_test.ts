@@ -23,20 +23,24 @@ async function turns(count: number): Promise<void> {
   for (let i = 0; i < count; i++) await new Promise((resolve) => setImmediate(resolve));
 }
 
-/** Opens an inline-sync WAL in a temporary directory and records each batch's size. */
+/** Opens an inline-sync WAL in a temporary directory and records each batch's size and wait. */
 async function withWal(
   options: WalOptions,
-  body: (wal: Wal, batches: number[]) => Promise<void>,
+  body: (wal: Wal, batches: number[], waits: number[]) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "shanghai-wal-gather-" });
   const batches: number[] = [];
+  const waits: number[] = [];
   const wal = await Wal.open(dir, {
     inlineSync: true,
     ...options,
-    onDurable: (_entries, info: BatchInfo) => batches.push(info.entries),
+    onDurable: (_entries, info: BatchInfo) => {
+      batches.push(info.entries);
+      waits.push(info.gatherMs);
+    },
   });
   try {
-    await body(wal, batches);
+    await body(wal, batches, waits);
   } finally {
     await wal.close();
     await Deno.remove(dir, { recursive: true });
@@ -45,25 +49,30 @@ async function withWal(
 
 Deno.test("Wal lets a short batch wait for a writer expected back, so both share one fdatasync", async () => {
   let expected = 1;
-  await withWal({ expectedWriters: () => expected, gatherMicros: 10_000 }, async (wal, batches) => {
-    const first = wal.append(input(1));
-    // The expected writer's append arrives a few event-loop turns later, as a request would.
-    await turns(3);
-    expected = 0;
-    const second = wal.append(input(2));
-    assert.deepEqual(await Promise.all([first, second]), [1, 2]);
-    assert.deepEqual(batches, [2]);
-  });
+  await withWal(
+    { expectedWriters: () => expected, gatherMicros: 10_000 },
+    async (wal, batches, waits) => {
+      const first = wal.append(input(1));
+      // The expected writer's append arrives a few event-loop turns later, as a request would.
+      await turns(3);
+      expected = 0;
+      const second = wal.append(input(2));
+      assert.deepEqual(await Promise.all([first, second]), [1, 2]);
+      assert.deepEqual(batches, [2]);
+      assert.ok(waits[0] > 0, "the batch reports that it waited");
+    },
+  );
 });
 
 Deno.test("Wal without expected writers (or with gatherMicros 0) cuts the batch at once", async () => {
   for (const options of [{}, { expectedWriters: () => 1, gatherMicros: 0 }] as WalOptions[]) {
-    await withWal(options, async (wal, batches) => {
+    await withWal(options, async (wal, batches, waits) => {
       const first = wal.append(input(1));
       await turns(3);
       const second = wal.append(input(2));
       await Promise.all([first, second]);
       assert.deepEqual(batches, [1, 1], JSON.stringify(options));
+      assert.deepEqual(waits, [0, 0]);
     });
   }
 });
