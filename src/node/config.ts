@@ -43,6 +43,7 @@ import {
   TOMBSTONE_SWEEP_MS_MIN,
   VALUE_BYTES_DEFAULT,
   VALUE_BYTES_MAX,
+  WAL_GATHER_BATCH_ENTRIES,
   WAL_GATHER_MICROS_DEFAULT,
   WAL_GATHER_MICROS_MAX,
   WAL_PREALLOCATE_BYTES_DEFAULT,
@@ -232,7 +233,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 0,
     max: WAL_GATHER_MICROS_MAX,
     help:
-      "With --wal-sync inline: how long (µs) a batch of fewer than 8 writes waits for HTTP clients answered a moment ago to send their next write (0: never)",
+      `With --wal-sync inline: how long (µs) a batch of fewer than ${WAL_GATHER_BATCH_ENTRIES} writes waits for HTTP clients answered a moment ago to send their next write (0: never)`,
   },
   {
     key: "walSync",

@@ -235,10 +235,16 @@ export class HttpServer {
     return this.#returning.size;
   }
 
-  /** Notes a connection answered a write (true) or started its next request or ended (false). */
-  returning(connection: Connection, answered: boolean): void {
+  /** Notes a keep-alive connection just answered a write: a writer expected back. */
+  writerAnswered(connection: Connection): void {
+    // Deleted first so the Map's order stays the order of answers (writersExpected relies on it).
     this.#returning.delete(connection);
-    if (answered) this.#returning.set(connection, performance.now());
+    this.#returning.set(connection, performance.now());
+  }
+
+  /** Notes a connection sent more bytes or ended: no longer a writer expected back. */
+  writerBack(connection: Connection): void {
+    this.#returning.delete(connection);
   }
 
   /** Read-timeout sweeps so far. */
@@ -419,7 +425,7 @@ class Connection {
       if (this.#closed) return false;
       throw error;
     } finally {
-      this.#server.returning(this, false);
+      this.#server.writerBack(this);
     }
     if (n === null) return false;
     this.#end += n;
@@ -469,7 +475,7 @@ class Connection {
       });
       if (fast !== undefined) {
         const open = await this.#writeFast(await fast, head.keepAlive && body.complete, head);
-        if (open) this.#server.returning(this, true);
+        if (open) this.#server.writerAnswered(this);
         return open;
       }
       return await this.#serveHandler(head, body);

@@ -242,10 +242,12 @@ interface Pending {
   data: Uint8Array | undefined;
   /** Framed size: RECORD_HEADER_BYTES + the encoded entry. */
   frameBytes: number;
-  /** Came from a peer (appendRemote), not from a writer of this node. */
+  /**
+   * Came from a peer (appendRemote), not from a writer of this node: a batch then takes it
+   * among its first replicatedBatchEntriesMax entries instead of batchEntriesMax (see the
+   * module), and never waits for expected writers.
+   */
   replicated: boolean;
-  /** A batch takes it only among its first this many entries (see the module). */
-  batchPositionMax: number;
   resolve: (lsn: number) => void;
   reject: (error: unknown) => void;
 }
@@ -447,8 +449,6 @@ export class Wal {
    */
   #readHints: { segment: Segment; lsn: number; offset: number }[] = [];
   #queueBytes = 0;
-  /** Entries from peers among the queued (see WalOptions.expectedWriters). */
-  #queuedReplicated = 0;
   readonly #expectedWriters: (() => number) | undefined;
   readonly #gatherMs: number;
   #flushing: Promise<void> | undefined;
@@ -764,10 +764,8 @@ export class Wal {
     invariant(entryBytes <= RECORD_BYTES_MAX, "Entry exceeds RECORD_BYTES_MAX");
     const frameBytes = RECORD_HEADER_BYTES + entryBytes;
     this.#nextLsn++;
-    const batchPositionMax = replicated ? this.#replicatedBatchEntriesMax : this.#batchEntriesMax;
-    this.#queue.push({ entry, data, frameBytes, replicated, batchPositionMax, resolve, reject });
+    this.#queue.push({ entry, data, frameBytes, replicated, resolve, reject });
     this.#queueBytes += frameBytes;
-    if (replicated) this.#queuedReplicated++;
     this.#flushing ??= this.#inlineSync ? this.#flushLoopInline() : this.#flushLoop();
   }
 
@@ -866,18 +864,19 @@ export class Wal {
   async #gather(): Promise<number> {
     const expected = this.#expectedWriters;
     if (expected === undefined || this.#gatherMs <= 0) return 0;
+    // Short by then, so looking at every queued entry costs at most WAL_GATHER_BATCH_ENTRIES.
     const waiting = () =>
       this.#queue.length > 0 && this.#queue.length < WAL_GATHER_BATCH_ENTRIES &&
-      this.#queuedReplicated === 0 && expected() > 0;
+      !this.#queue.some((p) => p.replicated) && expected() > 0;
     if (!waiting()) return 0;
     const started = this.#clock.monoMs();
     const until = started + this.#gatherMs;
     // The turn cap bounds the wait under a clock that does not move (tests, simulations).
     for (let turn = 0; turn < GATHER_TURNS_MAX; turn++) {
       await nextMacrotask();
-      const now = this.#clock.monoMs();
-      if (!waiting() || now >= until) return Math.max(now - started, Number.MIN_VALUE);
+      if (!waiting() || this.#clock.monoMs() >= until) break;
     }
+    // Above 0 even when the clock stood still: the batch did wait.
     return Math.max(this.#clock.monoMs() - started, Number.MIN_VALUE);
   }
 
@@ -886,7 +885,9 @@ export class Wal {
     let count = 0;
     let bytes = 0;
     while (
-      count < this.#queue.length && count < this.#queue[count].batchPositionMax &&
+      count < this.#queue.length &&
+      count <
+        (this.#queue[count].replicated ? this.#replicatedBatchEntriesMax : this.#batchEntriesMax) &&
       (count === 0 || bytes + this.#queue[count].frameBytes <= this.#batchBytesMax)
     ) {
       bytes += this.#queue[count].frameBytes;
@@ -894,9 +895,6 @@ export class Wal {
     }
     const batch = this.#queue.splice(0, count);
     this.#queueBytes -= bytes;
-    if (this.#queuedReplicated > 0) {
-      for (const p of batch) if (p.replicated) this.#queuedReplicated--;
-    }
     return { batch, bytes };
   }
 
@@ -918,7 +916,6 @@ export class Wal {
     for (const batch of batches) for (const p of batch) p.reject(failure);
     for (const p of this.#queue.splice(0)) p.reject(failure);
     this.#queueBytes = 0;
-    this.#queuedReplicated = 0;
   }
 
   /** Writes and fdatasyncs one batch; the caller answers its writers. */
