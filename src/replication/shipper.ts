@@ -314,9 +314,18 @@ export class Shipper {
       if (!this.#shipUnsynced) return false;
       this.#logger.info("Replication ships entries before their fdatasync");
     }
-    // The records as the WAL wrote them: the frames peers get, without encoding again.
-    const framed = records();
-    for (let i = 0; i < entries.length; i++) this.#cacheForShipping(entries[i], framed[i]);
+    // This node's own entries go to every peer: the records as the WAL wrote them are the
+    // frames peers get, without encoding again. A batch of peers' entries only is cached
+    // without them: every peer normally has those from their origin, and the copy of the
+    // batch (a follower's batch holds up to 1,000 entries) was fresh memory on every batch;
+    // the rare relay frames its entry when it ships it (TailCache.read).
+    const own = this.log.origin;
+    if (entries.some((entry) => entry.origin === own)) {
+      const framed = records();
+      for (let i = 0; i < entries.length; i++) this.#cacheForShipping(entries[i], framed[i]);
+    } else {
+      for (const entry of entries) this.#cacheForShipping(entry);
+    }
     this.#schedulePump();
     return true;
   }

@@ -676,6 +676,29 @@ Deno.test("simulation: writes shipped before their sync and lost in a crash come
     }
   }, { shipUnsynced: true }));
 
+Deno.test("simulation: shipping before the sync takes the WAL's records of a node's own entries only; relays frame theirs", () =>
+  forEachSeed(10, async (sim, seed) => {
+    // n1 cannot reach n3: n2 relays n1's writes to n3, framing them itself.
+    sim.network.cut("n1", "n3");
+    const writes: Promise<unknown>[] = [];
+    for (let i = 0; i < 60; i++) {
+      const node = sim.node(i % 3 === 0 ? "n2" : "n1");
+      writes.push(node.log.write(sim.random.pick(KEYS), value(`${node.id}-${i}`)));
+      await sim.step();
+    }
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    await Promise.all(writes);
+    assert.equal(sim.node("n3").log.versionVector().n1, 40, `seed ${seed}`);
+    for (const node of sim.nodes) {
+      const taken = Object.fromEntries(node.log.recordsTaken);
+      for (const origin of Object.keys(taken)) {
+        assert.equal(origin, node.id, `seed ${seed}: ${node.id} took ${JSON.stringify(taken)}`);
+      }
+    }
+    assert.ok((sim.node("n1").log.recordsTaken.get("n1") ?? 0) > 0, `seed ${seed}`);
+    assert.ok((sim.node("n2").log.recordsTaken.get("n2") ?? 0) > 0, `seed ${seed}`);
+  }, { shipUnsynced: true }));
+
 Deno.test("simulation: the same crash without a new origin reuses sequence numbers and loses writes (why the origin changes)", async () => {
   for (const seed of SEEDS.slice(0, 5)) {
     const sim = new SimCluster({ seed, nodes: 3, shipUnsynced: true });

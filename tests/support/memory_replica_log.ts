@@ -45,6 +45,8 @@ export class MemoryReplicaLog implements ReplicaLog {
   #inflight = new Map<string, Promise<number | undefined>>();
   #listeners = new Set<(entry: Entry) => void>();
   #writtenListeners = new Set<WrittenListener>();
+  /** Records handed to onWritten listeners that asked for them, by the entry's origin. */
+  readonly recordsTaken = new Map<string, number>();
   /**
    * Local writes become durable at the simulation's next step, as peers' entries do, instead
    * of a microtask later: the window in which a shipper that ships unsynced entries
@@ -147,7 +149,10 @@ export class MemoryReplicaLog implements ReplicaLog {
     this.#hlc.observe(entry.hlc);
     // The record a WAL would have written, as Store hands it over.
     for (const listener of this.#writtenListeners) {
-      listener([entry], () => [frameRecord(encodeEntry(entry))]);
+      listener([entry], () => {
+        this.recordsTaken.set(entry.origin, (this.recordsTaken.get(entry.origin) ?? 0) + 1);
+        return [frameRecord(encodeEntry(entry))];
+      });
     }
     return entry;
   }
