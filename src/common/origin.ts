@@ -40,8 +40,22 @@ export function newOrigin(nodeId: string): string {
   return `${nodeId}${ORIGIN_TAG_SEPARATOR}${randomHex(4)}`;
 }
 
+/**
+ * Origins whose node ids {@link originNode} remembers. A cluster sees few origins (one per node,
+ * and one more per unclean restart), and replication asks for the node of every entry it
+ * considers relaying: a slice per call was a string allocated per entry and per peer.
+ */
+const ORIGIN_NODES_REMEMBERED_MAX = 1024;
+const originNodes = new Map<string, string>();
+
 /** The node that wrote under `origin`. */
 export function originNode(origin: string): string {
-  const at = origin.indexOf(ORIGIN_TAG_SEPARATOR);
-  return at < 0 ? origin : origin.slice(0, at);
+  let node = originNodes.get(origin);
+  if (node === undefined) {
+    const at = origin.indexOf(ORIGIN_TAG_SEPARATOR);
+    node = at < 0 ? origin : origin.slice(0, at);
+    if (originNodes.size >= ORIGIN_NODES_REMEMBERED_MAX) originNodes.clear();
+    originNodes.set(origin, node);
+  }
+  return node;
 }

@@ -37,6 +37,17 @@ Deno.test("TailCache keeps the newest entries within its byte bound and serves r
     records: concatFrames(read.map((f) => f.frame())),
   };
   assert.deepEqual(decodeBatchEntries(frame), [entry(45), entry(46), entry(47)]);
+  // Reads hand out the held entries themselves: a leader re-reads its range on every pump while
+  // it holds relays back, and a new object per entry per read was garbage each time. Each is
+  // framed once, however often it is read.
+  const again = cache.read(45, 3, 1 << 20)!;
+  assert.ok(again.every((f, i) => f === read[i]), "the same objects on every read");
+  assert.equal(again[0].frame(), read[0].frame());
+  assert.deepEqual([again[0].origin, again[0].seq], ["n1", 45]);
+  // The byte bound: at least one entry, and no more than fit (each counts 2 * (100 + 3) + 256).
+  assert.deepEqual(cache.read(45, 10, 1)!.map((f) => f.lsn), [45]);
+  assert.deepEqual(cache.read(45, 10, 2 * 462)!.map((f) => f.lsn), [45, 46]);
+  assert.deepEqual(cache.read(45, 10, 2 * 462 - 1)!.map((f) => f.lsn), [45]);
   // A gap in LSNs (never expected) empties the cache rather than serving a hole.
   cache.onApply(entry(60));
   assert.equal(cache.firstLsn, 60);
