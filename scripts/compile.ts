@@ -31,8 +31,18 @@ export const RELEASE_TARGETS = [
   "aarch64-apple-darwin",
   "x86_64-pc-windows-msvc",
 ] as const;
-/** What the node needs: files, sockets, env (config, OTEL_*), sys (hostname, statfs). */
-const PERMISSIONS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-sys"];
+/**
+ * What the node needs: files, sockets, env (config, OTEL_*), sys (hostname, statfs), ffi (libc's
+ * posix_fadvise, to drop synced WAL pages from the page cache: src/storage/wal/page_cache.ts).
+ */
+const PERMISSIONS = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  "--allow-env",
+  "--allow-sys",
+  "--allow-ffi",
+];
 const EXIT_BUILD_FAILED = 1;
 const EXIT_SKIPPED = 3;
 

@@ -37,6 +37,15 @@ export const SEGMENT_BYTES_MAX = 1 * GiB;
 export const WAL_PREALLOCATE_BYTES_DEFAULT = 1 * MiB;
 export const WAL_PREALLOCATE_BYTES_MAX = 64 * MiB;
 /**
+ * Synced WAL data further than this behind the active segment's end leaves the OS page cache
+ * (src/storage/wal/page_cache.ts): the tail cache serves the newest 8 MiB of entries from
+ * memory, and these pages serve reads just past it. 0 keeps everything cached.
+ */
+export const WAL_DROP_BEHIND_BYTES_DEFAULT = 8 * MiB;
+export const WAL_DROP_BEHIND_BYTES_MAX = 1 * GiB;
+/** The least a drop covers: one call per step instead of one per batch. */
+export const WAL_DROP_BEHIND_STEP_BYTES = 1 * MiB;
+/**
  * A batch of fewer than WAL_GATHER_BATCH_ENTRIES local writes, with writers answered a moment ago
  * expected back (WalOptions.expectedWriters), waits up to this long for them before its
  * fdatasync, the event loop reading requests meanwhile. At 10 HTTP clients this made one batch of

@@ -43,6 +43,8 @@ import {
   TOMBSTONE_SWEEP_MS_MIN,
   VALUE_BYTES_DEFAULT,
   VALUE_BYTES_MAX,
+  WAL_DROP_BEHIND_BYTES_DEFAULT,
+  WAL_DROP_BEHIND_BYTES_MAX,
   WAL_GATHER_BATCH_ENTRIES,
   WAL_GATHER_MICROS_DEFAULT,
   WAL_GATHER_MICROS_MAX,
@@ -66,6 +68,8 @@ export interface NodeConfig {
   walPreallocateBytes: number;
   /** Longest wait of a short batch for HTTP writers answered a moment ago, µs (0: never). */
   walGatherMicros: number;
+  /** Synced WAL bytes left in the OS page cache behind the newest record (0: all of them). */
+  walDropBehindBytes: number;
   /** Where the WAL's fdatasync runs: on the JavaScript thread, or on a blocking-task thread. */
   walSync: "inline" | "thread";
   snapshotEveryBytes: number;
@@ -234,6 +238,17 @@ export const SETTINGS: readonly SettingSpec[] = [
     max: WAL_GATHER_MICROS_MAX,
     help:
       `With --wal-sync inline: how long (µs) a batch of fewer than ${WAL_GATHER_BATCH_ENTRIES} writes waits for HTTP clients answered a moment ago to send their next write (0: never)`,
+  },
+  {
+    key: "walDropBehindBytes",
+    flag: "wal-drop-behind-bytes",
+    env: "SHANGHAI_WAL_DROP_BEHIND_BYTES",
+    kind: "int",
+    default: WAL_DROP_BEHIND_BYTES_DEFAULT,
+    min: 0,
+    max: WAL_DROP_BEHIND_BYTES_MAX,
+    help:
+      "Synced WAL data further than this many bytes behind the newest record is dropped from the OS page cache, and a finished segment whole (Linux; 0: keep everything cached)",
   },
   {
     key: "walSync",

@@ -239,6 +239,7 @@ export class ShanghaiNode {
         inlineSync: this.config.walSync === "inline",
         expectedWriters: () => this.#server?.writersExpected() ?? 0,
         gatherMicros: this.config.walGatherMicros,
+        dropBehindBytes: this.config.walDropBehindBytes,
         snapshotEveryBytes: this.config.snapshotEveryBytes,
         retainBytes: this.config.retainBytes,
         retentionHoldLsn: () => this.#replication?.shipper.retentionHoldLsn(),

@@ -81,6 +81,8 @@ export interface StoreOptions {
   expectedWriters?: () => number;
   /** The longest such wait, in µs (see WalOptions.gatherMicros). */
   gatherMicros?: number;
+  /** Synced WAL bytes kept in the OS page cache (see WalOptions.dropBehindBytes; 0: all). */
+  dropBehindBytes?: number;
   /** Take a snapshot after this many WAL bytes since the last one. 0 disables it. */
   snapshotEveryBytes?: number;
   /** Records a snapshot copies per turn of the event loop (SNAPSHOT_CAPTURE_STEP_KEYS). */
@@ -242,6 +244,11 @@ export class Store {
       inlineSync: this.#options.inlineSync,
       expectedWriters: this.#options.expectedWriters,
       gatherMicros: this.#options.gatherMicros,
+      dropBehindBytes: this.#options.dropBehindBytes,
+      onPageCacheUnavailable: (reason) =>
+        this.#logger.info("WAL pages stay in the OS page cache: they cannot be dropped here", {
+          reason,
+        }),
       verifyFromLsn: snapshotLsn + 1,
       firstLsnIfEmpty: snapshotLsn + 1,
       clock: this.#clock,

@@ -56,6 +56,8 @@ import {
   SEGMENT_BYTES_DEFAULT,
   SEGMENT_HEADER_BYTES,
   SPARSE_INDEX_INTERVAL_BYTES,
+  WAL_DROP_BEHIND_BYTES_MAX,
+  WAL_DROP_BEHIND_STEP_BYTES,
   WAL_GATHER_BATCH_ENTRIES,
   WAL_GATHER_MICROS_DEFAULT,
   WAL_GATHER_MICROS_MAX,
@@ -70,6 +72,7 @@ import {
 import { setImmediate } from "node:timers";
 import { crc32 } from "../../common/crc32.ts";
 import { readFully, readWholeFile, syncDir, writeAll, writeAllSync } from "../durable_fs.ts";
+import { LibcPageCacheAdvisor, type PageCacheAdvisor } from "./page_cache.ts";
 import { readRecord } from "./record.ts";
 import {
   type IndexPoint,
@@ -120,6 +123,16 @@ export interface WalOptions {
    * ships those bytes instead of encoding and checksumming every entry again.
    */
   onWritten?: WrittenListener;
+  /**
+   * Synced data more than this many bytes behind the active segment's end is dropped from the
+   * OS page cache, in steps of at least WAL_DROP_BEHIND_STEP_BYTES, and a sealed segment whole
+   * (see page_cache.ts for why); 0 or undefined: never.
+   */
+  dropBehindBytes?: number;
+  /** What drops the pages (default: libc's posix_fadvise); for tests. */
+  pageCache?: PageCacheAdvisor;
+  /** Called once if pages cannot be dropped here, with why (the WAL works on without). */
+  onPageCacheUnavailable?: (reason: string) => void;
   /** Called once for each torn tail cut or half-created segment dropped during recovery. */
   onRepair?: (message: string) => void;
   /**
@@ -451,6 +464,14 @@ export class Wal {
   #queueBytes = 0;
   readonly #expectedWriters: (() => number) | undefined;
   readonly #gatherMs: number;
+  readonly #dropBehindBytes: number;
+  readonly #pageCache: PageCacheAdvisor | undefined;
+  #onPageCacheUnavailable: ((reason: string) => void) | undefined;
+  /**
+   * Segments whose synced pages may still be in the page cache, oldest first, the active one
+   * last: how far each was dropped from its start, and a sealed one's size.
+   */
+  #cachedSegments: { path: string; droppedTo: number; sealedBytes?: number }[] = [];
   #flushing: Promise<void> | undefined;
   #failed: unknown;
   #closed = false;
@@ -481,7 +502,15 @@ export class Wal {
     this.#inlineSync = options.inlineSync ?? false;
     this.#expectedWriters = options.expectedWriters;
     this.#gatherMs = (options.gatherMicros ?? WAL_GATHER_MICROS_DEFAULT) / 1000;
+    this.#dropBehindBytes = options.dropBehindBytes ?? 0;
+    this.#pageCache = this.#dropBehindBytes > 0
+      ? options.pageCache ?? new LibcPageCacheAdvisor()
+      : undefined;
+    this.#onPageCacheUnavailable = options.onPageCacheUnavailable;
     const active = segments[segments.length - 1];
+    if (this.#pageCache !== undefined) {
+      this.#cachedSegments.push({ path: active.path, droppedTo: 0 });
+    }
     this.#durableLsn = active.lastLsn;
     this.#writtenLsn = active.lastLsn;
     this.#nextLsn = active.lastLsn + 1;
@@ -508,6 +537,12 @@ export class Wal {
     invariant(
       gatherMicros >= 0 && gatherMicros <= WAL_GATHER_MICROS_MAX,
       "gatherMicros out of range",
+    );
+    const dropBehindBytes = options.dropBehindBytes ?? 0;
+    invariant(
+      Number.isSafeInteger(dropBehindBytes) && dropBehindBytes >= 0 &&
+        dropBehindBytes <= WAL_DROP_BEHIND_BYTES_MAX,
+      "dropBehindBytes out of range",
     );
     await Deno.mkdir(dir, { recursive: true });
     const names: { name: string; firstLsn: number }[] = [];
@@ -925,6 +960,10 @@ export class Wal {
       await this.#seal(active);
       const created = await Wal.#createSegment(this.dir, batch[0].entry.lsn, this.#clock);
       this.#segments.push(created.segment);
+      if (this.#pageCache !== undefined) {
+        this.#cachedSegments[this.#cachedSegments.length - 1].sealedBytes = active.bytes;
+        this.#cachedSegments.push({ path: created.segment.path, droppedTo: 0 });
+      }
       this.#file = created.file;
       this.#zeroedEnd = SEGMENT_HEADER_BYTES;
       active = created.segment;
@@ -973,6 +1012,7 @@ export class Wal {
     active.bytes = offset;
     active.lastLsn = batch[batch.length - 1].entry.lsn;
     this.#zeroedEnd = Math.max(this.#zeroedEnd, offset);
+    this.#dropBehind(active);
     this.#preallocate();
     return {
       info: { bytes, entries: batch.length, writeMs: t1 - t0, syncMs: t2 - ts, gatherMs },
@@ -1027,6 +1067,50 @@ export class Wal {
    * makes that durable, so only the last segment of a WAL can have bytes after its records.
    * Once per segment, so the fdatasync is not worth skipping.
    */
+  /**
+   * Drops synced pages more than dropBehindBytes behind the newest record, across segments,
+   * oldest first, once at least WAL_DROP_BEHIND_STEP_BYTES have gathered (one call per step,
+   * not per batch: a call per small batch cost more than it saved at 10 clients). A sealed
+   * segment wholly behind leaves the list.
+   */
+  #dropBehind(active: Segment): void {
+    if (this.#pageCache === undefined) return;
+    const cached = this.#cachedSegments;
+    let undropped = 0;
+    for (const c of cached) undropped += (c.sealedBytes ?? active.bytes) - c.droppedTo;
+    let excess = undropped - this.#dropBehindBytes;
+    if (excess < WAL_DROP_BEHIND_STEP_BYTES) return;
+    while (excess > 0 && cached.length > 0) {
+      const c = cached[0];
+      if (c.sealedBytes !== undefined && c.droppedTo + excess >= c.sealedBytes) {
+        this.#advise(c.path, c.droppedTo, 0); // 0: to the end of the file
+        this.#pageCache.forget(c.path);
+        excess -= c.sealedBytes - c.droppedTo;
+        cached.shift();
+        continue;
+      }
+      const upTo = Math.floor((c.droppedTo + excess) / PAGE_BYTES) * PAGE_BYTES;
+      if (upTo > c.droppedTo) this.#advise(c.path, c.droppedTo, upTo - c.droppedTo);
+      c.droppedTo = Math.max(c.droppedTo, upTo);
+      return;
+    }
+  }
+
+  /** A segment retention removes is no longer held open for dropping its pages. */
+  #forgetCached(path: string): void {
+    const at = this.#cachedSegments.findIndex((c) => c.path === path);
+    if (at < 0) return;
+    this.#cachedSegments.splice(at, 1);
+    this.#pageCache?.forget(path);
+  }
+
+  #advise(path: string, offset: number, length: number): void {
+    const advisor = this.#pageCache!;
+    if (advisor.dontNeed(path, offset, length) || advisor.unavailable === undefined) return;
+    this.#onPageCacheUnavailable?.(advisor.unavailable);
+    this.#onPageCacheUnavailable = undefined;
+  }
+
   async #seal(active: Segment): Promise<void> {
     if (this.#zeroing) await this.#zeroing;
     this.#zeroFile?.close();
@@ -1271,6 +1355,7 @@ export class Wal {
     while (this.#segments.length > 1 && this.#segments[0].lastLsn < lsn) {
       const segment = this.#segments.shift()!;
       this.#forgetReads(segment);
+      this.#forgetCached(segment.path);
       await Deno.remove(segment.path);
       removed.push({
         fileName: segment.fileName,
@@ -1291,9 +1376,12 @@ export class Wal {
     if (this.#zeroing) await this.#zeroing;
     this.#zeroFile?.close();
     this.#file.close();
+    for (const c of this.#cachedSegments.splice(0)) this.#pageCache?.forget(c.path);
     for (const segment of [...this.#readers.keys()]) this.#forgetReads(segment);
   }
 }
+
+const PAGE_BYTES = 4096;
 
 /** The batch's records as views of `bytes` (laid out by #fillBatch), one per entry. */
 function splitRecords(bytes: Uint8Array, batch: readonly { frameBytes: number }[]): Uint8Array[] {
