@@ -20,6 +20,7 @@
 
 /** Drops cached pages of a file's byte range; answers false when it could not. */
 export interface PageCacheAdvisor {
+  /** `length` 0 reaches to the end of the file, as with posix_fadvise itself. */
   dontNeed(path: string, offset: number, length: number): boolean;
   /** Forgets `path` (its segment was removed or the WAL closed). */
   forget(path: string): void;
@@ -55,7 +56,7 @@ export class LibcPageCacheAdvisor implements PageCacheAdvisor {
   }
 
   dontNeed(path: string, offset: number, length: number): boolean {
-    if (this.#unavailable !== undefined || length <= 0) return false;
+    if (this.#unavailable !== undefined || length < 0) return false;
     const libc = this.#load();
     if (libc === undefined) return false;
     let fd = this.#fds.get(path);

@@ -189,12 +189,41 @@ Deno.test({
       assert.ok(dropped >= 4 * MiB, `dropped to ${dropped}`);
       // A hint the kernel takes for every page it can drop: a page still in another core's
       // batch of pages just added to the cache is left (one of 1,283 seen here).
-      const pages = dropped / PAGE;
-      const left = residentPages(path, 0, dropped);
-      assert.ok(left <= pages / 100 + 1, `${left} of ${pages} dropped pages still cached`);
+      assertMostlyGone(path, 0, dropped);
       const end = Deno.statSync(path).size;
       const kept = residentPages(path, dropped, end - keep / 2);
       assert.ok(kept > 0, "the newest bytes stay cached");
     });
   },
 });
+
+Deno.test({
+  name:
+    "Wal with libc's posix_fadvise: a sealed segment wholly behind the kept bytes leaves the page cache to its end",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const advisor = new LibcPageCacheAdvisor();
+    await withWal(
+      { dropBehindBytes: 2 * MiB, pageCache: advisor, segmentBytesMax: 4 * MiB },
+      async (wal) => {
+        await appendAll(wal, 750); // about 12 MiB: two sealed segments, a third active
+        assert.equal(advisor.unavailable, undefined);
+        const segments = wal.segments();
+        assert.equal(segments.length, 3, JSON.stringify(segments));
+        // "To the end of the file" is a length of 0, which the advisor once refused: every
+        // sealed segment kept its last 2 MiB cached.
+        for (const segment of segments.slice(0, 2)) {
+          const path = `${wal.dir}/${segment.fileName}`;
+          assertMostlyGone(path, 0, Deno.statSync(path).size);
+        }
+      },
+    );
+  },
+});
+
+/** At most 1% of the pages of `from..to` (and one more) are still in the page cache. */
+function assertMostlyGone(path: string, from: number, to: number): void {
+  const pages = Math.ceil((to - from) / PAGE);
+  const left = residentPages(path, from, to);
+  assert.ok(left <= pages / 100 + 1, `${path}: ${left} of ${pages} dropped pages still cached`);
+}
