@@ -148,11 +148,14 @@ const mm = Deno.build.os === "linux"
   }).symbols
   : undefined;
 
+const PROT_READ = 1;
+const MAP_SHARED = 1;
+
 function residentPages(path: string, from: number, to: number): number {
   const size = Deno.statSync(path).size;
   const fd = mm!.open(new TextEncoder().encode(`${path}\0`), 0);
   assert.ok(fd >= 0, `open ${path}`);
-  const addr = mm!.mmap(null, BigInt(size), 1, /* PROT_READ */ 1, /* MAP_SHARED */ fd, 0n);
+  const addr = mm!.mmap(null, BigInt(size), PROT_READ, MAP_SHARED, fd, 0n);
   assert.ok(addr !== null && Deno.UnsafePointer.value(addr) !== -1n, "mmap");
   const vector = new Uint8Array(Math.ceil(size / PAGE));
   assert.equal(mm!.mincore(addr, BigInt(size), vector), 0, "mincore");

@@ -469,9 +469,9 @@ export class Wal {
   #onPageCacheUnavailable: ((reason: string) => void) | undefined;
   /**
    * Segments whose synced pages may still be in the page cache, oldest first, the active one
-   * last: how far each was dropped from its start, and a sealed one's size.
+   * last, each with how far it was dropped from its start.
    */
-  #cachedSegments: { path: string; droppedTo: number; sealedBytes?: number }[] = [];
+  #cachedSegments: { segment: Segment; droppedTo: number }[] = [];
   #flushing: Promise<void> | undefined;
   #failed: unknown;
   #closed = false;
@@ -508,9 +508,7 @@ export class Wal {
       : undefined;
     this.#onPageCacheUnavailable = options.onPageCacheUnavailable;
     const active = segments[segments.length - 1];
-    if (this.#pageCache !== undefined) {
-      this.#cachedSegments.push({ path: active.path, droppedTo: 0 });
-    }
+    if (this.#pageCache !== undefined) this.#cachedSegments.push({ segment: active, droppedTo: 0 });
     this.#durableLsn = active.lastLsn;
     this.#writtenLsn = active.lastLsn;
     this.#nextLsn = active.lastLsn + 1;
@@ -961,8 +959,7 @@ export class Wal {
       const created = await Wal.#createSegment(this.dir, batch[0].entry.lsn, this.#clock);
       this.#segments.push(created.segment);
       if (this.#pageCache !== undefined) {
-        this.#cachedSegments[this.#cachedSegments.length - 1].sealedBytes = active.bytes;
-        this.#cachedSegments.push({ path: created.segment.path, droppedTo: 0 });
+        this.#cachedSegments.push({ segment: created.segment, droppedTo: 0 });
       }
       this.#file = created.file;
       this.#zeroedEnd = SEGMENT_HEADER_BYTES;
@@ -1067,50 +1064,6 @@ export class Wal {
    * makes that durable, so only the last segment of a WAL can have bytes after its records.
    * Once per segment, so the fdatasync is not worth skipping.
    */
-  /**
-   * Drops synced pages more than dropBehindBytes behind the newest record, across segments,
-   * oldest first, once at least WAL_DROP_BEHIND_STEP_BYTES have gathered (one call per step,
-   * not per batch: a call per small batch cost more than it saved at 10 clients). A sealed
-   * segment wholly behind leaves the list.
-   */
-  #dropBehind(active: Segment): void {
-    if (this.#pageCache === undefined) return;
-    const cached = this.#cachedSegments;
-    let undropped = 0;
-    for (const c of cached) undropped += (c.sealedBytes ?? active.bytes) - c.droppedTo;
-    let excess = undropped - this.#dropBehindBytes;
-    if (excess < WAL_DROP_BEHIND_STEP_BYTES) return;
-    while (excess > 0 && cached.length > 0) {
-      const c = cached[0];
-      if (c.sealedBytes !== undefined && c.droppedTo + excess >= c.sealedBytes) {
-        this.#advise(c.path, c.droppedTo, 0); // 0: to the end of the file
-        this.#pageCache.forget(c.path);
-        excess -= c.sealedBytes - c.droppedTo;
-        cached.shift();
-        continue;
-      }
-      const upTo = Math.floor((c.droppedTo + excess) / PAGE_BYTES) * PAGE_BYTES;
-      if (upTo > c.droppedTo) this.#advise(c.path, c.droppedTo, upTo - c.droppedTo);
-      c.droppedTo = Math.max(c.droppedTo, upTo);
-      return;
-    }
-  }
-
-  /** A segment retention removes is no longer held open for dropping its pages. */
-  #forgetCached(path: string): void {
-    const at = this.#cachedSegments.findIndex((c) => c.path === path);
-    if (at < 0) return;
-    this.#cachedSegments.splice(at, 1);
-    this.#pageCache?.forget(path);
-  }
-
-  #advise(path: string, offset: number, length: number): void {
-    const advisor = this.#pageCache!;
-    if (advisor.dontNeed(path, offset, length) || advisor.unavailable === undefined) return;
-    this.#onPageCacheUnavailable?.(advisor.unavailable);
-    this.#onPageCacheUnavailable = undefined;
-  }
-
   async #seal(active: Segment): Promise<void> {
     if (this.#zeroing) await this.#zeroing;
     this.#zeroFile?.close();
@@ -1118,6 +1071,51 @@ export class Wal {
     await this.#file.truncate(active.bytes);
     await this.#file.syncData();
     this.#file.close();
+  }
+
+  /**
+   * Drops synced pages more than dropBehindBytes behind the newest record, across segments,
+   * oldest first, once at least WAL_DROP_BEHIND_STEP_BYTES have gathered (one call per step,
+   * not per batch: a call per small batch cost more than it saved at 10 clients). A sealed
+   * segment (every one but `active`) wholly behind leaves the list.
+   */
+  #dropBehind(active: Segment): void {
+    if (this.#pageCache === undefined) return;
+    const cached = this.#cachedSegments;
+    let undropped = 0;
+    for (const c of cached) undropped += c.segment.bytes - c.droppedTo;
+    let excess = undropped - this.#dropBehindBytes;
+    if (excess < WAL_DROP_BEHIND_STEP_BYTES) return;
+    while (excess > 0 && cached.length > 0) {
+      const c = cached[0];
+      const { path, bytes } = c.segment;
+      if (c.segment !== active && c.droppedTo + excess >= bytes) {
+        this.#advise(path, c.droppedTo, 0); // 0: to the end of the file
+        this.#pageCache.forget(path);
+        excess -= bytes - c.droppedTo;
+        cached.shift();
+        continue;
+      }
+      const upTo = Math.floor((c.droppedTo + excess) / PAGE_BYTES) * PAGE_BYTES;
+      if (upTo > c.droppedTo) this.#advise(path, c.droppedTo, upTo - c.droppedTo);
+      c.droppedTo = Math.max(c.droppedTo, upTo);
+      return;
+    }
+  }
+
+  /** A segment retention removes is no longer held open for dropping its pages. */
+  #forgetCached(segment: Segment): void {
+    const at = this.#cachedSegments.findIndex((c) => c.segment === segment);
+    if (at < 0) return;
+    this.#cachedSegments.splice(at, 1);
+    this.#pageCache?.forget(segment.path);
+  }
+
+  #advise(path: string, offset: number, length: number): void {
+    const advisor = this.#pageCache!;
+    if (advisor.dontNeed(path, offset, length) || advisor.unavailable === undefined) return;
+    this.#onPageCacheUnavailable?.(advisor.unavailable);
+    this.#onPageCacheUnavailable = undefined;
   }
 
   /** Lays the batch's records (length, CRC, entry) into one buffer, reused across batches. */
@@ -1355,7 +1353,7 @@ export class Wal {
     while (this.#segments.length > 1 && this.#segments[0].lastLsn < lsn) {
       const segment = this.#segments.shift()!;
       this.#forgetReads(segment);
-      this.#forgetCached(segment.path);
+      this.#forgetCached(segment);
       await Deno.remove(segment.path);
       removed.push({
         fileName: segment.fileName,
@@ -1376,7 +1374,7 @@ export class Wal {
     if (this.#zeroing) await this.#zeroing;
     this.#zeroFile?.close();
     this.#file.close();
-    for (const c of this.#cachedSegments.splice(0)) this.#pageCache?.forget(c.path);
+    for (const c of this.#cachedSegments.splice(0)) this.#pageCache?.forget(c.segment.path);
     for (const segment of [...this.#readers.keys()]) this.#forgetReads(segment);
   }
 }
