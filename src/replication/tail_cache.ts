@@ -11,20 +11,13 @@ import { encodeEntry, type Entry } from "../common/entry.ts";
 import { frameRecord } from "../storage/wal/record.ts";
 import type { FramedEntry } from "./replica_log.ts";
 
-/**
- * A held entry, handed out as it is by {@link TailCache.read}: a leader re-reads its follower's
- * range on every pump while it holds back relays (until a paced cursor-only batch covers them),
- * and an object and a closure per entry per read were about an eighth of a follower's
- * allocations (docs/BENCHMARKS.md, session 31).
- */
-class Item implements FramedEntry {
+/** An entry with its record, framed once and only when first asked for (or handed over). */
+class LazyFramedEntry implements FramedEntry {
   readonly entry: Entry;
-  readonly bytes: number;
   #frame: Uint8Array | undefined;
 
-  constructor(entry: Entry, bytes: number, frame: Uint8Array | undefined) {
+  constructor(entry: Entry, frame?: Uint8Array) {
     this.entry = entry;
-    this.bytes = bytes;
     this.#frame = frame;
   }
 
@@ -43,6 +36,21 @@ class Item implements FramedEntry {
   /** The entry's record: the WAL's copy when it was handed over, else encoded once, here. */
   frame(): Uint8Array {
     return this.#frame ??= frameRecord(encodeEntry(this.entry));
+  }
+}
+
+/**
+ * A held entry, handed out as it is by {@link TailCache.read}: a leader re-reads its follower's
+ * range on every pump while it holds back relays (until a paced cursor-only batch covers them),
+ * and an object and a closure per entry per read were about an eighth of a follower's
+ * allocations (docs/BENCHMARKS.md, session 31).
+ */
+class Item extends LazyFramedEntry {
+  readonly bytes: number;
+
+  constructor(entry: Entry, bytes: number, frame: Uint8Array | undefined) {
+    super(entry, frame);
+    this.bytes = bytes;
   }
 }
 
@@ -140,11 +148,7 @@ export class TailCache {
 
 /** Frames entries read from the WAL (no cache hit). */
 export function framed(entries: readonly Entry[]): FramedEntry[] {
-  return entries.map((entry) => {
-    let frame: Uint8Array | undefined;
-    const { lsn, origin, seq } = entry;
-    return { lsn, origin, seq, frame: () => frame ??= frameRecord(encodeEntry(entry)) };
-  });
+  return entries.map((entry) => new LazyFramedEntry(entry));
 }
 
 /** Concatenates frames into one batch body. */
