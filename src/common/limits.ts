@@ -210,7 +210,7 @@ export const ORIGIN_BYTES_MAX = 73;
 export const REPL_CREDIT_ENTRIES_DEFAULT = 100;
 export const REPL_CREDIT_ENTRIES_MAX = 100_000;
 /** A follower whose WAL keeps up grants this many times its base credit (see Shipper). */
-export const REPL_CREDIT_BOOST = 10;
+export const REPL_CREDIT_BOOST = 30;
 /** The newest durable entries kept in memory for leaders (one cache per node, not per peer). */
 export const REPL_TAIL_CACHE_BYTES = 8 * MiB;
 /** Replication batches: entries per frame and bytes per frame (entries framed as in the WAL). */
