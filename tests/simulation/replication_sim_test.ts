@@ -273,6 +273,35 @@ Deno.test("simulation: a stalled follower never makes the leader hold more than 
   assert.equal(leader.shipper.replicas()[0].followerOffset, 10);
 });
 
+Deno.test("simulation: a follower grants boosted credit while its WAL keeps up, its base credit once the queue is long", async () => {
+  // The boost keeps a catching-up follower busy (its leaders refill while it writes a large
+  // batch); a follower whose disk falls behind throttles its leaders back to the base credit.
+  const sim = new SimCluster({
+    seed: 11,
+    nodes: 2,
+    creditEntries: 100,
+    batchEntriesMax: 100,
+    faults: { dropRate: 0, duplicateRate: 0 },
+  });
+  const leader = sim.node("n1");
+  const follower = sim.node("n2").log;
+  const grantedAfterWrite = async (key: string) => {
+    await leader.log.write(key, new Uint8Array(10));
+    // Converged, and the ack that carries the follower's credit is back.
+    while (!sim.converged() || leader.shipper.replicas()[0].inflightEntries > 0) {
+      await sim.step();
+    }
+    return leader.shipper.replicas()[0].credit;
+  };
+  assert.equal(await grantedAfterWrite("a"), 100 * REPL_CREDIT_BOOST);
+  const pending = follower.pendingEntries;
+  follower.pendingEntries = () => 100 * REPL_CREDIT_BOOST;
+  assert.equal(await grantedAfterWrite("b"), 100);
+  follower.pendingEntries = () => 100 * REPL_CREDIT_BOOST - 1;
+  assert.equal(await grantedAfterWrite("c"), 100 * REPL_CREDIT_BOOST);
+  follower.pendingEntries = pending;
+});
+
 Deno.test("simulation: tombstones are collected once every member holds them, and digests stay equal", () =>
   forEachSeed(10, async (sim, seed) => {
     const writes = [];
