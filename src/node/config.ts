@@ -21,6 +21,8 @@ import {
   DOWN_AFTER_MS_DEFAULT,
   GiB,
   HEARTBEAT_INTERVAL_MS_DEFAULT,
+  IDLE_POLL_MICROS_DEFAULT,
+  IDLE_POLL_MICROS_MAX,
   MiB,
   MIN_FREE_DISK_BYTES_DEFAULT,
   READY_LAG_MAX_DEFAULT,
@@ -72,6 +74,8 @@ export interface NodeConfig {
   walDropBehindBytes: number;
   /** Where the WAL's fdatasync runs: on the JavaScript thread, or on a blocking-task thread. */
   walSync: "inline" | "thread";
+  /** How long after its last request or WAL sync the idle poller keeps spinning, µs (0: off). */
+  idlePollMicros: number;
   snapshotEveryBytes: number;
   retainBytes: number;
   logLevel: "debug" | "info" | "warn" | "error";
@@ -259,6 +263,17 @@ export const SETTINGS: readonly SettingSpec[] = [
     values: ["inline", "thread"],
     help:
       "Where the WAL's fdatasync runs: inline (on the event loop, fewest CPU cycles per write) or thread (the event loop keeps serving during a sync)",
+  },
+  {
+    key: "idlePollMicros",
+    flag: "idle-poll-us",
+    env: "SHANGHAI_IDLE_POLL_US",
+    kind: "int",
+    default: IDLE_POLL_MICROS_DEFAULT,
+    min: 0,
+    max: IDLE_POLL_MICROS_MAX,
+    help:
+      "For this long (µs) after each request or WAL sync, a helper thread at idle priority keeps a core from halting, so the next request finds warm caches; it takes only CPU nothing else wants (Linux; 0: off)",
   },
   {
     key: "snapshotEveryBytes",

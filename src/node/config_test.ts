@@ -13,6 +13,9 @@ Deno.test("resolveConfig(): defaults give one node on ./data with the seed's por
   assert.equal(config.segmentBytes, 64 * 1024 * 1024);
   assert.equal(config.tombstoneGraceMs, 60_000);
   assert.equal(config.tombstoneSweepMs, 10_000);
+  assert.equal(config.idlePollMicros, 1_000);
+  assert.equal(resolveConfig({}, { SHANGHAI_IDLE_POLL_US: "0" }).idlePollMicros, 0);
+  assert.equal(resolveConfig({ "idle-poll-us": "250" }, {}).idlePollMicros, 250);
 });
 
 Deno.test("resolveConfig(): flags win over environment, environment over file", () => {
@@ -48,6 +51,11 @@ Deno.test("resolveConfig(): a bad value names the setting and where it came from
       /tombstone-sweep-ms \(from SHANGHAI_TOMBSTONE_SWEEP_MS\): 50 is outside 100 to/,
     ],
     [{ "tombstone-grace-ms": "-1" }, {}, /Invalid setting tombstone-grace-ms/],
+    [
+      { "idle-poll-us": "100001" },
+      {},
+      /idle-poll-us \(from --idle-poll-us\): 100001 is outside 0 to/,
+    ],
   ];
   for (const [flags, env, pattern] of cases) {
     assert.throws(

@@ -33,6 +33,8 @@ import { NodeCluster } from "../cluster/node_cluster.ts";
 import type { MembershipDriver } from "../cluster/membership_driver.ts";
 import type { PeerTransport } from "../cluster/transport.ts";
 import { NodeOps } from "./ops.ts";
+import { IdlePoller } from "./idle_poll.ts";
+import { IDLE_POLL_THREADS } from "../common/limits.ts";
 
 const NO_MEMBERS: readonly string[] = [];
 /** How long one step of a stop may take before the node logs that it is still waiting on it. */
@@ -67,6 +69,7 @@ export class ShanghaiNode {
   readonly #options: NodeOptions;
   #identity: Identity | undefined;
   #server: HttpServer | undefined;
+  #idlePoll: IdlePoller | undefined;
   #recoveryError: string | undefined;
   #stopping = false;
   #cluster: NodeCluster | undefined;
@@ -190,6 +193,13 @@ export class ShanghaiNode {
 
   async #start(mounts: RouteMount[]): Promise<void> {
     const httpContext = this.#httpContext();
+    this.#idlePoll = await IdlePoller.start({
+      windowMicros: this.config.idlePollMicros,
+      threads: IDLE_POLL_THREADS,
+      onUnavailable: (reason) =>
+        this.logger.info("Idle polling is off: cores may halt between requests", { reason }),
+    });
+    const idlePoll = this.#idlePoll;
     const app = createApp(httpContext, [
       clusterRoutes(() => this.#cluster),
       ...this.ops.mounts(),
@@ -200,6 +210,7 @@ export class ShanghaiNode {
       port: this.config.adminPort,
       handler: (request) => app.fetch(request),
       fastRoute: kvPutRoute(httpContext),
+      onRequest: () => idlePoll.touch(),
       onError: (error) => {
         this.logger.error("HTTP server error", { error: String(error) });
         return new Response(
@@ -237,6 +248,7 @@ export class ShanghaiNode {
         batchBytesMax: this.config.batchBytesMax,
         preallocateBytes: this.config.walPreallocateBytes,
         inlineSync: this.config.walSync === "inline",
+        beforeSync: () => idlePoll.touch(),
         expectedWriters: () => this.#server?.writersExpected() ?? 0,
         gatherMicros: this.config.walGatherMicros,
         dropBehindBytes: this.config.walDropBehindBytes,
@@ -306,6 +318,7 @@ export class ShanghaiNode {
       await this.ops.stop();
       await this.#server.shutdown();
       await this.#store?.close().catch(() => {});
+      this.#idlePoll.stop();
       throw error;
     }
     this.logger.info("Node ready", {
@@ -349,6 +362,7 @@ export class ShanghaiNode {
       if (store.writtenLsn === store.lastLsn) await clearShippingUnsynced(this.config.dataDir);
     });
     await this.#stopStep("ops", stepsMs, () => this.ops.stop());
+    this.#idlePoll?.stop();
     this.logger.info("Node stopped", {
       stopMs: Math.round(this.#clock.monoMs() - startedMs),
       stepsMs,

@@ -70,6 +70,8 @@ export interface HttpServerOptions {
   returningWriterMs?: number;
   /** The response when the handler throws. */
   onError: (error: unknown) => Response;
+  /** Called as each request's head has arrived (the node's idle poller, src/node/idle_poll.ts). */
+  onRequest?: () => void;
   /** How long a request's head and body may take to arrive whole (HTTP_REQUEST_READ_TIMEOUT_MS). */
   readTimeoutMs?: number;
 }
@@ -367,6 +369,7 @@ class Connection {
         const head = await this.#readHead();
         if (head === undefined) break;
         this.#serving = head;
+        this.#server.options.onRequest?.();
         const keepAlive = await this.#serve(head);
         this.#serving = undefined;
         if (!keepAlive) break;

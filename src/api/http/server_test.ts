@@ -134,6 +134,41 @@ Deno.test("Pipelined writes in one packet are all answered, in order", async () 
   });
 });
 
+Deno.test("onRequest hears every request as its head arrives, fast route and handler alike", async () => {
+  await withTempDir("http-server-test-", async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1", valueBytesMax: VALUE_BYTES_MAX });
+    let heard = 0;
+    const server = HttpServer.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      handler: () => new Response(JSON.stringify({ heard })),
+      fastRoute: kvPutRoute(readyContext(store)),
+      onError: () => new Response("{}", { status: 500 }),
+      onRequest: () => heard++,
+    });
+    const served = {
+      url: `http://127.0.0.1:${server.addr.port}`,
+      server,
+      close: () => server.shutdown(),
+    };
+    try {
+      const client = await RawClient.connect(served);
+      await client.send(
+        putText("a", "1") + putText("b", "2") + "GET /other HTTP/1.1\r\nhost: x\r\n\r\n",
+      );
+      const answers = await client.responses(3);
+      assert.deepEqual(answers.map((r) => r.status), [200, 200, 200]);
+      // The handler ran third, after its own head arrived.
+      assert.deepEqual(JSON.parse(answers[2].body), { heard: 3 });
+      assert.equal(heard, 3);
+      client.close();
+    } finally {
+      await served.close();
+      await store.close({ snapshot: false });
+    }
+  });
+});
+
 Deno.test("Short answers are encoded into the reused buffer, longer ones into their own", () => {
   const buffer = new Uint8Array(20);
   const short = utf8Into("héllo€", buffer);

@@ -77,6 +77,8 @@ export interface StoreOptions {
   preallocateBytes?: number;
   /** fdatasync on the JavaScript thread (see WalOptions.inlineSync). */
   inlineSync?: boolean;
+  /** Called right before each WAL batch's fdatasync (see WalOptions.beforeSync). */
+  beforeSync?: () => void;
   /** Writers expected back soon, whom a short batch may wait for (see WalOptions.expectedWriters). */
   expectedWriters?: () => number;
   /** The longest such wait, in µs (see WalOptions.gatherMicros). */
@@ -243,6 +245,7 @@ export class Store {
       preallocateBytes: this.#options.preallocateBytes,
       inlineSync: this.#options.inlineSync,
       expectedWriters: this.#options.expectedWriters,
+      beforeSync: this.#options.beforeSync,
       gatherMicros: this.#options.gatherMicros,
       dropBehindBytes: this.#options.dropBehindBytes,
       onPageCacheUnavailable: (reason) =>

@@ -156,6 +156,8 @@ export interface WalOptions {
    * one: the next request could not be read before the sync it would have joined began.)
    */
   inlineSync?: boolean;
+  /** Called right before each batch's fdatasync (the node's idle poller, src/node/idle_poll.ts). */
+  beforeSync?: () => void;
   /**
    * How many writers answered a moment ago are expected to append again soon: `shanghai serve`
    * counts its HTTP connections answered a write within the last millisecond and not yet back
@@ -463,6 +465,7 @@ export class Wal {
   #readHints: { segment: Segment; lsn: number; offset: number }[] = [];
   #queueBytes = 0;
   readonly #expectedWriters: (() => number) | undefined;
+  readonly #beforeSync: (() => void) | undefined;
   readonly #gatherMs: number;
   readonly #dropBehindBytes: number;
   readonly #pageCache: PageCacheAdvisor | undefined;
@@ -501,6 +504,7 @@ export class Wal {
     this.#onPreallocateFailed = options.onPreallocateFailed;
     this.#inlineSync = options.inlineSync ?? false;
     this.#expectedWriters = options.expectedWriters;
+    this.#beforeSync = options.beforeSync;
     this.#gatherMs = (options.gatherMicros ?? WAL_GATHER_MICROS_DEFAULT) / 1000;
     this.#dropBehindBytes = options.dropBehindBytes ?? 0;
     this.#pageCache = this.#dropBehindBytes > 0
@@ -992,6 +996,7 @@ export class Wal {
       }
     }
     const ts = this.#clock.monoMs();
+    this.#beforeSync?.();
     if (this.#inlineSync) this.#file.syncDataSync();
     else await this.#file.syncData();
     const t2 = this.#clock.monoMs();

@@ -72,6 +72,27 @@ Deno.test("Wal group commit: concurrent appends share batches and all resolve af
   });
 });
 
+Deno.test("Wal calls beforeSync once per batch, after its write and before its sync", async () => {
+  await withDir(async (dir) => {
+    const calls: { written: number; durable: number }[] = [];
+    let durable = 0;
+    let batches = 0;
+    const wal: Wal = await Wal.open(dir, {
+      beforeSync: () => calls.push({ written: wal.writtenLsn, durable }),
+      onDurable: (entries) => {
+        batches++;
+        durable = entries[entries.length - 1].lsn;
+      },
+    });
+    await Promise.all(Array.from({ length: 300 }, (_, i) => wal.append(appendInput(i + 1))));
+    assert.equal(calls.length, batches);
+    // Each call: its batch written, the one before it durable, itself not yet.
+    for (const call of calls) assert.ok(call.written > call.durable);
+    assert.equal(calls[calls.length - 1].written, 300);
+    await wal.close();
+  });
+});
+
 Deno.test("Wal.appendBatch() numbers entries in order, beside single appends, and resolves once the last is durable", async () => {
   await withDir(async (dir) => {
     let durable = 0;
