@@ -38,4 +38,7 @@ Deno.test("formatStatus() counts live keys, and tombstones only when there are s
     formatStatus({ ...base, tombstones: 7 }),
     /^Keys: +100 \(and 7 deleted, kept as tombstones\)$/m,
   );
+  assert.match(formatStatus({ ...base, idlePolling: true }), /^Idle polling: +on$/m);
+  assert.match(formatStatus({ ...base, idlePolling: false }), /^Idle polling: +off$/m);
+  assert.doesNotMatch(formatStatus(base), /Idle polling/);
 });

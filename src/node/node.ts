@@ -176,6 +176,8 @@ export class ShanghaiNode {
       walDir: store?.walDir ?? null,
       httpAddress: `${this.config.host}:${this.httpPort}`,
       nodeAddress: this.#cluster?.transport.address ?? null,
+      // Whether the idle poller runs (src/node/idle_poll.ts): why a core looks busy under traffic.
+      idlePolling: this.#idlePoll?.running ?? false,
       clusterState: this.#cluster?.membership.health() ?? null,
     };
   }

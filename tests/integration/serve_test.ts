@@ -21,14 +21,18 @@ Deno.test("serve answers health, ready and status, and stops cleanly on SIGTERM"
     const body = JSON.parse(status.stdout);
     assert.equal(body.nodeId, "n1");
     assert.equal(body.lastLsn, 1);
+    // On by default where the poller can run (Linux, FFI allowed, as the harness runs nodes).
+    assert.equal(body.idlePolling, Deno.build.os === "linux");
   } finally {
     const exit = await node.stop();
     assert.equal(exit.code, 0);
   }
   // Restart on the same directory: the stored id and the write are back.
-  const again = await spawnNode({ dataDir });
+  const again = await spawnNode({ dataDir, args: ["--idle-poll-us", "0"] });
   try {
     assert.equal(again.nodeId, "n1");
+    const status = await fetch(`http://${again.addr}/v1/status`).then((r) => r.json());
+    assert.equal(status.idlePolling, false);
     const got = await fetch(`http://${again.addr}/v1/kv/greeting`);
     assert.deepEqual(await got.json(), { hello: "world" });
   } finally {
