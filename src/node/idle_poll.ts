@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { LIBC_NAMES } from "../common/libc.ts";
 
 /** Shared words: the activity counter, pollers parked, the stop flag. */
 const COUNTER = 0;
@@ -75,8 +76,6 @@ self.onmessage = (event) => {
   }
 };
 `;
-
-const LIBC_NAMES = ["libc.so.6", "libc.so"];
 
 export interface IdlePollerOptions {
   /** How long after the last touch the pollers keep spinning, µs (0: no pollers). */

@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { openLibc } from "../../common/libc.ts";
 
 /** Drops cached pages of a file's byte range; answers false when it could not. */
 export interface PageCacheAdvisor {
@@ -31,7 +32,6 @@ export interface PageCacheAdvisor {
 const POSIX_FADV_DONTNEED = 4;
 const O_RDONLY = 0;
 const O_CLOEXEC = 0o2000000;
-const LIBC_NAMES = ["libc.so.6", "libc.so"];
 
 const LIBC_SYMBOLS = {
   open: { parameters: ["buffer", "i32"], result: "i32" },
@@ -77,20 +77,11 @@ export class LibcPageCacheAdvisor implements PageCacheAdvisor {
 
   #load(): Libc | undefined {
     if (this.#libc !== undefined) return this.#libc;
-    if (Deno.build.os !== "linux") {
-      this.#unavailable = `not on Linux (${Deno.build.os})`;
+    const libc = openLibc(LIBC_SYMBOLS);
+    if ("problem" in libc) {
+      this.#unavailable = libc.problem;
       return undefined;
     }
-    const failures: string[] = [];
-    for (const name of LIBC_NAMES) {
-      try {
-        this.#libc = Deno.dlopen(name, LIBC_SYMBOLS).symbols;
-        return this.#libc;
-      } catch (error) {
-        failures.push(`${name}: ${(error as Error).message}`);
-      }
-    }
-    this.#unavailable = `cannot load libc (${failures.join("; ")})`;
-    return undefined;
+    return this.#libc = libc.symbols;
   }
 }
