@@ -56,12 +56,10 @@ export const WAL_GATHER_MICROS_DEFAULT = 150;
 export const WAL_GATHER_MICROS_MAX = 10_000;
 /**
  * Idle polling (src/node/idle_poll.ts): how long after its last request or WAL sync a node's
- * idle-priority poller keeps its core from halting (0 turns it off), and how many pollers run.
- * One poller did as well as one per core here (docs/BENCHMARKS.md, session 32).
+ * idle-priority poller keeps its core from halting (0 turns it off).
  */
 export const IDLE_POLL_MICROS_DEFAULT = 1_000;
 export const IDLE_POLL_MICROS_MAX = 100_000;
-export const IDLE_POLL_THREADS = 1;
 /** Batches at least this long never wait for expected writers: their fdatasync is shared enough. */
 export const WAL_GATHER_BATCH_ENTRIES = 8;
 

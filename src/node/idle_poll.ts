@@ -1,5 +1,5 @@
 /**
- * Idle polling: while a node has traffic, helper threads at the kernel's idle priority keep its
+ * Idle polling: while a node has traffic, a helper thread at the kernel's idle priority keeps its
  * cores from halting between requests and during its WAL's fdatasync.
  *
  * Why: on our machines (a nested, paravirtualized guest with the guest's halt polling off) a
@@ -9,13 +9,13 @@
  * it 16-37% faster at one client and about 20% at ten (docs/BENCHMARKS.md, sessions 30 and 32).
  * This is what Seastar's reactor does when it polls before sleeping.
  *
- * How: each poller is a Worker that makes its own thread `SCHED_IDLE` (libc's
+ * How: the poller is a Worker that makes its own thread `SCHED_IDLE` (libc's
  * `sched_setscheduler` through Deno's FFI; Linux only), so it runs only on a core nothing else
  * wants and gives way the moment anything else, the node included, becomes runnable. It spins
  * while the node's activity counter ({@link IdlePoller.touch}, one atomic add per request or WAL
- * batch) moved within the last `windowMs`, then parks on the counter (a futex wait) until the
- * next touch wakes it. A node without traffic parks its pollers `windowMs` after its last
- * request; a busy node leaves them no CPU to take.
+ * batch) moved within the last window, then parks on the counter (a futex wait) until the
+ * next touch wakes it. A node without traffic parks its poller a window after its last
+ * request; a busy node leaves it no CPU to take.
  *
  * The worker's code is embedded here as text (a compiled binary has no source tree).
  *
@@ -23,7 +23,7 @@
  */
 import { LIBC_NAMES } from "../common/libc.ts";
 
-/** Shared words: the activity counter, pollers parked, the stop flag. */
+/** Shared words: the activity counter, whether the poller is parked, the stop flag. */
 const COUNTER = 0;
 const PARKED = 1;
 const STOP = 2;
@@ -78,62 +78,56 @@ self.onmessage = (event) => {
 `;
 
 export interface IdlePollerOptions {
-  /** How long after the last touch the pollers keep spinning, µs (0: no pollers). */
+  /** How long after the last touch the poller keeps spinning, µs (0: no poller). */
   windowMicros: number;
-  /** How many pollers (0: none). */
-  threads: number;
-  /** Called once if the pollers cannot run here, with the reason. */
+  /** Called once if the poller cannot run here, with the reason. */
   onUnavailable?: (reason: string) => void;
   /** The C library to load (default: glibc's names); for tests. */
   libcNames?: readonly string[];
 }
 
-/** Helper threads that keep the node's cores from halting while it has traffic. */
+/**
+ * A helper thread that keeps the node's cores from halting while it has traffic. One: it did as
+ * well as one per core here (docs/BENCHMARKS.md, session 32).
+ */
 export class IdlePoller {
   readonly #words = new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT));
-  readonly #workers: Worker[] = [];
-  #stopped = false;
+  #worker: Worker | undefined;
 
   private constructor() {}
 
   /**
-   * Starts `threads` pollers; resolves once each said whether it runs. Where they cannot (not
-   * Linux, no FFI permission, no libc, SCHED_IDLE refused) none runs, `onUnavailable` hears why,
-   * and {@link touch} stays a cheap no-op.
+   * Starts the poller; resolves once it said whether it runs. Where it cannot (not Linux, no FFI
+   * permission, no libc, SCHED_IDLE refused) it ends, `onUnavailable` hears why, and
+   * {@link touch} stays a cheap no-op.
    */
   static async start(options: IdlePollerOptions): Promise<IdlePoller> {
     const poller = new IdlePoller();
-    if (options.threads <= 0 || options.windowMicros <= 0) return poller;
+    if (options.windowMicros <= 0) return poller;
     if (Deno.build.os !== "linux") {
       options.onUnavailable?.(`not on Linux (${Deno.build.os})`);
       return poller;
     }
     const url = URL.createObjectURL(new Blob([POLLER_SOURCE], { type: "text/javascript" }));
     try {
-      const answers: Promise<{ started: boolean; problem: string }>[] = [];
-      for (let i = 0; i < options.threads; i++) {
-        const worker = new Worker(url, { type: "module", name: `idle-poll-${i}` });
-        poller.#workers.push(worker);
-        answers.push(
-          new Promise((resolve) => {
-            worker.onmessage = (event) => resolve(event.data);
-            worker.onerror = (event) => {
-              event.preventDefault();
-              resolve({ started: false, problem: event.message });
-            };
-          }),
-        );
-        worker.postMessage({
-          shared: poller.#words.buffer,
-          windowMs: options.windowMicros / 1000,
-          libcNames: options.libcNames ?? LIBC_NAMES,
-        });
-      }
-      const results = await Promise.all(answers);
-      const failed = results.find((r) => !r.started);
-      if (failed !== undefined) {
+      const worker = new Worker(url, { type: "module", name: "idle-poll" });
+      poller.#worker = worker;
+      const answer = new Promise<{ started: boolean; problem: string }>((resolve) => {
+        worker.onmessage = (event) => resolve(event.data);
+        worker.onerror = (event) => {
+          event.preventDefault();
+          resolve({ started: false, problem: event.message });
+        };
+      });
+      worker.postMessage({
+        shared: poller.#words.buffer,
+        windowMs: options.windowMicros / 1000,
+        libcNames: options.libcNames ?? LIBC_NAMES,
+      });
+      const { started, problem } = await answer;
+      if (!started) {
         poller.stop();
-        options.onUnavailable?.(failed.problem || "the poller did not start");
+        options.onUnavailable?.(problem || "the poller did not start");
       }
     } finally {
       URL.revokeObjectURL(url);
@@ -141,31 +135,31 @@ export class IdlePoller {
     return poller;
   }
 
-  /** Whether pollers run. */
+  /** Whether the poller runs. */
   get running(): boolean {
-    return this.#workers.length > 0 && !this.#stopped;
+    return this.#worker !== undefined;
   }
 
-  /** Pollers parked now (waiting for a touch) rather than spinning. */
-  get parked(): number {
-    return Atomics.load(this.#words, PARKED);
+  /** Whether the poller is parked now (waiting for a touch) rather than spinning. */
+  get parked(): boolean {
+    return Atomics.load(this.#words, PARKED) !== 0;
   }
 
-  /** Notes activity: the pollers spin on (or wake) for another window. */
+  /** Notes activity: the poller spins on (or wakes) for another window. */
   touch(): void {
     const words = this.#words;
     Atomics.add(words, COUNTER, 1);
     if (Atomics.load(words, PARKED) !== 0) Atomics.notify(words, COUNTER);
   }
 
-  /** Ends every poller (at once: a spinning poller checks the stop flag between spins). */
+  /** Ends the poller (at once: a spinning poller checks the stop flag between spins). */
   stop(): void {
-    if (this.#stopped) return;
-    this.#stopped = true;
+    const worker = this.#worker;
+    if (worker === undefined) return;
+    this.#worker = undefined;
     Atomics.store(this.#words, STOP, 1);
     Atomics.add(this.#words, COUNTER, 1);
     Atomics.notify(this.#words, COUNTER);
-    for (const worker of this.#workers) worker.terminate();
-    this.#workers.length = 0;
+    worker.terminate();
   }
 }

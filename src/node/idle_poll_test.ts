@@ -38,7 +38,6 @@ Deno.test({
     const problems: string[] = [];
     const poller = await IdlePoller.start({
       windowMicros: 200_000,
-      threads: 1,
       onUnavailable: (reason) => problems.push(reason),
     });
     try {
@@ -48,16 +47,16 @@ Deno.test({
       assert.ok(thread !== undefined, "no thread of this process runs at SCHED_IDLE");
       assert.deepEqual(others, []);
       // No touch since it started: parked after its window.
-      await until("the poller to park", () => poller.parked === 1);
+      await until("the poller to park", () => poller.parked);
       // Parked means waiting on a futex: no CPU taken while nothing touches it.
       const before = idleThreads()[0].ticks;
       await new Promise((resolve) => setTimeout(resolve, 300));
       assert.ok(idleThreads()[0].ticks - before <= 1, "a parked poller kept running");
       // A touch wakes it, and it parks again a window after the touches stop.
       poller.touch();
-      await until("the poller to wake", () => poller.parked === 0);
+      await until("the poller to wake", () => !poller.parked);
       for (let i = 0; i < 10; i++) poller.touch();
-      await until("the poller to park again", () => poller.parked === 1);
+      await until("the poller to park again", () => poller.parked);
     } finally {
       poller.stop();
     }
@@ -70,7 +69,6 @@ Deno.test("IdlePoller: without the C library no poller runs, the reason is told 
   const problems: string[] = [];
   const poller = await IdlePoller.start({
     windowMicros: 1_000,
-    threads: 2,
     onUnavailable: (reason) => problems.push(reason),
     libcNames: ["libshanghai-missing.so.0"],
   });
@@ -85,7 +83,6 @@ Deno.test("IdlePoller: a window of 0 starts nothing and reports nothing", async 
   const problems: string[] = [];
   const poller = await IdlePoller.start({
     windowMicros: 0,
-    threads: 1,
     onUnavailable: (reason) => problems.push(reason),
   });
   assert.equal(poller.running, false);

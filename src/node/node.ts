@@ -34,7 +34,6 @@ import type { MembershipDriver } from "../cluster/membership_driver.ts";
 import type { PeerTransport } from "../cluster/transport.ts";
 import { NodeOps } from "./ops.ts";
 import { IdlePoller } from "./idle_poll.ts";
-import { IDLE_POLL_THREADS } from "../common/limits.ts";
 
 const NO_MEMBERS: readonly string[] = [];
 /** How long one step of a stop may take before the node logs that it is still waiting on it. */
@@ -197,7 +196,6 @@ export class ShanghaiNode {
     const httpContext = this.#httpContext();
     this.#idlePoll = await IdlePoller.start({
       windowMicros: this.config.idlePollMicros,
-      threads: IDLE_POLL_THREADS,
       onUnavailable: (reason) =>
         this.logger.info("Idle polling is off: cores may halt between requests", { reason }),
     });
