@@ -52,7 +52,7 @@ export function formatStatus(s: Record<string, unknown>): string {
     `Segments:      ${s.segments} (${formatBytes(Number(s.bytesOnDisk))})`,
     `Data dir:      ${s.dataDir}`,
   ];
-  // Nodes before session 32 do not report it.
+  // Older nodes do not report it.
   if (typeof s.idlePolling === "boolean") {
     lines.push(`Idle polling:  ${s.idlePolling ? "on" : "off"}`);
   }
