@@ -73,16 +73,20 @@ async function tempDir(prefix: string): Promise<string> {
 
 // ---- Shanghai ---------------------------------------------------------------------------------
 
-/** Cumulative bucket counts of `shanghai_replication_apply_delay` on a node, by upper bound. */
-async function applyDelayBuckets(addr: string): Promise<Map<number, number>> {
+/** Cumulative bucket counts of the histogram `name` on a node, by upper bound. */
+async function histogramBuckets(addr: string, name: string): Promise<Map<number, number>> {
   const text = await (await fetch(`http://${addr}/metrics`)).text();
+  const pattern = new RegExp(`^${name}_bucket\\{.*le="([^"]+)"\\} (\\d+)`);
   const buckets = new Map<number, number>();
   for (const line of text.split("\n")) {
-    const match = /^shanghai_replication_apply_delay_bucket\{.*le="([^"]+)"\} (\d+)/.exec(line);
+    const match = pattern.exec(line);
     if (match) buckets.set(match[1] === "+Inf" ? Infinity : Number(match[1]), Number(match[2]));
   }
   return buckets;
 }
+
+const APPLY_DELAY = "shanghai_replication_apply_delay";
+const FSYNC_LATENCY = "shanghai_wal_fsync_latency";
 
 /**
  * The bucket bound a quantile of the samples between two scrapes falls under ("at most X ms"),
@@ -378,7 +382,8 @@ async function benchShanghai(): Promise<void> {
         }
       }
     }).catch(() => {});
-  const delayBucketsBefore = await applyDelayBuckets(n2.addr);
+  const delayBucketsBefore = await histogramBuckets(n2.addr, APPLY_DELAY);
+  const fsyncBucketsBefore = await histogramBuckets(n2.addr, FSYNC_LATENCY);
   const snapshotsBefore = await snapshotsWritten([n1.addr, n2.addr]);
   const acked = new Map<string, number>();
   const delayWrites = Math.min(Math.round(rate * SECONDS), 50_000);
@@ -413,14 +418,27 @@ async function benchShanghai(): Promise<void> {
   const achieved = delayWrites / ((performance.now() - startedAt) / 1000);
   const snapshotsDuring = (await snapshotsWritten([n1.addr, n2.addr]))
     .map((count, i) => count - snapshotsBefore[i]);
+  // B's disk in the same window: a slow fdatasync there holds every entry of its batch.
+  const syncs = bucketQuantiles(
+    fsyncBucketsBefore,
+    await histogramBuckets(n2.addr, FSYNC_LATENCY),
+    [
+      0.99,
+    ],
+  );
   const snapshotNote = `${beforeAck} of ${delays.length} seen at B before A's answer arrived; ` +
-    `snapshots written meanwhile: A ${snapshotsDuring[0]}, B ${snapshotsDuring[1]}`;
+    `snapshots written meanwhile: A ${snapshotsDuring[0]}, B ${snapshotsDuring[1]}; ` +
+    `B's fdatasync p99 <= ${fmt(syncs.bounds[0], 2)} ms over ${syncs.count} syncs`;
   // The same writes seen by B itself: from A's HLC wall time at the write until B applied
   // them (readable), without this process's HTTP client and the change feed in between.
-  const applied = bucketQuantiles(delayBucketsBefore, await applyDelayBuckets(n2.addr), [
-    0.5,
-    0.99,
-  ]);
+  const applied = bucketQuantiles(
+    delayBucketsBefore,
+    await histogramBuckets(n2.addr, APPLY_DELAY),
+    [
+      0.5,
+      0.99,
+    ],
+  );
   rows.push([
     "shanghai, 3 nodes",
     `replication delay A->B, B's own shanghai_replication_apply_delay (${applied.count} entries; bucket bound)`,
