@@ -234,23 +234,29 @@ Deno.test("simulation: the tail cache lets go of what every live stream acknowle
   }
 });
 
-Deno.test("simulation: a stalled follower never makes the leader hold more than its window", async () => {
-  const sim = new SimCluster({
-    seed: 7,
+/** A leader and one follower on a lossless network, base credit and batches of BASE_CREDIT. */
+const BASE_CREDIT = 100;
+function losslessPair(seed: number, options: Partial<SimClusterOptions> = {}): SimCluster {
+  return new SimCluster({
+    seed,
     nodes: 2,
-    creditEntries: 100,
-    batchEntriesMax: 100,
-    // No resend during the stall: the leader keeps its window full the whole time.
-    resendAfterMs: 3_600_000,
+    creditEntries: BASE_CREDIT,
+    batchEntriesMax: BASE_CREDIT,
     faults: { dropRate: 0, duplicateRate: 0 },
+    ...options,
   });
+}
+
+Deno.test("simulation: a stalled follower never makes the leader hold more than its window", async () => {
+  // No resend during the stall: the leader keeps its window full the whole time.
+  const sim = losslessPair(7, { resendAfterMs: 3_600_000 });
   const leader = sim.node("n1");
   for (let i = 0; i < 10; i++) await leader.log.write(`warm${i}`, new Uint8Array(10));
   while (!sim.converged()) await sim.step();
   // n2 stops answering (as under SIGSTOP): its handlers swallow everything.
   sim.node("n2").transport.deliver = () => {};
   // The last credit n2 granted (its WAL kept up, so the boosted one) bounds what is in flight.
-  const granted = 100 * REPL_CREDIT_BOOST;
+  const granted = BASE_CREDIT * REPL_CREDIT_BOOST;
   let inflightMax = 0;
   for (let i = 0; i < 5000; i++) {
     await leader.log.write(`k${i}`, new Uint8Array(1024));
@@ -276,13 +282,7 @@ Deno.test("simulation: a stalled follower never makes the leader hold more than 
 Deno.test("simulation: a follower grants boosted credit while its WAL keeps up, its base credit once the queue is long", async () => {
   // The boost keeps a catching-up follower busy (its leaders refill while it writes a large
   // batch); a follower whose disk falls behind throttles its leaders back to the base credit.
-  const sim = new SimCluster({
-    seed: 11,
-    nodes: 2,
-    creditEntries: 100,
-    batchEntriesMax: 100,
-    faults: { dropRate: 0, duplicateRate: 0 },
-  });
+  const sim = losslessPair(11);
   const leader = sim.node("n1");
   const follower = sim.node("n2").log;
   const grantedAfterWrite = async (key: string) => {
@@ -293,12 +293,13 @@ Deno.test("simulation: a follower grants boosted credit while its WAL keeps up, 
     }
     return leader.shipper.replicas()[0].credit;
   };
-  assert.equal(await grantedAfterWrite("a"), 100 * REPL_CREDIT_BOOST);
+  const boosted = BASE_CREDIT * REPL_CREDIT_BOOST;
+  assert.equal(await grantedAfterWrite("a"), boosted);
   const pending = follower.pendingEntries;
-  follower.pendingEntries = () => 100 * REPL_CREDIT_BOOST;
-  assert.equal(await grantedAfterWrite("b"), 100);
-  follower.pendingEntries = () => 100 * REPL_CREDIT_BOOST - 1;
-  assert.equal(await grantedAfterWrite("c"), 100 * REPL_CREDIT_BOOST);
+  follower.pendingEntries = () => boosted;
+  assert.equal(await grantedAfterWrite("b"), BASE_CREDIT);
+  follower.pendingEntries = () => boosted - 1;
+  assert.equal(await grantedAfterWrite("c"), boosted);
   follower.pendingEntries = pending;
 });
 
