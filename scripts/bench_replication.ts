@@ -80,13 +80,31 @@ async function histogramBuckets(addr: string, name: string): Promise<Map<number,
   const buckets = new Map<number, number>();
   for (const line of text.split("\n")) {
     const match = pattern.exec(line);
-    if (match) buckets.set(match[1] === "+Inf" ? Infinity : Number(match[1]), Number(match[2]));
+    if (!match) continue;
+    // Series with other labels (one per peer) add up.
+    const bound = match[1] === "+Inf" ? Infinity : Number(match[1]);
+    buckets.set(bound, (buckets.get(bound) ?? 0) + Number(match[2]));
   }
   return buckets;
 }
 
+/** {@link histogramBuckets} of every node, added up. */
+async function clusterBuckets(
+  nodes: readonly { addr: string }[],
+  name: string,
+): Promise<Map<number, number>> {
+  const total = new Map<number, number>();
+  for (const node of nodes) {
+    for (const [bound, count] of await histogramBuckets(node.addr, name)) {
+      total.set(bound, (total.get(bound) ?? 0) + count);
+    }
+  }
+  return total;
+}
+
 const APPLY_DELAY = "shanghai_replication_apply_delay";
 const FSYNC_LATENCY = "shanghai_wal_fsync_latency";
+const ACK_LATENCY = "shanghai_replication_ack_latency";
 
 /**
  * The bucket bound a quantile of the samples between two scrapes falls under ("at most X ms"),
@@ -340,6 +358,7 @@ async function benchShanghai(): Promise<void> {
   const results: Record<string, LoadResult> = {};
   for (const ack of ["one", "quorum", "all"]) {
     for (const clients of CLIENTS) {
+      const acksBefore = await clusterBuckets(nodes, ACK_LATENCY);
       const r = await runLoad(
         clients,
         DURATION_MS,
@@ -348,6 +367,17 @@ async function benchShanghai(): Promise<void> {
       );
       results[`${ack}/${clients}`] = r;
       addRow("shanghai, 3 nodes", `ack=${ack}`, clients, r);
+      // What quorum and all writes wait for beyond their own node's sync: the followers' acks.
+      const acks = bucketQuantiles(acksBefore, await clusterBuckets(nodes, ACK_LATENCY), [
+        0.5,
+        0.99,
+      ]);
+      const [p50, p99] = acks.bounds.map((bound) => fmt(bound, 2));
+      notes.push(
+        `ack=${ack}, ${clients} clients: followers acked batches in p50 <= ${p50} ms, ` +
+          `p99 <= ${p99} ms (${acks.count} batches; send -> ack, ${ACK_LATENCY} of all nodes, ` +
+          "bucket bounds)",
+      );
     }
   }
   for (const clients of CLIENTS) {

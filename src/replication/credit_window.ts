@@ -9,11 +9,16 @@
  */
 import { invariant } from "../common/invariant.ts";
 
-interface Inflight {
-  toLsn: number;
-  entries: number;
-  bytes: number;
+/** A batch sent and not yet acknowledged. */
+export interface SentBatch {
+  readonly toLsn: number;
+  readonly entries: number;
+  readonly bytes: number;
+  /** When it was sent (the caller's clock, ms); NaN when the caller did not say. */
+  readonly sentMs: number;
 }
+
+const NONE_FREED: readonly SentBatch[] = [];
 
 /** Options of a {@link CreditWindow}. */
 export interface CreditWindowOptions {
@@ -25,7 +30,7 @@ export interface CreditWindowOptions {
 
 /** Batches, entries and bytes in flight to one follower, bounded by its credit. */
 export class CreditWindow {
-  #inflight: Inflight[] = [];
+  #inflight: SentBatch[] = [];
   #entries = 0;
   #bytes = 0;
   #creditEntries: number;
@@ -74,29 +79,33 @@ export class CreditWindow {
     return this.#inflight.length;
   }
 
-  /** Records a batch covering the log up to `toLsn`. */
-  onSend(toLsn: number, entries: number, bytes: number): void {
+  /** Records a batch covering the log up to `toLsn`, sent at `sentMs` (for ack latencies). */
+  onSend(toLsn: number, entries: number, bytes: number, sentMs = Number.NaN): void {
     invariant(this.hasCredit(), "Cannot send a batch: no credit left");
     const last = this.#inflight[this.#inflight.length - 1];
     invariant(
       last === undefined || toLsn > last.toLsn,
       "Cannot send a batch: it does not follow the last one",
     );
-    this.#inflight.push({ toLsn, entries, bytes });
+    this.#inflight.push({ toLsn, entries, bytes, sentMs });
     this.#entries += entries;
     this.#bytes += bytes;
   }
 
-  /** Frees every batch with `toLsn <= ackedLsn` and takes the credit the follower granted. */
-  onAck(ackedLsn: number, creditEntries?: number): void {
+  /**
+   * Frees every batch with `toLsn <= ackedLsn` and takes the credit the follower granted.
+   * Returns the batches freed, oldest first.
+   */
+  onAck(ackedLsn: number, creditEntries?: number): readonly SentBatch[] {
     let freed = 0;
     while (freed < this.#inflight.length && this.#inflight[freed].toLsn <= ackedLsn) {
       this.#entries -= this.#inflight[freed].entries;
       this.#bytes -= this.#inflight[freed].bytes;
       freed++;
     }
-    if (freed > 0) this.#inflight.splice(0, freed);
+    const freedBatches = freed > 0 ? this.#inflight.splice(0, freed) : NONE_FREED;
     if (creditEntries !== undefined) this.#creditEntries = creditEntries;
+    return freedBatches;
   }
 
   /** Forgets everything in flight (the stream is reopened and will resend). */

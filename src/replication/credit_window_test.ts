@@ -19,6 +19,21 @@ Deno.test("CreditWindow pauses at zero credit and onAck() frees batches up to th
   assert.equal(window.inflightBatches, 0);
 });
 
+Deno.test("CreditWindow.onAck() returns the batches it frees with their send times", () => {
+  const window = new CreditWindow({ creditEntries: 100, bytesMax: 1 << 20, batchesMax: 8 });
+  window.onSend(10, 10, 1000, 5);
+  window.onSend(20, 10, 1000, 7);
+  window.onSend(30, 10, 1000);
+  assert.deepEqual(window.onAck(9), []);
+  assert.deepEqual(window.onAck(20), [
+    { toLsn: 10, entries: 10, bytes: 1000, sentMs: 5 },
+    { toLsn: 20, entries: 10, bytes: 1000, sentMs: 7 },
+  ]);
+  const [last] = window.onAck(30);
+  assert.equal(last.toLsn, 30);
+  assert.ok(Number.isNaN(last.sentMs));
+});
+
 Deno.test("CreditWindow bounds bytes and batches whatever the credit", () => {
   const window = new CreditWindow({ creditEntries: 1000, bytesMax: 1000, batchesMax: 2 });
   window.onSend(1, 1, 999);

@@ -27,9 +27,6 @@
 import { covers, type VersionVector } from "../common/entry.ts";
 import { originNode } from "../common/origin.ts";
 import { CreditWindow } from "./credit_window.ts";
-
-/** Batches one read may fill (see poll()). */
-export const READ_BATCHES_MAX = 8;
 import {
   type AckFrame,
   MSG_OPEN,
@@ -38,6 +35,11 @@ import {
   type SnapAckFrame,
   type Succession,
 } from "./frames.ts";
+
+/** Batches one read may fill (see poll()). */
+export const READ_BATCHES_MAX = 8;
+
+const NO_LATENCIES: readonly number[] = [];
 
 export type StreamStatus =
   | "down"
@@ -166,6 +168,9 @@ export class LeaderStream {
   // one waits for cursorOnlyEveryMs to pass (poll() issues no read until then).
   #cursorOnlySentMs = -Infinity;
   #cursorOnlyHeld = false;
+  // Send-to-ack times (ms) of acknowledged batches that held entries, until the shell takes
+  // them (takeAckLatencies); at most a window's worth of batches.
+  #ackLatenciesMs: number[] = [];
 
   constructor(options: LeaderOptions) {
     this.#options = options;
@@ -486,6 +491,7 @@ export class LeaderStream {
    * lacks) of `bytes`. Returns the batch header to send, or undefined when the batch must not
    * go: the read belongs to an older session, or no longer fits the window. A read split into
    * several batches calls this once per batch, in order, with `more` on all but the last.
+   * `nowMs` is when it goes out, for the ack latency ({@link takeAckLatencies}).
    */
   onRead(
     session: number,
@@ -494,6 +500,7 @@ export class LeaderStream {
     count: number,
     bytes: number,
     more = false,
+    nowMs = Number.NaN,
   ): BatchHeader | undefined {
     if (session !== this.#session || !this.#reading || fromLsn !== this.#nextLsn) return undefined;
     if (!more) this.#reading = false;
@@ -502,7 +509,7 @@ export class LeaderStream {
     // (it is read again later) rather than overrunning the window.
     if (!this.window.hasCredit() || count > this.window.entriesAvailable) return undefined;
     if (this.window.inflightBatches > 0 && bytes > this.window.bytesAvailable) return undefined;
-    this.window.onSend(toLsn, count, bytes);
+    this.window.onSend(toLsn, count, bytes, nowMs);
     this.#nextLsn = toLsn + 1;
     return { session, startLsn: this.#startLsn, fromLsn, toLsn };
   }
@@ -559,9 +566,27 @@ export class LeaderStream {
     this.#sessionAckedLsn = frame.ackedLsn;
     const advanced = Math.max(0, frame.ackedLsn - this.#matchLsn);
     if (frame.ackedLsn > this.#matchLsn) this.#matchLsn = frame.ackedLsn;
-    this.window.onAck(frame.ackedLsn, frame.credit);
+    for (const batch of this.window.onAck(frame.ackedLsn, frame.credit)) {
+      // Cursor-only batches wait for no write at the follower: only batches of entries count.
+      if (batch.entries === 0 || Number.isNaN(batch.sentMs)) continue;
+      if (this.#ackLatenciesMs.length < this.window.batchesMax) {
+        this.#ackLatenciesMs.push(Math.max(0, nowMs - batch.sentMs));
+      }
+    }
     this.#lastProgressMs = nowMs;
     return advanced;
+  }
+
+  /**
+   * For each batch of entries acknowledged since the last call: how long (ms) from sending it
+   * until the ack arrived, so the follower's receive, append, fdatasync and answer. This is
+   * what a write with `ack=quorum` or `all` waits for beyond its own node's sync.
+   */
+  takeAckLatencies(): readonly number[] {
+    if (this.#ackLatenciesMs.length === 0) return NO_LATENCIES;
+    const taken = this.#ackLatenciesMs;
+    this.#ackLatenciesMs = [];
+    return taken;
   }
 
   /**

@@ -87,6 +87,27 @@ Deno.test("LeaderStream opens, resumes from the follower's cursor, and pauses at
   assert.equal(leader.status, "replicating");
 });
 
+Deno.test("LeaderStream times each batch of entries from its send to its ack", () => {
+  const log = { firstLsn: 1, lastLsn: 50 };
+  const leader = streaming(log);
+  const session = leader.session;
+  assert.deepEqual(leader.takeAckLatencies(), []);
+  // One read split into four batches.
+  assert.ok(leader.onRead(session, 1, 10, 10, 1000, true, 100));
+  assert.ok(leader.onRead(session, 11, 20, 0, 0, true, 101)); // no entry: nothing to wait for
+  assert.ok(leader.onRead(session, 21, 30, 10, 1000, true, 102.5));
+  assert.ok(leader.onRead(session, 31, 35, 5, 500)); // no send time given: not timed
+  // One ack may cover several batches: each is timed from its own send.
+  leader.onAck(ack(session, 30), 104);
+  assert.deepEqual(leader.takeAckLatencies(), [4, 1.5]);
+  assert.deepEqual(leader.takeAckLatencies(), []);
+  // A refused ack (stale session) times nothing.
+  leader.onAck(ack(session - 1, 35), 110);
+  assert.deepEqual(leader.takeAckLatencies(), []);
+  leader.onAck(ack(session, 35), 111);
+  assert.deepEqual(leader.takeAckLatencies(), []);
+});
+
 Deno.test("LeaderStream refuses stale, behind and ahead acks, and reopens a stalled stream", () => {
   const log = { firstLsn: 1, lastLsn: 50 };
   const leader = streaming(log);

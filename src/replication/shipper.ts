@@ -602,6 +602,7 @@ export class Shipper {
         count,
         bytes,
         more,
+        nowMs,
       );
       if (!header) {
         if (more) leader.onReadFailed(session);
@@ -766,6 +767,10 @@ export class Shipper {
       const bytes = Math.max(0, before - leader.window.inflightBytes);
       stats.ackedBytes += bytes;
       stats.windowBytes += bytes;
+    }
+    const latenciesMs = leader.takeAckLatencies();
+    if (latenciesMs.length > 0 && this.#events?.has("replication.acked")) {
+      this.#events.emit("replication.acked", { follower: from, latenciesMs });
     }
     this.#releaseTail();
     this.#checkWaiters();

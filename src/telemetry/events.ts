@@ -40,6 +40,11 @@ export interface EventMap {
    * (taken by its origin when it accepted the write) until this node applied it, so readable.
    */
   "replication.applied": { delaysMs: number[] };
+  /**
+   * `follower` acknowledged batches of this node's stream: for each, ms from sending it until
+   * its ack arrived (the follower's append, fdatasync and answer; see LeaderStream).
+   */
+  "replication.acked": { follower: string; latenciesMs: readonly number[] };
   "http.request.completed": { method: string; route: string; status: number; durationMs: number };
   /** A repeating timer fired this many ms after it was due (src/telemetry/loop_delay.ts). */
   "process.loop.delay": { delayMs: number };

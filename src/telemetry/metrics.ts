@@ -469,6 +469,16 @@ export class Metrics {
     on("replication.applied", (e) => {
       for (const delayMs of e.delaysMs) applyDelay.record(delayMs);
     });
+    const ackLatency = this.#histogram(
+      "shanghai_replication_ack_latency",
+      "Batches of this node's entries: from sending one to a follower until its ack arrived (the follower's append, fdatasync and answer); what ack=quorum and ack=all wait for beyond this node's own sync",
+      "ms",
+      LATENCY_BUCKETS_MS,
+    );
+    on("replication.acked", (e) => {
+      const series = ackLatency.series(e.follower, () => ({ to_node: e.follower }));
+      for (const latencyMs of e.latenciesMs) series.record(latencyMs);
+    });
 
     const members = meter.createObservableGauge("shanghai_cluster_members", {
       description: "Cluster members by state",

@@ -35,6 +35,7 @@ function emitSome(events: EventBus): void {
   events.emit("replication.snapshot.started", { follower: "n3" });
   events.emit("cluster.heartbeat.completed", { rttMs: 1.5, fromNode: "n1", toNode: "n2" });
   events.emit("replication.applied", { delaysMs: [2, 4, 40] });
+  events.emit("replication.acked", { follower: "n2", latenciesMs: [0.4, 3] });
   events.emit("process.loop.delay", { delayMs: 0.1 });
   events.emit("process.loop.delay", { delayMs: 30 });
 }
@@ -89,6 +90,9 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
         'shanghai_replication_apply_delay_bucket{otel_scope_name="shanghai",le="2"} 1',
         'shanghai_replication_apply_delay_bucket{otel_scope_name="shanghai",le="5"} 2',
         'shanghai_replication_apply_delay_bucket{otel_scope_name="shanghai",le="50"} 3',
+        'shanghai_replication_ack_latency_count{to_node="n2",otel_scope_name="shanghai"} 2',
+        'shanghai_replication_ack_latency_bucket{to_node="n2",otel_scope_name="shanghai",le="0.5"} 1',
+        'shanghai_replication_ack_latency_bucket{to_node="n2",otel_scope_name="shanghai",le="5"} 2',
         'shanghai_disk_usage_percent{otel_scope_name="shanghai"} 60',
         'shanghai_disk_free_bytes{otel_scope_name="shanghai"} 40',
         'shanghai_wal_last_lsn{otel_scope_name="shanghai"} 8',

@@ -60,6 +60,15 @@ async function snapshotsSent(node: NodeProcess): Promise<number> {
   return sent;
 }
 
+/** Batches of `node`'s entries each follower acknowledged, by follower (its ack latency histogram). */
+async function ackLatencyCounts(node: NodeProcess): Promise<Map<string, number>> {
+  const metrics = await (await fetch(`${node.url}/metrics`)).text();
+  const counts = new Map<string, number>();
+  const pattern = /^shanghai_replication_ack_latency_count\{to_node="([^"]+)"[^}]*\} (\d+)$/gm;
+  for (const m of metrics.matchAll(pattern)) counts.set(m[1], Number(m[2]));
+  return counts;
+}
+
 /** A gauge's value in `node`'s metrics (0 when absent). */
 async function gauge(node: NodeProcess, name: string): Promise<number> {
   const metrics = await (await fetch(`${node.url}/metrics`)).text();
@@ -402,6 +411,11 @@ Deno.test("real processes: a whole cluster restarted after retention resumes fro
     for (const n of nodes) {
       assert.equal(await snapshotsSent(n), 0, `${n.nodeId} sent no snapshot`);
       assert.equal((await keysOn(n, "w")).size, 450);
+      // Each ack=all write waited for both followers' acks, and each ack was timed.
+      const acks = await ackLatencyCounts(n);
+      for (const peer of nodes.filter((p) => p !== n)) {
+        assert.ok((acks.get(peer.nodeId) ?? 0) >= 1, `${n.nodeId} timed acks from ${peer.nodeId}`);
+      }
     }
   } finally {
     await cluster.teardown();
