@@ -73,7 +73,7 @@ async function tempDir(prefix: string): Promise<string> {
 
 // ---- Shanghai ---------------------------------------------------------------------------------
 
-/** Cumulative bucket counts of the histogram `name` on a node, by upper bound. */
+/** Cumulative bucket counts of the histogram `name` on a node, by upper bound, over all its series. */
 async function histogramBuckets(addr: string, name: string): Promise<Map<number, number>> {
   const text = await (await fetch(`http://${addr}/metrics`)).text();
   const pattern = new RegExp(`^${name}_bucket\\{.*le="([^"]+)"\\} (\\d+)`);
@@ -88,6 +88,16 @@ async function histogramBuckets(addr: string, name: string): Promise<Map<number,
   return buckets;
 }
 
+/** A histogram's sum over all its series in `addr`'s metrics. */
+async function histogramSum(addr: string, name: string): Promise<number> {
+  const text = await (await fetch(`http://${addr}/metrics`)).text();
+  let sum = 0;
+  for (const match of text.matchAll(new RegExp(`^${name}_sum\\{[^}]*\\} (\\S+)$`, "gm"))) {
+    sum += Number(match[1]);
+  }
+  return sum;
+}
+
 /** {@link histogramBuckets} of every node, added up. */
 async function clusterBuckets(
   nodes: readonly { addr: string }[],
@@ -100,6 +110,13 @@ async function clusterBuckets(
     }
   }
   return total;
+}
+
+/** {@link histogramSum} of every node, added up. */
+async function clusterSum(nodes: readonly { addr: string }[], name: string): Promise<number> {
+  let sum = 0;
+  for (const node of nodes) sum += await histogramSum(node.addr, name);
+  return sum;
 }
 
 const APPLY_DELAY = "shanghai_replication_apply_delay";
@@ -359,6 +376,7 @@ async function benchShanghai(): Promise<void> {
   for (const ack of ["one", "quorum", "all"]) {
     for (const clients of CLIENTS) {
       const acksBefore = await clusterBuckets(nodes, ACK_LATENCY);
+      const ackSumBefore = await clusterSum(nodes, ACK_LATENCY);
       const r = await runLoad(
         clients,
         DURATION_MS,
@@ -373,10 +391,11 @@ async function benchShanghai(): Promise<void> {
         0.99,
       ]);
       const [p50, p99] = acks.bounds.map((bound) => fmt(bound, 2));
+      const mean = ((await clusterSum(nodes, ACK_LATENCY)) - ackSumBefore) / acks.count;
       notes.push(
         `ack=${ack}, ${clients} clients: followers acked batches in p50 <= ${p50} ms, ` +
-          `p99 <= ${p99} ms (${acks.count} batches; send -> ack, ${ACK_LATENCY} of all nodes, ` +
-          "bucket bounds)",
+          `p99 <= ${p99} ms, mean ${fmt(mean, 2)} ms (${acks.count} batches; send -> ack, ` +
+          `${ACK_LATENCY} of all nodes, bucket bounds)`,
       );
     }
   }
