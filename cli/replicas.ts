@@ -11,8 +11,9 @@ export const REPLICAS_HELP = `Usage: shanghai replicas [--addr host:port] [--jso
 
 Shows, for every peer of the node, the replication stream from this node to it: this node's
 last LSN (leader offset), the LSN the peer acknowledged (follower offset), the lag between
-them, the credit left, status (replicating, paused, catching_up, snapshot, opening, down) and
-throughput.
+them, the credit left, status (replicating, paused, catching_up, snapshot, opening, down),
+throughput, and how long the peer took on average to acknowledge a batch over the last second
+(ACK: its receive, append, fdatasync and answer; what ack=quorum and ack=all writes wait for).
 
 Options:
   --addr host:port   Node's HTTP address [default: $SHANGHAI_ADDR or 127.0.0.1:9090]
@@ -30,6 +31,8 @@ interface ReplicaRow {
   credit: number;
   entriesPerSec: number;
   bytesPerSec: number;
+  /** Absent from nodes older than this field. */
+  ackLatencyMs?: number | null;
 }
 
 export async function replicas(args: string[], io: CliIo): Promise<number> {
@@ -54,7 +57,7 @@ export function formatReplicas(body: Record<string, unknown>): string {
   return [
     head,
     table(
-      ["PEER", "STATUS", "LEADER OFFSET", "FOLLOWER OFFSET", "LAG", "CREDIT", "THROUGHPUT"],
+      ["PEER", "STATUS", "LEADER OFFSET", "FOLLOWER OFFSET", "LAG", "CREDIT", "THROUGHPUT", "ACK"],
       rows.map((r) => [
         r.peer,
         r.status,
@@ -63,6 +66,7 @@ export function formatReplicas(body: Record<string, unknown>): string {
         r.lag,
         r.credit,
         `${r.entriesPerSec}/s ${formatBytes(r.bytesPerSec)}/s`,
+        typeof r.ackLatencyMs === "number" ? `${r.ackLatencyMs.toFixed(2)} ms` : "-",
       ]),
     ),
   ].join("\n");

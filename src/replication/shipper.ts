@@ -163,6 +163,11 @@ export interface ReplicaView {
   /** Entries acknowledged per second, over the last few seconds. */
   entriesPerSec: number;
   bytesPerSec: number;
+  /**
+   * Mean ms from sending a batch of entries to the peer until its ack arrived, over the same
+   * window as the rates; null when none was acknowledged in it.
+   */
+  ackLatencyMs: number | null;
   /** Entries of this peer's log this node holds durably (its cursor as a follower). */
   receivedOffset: number;
 }
@@ -183,6 +188,9 @@ interface PeerStats {
   windowStartMs: number;
   windowEntries: number;
   windowBytes: number;
+  ackLatencyMs: number | null;
+  windowAcks: number;
+  windowAckMs: number;
   refused: number;
 }
 
@@ -393,6 +401,9 @@ export class Shipper {
         windowStartMs: this.#clock.monoMs(),
         windowEntries: 0,
         windowBytes: 0,
+        ackLatencyMs: null,
+        windowAcks: 0,
+        windowAckMs: 0,
         refused: 0,
       };
       this.#stats.set(peer, stats);
@@ -769,8 +780,13 @@ export class Shipper {
       stats.windowBytes += bytes;
     }
     const latenciesMs = leader.takeAckLatencies();
-    if (latenciesMs.length > 0 && this.#events?.has("replication.acked")) {
-      this.#events.emit("replication.acked", { follower: from, latenciesMs });
+    if (latenciesMs.length > 0) {
+      const stats = this.#peerStats(from);
+      for (const latencyMs of latenciesMs) stats.windowAckMs += latencyMs;
+      stats.windowAcks += latenciesMs.length;
+      if (this.#events?.has("replication.acked")) {
+        this.#events.emit("replication.acked", { follower: from, latenciesMs });
+      }
     }
     this.#releaseTail();
     this.#checkWaiters();
@@ -1184,8 +1200,11 @@ export class Shipper {
       if (elapsed >= 1000) {
         stats.rateEntries = stats.windowEntries * 1000 / elapsed;
         stats.rateBytes = stats.windowBytes * 1000 / elapsed;
+        stats.ackLatencyMs = stats.windowAcks > 0 ? stats.windowAckMs / stats.windowAcks : null;
         stats.windowEntries = 0;
         stats.windowBytes = 0;
+        stats.windowAcks = 0;
+        stats.windowAckMs = 0;
         stats.windowStartMs = now;
       }
     }
@@ -1312,6 +1331,9 @@ export class Shipper {
         inflightBatches: leader?.window.inflightBatches ?? 0,
         entriesPerSec: Math.round(stats.rateEntries),
         bytesPerSec: Math.round(stats.rateBytes),
+        ackLatencyMs: stats.ackLatencyMs === null
+          ? null
+          : Math.round(stats.ackLatencyMs * 100) / 100,
         receivedOffset: this.#followers.get(peer)?.cursor ?? 0,
       };
     });

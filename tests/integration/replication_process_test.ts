@@ -135,7 +135,7 @@ Deno.test("real processes: SIGKILL during quorum writes loses no acknowledged wr
     assert.equal(table.code, 0, table.stderr);
     assert.match(
       table.stdout,
-      /PEER\s+STATUS\s+LEADER OFFSET\s+FOLLOWER OFFSET\s+LAG\s+CREDIT\s+THROUGHPUT/,
+      /PEER\s+STATUS\s+LEADER OFFSET\s+FOLLOWER OFFSET\s+LAG\s+CREDIT\s+THROUGHPUT\s+ACK/,
     );
     assert.match(table.stdout, /^n1\s+(replicating|catching_up|paused)/m);
     assert.match(table.stdout, /^n3\s+(replicating|catching_up|paused)/m);
@@ -152,6 +152,7 @@ Deno.test("real processes: SIGKILL during quorum writes loses no acknowledged wr
           "credit",
           "status",
           "entriesPerSec",
+          "ackLatencyMs",
         ]
       ) {
         assert.ok(field in r, field);

@@ -279,6 +279,31 @@ Deno.test("simulation: a stalled follower never makes the leader hold more than 
   assert.equal(leader.shipper.replicas()[0].followerOffset, 10);
 });
 
+Deno.test("simulation: the replicas view gives the follower's ack latency: both network hops and its disk", async () => {
+  // Every frame takes exactly 6 ms each way; steps of 2 ms; the follower's appends become
+  // durable at the step after they arrive.
+  const sim = losslessPair(13, {
+    faults: { dropRate: 0, duplicateRate: 0, delayMsMin: 6, delayMsMax: 6 },
+  });
+  const leader = sim.node("n1");
+  // The view's first look starts its rate window (1 s); nothing acknowledged yet.
+  const windowStart = sim.clock.monoMs();
+  assert.equal(leader.shipper.replicas()[0].ackLatencyMs, null);
+  for (let i = 0; i < 200; i++) {
+    await leader.log.write(`k${i}`, new Uint8Array(10));
+    await sim.step(2);
+  }
+  while (!sim.converged()) await sim.step(2);
+  // Past the end of that window and before the next one's: the view shows its mean.
+  while (sim.clock.monoMs() - windowStart < 1_100) await sim.step(2);
+  const [view] = leader.shipper.replicas();
+  assert.ok(view.ackLatencyMs !== null, "acks were timed");
+  assert.ok(
+    view.ackLatencyMs >= 12 && view.ackLatencyMs <= 12 + 3 * 2,
+    `ack latency ${view.ackLatencyMs} ms: two 6 ms hops and at most a few 2 ms steps`,
+  );
+});
+
 Deno.test("simulation: a follower grants boosted credit while its WAL keeps up, its base credit once the queue is long", async () => {
   // The boost keeps a catching-up follower busy (its leaders refill while it writes a large
   // batch); a follower whose disk falls behind throttles its leaders back to the base credit.
