@@ -227,7 +227,7 @@ export class MemoryReplicaLog implements ReplicaLog {
         contentType: r.contentType,
         prevHlc: r.prevHlc,
         prevOrigin: r.prevOrigin,
-      });
+      }, false); // counted at the install, as Store.mergeRecords
     }
   }
 

@@ -327,9 +327,14 @@ export class Keyspace {
     return this.#map.size - this.#live;
   }
 
-  /** Applies one entry (put, delete or append) and advances the version vector. */
-  apply(entry: Entry): ApplyResult {
-    this.#advance(entry.origin, entry.seq);
+  /**
+   * Applies one entry (put, delete or append) and advances the version vector, or with
+   * `counted: false` leaves the vector as it is: a record of a peer's snapshot in transfer is
+   * readable at once but held only in memory until the transfer's snapshot is durable, and
+   * the vector is what this node tells its peers it holds (Store.mergeRecords).
+   */
+  apply(entry: Entry, counted = true): ApplyResult {
+    if (counted) this.#advance(entry.origin, entry.seq);
     if (entry.op === "append") return { applied: true, concurrent: false };
     const incoming = new PackedRecord(
       entry.op === "delete" ? null : entry.value,

@@ -424,8 +424,12 @@ export class Store {
 
   /**
    * Merges records from a peer's snapshot into the view, version by version (the same rule
-   * as for entries), and raises the version vector to the snapshot's. Not durable by itself:
-   * {@link installSnapshot} persists the result. `source` names the sending peer.
+   * as for entries). Not durable by itself, so not counted in the version vector either:
+   * {@link installSnapshot} persists the result and raises the vector to the snapshot's. A
+   * vector raised record by record told peers (in every ack and status report) that this node
+   * held entries a crash before the install took away; a peer's leader, sure its follower
+   * held them, never sent them again, and the two never converged. `source` names the
+   * sending peer.
    */
   mergeRecords(records: readonly [string, KeyRecord][], source = ""): void {
     if (!this.#installBases.has(source)) {
@@ -434,7 +438,7 @@ export class Store {
     for (const [key, record] of records) {
       this.hlc.observe(record.hlc);
       // LSN 0: the peer's LSN means nothing in this node's WAL.
-      this.keyspace.apply({ ...recordToEntry(key, record), lsn: 0 });
+      this.keyspace.apply({ ...recordToEntry(key, record), lsn: 0 }, false);
     }
   }
 

@@ -5,7 +5,7 @@ import { EventBus } from "../../telemetry/events.ts";
 import { InputError, TooLargeError } from "../../common/errors.ts";
 import { listSnapshots, parseFollowerCursors, readSnapshot } from "./snapshot.ts";
 import { raiseSnapshotOnly, Store } from "./store.ts";
-import { SORT_AT_ONCE_KEYS_MAX } from "./keyspace.ts";
+import { recordToEntry, SORT_AT_ONCE_KEYS_MAX } from "./keyspace.ts";
 import { TOMBSTONE_SWEEP_STEP_KEYS } from "../../common/limits.ts";
 import { runWithFileBytesMax } from "../_zero_write_failure_child.ts";
 
@@ -348,6 +348,51 @@ Deno.test("Store: an installed snapshot is written twice, so the fallback holds 
     assert.deepEqual(later.snapshotOnly, { n1: 7 });
     assert.equal(later.installLsn, 2);
     await again.close();
+  });
+});
+
+Deno.test("Store: a peer's snapshot records count in the version vector only once the install is durable", async () => {
+  // The vector is what a node tells its peers it holds, in every ack: a leader sure its
+  // follower holds an entry never sends it again. Records of a transfer still under way are
+  // in memory only, so a crash before the install must not take away anything the vector
+  // counted (the soak of session 34 found two nodes that never converged this way).
+  await withDir(async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n3", snapshotEveryBytes: 0 });
+    await store.put("own", bytes("mine"), "text/plain");
+    const hlc = store.hlcNow() + 1024;
+    const record = (seq: number) => ({
+      value: bytes(`n1-${seq}`),
+      contentType: "text/plain",
+      hlc: hlc + seq,
+      origin: "n1",
+      seq,
+      lsn: 0,
+      prevHlc: 0,
+      prevOrigin: "",
+    });
+    // The transfer's first chunk: n1's entries 1 and 2, the start of its log.
+    store.mergeRecords([["a", record(1)], ["b", record(2)]], "n1");
+    assert.equal(text(store.get("a")?.value), "n1-1", "readable at once");
+    assert.deepEqual(store.versionVector(), { n3: 1 }, "not counted before the install");
+    // Entry 2 arriving by the log is not taken as held: it goes to the WAL, and counts.
+    await store.applyRemote(recordToEntry("b", record(2)));
+    assert.deepEqual(store.versionVector(), { n3: 1 });
+    await store.applyRemote(recordToEntry("a", record(1)));
+    assert.deepEqual(store.versionVector(), { n1: 2, n3: 1 });
+    // A crash now: what the vector counted is there after the restart.
+    await store.close({ snapshot: false });
+    const again = await Store.open({ dataDir, nodeId: "n3", snapshotEveryBytes: 0 });
+    assert.deepEqual(again.versionVector(), { n1: 2, n3: 1 });
+    // A transfer of entries 3 and 4 that completes counts them once its snapshot is durable.
+    again.mergeRecords([["c", record(3)], ["d", record(4)]], "n1");
+    assert.deepEqual(again.versionVector(), { n1: 2, n3: 1 });
+    await again.installSnapshot({ n1: 4 }, hlc + 4, "n1");
+    assert.deepEqual(again.versionVector(), { n1: 4, n3: 1 });
+    await again.close({ snapshot: false });
+    const third = await Store.open({ dataDir, nodeId: "n3", snapshotEveryBytes: 0 });
+    assert.deepEqual(third.versionVector(), { n1: 4, n3: 1 });
+    assert.equal(text(third.get("d")?.value), "n1-4");
+    await third.close();
   });
 });
 
