@@ -1121,6 +1121,15 @@ export class Shipper {
   }
 
   /** How many members hold entry `origin:seq` durably, as far as this node has heard. */
+  /**
+   * What this node takes `peer` to hold, as its acks and reports said (undefined before any):
+   * every entry under it counts as a copy and is never sent to the peer again.
+   */
+  peerVersionVector(peer: string): VersionVector | undefined {
+    const leader = this.#leaders.get(peer);
+    return leader === undefined ? undefined : { ...leader.followerVv };
+  }
+
   copies(origin: string, seq: number): number {
     let copies = this.log.vectorSeq(origin) >= seq ? 1 : 0;
     for (const [peer, leader] of this.#leaders) {

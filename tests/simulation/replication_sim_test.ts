@@ -10,7 +10,7 @@ import {
   REPL_WINDOW_BATCHES_MAX,
   REPL_WINDOW_BYTES_DEFAULT,
 } from "../../src/common/limits.ts";
-import { MSG_BATCH } from "../../src/replication/frames.ts";
+import { MSG_BATCH, MSG_SNAP } from "../../src/replication/frames.ts";
 import { SKIP_BATCH_EVERY_MS, STATUS_REFRESH_MS } from "../../src/replication/shipper.ts";
 import { SimCluster, type SimClusterOptions, type SimNode } from "../support/repl_sim_cluster.ts";
 
@@ -165,6 +165,55 @@ Deno.test("simulation: a node whose point was removed by retention gets a snapsh
     // The 120 early writes reached n3 as snapshot state, not as log entries.
     assert.ok(sim.node("n3").log.lastLsn() < 120, `seed ${seed}: n3 replayed the log instead`);
   }));
+
+Deno.test("simulation: a node that crashes in the middle of a snapshot transfer had told no peer it held what the crash took", () =>
+  forEachSeed(6, async (sim, seed) => {
+    // n1 writes 2,500 keys while n3 is away; n2 gets them and its retention drops its log, so
+    // n3 gets n2's view as a snapshot (three chunks, in key order: the first holds n1's
+    // entries 1-1,000) while n1 streams its log to n3 as well.
+    sim.network.isolate("n3");
+    const n1 = sim.node("n1");
+    const writes = [];
+    for (let i = 0; i < 2_500; i++) {
+      writes.push(n1.log.write(`s${String(i).padStart(4, "0")}`, value(`v${i}`)));
+      if (i % 100 === 0) await sim.step();
+    }
+    await Promise.all(writes);
+    await sim.stepUntil(() => sim.converged(["n1", "n2"]), `seed ${seed}: n1 and n2 apart`);
+    sim.node("n2").log.compact(sim.node("n2").log.lastLsn() + 1);
+    // n2's chunks after the first are held back: the transfer cannot finish.
+    let holding = true;
+    const n2Transport = sim.node("n2").transport;
+    const send = n2Transport.send.bind(n2Transport);
+    n2Transport.send = (peer: string, type: string, body: unknown) => {
+      if (holding && peer === "n3" && type === MSG_SNAP && (body as { index: number }).index > 0) {
+        return true;
+      }
+      return send(peer, type, body);
+    };
+    sim.network.connectAll();
+    const n3 = sim.node("n3");
+    await sim.stepUntil(() => n3.log.keyspace.size >= 1_000, `seed ${seed}: no chunk arrived`);
+    // Acks to n1's batches and status reports carry n3's vector meanwhile.
+    for (let ms = 0; ms < 1_500; ms += 5) await sim.step(5);
+    assert.equal(n3.log.installs, 0, `seed ${seed}: the transfer finished`);
+    const restarted = sim.crashAndRestart("n3", "n3~0000000a");
+    // Each leader's view of n3 is what n3's acks and reports said: all of it must survive.
+    for (const leader of [n1, sim.node("n2")]) {
+      const told = leader.shipper.peerVersionVector("n3") ?? {};
+      const held = restarted.log.versionVector();
+      for (const [origin, seq] of Object.entries(told)) {
+        assert.ok(
+          (held[origin] ?? 0) >= seq,
+          `seed ${seed}: ${leader.id} takes n3 to hold ${origin}:${seq}, n3 kept ${
+            held[origin] ?? 0
+          }`,
+        );
+      }
+    }
+    holding = false;
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+  }, { faults: { dropRate: 0, duplicateRate: 0, delayMsMin: 2, delayMsMax: 2 } }));
 
 Deno.test("simulation: snapshot captures that complete late, after their stream moved on, are dropped and the node still converges", () =>
   forEachSeed(15, async (sim, seed) => {

@@ -17,7 +17,7 @@ import {
 import { frameRecord } from "../../src/storage/wal/record.ts";
 import { Hlc } from "../../src/common/hlc.ts";
 import type { Clock } from "../../src/common/clock.ts";
-import { type KeyRecord, Keyspace } from "../../src/storage/kv/keyspace.ts";
+import { type KeyRecord, Keyspace, recordToEntry } from "../../src/storage/kv/keyspace.ts";
 import {
   type EntryInput,
   LsnCompactedError,
@@ -55,6 +55,13 @@ export class MemoryReplicaLog implements ReplicaLog {
   localDurableAtStep = false;
   #snapshotOnly: VersionVector = {};
   #installBases = new Map<string, VersionVector>();
+  /**
+   * The view the last snapshot install made durable (a real node writes it to a snapshot
+   * file), with the log's last LSN then: a crash after it keeps it.
+   */
+  #installed: { lsn: number; records: [string, KeyRecord][]; vv: VersionVector } | undefined;
+  /** Snapshot installs completed. */
+  installs = 0;
   /**
    * When set, a snapshot capture (taken at the call) is handed over only once this resolves:
    * the real store's takes a few turns of the event loop, and a stream can move on meanwhile.
@@ -243,6 +250,12 @@ export class MemoryReplicaLog implements ReplicaLog {
     );
     this.#installBases.delete(source);
     this.keyspace.mergeVersionVector(vv);
+    this.#installed = {
+      lsn: this.lastLsn(),
+      records: [...this.keyspace.entries()],
+      vv: this.keyspace.versionVector(),
+    };
+    this.installs++;
     return Promise.resolve();
   }
 
@@ -278,13 +291,24 @@ export class MemoryReplicaLog implements ReplicaLog {
 
   /**
    * The log as a restore from a backup taken at `uptoLsn` rebuilds it: the entries up to
-   * there (from LSN 1: no retention), under a new `origin` as `shanghai restore` draws one.
+   * there (from LSN 1: no retention), under a new `origin` as `shanghai restore` draws one,
+   * plus the view of the last snapshot install at or below `uptoLsn` (what a transfer brought
+   * is in no log; a transfer not installed yet is lost, as on a real node).
    */
   restoredCopy(uptoLsn: number, origin: string): MemoryReplicaLog {
     if (this.#firstLsn !== 1) throw new Error("restoredCopy needs the log from LSN 1");
     const copy = new MemoryReplicaLog(this.nodeId, this.#clock, origin);
     for (const { lsn: _lsn, ...input } of this.#log.slice(0, uptoLsn)) {
       copy.#apply(copy.#push(input));
+    }
+    const installed = this.#installed;
+    if (installed !== undefined && installed.lsn <= uptoLsn) {
+      for (const [key, record] of installed.records) {
+        copy.keyspace.apply({ ...recordToEntry(key, record), lsn: 0 }, false);
+      }
+      copy.keyspace.mergeVersionVector(installed.vv);
+      copy.#installed = installed;
+      copy.#snapshotOnly = { ...this.#snapshotOnly };
     }
     copy.#localSeq = copy.keyspace.versionVector()[origin] ?? 0;
     return copy;
