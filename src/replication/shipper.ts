@@ -1120,7 +1120,6 @@ export class Shipper {
     return level === "one" ? 1 : level === "quorum" ? Math.floor(n / 2) + 1 : n;
   }
 
-  /** How many members hold entry `origin:seq` durably, as far as this node has heard. */
   /**
    * What this node takes `peer` to hold, as its acks and reports said (undefined before any):
    * every entry under it counts as a copy and is never sent to the peer again.
@@ -1130,6 +1129,7 @@ export class Shipper {
     return leader === undefined ? undefined : { ...leader.followerVv };
   }
 
+  /** How many members hold entry `origin:seq` durably, as far as this node has heard. */
   copies(origin: string, seq: number): number {
     let copies = this.log.vectorSeq(origin) >= seq ? 1 : 0;
     for (const [peer, leader] of this.#leaders) {
