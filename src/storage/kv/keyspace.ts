@@ -328,8 +328,8 @@ export class Keyspace {
   }
 
   /**
-   * Applies one entry (put, delete or append) and advances the version vector, or with
-   * `counted: false` leaves the vector as it is: a record of a peer's snapshot in transfer is
+   * Applies one entry (put, delete or append) and advances the version vector, or, with
+   * `counted` false, leaves the vector as it is: a record of a peer's snapshot in transfer is
    * readable at once but held only in memory until the transfer's snapshot is durable, and
    * the vector is what this node tells its peers it holds (Store.mergeRecords).
    */
