@@ -170,6 +170,12 @@ export interface ReplicaView {
   ackLatencyMs: number | null;
   /** Entries of this peer's log this node holds durably (its cursor as a follower). */
   receivedOffset: number;
+  /**
+   * What this node takes the peer to hold, as the peer's acks and reports said: entries under
+   * it count as copies and are never sent to the peer again. Beside the peer's own
+   * `GET /v1/digest` vector, a difference is what replication still has to bring.
+   */
+  peerVersionVector: VersionVector;
 }
 
 interface Waiter {
@@ -1344,6 +1350,7 @@ export class Shipper {
           ? null
           : Math.round(stats.ackLatencyMs * 100) / 100,
         receivedOffset: this.#followers.get(peer)?.cursor ?? 0,
+        peerVersionVector: leader === undefined ? {} : { ...leader.followerVv },
       };
     });
   }

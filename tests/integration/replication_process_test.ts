@@ -153,6 +153,7 @@ Deno.test("real processes: SIGKILL during quorum writes loses no acknowledged wr
           "status",
           "entriesPerSec",
           "ackLatencyMs",
+          "peerVersionVector",
         ]
       ) {
         assert.ok(field in r, field);

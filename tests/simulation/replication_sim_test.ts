@@ -11,7 +11,11 @@ import {
   REPL_WINDOW_BYTES_DEFAULT,
 } from "../../src/common/limits.ts";
 import { MSG_BATCH, MSG_SNAP } from "../../src/replication/frames.ts";
-import { SKIP_BATCH_EVERY_MS, STATUS_REFRESH_MS } from "../../src/replication/shipper.ts";
+import {
+  SKIP_BATCH_EVERY_MS,
+  STATUS_EVERY_MS,
+  STATUS_REFRESH_MS,
+} from "../../src/replication/shipper.ts";
 import { SimCluster, type SimClusterOptions, type SimNode } from "../support/repl_sim_cluster.ts";
 
 const SEEDS = Deno.env.get("SEED")
@@ -213,6 +217,13 @@ Deno.test("simulation: a node that crashes in the middle of a snapshot transfer 
     }
     holding = false;
     await sim.untilConverged(60_000, () => `seed ${seed}`);
+    // Once n3 has reported since (status reports go out every STATUS_EVERY_MS), each
+    // leader's replicas view shows n3's vector as it is.
+    for (let ms = 0; ms < 2 * STATUS_EVERY_MS; ms += 5) await sim.step(5);
+    for (const leader of [n1, sim.node("n2")]) {
+      const view = leader.shipper.replicas().find((r) => r.peer === "n3")!;
+      assert.deepEqual(view.peerVersionVector, restarted.log.versionVector(), `seed ${seed}`);
+    }
   }, { faults: { dropRate: 0, duplicateRate: 0, delayMsMin: 2, delayMsMax: 2 } }));
 
 Deno.test("simulation: snapshot captures that complete late, after their stream moved on, are dropped and the node still converges", () =>
