@@ -1126,15 +1126,6 @@ export class Shipper {
     return level === "one" ? 1 : level === "quorum" ? Math.floor(n / 2) + 1 : n;
   }
 
-  /**
-   * What this node takes `peer` to hold, as its acks and reports said (undefined before any):
-   * every entry under it counts as a copy and is never sent to the peer again.
-   */
-  peerVersionVector(peer: string): VersionVector | undefined {
-    const leader = this.#leaders.get(peer);
-    return leader === undefined ? undefined : { ...leader.followerVv };
-  }
-
   /** How many members hold entry `origin:seq` durably, as far as this node has heard. */
   copies(origin: string, seq: number): number {
     let copies = this.log.vectorSeq(origin) >= seq ? 1 : 0;

@@ -204,7 +204,7 @@ Deno.test("simulation: a node that crashes in the middle of a snapshot transfer 
     const restarted = sim.crashAndRestart("n3", "n3~0000000a");
     // Each leader's view of n3 is what n3's acks and reports said: all of it must survive.
     for (const leader of [n1, sim.node("n2")]) {
-      const told = leader.shipper.peerVersionVector("n3") ?? {};
+      const told = leader.shipper.replicas().find((r) => r.peer === "n3")!.peerVersionVector;
       const held = restarted.log.versionVector();
       for (const [origin, seq] of Object.entries(told)) {
         assert.ok(
