@@ -73,50 +73,46 @@ async function tempDir(prefix: string): Promise<string> {
 
 // ---- Shanghai ---------------------------------------------------------------------------------
 
-/** Cumulative bucket counts of the histogram `name` on a node, by upper bound, over all its series. */
-async function histogramBuckets(addr: string, name: string): Promise<Map<number, number>> {
+/** A histogram as one scrape of a node shows it, over all its series (one per peer, say). */
+interface Scraped {
+  /** Cumulative bucket counts by upper bound. */
+  buckets: Map<number, number>;
+  sum: number;
+}
+
+/** The histogram `name` on the node at `addr`. */
+async function histogram(addr: string, name: string): Promise<Scraped> {
   const text = await (await fetch(`http://${addr}/metrics`)).text();
-  const pattern = new RegExp(`^${name}_bucket\\{.*le="([^"]+)"\\} (\\d+)`);
-  const buckets = new Map<number, number>();
+  const bucketLine = new RegExp(`^${name}_bucket\\{.*le="([^"]+)"\\} (\\d+)`);
+  const sumLine = new RegExp(`^${name}_sum\\{[^}]*\\} (\\S+)$`);
+  const scraped: Scraped = { buckets: new Map(), sum: 0 };
   for (const line of text.split("\n")) {
-    const match = pattern.exec(line);
-    if (!match) continue;
-    // Series with other labels (one per peer) add up.
-    const bound = match[1] === "+Inf" ? Infinity : Number(match[1]);
-    buckets.set(bound, (buckets.get(bound) ?? 0) + Number(match[2]));
+    const bucket = bucketLine.exec(line);
+    if (bucket) {
+      const bound = bucket[1] === "+Inf" ? Infinity : Number(bucket[1]);
+      scraped.buckets.set(bound, (scraped.buckets.get(bound) ?? 0) + Number(bucket[2]));
+      continue;
+    }
+    const sum = sumLine.exec(line);
+    if (sum) scraped.sum += Number(sum[1]);
   }
-  return buckets;
+  return scraped;
 }
 
-/** A histogram's sum over all its series in `addr`'s metrics. */
-async function histogramSum(addr: string, name: string): Promise<number> {
-  const text = await (await fetch(`http://${addr}/metrics`)).text();
-  let sum = 0;
-  for (const match of text.matchAll(new RegExp(`^${name}_sum\\{[^}]*\\} (\\S+)$`, "gm"))) {
-    sum += Number(match[1]);
-  }
-  return sum;
-}
-
-/** {@link histogramBuckets} of every node, added up. */
-async function clusterBuckets(
+/** {@link histogram} of every node, added up. */
+async function clusterHistogram(
   nodes: readonly { addr: string }[],
   name: string,
-): Promise<Map<number, number>> {
-  const total = new Map<number, number>();
+): Promise<Scraped> {
+  const total: Scraped = { buckets: new Map(), sum: 0 };
   for (const node of nodes) {
-    for (const [bound, count] of await histogramBuckets(node.addr, name)) {
-      total.set(bound, (total.get(bound) ?? 0) + count);
+    const { buckets, sum } = await histogram(node.addr, name);
+    for (const [bound, count] of buckets) {
+      total.buckets.set(bound, (total.buckets.get(bound) ?? 0) + count);
     }
+    total.sum += sum;
   }
   return total;
-}
-
-/** {@link histogramSum} of every node, added up. */
-async function clusterSum(nodes: readonly { addr: string }[], name: string): Promise<number> {
-  let sum = 0;
-  for (const node of nodes) sum += await histogramSum(node.addr, name);
-  return sum;
 }
 
 const APPLY_DELAY = "shanghai_replication_apply_delay";
@@ -375,8 +371,7 @@ async function benchShanghai(): Promise<void> {
   const results: Record<string, LoadResult> = {};
   for (const ack of ["one", "quorum", "all"]) {
     for (const clients of CLIENTS) {
-      const acksBefore = await clusterBuckets(nodes, ACK_LATENCY);
-      const ackSumBefore = await clusterSum(nodes, ACK_LATENCY);
+      const acksBefore = await clusterHistogram(nodes, ACK_LATENCY);
       const r = await runLoad(
         clients,
         DURATION_MS,
@@ -386,12 +381,10 @@ async function benchShanghai(): Promise<void> {
       results[`${ack}/${clients}`] = r;
       addRow("shanghai, 3 nodes", `ack=${ack}`, clients, r);
       // What quorum and all writes wait for beyond their own node's sync: the followers' acks.
-      const acks = bucketQuantiles(acksBefore, await clusterBuckets(nodes, ACK_LATENCY), [
-        0.5,
-        0.99,
-      ]);
+      const acksAfter = await clusterHistogram(nodes, ACK_LATENCY);
+      const acks = bucketQuantiles(acksBefore.buckets, acksAfter.buckets, [0.5, 0.99]);
       const [p50, p99] = acks.bounds.map((bound) => fmt(bound, 2));
-      const mean = ((await clusterSum(nodes, ACK_LATENCY)) - ackSumBefore) / acks.count;
+      const mean = (acksAfter.sum - acksBefore.sum) / acks.count;
       notes.push(
         `ack=${ack}, ${clients} clients: followers acked batches in p50 <= ${p50} ms, ` +
           `p99 <= ${p99} ms, mean ${fmt(mean, 2)} ms (${acks.count} batches; send -> ack, ` +
@@ -431,8 +424,8 @@ async function benchShanghai(): Promise<void> {
         }
       }
     }).catch(() => {});
-  const delayBucketsBefore = await histogramBuckets(n2.addr, APPLY_DELAY);
-  const fsyncBucketsBefore = await histogramBuckets(n2.addr, FSYNC_LATENCY);
+  const delayBefore = await histogram(n2.addr, APPLY_DELAY);
+  const fsyncBefore = await histogram(n2.addr, FSYNC_LATENCY);
   const snapshotsBefore = await snapshotsWritten([n1.addr, n2.addr]);
   const acked = new Map<string, number>();
   const delayWrites = Math.min(Math.round(rate * SECONDS), 50_000);
@@ -469,11 +462,9 @@ async function benchShanghai(): Promise<void> {
     .map((count, i) => count - snapshotsBefore[i]);
   // B's disk in the same window: a slow fdatasync there holds every entry of its batch.
   const syncs = bucketQuantiles(
-    fsyncBucketsBefore,
-    await histogramBuckets(n2.addr, FSYNC_LATENCY),
-    [
-      0.99,
-    ],
+    fsyncBefore.buckets,
+    (await histogram(n2.addr, FSYNC_LATENCY)).buckets,
+    [0.99],
   );
   const snapshotNote = `${beforeAck} of ${delays.length} seen at B before A's answer arrived; ` +
     `snapshots written meanwhile: A ${snapshotsDuring[0]}, B ${snapshotsDuring[1]}; ` +
@@ -481,12 +472,9 @@ async function benchShanghai(): Promise<void> {
   // The same writes seen by B itself: from A's HLC wall time at the write until B applied
   // them (readable), without this process's HTTP client and the change feed in between.
   const applied = bucketQuantiles(
-    delayBucketsBefore,
-    await histogramBuckets(n2.addr, APPLY_DELAY),
-    [
-      0.5,
-      0.99,
-    ],
+    delayBefore.buckets,
+    (await histogram(n2.addr, APPLY_DELAY)).buckets,
+    [0.5, 0.99],
   );
   rows.push([
     "shanghai, 3 nodes",
