@@ -169,6 +169,8 @@ export class Membership {
   #leaveAcksPending = new Set<string>();
   /** Connected peers whose full state we have not received yet: asked again every period. */
   #syncPending = new Set<string>();
+  /** Peers whose full state we have received at least once (see hasSyncedWith). */
+  #syncedWith = new Set<string>();
   #outbox: Outbox = { send: [], events: [], heartbeats: [] };
   /** Messages that failed validation (a peer's bug, or garbage that passed the frame CRC). */
   malformedCount = 0;
@@ -227,6 +229,19 @@ export class Membership {
   memberIds(): readonly string[] {
     return this.#ids ??= [...this.#members.values()].filter((m) => m.state !== "left")
       .map((m) => m.id).sort();
+  }
+
+  /**
+   * Whether `peerId`'s full member list has arrived (a sync message): a node that joins
+   * through a seed knows the cluster's members, and so its quorum size, only from then on.
+   */
+  hasSyncedWith(peerId: string): boolean {
+    return this.#syncedWith.has(peerId);
+  }
+
+  /** Whether any peer's full member list has arrived. */
+  hasSyncedWithAny(): boolean {
+    return this.#syncedWith.size > 0;
   }
 
   member(id: string): Member | undefined {
@@ -371,6 +386,7 @@ export class Membership {
       }
       case MESSAGE.sync:
         this.#syncPending.delete(from);
+        this.#syncedWith.add(from);
         if (msg.r) this.#sendSync(from, false);
         break;
     }

@@ -74,8 +74,18 @@ export interface MembershipDriverOptions {
   logger: Logger;
   /** Saves the members worth remembering; called after the set changes (one write at a time). */
   persist: (members: KnownMember[], incarnation: number) => Promise<void>;
+  /**
+   * A fresh data directory started with seeds (default false): it knows its cluster's members,
+   * and so its quorum, only once a member's full list has arrived (see joined()).
+   */
+  joining?: boolean;
   seed?: number;
 }
+
+/** How long a join waits for the seed's member list after the seed answered. */
+export const JOIN_SYNC_TIMEOUT_MS = 5_000;
+/** How often a join looks for that list (it comes one round trip after the handshake). */
+const JOIN_SYNC_POLL_MS = 2;
 
 const LOG_MESSAGES: Record<MemberEvent["kind"], string> = {
   joined: "Member joined",
@@ -92,7 +102,10 @@ export class MembershipDriver {
   readonly #tickMs: number;
   #timer: ReturnType<typeof setInterval> | undefined;
   #unbind: () => void = () => {};
-  #dialing = new Set<string>();
+  /** Dials under way, by address: a second caller waits for the same one (see #dial). */
+  #dialing = new Map<string, Promise<DialResult>>();
+  /** Started joining (see MembershipDriverOptions.joining) and no member's list came yet. */
+  #mustJoin: boolean;
   #backoff = new Map<string, { fails: number; nextMs: number }>();
   #seedsPending: Seed[];
   #persisted = "";
@@ -119,6 +132,19 @@ export class MembershipDriver {
       known: options.known,
     });
     this.#persisted = this.#signature(this.#knownMembers());
+    this.#mustJoin = (options.joining ?? false) && this.#seedsPending.length > 0;
+  }
+
+  /**
+   * Whether this node knows its cluster's members: always, unless it started
+   * {@link MembershipDriverOptions.joining}; then once a member's full list has arrived.
+   * Until then it would count a quorum among itself alone.
+   */
+  joined(): boolean {
+    if (!this.#mustJoin) return true;
+    if (!this.#membership.hasSyncedWithAny()) return false;
+    this.#mustJoin = false;
+    return true;
   }
 
   /** Starts ticking and dials the seeds and remembered members (without waiting). */
@@ -151,14 +177,36 @@ export class MembershipDriver {
   async joinSeeds(): Promise<{ seed: Seed; result: DialResult }[]> {
     const seeds = [...this.#seedsPending];
     const results = await Promise.all(
-      seeds.map(async (seed) => ({ seed, result: await this.#dial(seed.address) })),
+      seeds.map(async (seed) => ({ seed, result: await this.#dialAndSync(seed.address) })),
     );
     return results;
   }
 
   /** Joins the cluster that the member at `address` (its node port) belongs to. */
   async join(address: string): Promise<DialResult> {
-    return await this.#dial(address);
+    return await this.#dialAndSync(address);
+  }
+
+  /**
+   * Dials `address` and, once it answers, waits (at most {@link JOIN_SYNC_TIMEOUT_MS}) for
+   * its full member list. A node joining for the first time knows only itself until then:
+   * it would count a quorum of one, and answer quorum writes and reads from its own copy.
+   */
+  async #dialAndSync(address: string): Promise<DialResult> {
+    const result = await this.#dial(address);
+    if (!result.ok) return result;
+    const deadline = this.#options.clock.monoMs() + JOIN_SYNC_TIMEOUT_MS;
+    while (!this.#membership.hasSyncedWith(result.peerId)) {
+      if (this.#stopped || this.#options.clock.monoMs() >= deadline) {
+        this.#options.logger.warn(
+          "A seed answered but has not sent its member list: quorum counts the members known so far until it does",
+          { seed: address, peer: result.peerId, waitedMs: JOIN_SYNC_TIMEOUT_MS },
+        );
+        break;
+      }
+      await new Promise((r) => setTimeout(r, JOIN_SYNC_POLL_MS));
+    }
+    return result;
   }
 
   /** Every member, self included, sorted by id. */
@@ -282,8 +330,20 @@ export class MembershipDriver {
     this.#dial(address, expectedId);
   }
 
-  async #dial(address: string, expectedId?: string): Promise<DialResult> {
-    this.#dialing.add(address);
+  /**
+   * Dials `address`, or waits for the dial already under way to it. Two connections made at
+   * once to one seed (the first tick's and the join's) raced: the one that adopted the
+   * cluster's id dropped the other, and the join reported a seed that had in fact answered.
+   */
+  #dial(address: string, expectedId?: string): Promise<DialResult> {
+    const under = this.#dialing.get(address);
+    if (under !== undefined) return under;
+    const dial = this.#dialOnce(address, expectedId);
+    this.#dialing.set(address, dial);
+    return dial;
+  }
+
+  async #dialOnce(address: string, expectedId?: string): Promise<DialResult> {
     try {
       const result = await this.#transport.dial(address);
       const now = this.#options.clock.monoMs();

@@ -144,6 +144,7 @@ export class NodeCluster {
       logger,
       persist: (members, incarnationNow) =>
         writeClusterState(dataDir, { format: 1, incarnation: incarnationNow, members }),
+      joining: options.store.lastLsn === 0 && (saved?.members ?? []).length === 0,
     });
     cluster = new NodeCluster(options, transport, membership, joiner);
     membership.start();
@@ -187,6 +188,11 @@ export class NodeCluster {
 
   members(): MemberInfo[] {
     return this.membership.members();
+  }
+
+  /** See {@link MembershipDriver.joined}. */
+  joined(): boolean {
+    return this.membership.joined();
   }
 
   /** See {@link Membership.memberIds}. */

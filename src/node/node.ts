@@ -72,6 +72,11 @@ export class ShanghaiNode {
   #recoveryError: string | undefined;
   #stopping = false;
   #cluster: NodeCluster | undefined;
+  /**
+   * Set once the cluster layer has started; data is served from then on, by a node joining
+   * with a fresh data directory once it knows the members (#httpContext).
+   */
+  #serving = false;
   readonly #stopRequested = Promise.withResolvers<void>();
   /** Metrics, traces, readiness figures, backup sessions (src/node/ops.ts). */
   readonly ops: NodeOps;
@@ -148,6 +153,12 @@ export class ShanghaiNode {
     const reasons: string[] = [];
     if (this.#recoveryError) reasons.push(`recovery failed: ${this.#recoveryError}`);
     else if (!this.#store) reasons.push("recovery in progress");
+    else if (!this.#serving) reasons.push("joining the cluster");
+    else if (this.#cluster?.joined() === false) {
+      reasons.push(
+        "joining the cluster: no member has sent its member list yet (are the seeds up?)",
+      );
+    }
     if (this.#stopping) reasons.push("shutting down");
     const failure = this.#store?.wal.failure;
     if (failure !== undefined) reasons.push(`WAL stopped after an I/O error: ${failure}`);
@@ -183,7 +194,11 @@ export class ShanghaiNode {
 
   #httpContext(): HttpContext {
     return {
-      store: () => this.#store,
+      // Data is served once the node knows its cluster, not as soon as recovery is done: until
+      // then replication has not started, or counts a quorum among the members seen so far
+      // (a fresh node joining knows only itself), and a quorum write or read would be answered
+      // from too few copies.
+      store: () => this.#serving && this.#cluster?.joined() !== false ? this.#store : undefined,
       readiness: () => this.readiness(),
       status: () => this.status(),
       events: this.events,
@@ -321,6 +336,7 @@ export class ShanghaiNode {
       this.#idlePoll.stop();
       throw error;
     }
+    this.#serving = true;
     this.logger.info("Node ready", {
       nodeId: this.#identity.nodeId,
       clusterId: this.#identity.clusterId,

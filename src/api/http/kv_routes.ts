@@ -32,7 +32,7 @@ export function requireStore(ctx: HttpContext): Store {
   if (!store) {
     throw new ShanghaiError(
       "not_ready",
-      "Cannot serve data: the node is still recovering; retry shortly",
+      "Cannot serve data: the node is still starting (recovery, then joining its cluster); retry shortly",
     );
   }
   return store;
