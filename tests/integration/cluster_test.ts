@@ -219,3 +219,50 @@ Deno.test("joining is refused for another cluster's data and for a taken node id
     await cluster.teardown();
   }
 });
+
+Deno.test("a fresh node whose seed cannot be reached serves no data until it has the cluster's members, then joins", async () => {
+  // A node port that nothing listens on yet; the seed starts on it later.
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const seedPort = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const cluster = new ProcessCluster({ dirPrefix: "shanghai-cluster-late-seed-" });
+  let fresh: NodeProcess | undefined;
+  try {
+    fresh = await spawnNode({
+      dataDir: await cluster.dataDir("f1"),
+      args: ["--node-id", "f1", ...FAST_MEMBERSHIP_ARGS, "--join", `127.0.0.1:${seedPort}`],
+    });
+    // It knows only itself: a quorum of one would acknowledge writes nobody else holds.
+    const ready = await fetch(`http://${fresh.addr}/ready`);
+    assert.equal(ready.status, 503);
+    assert.match(JSON.stringify(await ready.json()), /joining the cluster: no member has sent/);
+    const early = await fetch(`http://${fresh.addr}/v1/kv/k?ack=quorum`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: "1",
+    });
+    assert.equal(early.status, 503);
+    assert.equal((await early.json()).error.code, "not_ready");
+
+    const seed = await spawnNode({
+      dataDir: await cluster.dataDir("n1"),
+      args: ["--node-id", "n1", ...FAST_MEMBERSHIP_ARGS, "--port", String(seedPort)],
+    });
+    try {
+      await waitFor("f1 ready", async () => (await fetch(`http://${fresh!.addr}/ready`)).ok);
+      const write = await fetch(`http://${fresh.addr}/v1/kv/k?ack=quorum`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: "1",
+      });
+      const answer = await write.json();
+      assert.equal(write.status, 200, JSON.stringify(answer));
+      assert.equal(answer.copies, 2, "both members hold it: a majority of two");
+    } finally {
+      await seed.kill("SIGKILL");
+    }
+  } finally {
+    await fresh?.kill("SIGKILL");
+    await cluster.teardown();
+  }
+});

@@ -390,6 +390,38 @@ Deno.test("real processes: a node down past retention gets a snapshot, then the 
   }
 });
 
+Deno.test("real processes: a node whose disk was replaced rejoins; from its first answer it counts every member, then it converges", async () => {
+  const cluster = await formCluster(3, RETAIN_LITTLE);
+  try {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    for (let i = 0; i < 300; i++) assert.equal(await put(i % 2 ? n1 : n3, `d${i}`, "quorum"), 200);
+    const before = (await getJson(n2, "/v1/status")).origin;
+    await n2.kill("SIGKILL");
+    await cluster.wipe("n2");
+    const fresh = await cluster.start("n2", n1);
+    // The very first requests after "Node ready": a node that knew only itself then took a
+    // quorum read from its own empty copy (404) and acknowledged a quorum write with 1 copy.
+    const read = await fetch(`${fresh.url}/v1/kv/d0?consistency=quorum`);
+    await read.body?.cancel();
+    assert.equal(read.status, 200, "a quorum read of an acknowledged key finds it");
+    const write = await fetch(`${fresh.url}/v1/kv/after?ack=quorum`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: "1",
+    });
+    const answer = await write.json();
+    assert.equal(write.status, 200, JSON.stringify(answer));
+    assert.ok(answer.copies >= 2, `a quorum write has a majority of 3: ${JSON.stringify(answer)}`);
+    const members = await getJson(fresh, "/v1/cluster/members");
+    assert.deepEqual((members.members as { id: string }[]).map((m) => m.id), ["n1", "n2", "n3"]);
+    await waitForNodes("all three to converge", () => digestsEqual([n1, fresh, n3]), 60_000);
+    assert.equal((await keysOn(fresh, "d")).size, 300);
+    assert.notEqual((await getJson(fresh, "/v1/status")).origin, before, "a new origin");
+  } finally {
+    await cluster.teardown();
+  }
+});
+
 Deno.test("real processes: a whole cluster restarted after retention resumes from its logs, not snapshots", async () => {
   const cluster = await formCluster(3, RETAIN_LITTLE);
   try {

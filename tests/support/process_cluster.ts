@@ -55,6 +55,14 @@ export class ProcessCluster {
     return dir;
   }
 
+  /** Empties node `id`'s data directory, as a replaced disk would; the node must not run. */
+  async wipe(id: string): Promise<void> {
+    const dir = await this.dataDir(id);
+    for await (const entry of Deno.readDir(dir)) {
+      await Deno.remove(`${dir}/${entry.name}`, { recursive: true });
+    }
+  }
+
   /** Starts node `id` on its data directory, joining through `seed` when given. */
   async start(id: string, seed?: NodeProcess): Promise<NodeProcess> {
     const seedHost = seed?.addr.slice(0, seed.addr.lastIndexOf(":"));
