@@ -46,8 +46,13 @@ export const CHAOS_NODE_ARGS: readonly string[] = [
  * kill: SIGKILL, then a restart. term: SIGTERM (a clean exit within 20 s), then a restart.
  * stop: SIGSTOP, then SIGCONT. cut: the node's network link down (nothing in or out), then up.
  * split: the node and one peer drop each other's packets (both still reach the third).
+ * wipe: the node's disk replaced: SIGKILL, its data directory emptied, then a restart that
+ * joins through a peer and takes a snapshot. A wipe loses what only that node held, so it
+ * waits first until both peers hold everything the node holds (a causal read on each with the
+ * node's token); when they do not within {@link WIPE_READY_MS}, or another wipe is under way,
+ * the node is SIGKILLed and restarted on its data instead (counted as a kill).
  */
-export type FaultKind = "kill" | "term" | "stop" | "cut" | "split";
+export type FaultKind = "kill" | "term" | "stop" | "cut" | "split" | "wipe";
 
 /** The faults a run picks from, equally likely (so kill is twice as likely as term or stop). */
 export const PROCESS_FAULTS: readonly FaultKind[] = ["kill", "kill", "term", "stop"];
@@ -124,6 +129,8 @@ const REQUEST_TIMEOUT_MS = 10_000;
 const READ_BACK_CHANCE = 0.1;
 /** A node under load must finish its in-flight writes and exit this soon after SIGTERM. */
 const STOP_TIMEOUT_MS = 20_000;
+/** How long a wipe waits for both peers to hold everything the node holds. */
+const WIPE_READY_MS = 20_000;
 /** Values: a short JSON string, so a run writes many keys without filling the disk. */
 const VALUE_PAD = "x".repeat(200);
 
@@ -192,7 +199,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
       sharedPutsFailed: 0,
       reads: 0,
       readsUnfinished: 0,
-      faults: { kill: 0, term: 0, stop: 0, cut: 0, split: 0 },
+      faults: { kill: 0, term: 0, stop: 0, cut: 0, split: 0, wipe: 0 },
     },
   };
   const counts = ledger.counts;
@@ -302,11 +309,53 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
     }
   };
 
-  const fault = async (id: string, kind: FaultKind) => {
+  // Whether every entry node `id` holds now is also on both its peers: a causal read with the
+  // node's token on each, retried until WIPE_READY_MS (a peer down, stopped or cut off waits).
+  const peersHoldAllOf = async (id: string): Promise<boolean> => {
+    const mine = await fetch(`${cluster.nodes.get(id)!.url}/v1/kv/s-0`, {
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    }).catch(() => undefined);
+    await mine?.body?.cancel();
+    const token = mine?.headers.get("x-shanghai-token");
+    if (token === undefined || token === null) return false;
+    const deadline = performance.now() + WIPE_READY_MS;
+    for (const peer of ids.filter((other) => other !== id)) {
+      while (true) {
+        if (!running || performance.now() > deadline) return false;
+        const answer = usable.has(peer)
+          ? await exchange(
+            cluster.nodes.get(peer)!,
+            "GET",
+            `/v1/kv/s-0?consistency=causal&token=${encodeURIComponent(token)}`,
+          ).catch(() => undefined)
+          : undefined;
+        if (answer?.status === 200 || answer?.status === 404) break;
+        await sleep(100);
+      }
+    }
+    return true;
+  };
+  // A restarted node joins through a node that is up (with `overlap`, another may be down).
+  const seedFor = (id: string): string =>
+    ids.find((other) => other !== id && usable.has(other)) ?? ids.find((other) => other !== id)!;
+  // One wipe at a time: two would lose what only the two nodes held.
+  let wiping = false;
+
+  const fault = async (id: string, planned: FaultKind) => {
     const node = cluster.nodes.get(id)!;
     const length = between(faultRandom, options.faultLengthMs ?? [500, 3_000]);
     const at = performance.now();
+    let kind = planned;
     let what = `${kind} ${id}`;
+    if (kind === "wipe") {
+      const ours = !wiping;
+      wiping = true;
+      if (!ours || !(await peersHoldAllOf(id))) {
+        if (ours) wiping = false;
+        kind = "kill";
+        what = `kill ${id} (a wipe was not safe: its peers did not hold all it held)`;
+      }
+    }
     // Writers may still use both sides of a split: each reaches the third node.
     if (kind !== "split") usable.delete(id);
     if (kind === "split") {
@@ -328,14 +377,20 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
       node.child.kill("SIGSTOP");
       await sleep(length);
       node.child.kill("SIGCONT");
+    } else if (kind === "wipe") {
+      try {
+        await node.kill("SIGKILL");
+        await cluster.wipe(id);
+        await sleep(length);
+        await cluster.start(id, cluster.nodes.get(seedFor(id))!);
+      } finally {
+        wiping = false;
+      }
     } else {
       if (kind === "kill") await node.kill("SIGKILL");
       else await stopCleanly(node);
       await sleep(length);
-      // Join through a node that is up (with `overlap`, another may be down).
-      const seedId = ids.find((other) => other !== id && usable.has(other)) ??
-        ids.find((other) => other !== id)!;
-      await cluster.start(id, cluster.nodes.get(seedId)!);
+      await cluster.start(id, cluster.nodes.get(seedFor(id))!);
     }
     usable.add(id);
     counts.faults[kind]++;
