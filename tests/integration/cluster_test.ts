@@ -233,6 +233,7 @@ Deno.test("a fresh node whose seed cannot be reached serves no data until it has
       args: ["--node-id", "f1", ...FAST_MEMBERSHIP_ARGS, "--join", `127.0.0.1:${seedPort}`],
     });
     // It knows only itself: a quorum of one would acknowledge writes nobody else holds.
+    assert.equal(fresh.readyLine.joined, false);
     const ready = await fetch(`http://${fresh.addr}/ready`);
     assert.equal(ready.status, 503);
     assert.match(JSON.stringify(await ready.json()), /joining the cluster: no member has sent/);
