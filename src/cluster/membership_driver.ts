@@ -75,7 +75,7 @@ export interface MembershipDriverOptions {
   /** Saves the members worth remembering; called after the set changes (one write at a time). */
   persist: (members: KnownMember[], incarnation: number) => Promise<void>;
   /**
-   * A fresh data directory started with seeds (default false): it knows its cluster's members,
+   * Remembers no member (default false): started with seeds, it knows its cluster's members,
    * and so its quorum, only once a member's full list has arrived (see joined()).
    */
   joining?: boolean;

@@ -144,7 +144,8 @@ export class NodeCluster {
       logger,
       persist: (members, incarnationNow) =>
         writeClusterState(dataDir, { format: 1, incarnation: incarnationNow, members }),
-      joining: options.store.lastLsn === 0 && (saved?.members ?? []).length === 0,
+      // No member remembered: a fresh directory, or one restored onto a new machine.
+      joining: (saved?.members ?? []).length === 0,
     });
     cluster = new NodeCluster(options, transport, membership, joiner);
     membership.start();

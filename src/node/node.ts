@@ -345,7 +345,8 @@ export class ShanghaiNode {
       lastLsn: this.#store.lastLsn,
       keys: this.#store.keyspace.size,
       recoveryMs: Math.round(this.#clock.monoMs() - this.#startedMs),
-      // False for a fresh node joining whose seeds have not answered: it serves no data yet.
+      // False for a node joining without remembered members whose seeds have not answered
+      // (a fresh data directory): it serves no data yet.
       joined: this.#cluster.joined(),
     });
     this.ops.onReady();
