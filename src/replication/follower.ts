@@ -10,11 +10,24 @@
  *
  * @module
  */
+import type { VersionVector } from "../common/entry.ts";
 import type { LeaderCursor } from "../storage/kv/snapshot.ts";
 import type { BatchFrame, OpenFrame, SnapFrame } from "./frames.ts";
 
 /** Why a frame was refused. */
 export type Refusal = "stale session" | "out of order" | "no session";
+
+/** Ranges with held-back relays one stream remembers; more are merged (see #addHole). */
+export const FOLLOWER_HOLES_MAX = 64;
+
+/** This node's count of an origin's entries (its version vector, read one origin at a time). */
+export type HeldSeq = (origin: string) => number;
+
+/** A range of the leader's log the cursor passed without some of its relays (held back). */
+interface Hole {
+  fromLsn: number;
+  held: VersionVector;
+}
 
 /** One leader's stream, seen from the follower. */
 export class FollowerStream {
@@ -22,8 +35,16 @@ export class FollowerStream {
   #session = 0;
   // Next fromLsn accepted in this session; undefined until its first batch.
   #expectedLsn: number | undefined;
-  // Invariant: every entry of the leader's log up to cursor is durable here.
+  // Invariant: every entry of the leader's log up to cursor is durable here, except relays
+  // the leader held back in the holes below.
   #cursor = 0;
+  // Ranges the cursor passed while the leader held back relays in them (their origin was to
+  // ship them here itself), until this node holds those relays. The leader remembers what it
+  // held back only in memory: one that restarted must resume at or before the first hole, or
+  // relays whose origin then died would never come (see resumeCursor).
+  #holes: Hole[] = [];
+  // Highest toLsn of this session's batches (or its snapshot's LSN) durable here; 0: none yet.
+  #sessionDurableLsn = 0;
   #snapNext = 0;
   #snapLsn = 0;
   // The leader's origin as its open frames name it: a new one numbers its log anew.
@@ -45,12 +66,62 @@ export class FollowerStream {
     }
   }
 
-  /** The cursor and the leader origin it counts, as a snapshot keeps them. */
-  get resumePoint(): LeaderCursor {
+  /** The resume cursor and the leader origin it counts, as a snapshot keeps them. */
+  resumePoint(holds: HeldSeq): LeaderCursor {
     return {
       ...(this.#leaderOrigin === undefined ? {} : { origin: this.#leaderOrigin }),
-      cursor: this.#cursor,
+      cursor: this.resumeCursor(holds),
     };
+  }
+
+  /**
+   * Where the leader may resume without losing anything: the cursor, or just before the
+   * first range whose held-back relays this node does not hold yet (`holds` gives its count
+   * of an origin). What `repl.opened` reports and a snapshot keeps; acks carry the cursor.
+   */
+  resumeCursor(holds: HeldSeq): number {
+    this.#pruneHoles(holds);
+    let resume = this.#cursor;
+    for (const hole of this.#holes) resume = Math.min(resume, hole.fromLsn - 1);
+    return resume;
+  }
+
+  /** Holes whose relays this node now holds are closed. */
+  #pruneHoles(holds: HeldSeq): void {
+    this.#holes = this.#holes.filter((hole) =>
+      Object.entries(hole.held).some(([origin, seq]) => holds(origin) < seq)
+    );
+  }
+
+  #addHole(fromLsn: number, held: VersionVector, holds: HeldSeq): void {
+    this.#pruneHoles(holds);
+    if (Object.entries(held).every(([origin, seq]) => holds(origin) >= seq)) return;
+    if (this.#holes.length >= FOLLOWER_HOLES_MAX) {
+      // Merged into the newest: the resume point can only move earlier, never past a relay.
+      const last = this.#holes[this.#holes.length - 1];
+      last.fromLsn = Math.min(last.fromLsn, fromLsn);
+      for (const [origin, seq] of Object.entries(held)) {
+        if (seq > (last.held[origin] ?? 0)) last.held[origin] = seq;
+      }
+      return;
+    }
+    this.#holes.push({ fromLsn, held: { ...held } });
+  }
+
+  /**
+   * What a status report acknowledges: the end of what this session delivered, or the resume
+   * cursor before its first batch. Not the cursor: a session that resumed below it (a leader
+   * that restarted, or rewound to relay) has not delivered the range between, and a status
+   * report that acknowledged it released the leader's batches in flight there, delivered or
+   * lost.
+   */
+  statusCursor(holds: HeldSeq): number {
+    return this.#sessionDurableLsn > 0 ? this.#sessionDurableLsn : this.resumeCursor(holds);
+  }
+
+  /** Ranges with held-back relays this node does not hold yet (what tests observe). */
+  get holes(): number {
+    return this.#holes.length;
   }
 
   get cursor(): number {
@@ -94,6 +165,8 @@ export class FollowerStream {
         this.#cursor = frame.succeeds?.origin === this.#leaderOrigin
           ? Math.min(this.#cursor, frame.succeeds.throughLsn)
           : 0;
+        // The holes of a log that is gone mean nothing; a succeeded log's stay as they were.
+        if (this.#cursor === 0) this.#holes = [];
         this.leaderLastLsn = 0;
         this.#originSession = frame.session;
       }
@@ -105,6 +178,7 @@ export class FollowerStream {
       this.#session = frame.session;
       this.#expectedLsn = undefined;
       this.#snapNext = 0;
+      this.#sessionDurableLsn = 0;
     }
     return true;
   }
@@ -125,9 +199,21 @@ export class FollowerStream {
     if (session === this.#session) this.#expectedLsn = -1;
   }
 
-  /** Every entry of the leader's log up to `toLsn`, as of `session`, is durable here. */
-  onDurable(toLsn: number, session: number): void {
-    if (session >= this.#originSession && toLsn > this.#cursor) this.#cursor = toLsn;
+  /**
+   * Every entry of the leader's log up to `toLsn`, as of `session`, is durable here, but for
+   * the relays the batch from `fromLsn` held back (`held`, see BatchFrame.held).
+   */
+  onDurable(
+    toLsn: number,
+    session: number,
+    holdBack?: { fromLsn: number; held: VersionVector; holds: HeldSeq },
+  ): void {
+    if (session < this.#originSession) return;
+    if (holdBack !== undefined) this.#addHole(holdBack.fromLsn, holdBack.held, holdBack.holds);
+    if (toLsn > this.#cursor) this.#cursor = toLsn;
+    if (session === this.#session && toLsn > this.#sessionDurableLsn) {
+      this.#sessionDurableLsn = toLsn;
+    }
   }
 
   /** Checks a snapshot chunk's place: chunks of a session arrive in index order. */
@@ -144,6 +230,9 @@ export class FollowerStream {
   /** The snapshot at the leader's `lsn` is durable here: the tail follows from lsn + 1. */
   onSnapshotInstalled(session: number, lsn: number): void {
     if (session >= this.#originSession && lsn > this.#cursor) this.#cursor = lsn;
-    if (session === this.#session) this.#expectedLsn = lsn + 1;
+    if (session === this.#session) {
+      this.#expectedLsn = lsn + 1;
+      if (lsn > this.#sessionDurableLsn) this.#sessionDurableLsn = lsn;
+    }
   }
 }

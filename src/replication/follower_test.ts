@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FollowerStream } from "./follower.ts";
+import { FOLLOWER_HOLES_MAX, FollowerStream } from "./follower.ts";
 
 const batch = (session: number, startLsn: number, fromLsn: number, toLsn: number) => ({
   v: 1,
@@ -92,7 +92,7 @@ Deno.test("FollowerStream keeps its cursor up to where a leader restarted under 
 Deno.test("FollowerStream resumes from a kept cursor unless the leader opens under another origin", () => {
   const kept = new FollowerStream("n1", { origin: "n1~00000001", cursor: 30 });
   assert.equal(kept.cursor, 30);
-  assert.deepEqual(kept.resumePoint, { origin: "n1~00000001", cursor: 30 });
+  assert.deepEqual(kept.resumePoint(() => 0), { origin: "n1~00000001", cursor: 30 });
   assert.equal(
     kept.onOpen({ v: 1, session: 5, firstLsn: 20, lastLsn: 40, origin: "n1~00000001" }),
     true,
@@ -105,5 +105,56 @@ Deno.test("FollowerStream resumes from a kept cursor unless the leader opens und
     true,
   );
   assert.equal(remade.cursor, 0);
-  assert.deepEqual(remade.resumePoint, { origin: "n1~00000002", cursor: 0 });
+  assert.deepEqual(remade.resumePoint(() => 0), { origin: "n1~00000002", cursor: 0 });
+});
+
+Deno.test("FollowerStream resumes before a range whose held-back relays it lacks, and acknowledges only what the session delivered", () => {
+  const follower = new FollowerStream("n2");
+  const vv: Record<string, number> = {};
+  const holds = (origin: string) => vv[origin] ?? 0;
+  assert.equal(follower.onOpen({ v: 1, session: 5, firstLsn: 1, lastLsn: 40 }), true);
+  // 1..10 delivered; 11..20 held back n3's entries up to seq 4; 21..30 held back up to 9.
+  assert.equal(follower.onBatch(batch(5, 1, 1, 10)), undefined);
+  follower.onDurable(10, 5);
+  assert.equal(follower.onBatch(batch(5, 1, 11, 20)), undefined);
+  follower.onDurable(20, 5, { fromLsn: 11, held: { n3: 4 }, holds });
+  assert.equal(follower.onBatch(batch(5, 1, 21, 30)), undefined);
+  follower.onDurable(30, 5, { fromLsn: 21, held: { n3: 9 }, holds });
+  assert.equal(follower.cursor, 30);
+  assert.equal(follower.holes, 2);
+  assert.equal(follower.resumeCursor(holds), 10, "before the first range it lacks relays of");
+  vv.n3 = 4; // n3's own stream delivered the first range's relays
+  assert.equal(follower.resumeCursor(holds), 20);
+  vv.n3 = 9;
+  assert.equal(follower.resumeCursor(holds), 30);
+  assert.equal(follower.holes, 0);
+  assert.deepEqual(follower.resumePoint(holds), { cursor: 30 });
+
+  // A later session resumes lower (the leader restarted): status reports acknowledge what
+  // it delivered, not the cursor, which covers a range it has not sent yet.
+  assert.equal(follower.onOpen({ v: 1, session: 6, firstLsn: 1, lastLsn: 40 }), true);
+  assert.equal(follower.statusCursor(holds), 30, "before its first batch: the resume cursor");
+  assert.equal(follower.onBatch(batch(6, 11, 11, 15)), undefined);
+  follower.onDurable(15, 6);
+  assert.equal(follower.statusCursor(holds), 15);
+  assert.equal(follower.cursor, 30);
+});
+
+Deno.test("FollowerStream keeps at most FOLLOWER_HOLES_MAX ranges, merged so it never resumes past a relay", () => {
+  const follower = new FollowerStream("n2");
+  const holds = () => 0;
+  follower.onOpen({ v: 1, session: 5, firstLsn: 1, lastLsn: 10_000 });
+  for (let i = 0; i < FOLLOWER_HOLES_MAX + 10; i++) {
+    const from = 1 + i * 10;
+    assert.equal(follower.onBatch(batch(5, 1, from, from + 9)), undefined);
+    follower.onDurable(from + 9, 5, { fromLsn: from, held: { [`n${3 + (i % 3)}`]: i + 1 }, holds });
+  }
+  assert.equal(follower.holes, FOLLOWER_HOLES_MAX);
+  assert.equal(follower.resumeCursor(holds), 0);
+  // The ranges from the last kept one on merged into it (from LSN 631); lacking one relay of
+  // theirs (n5's seq 72, held back in 711..720), the stream resumes before all of them.
+  const vv: Record<string, number> = { n3: 1_000, n4: 1_000, n5: 71 };
+  assert.equal(follower.resumeCursor((origin) => vv[origin] ?? 0), 630);
+  vv.n5 = 72;
+  assert.equal(follower.resumeCursor((origin) => vv[origin] ?? 0), follower.cursor);
 });

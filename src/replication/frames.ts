@@ -9,7 +9,7 @@
  * |-----------------|--------------------|-------------------------------------------------------|
  * | `repl.open`     | leader -> follower | session, leader's first and last LSN                   |
  * | `repl.opened`   | follower -> leader | session, cursor for this leader, vv, credit, sources   |
- * | `repl.batch`    | leader -> follower | session, startLsn, fromLsn..toLsn, framed entries      |
+ * | `repl.batch`    | leader -> follower | session, startLsn, fromLsn..toLsn, framed entries, held? |
  * | `repl.ack`      | follower -> leader | session, ackedLsn, vv, hlc, credit, sources?           |
  * | `repl.snap`     | leader -> follower | session, lsn, chunk index, last?, vv, framed tuples    |
  * | `repl.snapack`  | follower -> leader | session, chunk index                                   |
@@ -38,6 +38,8 @@ import { frameRecord, readRecord } from "../storage/wal/record.ts";
 
 /** Version of the replication frames; a frame of another version is refused. */
 export const REPL_PROTOCOL_VERSION = 1;
+/** Most origins a version vector in a frame may name (`vv`, a batch's `held`). */
+export const VV_ORIGINS_MAX = 10_000;
 
 export const MSG_OPEN = "repl.open";
 export const MSG_OPENED = "repl.opened";
@@ -104,6 +106,12 @@ export interface BatchFrame {
   records: Uint8Array;
   /** The leader's last LSN when it sent the batch (0 when absent): the follower's lag. */
   lastLsn: number;
+  /**
+   * Relays the leader held back from this batch because their origin ships them to the
+   * follower itself: origin -> highest sequence held back (absent when none). The follower's
+   * cursor passes them though it does not hold them (see FollowerStream.resumeCursor).
+   */
+  held?: VersionVector;
 }
 
 export interface AckFrame {
@@ -250,21 +258,21 @@ class FrameBody {
     return value;
   }
 
-  /** The `vv` field: origin -> highest sequence, bounded in size. */
-  versionVector(): VersionVector {
-    const value = this.#fields.vv;
+  /** The `vv` field (or another of the same shape): origin -> highest sequence, bounded. */
+  versionVector(field = "vv"): VersionVector {
+    const value = this.#fields[field];
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      this.fail("vv is not a map");
+      this.fail(`${field} is not a map`);
     }
     const out: VersionVector = {};
     const entries = Object.entries(value as Record<string, unknown>);
-    if (entries.length > 10_000) this.fail("vv names too many origins");
+    if (entries.length > VV_ORIGINS_MAX) this.fail(`${field} names too many origins`);
     for (const [origin, seq] of entries) {
       if (
         origin.length === 0 || origin.length > ORIGIN_BYTES_MAX || typeof seq !== "number" ||
         !Number.isSafeInteger(seq) || seq < 0
       ) {
-        this.fail(`vv entry ${JSON.stringify(origin)} is malformed`);
+        this.fail(`${field} entry ${JSON.stringify(origin)} is malformed`);
       }
       out[origin] = seq;
     }
@@ -323,6 +331,7 @@ export function parseBatch(body: unknown): BatchFrame {
     count: b.count("count", BATCH_ENTRIES_MAX),
     records: b.bytes("records", REPL_BATCH_BYTES_MAX + RECORD_BYTES_MAX),
     lastLsn: b.get("lastLsn") === undefined ? 0 : b.count("lastLsn"),
+    ...(b.get("held") === undefined ? {} : { held: b.versionVector("held") }),
   };
   if (frame.fromLsn < 1 || frame.toLsn < frame.fromLsn) {
     b.fail(`range ${frame.fromLsn}..${frame.toLsn} is empty or reversed`);

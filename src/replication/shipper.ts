@@ -258,6 +258,8 @@ export class Shipper {
   #shipUnsynced: boolean | undefined;
   /** Frames refused as malformed or out of order since start. */
   refusedFrames = 0;
+  /** This node's count of an origin's entries (FollowerStream's holes ask it). */
+  readonly #holds = (origin: string): number => this.log.vectorSeq(origin);
 
   constructor(options: ShipperOptions) {
     this.log = options.log;
@@ -625,7 +627,7 @@ export class Shipper {
         if (more) leader.onReadFailed(session);
         break;
       }
-      if (!this.#sendBatch(peer, header, count, concatFrames(frames))) break;
+      if (!this.#sendBatch(peer, header, count, concatFrames(frames), heldVv(held))) break;
       for (const e of held) leader.onDeferred(e.origin, e.seq, e.lsn, nowMs);
       start = end;
     }
@@ -645,12 +647,16 @@ export class Shipper {
     if (header && this.#sendBatch(peer, header, 0, new Uint8Array(0))) this.#pump(peer);
   }
 
-  /** Sends one `repl.batch` with the header LeaderStream.onRead() gave; false when refused. */
+  /**
+   * Sends one `repl.batch` with the header LeaderStream.onRead() gave, naming the relays it
+   * held back (BatchFrame.held); false when refused.
+   */
   #sendBatch(
     peer: string,
     header: BatchHeader,
     count: number,
     records: Uint8Array,
+    held?: VersionVector,
   ): boolean {
     return this.#send(peer, MSG_BATCH, {
       v: REPL_PROTOCOL_VERSION,
@@ -658,6 +664,7 @@ export class Shipper {
       count,
       records,
       lastLsn: this.#bounds().lastLsn,
+      ...(held === undefined ? {} : { held }),
     });
   }
 
@@ -866,7 +873,7 @@ export class Shipper {
         ...(succeeds === undefined
           ? {}
           : { prevOrigin: succeeds.origin, prevThroughLsn: succeeds.throughLsn }),
-        cursor: follower.cursor,
+        cursor: follower.resumeCursor(this.#holds),
         vv: this.log.versionVector(),
         credit: this.#credit(),
         sources: this.#sources(),
@@ -915,7 +922,13 @@ export class Shipper {
         follower.onAppendFailed(frame.session);
         throw error;
       }
-      follower.onDurable(frame.toLsn, frame.session);
+      follower.onDurable(
+        frame.toLsn,
+        frame.session,
+        frame.held === undefined
+          ? undefined
+          : { fromLsn: frame.fromLsn, held: frame.held, holds: this.#holds },
+      );
       this.transport.send(from, MSG_ACK, {
         v: REPL_PROTOCOL_VERSION,
         session: frame.session,
@@ -1257,7 +1270,7 @@ export class Shipper {
       this.transport.send(peer, MSG_ACK, {
         v: REPL_PROTOCOL_VERSION,
         session: follower.session,
-        ackedLsn: follower.cursor,
+        ackedLsn: follower.statusCursor(this.#holds),
         vv: report.vv,
         hlc: this.log.hlc(),
         credit: this.#credit(),
@@ -1352,7 +1365,9 @@ export class Shipper {
    */
   followerCursors(): Record<string, LeaderCursor> {
     const cursors = { ...this.#resume };
-    for (const [peer, follower] of this.#followers) cursors[peer] = follower.resumePoint;
+    for (const [peer, follower] of this.#followers) {
+      cursors[peer] = follower.resumePoint(this.#holds);
+    }
     return cursors;
   }
 
@@ -1370,4 +1385,12 @@ export class Shipper {
     }
     return hold;
   }
+}
+
+/** The relays a batch held back, as origin -> highest sequence; undefined when none. */
+function heldVv(held: readonly FramedEntry[]): VersionVector | undefined {
+  if (held.length === 0) return undefined;
+  const vv: VersionVector = {};
+  for (const e of held) if (e.seq > (vv[e.origin] ?? 0)) vv[e.origin] = e.seq;
+  return vv;
 }

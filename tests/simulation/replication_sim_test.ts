@@ -866,3 +866,36 @@ Deno.test("simulation: a node's own writes reach its peers within a few hops whi
     assert.ok(worstMs <= 12, `seed ${seed}: an n1 write took ${worstMs} ms to reach n3`);
   }
 });
+
+Deno.test("simulation: relays a leader held back still reach the follower after the leader restarts and their origin dies", () =>
+  forEachSeed(10, async (sim, seed) => {
+    // n3's batches to n1 are lost on the wire while its stream looks alive, so n1 names n3
+    // as a source and n2 holds back n3's writes for it (n3 should ship them itself).
+    let dropping = true;
+    onBatchSent(sim, "n3", "n1", () => !dropping);
+    for (let i = 0; i < 10; i++) await sim.node("n3").log.write(`t${i}`, value(`n3-${i}`));
+    await sim.stepUntil(
+      () => (sim.node("n2").log.versionVector().n3 ?? 0) >= 10,
+      `seed ${seed}: n2 never got n3's writes`,
+    );
+    // n2's own writes after them move n1's cursor in n2's log past them.
+    for (let i = 0; i < 10; i++) await sim.node("n2").log.write(`u${i}`, value(`n2-${i}`));
+    const end = sim.node("n2").log.lastLsn();
+    await sim.stepUntil(
+      () => sim.node("n1").shipper.replicas().find((r) => r.peer === "n2")!.receivedOffset >= end,
+      `seed ${seed}: n1 never got n2's writes`,
+    );
+    assert.ok((sim.node("n1").log.versionVector().n3 ?? 0) < 10, `seed ${seed}: n1 got them`);
+    // n2 restarts within the relay grace (it forgets what it held back) and n3 dies for good:
+    // only n2 can give n1 n3's writes, from a log n1's cursor has passed. The first batch of
+    // them is lost too: n1's status reports must not acknowledge it (they used to carry the
+    // cursor, which the resumed session had not reached).
+    sim.crashAndRestart("n2", "n2b");
+    sim.crash("n3");
+    dropping = false;
+    let batches = 0;
+    onBatchSent(sim, "n2", "n1", (count) => count === 0 || batches++ > 0);
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    assert.ok(batches >= 2, `seed ${seed}: the first batch of them was lost, then one went out`);
+    assert.equal(sim.node("n1").log.versionVector().n3, 10, `seed ${seed}`);
+  }, { faults: { dropRate: 0, duplicateRate: 0, delayMsMin: 2, delayMsMax: 2 } }));
