@@ -216,6 +216,15 @@ try {
   }
   failed = convergeMs === undefined || check.missing.length > 0 || ledger.staleReads.length > 0 ||
     check.resurrected.length > 0 || check.wrong.length > 0;
+  if (failed) {
+    // Every process's whole log, for whoever looks into the failure.
+    const dir = await Deno.makeTempDir({ prefix: `shanghai-soak-${seed}-logs-` });
+    for (const [i, node] of cluster.started.entries()) {
+      const lines = node.logs.map((line) => JSON.stringify(line)).join("\n");
+      await Deno.writeTextFile(`${dir}/${String(i).padStart(3, "0")}-${node.nodeId}.log`, lines);
+    }
+    console.log(`every node process's log: ${dir}`);
+  }
   console.log(failed ? "\nsoak FAILED" : "\nsoak passed");
 } finally {
   await cluster.teardown();

@@ -214,7 +214,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
   // Right after its put was acknowledged (and before its writer can delete it), a key read
   // with consistency=quorum from any node must show the value (two majorities of three share
   // a node), and so must a causal read given the put's token. A 504 (a read that could not
-  // finish in time) says nothing either way.
+  // finish in time) or a 503 (a node that serves no data yet) says nothing either way.
   const readBack = async (key: string, body: string, token: string) => {
     const node = pickUsable();
     if (node === undefined) return;
@@ -223,7 +223,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
       ? `consistency=causal&token=${encodeURIComponent(token)}`
       : "consistency=quorum";
     const answer = await exchange(node, "GET", `/v1/kv/${key}?${query}`).catch(() => undefined);
-    if (answer === undefined || answer.status === 504) {
+    if (answer === undefined || answer.status === 504 || answer.status === 503) {
+      // 503: the node serves no data yet (a fresh node that has not joined its cluster).
       counts.readsUnfinished++;
     } else if (answer.status === 200 && answer.text === body) {
       counts.reads++;
@@ -335,9 +336,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
     }
     return true;
   };
-  // A restarted node joins through a node that is up (with `overlap`, another may be down).
-  const seedFor = (id: string): string =>
-    ids.find((other) => other !== id && usable.has(other)) ?? ids.find((other) => other !== id)!;
+  // A restarted node joins through its peers. Every peer is a seed: with `overlap`, the one up now may be restarted on another port
+  // before a fresh node's join gets through, and a node that knows no member finds its
+  // cluster only through its seeds.
+  const seedsFor = (id: string): NodeProcess[] =>
+    ids.filter((other) => other !== id).map((other) => cluster.nodes.get(other)!);
   // One wipe at a time: two would lose what only the two nodes held.
   let wiping = false;
 
@@ -382,7 +385,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
         await node.kill("SIGKILL");
         await cluster.wipe(id);
         await sleep(length);
-        await cluster.start(id, cluster.nodes.get(seedFor(id))!);
+        await cluster.start(id, seedsFor(id));
       } finally {
         wiping = false;
       }
@@ -390,7 +393,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
       if (kind === "kill") await node.kill("SIGKILL");
       else await stopCleanly(node);
       await sleep(length);
-      await cluster.start(id, cluster.nodes.get(seedFor(id))!);
+      await cluster.start(id, seedsFor(id));
     }
     usable.add(id);
     counts.faults[kind]++;

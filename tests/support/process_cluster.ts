@@ -38,6 +38,8 @@ export interface ProcessClusterOptions {
 export class ProcessCluster {
   /** The latest process of each node id. */
   readonly nodes = new Map<string, NodeProcess>();
+  /** Every process started, in order (their logs tell a failed run's story). */
+  readonly started: NodeProcess[] = [];
   readonly #dirs = new Map<string, string>();
   readonly #options: ProcessClusterOptions;
 
@@ -63,10 +65,11 @@ export class ProcessCluster {
     }
   }
 
-  /** Starts node `id` on its data directory, joining through `seed` when given. */
-  async start(id: string, seed?: NodeProcess): Promise<NodeProcess> {
-    const seedHost = seed?.addr.slice(0, seed.addr.lastIndexOf(":"));
-    const join = seed ? ["--join", `${seedHost}:${seed.nodePort}`] : [];
+  /** Starts node `id` on its data directory, joining through `seed` (or any of them) when given. */
+  async start(id: string, seed?: NodeProcess | NodeProcess[]): Promise<NodeProcess> {
+    const seeds = seed === undefined ? [] : Array.isArray(seed) ? seed : [seed];
+    const addresses = seeds.map((s) => `${s.addr.slice(0, s.addr.lastIndexOf(":"))}:${s.nodePort}`);
+    const join = addresses.length === 0 ? [] : ["--join", addresses.join(",")];
     const place = this.#options.placement?.(id);
     const node = await spawnNode({
       dataDir: await this.dataDir(id),
@@ -75,6 +78,7 @@ export class ProcessCluster {
       args: ["--node-id", id, ...FAST_MEMBERSHIP_ARGS, ...join, ...(this.#options.args ?? [])],
     });
     this.nodes.set(id, node);
+    this.started.push(node);
     return node;
   }
 
