@@ -77,7 +77,8 @@ export class FollowerStream {
   /**
    * Where the leader may resume without losing anything: the cursor, or just before the
    * first range whose held-back relays this node does not hold yet (`holds` gives its count
-   * of an origin). What `repl.opened` reports and a snapshot keeps; acks carry the cursor.
+   * of an origin). What `repl.opened` reports and a snapshot keeps (see statusCursor for
+   * status acks).
    */
   resumeCursor(holds: HeldSeq): number {
     this.#pruneHoles(holds);
@@ -88,6 +89,7 @@ export class FollowerStream {
 
   /** Holes whose relays this node now holds are closed. */
   #pruneHoles(holds: HeldSeq): void {
+    if (this.#holes.length === 0) return;
     this.#holes = this.#holes.filter((hole) =>
       Object.entries(hole.held).some(([origin, seq]) => holds(origin) < seq)
     );
