@@ -5,9 +5,9 @@
  * writers put unique keys with ack=quorum, delete some with ack=quorum and overwrite shared keys
  * with ack=one through every node, while one node at a time is SIGKILLed, stopped with SIGTERM
  * or SIGSTOPped and brought back (`--faults term,kill --fault-gap-ms 300-1500` is the SIGTERM
- * storm that found session 24's stop hang; `--faults kill,term,wipe` replaces disks: a node's data
- * directory emptied and the node started fresh). Then it waits for the digests to agree and checks every
- * acknowledged put and delete on every node. Prints the faults as they end and a summary table;
+ * storm that found session 24's stop hang; `--faults kill,term,wipe` replaces disks: a node's
+ * data directory emptied and the node started fresh). Then it waits for the digests to agree and
+ * checks every acknowledged put and delete on every node. Prints the faults as they end and a summary table;
  * exits 1 when anything acknowledged was lost or came back, or the nodes did not converge.
  *
  * @module
@@ -41,10 +41,12 @@ function usage(message?: string): never {
   if (message) console.error(`soak: ${message}`);
   console.error(
     "usage: deno task soak [--seconds N (1-3600, default 120)] [--seed N] [--writers N]\n" +
-      "         [--partitions] [--faults kill,term,stop,cut,split,wipe] [--fault-gap-ms MIN-MAX]\n" +
+      "         [--partitions] [--faults kill,term,stop,cut,split,wipe]\n" +
+      "         [--fault-gap-ms MIN-MAX]\n" +
       "  --faults: the kinds to pick from, equally likely (default kill,kill,term,stop, and\n" +
-      "            kill,term,stop,cut,split,split with --partitions); cut and split need --partitions;\n" +
-      "            wipe empties a node's data directory (a replaced disk) once its peers hold all it holds\n" +
+      "            kill,term,stop,cut,split,split with --partitions); cut and split need\n" +
+      "            --partitions; wipe empties a node's data directory (a replaced disk) once\n" +
+      "            its peers hold all it holds\n" +
       "  --fault-gap-ms: time between one fault's end and the next (default 3000-7000)\n" +
       "  --overlap: faults under way at once, each on other nodes (default 1)",
   );

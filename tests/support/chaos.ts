@@ -336,9 +336,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
     }
     return true;
   };
-  // A restarted node joins through its peers. Every peer is a seed: with `overlap`, the one up now may be restarted on another port
-  // before a fresh node's join gets through, and a node that knows no member finds its
-  // cluster only through its seeds.
+  // A restarted node joins through its peers, every one a seed: with `overlap`, the one up
+  // now may be restarted on another port before a fresh node's join gets through, and a node
+  // that knows no member finds its cluster only through its seeds.
   const seedsFor = (id: string): NodeProcess[] =>
     ids.filter((other) => other !== id).map((other) => cluster.nodes.get(other)!);
   // One wipe at a time: two would lose what only the two nodes held.
