@@ -32,7 +32,7 @@ import { ProcessCluster } from "../tests/support/process_cluster.ts";
 import { waitForNodes } from "../tests/support/wait.ts";
 
 const SECONDS_MAX = 3_600;
-const FAULT_KINDS: readonly FaultKind[] = ["kill", "term", "stop", "cut", "split", "wipe"];
+const FAULT_KINDS: readonly FaultKind[] = ["kill", "term", "stop", "cut", "split", "wipe", "leave"];
 const NEEDS_PARTITIONS: readonly FaultKind[] = ["cut", "split"];
 const FAULT_GAP_MS_MAX = 600_000;
 const IDS = ["n1", "n2", "n3"];
@@ -41,12 +41,12 @@ function usage(message?: string): never {
   if (message) console.error(`soak: ${message}`);
   console.error(
     "usage: deno task soak [--seconds N (1-3600, default 120)] [--seed N] [--writers N]\n" +
-      "         [--partitions] [--faults kill,term,stop,cut,split,wipe]\n" +
+      "         [--partitions] [--faults kill,term,stop,cut,split,wipe,leave]\n" +
       "         [--fault-gap-ms MIN-MAX]\n" +
       "  --faults: the kinds to pick from, equally likely (default kill,kill,term,stop, and\n" +
       "            kill,term,stop,cut,split,split with --partitions); cut and split need\n" +
       "            --partitions; wipe empties a node's data directory (a replaced disk) once\n" +
-      "            its peers hold all it holds\n" +
+      "            its peers hold all it holds; leave is a wipe after `shanghai node leave`\n" +
       "  --fault-gap-ms: time between one fault's end and the next (default 3000-7000)\n" +
       "  --overlap: faults under way at once, each on other nodes (default 1)",
   );
@@ -185,7 +185,7 @@ try {
   const rows: [string, string][] = [
     ["load, s", loadSeconds.toFixed(1)],
     [
-      "faults: SIGKILL / SIGTERM / SIGSTOP / cut / split / wipe",
+      "faults: SIGKILL / SIGTERM / SIGSTOP / cut / split / wipe / leave",
       Object.values(counts.faults).join(" / "),
     ],
     ["puts acknowledged (ack=quorum) / failed", `${counts.puts} / ${counts.putsFailed}`],

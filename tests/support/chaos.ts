@@ -16,7 +16,7 @@
  */
 import { Random } from "../../src/common/random.ts";
 import type { NetnsLink } from "./netns.ts";
-import type { NodeProcess } from "./node_process.ts";
+import { type NodeProcess, runCli } from "./node_process.ts";
 import type { ProcessCluster } from "./process_cluster.ts";
 
 /**
@@ -51,8 +51,10 @@ export const CHAOS_NODE_ARGS: readonly string[] = [
  * waits first until both peers hold everything the node holds (a causal read on each with the
  * node's token); when they do not within {@link WIPE_READY_MS}, or another wipe is under way,
  * the node is SIGKILLed and restarted on its data instead (counted as a kill).
+ * leave: as wipe, but the node first leaves the cluster (`shanghai node leave`), so quorums
+ * count two members until it joins again as a new incarnation.
  */
-export type FaultKind = "kill" | "term" | "stop" | "cut" | "split" | "wipe";
+export type FaultKind = "kill" | "term" | "stop" | "cut" | "split" | "wipe" | "leave";
 
 /** The faults a run picks from, equally likely (so kill is twice as likely as term or stop). */
 export const PROCESS_FAULTS: readonly FaultKind[] = ["kill", "kill", "term", "stop"];
@@ -179,6 +181,27 @@ async function stopCleanly(node: NodeProcess): Promise<void> {
   }
 }
 
+/**
+ * `shanghai node leave` on `node`, then the exit a leave promises (code 0) within
+ * {@link STOP_TIMEOUT_MS}.
+ */
+async function leaveCluster(node: NodeProcess): Promise<void> {
+  const left = await runCli(["node", "leave", "--addr", node.addr]);
+  if (left.code !== 0) {
+    await node.kill("SIGKILL");
+    throw new Error(`${node.nodeId} did not leave: ${left.code} ${left.stderr.trim()}`);
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), STOP_TIMEOUT_MS);
+  });
+  const status = await Promise.race([node.status, timedOut]).finally(() => clearTimeout(timer));
+  if (status === "timeout" || status.code !== 0) {
+    await node.kill("SIGKILL");
+    throw new Error(`${node.nodeId} left but did not exit with 0 within ${STOP_TIMEOUT_MS} ms`);
+  }
+}
+
 /** Runs writers and faults for `durationMs`, then waits for both to end; every node is up after. */
 export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
   const { cluster, ids } = options;
@@ -199,7 +222,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
       sharedPutsFailed: 0,
       reads: 0,
       readsUnfinished: 0,
-      faults: { kill: 0, term: 0, stop: 0, cut: 0, split: 0, wipe: 0 },
+      faults: { kill: 0, term: 0, stop: 0, cut: 0, split: 0, wipe: 0, leave: 0 },
     },
   };
   const counts = ledger.counts;
@@ -350,13 +373,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
     const at = performance.now();
     let kind = planned;
     let what = `${kind} ${id}`;
-    if (kind === "wipe") {
+    if (kind === "wipe" || kind === "leave") {
       const ours = !wiping;
       wiping = true;
       if (!ours || !(await peersHoldAllOf(id))) {
         if (ours) wiping = false;
         kind = "kill";
-        what = `kill ${id} (a wipe was not safe: its peers did not hold all it held)`;
+        what = `kill ${id} (a ${planned} was not safe: its peers did not hold all it held)`;
       }
     }
     // Writers may still use both sides of a split: each reaches the third node.
@@ -380,9 +403,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
       node.child.kill("SIGSTOP");
       await sleep(length);
       node.child.kill("SIGCONT");
-    } else if (kind === "wipe") {
+    } else if (kind === "wipe" || kind === "leave") {
       try {
-        await node.kill("SIGKILL");
+        if (kind === "leave") await leaveCluster(node);
+        else await node.kill("SIGKILL");
         await cluster.wipe(id);
         await sleep(length);
         await cluster.start(id, seedsFor(id));
