@@ -52,14 +52,17 @@ export class FollowerStream {
   // The first session of that origin: appends of earlier sessions no longer move the cursor.
   #originSession = 0;
   #streaming = false;
+  readonly #holds: HeldSeq;
 
   /**
-   * `resume`, when given, is the cursor a snapshot of this data directory kept for this
-   * leader (Store.followerCursors): the stream reports it on the first open instead of 0,
-   * unless the leader opens under another origin.
+   * `holds` is this node's count of an origin's entries (its version vector), which closes
+   * the holes. `resume`, when given, is the cursor a snapshot of this data directory kept for
+   * this leader (Store.followerCursors): the stream reports it on the first open instead of
+   * 0, unless the leader opens under another origin.
    */
-  constructor(leaderId: string, resume?: LeaderCursor) {
+  constructor(leaderId: string, holds: HeldSeq, resume?: LeaderCursor) {
     this.leaderId = leaderId;
+    this.#holds = holds;
     if (resume !== undefined) {
       this.#cursor = resume.cursor;
       this.#leaderOrigin = resume.origin;
@@ -67,37 +70,39 @@ export class FollowerStream {
   }
 
   /** The resume cursor and the leader origin it counts, as a snapshot keeps them. */
-  resumePoint(holds: HeldSeq): LeaderCursor {
+  get resumePoint(): LeaderCursor {
     return {
       ...(this.#leaderOrigin === undefined ? {} : { origin: this.#leaderOrigin }),
-      cursor: this.resumeCursor(holds),
+      cursor: this.resumeCursor(),
     };
   }
 
   /**
    * Where the leader may resume without losing anything: the cursor, or just before the
-   * first range whose held-back relays this node does not hold yet (`holds` gives its count
-   * of an origin). What `repl.opened` reports and a snapshot keeps (see statusCursor for
-   * status acks).
+   * first range whose held-back relays this node does not hold yet. What `repl.opened`
+   * reports and a snapshot keeps (see statusCursor for status acks).
    */
-  resumeCursor(holds: HeldSeq): number {
-    this.#pruneHoles(holds);
+  resumeCursor(): number {
+    this.#pruneHoles();
     let resume = this.#cursor;
     for (const hole of this.#holes) resume = Math.min(resume, hole.fromLsn - 1);
     return resume;
   }
 
   /** Holes whose relays this node now holds are closed. */
-  #pruneHoles(holds: HeldSeq): void {
+  #pruneHoles(): void {
     if (this.#holes.length === 0) return;
-    this.#holes = this.#holes.filter((hole) =>
-      Object.entries(hole.held).some(([origin, seq]) => holds(origin) < seq)
-    );
+    this.#holes = this.#holes.filter((hole) => !this.#holdsAll(hole.held));
   }
 
-  #addHole(fromLsn: number, held: VersionVector, holds: HeldSeq): void {
-    this.#pruneHoles(holds);
-    if (Object.entries(held).every(([origin, seq]) => holds(origin) >= seq)) return;
+  #holdsAll(held: VersionVector): boolean {
+    for (const origin in held) if (this.#holds(origin) < held[origin]) return false;
+    return true;
+  }
+
+  #addHole(fromLsn: number, held: VersionVector): void {
+    this.#pruneHoles();
+    if (this.#holdsAll(held)) return;
     if (this.#holes.length >= FOLLOWER_HOLES_MAX) {
       // Merged into the newest: the resume point can only move earlier, never past a relay.
       const last = this.#holes[this.#holes.length - 1];
@@ -117,8 +122,8 @@ export class FollowerStream {
    * report that acknowledged it released the leader's batches in flight there, delivered or
    * lost.
    */
-  statusCursor(holds: HeldSeq): number {
-    return this.#sessionDurableLsn > 0 ? this.#sessionDurableLsn : this.resumeCursor(holds);
+  statusCursor(): number {
+    return this.#sessionDurableLsn > 0 ? this.#sessionDurableLsn : this.resumeCursor();
   }
 
   /** Ranges with held-back relays this node does not hold yet (what tests observe). */
@@ -202,16 +207,13 @@ export class FollowerStream {
   }
 
   /**
-   * Every entry of the leader's log up to `toLsn`, as of `session`, is durable here, but for
-   * the relays the batch from `fromLsn` held back (`held`, see BatchFrame.held).
+   * Every entry of the leader's log up to the batch's `toLsn`, as of its session, is durable
+   * here, but for the relays it held back (`held`, see BatchFrame.held).
    */
-  onDurable(
-    toLsn: number,
-    session: number,
-    holdBack?: { fromLsn: number; held: VersionVector; holds: HeldSeq },
-  ): void {
+  onDurable(batch: Pick<BatchFrame, "session" | "fromLsn" | "toLsn" | "held">): void {
+    const { session, toLsn } = batch;
     if (session < this.#originSession) return;
-    if (holdBack !== undefined) this.#addHole(holdBack.fromLsn, holdBack.held, holdBack.holds);
+    if (batch.held !== undefined) this.#addHole(batch.fromLsn, batch.held);
     if (toLsn > this.#cursor) this.#cursor = toLsn;
     if (session === this.#session && toLsn > this.#sessionDurableLsn) {
       this.#sessionDurableLsn = toLsn;

@@ -258,8 +258,6 @@ export class Shipper {
   #shipUnsynced: boolean | undefined;
   /** Frames refused as malformed or out of order since start. */
   refusedFrames = 0;
-  /** This node's count of an origin's entries (FollowerStream's holes ask it). */
-  readonly #holds = (origin: string): number => this.log.vectorSeq(origin);
 
   constructor(options: ShipperOptions) {
     this.log = options.log;
@@ -447,7 +445,11 @@ export class Shipper {
   #follower(peer: string): FollowerStream {
     let follower = this.#followers.get(peer);
     if (!follower) {
-      follower = new FollowerStream(peer, this.#resume[peer]);
+      follower = new FollowerStream(
+        peer,
+        (origin) => this.log.vectorSeq(origin),
+        this.#resume[peer],
+      );
       this.#followers.set(peer, follower);
       this.#known.add(peer);
     }
@@ -873,7 +875,7 @@ export class Shipper {
         ...(succeeds === undefined
           ? {}
           : { prevOrigin: succeeds.origin, prevThroughLsn: succeeds.throughLsn }),
-        cursor: follower.resumeCursor(this.#holds),
+        cursor: follower.resumeCursor(),
         vv: this.log.versionVector(),
         credit: this.#credit(),
         sources: this.#sources(),
@@ -922,13 +924,7 @@ export class Shipper {
         follower.onAppendFailed(frame.session);
         throw error;
       }
-      follower.onDurable(
-        frame.toLsn,
-        frame.session,
-        frame.held === undefined
-          ? undefined
-          : { fromLsn: frame.fromLsn, held: frame.held, holds: this.#holds },
-      );
+      follower.onDurable(frame);
       this.transport.send(from, MSG_ACK, {
         v: REPL_PROTOCOL_VERSION,
         session: frame.session,
@@ -1270,7 +1266,7 @@ export class Shipper {
       this.transport.send(peer, MSG_ACK, {
         v: REPL_PROTOCOL_VERSION,
         session: follower.session,
-        ackedLsn: follower.statusCursor(this.#holds),
+        ackedLsn: follower.statusCursor(),
         vv: report.vv,
         hlc: this.log.hlc(),
         credit: this.#credit(),
@@ -1365,9 +1361,7 @@ export class Shipper {
    */
   followerCursors(): Record<string, LeaderCursor> {
     const cursors = { ...this.#resume };
-    for (const [peer, follower] of this.#followers) {
-      cursors[peer] = follower.resumePoint(this.#holds);
-    }
+    for (const [peer, follower] of this.#followers) cursors[peer] = follower.resumePoint;
     return cursors;
   }
 
