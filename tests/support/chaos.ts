@@ -165,41 +165,42 @@ export function faultsTotal(counts: ChaosCounts): number {
   return Object.values(counts.faults).reduce((sum, n) => sum + n, 0);
 }
 
-/** SIGTERM, then the clean exit a stop promises (code 0) within {@link STOP_TIMEOUT_MS}. */
-async function stopCleanly(node: NodeProcess): Promise<void> {
+/**
+ * Waits for `exiting` (`node`'s exit after `why`: a SIGTERM, a leave) to come with code 0
+ * within {@link STOP_TIMEOUT_MS}; otherwise SIGKILLs the node if it still runs, and throws.
+ */
+async function exitsCleanly(
+  node: NodeProcess,
+  exiting: Promise<Deno.CommandStatus>,
+  why: string,
+): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<"timeout">((resolve) => {
     timer = setTimeout(() => resolve("timeout"), STOP_TIMEOUT_MS);
   });
-  const status = await Promise.race([node.stop(), timedOut]).finally(() => clearTimeout(timer));
+  const status = await Promise.race([exiting, timedOut]).finally(() => clearTimeout(timer));
   if (status === "timeout") {
     await node.kill("SIGKILL");
-    throw new Error(`${node.nodeId} did not stop within ${STOP_TIMEOUT_MS} ms of SIGTERM`);
+    throw new Error(`${node.nodeId} did not exit within ${STOP_TIMEOUT_MS} ms of ${why}`);
   }
   if (status.code !== 0) {
-    throw new Error(`${node.nodeId} stopped on SIGTERM with exit code ${status.code}`);
+    throw new Error(`${node.nodeId} exited after ${why} with exit code ${status.code}`);
   }
 }
 
-/**
- * `shanghai node leave` on `node`, then the exit a leave promises (code 0) within
- * {@link STOP_TIMEOUT_MS}.
- */
+/** SIGTERM, then the clean exit a stop promises (code 0) within {@link STOP_TIMEOUT_MS}. */
+async function stopCleanly(node: NodeProcess): Promise<void> {
+  await exitsCleanly(node, node.stop(), "SIGTERM");
+}
+
+/** `shanghai node leave` on `node`, then the clean exit a leave promises. */
 async function leaveCluster(node: NodeProcess): Promise<void> {
   const left = await runCli(["node", "leave", "--addr", node.addr]);
   if (left.code !== 0) {
     await node.kill("SIGKILL");
     throw new Error(`${node.nodeId} did not leave: ${left.code} ${left.stderr.trim()}`);
   }
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timedOut = new Promise<"timeout">((resolve) => {
-    timer = setTimeout(() => resolve("timeout"), STOP_TIMEOUT_MS);
-  });
-  const status = await Promise.race([node.status, timedOut]).finally(() => clearTimeout(timer));
-  if (status === "timeout" || status.code !== 0) {
-    await node.kill("SIGKILL");
-    throw new Error(`${node.nodeId} left but did not exit with 0 within ${STOP_TIMEOUT_MS} ms`);
-  }
+  await exitsCleanly(node, node.status, "a leave");
 }
 
 /** Runs writers and faults for `durationMs`, then waits for both to end; every node is up after. */
