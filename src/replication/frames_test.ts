@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Entry } from "../common/entry.ts";
 import { ProtocolError } from "../common/errors.ts";
-import { MEMBERS_MAX } from "../common/limits.ts";
+import { MEMBERS_MAX, ORIGIN_BYTES_MAX } from "../common/limits.ts";
 import {
   decodeBatchEntries,
   decodeSnapRecords,
@@ -38,6 +38,9 @@ Deno.test("batch frames round-trip their entries", () => {
   const entries = [entry(3, 1), entry(5, 2)];
   const frame = parseBatch(batchOfTwo(encodeBatchRecords(entries)));
   assert.deepEqual(decodeBatchEntries(frame), entries);
+  assert.equal(frame.held, undefined);
+  const held = parseBatch(batchOfTwo(encodeBatchRecords(entries), { held: { "n3~0000abcd": 7 } }));
+  assert.deepEqual(held.held, { "n3~0000abcd": 7 });
 });
 
 Deno.test("a batch's values are views into its records, not copies (the key-value view accounts for them)", () => {
@@ -61,6 +64,10 @@ Deno.test("malformed frames are refused with ProtocolError", () => {
     batchOfTwo(good, { count: 9 }),
     batchOfTwo(good, { records: "bytes" }),
     batchOfTwo(good, { session: 1.5 }),
+    batchOfTwo(good, { held: [3] }),
+    batchOfTwo(good, { held: { n3: -1 } }),
+    batchOfTwo(good, { held: { n3: "9" } }),
+    batchOfTwo(good, { held: { ["n".repeat(ORIGIN_BYTES_MAX + 1)]: 1 } }),
   ];
   for (const body of batchCases) {
     assert.throws(() => parseBatch(body), ProtocolError, JSON.stringify(body));
