@@ -44,7 +44,17 @@ async function chaosChecked(
   assert.ok(counts.puts >= 1_000, `only ${counts.puts} acknowledged puts`);
   assert.ok(counts.deletes >= 100, `only ${counts.deletes} acknowledged deletes`);
 
-  await waitForNodes("digests equal after the faults", () => digestsEqual(nodes()), 90_000);
+  await waitForNodes("digests equal after the faults", () => digestsEqual(nodes()), 90_000)
+    .catch(async (error) => {
+      // What each node holds and takes its peers to hold, and its last warnings: the story.
+      const views = [];
+      for (const node of nodes()) {
+        const view = await fetch(`${node.url}/v1/replicas`).then((r) => r.text(), String);
+        const warnings = node.logs.filter((l) => l.level !== "info" && l.level !== "debug");
+        views.push(`${node.nodeId}: ${view}\n${JSON.stringify(warnings.slice(-10))}`);
+      }
+      throw new Error(`${error.message}; counts ${JSON.stringify(counts)}\n${views.join("\n")}`);
+    });
   const check = await checkLedger(nodes(), ledger);
   assert.ok(counts.reads >= 50, `only ${counts.reads} reads back after puts`);
   assert.deepEqual(
