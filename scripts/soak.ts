@@ -220,11 +220,7 @@ try {
     check.resurrected.length > 0 || check.wrong.length > 0;
   if (failed) {
     // Every process's whole log, for whoever looks into the failure.
-    const dir = await Deno.makeTempDir({ prefix: `shanghai-soak-${seed}-logs-` });
-    for (const [i, node] of cluster.started.entries()) {
-      const lines = node.logs.map((line) => JSON.stringify(line)).join("\n");
-      await Deno.writeTextFile(`${dir}/${String(i).padStart(3, "0")}-${node.nodeId}.log`, lines);
-    }
+    const dir = await cluster.writeLogs(`shanghai-soak-${seed}-logs-`);
     console.log(`every node process's log: ${dir}`);
   }
   console.log(failed ? "\nsoak FAILED" : "\nsoak passed");

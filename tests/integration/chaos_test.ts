@@ -24,7 +24,7 @@ import {
   netnsAvailable,
   type NetnsLink,
 } from "../support/netns.ts";
-import { digestsEqual } from "../support/node_http.ts";
+import { digestsEqual, divergentKeys } from "../support/node_http.ts";
 import { ProcessCluster } from "../support/process_cluster.ts";
 import { waitForNodes } from "../support/wait.ts";
 
@@ -53,6 +53,17 @@ async function chaosChecked(
         const warnings = node.logs.filter((l) => l.level !== "info" && l.level !== "debug");
         views.push(`${node.nodeId}: ${view}\n${JSON.stringify(warnings.slice(-10))}`);
       }
+      // Which keys differ, what each node holds of them, and what the ledger acknowledged.
+      const differing = await divergentKeys(nodes()).catch((e) => [String(e)]);
+      const keys = differing.map((d) =>
+        typeof d === "string"
+          ? d
+          : `${d.key}: ${d.versions.join(" | ")} (ledger: ${
+            ledger.deleted.has(d.key) ? "deleted" : ledger.acked.has(d.key) ? "put" : "-"
+          }${ledger.uncertain.has(d.key) ? ", uncertain" : ""})`
+      );
+      views.push(`keys that differ (${ids.join(" | ")}):\n${keys.join("\n")}`);
+      views.push(`every node process's log: ${await cluster.writeLogs("shanghai-chaos-logs-")}`);
       throw new Error(`${error.message}; counts ${JSON.stringify(counts)}\n${views.join("\n")}`);
     });
   const check = await checkLedger(nodes(), ledger);

@@ -36,3 +36,40 @@ export async function replicating(nodes: HttpNode[]): Promise<boolean> {
   }
   return true;
 }
+
+/** Every live key `node` lists, with its version (`hlc.origin`), read page by page. */
+export async function liveVersions(node: HttpNode): Promise<Map<string, string>> {
+  const versions = new Map<string, string>();
+  let after: string | null = null;
+  do {
+    const query = `/v1/kv?limit=10000${
+      after === null ? "" : `&after=${encodeURIComponent(after)}`
+    }`;
+    const page = await getJson(node, query) as {
+      items: { key: string; version: string }[];
+      next: string | null;
+    };
+    for (const item of page.items) versions.set(item.key, item.version);
+    after = page.next;
+  } while (after !== null);
+  return versions;
+}
+
+/**
+ * The keys whose live version is not the same on every node (at most `max`), each with what
+ * every node holds (`-` for absent): what a failed convergence check prints.
+ */
+export async function divergentKeys(
+  nodes: HttpNode[],
+  max = 20,
+): Promise<{ key: string; versions: string[] }[]> {
+  const views = await Promise.all(nodes.map(liveVersions));
+  const keys = new Set(views.flatMap((view) => [...view.keys()]));
+  const differing = [];
+  for (const key of [...keys].sort()) {
+    const versions = views.map((view) => view.get(key) ?? "-");
+    if (versions.some((v) => v !== versions[0])) differing.push({ key, versions });
+    if (differing.length === max) break;
+  }
+  return differing;
+}

@@ -94,6 +94,20 @@ export class ProcessCluster {
     return nodes;
   }
 
+  /**
+   * Writes every process's whole log (one JSON line per record), one file per process in start
+   * order, to a new temporary directory with `prefix`; resolves to the directory. A failed run
+   * names it, so its story outlives the teardown.
+   */
+  async writeLogs(prefix: string): Promise<string> {
+    const dir = await Deno.makeTempDir({ prefix });
+    for (const [i, node] of this.started.entries()) {
+      const lines = node.logs.map((line) => JSON.stringify(line)).join("\n");
+      await Deno.writeTextFile(`${dir}/${String(i).padStart(3, "0")}-${node.nodeId}.log`, lines);
+    }
+    return dir;
+  }
+
   /** Kills every node (waking stopped ones first) and removes every data directory. */
   async teardown(): Promise<void> {
     for (const node of this.nodes.values()) {
