@@ -899,3 +899,46 @@ Deno.test("simulation: relays a leader held back still reach the follower after 
     assert.ok(batches >= 2, `seed ${seed}: the first batch of them was lost, then one went out`);
     assert.equal(sim.node("n1").log.versionVector().n3, 10, `seed ${seed}`);
   }, { faults: { dropRate: 0, duplicateRate: 0, delayMsMin: 2, delayMsMax: 2 } }));
+
+Deno.test("simulation: a snapshot copy taken before a delete brings no deleted put back to a node that collected the tombstone meanwhile", () =>
+  forEachSeed(10, async (sim, seed) => {
+    // n3 is away while n1 puts k; n2's retention drops its log, so n3 gets n2's view as a
+    // snapshot, taken before the delete, while n1 streams its log (put and delete) to n3.
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => sim.node(id));
+    sim.network.isolate("n3");
+    await n1.log.write("k", value("deleted soon"));
+    await n1.log.write("other", value("kept"));
+    await sim.stepUntil(() => sim.converged(["n1", "n2"]), `seed ${seed}: n1 and n2 apart`);
+    n2.log.compact(n2.log.lastLsn() + 1);
+    // n2's chunks wait on the wire until released: its copy of the moment stays in flight.
+    const held: (() => void)[] = [];
+    const n2Transport = n2.transport;
+    const send = n2Transport.send.bind(n2Transport);
+    n2Transport.send = (peer: string, type: string, body: unknown) => {
+      if (peer !== "n3" || type !== MSG_SNAP) return send(peer, type, body);
+      held.push(() => send(peer, type, body));
+      return true;
+    };
+    sim.network.connectAll();
+    await sim.stepUntil(() => held.length > 0, `seed ${seed}: n2 sent no snapshot chunk`);
+    await n1.log.write("k", null);
+    // Every member holds the delete, so n3 (which got put and delete from n1's log) may
+    // collect its tombstone while the older copy is still on its way.
+    await sim.stepUntil(() => {
+      for (const node of sim.nodes) void node.shipper.collectTombstones();
+      const deleted = (n3.log.versionVector().n1 ?? 0) >= 3;
+      return deleted && n3.log.keyspace.getVersion("k") === undefined;
+    }, `seed ${seed}: n3 never collected k's tombstone`);
+    n2Transport.send = send;
+    for (const release of held.splice(0)) release();
+    await sim.stepUntil(() => n3.log.installs > 0, `seed ${seed}: n2's snapshot never installed`);
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    for (const node of sim.nodes) {
+      assert.equal(
+        node.log.keyspace.get("k"),
+        undefined,
+        `seed ${seed}: k came back on ${node.id}`,
+      );
+    }
+    assert.equal(new TextDecoder().decode(n3.log.keyspace.get("other")!.value!), "kept");
+  }, { tombstoneGraceMs: 0, faults: { dropRate: 0, duplicateRate: 0 } }));

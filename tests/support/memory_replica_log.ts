@@ -222,6 +222,7 @@ export class MemoryReplicaLog implements ReplicaLog {
       this.#installBases.set(source, this.keyspace.versionVector());
     }
     for (const [key, r] of records) {
+      if (this.keyspace.has(r.origin, r.seq)) continue; // held: as Store.mergeRecords
       this.#hlc.observe(r.hlc);
       this.keyspace.apply({
         lsn: 0,

@@ -430,12 +430,19 @@ export class Store {
    * held entries a crash before the install took away; a peer's leader, sure its follower
    * held them, never sent them again, and the two never converged. `source` names the
    * sending peer.
+   *
+   * A record whose entry this node holds already is left out, as a log copy of it would be:
+   * this node's view has that write or what replaced it. The copy was taken before the
+   * transfer began and can be older than this view: a put whose delete this node applied
+   * since, and whose tombstone it collected once every member held the delete, would
+   * otherwise come back here (no tombstone is left to outrank it).
    */
   mergeRecords(records: readonly [string, KeyRecord][], source = ""): void {
     if (!this.#installBases.has(source)) {
       this.#installBases.set(source, this.keyspace.versionVector());
     }
     for (const [key, record] of records) {
+      if (this.keyspace.has(record.origin, record.seq)) continue;
       this.hlc.observe(record.hlc);
       // LSN 0: the peer's LSN means nothing in this node's WAL.
       this.keyspace.apply({ ...recordToEntry(key, record), lsn: 0 }, false);
