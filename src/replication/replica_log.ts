@@ -91,8 +91,11 @@ export interface ReplicaLog {
    * a few turns of the event loop to complete while writes go on.
    */
   captureSnapshot(): Promise<CapturedSnapshot>;
-  /** Merges a chunk of the snapshot `source` (the sending peer) is transferring. */
-  mergeRecords(records: readonly [string, KeyRecord][], source: string): void;
+  /**
+   * Merges a chunk of the snapshot `source` (the sending peer) is transferring; `first` for
+   * the transfer's first chunk (a new transfer from `source` starts over).
+   */
+  mergeRecords(records: readonly [string, KeyRecord][], source: string, first: boolean): void;
   /** Completes the transfer from `source`; resolves once the installed state is durable. */
   installSnapshot(versionVector: VersionVector, hlc: number, source: string): Promise<void>;
   /**
@@ -133,7 +136,7 @@ export function storeReplicaLog(store: Store): ReplicaLog {
     onWritten: (listener) => store.onWritten(listener),
     getVersion: (key) => store.keyspace.getVersion(key),
     captureSnapshot: () => store.captureView(),
-    mergeRecords: (records, source) => store.mergeRecords(records, source),
+    mergeRecords: (records, source, first) => store.mergeRecords(records, source, first),
     installSnapshot: (vv, hlc, source) => store.installSnapshot(vv, hlc, source),
     snapshotOnly: () => store.snapshotOnly(),
     collectTombstones: (stable, belowHlc) => store.collectTombstones(stable, belowHlc),

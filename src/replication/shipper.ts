@@ -969,7 +969,7 @@ export class Shipper {
       return;
     }
     this.#chain(from, async () => {
-      this.log.mergeRecords(records, from);
+      this.log.mergeRecords(records, from, frame.index === 0);
       if (frame.last) {
         await this.log.installSnapshot(frame.vv, hlc, from);
         follower.onSnapshotInstalled(frame.session, frame.lsn);

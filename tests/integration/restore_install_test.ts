@@ -41,16 +41,20 @@ async function nodeWithInstall(dataDir: string, backup: string): Promise<void> {
   });
   await store.put("own", bytes("1"), "text/plain");
   await store.put("early", bytes("e"), "text/plain");
-  store.mergeRecords([["x", {
-    value: bytes("from-n1"),
-    contentType: "text/plain",
-    hlc: store.hlcNow() + 1024,
-    origin: "n1",
-    seq: 7,
-    lsn: 0,
-    prevHlc: 0,
-    prevOrigin: "",
-  }]], "n1");
+  store.mergeRecords([
+    ["x", {
+      value: bytes("from-n1"),
+      contentType: "text/plain",
+      hlc: store.hlcNow() + 1024,
+      origin: "n1",
+      seq: 7,
+      lsn: 0,
+      prevHlc: 0,
+      prevOrigin: "",
+    }],
+    ["own", store.get("own")!],
+    ["early", store.get("early")!],
+  ], "n1"); // n3:2 is in its view
   await store.installSnapshot({ n1: 7, n3: 2 }, store.hlcNow(), "n1");
   await store.put("own", bytes("3"), "text/plain");
   await store.put("late", bytes("l"), "text/plain");

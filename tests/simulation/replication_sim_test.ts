@@ -942,3 +942,35 @@ Deno.test("simulation: a snapshot copy taken before a delete brings no deleted p
     }
     assert.equal(new TextDecoder().decode(n3.log.keyspace.get("other")!.value!), "kept");
   }, { tombstoneGraceMs: 0, faults: { dropRate: 0, duplicateRate: 0 } }));
+
+Deno.test("simulation: a key a snapshot lacks because its sender collected the delete does not stay live on the node that installs it", () =>
+  forEachSeed(10, async (sim, seed) => {
+    // n1 puts k and deletes it; every node collects the tombstone. Then n3's disk is replaced:
+    // n1 streams its log to n3 (the put first, the delete in a later batch) while n2, whose
+    // retention dropped its log, sends its view as a snapshot: no k in it, the delete in its
+    // vector. n3 gets the put by the log, installs the snapshot, and the delete never comes.
+    const [n1, n2] = ["n1", "n2"].map((id) => sim.node(id));
+    await n1.log.write("k", value("deleted soon"));
+    for (let i = 0; i < 150; i++) await n1.log.write(`f${i}`, value(`${i}`));
+    await n1.log.write("k", null);
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    await sim.stepUntil(() => {
+      for (const node of sim.nodes) void node.shipper.collectTombstones();
+      return sim.nodes.every((node) => node.log.keyspace.getVersion("k") === undefined);
+    }, `seed ${seed}: k's tombstone not collected everywhere`);
+    n2.log.compact(n2.log.lastLsn() + 1);
+    // n1's batches to n3 after the first one carrying entries are lost until n3 installed.
+    let batches = 0;
+    let n3 = sim.node("n3");
+    onBatchSent(sim, "n1", "n3", (count) => count === 0 || ++batches === 1 || n3.log.installs > 0);
+    n3 = sim.restore("n3", 0, "n3~0000000b");
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    assert.ok(n3.log.installs > 0, `seed ${seed}: n3 got no snapshot`);
+    for (const node of sim.nodes) {
+      assert.equal(
+        node.log.keyspace.get("k"),
+        undefined,
+        `seed ${seed}: k came back on ${node.id}`,
+      );
+    }
+  }, { tombstoneGraceMs: 0, faults: { dropRate: 0, duplicateRate: 0 } }));

@@ -55,6 +55,7 @@ export class MemoryReplicaLog implements ReplicaLog {
   localDurableAtStep = false;
   #snapshotOnly: VersionVector = {};
   #installBases = new Map<string, VersionVector>();
+  #transferKeys = new Map<string, Set<string>>();
   /**
    * The view the last snapshot install made durable (a real node writes it to a snapshot
    * file), with the log's last LSN then: a crash after it keeps it.
@@ -165,7 +166,8 @@ export class MemoryReplicaLog implements ReplicaLog {
   }
 
   #apply(entry: Entry): number {
-    this.keyspace.apply(entry);
+    // As Store: an entry a snapshot's vector counted while it waited changes no record.
+    if (!this.keyspace.has(entry.origin, entry.seq)) this.keyspace.apply(entry);
     this.#appliedLsn = entry.lsn;
     for (const listener of this.#listeners) listener(entry);
     return entry.lsn;
@@ -217,11 +219,14 @@ export class MemoryReplicaLog implements ReplicaLog {
     return this.captureDelay ? this.captureDelay().then(() => captured) : Promise.resolve(captured);
   }
 
-  mergeRecords(records: readonly [string, KeyRecord][], source: string): void {
+  mergeRecords(records: readonly [string, KeyRecord][], source: string, first: boolean): void {
     if (!this.#installBases.has(source)) {
       this.#installBases.set(source, this.keyspace.versionVector());
     }
+    let keys = this.#transferKeys.get(source);
+    if (keys === undefined || first) this.#transferKeys.set(source, keys = new Set());
     for (const [key, r] of records) {
+      keys.add(key);
       if (this.keyspace.has(r.origin, r.seq)) continue; // held: as Store.mergeRecords
       this.#hlc.observe(r.hlc);
       this.keyspace.apply({
@@ -241,6 +246,10 @@ export class MemoryReplicaLog implements ReplicaLog {
 
   installSnapshot(vv: VersionVector, hlc: number, source: string): Promise<void> {
     this.#hlc.observe(hlc);
+    // As Store.installSnapshot: keys the sender deleted (and collected) go here too. The
+    // install completes in this step, so no entry lands between the pass and the vector.
+    this.keyspace.dropDeletedBy(vv, this.#transferKeys.get(source) ?? new Set());
+    this.#transferKeys.delete(source);
     // As Store.installSnapshot: what the transfer raised is not in this log.
     this.#snapshotOnly = raiseSnapshotOnly(
       this.#snapshotOnly,

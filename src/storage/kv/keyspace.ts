@@ -593,6 +593,37 @@ export class Keyspace {
   }
 
   /**
+   * Removes the live keys a peer's snapshot says were deleted (Store.installSnapshot): each
+   * whose record `vv` (the snapshot's vector) covers, so the sender had applied that write,
+   * and which the snapshot does not hold (`kept`), so the sender's view has no record of the
+   * key: it applied a delete after the write and collected the tombstone. Returns how many went,
+   * or undefined, removing nothing, while a capture walks the map (see beginTombstoneSweep):
+   * call again after it ends. One synchronous pass over the view.
+   */
+  dropDeletedBy(vv: VersionVector, kept: ReadonlySet<string>): number | undefined {
+    for (const follower of this.#captures) if (follower.holdsKeys) return undefined;
+    let removed = 0;
+    for (const [key, record] of this.#map) {
+      if (record.isTombstone || record.seq > (vv[record.origin] ?? 0) || kept.has(key)) continue;
+      for (const follower of this.#captures) follower.beforeChange(key, record);
+      this.#map.delete(key);
+      this.#removedKeys.push(key);
+      this.#live--;
+      if (record.isShared) this.#dropShared(record.valueBuffer!, record.valueBytes);
+      removed++;
+    }
+    return removed;
+  }
+
+  /**
+   * Counts the entry `origin`:`seq` in the version vector without changing any record (an
+   * entry a snapshot being installed stands for: Store.installSnapshot).
+   */
+  count(origin: string, seq: number): void {
+    this.#advance(origin, seq);
+  }
+
+  /**
    * Removes tombstones that no older write can ever reach again: the delete is held by every
    * member (`stable`, the element-wise minimum of every member's version vector, covers it)
    * and its HLC is below `belowHlc` (every origin's later writes are above it). Returns how

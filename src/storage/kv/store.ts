@@ -49,6 +49,8 @@ import {
 
 /** Steps of {@link Store.sortKeysInSteps} at most (some 10 s): 300,000 new keys take about 300. */
 const SORT_STEPS_MAX = 10_000;
+/** What apply listeners get for an entry the view held already: no record changed. */
+const DUPLICATE: ApplyResult = Object.freeze({ applied: false, concurrent: false });
 
 export interface StoreOptions {
   /** Data directory: snapshots live in `<dataDir>/snapshots`. */
@@ -147,6 +149,11 @@ export class Store {
   #loadedCursors: Record<string, LeaderCursor> = {};
   // Per sending peer, the version vector before the first chunk of its transfer was merged.
   #installBases = new Map<string, VersionVector>();
+  // Per sending peer, every key its transfer's chunks carried so far (installSnapshot).
+  #transferKeys = new Map<string, Set<string>>();
+  // The install under way, from its first step until its vector counts: the snapshot's vector
+  // and keys. An entry it covers whose key it lacks is counted but changes no record.
+  #installing: { vv: VersionVector; keys: ReadonlySet<string> } | undefined;
 
   private constructor(options: StoreOptions) {
     this.#options = options;
@@ -295,8 +302,21 @@ export class Store {
 
   #apply(entry: Entry): void {
     this.hlc.observe(entry.hlc);
-    const result = this.keyspace.apply(entry);
     this.#appliedLsn = entry.lsn;
+    // Held already: a snapshot's vector counted it while it waited in the WAL's queue (or, on
+    // a replay, the loaded snapshot's did). That view has its effect, and a delete since.
+    if (this.keyspace.has(entry.origin, entry.seq)) {
+      for (const listener of this.#applyListeners) listener(entry, DUPLICATE);
+      return;
+    }
+    if (
+      this.#installing !== undefined && this.#deletedByInstall(this.#installing, entry.key, entry)
+    ) {
+      this.keyspace.count(entry.origin, entry.seq);
+      for (const listener of this.#applyListeners) listener(entry, DUPLICATE);
+      return;
+    }
+    const result = this.keyspace.apply(entry);
     if (result.concurrent) {
       this.#conflicts++;
       this.events.emit("replication.conflict", {
@@ -435,14 +455,21 @@ export class Store {
    * this node's view has that write or what replaced it. The copy was taken before the
    * transfer began and can be older than this view: a put whose delete this node applied
    * since, and whose tombstone it collected once every member held the delete, would
-   * otherwise come back here (no tombstone is left to outrank it).
+   * otherwise come back here (no tombstone is left to outrank it). So is a record an install
+   * under way covers for a key that install lacks (see installSnapshot). `first` marks a
+   * transfer's first chunk: the keys noted for `source` start over.
    */
-  mergeRecords(records: readonly [string, KeyRecord][], source = ""): void {
+  mergeRecords(records: readonly [string, KeyRecord][], source = "", first = false): void {
     if (!this.#installBases.has(source)) {
       this.#installBases.set(source, this.keyspace.versionVector());
     }
+    let keys = this.#transferKeys.get(source);
+    if (keys === undefined || first) this.#transferKeys.set(source, keys = new Set());
+    const installing = this.#installing;
     for (const [key, record] of records) {
+      keys.add(key);
       if (this.keyspace.has(record.origin, record.seq)) continue;
+      if (installing !== undefined && this.#deletedByInstall(installing, key, record)) continue;
       this.hlc.observe(record.hlc);
       // LSN 0: the peer's LSN means nothing in this node's WAL.
       this.keyspace.apply({ ...recordToEntry(key, record), lsn: 0 }, false);
@@ -461,6 +488,19 @@ export class Store {
   async installSnapshot(versionVector: VersionVector, hlc: number, source = ""): Promise<void> {
     this.hlc.observe(hlc);
     if (this.#snapshotting) await this.#snapshotting.catch(() => {});
+    // The sender applied every entry its vector covers: where its view has no record of a key
+    // this node holds a covered write of, it deleted the key and collected the tombstone. This
+    // node may have that write from another stream or transfer while the delete reaches it only
+    // through this vector, so the key goes here too, and entries and records the vector covers
+    // that arrive before it counts stay out of the view (a capture walking the map defers the
+    // pass: it may not lose keys, and it ends within a second).
+    const keys = this.#transferKeys.get(source) ?? new Set<string>();
+    this.#transferKeys.delete(source);
+    while (this.keyspace.dropDeletedBy(versionVector, keys) === undefined) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      if (this.#snapshotting) await this.#snapshotting.catch(() => {});
+    }
+    this.#installing = { vv: versionVector, keys };
     const snapshotOnly = raiseSnapshotOnly(
       this.#snapshotOnly,
       versionVector,
@@ -476,10 +516,25 @@ export class Store {
       snapshotOnly,
       copies: 2,
     }).finally(() => this.#snapshotting = undefined);
-    await this.#snapshotting;
+    try {
+      await this.#snapshotting;
+    } finally {
+      this.#installing = undefined;
+    }
     this.#installBases.delete(source);
     this.#snapshotOnly = snapshotOnly;
+    // From here the vector holds what the snapshot covers: such an entry still in the WAL's
+    // queue changes no record when it lands (#apply), nor on a replay after a restart.
     this.keyspace.mergeVersionVector(versionVector);
+  }
+
+  /** Whether the install under way covers `record`'s write of `key` and lacks the key. */
+  #deletedByInstall(
+    installing: { vv: VersionVector; keys: ReadonlySet<string> },
+    key: string,
+    record: { origin: string; seq: number },
+  ): boolean {
+    return record.seq <= (installing.vv[record.origin] ?? 0) && !installing.keys.has(key);
   }
 
   /**
