@@ -458,18 +458,23 @@ Deno.test("Store: an install drops the keys its sender deleted and collected, an
     store.mergeRecords([["kept", put("kept", 2)]], "n2", true);
     // n1's entry 3 (a put of "landing", also deleted at the sender) lands during the install.
     const landing = store.applyRemote(recordToEntry("landing", put("landing", 3)));
-    // n1's entries 4 and 5: the delete of "gone" and of "landing", collected at the sender.
-    await store.installSnapshot({ n1: 5 }, hlc + 5, "n2");
+    // n1's entry 4 puts "chunked"; 5-7 delete "gone", "landing" and "chunked", and the sender
+    // collected all three tombstones.
+    const install = store.installSnapshot({ n1: 7 }, hlc + 7, "n2");
+    // Another transfer's chunk, with n1's entry 4, arrives while the install writes its snapshot.
+    store.mergeRecords([["chunked", put("chunked", 4)]], "n1", true);
+    await install;
     await landing;
     assert.equal(store.get("gone"), undefined, "a key the sender deleted stayed live");
     assert.equal(store.get("landing"), undefined, "an entry the install covers changed the view");
+    assert.equal(store.get("chunked"), undefined, "a record the install covers changed the view");
     assert.equal(text(store.get("kept")?.value), "kept-2");
-    assert.deepEqual(store.versionVector(), { n1: 5 });
+    assert.deepEqual(store.versionVector(), { n1: 7 });
     assert.equal(store.keyspace.size, 1);
     // The restart replays the WAL's entries after the install's snapshot: none comes back.
     await store.close({ snapshot: false });
     const again = await Store.open({ dataDir, nodeId: "n3", snapshotEveryBytes: 0 });
-    assert.deepEqual(again.versionVector(), { n1: 5 });
+    assert.deepEqual(again.versionVector(), { n1: 7 });
     assert.equal(again.get("gone"), undefined);
     assert.equal(again.get("landing"), undefined);
     assert.equal(text(again.get("kept")?.value), "kept-2");
