@@ -273,6 +273,14 @@ export class KeyspaceSortedRead {
   }
 }
 
+/** A pass over the view taken in steps ({@link Keyspace.beginDropDeletedBy}). */
+export interface KeyPass {
+  /** Looks at up to `maxKeys` more keys; true once the pass is over. */
+  step(maxKeys: number): boolean;
+  /** Keys removed so far. */
+  readonly removed: number;
+}
+
 /** A tombstone collection taken in steps ({@link Keyspace.beginTombstoneSweep}). */
 export interface TombstoneSweep {
   /** Looks at up to `maxKeys` more tombstones; true once the sweep is over. */
@@ -596,23 +604,50 @@ export class Keyspace {
    * Removes the live keys a peer's snapshot says were deleted (Store.installSnapshot): each
    * whose record `vv` (the snapshot's vector) covers, so the sender had applied that write,
    * and which the snapshot does not hold (`kept`), so the sender's view has no record of the
-   * key: it applied a delete after the write and collected the tombstone. Returns how many went,
-   * or undefined, removing nothing, while a capture walks the map (see beginTombstoneSweep):
-   * call again after it ends. One synchronous pass over the view.
+   * key: it applied a delete after the write and collected the tombstone. In one synchronous
+   * pass; resolves how many went, or undefined, removing nothing, while a capture walks the map.
    */
   dropDeletedBy(vv: VersionVector, kept: ReadonlySet<string>): number | undefined {
     for (const follower of this.#captures) if (follower.holdsKeys) return undefined;
+    const pass = this.beginDropDeletedBy(vv, kept);
+    pass.step(Infinity);
+    return pass.removed;
+  }
+
+  /**
+   * {@link dropDeletedBy} in steps, with writes between them (the caller keeps records the
+   * pass must remove from entering meanwhile). A step while a capture walks the map does
+   * nothing (it may not lose keys; it ends within a second): call again on a later turn. Ends
+   * early when load() replaced the state.
+   */
+  beginDropDeletedBy(vv: VersionVector, kept: ReadonlySet<string>): KeyPass {
+    const map = this.#map;
+    const entries = map.entries();
     let removed = 0;
-    for (const [key, record] of this.#map) {
-      if (record.isTombstone || record.seq > (vv[record.origin] ?? 0) || kept.has(key)) continue;
-      for (const follower of this.#captures) follower.beforeChange(key, record);
-      this.#map.delete(key);
-      this.#removedKeys.push(key);
-      this.#live--;
-      if (record.isShared) this.#dropShared(record.valueBuffer!, record.valueBytes);
-      removed++;
-    }
-    return removed;
+    let done = false;
+    const step = (maxKeys: number): boolean => {
+      if (done || map !== this.#map) return done = true;
+      for (const follower of this.#captures) if (follower.holdsKeys) return false;
+      for (let looked = 0; looked < maxKeys; looked++) {
+        const next = entries.next();
+        if (next.done) return done = true;
+        const [key, record] = next.value;
+        if (record.isTombstone || record.seq > (vv[record.origin] ?? 0) || kept.has(key)) continue;
+        for (const follower of this.#captures) follower.beforeChange(key, record);
+        map.delete(key);
+        this.#removedKeys.push(key);
+        this.#live--;
+        if (record.isShared) this.#dropShared(record.valueBuffer!, record.valueBytes);
+        removed++;
+      }
+      return false;
+    };
+    return {
+      step,
+      get removed() {
+        return removed;
+      },
+    };
   }
 
   /**

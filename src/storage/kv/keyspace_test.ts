@@ -526,3 +526,26 @@ Deno.test("Keyspace: a tombstone sweep stops when a capture walking the map star
   assert.equal(again.step(10), true, "stopped: the state it began on is gone");
   assert.equal(again.removed, 10);
 });
+
+Deno.test("Keyspace.beginDropDeletedBy() removes live keys the vector covers and the snapshot lacks, and waits while a capture walks the map", () => {
+  const ks = new Keyspace();
+  ks.apply(put("gone", "1", "n1", 1, 10));
+  ks.apply(put("kept", "2", "n1", 2, 20));
+  ks.apply(put("newer", "3", "n1", 3, 30)); // not covered: the sender had not seen it
+  ks.apply(put("dead", "4", "n2", 1, 40));
+  ks.apply(del("dead", "n2", 2, 50)); // a tombstone stays: it changes no read
+  const capture = ks.beginCapture();
+  const pass = ks.beginDropDeletedBy({ n1: 2, n2: 2 }, new Set(["kept"]));
+  assert.equal(pass.step(Infinity), false, "a pass step ran while a capture walked the map");
+  assert.equal(ks.dropDeletedBy({ n1: 2, n2: 2 }, new Set(["kept"])), undefined);
+  assert.equal(text(ks.get("gone")?.value), "1");
+  while (!capture.step(1)) { /* the capture walks on */ }
+  assert.equal(capture.keys.length, 4, "the capture lost a key");
+  assert.equal(pass.step(1), false);
+  while (!pass.step(1)) { /* one key per step */ }
+  assert.equal(pass.removed, 1);
+  assert.equal(ks.get("gone"), undefined);
+  assert.deepEqual([...ks.scan({ limit: 10 })].map(([key]) => key), ["kept", "newer"]);
+  assert.equal(ks.size, 2);
+  assert.equal(ks.tombstones, 1);
+});

@@ -18,6 +18,7 @@ import { validateKey } from "../../common/entry.ts";
 import { CorruptionError, InputError, TooLargeError } from "../../common/errors.ts";
 import { Hlc, hlcWallMs } from "../../common/hlc.ts";
 import {
+  INSTALL_PASS_STEP_KEYS,
   ORIGIN_BYTES_MAX,
   READ_ENTRIES_MAX,
   RETAIN_BYTES_DEFAULT,
@@ -154,6 +155,8 @@ export class Store {
   // The install under way, from its first step until its vector counts: the snapshot's vector
   // and keys. An entry it covers whose key it lacks is counted but changes no record.
   #installing: { vv: VersionVector; keys: ReadonlySet<string> } | undefined;
+  // The last install queued (installSnapshot runs them one at a time).
+  #installs: Promise<void> = Promise.resolve();
 
   private constructor(options: StoreOptions) {
     this.#options = options;
@@ -485,38 +488,45 @@ export class Store {
    * as the fallback if the newest is damaged, and an older fallback plus the WAL would not
    * hold the installed state. Entries the transfer brought are recorded in snapshotOnly().
    */
-  async installSnapshot(versionVector: VersionVector, hlc: number, source = ""): Promise<void> {
+  installSnapshot(versionVector: VersionVector, hlc: number, source = ""): Promise<void> {
+    // One install at a time: each keeps what its vector covers out of the view until it counts.
+    const install = this.#installs.then(() => this.#install(versionVector, hlc, source));
+    this.#installs = install.catch(() => {});
+    return install;
+  }
+
+  async #install(versionVector: VersionVector, hlc: number, source: string): Promise<void> {
     this.hlc.observe(hlc);
-    if (this.#snapshotting) await this.#snapshotting.catch(() => {});
     // The sender applied every entry its vector covers: where its view has no record of a key
     // this node holds a covered write of, it deleted the key and collected the tombstone. This
     // node may have that write from another stream or transfer while the delete reaches it only
-    // through this vector, so the key goes here too, and entries and records the vector covers
-    // that arrive before it counts stay out of the view (a capture walking the map defers the
-    // pass: it may not lose keys, and it ends within a second).
+    // through this vector, so the key goes here too (a pass in steps, before the snapshot that
+    // keeps the install is captured), and from now until the vector counts, entries and records
+    // it covers for keys it lacks stay out of the view. (Should the snapshot fail, such entries
+    // stay counted without a record: the delete the sender applied is what they came to.)
     const keys = this.#transferKeys.get(source) ?? new Set<string>();
     this.#transferKeys.delete(source);
-    while (this.keyspace.dropDeletedBy(versionVector, keys) === undefined) {
-      await new Promise((resolve) => setTimeout(resolve, 1));
-      if (this.#snapshotting) await this.#snapshotting.catch(() => {});
-    }
     this.#installing = { vv: versionVector, keys };
-    const snapshotOnly = raiseSnapshotOnly(
-      this.#snapshotOnly,
-      versionVector,
-      source,
-      this.#installBases,
-      this.keyspace.versionVector(),
-    );
-    // The merged vector goes into the snapshot file first and into the live view only once
-    // that file is durable: peers count copies from the live vector.
-    this.#snapshotting = this.#snapshot({
-      force: true,
-      mergeVv: versionVector,
-      snapshotOnly,
-      copies: 2,
-    }).finally(() => this.#snapshotting = undefined);
+    let snapshotOnly: VersionVector;
     try {
+      const pass = this.keyspace.beginDropDeletedBy(versionVector, keys);
+      await runInSteps(() => pass.step(INSTALL_PASS_STEP_KEYS));
+      while (this.#snapshotting) await this.#snapshotting.catch(() => {});
+      snapshotOnly = raiseSnapshotOnly(
+        this.#snapshotOnly,
+        versionVector,
+        source,
+        this.#installBases,
+        this.keyspace.versionVector(),
+      );
+      // The merged vector goes into the snapshot file first and into the live view only once
+      // that file is durable: peers count copies from the live vector.
+      this.#snapshotting = this.#snapshot({
+        force: true,
+        mergeVv: versionVector,
+        snapshotOnly,
+        copies: 2,
+      }).finally(() => this.#snapshotting = undefined);
       await this.#snapshotting;
     } finally {
       this.#installing = undefined;
