@@ -5,7 +5,7 @@ import { EventBus } from "../../telemetry/events.ts";
 import { InputError, TooLargeError } from "../../common/errors.ts";
 import { listSnapshots, parseFollowerCursors, readSnapshot } from "./snapshot.ts";
 import { raiseSnapshotOnly, Store } from "./store.ts";
-import { recordToEntry, SORT_AT_ONCE_KEYS_MAX } from "./keyspace.ts";
+import { type KeyRecord, recordToEntry, SORT_AT_ONCE_KEYS_MAX } from "./keyspace.ts";
 import { TOMBSTONE_SWEEP_STEP_KEYS } from "../../common/limits.ts";
 import { runWithFileBytesMax } from "../_zero_write_failure_child.ts";
 
@@ -13,6 +13,20 @@ const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array | null | undefined) => b ? new TextDecoder().decode(b) : undefined;
 
 const withDir = (fn: (dir: string) => Promise<void>) => withTempDir("store-test-", fn);
+
+/** A record of a peer's put (`value`) or delete (null): `origin`'s write `seq` at `hlc`. */
+function peerRecord(seq: number, hlc: number, value: string | null, origin = "n1"): KeyRecord {
+  return {
+    value: value === null ? null : bytes(value),
+    contentType: value === null ? "" : "text/plain",
+    hlc,
+    origin,
+    seq,
+    lsn: 0,
+    prevHlc: 0,
+    prevOrigin: "",
+  };
+}
 
 /** Counts turns of the event loop (0 ms timers) until stop(), which returns the count. */
 function countTimerTurns(): { stop(): number } {
@@ -305,16 +319,7 @@ Deno.test("Store: an installed snapshot is written twice, so the fallback holds 
     await store.snapshot();
     await store.put("own", bytes("again"), "text/plain");
     const hlc = store.hlcNow() + 1024;
-    const record = {
-      value: bytes("from-n1"),
-      contentType: "text/plain",
-      hlc,
-      origin: "n1",
-      seq: 7,
-      lsn: 0,
-      prevHlc: 0,
-      prevOrigin: "",
-    };
+    const record = peerRecord(7, hlc, "from-n1");
     // The sender's view holds n3's write as well: its vector covers it.
     store.mergeRecords([["x", record], ["own", store.get("own")!]]);
     await store.installSnapshot({ n1: 7, n3: 2 }, hlc);
@@ -361,16 +366,7 @@ Deno.test("Store: a peer's snapshot records count in the version vector only onc
     const store = await Store.open({ dataDir, nodeId: "n3", snapshotEveryBytes: 0 });
     await store.put("own", bytes("mine"), "text/plain");
     const hlc = store.hlcNow() + 1024;
-    const record = (seq: number) => ({
-      value: bytes(`n1-${seq}`),
-      contentType: "text/plain",
-      hlc: hlc + seq,
-      origin: "n1",
-      seq,
-      lsn: 0,
-      prevHlc: 0,
-      prevOrigin: "",
-    });
+    const record = (seq: number) => peerRecord(seq, hlc + seq, `n1-${seq}`);
     // The transfer's first chunk: n1's entries 1 and 2, the start of its log.
     store.mergeRecords([["a", record(1)], ["b", record(2)]], "n1");
     assert.equal(text(store.get("a")?.value), "n1-1", "readable at once");
@@ -406,23 +402,14 @@ Deno.test("Store: a peer's snapshot record this node already holds changes nothi
   await withDir(async (dataDir) => {
     const store = await Store.open({ dataDir, nodeId: "n3", snapshotEveryBytes: 0 });
     const hlc = store.hlcNow() + 1024;
-    const put = {
-      value: bytes("n1-1"),
-      contentType: "text/plain",
-      hlc: hlc + 1,
-      origin: "n1",
-      seq: 1,
-      lsn: 0,
-      prevHlc: 0,
-      prevOrigin: "",
-    };
-    const del = { ...put, value: null, hlc: hlc + 2, seq: 2, prevHlc: hlc + 1, prevOrigin: "n1" };
+    const put = peerRecord(1, hlc + 1, "n1-1");
+    const del = { ...peerRecord(2, hlc + 2, null), prevHlc: hlc + 1, prevOrigin: "n1" };
     await store.applyRemote(recordToEntry("k", put));
     await store.applyRemote(recordToEntry("k", del));
     assert.equal(await store.collectTombstones({ n1: 2, n3: 0 }, hlc + 3), 1);
     assert.equal(store.get("k"), undefined);
     // The sender's copy of the moment before the delete, and one more key it held then.
-    const other = { ...put, value: bytes("n2-1"), origin: "n2", hlc: hlc + 1 };
+    const other = peerRecord(1, hlc + 1, "n2-1", "n2");
     store.mergeRecords([["k", put], ["other", other]], "n1");
     assert.equal(store.get("k"), undefined, "a held put came back from a snapshot");
     assert.equal(text(store.get("other")?.value), "n2-1", "a record not held yet merges");
@@ -441,16 +428,7 @@ Deno.test("Store: an install drops the keys its sender deleted and collected, an
   await withDir(async (dataDir) => {
     const store = await Store.open({ dataDir, nodeId: "n3", snapshotEveryBytes: 0 });
     const hlc = store.hlcNow() + 1024;
-    const put = (key: string, seq: number) => ({
-      value: bytes(`${key}-${seq}`),
-      contentType: "text/plain",
-      hlc: hlc + seq,
-      origin: "n1",
-      seq,
-      lsn: 0,
-      prevHlc: 0,
-      prevOrigin: "",
-    });
+    const put = (key: string, seq: number) => peerRecord(seq, hlc + seq, `${key}-${seq}`);
     await store.applyRemote(recordToEntry("gone", put("gone", 1)));
     await store.applyRemote(recordToEntry("kept", put("kept", 2)));
     // A transfer begun earlier noted a key that is gone by now: the new transfer starts over.
