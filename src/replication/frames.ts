@@ -14,7 +14,7 @@
  * | `repl.snap`     | leader -> follower | session, lsn, chunk index, last?, vv, framed tuples    |
  * | `repl.snapack`  | follower -> leader | session, chunk index                                   |
  * | `repl.read`     | any -> any         | request id, key (quorum reads)                         |
- * | `repl.readok`   | any -> any         | request id, framed entry of the key's version or null  |
+ * | `repl.readok`   | any -> any         | request id, framed entry of the key's version or null, vv? |
  * | `repl.repair`   | any -> any         | framed entry (read repair)                             |
  *
  * @module
@@ -160,6 +160,11 @@ export interface ReadOkFrame {
   id: number;
   /** The key's current version as a framed entry (a delete for a tombstone), or null. */
   record: Uint8Array | null;
+  /**
+   * With a null record: the replier's version vector. A newer reply whose write it covers was
+   * applied there and deleted since, its tombstone collected (Shipper.readQuorum).
+   */
+  vv?: VersionVector;
 }
 
 export interface RepairFrame {
@@ -415,7 +420,12 @@ export function parseRead(body: unknown): ReadFrame {
 export function parseReadOk(body: unknown): ReadOkFrame {
   const b = new FrameBody(MSG_READOK, body);
   const record = b.get("record") === null ? null : b.bytes("record", RECORD_BYTES_MAX + 8);
-  return { v: REPL_PROTOCOL_VERSION, id: b.count("id"), record };
+  return {
+    v: REPL_PROTOCOL_VERSION,
+    id: b.count("id"),
+    record,
+    ...(b.get("vv") === undefined ? {} : { vv: b.versionVector("vv") }),
+  };
 }
 
 export function parseRepair(body: unknown): RepairFrame {

@@ -11,6 +11,8 @@ import {
   parseBatch,
   parseOpen,
   parseOpened,
+  parseReadOk,
+  REPL_PROTOCOL_VERSION,
 } from "./frames.ts";
 import { batchBody } from "../../tests/support/repl_frames.ts";
 
@@ -180,5 +182,23 @@ Deno.test("open and opened frames may name the origin the sender's replaced afte
   ) {
     assert.throws(() => parseOpen({ ...open, ...bad }), ProtocolError, JSON.stringify(bad));
     assert.throws(() => parseOpened({ ...opened, ...bad }), ProtocolError, JSON.stringify(bad));
+  }
+});
+
+Deno.test("read replies round-trip the replier's vector with an empty record, and a malformed one is refused", () => {
+  const v = REPL_PROTOCOL_VERSION;
+  assert.deepEqual(parseReadOk({ v, id: 4, record: null }), { v, id: 4, record: null });
+  assert.deepEqual(
+    parseReadOk({ v, id: 4, record: null, vv: { "n1~0000abcd": 9 } }),
+    { v, id: 4, record: null, vv: { "n1~0000abcd": 9 } },
+  );
+  for (
+    const vv of [[1], { n1: -1 }, { n1: 1.5 }, "n1", { ["o".repeat(ORIGIN_BYTES_MAX + 1)]: 1 }]
+  ) {
+    assert.throws(
+      () => parseReadOk({ v, id: 4, record: null, vv }),
+      ProtocolError,
+      JSON.stringify(vv),
+    );
   }
 });

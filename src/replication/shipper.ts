@@ -204,6 +204,8 @@ interface QuorumRead {
   key: string;
   needed: number;
   replies: Map<string, Entry | null>;
+  /** The version vectors of the replies without a record (ReadOkFrame.vv). */
+  emptyVvs: VersionVector[];
   deadlineMs: number;
   resolve: (replies: Map<string, Entry | null>) => void;
 }
@@ -1011,7 +1013,9 @@ export class Shipper {
     this.transport.send(from, MSG_READOK, {
       v: REPL_PROTOCOL_VERSION,
       id: frame.id,
-      record: record ? encodeOneEntry(recordToEntry(frame.key, record)) : null,
+      ...(record
+        ? { record: encodeOneEntry(recordToEntry(frame.key, record)) }
+        : { record: null, vv: this.log.versionVector() }),
     });
   }
 
@@ -1026,6 +1030,7 @@ export class Shipper {
       );
     }
     read.replies.set(from, entry);
+    if (entry === null && frame.vv !== undefined) read.emptyVvs.push(frame.vv);
     if (read.replies.size >= read.needed) {
       this.#reads.delete(frame.id);
       read.resolve(read.replies);
@@ -1059,6 +1064,8 @@ export class Shipper {
       this.nodeId,
       local ? recordToEntry(key, local) : null,
     ]]);
+    // Each reply without a record comes with the vector of the same moment (as peers' do).
+    const emptyVvs = local ? [] : [this.log.versionVector()];
     // As in waitForAck: once stopped, no reply arrives and no tick expires the read.
     if (needed > 1 && !this.#stopped) {
       if (this.#reads.size >= WAITERS_MAX) {
@@ -1073,6 +1080,7 @@ export class Shipper {
           key,
           needed,
           replies,
+          emptyVvs,
           deadlineMs: this.#clock.monoMs() + timeoutMs,
           resolve,
         });
@@ -1092,6 +1100,13 @@ export class Shipper {
     }
     let newest: Entry | null = null;
     for (const entry of replies.values()) newest = newestOf(newest, entry);
+    // A member that has no record of the key while its vector holds the newest write applied
+    // that write and then a delete, and collected the tombstone: the key is gone (a node still
+    // catching up, say a replaced disk, can hold the put without the delete). Nothing to repair
+    // with: the delete reaches the others as it reached that member.
+    const gone = newest !== null &&
+      emptyVvs.some((vv) => (vv[newest!.origin] ?? 0) >= newest!.seq);
+    if (gone) return null;
     if (newest !== null) {
       const repair = { v: REPL_PROTOCOL_VERSION, record: encodeOneEntry(newest) };
       for (const [peer, entry] of replies) {

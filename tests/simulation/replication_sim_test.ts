@@ -974,3 +974,39 @@ Deno.test("simulation: a key a snapshot lacks because its sender collected the d
       );
     }
   }, { tombstoneGraceMs: 0, faults: { dropRate: 0, duplicateRate: 0 } }));
+
+Deno.test("simulation: a quorum read does not answer a put that a replier answering 'none' had applied and deleted since", () =>
+  forEachSeed(10, async (sim, seed) => {
+    // As above: k put and deleted, the tombstone collected everywhere, then n3's disk replaced.
+    // n3 gets the put from n1's log and neither the delete nor n2's snapshot yet. A quorum read
+    // on n2 that hears from n3 alone must not take n3's put for the newest: n2 answers "none"
+    // for k while its vector holds the put, so it applied it and, since, a delete.
+    const [n1, n2] = ["n1", "n2"].map((id) => sim.node(id));
+    await n1.log.write("k", value("deleted soon"));
+    for (let i = 0; i < 150; i++) await n1.log.write(`f${i}`, value(`${i}`));
+    await n1.log.write("k", null);
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    await sim.stepUntil(() => {
+      for (const node of sim.nodes) void node.shipper.collectTombstones();
+      return sim.nodes.every((node) => node.log.keyspace.getVersion("k") === undefined);
+    }, `seed ${seed}: k's tombstone not collected everywhere`);
+    n2.log.compact(n2.log.lastLsn() + 1);
+    let batches = 0;
+    let open = false;
+    onBatchSent(sim, "n1", "n3", (count) => open || count === 0 || ++batches === 1);
+    const n2Transport = n2.transport;
+    const send = n2Transport.send.bind(n2Transport);
+    n2Transport.send = (peer: string, type: string, body: unknown) =>
+      !open && peer === "n3" && type === MSG_SNAP ? true : send(peer, type, body);
+    const n3 = sim.restore("n3", 0, "n3~0000000c");
+    await sim.stepUntil(() => n3.log.keyspace.get("k") !== undefined, `seed ${seed}: no put at n3`);
+    sim.network.cut("n1", "n2");
+    let answer: unknown = "pending";
+    n2.shipper.readQuorum("k", 5_000).then((entry) => answer = entry, (e) => answer = String(e));
+    await sim.stepUntil(() => answer !== "pending", `seed ${seed}: the read never ended`);
+    assert.equal(answer, null, `seed ${seed}: the quorum read answered a deleted put`);
+    open = true;
+    n2Transport.send = send;
+    sim.network.connectAll();
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+  }, { tombstoneGraceMs: 0, faults: { dropRate: 0, duplicateRate: 0 } }));
