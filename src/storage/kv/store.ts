@@ -50,6 +50,14 @@ import {
 
 /** Steps of {@link Store.sortKeysInSteps} at most (some 10 s): 300,000 new keys take about 300. */
 const SORT_STEPS_MAX = 10_000;
+/** A snapshot install between its pass over the view and its vector counting. */
+interface InstallUnderWay {
+  /** The snapshot's version vector. */
+  vv: VersionVector;
+  /** Every key the transfer carried. */
+  keys: ReadonlySet<string>;
+}
+
 /** What apply listeners get for an entry the view held already: no record changed. */
 const DUPLICATE: ApplyResult = Object.freeze({ applied: false, concurrent: false });
 
@@ -154,7 +162,7 @@ export class Store {
   #transferKeys = new Map<string, Set<string>>();
   // The install under way, from its first step until its vector counts: the snapshot's vector
   // and keys. An entry it covers whose key it lacks is counted but changes no record.
-  #installing: { vv: VersionVector; keys: ReadonlySet<string> } | undefined;
+  #installing: InstallUnderWay | undefined;
   // The last install queued (installSnapshot runs them one at a time).
   #installs: Promise<void> = Promise.resolve();
 
@@ -540,7 +548,7 @@ export class Store {
 
   /** Whether the install under way covers `record`'s write of `key` and lacks the key. */
   #deletedByInstall(
-    installing: { vv: VersionVector; keys: ReadonlySet<string> },
+    installing: InstallUnderWay,
     key: string,
     record: { origin: string; seq: number },
   ): boolean {
