@@ -195,7 +195,11 @@ try {
       "reads right after a put (quorum, causal): showed it / unfinished",
       `${counts.reads} / ${counts.readsUnfinished}`,
     ],
-    ["reads right after a put that did not show it", String(ledger.staleReads.length)],
+    ["quorum reads of a deleted key: 404", String(counts.deletedReads)],
+    [
+      "reads right after a put that did not show it, or of a deleted key that found it",
+      String(ledger.staleReads.length),
+    ],
     [
       "converged after the load, ms",
       convergeMs === undefined ? "NO (120 s)" : convergeMs.toFixed(0),

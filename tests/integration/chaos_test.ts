@@ -68,6 +68,7 @@ async function chaosChecked(
     });
   const check = await checkLedger(nodes(), ledger);
   assert.ok(counts.reads >= 50, `only ${counts.reads} reads back after puts`);
+  assert.ok(counts.deletedReads >= 20, `only ${counts.deletedReads} reads of deleted keys`);
   assert.deepEqual(
     {
       missing: check.missing,

@@ -111,6 +111,8 @@ export interface ChaosCounts {
   /** Quorum and causal reads right after a put that showed it, and ones that got no answer. */
   reads: number;
   readsUnfinished: number;
+  /** Quorum reads, any time later, of a key whose delete was acknowledged that answered 404. */
+  deletedReads: number;
   faults: Record<FaultKind, number>;
 }
 
@@ -121,7 +123,10 @@ export interface ChaosLedger {
   deleted: Set<string>;
   /** Keys whose delete got no 200: either state is right. */
   uncertain: Set<string>;
-  /** Quorum or causal reads right after an acknowledged put that did not show it. */
+  /**
+   * Quorum or causal reads right after an acknowledged put that did not show it, and quorum
+   * reads of a key whose delete was acknowledged that found it.
+   */
   staleReads: string[];
   counts: ChaosCounts;
 }
@@ -129,6 +134,14 @@ export interface ChaosLedger {
 const REQUEST_TIMEOUT_MS = 10_000;
 /** Share of acknowledged puts read back at once with consistency=quorum or causal. */
 const READ_BACK_CHANCE = 0.1;
+/**
+ * Share of a writer's turns that read, with consistency=quorum, one of its keys deleted
+ * earlier: it must answer 404 however long ago the delete was (its tombstone may have been
+ * collected by then) and whichever nodes answer (one may be catching up after a wipe).
+ */
+const DELETED_READ_CHANCE = 0.03;
+/** Deleted keys each writer keeps to read again (the newest). */
+const DELETED_KEPT = 200;
 /** A node under load must finish its in-flight writes and exit this soon after SIGTERM. */
 const STOP_TIMEOUT_MS = 20_000;
 /** How long a wipe waits for both peers to hold everything the node holds. */
@@ -223,6 +236,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
       sharedPutsFailed: 0,
       reads: 0,
       readsUnfinished: 0,
+      deletedReads: 0,
       faults: { kill: 0, term: 0, stop: 0, cut: 0, split: 0, wipe: 0, leave: 0 },
     },
   };
@@ -259,13 +273,33 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
     }
   };
 
+  // A quorum read of a key whose delete was acknowledged: a 200 is a deleted put come back.
+  const readDeleted = async (key: string) => {
+    const node = pickUsable();
+    if (node === undefined) return;
+    const answer = await exchange(node, "GET", `/v1/kv/${key}?consistency=quorum`)
+      .catch(() => undefined);
+    if (answer === undefined || answer.status === 504 || answer.status === 503) {
+      counts.readsUnfinished++;
+    } else if (answer.status === 404) {
+      counts.deletedReads++;
+    } else {
+      ledger.staleReads.push(`${node.nodeId} quorum ${key} (deleted): ${answer.status}`);
+    }
+  };
+
   const writer = async (w: number) => {
     const mine: string[] = [];
+    const gone: string[] = [];
     let i = 0;
     while (running) {
       const node = pickUsable();
       if (node === undefined) {
         await sleep(20);
+        continue;
+      }
+      if (gone.length > 0 && random.chance(DELETED_READ_CHANCE)) {
+        await readDeleted(random.pick(gone));
         continue;
       }
       const roll = random.next();
@@ -289,6 +323,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosLedger> {
         if (answer?.status === 200) {
           ledger.deleted.add(key);
           counts.deletes++;
+          gone.push(key);
+          if (gone.length > DELETED_KEPT) gone.shift();
         } else {
           ledger.uncertain.add(key);
           counts.deletesFailed++;
