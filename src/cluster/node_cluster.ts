@@ -18,6 +18,15 @@ import { parseSeed } from "./seeds.ts";
 import { TcpTransport, type TransportStats } from "./tcp_transport.ts";
 
 const FORWARD_TIMEOUT_MS = 10_000;
+/**
+ * A seed that refuses this node's id as in use by a live connection (`id_in_use`) is dialed
+ * again, every ID_IN_USE_RETRY_EVERY_MS, for this many suspect periods: a peer that was busy or
+ * stopped when this node's previous process died can still take the old connection for live,
+ * until it has been silent for one suspect period (the transport's staleAfterMs). Past that,
+ * another live node holds the id.
+ */
+const ID_IN_USE_RETRY_SUSPECT_PERIODS = 3;
+const ID_IN_USE_RETRY_EVERY_MS = 200;
 /** Keepalive pings a live idle link carries within one link timeout (suspect-after-ms). */
 const LINK_PINGS_PER_TIMEOUT = 4;
 
@@ -150,6 +159,27 @@ export class NodeCluster {
     cluster = new NodeCluster(options, transport, membership, joiner);
     membership.start();
     const answers = await membership.joinSeeds();
+    const retryUntil = options.clock.monoMs() +
+      ID_IN_USE_RETRY_SUSPECT_PERIODS * config.suspectAfterMs;
+    for (const answer of answers) {
+      let logged = false;
+      while (
+        !answer.result.ok && answer.result.refused && answer.result.code === "id_in_use" &&
+        options.clock.monoMs() < retryUntil
+      ) {
+        if (!logged) {
+          logger.warn("A seed takes this node's id for in use; dialing it again", {
+            seed: answer.seed.address,
+            reason: answer.result.reason,
+            advice:
+              "Normal for a moment after a restart while the seed has not noticed the previous process is gone; if it persists, another live node has this --node-id",
+          });
+          logged = true;
+        }
+        await new Promise((resolve) => setTimeout(resolve, ID_IN_USE_RETRY_EVERY_MS));
+        answer.result = await membership.join(answer.seed.address);
+      }
+    }
     const refused = answers.find((a) => !a.result.ok && a.result.refused);
     if (refused && !refused.result.ok) {
       membership.stop();

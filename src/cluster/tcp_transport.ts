@@ -10,7 +10,7 @@
  *    |-----------------------------------------|---------------|
  *    | frame or hello version != ours           | version       |
  *    | the node id is ours                      | duplicate_id  |
- *    | a live connection holds that id already  | duplicate_id  |
+ *    | a live connection holds that id already  | id_in_use     |
  *    | cluster ids differ and neither may adopt | cluster       |
  * 3. Cluster ids that differ are reconciled only for a fresh node: its data directory holds no
  *    data, it knows no other member yet, and it is joining (a node started without seeds founds
@@ -63,7 +63,12 @@ const WRITE_COALESCE_BYTES_MAX = 256 * 1024;
 /** Microtask turns a connection's first write waits for more frames (see Connection.#flush). */
 const WRITE_COALESCE_TICKS = 4;
 
-export type RefusalCode = "version" | "duplicate_id" | "cluster" | "protocol";
+/**
+ * Why a handshake was refused. `id_in_use`: another process of that node id still has a live
+ * connection here, a second node with the same id, or the node's own previous process before
+ * this end noticed it is gone (its dialer retries for a while: node_cluster.ts).
+ */
+export type RefusalCode = "version" | "duplicate_id" | "id_in_use" | "cluster" | "protocol";
 
 /** What each side tells the other in the handshake. */
 export interface Hello {
@@ -626,7 +631,8 @@ export class TcpTransport extends PeerTransportBase {
     if (dial) {
       if (frame.type === HANDSHAKE.refuse) {
         const b = (frame.body ?? {}) as { code?: unknown; reason?: unknown };
-        const code = (["version", "duplicate_id", "cluster", "protocol"].includes(String(b.code))
+        const code = (["version", "duplicate_id", "id_in_use", "cluster", "protocol"]
+            .includes(String(b.code))
           ? b.code
           : "protocol") as RefusalCode;
         const reason = typeof b.reason === "string" ? b.reason.slice(0, 500) : "no reason given";
@@ -731,7 +737,7 @@ export class TcpTransport extends PeerTransportBase {
       const silentMs = this.#monoMs() - existing.lastReceivedMs;
       if (silentMs < (this.#options.staleAfterMs ?? HANDSHAKE_TIMEOUT_MS)) {
         return {
-          code: "duplicate_id",
+          code: "id_in_use",
           reason:
             `Cannot accept node "${peer.node}" from ${c.remote}: node id "${peer.node}" is in use by a live member at ${existing.peer.address}; give the new node another --node-id`,
         };

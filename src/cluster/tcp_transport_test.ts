@@ -218,7 +218,7 @@ Deno.test("TcpTransport refuses a second live node with a taken id", async () =>
     assert.ok((await b1.transport.dial(a.transport.address)).ok);
     const second = await b2.transport.dial(a.transport.address);
     assert.ok(
-      !second.ok && second.refused && second.code === "duplicate_id",
+      !second.ok && second.refused && second.code === "id_in_use",
       JSON.stringify(second),
     );
     assert.match(second.ok ? "" : second.reason, /in use by a live member/);

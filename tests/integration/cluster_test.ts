@@ -4,6 +4,8 @@
  * of another cluster and of a duplicate node id, and garbage on the node port.
  */
 import assert from "node:assert/strict";
+import { TcpTransport } from "../../src/cluster/tcp_transport.ts";
+import { silentLogger } from "../../src/telemetry/log.ts";
 import { waitFor } from "../support/wait.ts";
 import { type NodeProcess, runCli, spawnNode } from "../support/node_process.ts";
 import {
@@ -264,6 +266,49 @@ Deno.test("a fresh node whose seed cannot be reached serves no data until it has
     }
   } finally {
     await fresh?.kill("SIGKILL");
+    await cluster.teardown();
+  }
+});
+
+Deno.test("a restarted node whose seed still takes its previous connection for live dials again and joins", async () => {
+  // A seed that was stopped or busy when a node's process died can hold the dead connection
+  // as live for up to a suspect period (buffered frames from before the death refresh it): a
+  // 600 s soak saw a restart refused as "in use" and `serve` exit 1. Here a stand-in for the
+  // previous process keeps a live connection under n2's id until the new n2 has been refused.
+  const cluster = new ProcessCluster({ dirPrefix: "shanghai-cluster-inuse-" });
+  let ghost: TcpTransport | undefined;
+  try {
+    const n1 = await cluster.start("n1");
+    const { clusterId } = await members(n1);
+    ghost = TcpTransport.listen({
+      nodeId: "n2",
+      clusterId: () => clusterId,
+      fresh: () => false,
+      adoptClusterId: () => Promise.resolve(),
+      hostname: "127.0.0.1",
+      port: 0,
+      httpAddress: () => "127.0.0.1:1",
+      logger: silentLogger,
+      keepaliveMs: HEARTBEAT_INTERVAL_MS,
+    });
+    assert.ok((await ghost.dial(`127.0.0.1:${n1.nodePort}`)).ok);
+    const starting = cluster.start("n2", n1);
+    await waitFor(
+      "n1 to refuse the new n2 while the old connection is live",
+      () => n1.logs.some((l) => l.msg === "Refused peer" && l.code === "id_in_use"),
+      { timeoutMs: 20_000 + SLACK_MS },
+    );
+    ghost.close();
+    const n2 = await starting;
+    assert.ok(
+      n2.logs.some((l) => l.msg === "A seed takes this node's id for in use; dialing it again"),
+    );
+    await waitFor(
+      "n1 and n2 to see each other up",
+      async () => (await allSee([n1, n2], "n1", "up")) && (await allSee([n1, n2], "n2", "up")),
+    );
+  } finally {
+    ghost?.close();
     await cluster.teardown();
   }
 });
