@@ -248,7 +248,8 @@ export class MemoryReplicaLog implements ReplicaLog {
     this.#hlc.observe(hlc);
     // As Store.installSnapshot: keys the sender deleted (and collected) go here too. The
     // install completes in this step, so no entry lands between the pass and the vector.
-    this.keyspace.dropDeletedBy(vv, this.#transferKeys.get(source) ?? new Set());
+    this.keyspace.beginDropDeletedBy(vv, this.#transferKeys.get(source) ?? new Set())
+      .step(Infinity);
     this.#transferKeys.delete(source);
     // As Store.installSnapshot: what the transfer raised is not in this log.
     this.#snapshotOnly = raiseSnapshotOnly(

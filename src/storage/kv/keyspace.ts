@@ -390,6 +390,19 @@ export class Keyspace {
     if (previous?.isShared) this.#dropShared(previous.valueBuffer!, previous.valueBytes);
   }
 
+  /**
+   * Takes `key` (holding `record`) out of the view: tombstone collection and an install's pass.
+   * The caller makes sure no capture walks the map (it would miss the key).
+   */
+  #remove(key: string, record: PackedRecord): void {
+    for (const follower of this.#captures) follower.beforeChange(key, record);
+    this.#map.delete(key);
+    this.#removedKeys.push(key);
+    if (record.isTombstone) this.#tombstoneKeys.delete(key);
+    else this.#live--;
+    if (record.isShared) this.#dropShared(record.valueBuffer!, record.valueBytes);
+  }
+
   #holdShared(key: string, buffer: ArrayBufferLike, bytes: number): void {
     if (buffer !== this.#filling) {
       if (this.#filling !== undefined) this.#judgeShared(this.#filling);
@@ -604,21 +617,11 @@ export class Keyspace {
    * Removes the live keys a peer's snapshot says were deleted (Store.installSnapshot): each
    * whose record `vv` (the snapshot's vector) covers, so the sender had applied that write,
    * and which the snapshot does not hold (`kept`), so the sender's view has no record of the
-   * key: it applied a delete after the write and collected the tombstone. In one synchronous
-   * pass; resolves how many went, or undefined, removing nothing, while a capture walks the map.
-   */
-  dropDeletedBy(vv: VersionVector, kept: ReadonlySet<string>): number | undefined {
-    for (const follower of this.#captures) if (follower.holdsKeys) return undefined;
-    const pass = this.beginDropDeletedBy(vv, kept);
-    pass.step(Infinity);
-    return pass.removed;
-  }
-
-  /**
-   * {@link dropDeletedBy} in steps, with writes between them (the caller keeps records the
-   * pass must remove from entering meanwhile). A step while a capture walks the map does
-   * nothing (it may not lose keys; it ends within a second): call again on a later turn. Ends
-   * early when load() replaced the state.
+   * key: it applied a delete after the write and collected the tombstone. In steps, with
+   * writes between them (the caller keeps records the pass must remove from entering
+   * meanwhile). A step while a capture walks the map does nothing (it may not lose keys; it
+   * ends within a second): call again on a later turn. Ends early when load() replaced the
+   * state.
    */
   beginDropDeletedBy(vv: VersionVector, kept: ReadonlySet<string>): KeyPass {
     const map = this.#map;
@@ -633,11 +636,7 @@ export class Keyspace {
         if (next.done) return done = true;
         const [key, record] = next.value;
         if (record.isTombstone || record.seq > (vv[record.origin] ?? 0) || kept.has(key)) continue;
-        for (const follower of this.#captures) follower.beforeChange(key, record);
-        map.delete(key);
-        this.#removedKeys.push(key);
-        this.#live--;
-        if (record.isShared) this.#dropShared(record.valueBuffer!, record.valueBytes);
+        this.#remove(key, record);
         removed++;
       }
       return false;
@@ -698,10 +697,7 @@ export class Keyspace {
         const record = this.#map.get(key);
         if (record === undefined || !record.isTombstone) continue;
         if (record.hlc < belowHlc && record.seq <= (stable[record.origin] ?? 0)) {
-          for (const follower of this.#captures) follower.beforeChange(key, record);
-          this.#map.delete(key);
-          this.#tombstoneKeys.delete(key);
-          this.#removedKeys.push(key);
+          this.#remove(key, record);
           removed++;
         }
       }

@@ -537,7 +537,7 @@ Deno.test("Keyspace.beginDropDeletedBy() removes live keys the vector covers and
   const capture = ks.beginCapture();
   const pass = ks.beginDropDeletedBy({ n1: 2, n2: 2 }, new Set(["kept"]));
   assert.equal(pass.step(Infinity), false, "a pass step ran while a capture walked the map");
-  assert.equal(ks.dropDeletedBy({ n1: 2, n2: 2 }, new Set(["kept"])), undefined);
+  assert.equal(pass.removed, 0);
   assert.equal(text(ks.get("gone")?.value), "1");
   while (!capture.step(1)) { /* the capture walks on */ }
   assert.equal(capture.keys.length, 4, "the capture lost a key");
