@@ -1098,15 +1098,14 @@ export class Shipper {
         `Cannot read with consistency=quorum: ${replies.size} of ${members.length} members answered, ${needed} needed`,
       );
     }
-    let newest: Entry | null = null;
-    for (const entry of replies.values()) newest = newestOf(newest, entry);
+    const newest = [...replies.values()].reduce(newestOf, null);
     // A member that has no record of the key while its vector holds the newest write applied
     // that write and then a delete, and collected the tombstone: the key is gone (a node still
     // catching up, say a replaced disk, can hold the put without the delete). Nothing to repair
     // with: the delete reaches the others as it reached that member.
-    const gone = newest !== null &&
-      emptyVvs.some((vv) => (vv[newest!.origin] ?? 0) >= newest!.seq);
-    if (gone) return null;
+    if (newest !== null && emptyVvs.some((vv) => (vv[newest.origin] ?? 0) >= newest.seq)) {
+      return null;
+    }
     if (newest !== null) {
       const repair = { v: REPL_PROTOCOL_VERSION, record: encodeOneEntry(newest) };
       for (const [peer, entry] of replies) {

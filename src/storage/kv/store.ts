@@ -479,7 +479,7 @@ export class Store {
     const installing = this.#installing;
     for (const [key, record] of records) {
       keys.add(key);
-      if (this.keyspace.has(record.origin, record.seq)) continue;
+      if (this.#held(record)) continue;
       if (installing !== undefined && this.#deletedByInstall(installing, key, record)) continue;
       this.hlc.observe(record.hlc);
       // LSN 0: the peer's LSN means nothing in this node's WAL.
@@ -636,8 +636,11 @@ export class Store {
     return append;
   }
 
-  /** A peer's entry this node holds already (it raises localSeq past our own entries first). */
-  #held(entry: EntryInput): boolean {
+  /**
+   * A peer's entry (or snapshot record) this node holds already (it raises localSeq past our
+   * own entries first).
+   */
+  #held(entry: { origin: string; seq: number }): boolean {
     if (entry.origin === this.origin) {
       // Our own entry coming back from a peer: we hold it unless it was lost, which
       // cannot happen to an acknowledged entry. Either way its sequence must never be reused.
