@@ -900,6 +900,37 @@ Deno.test("simulation: relays a leader held back still reach the follower after 
     assert.equal(sim.node("n1").log.versionVector().n3, 10, `seed ${seed}`);
   }, { faults: { dropRate: 0, duplicateRate: 0, delayMsMin: 2, delayMsMax: 2 } }));
 
+/** Asserts that no live node holds `key`. */
+function assertGoneEverywhere(sim: SimCluster, seed: number, key: string): void {
+  for (const node of sim.nodes.filter((n) => n.alive)) {
+    assert.equal(
+      node.log.keyspace.get(key),
+      undefined,
+      `seed ${seed}: ${key} came back on ${node.id}`,
+    );
+  }
+}
+
+/**
+ * n1 puts k, writes 150 more keys (so the delete ships in a later batch than the put) and
+ * deletes k; once all converge, every node collects k's tombstone, and n2's retention drops
+ * its log (a peer that lacks k's entries gets n2's view as a snapshot, with no k in it and the
+ * delete in its vector). Resolves to n2.
+ */
+async function deletedAndCollected(sim: SimCluster, seed: number): Promise<SimNode> {
+  const [n1, n2] = ["n1", "n2"].map((id) => sim.node(id));
+  await n1.log.write("k", value("deleted soon"));
+  for (let i = 0; i < 150; i++) await n1.log.write(`f${i}`, value(`${i}`));
+  await n1.log.write("k", null);
+  await sim.untilConverged(60_000, () => `seed ${seed}`);
+  await sim.stepUntil(() => {
+    for (const node of sim.nodes) void node.shipper.collectTombstones();
+    return sim.nodes.every((node) => node.log.keyspace.getVersion("k") === undefined);
+  }, `seed ${seed}: k's tombstone not collected everywhere`);
+  n2.log.compact(n2.log.lastLsn() + 1);
+  return n2;
+}
+
 Deno.test("simulation: a snapshot copy taken before a delete brings no deleted put back to a node that collected the tombstone meanwhile", () =>
   forEachSeed(10, async (sim, seed) => {
     // n3 is away while n1 puts k; n2's retention drops its log, so n3 gets n2's view as a
@@ -933,13 +964,7 @@ Deno.test("simulation: a snapshot copy taken before a delete brings no deleted p
     for (const release of held.splice(0)) release();
     await sim.stepUntil(() => n3.log.installs > 0, `seed ${seed}: n2's snapshot never installed`);
     await sim.untilConverged(60_000, () => `seed ${seed}`);
-    for (const node of sim.nodes) {
-      assert.equal(
-        node.log.keyspace.get("k"),
-        undefined,
-        `seed ${seed}: k came back on ${node.id}`,
-      );
-    }
+    assertGoneEverywhere(sim, seed, "k");
     assert.equal(new TextDecoder().decode(n3.log.keyspace.get("other")!.value!), "kept");
   }, { tombstoneGraceMs: 0, faults: { dropRate: 0, duplicateRate: 0 } }));
 
@@ -949,16 +974,7 @@ Deno.test("simulation: a key a snapshot lacks because its sender collected the d
     // n1 streams its log to n3 (the put first, the delete in a later batch) while n2, whose
     // retention dropped its log, sends its view as a snapshot: no k in it, the delete in its
     // vector. n3 gets the put by the log, installs the snapshot, and the delete never comes.
-    const [n1, n2] = ["n1", "n2"].map((id) => sim.node(id));
-    await n1.log.write("k", value("deleted soon"));
-    for (let i = 0; i < 150; i++) await n1.log.write(`f${i}`, value(`${i}`));
-    await n1.log.write("k", null);
-    await sim.untilConverged(60_000, () => `seed ${seed}`);
-    await sim.stepUntil(() => {
-      for (const node of sim.nodes) void node.shipper.collectTombstones();
-      return sim.nodes.every((node) => node.log.keyspace.getVersion("k") === undefined);
-    }, `seed ${seed}: k's tombstone not collected everywhere`);
-    n2.log.compact(n2.log.lastLsn() + 1);
+    const n2 = await deletedAndCollected(sim, seed);
     // n1's batches to n3 after the first one carrying entries are lost until n3 installed.
     let batches = 0;
     let n3 = sim.node("n3");
@@ -966,13 +982,7 @@ Deno.test("simulation: a key a snapshot lacks because its sender collected the d
     n3 = sim.restore("n3", 0, "n3~0000000b");
     await sim.untilConverged(60_000, () => `seed ${seed}`);
     assert.ok(n3.log.installs > 0, `seed ${seed}: n3 got no snapshot`);
-    for (const node of sim.nodes) {
-      assert.equal(
-        node.log.keyspace.get("k"),
-        undefined,
-        `seed ${seed}: k came back on ${node.id}`,
-      );
-    }
+    assertGoneEverywhere(sim, seed, "k");
   }, { tombstoneGraceMs: 0, faults: { dropRate: 0, duplicateRate: 0 } }));
 
 Deno.test("simulation: a quorum read does not answer a put that a replier answering 'none' had applied and deleted since", () =>
@@ -981,16 +991,7 @@ Deno.test("simulation: a quorum read does not answer a put that a replier answer
     // n3 gets the put from n1's log and neither the delete nor n2's snapshot yet. A quorum read
     // on n2 that hears from n3 alone must not take n3's put for the newest: n2 answers "none"
     // for k while its vector holds the put, so it applied it and, since, a delete.
-    const [n1, n2] = ["n1", "n2"].map((id) => sim.node(id));
-    await n1.log.write("k", value("deleted soon"));
-    for (let i = 0; i < 150; i++) await n1.log.write(`f${i}`, value(`${i}`));
-    await n1.log.write("k", null);
-    await sim.untilConverged(60_000, () => `seed ${seed}`);
-    await sim.stepUntil(() => {
-      for (const node of sim.nodes) void node.shipper.collectTombstones();
-      return sim.nodes.every((node) => node.log.keyspace.getVersion("k") === undefined);
-    }, `seed ${seed}: k's tombstone not collected everywhere`);
-    n2.log.compact(n2.log.lastLsn() + 1);
+    const n2 = await deletedAndCollected(sim, seed);
     let batches = 0;
     let open = false;
     onBatchSent(sim, "n1", "n3", (count) => open || count === 0 || ++batches === 1);
