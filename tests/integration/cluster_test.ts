@@ -4,8 +4,8 @@
  * of another cluster and of a duplicate node id, and garbage on the node port.
  */
 import assert from "node:assert/strict";
-import { TcpTransport } from "../../src/cluster/tcp_transport.ts";
-import { silentLogger } from "../../src/telemetry/log.ts";
+import type { TcpTransport } from "../../src/cluster/tcp_transport.ts";
+import { standInPeer } from "../support/stand_in_peer.ts";
 import { waitFor } from "../support/wait.ts";
 import { type NodeProcess, runCli, spawnNode } from "../support/node_process.ts";
 import {
@@ -280,17 +280,7 @@ Deno.test("a restarted node whose seed still takes its previous connection for l
   try {
     const n1 = await cluster.start("n1");
     const { clusterId } = await members(n1);
-    ghost = TcpTransport.listen({
-      nodeId: "n2",
-      clusterId: () => clusterId,
-      fresh: () => false,
-      adoptClusterId: () => Promise.resolve(),
-      hostname: "127.0.0.1",
-      port: 0,
-      httpAddress: () => "127.0.0.1:1",
-      logger: silentLogger,
-      keepaliveMs: HEARTBEAT_INTERVAL_MS,
-    });
+    ghost = standInPeer("n2", clusterId, { keepaliveMs: HEARTBEAT_INTERVAL_MS });
     assert.ok((await ghost.dial(`127.0.0.1:${n1.nodePort}`)).ok);
     const starting = cluster.start("n2", n1);
     await waitFor(

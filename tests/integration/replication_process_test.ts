@@ -5,8 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { waitForNodes } from "../support/wait.ts";
-import { TcpTransport } from "../../src/cluster/tcp_transport.ts";
-import { silentLogger } from "../../src/telemetry/log.ts";
+import { standInPeer } from "../support/stand_in_peer.ts";
 import { type NodeProcess, runCli } from "../support/node_process.ts";
 import { digestsEqual, getJson, replicating } from "../support/node_http.ts";
 import { ProcessCluster } from "../support/process_cluster.ts";
@@ -492,17 +491,7 @@ Deno.test("real processes: malformed and out-of-order replication frames on the 
   const cluster = await formCluster(1);
   const n1 = cluster.nodes.get("n1")!;
   const status = await getJson(n1, "/v1/status");
-  const intruder = TcpTransport.listen({
-    nodeId: "intruder",
-    clusterId: () => String(status.clusterId),
-    fresh: () => false,
-    alone: () => false,
-    adoptClusterId: () => Promise.resolve(),
-    hostname: "127.0.0.1",
-    port: 0,
-    httpAddress: () => "127.0.0.1:1",
-    logger: silentLogger,
-  });
+  const intruder = standInPeer("intruder", String(status.clusterId));
   try {
     assert.equal(await put(n1, "before", "one"), 200);
     const dial = await intruder.dial(`127.0.0.1:${n1.nodePort}`);
