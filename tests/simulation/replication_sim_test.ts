@@ -974,7 +974,7 @@ Deno.test("simulation: a key a snapshot lacks because its sender collected the d
     // n1 streams its log to n3 (the put first, the delete in a later batch) while n2, whose
     // retention dropped its log, sends its view as a snapshot: no k in it, the delete in its
     // vector. n3 gets the put by the log, installs the snapshot, and the delete never comes.
-    const n2 = await deletedAndCollected(sim, seed);
+    await deletedAndCollected(sim, seed);
     // n1's batches to n3 after the first one carrying entries are lost until n3 installed.
     let batches = 0;
     let n3 = sim.node("n3");
