@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import {
   CHAOS_NODE_ARGS,
   checkLedger,
+  convergenceReport,
   type FaultKind,
   PARTITION_FAULTS,
   PROCESS_FAULTS,
@@ -169,17 +170,7 @@ try {
     () => digestsEqual(nodes()),
     120_000,
   ).catch(() => undefined);
-  if (convergeMs === undefined) {
-    // What each node says of its streams, for whoever looks into the failure.
-    for (const node of nodes()) {
-      const view = await (await fetch(`${node.url}/v1/replicas`)).json().catch((e) => String(e));
-      console.log(`${node.nodeId} /v1/replicas: ${JSON.stringify(view)}`);
-      const warnings = node.logs.filter((l) => l.level === "warn" || l.level === "error");
-      for (const line of warnings.slice(-15)) {
-        console.log(`${node.nodeId} log: ${JSON.stringify(line)}`);
-      }
-    }
-  }
+  if (convergeMs === undefined) console.log(await convergenceReport(nodes(), ledger));
   const check = await checkLedger(nodes(), ledger);
   const { counts } = ledger;
   const rows: [string, string][] = [

@@ -14,6 +14,7 @@ import {
   type ChaosLedger,
   type ChaosOptions,
   checkLedger,
+  convergenceReport,
   faultsTotal,
   PARTITION_FAULTS,
   runChaos,
@@ -24,7 +25,7 @@ import {
   netnsAvailable,
   type NetnsLink,
 } from "../support/netns.ts";
-import { digestsEqual, divergentKeys } from "../support/node_http.ts";
+import { digestsEqual } from "../support/node_http.ts";
 import { ProcessCluster } from "../support/process_cluster.ts";
 import { waitForNodes } from "../support/wait.ts";
 
@@ -46,25 +47,13 @@ async function chaosChecked(
 
   await waitForNodes("digests equal after the faults", () => digestsEqual(nodes()), 90_000)
     .catch(async (error) => {
-      // What each node holds and takes its peers to hold, and its last warnings: the story.
-      const views = [];
-      for (const node of nodes()) {
-        const view = await fetch(`${node.url}/v1/replicas`).then((r) => r.text(), String);
-        const warnings = node.logs.filter((l) => l.level !== "info" && l.level !== "debug");
-        views.push(`${node.nodeId}: ${view}\n${JSON.stringify(warnings.slice(-10))}`);
-      }
-      // Which keys differ, what each node holds of them, and what the ledger acknowledged.
-      const differing = await divergentKeys(nodes()).catch((e) => [String(e)]);
-      const keys = differing.map((d) =>
-        typeof d === "string"
-          ? d
-          : `${d.key}: ${d.versions.join(" | ")} (ledger: ${
-            ledger.deleted.has(d.key) ? "deleted" : ledger.acked.has(d.key) ? "put" : "-"
-          }${ledger.uncertain.has(d.key) ? ", uncertain" : ""})`
+      const report = await convergenceReport(nodes(), ledger);
+      const logs = await cluster.writeLogs("shanghai-chaos-logs-");
+      throw new Error(
+        `${error.message}; counts ${
+          JSON.stringify(counts)
+        }\n${report}\nevery node process's log: ${logs}`,
       );
-      views.push(`keys that differ (${ids.join(" | ")}):\n${keys.join("\n")}`);
-      views.push(`every node process's log: ${await cluster.writeLogs("shanghai-chaos-logs-")}`);
-      throw new Error(`${error.message}; counts ${JSON.stringify(counts)}\n${views.join("\n")}`);
     });
   const check = await checkLedger(nodes(), ledger);
   assert.ok(counts.reads >= 50, `only ${counts.reads} reads back after puts`);

@@ -16,6 +16,7 @@
  */
 import { Random } from "../../src/common/random.ts";
 import type { NetnsLink } from "./netns.ts";
+import { divergentKeys } from "./node_http.ts";
 import { type NodeProcess, runCli } from "./node_process.ts";
 import type { ProcessCluster } from "./process_cluster.ts";
 
@@ -516,6 +517,38 @@ async function uniqueKeys(node: NodeProcess): Promise<Map<string, string>> {
     if (page.next === null) return held;
     after = page.next;
   }
+}
+
+/**
+ * Why `nodes` have not converged, for a failed run to print: each node's replicas view (what
+ * it holds and takes each peer to hold) and last warnings, then the keys that differ, each with
+ * every node's version and what the ledger acknowledged of it.
+ */
+export async function convergenceReport(
+  nodes: NodeProcess[],
+  ledger: ChaosLedger,
+): Promise<string> {
+  const lines = [];
+  for (const node of nodes) {
+    const view = await fetch(`${node.url}/v1/replicas`).then((r) => r.text(), String);
+    const warnings = node.logs.filter((l) => l.level !== "info" && l.level !== "debug");
+    lines.push(
+      `${node.nodeId}: ${view}`,
+      `${node.nodeId} warnings: ${JSON.stringify(warnings.slice(-10))}`,
+    );
+  }
+  const differing = await divergentKeys(nodes).catch((e) => [String(e)]);
+  lines.push(`keys that differ (${nodes.map((n) => n.nodeId).join(" | ")}):`);
+  for (const d of differing) {
+    if (typeof d === "string") {
+      lines.push(d);
+      continue;
+    }
+    const acked = ledger.deleted.has(d.key) ? "deleted" : ledger.acked.has(d.key) ? "put" : "-";
+    const uncertain = ledger.uncertain.has(d.key) ? ", uncertain" : "";
+    lines.push(`${d.key}: ${d.versions.join(" | ")} (ledger: ${acked}${uncertain})`);
+  }
+  return lines.join("\n");
 }
 
 /** Checks each node against the ledger (entries named "node:key"). */
