@@ -506,6 +506,19 @@ export class Keyspace {
     return this.#ahead.size > 0;
   }
 
+  /**
+   * The applied entries above a gap (see {@link has}), per origin, as sorted inclusive ranges:
+   * what a snapshot keeps beside the vector. Their records are in the view; a snapshot that
+   * kept the vector alone came back without them, and once the gap was filled after it, the
+   * reloaded vector stopped at the filler. A peer took the vector reported before the restart
+   * for what the node held and never sent those entries again.
+   */
+  aheadRanges(): AheadRanges {
+    const out: AheadRanges = {};
+    for (const [origin, seqs] of this.#ahead) out[origin] = toRanges(seqs);
+    return out;
+  }
+
   /** Live keys in byte order of their UTF-16 code units, starting after `after`. */
   scan(options: { prefix?: string; after?: string; limit: number }): [string, KeyRecord][] {
     this.#sortKeys();
@@ -769,8 +782,8 @@ export class Keyspace {
     return this.#map.entries();
   }
 
-  /** Replaces the state with a snapshot's. */
-  load(records: Iterable<[string, KeyRecord]>, vv: VersionVector): void {
+  /** Replaces the state with a snapshot's: its records, vector and entries above gaps. */
+  load(records: Iterable<[string, KeyRecord]>, vv: VersionVector, ahead: AheadRanges = {}): void {
     invariant(this.#captures.size === 0, "Keyspace.load() while a capture or sorted read runs");
     this.#map = new Map();
     this.#sorted = SortedKeyList.EMPTY;
@@ -787,5 +800,24 @@ export class Keyspace {
     this.#vv = { ...vv };
     this.#vvChanges++;
     this.#ahead = new Map();
+    for (const [origin, ranges] of Object.entries(ahead)) {
+      for (const [from, to] of ranges) {
+        for (let seq = from; seq <= to; seq++) this.#advance(origin, seq);
+      }
+    }
   }
+}
+
+/** Entries held above a gap, per origin: sorted, disjoint, inclusive [from, to] ranges. */
+export type AheadRanges = Record<string, [number, number][]>;
+
+function toRanges(seqs: Iterable<number>): [number, number][] {
+  const sorted = [...seqs].sort((a, b) => a - b);
+  const ranges: [number, number][] = [];
+  for (const seq of sorted) {
+    const last = ranges[ranges.length - 1];
+    if (last !== undefined && seq === last[1] + 1) last[1] = seq;
+    else ranges.push([seq, seq]);
+  }
+  return ranges;
 }

@@ -104,6 +104,22 @@ Deno.test("Keyspace: the version vector advances only over gap-free sequences", 
   assert.equal(ks.hasGaps(), false);
 });
 
+Deno.test("Keyspace.aheadRanges() names the entries above gaps, and load() takes them back", () => {
+  const ks = new Keyspace();
+  for (const seq of [1, 4, 5, 6, 9]) ks.apply(put(`k${seq}`, "x", "n1", seq, seq));
+  ks.apply(put("m", "x", "n2", 3, 10));
+  assert.deepEqual(ks.aheadRanges(), { n1: [[4, 6], [9, 9]], n2: [[3, 3]] });
+  const again = new Keyspace();
+  // Ranges at or under the vector (an install raised it past them) are dropped.
+  again.load([], { n1: 1, n2: 3 }, ks.aheadRanges());
+  assert.deepEqual(again.versionVector(), { n1: 1, n2: 3 });
+  assert.deepEqual(again.aheadRanges(), { n1: [[4, 6], [9, 9]] });
+  again.apply(put("k2", "x", "n1", 2, 2));
+  again.apply(put("k3", "x", "n1", 3, 3));
+  assert.deepEqual(again.versionVector(), { n1: 6, n2: 3 });
+  assert.equal(again.has("n1", 9), true);
+});
+
 Deno.test("Keyspace: any arrival order of the same entries gives the same state (200 seeds)", () => {
   const entries: Entry[] = [];
   const origins = ["n1", "n2", "n3"];

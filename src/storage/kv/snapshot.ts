@@ -17,7 +17,7 @@ import { ShanghaiError } from "../../common/errors.ts";
 import { KiB, MiB, RECORD_BYTES_MAX, SNAPSHOT_SYNC_EVERY_BYTES } from "../../common/limits.ts";
 import { readWholeFile, writeAll, writeFileAtomicWith } from "../durable_fs.ts";
 import { frameRecord, readRecord } from "../wal/record.ts";
-import type { KeyRecord, KeyspaceCapture } from "./keyspace.ts";
+import type { AheadRanges, KeyRecord, KeyspaceCapture } from "./keyspace.ts";
 
 const SNAPSHOT_MAGIC = "SHSNAP";
 const SNAPSHOT_FORMAT = 1;
@@ -46,6 +46,12 @@ export interface SnapshotMeta {
    * Absent in files written before it existed (read as {}).
    */
   snapshotOnly?: VersionVector;
+  /**
+   * Entries applied above a gap in their origin's sequence, so not in `versionVector` (see
+   * Keyspace.aheadRanges): their records are in the file. Absent when there are none, and in
+   * files written before it existed (read as {}).
+   */
+  ahead?: AheadRanges;
   /**
    * The LSN of the snapshot install that first brought snapshot-only entries: the state at an
    * LSN below it is the WAL's alone, at or above it is not in the WAL (a restore that replays
@@ -209,6 +215,7 @@ export function readSnapshot(path: string): Snapshot {
     throw new SnapshotError(path, `unexpected bytes after the trailer at ${offset}`);
   }
   const followerCursors = parseFollowerCursors(header.followerCursors);
+  const ahead = parseAhead(path, header.ahead, header.lsn);
   return {
     lsn: header.lsn,
     createdMs: header.createdMs,
@@ -217,10 +224,41 @@ export function readSnapshot(path: string): Snapshot {
     hlc: header.hlc,
     keys: header.keys,
     snapshotOnly: header.snapshotOnly ?? {},
+    ...(ahead !== undefined ? { ahead } : {}),
     ...(header.installLsn !== undefined ? { installLsn: header.installLsn } : {}),
     ...(followerCursors !== undefined ? { followerCursors } : {}),
     records,
   };
+}
+
+/**
+ * A header's `ahead`, checked: sorted disjoint ranges of positive sequence numbers, in all no
+ * more than the snapshot's LSN (each was an entry of this node's WAL). Unlike the cursors it
+ * cannot be dropped: without it the vector forgets entries the records hold.
+ */
+function parseAhead(path: string, value: unknown, lsn: number): AheadRanges | undefined {
+  if (value === undefined) return undefined;
+  const bad = (why: string) => new SnapshotError(path, `its header's ahead ${why}`);
+  if (typeof value !== "object" || value === null) throw bad("is not a map");
+  let total = 0;
+  const out: AheadRanges = {};
+  for (const [origin, ranges] of Object.entries(value)) {
+    if (!Array.isArray(ranges)) throw bad(`of ${origin} is not a list`);
+    let last = 0;
+    for (const range of ranges) {
+      const [from, to] = Array.isArray(range) ? range : [];
+      if (
+        !Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from <= last || to < from
+      ) {
+        throw bad(`of ${origin} holds ${JSON.stringify(range)} out of order or not a range`);
+      }
+      total += to - from + 1;
+      if (total > lsn) throw bad(`counts more entries than the LSN ${lsn}`);
+      last = to;
+    }
+    out[origin] = ranges as [number, number][];
+  }
+  return out;
 }
 
 /**

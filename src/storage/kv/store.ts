@@ -31,6 +31,7 @@ import { EventBus } from "../../telemetry/events.ts";
 import { type Logger, silentLogger } from "../../telemetry/log.ts";
 import { type BatchInfo, type EntryInput, Wal, type WrittenListener } from "../wal/wal.ts";
 import {
+  type AheadRanges,
   type ApplyResult,
   type ConflictResolver,
   type KeyRecord,
@@ -232,7 +233,7 @@ export class Store {
     for (const { path, lsn } of await listSnapshots(this.snapshotDir)) {
       try {
         const snapshot = readSnapshot(path);
-        this.keyspace.load(snapshot.records, snapshot.versionVector);
+        this.keyspace.load(snapshot.records, snapshot.versionVector, snapshot.ahead);
         this.hlc.observe(snapshot.hlc);
         this.#snapshotOnly = snapshot.snapshotOnly ?? {};
         this.#installLsn = snapshot.installLsn;
@@ -735,7 +736,7 @@ export class Store {
       ? lsn
       : this.#installLsn;
     this.#bytesSinceSnapshot = 0;
-    const { versionVector, hlc, state } = await view;
+    const { versionVector, ahead, hlc, state } = await view;
     for (const [origin, seq] of Object.entries(mergeVv ?? {})) {
       if (seq > (versionVector[origin] ?? 0)) versionVector[origin] = seq;
     }
@@ -751,6 +752,7 @@ export class Store {
       versionVector,
       hlc,
       snapshotOnly,
+      ...(Object.keys(ahead).length > 0 ? { ahead } : {}),
       ...(installLsn !== undefined ? { installLsn } : {}),
       followerCursors: { origin: this.origin, leaders },
     };
@@ -780,9 +782,13 @@ export class Store {
    * and HLC of now, taken over the next turns of the event loop (see #completeCapture): what a
    * local snapshot writes and what a snapshot transfer sends a peer.
    */
-  captureView(): Promise<
-    { lsn: number; versionVector: VersionVector; hlc: number; state: KeyspaceCapture }
-  > {
+  captureView(): Promise<{
+    lsn: number;
+    versionVector: VersionVector;
+    ahead: AheadRanges;
+    hlc: number;
+    state: KeyspaceCapture;
+  }> {
     // The LSN the view reflects, which the WAL keeps equal to lastLsn outside onDurable.
     const lsn = this.appliedLsn;
     invariant(
@@ -790,9 +796,10 @@ export class Store {
       `Capture of the view at ${lsn} with the WAL at ${this.lastLsn}`,
     );
     const versionVector = this.keyspace.versionVector();
+    const ahead = this.keyspace.aheadRanges();
     const hlc = this.hlc.last;
     return this.#completeCapture(this.keyspace.beginCapture())
-      .then((state) => ({ lsn, versionVector, hlc, state }));
+      .then((state) => ({ lsn, versionVector, ahead, hlc, state }));
   }
 
   /**

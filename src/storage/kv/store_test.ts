@@ -3,7 +3,13 @@ import { withTempDir } from "../../../tests/support/temp_dir.ts";
 import { FakeClock } from "../../common/clock.ts";
 import { EventBus } from "../../telemetry/events.ts";
 import { InputError, TooLargeError } from "../../common/errors.ts";
-import { listSnapshots, parseFollowerCursors, readSnapshot } from "./snapshot.ts";
+import {
+  listSnapshots,
+  parseFollowerCursors,
+  readSnapshot,
+  SnapshotError,
+  writeSnapshot,
+} from "./snapshot.ts";
 import { raiseSnapshotOnly, Store } from "./store.ts";
 import { type KeyRecord, recordToEntry, SORT_AT_ONCE_KEYS_MAX } from "./keyspace.ts";
 import { TOMBSTONE_SWEEP_STEP_KEYS } from "../../common/limits.ts";
@@ -284,6 +290,64 @@ Deno.test("Store.appliedLsn is the LSN the version vector reflects: never past i
     assert.equal(again.appliedLsn, 35);
     assert.equal(again.lastLsn, 35);
     await again.close();
+  });
+});
+
+Deno.test("Store: a snapshot keeps the entries applied above a gap, so a restart's vector counts them once the gap fills", async () => {
+  await withDir(async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1", snapshotEveryBytes: 0 });
+    const remote = (seq: number) => ({
+      origin: "n2",
+      seq,
+      hlc: seq,
+      op: "put" as const,
+      key: `r${seq}`,
+      value: bytes(`v${seq}`),
+      contentType: "text/plain",
+      prevHlc: 0,
+      prevOrigin: "",
+    });
+    // Entries of one origin come through several streams, so out of order: 2 is late.
+    await store.applyRemoteBatch([remote(1), remote(3), remote(4), remote(6)]);
+    assert.deepEqual(store.versionVector(), { n2: 1 });
+    await store.snapshot();
+    const written = readSnapshot((await listSnapshots(`${dataDir}/snapshots`))[0].path);
+    assert.deepEqual(written.ahead, { n2: [[3, 4], [6, 6]] });
+    // The gap fills after the snapshot: the vector tells peers this node holds 1..4.
+    await store.applyRemoteBatch([remote(2)]);
+    assert.deepEqual(store.versionVector(), { n2: 4 });
+    await store.close({ snapshot: false });
+    // The snapshot plus the WAL after it (entry 2 only): the vector must not go back to 2.
+    const again = await Store.open({ dataDir, nodeId: "n1", snapshotEveryBytes: 0 });
+    assert.deepEqual(again.versionVector(), { n2: 4 });
+    assert.equal(text(again.get("r6")?.value), "v6");
+    // 6 still sits above the gap at 5, and counts once 5 comes.
+    await again.applyRemoteBatch([remote(5), remote(6)]);
+    assert.deepEqual(again.versionVector(), { n2: 6 });
+    assert.equal(again.lastLsn, 6, "entry 6 was held: not appended again");
+    await again.close();
+  });
+});
+
+Deno.test("readSnapshot refuses a header whose entries above gaps are not ranges or outnumber its LSN", async () => {
+  await withDir(async (dir) => {
+    const state = { keys: [], records: [] };
+    const meta = { lsn: 5, createdMs: 0, nodeId: "n1", versionVector: { n2: 1 }, hlc: 0 };
+    const bad: unknown[] = [
+      { n2: [[3, 2]] },
+      { n2: [[3, 4], [4, 6]] },
+      { n2: [[3, 9]] },
+      { n2: [3] },
+      { n2: "3-4" },
+    ];
+    for (const [i, ahead] of bad.entries()) {
+      const { path } = await writeSnapshot(dir, { ...meta, ahead } as never, state, i);
+      assert.throws(() => readSnapshot(path), SnapshotError, JSON.stringify(ahead));
+    }
+    const { path } = await writeSnapshot(dir, { ...meta, ahead: { n2: [[3, 4]] } }, state, 9);
+    assert.deepEqual(readSnapshot(path).ahead, { n2: [[3, 4]] });
+    const { path: older } = await writeSnapshot(dir, meta, state, 10);
+    assert.equal(readSnapshot(older).ahead, undefined, "a file from before the field loads");
   });
 });
 
