@@ -21,6 +21,7 @@ import {
   PARTITION_FAULTS,
   PROCESS_FAULTS,
   runChaos,
+  vectorRegressions,
 } from "../tests/support/chaos.ts";
 import {
   createNetnsLink,
@@ -172,6 +173,7 @@ try {
   ).catch(() => undefined);
   if (convergeMs === undefined) console.log(await convergenceReport(nodes(), ledger));
   const check = await checkLedger(nodes(), ledger);
+  const regressions = vectorRegressions(cluster);
   const { counts } = ledger;
   const rows: [string, string][] = [
     ["load, s", loadSeconds.toFixed(1)],
@@ -199,6 +201,7 @@ try {
     ["acknowledged puts missing", String(check.missing.length)],
     ["acknowledged deletes come back", String(check.resurrected.length)],
     ["keys with another value", String(check.wrong.length)],
+    ["peers back from a crash holding less than they had reported", String(regressions.length)],
   ];
   const width = Math.max(...rows.map(([name]) => name.length));
   console.log("");
@@ -211,8 +214,9 @@ try {
   if (ledger.staleReads.length > 0) {
     console.log(`stale reads: ${ledger.staleReads.slice(0, 10).join(", ")}`);
   }
+  for (const line of regressions.slice(0, 10)) console.log(`held less than reported: ${line}`);
   failed = convergeMs === undefined || check.missing.length > 0 || ledger.staleReads.length > 0 ||
-    check.resurrected.length > 0 || check.wrong.length > 0;
+    check.resurrected.length > 0 || check.wrong.length > 0 || regressions.length > 0;
   if (failed) {
     // Every process's whole log, for whoever looks into the failure.
     const dir = await cluster.writeLogs(`shanghai-soak-${seed}-logs-`);

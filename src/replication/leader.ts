@@ -102,6 +102,15 @@ export interface LogCoverage {
   vectorLsn: number;
 }
 
+/** An origin the follower reported holding through `reported` and now holds through `holds`. */
+export interface VectorRegression {
+  origin: string;
+  reported: number;
+  holds: number;
+}
+
+const NO_REGRESSIONS: VectorRegression[] = [];
+
 /** Work for the shell. */
 export type LeaderWork =
   | { kind: "send"; type: string; body: unknown }
@@ -171,6 +180,7 @@ export class LeaderStream {
   // Send-to-ack times (ms) of acknowledged batches that held entries, until the shell takes
   // them (takeAckLatencies); at most a window's worth of batches.
   #ackLatenciesMs: number[] = [];
+  #regressions: VectorRegression[] = [];
 
   constructor(options: LeaderOptions) {
     this.#options = options;
@@ -292,6 +302,33 @@ export class LeaderStream {
     this.#originProgressMs.clear();
   }
 
+  /**
+   * Notes each origin a follower back from a crash reports holding less of than it reported
+   * before the crash (see {@link takeVectorRegressions}). It must not happen: a node's vector
+   * counts only durable entries. When it does, this stream never sends the difference (it
+   * takes the follower to hold it) and the two never converge, which a soak showed while
+   * snapshots forgot the entries held above a gap. (Within one run there is nothing to check
+   * here: a vector only grows, and reports of one session come in the order sent; a network
+   * that reorders them, as the simulation's does, would only look like a regression.)
+   */
+  #noteRegressions(vv: VersionVector): void {
+    for (const [origin, reported] of Object.entries(this.#followerVv)) {
+      const holds = vv[origin] ?? 0;
+      if (holds < reported) this.#regressions.push({ origin, reported, holds });
+    }
+  }
+
+  /**
+   * Origins whose opened frame reported less than the follower had reported before, since the
+   * last call: what the shell warns of.
+   */
+  takeVectorRegressions(): VectorRegression[] {
+    if (this.#regressions.length === 0) return NO_REGRESSIONS;
+    const taken = this.#regressions;
+    this.#regressions = [];
+    return taken;
+  }
+
   #mergeVv(vv: VersionVector, nowMs: number): void {
     for (const [origin, seq] of Object.entries(vv)) {
       if (seq > (this.#followerVv[origin] ?? 0)) {
@@ -391,13 +428,15 @@ export class LeaderStream {
   ): boolean {
     if (frame.session !== this.#session || this.#status !== "opening") return false;
     if (frame.origin !== undefined) {
-      if (
-        this.#followerOrigin !== undefined && frame.origin !== this.#followerOrigin &&
-        frame.succeeds?.origin !== this.#followerOrigin
-      ) {
-        // Restored or remade: it may hold less than it acknowledged. (After a crash under a
-        // new origin it holds all it acknowledged: acks follow its fdatasync.)
-        this.#forgetFollower();
+      if (this.#followerOrigin !== undefined && frame.origin !== this.#followerOrigin) {
+        if (frame.succeeds?.origin === this.#followerOrigin) {
+          // Back from a crash under a new origin: it holds all it acknowledged (acks follow
+          // its fdatasync) and all it reported.
+          this.#noteRegressions(frame.vv);
+        } else {
+          // Restored or remade: it may hold less than it acknowledged.
+          this.#forgetFollower();
+        }
       }
       this.#followerOrigin = frame.origin;
     }

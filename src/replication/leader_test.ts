@@ -398,3 +398,31 @@ Deno.test("LeaderStream keeps what a follower acknowledged when it comes back un
   assert.equal(reopen("n2~00000004", "n2~00000003"), 1);
   assert.equal(leader.matchLsn, 0);
 });
+
+Deno.test("LeaderStream names the origins a follower back from a crash reports less of than before", () => {
+  const log = { firstLsn: 1, lastLsn: 50 };
+  const leader = stream();
+  const reopen = (origin: string, vv: Record<string, number>, succeeds?: string) => {
+    leader.onPeerDown();
+    leader.onPeerUp(0, log);
+    leader.drain();
+    const frame = {
+      ...opened(leader.session, 0),
+      origin,
+      vv,
+      ...(succeeds === undefined ? {} : { succeeds: { origin: succeeds, throughLsn: 3 } }),
+    };
+    assert.equal(leader.onOpened(frame, 0, log), true);
+    return leader.takeVectorRegressions();
+  };
+  assert.deepEqual(reopen("n2~00000001", { a: 5, b: 7 }), []);
+  assert.deepEqual(reopen("n2~00000001", { a: 6, b: 7 }), [], "a report that only grows");
+  // Back after a crash under a succeeding origin, holding less than it had reported.
+  assert.deepEqual(reopen("n2~00000002", { a: 6, b: 4 }, "n2~00000001"), [
+    { origin: "b", reported: 7, holds: 4 },
+  ]);
+  assert.deepEqual(leader.takeVectorRegressions(), [], "each is named once");
+  assert.deepEqual(reopen("n2~00000003", { a: 6, b: 7 }, "n2~00000002"), [], "all it reported");
+  // Restored or remade: what it held before no longer counts, so nothing went back.
+  assert.deepEqual(reopen("n2~00000009", { a: 1 }), []);
+});

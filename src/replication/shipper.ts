@@ -103,6 +103,14 @@ const HLC_PER_MS = 1024;
  */
 export const SKIP_BATCH_EVERY_MS = TICK_MS;
 
+/**
+ * Logged (level warn, with `peer`, `origins` and the `first` few as origin, reported, holds) when a
+ * peer back from a crash reports holding fewer entries of an origin than it reported before
+ * (LeaderStream.takeVectorRegressions): the chaos test and the soak fail on it.
+ */
+export const VECTOR_REGRESSION_WARNING =
+  "A peer reports holding fewer entries than it reported before its crash: this node will not send it the difference";
+
 /** Options of a {@link Shipper}. */
 export interface ShipperOptions {
   log: ReplicaLog;
@@ -778,6 +786,16 @@ export class Shipper {
       this.log.snapshotOnly(),
       { versionVector: this.log.versionVector(), vectorLsn: this.log.vectorLsn() },
     );
+    const regressions = leader.takeVectorRegressions();
+    if (regressions.length > 0) {
+      this.#logger.warn(VECTOR_REGRESSION_WARNING, {
+        peer: from,
+        origins: regressions.length,
+        first: regressions.slice(0, 5),
+        advice:
+          "A node's version vector counts only durable entries, so this is a fault in Shanghai: report it with both nodes' logs. If GET /v1/digest still differs between the nodes once writes stop, empty that peer's data directory and let it rejoin",
+      });
+    }
     if (opened) this.#checkWaiters();
     this.#pump(from);
   }

@@ -18,6 +18,7 @@ import {
   faultsTotal,
   PARTITION_FAULTS,
   runChaos,
+  vectorRegressions,
 } from "../support/chaos.ts";
 import {
   createNetnsLink,
@@ -64,8 +65,9 @@ async function chaosChecked(
       resurrected: check.resurrected,
       wrong: check.wrong,
       staleReads: ledger.staleReads,
+      vectorRegressions: vectorRegressions(cluster),
     },
-    { missing: [], resurrected: [], wrong: [], staleReads: [] },
+    { missing: [], resurrected: [], wrong: [], staleReads: [], vectorRegressions: [] },
     `counts ${JSON.stringify(counts)}`,
   );
   assert.equal(check.checked, ledger.acked.size - ledger.uncertain.size);

@@ -15,6 +15,7 @@
  * @module
  */
 import { Random } from "../../src/common/random.ts";
+import { VECTOR_REGRESSION_WARNING } from "../../src/replication/shipper.ts";
 import type { NetnsLink } from "./netns.ts";
 import { divergentKeys } from "./node_http.ts";
 import { type NodeProcess, runCli } from "./node_process.ts";
@@ -549,6 +550,20 @@ export async function convergenceReport(
     lines.push(`${d.key}: ${d.versions.join(" | ")} (ledger: ${acked}${uncertain})`);
   }
   return lines.join("\n");
+}
+
+/**
+ * Every warning, in the logs of every process `cluster` started, that a peer back from a crash
+ * reported holding less than before (VECTOR_REGRESSION_WARNING): "node about peer: [...]". A
+ * leader then never sends the difference, so the run may still converge on digests (the records
+ * came another way) while the vectors never meet.
+ */
+export function vectorRegressions(cluster: ProcessCluster): string[] {
+  return cluster.started.flatMap((node) =>
+    node.logs
+      .filter((line) => line.msg === VECTOR_REGRESSION_WARNING)
+      .map((line) => `${node.nodeId} about ${line.peer}: ${JSON.stringify(line.first)}`)
+  );
 }
 
 /** Checks each node against the ledger (entries named "node:key"). */
