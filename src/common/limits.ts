@@ -218,6 +218,18 @@ export const BACKUP_MANIFEST_BYTES_MAX = 16 * MiB;
 /** Longest origin (src/common/origin.ts): a 64-character node id, `~` and an 8-digit tag. */
 export const ORIGIN_BYTES_MAX = 73;
 
+/**
+ * Most ranges of entries held above a gap (Keyspace.aheadRanges) a snapshot transfer's last
+ * chunk carries; a capture with more sends none, and the follower counts only the vector, as
+ * before the field existed.
+ */
+export const REPL_SNAP_AHEAD_RANGES_MAX = 4_096;
+/**
+ * Most entries held above a gap that a snapshot file or a transfer may name (each is counted
+ * one by one when loaded): a node holds a few at a time, for as long as a relay runs ahead.
+ */
+export const AHEAD_ENTRIES_MAX = 1_000_000;
+
 /** Replication (src/replication): credit the follower grants, in entries in flight. */
 export const REPL_CREDIT_ENTRIES_DEFAULT = 100;
 export const REPL_CREDIT_ENTRIES_MAX = 100_000;

@@ -24,6 +24,7 @@ import { Encoder } from "cbor-x";
 import { decodeEntry, encodeEntry, type Entry, type VersionVector } from "../common/entry.ts";
 import { InputError, ProtocolError } from "../common/errors.ts";
 import {
+  AHEAD_ENTRIES_MAX,
   BATCH_ENTRIES_MAX,
   KEY_BYTES_MAX,
   MEMBERS_MAX,
@@ -31,9 +32,10 @@ import {
   RECORD_BYTES_MAX,
   REPL_BATCH_BYTES_MAX,
   REPL_CREDIT_ENTRIES_MAX,
+  REPL_SNAP_AHEAD_RANGES_MAX,
 } from "../common/limits.ts";
 import { isNodeId, isOrigin } from "../common/origin.ts";
-import type { KeyRecord } from "../storage/kv/keyspace.ts";
+import type { AheadRanges, KeyRecord } from "../storage/kv/keyspace.ts";
 import { frameRecord, readRecord } from "../storage/wal/record.ts";
 
 /** Version of the replication frames; a frame of another version is refused. */
@@ -139,6 +141,14 @@ export interface SnapFrame {
   index: number;
   last: boolean;
   vv: VersionVector;
+  /**
+   * In the last chunk: the entries the sender held above a gap in their origin's sequence when
+   * it took the copy (Keyspace.aheadRanges), which `vv` leaves out while the records hold them.
+   * The follower counts them at the install, as it counts `vv`; without them, an entry whose
+   * origin is gone was never counted there. At most REPL_SNAP_AHEAD_RANGES_MAX ranges; absent
+   * when there are none and from peers that predate it.
+   */
+  ahead?: AheadRanges;
   /** One WAL-framed CBOR array of key tuples. */
   records: Uint8Array;
 }
@@ -283,6 +293,41 @@ class FrameBody {
     }
     return out;
   }
+
+  /**
+   * Sorted, disjoint inclusive ranges of positive sequence numbers per origin, at most
+   * REPL_SNAP_AHEAD_RANGES_MAX ranges and AHEAD_ENTRIES_MAX entries in all.
+   */
+  aheadRanges(field: string): AheadRanges {
+    const value = this.#fields[field];
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      this.fail(`${field} is not a map`);
+    }
+    const out: AheadRanges = {};
+    let total = 0;
+    let entries = 0;
+    for (const [origin, ranges] of Object.entries(value as Record<string, unknown>)) {
+      if (origin.length === 0 || origin.length > ORIGIN_BYTES_MAX || !Array.isArray(ranges)) {
+        this.fail(`${field} entry ${JSON.stringify(origin)} is malformed`);
+      }
+      total += ranges.length;
+      if (total > REPL_SNAP_AHEAD_RANGES_MAX) this.fail(`${field} holds too many ranges`);
+      let last = 0;
+      for (const range of ranges) {
+        const [from, to] = Array.isArray(range) && range.length === 2 ? range : [];
+        if (
+          !Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from <= last || to < from
+        ) {
+          this.fail(`${field} entry ${JSON.stringify(origin)} holds a range out of order`);
+        }
+        entries += to - from + 1;
+        if (entries > AHEAD_ENTRIES_MAX) this.fail(`${field} names too many entries`);
+        last = to;
+      }
+      out[origin] = ranges as [number, number][];
+    }
+    return out;
+  }
 }
 
 export function parseOpen(body: unknown): OpenFrame {
@@ -399,6 +444,7 @@ export function parseSnap(body: unknown): SnapFrame {
     index: b.count("index"),
     last,
     vv: b.versionVector(),
+    ...(b.get("ahead") === undefined ? {} : { ahead: b.aheadRanges("ahead") }),
     records: b.bytes("records", REPL_BATCH_BYTES_MAX + RECORD_BYTES_MAX),
   };
 }

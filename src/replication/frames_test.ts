@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import type { Entry } from "../common/entry.ts";
 import { ProtocolError } from "../common/errors.ts";
-import { MEMBERS_MAX, ORIGIN_BYTES_MAX } from "../common/limits.ts";
+import {
+  AHEAD_ENTRIES_MAX,
+  MEMBERS_MAX,
+  ORIGIN_BYTES_MAX,
+  REPL_SNAP_AHEAD_RANGES_MAX,
+} from "../common/limits.ts";
 import {
   decodeBatchEntries,
   decodeSnapRecords,
@@ -12,6 +17,7 @@ import {
   parseOpen,
   parseOpened,
   parseReadOk,
+  parseSnap,
   REPL_PROTOCOL_VERSION,
 } from "./frames.ts";
 import { batchBody } from "../../tests/support/repl_frames.ts";
@@ -200,5 +206,41 @@ Deno.test("read replies round-trip the replier's vector with an empty record, an
       ProtocolError,
       JSON.stringify(vv),
     );
+  }
+});
+
+Deno.test("a snapshot's last chunk may carry the entries its sender held above gaps, as checked ranges", () => {
+  const v = REPL_PROTOCOL_VERSION;
+  const chunk = {
+    v,
+    session: 3,
+    lsn: 9,
+    index: 0,
+    last: true,
+    vv: { n1: 2 },
+    records: new Uint8Array(),
+  };
+  assert.equal(parseSnap(chunk).ahead, undefined, "absent from older peers");
+  assert.deepEqual(parseSnap({ ...chunk, ahead: { n1: [[4, 5], [7, 7]] } }).ahead, {
+    n1: [[4, 5], [7, 7]],
+  });
+  const many = Array.from(
+    { length: REPL_SNAP_AHEAD_RANGES_MAX + 1 },
+    (_, i) => [2 * i + 4, 2 * i + 4],
+  );
+  for (
+    const ahead of [
+      [[4, 5]],
+      { n1: [[5, 4]] },
+      { n1: [[4, 6], [6, 8]] },
+      { n1: [[0, 1]] },
+      { n1: [4] },
+      { n1: [[4, 5.5]] },
+      { ["o".repeat(ORIGIN_BYTES_MAX + 1)]: [[4, 4]] },
+      { n1: many },
+      { n1: [[4, 4 + AHEAD_ENTRIES_MAX]] },
+    ]
+  ) {
+    assert.throws(() => parseSnap({ ...chunk, ahead }), ProtocolError, JSON.stringify(ahead));
   }
 });

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Entry, VersionVector } from "../common/entry.ts";
-import type { KeyRecord, KeyspaceCapture } from "../storage/kv/keyspace.ts";
+import type { AheadRanges, KeyRecord, KeyspaceCapture } from "../storage/kv/keyspace.ts";
 import type { LeaderCursor } from "../storage/kv/snapshot.ts";
 import type { Store } from "../storage/kv/store.ts";
 import type { EntryInput, WrittenListener } from "../storage/wal/wal.ts";
@@ -16,6 +16,8 @@ export interface CapturedSnapshot {
   /** The local LSN the copy is at. */
   lsn: number;
   versionVector: VersionVector;
+  /** Entries held above a gap, which `versionVector` leaves out (Keyspace.aheadRanges). */
+  ahead?: AheadRanges;
   hlc: number;
   /**
    * Tombstones included, as two parallel arrays (see Keyspace.capture). Records are shared,
@@ -96,8 +98,16 @@ export interface ReplicaLog {
    * the transfer's first chunk (a new transfer from `source` starts over).
    */
   mergeRecords(records: readonly [string, KeyRecord][], source: string, first: boolean): void;
-  /** Completes the transfer from `source`; resolves once the installed state is durable. */
-  installSnapshot(versionVector: VersionVector, hlc: number, source: string): Promise<void>;
+  /**
+   * Completes the transfer from `source`, counting what its vector and `ahead` name; resolves
+   * once the installed state is durable.
+   */
+  installSnapshot(
+    versionVector: VersionVector,
+    hlc: number,
+    source: string,
+    ahead?: AheadRanges,
+  ): Promise<void>;
   /**
    * Entries held only because an installed snapshot brought them (per origin, the highest
    * such sequence): the log cannot serve them, so a peer lacking any gets a snapshot.
@@ -137,7 +147,7 @@ export function storeReplicaLog(store: Store): ReplicaLog {
     getVersion: (key) => store.keyspace.getVersion(key),
     captureSnapshot: () => store.captureView(),
     mergeRecords: (records, source, first) => store.mergeRecords(records, source, first),
-    installSnapshot: (vv, hlc, source) => store.installSnapshot(vv, hlc, source),
+    installSnapshot: (vv, hlc, source, ahead) => store.installSnapshot(vv, hlc, source, ahead),
     snapshotOnly: () => store.snapshotOnly(),
     collectTombstones: (stable, belowHlc) => store.collectTombstones(stable, belowHlc),
     followerCursors: () => store.followerCursors(),

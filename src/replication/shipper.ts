@@ -26,12 +26,14 @@ import {
   ShanghaiError,
 } from "../common/errors.ts";
 import {
+  AHEAD_ENTRIES_MAX,
   REPL_BATCH_BYTES_DEFAULT,
   REPL_BATCH_ENTRIES_DEFAULT,
   REPL_CREDIT_BOOST,
   REPL_CREDIT_ENTRIES_DEFAULT,
   REPL_RELAY_GRACE_MS_DEFAULT,
   REPL_RESEND_AFTER_MS_DEFAULT,
+  REPL_SNAP_AHEAD_RANGES_MAX,
   REPL_SNAPSHOT_CHUNK_BYTES,
   REPL_SNAPSHOT_CHUNK_KEYS,
   REPL_SNAPSHOT_CHUNKS_INFLIGHT_MAX,
@@ -42,7 +44,7 @@ import {
   WAITERS_MAX,
 } from "../common/limits.ts";
 import { originNode } from "../common/origin.ts";
-import type { KeyRecord } from "../storage/kv/keyspace.ts";
+import type { AheadRanges, KeyRecord } from "../storage/kv/keyspace.ts";
 import type { LeaderCursor } from "../storage/kv/snapshot.ts";
 import { LsnCompactedError } from "../storage/wal/wal.ts";
 import type { EventBus } from "../telemetry/events.ts";
@@ -246,7 +248,7 @@ export class Shipper {
   // A transfer in progress: chunk i sends the captured keys from chunkStarts[i] up to the next.
   #snapshots = new Map<
     string,
-    { session: number; capture: CapturedSnapshot; chunkStarts: number[] }
+    { session: number; capture: CapturedSnapshot; chunkStarts: number[]; ahead?: AheadRanges }
   >();
   #stats = new Map<string, PeerStats>();
   #known = new Set<string>();
@@ -744,7 +746,18 @@ export class Shipper {
       count++;
       bytes += keys[i].length + (records[i].value?.length ?? 0);
     }
-    this.#snapshots.set(peer, { session, capture, chunkStarts });
+    // The entries held above a gap go along unless there are too many ranges to fit a frame:
+    // then the follower counts only the vector (and gets those entries as any it lacks).
+    const ahead = capture.ahead ?? {};
+    let ranges = 0;
+    let entries = 0;
+    for (const list of Object.values(ahead)) {
+      ranges += list.length;
+      for (const [from, to] of list) entries += to - from + 1;
+    }
+    const fits = ranges > 0 && ranges <= REPL_SNAP_AHEAD_RANGES_MAX &&
+      entries <= AHEAD_ENTRIES_MAX;
+    this.#snapshots.set(peer, { session, capture, chunkStarts, ...(fits ? { ahead } : {}) });
     this.#logger.info("Snapshot transfer started", {
       peer,
       lsn: capture.lsn,
@@ -761,6 +774,7 @@ export class Shipper {
     if (!snap || snap.session !== session) return;
     const { keys, records } = snap.capture.state;
     const end = snap.chunkStarts[index + 1] ?? keys.length;
+    const last = index === snap.chunkStarts.length - 1;
     const rows: [string, KeyRecord][] = [];
     for (let i = snap.chunkStarts[index]; i < end; i++) rows.push([keys[i], records[i]]);
     this.#send(peer, MSG_SNAP, {
@@ -768,8 +782,9 @@ export class Shipper {
       session,
       lsn: snap.capture.lsn,
       index,
-      last: index === snap.chunkStarts.length - 1,
+      last,
       vv: snap.capture.versionVector,
+      ...(last && snap.ahead !== undefined ? { ahead: snap.ahead } : {}),
       hlc: snap.capture.hlc,
       records: encodeSnapRecords(rows),
     });
@@ -991,7 +1006,7 @@ export class Shipper {
     this.#chain(from, async () => {
       this.log.mergeRecords(records, from, frame.index === 0);
       if (frame.last) {
-        await this.log.installSnapshot(frame.vv, hlc, from);
+        await this.log.installSnapshot(frame.vv, hlc, from, frame.ahead);
         follower.onSnapshotInstalled(frame.session, frame.lsn);
         this.#logger.info("Installed snapshot from peer", { peer: from, lsn: frame.lsn });
         this.#reopenLacking(from);

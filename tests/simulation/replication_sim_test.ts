@@ -1011,3 +1011,44 @@ Deno.test("simulation: a quorum read does not answer a put that a replier answer
     sim.network.connectAll();
     await sim.untilConverged(60_000, () => `seed ${seed}`);
   }, { tombstoneGraceMs: 0, faults: { dropRate: 0, duplicateRate: 0 } }));
+
+Deno.test("simulation: an entry a snapshot's sender held above a gap counts at the follower once its origin is gone", () =>
+  forEachSeed(10, async (sim, seed) => {
+    // n1 wrote 15 entries and died for good. n2 got 1-10 and 15 (relays come out of order);
+    // n3, away meanwhile, gets n2's view as a snapshot: its records hold entry 15, its vector
+    // stops at 10. Then n3 gets 11-14 (from n1 before it died, say) and ships them to n2.
+    const n1Entry = (seq: number) => ({
+      origin: "n1",
+      seq,
+      hlc: 1_000 + seq,
+      op: "put" as const,
+      key: `k${seq}`,
+      value: value(`n1-${seq}`),
+      contentType: "text/plain",
+      prevHlc: 0,
+      prevOrigin: "",
+    });
+    sim.crash("n1");
+    sim.network.isolate("n3");
+    const [n2, n3] = [sim.node("n2"), sim.node("n3")];
+    let received = false;
+    n2.log.applyRemoteBatch([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15].map(n1Entry))
+      .then(() => received = true);
+    for (let i = 0; i < 5; i++) await n2.log.write(`own${i}`, value(`n2-${i}`));
+    await sim.stepUntil(() => received, `seed ${seed}: n2 never applied n1's entries`);
+    assert.equal(n2.log.keyspace.hasGaps(), true);
+    n2.log.compact(n2.log.lastLsn() + 1);
+    sim.network.heal("n2", "n3");
+    await sim.stepUntil(
+      () => n3.log.installs > 0 && (n3.log.versionVector().n2 ?? 0) === 5,
+      `seed ${seed}: n3 never installed n2's snapshot`,
+    );
+    assert.equal(n3.log.keyspace.get("k15")?.seq, 15, `seed ${seed}: the record came`);
+    n3.log.applyRemoteBatch([11, 12, 13, 14].map(n1Entry));
+    await sim.stepUntil(
+      () => n2.log.versionVector().n1 === 15,
+      `seed ${seed}: n2 never got 11-14 from n3`,
+    );
+    await sim.untilConverged(30_000, () => `seed ${seed}`);
+    assert.equal(n3.log.versionVector().n1, 15, `seed ${seed}`);
+  }, { nodes: 3 }));

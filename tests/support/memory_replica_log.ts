@@ -17,7 +17,12 @@ import {
 import { frameRecord } from "../../src/storage/wal/record.ts";
 import { Hlc } from "../../src/common/hlc.ts";
 import type { Clock } from "../../src/common/clock.ts";
-import { type KeyRecord, Keyspace, recordToEntry } from "../../src/storage/kv/keyspace.ts";
+import {
+  type AheadRanges,
+  type KeyRecord,
+  Keyspace,
+  recordToEntry,
+} from "../../src/storage/kv/keyspace.ts";
 import {
   type EntryInput,
   LsnCompactedError,
@@ -29,7 +34,7 @@ import type {
   ReplicaLog,
 } from "../../src/replication/replica_log.ts";
 import { framed } from "../../src/replication/tail_cache.ts";
-import { raiseSnapshotOnly } from "../../src/storage/kv/store.ts";
+import { raisedByAhead, raiseSnapshotOnly } from "../../src/storage/kv/store.ts";
 
 export class MemoryReplicaLog implements ReplicaLog {
   readonly nodeId: string;
@@ -60,7 +65,9 @@ export class MemoryReplicaLog implements ReplicaLog {
    * The view the last snapshot install made durable (a real node writes it to a snapshot
    * file), with the log's last LSN then: a crash after it keeps it.
    */
-  #installed: { lsn: number; records: [string, KeyRecord][]; vv: VersionVector } | undefined;
+  #installed:
+    | { lsn: number; records: [string, KeyRecord][]; vv: VersionVector; ahead: AheadRanges }
+    | undefined;
   /** Snapshot installs completed. */
   installs = 0;
   /**
@@ -213,6 +220,7 @@ export class MemoryReplicaLog implements ReplicaLog {
     const captured = {
       lsn: this.lastLsn(),
       versionVector: this.versionVector(),
+      ahead: this.keyspace.aheadRanges(),
       hlc: this.#hlc.last,
       state: this.keyspace.capture(),
     };
@@ -244,7 +252,12 @@ export class MemoryReplicaLog implements ReplicaLog {
     }
   }
 
-  installSnapshot(vv: VersionVector, hlc: number, source: string): Promise<void> {
+  installSnapshot(
+    vv: VersionVector,
+    hlc: number,
+    source: string,
+    ahead: AheadRanges = {},
+  ): Promise<void> {
     this.#hlc.observe(hlc);
     // As Store.installSnapshot: keys the sender deleted (and collected) go here too. The
     // install completes in this step, so no entry lands between the pass and the vector.
@@ -254,17 +267,19 @@ export class MemoryReplicaLog implements ReplicaLog {
     // As Store.installSnapshot: what the transfer raised is not in this log.
     this.#snapshotOnly = raiseSnapshotOnly(
       this.#snapshotOnly,
-      vv,
+      raisedByAhead(vv, ahead),
       source,
       this.#installBases,
       this.keyspace.versionVector(),
     );
     this.#installBases.delete(source);
     this.keyspace.mergeVersionVector(vv);
+    this.keyspace.countAhead(ahead);
     this.#installed = {
       lsn: this.lastLsn(),
       records: [...this.keyspace.entries()],
       vv: this.keyspace.versionVector(),
+      ahead: this.keyspace.aheadRanges(),
     };
     this.installs++;
     return Promise.resolve();
@@ -318,6 +333,7 @@ export class MemoryReplicaLog implements ReplicaLog {
         copy.keyspace.apply({ ...recordToEntry(key, record), lsn: 0 }, false);
       }
       copy.keyspace.mergeVersionVector(installed.vv);
+      copy.keyspace.countAhead(installed.ahead);
       copy.#installed = installed;
       copy.#snapshotOnly = { ...this.#snapshotOnly };
     }

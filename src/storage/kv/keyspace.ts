@@ -800,6 +800,14 @@ export class Keyspace {
     this.#vv = { ...vv };
     this.#vvChanges++;
     this.#ahead = new Map();
+    this.countAhead(ahead);
+  }
+
+  /**
+   * Counts entries held above a gap whose records the view holds (a snapshot's, or a peer's
+   * transfer's, see Keyspace.aheadRanges): the vector takes them in as it takes applied ones.
+   */
+  countAhead(ahead: AheadRanges): void {
     for (const [origin, ranges] of Object.entries(ahead)) {
       for (const [from, to] of ranges) {
         for (let seq = from; seq <= to; seq++) this.#advance(origin, seq);
@@ -810,6 +818,19 @@ export class Keyspace {
 
 /** Entries held above a gap, per origin: sorted, disjoint, inclusive [from, to] ranges. */
 export type AheadRanges = Record<string, [number, number][]>;
+
+/** `a` and `b` together, as sorted, disjoint ranges per origin. */
+export function mergeAheadRanges(a: AheadRanges, b: AheadRanges): AheadRanges {
+  const out: AheadRanges = {};
+  for (const origin of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    const seqs = new Set<number>();
+    for (const [from, to] of [...(a[origin] ?? []), ...(b[origin] ?? [])]) {
+      for (let seq = from; seq <= to; seq++) seqs.add(seq);
+    }
+    out[origin] = toRanges(seqs);
+  }
+  return out;
+}
 
 function toRanges(seqs: Iterable<number>): [number, number][] {
   const sorted = [...seqs].sort((a, b) => a - b);

@@ -14,7 +14,13 @@
 import { Encoder } from "cbor-x";
 import { internString, type VersionVector } from "../../common/entry.ts";
 import { ShanghaiError } from "../../common/errors.ts";
-import { KiB, MiB, RECORD_BYTES_MAX, SNAPSHOT_SYNC_EVERY_BYTES } from "../../common/limits.ts";
+import {
+  AHEAD_ENTRIES_MAX,
+  KiB,
+  MiB,
+  RECORD_BYTES_MAX,
+  SNAPSHOT_SYNC_EVERY_BYTES,
+} from "../../common/limits.ts";
 import { readWholeFile, writeAll, writeFileAtomicWith } from "../durable_fs.ts";
 import { frameRecord, readRecord } from "../wal/record.ts";
 import type { AheadRanges, KeyRecord, KeyspaceCapture } from "./keyspace.ts";
@@ -215,7 +221,7 @@ export function readSnapshot(path: string): Snapshot {
     throw new SnapshotError(path, `unexpected bytes after the trailer at ${offset}`);
   }
   const followerCursors = parseFollowerCursors(header.followerCursors);
-  const ahead = parseAhead(path, header.ahead, header.lsn);
+  const ahead = parseAhead(path, header.ahead);
   return {
     lsn: header.lsn,
     createdMs: header.createdMs,
@@ -232,11 +238,11 @@ export function readSnapshot(path: string): Snapshot {
 }
 
 /**
- * A header's `ahead`, checked: sorted disjoint ranges of positive sequence numbers, in all no
- * more than the snapshot's LSN (each was an entry of this node's WAL). Unlike the cursors it
- * cannot be dropped: without it the vector forgets entries the records hold.
+ * A header's `ahead`, checked: sorted disjoint ranges of positive sequence numbers, naming no
+ * more than AHEAD_ENTRIES_MAX entries. Unlike the cursors it cannot be dropped: without it the
+ * vector forgets entries the records hold.
  */
-function parseAhead(path: string, value: unknown, lsn: number): AheadRanges | undefined {
+function parseAhead(path: string, value: unknown): AheadRanges | undefined {
   if (value === undefined) return undefined;
   const bad = (why: string) => new SnapshotError(path, `its header's ahead ${why}`);
   if (typeof value !== "object" || value === null) throw bad("is not a map");
@@ -253,7 +259,7 @@ function parseAhead(path: string, value: unknown, lsn: number): AheadRanges | un
         throw bad(`of ${origin} holds ${JSON.stringify(range)} out of order or not a range`);
       }
       total += to - from + 1;
-      if (total > lsn) throw bad(`counts more entries than the LSN ${lsn}`);
+      if (total > AHEAD_ENTRIES_MAX) throw bad(`names more than ${AHEAD_ENTRIES_MAX} entries`);
       last = to;
     }
     out[origin] = ranges as [number, number][];

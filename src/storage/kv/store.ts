@@ -38,6 +38,7 @@ import {
   Keyspace,
   type KeyspaceCapture,
   type KeyspaceCaptureInProgress,
+  mergeAheadRanges,
   recordToEntry,
   SORT_AT_ONCE_KEYS_MAX,
 } from "./keyspace.ts";
@@ -497,14 +498,24 @@ export class Store {
    * as the fallback if the newest is damaged, and an older fallback plus the WAL would not
    * hold the installed state. Entries the transfer brought are recorded in snapshotOnly().
    */
-  installSnapshot(versionVector: VersionVector, hlc: number, source = ""): Promise<void> {
+  installSnapshot(
+    versionVector: VersionVector,
+    hlc: number,
+    source = "",
+    ahead: AheadRanges = {},
+  ): Promise<void> {
     // One install at a time: each keeps what its vector covers out of the view until it counts.
-    const install = this.#installs.then(() => this.#install(versionVector, hlc, source));
+    const install = this.#installs.then(() => this.#install(versionVector, hlc, source, ahead));
     this.#installs = install.catch(() => {});
     return install;
   }
 
-  async #install(versionVector: VersionVector, hlc: number, source: string): Promise<void> {
+  async #install(
+    versionVector: VersionVector,
+    hlc: number,
+    source: string,
+    ahead: AheadRanges,
+  ): Promise<void> {
     this.hlc.observe(hlc);
     // The sender applied every entry its vector covers: where its view has no record of a key
     // this node holds a covered write of, it deleted the key and collected the tombstone. This
@@ -523,16 +534,18 @@ export class Store {
       while (this.#snapshotting) await this.#snapshotting.catch(() => {});
       snapshotOnly = raiseSnapshotOnly(
         this.#snapshotOnly,
-        versionVector,
+        raisedByAhead(versionVector, ahead),
         source,
         this.#installBases,
         this.keyspace.versionVector(),
       );
-      // The merged vector goes into the snapshot file first and into the live view only once
-      // that file is durable: peers count copies from the live vector.
+      // The merged vector (and the sender's entries held above a gap, whose records came with
+      // the rest) goes into the snapshot file first and into the live view only once that file
+      // is durable: peers count copies from the live vector.
       this.#snapshotting = this.#snapshot({
         force: true,
         mergeVv: versionVector,
+        mergeAhead: ahead,
         snapshotOnly,
         copies: 2,
       }).finally(() => this.#snapshotting = undefined);
@@ -545,6 +558,7 @@ export class Store {
     // From here the vector holds what the snapshot covers: such an entry still in the WAL's
     // queue changes no record when it lands (#apply), nor on a replay after a restart.
     this.keyspace.mergeVersionVector(versionVector);
+    this.keyspace.countAhead(ahead);
   }
 
   /** Whether the install under way covers `record`'s write of `key` and lacks the key. */
@@ -713,11 +727,13 @@ export class Store {
     options: {
       force?: boolean;
       mergeVv?: VersionVector;
+      mergeAhead?: AheadRanges;
       snapshotOnly?: VersionVector;
       copies?: number;
     } = {},
   ): Promise<void> {
-    const { force = false, mergeVv, snapshotOnly = this.#snapshotOnly, copies = 1 } = options;
+    const { force = false, mergeVv, mergeAhead, snapshotOnly = this.#snapshotOnly } = options;
+    const { copies = 1 } = options;
     const started = this.#clock.monoMs();
     // Everything up to lastLsn is applied (the view applies batches as they become durable),
     // and captureView() begins its copy in the same synchronous step as it reads the vector and
@@ -736,7 +752,11 @@ export class Store {
       ? lsn
       : this.#installLsn;
     this.#bytesSinceSnapshot = 0;
-    const { versionVector, ahead, hlc, state } = await view;
+    const captured = await view;
+    const { versionVector, hlc, state } = captured;
+    const ahead = mergeAhead === undefined
+      ? captured.ahead
+      : mergeAheadRanges(captured.ahead, mergeAhead);
     for (const [origin, seq] of Object.entries(mergeVv ?? {})) {
       if (seq > (versionVector[origin] ?? 0)) versionVector[origin] = seq;
     }
@@ -864,6 +884,16 @@ export class Store {
       );
     }
   }
+}
+
+/** `vv` with each origin raised to the highest sequence `ahead` names for it. */
+export function raisedByAhead(vv: VersionVector, ahead: AheadRanges): VersionVector {
+  const out = { ...vv };
+  for (const [origin, ranges] of Object.entries(ahead)) {
+    const top = ranges[ranges.length - 1]?.[1] ?? 0;
+    if (top > (out[origin] ?? 0)) out[origin] = top;
+  }
+  return out;
 }
 
 /**

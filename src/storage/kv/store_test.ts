@@ -12,7 +12,7 @@ import {
 } from "./snapshot.ts";
 import { raiseSnapshotOnly, Store } from "./store.ts";
 import { type KeyRecord, recordToEntry, SORT_AT_ONCE_KEYS_MAX } from "./keyspace.ts";
-import { TOMBSTONE_SWEEP_STEP_KEYS } from "../../common/limits.ts";
+import { AHEAD_ENTRIES_MAX, TOMBSTONE_SWEEP_STEP_KEYS } from "../../common/limits.ts";
 import { runWithFileBytesMax } from "../_zero_write_failure_child.ts";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -329,14 +329,14 @@ Deno.test("Store: a snapshot keeps the entries applied above a gap, so a restart
   });
 });
 
-Deno.test("readSnapshot refuses a header whose entries above gaps are not ranges or outnumber its LSN", async () => {
+Deno.test("readSnapshot refuses a header whose entries above gaps are not ranges or too many", async () => {
   await withDir(async (dir) => {
     const state = { keys: [], records: [] };
     const meta = { lsn: 5, createdMs: 0, nodeId: "n1", versionVector: { n2: 1 }, hlc: 0 };
     const bad: unknown[] = [
       { n2: [[3, 2]] },
       { n2: [[3, 4], [4, 6]] },
-      { n2: [[3, 9]] },
+      { n2: [[3, 3 + AHEAD_ENTRIES_MAX]] },
       { n2: [3] },
       { n2: "3-4" },
     ];
@@ -417,6 +417,38 @@ Deno.test("Store: an installed snapshot is written twice, so the fallback holds 
     const later = readSnapshot(latest.path);
     assert.deepEqual(later.snapshotOnly, { n1: 7 });
     assert.equal(later.installLsn, 2);
+    await again.close();
+  });
+});
+
+Deno.test("Store: an install counts the entries its sender held above a gap, beside its own, and keeps them through a restart", async () => {
+  await withDir(async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n3", snapshotEveryBytes: 0 });
+    // This node holds n2's entry 1 and, above a gap, 4.
+    const remote = (seq: number) => ({
+      ...recordToEntry(`r${seq}`, peerRecord(seq, seq, `v${seq}`, "n2")),
+      lsn: 0,
+    });
+    await store.applyRemoteBatch([remote(1), remote(4)]);
+    // The sender held n1's 1-5 and, above a gap, 8 and 9; its records include 8's key.
+    const hlc = store.hlcNow() + 1024;
+    store.mergeRecords([["x", peerRecord(5, hlc, "five")], ["y", peerRecord(8, hlc + 1, "eight")]]);
+    await store.installSnapshot({ n1: 5 }, hlc + 1, "n1", { n1: [[8, 9]] });
+    assert.deepEqual(store.versionVector(), { n1: 5, n2: 1 });
+    assert.equal(store.keyspace.has("n1", 8), true);
+    assert.deepEqual(store.snapshotOnly(), { n1: 9 }, "not in this node's WAL");
+    const [newest] = await listSnapshots(`${dataDir}/snapshots`);
+    assert.deepEqual(readSnapshot(newest.path).ahead, { n1: [[8, 9]], n2: [[4, 4]] });
+    await store.close({ snapshot: false });
+    const again = await Store.open({ dataDir, nodeId: "n3", snapshotEveryBytes: 0 });
+    assert.equal(text(again.get("y")?.value), "eight");
+    // n1's 6 and 7 fill the gap: the vector takes in 8 and 9 with them.
+    const n1 = (seq: number) => ({
+      ...recordToEntry(`z${seq}`, peerRecord(seq, hlc + seq, `v${seq}`, "n1")),
+      lsn: 0,
+    });
+    await again.applyRemoteBatch([n1(6), n1(7)]);
+    assert.deepEqual(again.versionVector(), { n1: 9, n2: 1 });
     await again.close();
   });
 });
