@@ -19,6 +19,7 @@ import { Hlc } from "../../src/common/hlc.ts";
 import type { Clock } from "../../src/common/clock.ts";
 import {
   type AheadRanges,
+  appliedBy,
   type KeyRecord,
   Keyspace,
   recordToEntry,
@@ -261,8 +262,10 @@ export class MemoryReplicaLog implements ReplicaLog {
     this.#hlc.observe(hlc);
     // As Store.installSnapshot: keys the sender deleted (and collected) go here too. The
     // install completes in this step, so no entry lands between the pass and the vector.
-    this.keyspace.beginDropDeletedBy(vv, this.#transferKeys.get(source) ?? new Set())
-      .step(Infinity);
+    this.keyspace.beginDropDeletedBy(
+      appliedBy(vv, ahead),
+      this.#transferKeys.get(source) ?? new Set(),
+    ).step(Infinity);
     this.#transferKeys.delete(source);
     // As Store.installSnapshot: what the transfer raised is not in this log.
     this.#snapshotOnly = raiseSnapshotOnly(

@@ -628,7 +628,8 @@ export class Keyspace {
 
   /**
    * Removes the live keys a peer's snapshot says were deleted (Store.installSnapshot): each
-   * whose record `vv` (the snapshot's vector) covers, so the sender had applied that write,
+   * whose record `applied` names (the snapshot's vector and entries above a gap, see
+   * {@link appliedBy}), so the sender had applied that write,
    * and which the snapshot does not hold (`kept`), so the sender's view has no record of the
    * key: it applied a delete after the write and collected the tombstone. In steps, with
    * writes between them (the caller keeps records the pass must remove from entering
@@ -636,7 +637,7 @@ export class Keyspace {
    * ends within a second): call again on a later turn. Ends early when load() replaced the
    * state.
    */
-  beginDropDeletedBy(vv: VersionVector, kept: ReadonlySet<string>): KeyPass {
+  beginDropDeletedBy(applied: AppliedBy, kept: ReadonlySet<string>): KeyPass {
     const map = this.#map;
     const entries = map.entries();
     let removed = 0;
@@ -648,7 +649,7 @@ export class Keyspace {
         const next = entries.next();
         if (next.done) return done = true;
         const [key, record] = next.value;
-        if (record.isTombstone || record.seq > (vv[record.origin] ?? 0) || kept.has(key)) continue;
+        if (record.isTombstone || !applied(record.origin, record.seq) || kept.has(key)) continue;
         this.#remove(key, record);
         removed++;
       }
@@ -818,6 +819,31 @@ export class Keyspace {
 
 /** Entries held above a gap, per origin: sorted, disjoint, inclusive [from, to] ranges. */
 export type AheadRanges = Record<string, [number, number][]>;
+
+/** Whether a peer's snapshot stands for entry `origin`:`seq` (see {@link appliedBy}). */
+export type AppliedBy = (origin: string, seq: number) => boolean;
+
+/**
+ * The entries a snapshot's sender had applied: those its vector covers and those it held above
+ * a gap (`ahead`, sorted ranges, searched by halves).
+ */
+export function appliedBy(vv: VersionVector, ahead: AheadRanges = {}): AppliedBy {
+  return (origin, seq) => {
+    if (seq <= (vv[origin] ?? 0)) return true;
+    const ranges = ahead[origin];
+    if (ranges === undefined) return false;
+    let lo = 0;
+    let hi = ranges.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const [from, to] = ranges[mid];
+      if (seq < from) hi = mid - 1;
+      else if (seq > to) lo = mid + 1;
+      else return true;
+    }
+    return false;
+  };
+}
 
 /** `a` and `b` together, as sorted, disjoint ranges per origin. */
 export function mergeAheadRanges(a: AheadRanges, b: AheadRanges): AheadRanges {

@@ -3,7 +3,7 @@ import type { Entry } from "../../common/entry.ts";
 import { Random } from "../../common/random.ts";
 import { VALUE_SLAB_BYTES, VALUE_SLAB_TAKE_BYTES_MAX } from "../../common/limits.ts";
 import { slabBytesHandedOut, takeValueBytes } from "../../common/value_slab.ts";
-import { Keyspace, recordToEntry } from "./keyspace.ts";
+import { appliedBy, Keyspace, recordToEntry } from "./keyspace.ts";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array | null | undefined) => b ? new TextDecoder().decode(b) : undefined;
@@ -118,6 +118,15 @@ Deno.test("Keyspace.aheadRanges() names the entries above gaps, and load() takes
   again.apply(put("k3", "x", "n1", 3, 3));
   assert.deepEqual(again.versionVector(), { n1: 6, n2: 3 });
   assert.equal(again.has("n1", 9), true);
+});
+
+Deno.test("appliedBy() names what a vector covers and what ranges above it hold", () => {
+  const applied = appliedBy({ n1: 3 }, { n1: [[5, 6], [9, 9], [12, 20]], n2: [[2, 2]] });
+  const held = (origin: string) =>
+    Array.from({ length: 22 }, (_, i) => i + 1).filter((seq) => applied(origin, seq));
+  assert.deepEqual(held("n1"), [1, 2, 3, 5, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+  assert.deepEqual(held("n2"), [2]);
+  assert.deepEqual(held("n3"), []);
 });
 
 Deno.test("Keyspace: any arrival order of the same entries gives the same state (200 seeds)", () => {
@@ -550,17 +559,22 @@ Deno.test("Keyspace.beginDropDeletedBy() removes live keys the vector covers and
   ks.apply(put("newer", "3", "n1", 3, 30)); // not covered: the sender had not seen it
   ks.apply(put("dead", "4", "n2", 1, 40));
   ks.apply(del("dead", "n2", 2, 50)); // a tombstone stays: it changes no read
+  ks.apply(put("above", "5", "n1", 5, 60)); // the sender held n1's 5 above a gap: covered
   const capture = ks.beginCapture();
-  const pass = ks.beginDropDeletedBy({ n1: 2, n2: 2 }, new Set(["kept"]));
+  const pass = ks.beginDropDeletedBy(
+    appliedBy({ n1: 2, n2: 2 }, { n1: [[5, 6]] }),
+    new Set(["kept"]),
+  );
   assert.equal(pass.step(Infinity), false, "a pass step ran while a capture walked the map");
   assert.equal(pass.removed, 0);
   assert.equal(text(ks.get("gone")?.value), "1");
   while (!capture.step(1)) { /* the capture walks on */ }
-  assert.equal(capture.keys.length, 4, "the capture lost a key");
+  assert.equal(capture.keys.length, 5, "the capture lost a key");
   assert.equal(pass.step(1), false);
   while (!pass.step(1)) { /* one key per step */ }
-  assert.equal(pass.removed, 1);
+  assert.equal(pass.removed, 2);
   assert.equal(ks.get("gone"), undefined);
+  assert.equal(ks.get("above"), undefined);
   assert.deepEqual([...ks.scan({ limit: 10 })].map(([key]) => key), ["kept", "newer"]);
   assert.equal(ks.size, 2);
   assert.equal(ks.tombstones, 1);

@@ -32,6 +32,8 @@ import { type Logger, silentLogger } from "../../telemetry/log.ts";
 import { type BatchInfo, type EntryInput, Wal, type WrittenListener } from "../wal/wal.ts";
 import {
   type AheadRanges,
+  type AppliedBy,
+  appliedBy,
   type ApplyResult,
   type ConflictResolver,
   type KeyRecord,
@@ -54,8 +56,8 @@ import {
 const SORT_STEPS_MAX = 10_000;
 /** A snapshot install between its pass over the view and its vector counting. */
 interface InstallUnderWay {
-  /** The snapshot's version vector. */
-  vv: VersionVector;
+  /** The entries the snapshot stands for: its vector and the sender's entries above a gap. */
+  applied: AppliedBy;
   /** Every key the transfer carried. */
   keys: ReadonlySet<string>;
 }
@@ -526,10 +528,11 @@ export class Store {
     // stay counted without a record: the delete the sender applied is what they came to.)
     const keys = this.#transferKeys.get(source) ?? new Set<string>();
     this.#transferKeys.delete(source);
-    this.#installing = { vv: versionVector, keys };
+    const applied = appliedBy(versionVector, ahead);
+    this.#installing = { applied, keys };
     let snapshotOnly: VersionVector;
     try {
-      const pass = this.keyspace.beginDropDeletedBy(versionVector, keys);
+      const pass = this.keyspace.beginDropDeletedBy(applied, keys);
       await runInSteps(() => pass.step(INSTALL_PASS_STEP_KEYS));
       while (this.#snapshotting) await this.#snapshotting.catch(() => {});
       snapshotOnly = raiseSnapshotOnly(
@@ -567,7 +570,7 @@ export class Store {
     key: string,
     record: { origin: string; seq: number },
   ): boolean {
-    return record.seq <= (installing.vv[record.origin] ?? 0) && !installing.keys.has(key);
+    return installing.applied(record.origin, record.seq) && !installing.keys.has(key);
   }
 
   /**

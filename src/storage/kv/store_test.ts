@@ -430,15 +430,25 @@ Deno.test("Store: an install counts the entries its sender held above a gap, bes
       lsn: 0,
     });
     await store.applyRemoteBatch([remote(1), remote(4)]);
-    // The sender held n1's 1-5 and, above a gap, 8 and 9; its records include 8's key.
+    // From another stream, n1's 9: a put of "w".
     const hlc = store.hlcNow() + 1024;
-    store.mergeRecords([["x", peerRecord(5, hlc, "five")], ["y", peerRecord(8, hlc + 1, "eight")]]);
-    await store.installSnapshot({ n1: 5 }, hlc + 1, "n1", { n1: [[8, 9]] });
+    await store.applyRemoteBatch([recordToEntry("w", peerRecord(9, hlc + 2, "nine"))]);
+    // The sender held n1's 1-5 and, above a gap, 8 and 9; its records include 8's key and not
+    // "w": it deleted "w" after 9 and collected the tombstone, so "w" goes here too.
+    store.mergeRecords(
+      [["x", peerRecord(5, hlc, "five")], ["y", peerRecord(8, hlc + 1, "eight")]],
+      "n1",
+      true,
+    );
+    await store.installSnapshot({ n1: 5 }, hlc + 3, "n1", { n1: [[8, 9]] });
+    assert.equal(store.get("w"), undefined, "the sender's delete of a write it held above a gap");
+    assert.equal(text(store.get("x")?.value), "five");
     assert.deepEqual(store.versionVector(), { n1: 5, n2: 1 });
     assert.equal(store.keyspace.has("n1", 8), true);
     assert.deepEqual(store.snapshotOnly(), { n1: 9 }, "not in this node's WAL");
     const [newest] = await listSnapshots(`${dataDir}/snapshots`);
     assert.deepEqual(readSnapshot(newest.path).ahead, { n1: [[8, 9]], n2: [[4, 4]] });
+    assert.equal(readSnapshot(newest.path).records.some(([key]) => key === "w"), false);
     await store.close({ snapshot: false });
     const again = await Store.open({ dataDir, nodeId: "n3", snapshotEveryBytes: 0 });
     assert.equal(text(again.get("y")?.value), "eight");
