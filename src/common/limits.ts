@@ -225,8 +225,9 @@ export const ORIGIN_BYTES_MAX = 73;
  */
 export const REPL_SNAP_AHEAD_RANGES_MAX = 4_096;
 /**
- * Most entries held above a gap that a snapshot file or a transfer may name (each is counted
- * one by one when loaded): a node holds a few at a time, for as long as a relay runs ahead.
+ * Most entries held above a gap that a snapshot transfer may name (each is counted one by one
+ * at the install); a sender with more leaves them out. A node holds a few at a time, for as
+ * long as a relay runs ahead.
  */
 export const AHEAD_ENTRIES_MAX = 1_000_000;
 

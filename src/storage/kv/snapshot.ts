@@ -14,13 +14,7 @@
 import { Encoder } from "cbor-x";
 import { internString, type VersionVector } from "../../common/entry.ts";
 import { ShanghaiError } from "../../common/errors.ts";
-import {
-  AHEAD_ENTRIES_MAX,
-  KiB,
-  MiB,
-  RECORD_BYTES_MAX,
-  SNAPSHOT_SYNC_EVERY_BYTES,
-} from "../../common/limits.ts";
+import { KiB, MiB, RECORD_BYTES_MAX, SNAPSHOT_SYNC_EVERY_BYTES } from "../../common/limits.ts";
 import { readWholeFile, writeAll, writeFileAtomicWith } from "../durable_fs.ts";
 import { frameRecord, readRecord } from "../wal/record.ts";
 import type { AheadRanges, KeyRecord, KeyspaceCapture } from "./keyspace.ts";
@@ -238,15 +232,15 @@ export function readSnapshot(path: string): Snapshot {
 }
 
 /**
- * A header's `ahead`, checked: sorted disjoint ranges of positive sequence numbers, naming no
- * more than AHEAD_ENTRIES_MAX entries. Unlike the cursors it cannot be dropped: without it the
- * vector forgets entries the records hold.
+ * A header's `ahead`, checked: sorted disjoint ranges of positive sequence numbers. Unlike the
+ * cursors it cannot be dropped: without it the vector forgets entries the records hold. Nor is
+ * it bounded: it names what the node held in memory when it wrote the file (a peer's transfer
+ * is bounded, AHEAD_ENTRIES_MAX), and a file the node wrote must load.
  */
 function parseAhead(path: string, value: unknown): AheadRanges | undefined {
   if (value === undefined) return undefined;
   const bad = (why: string) => new SnapshotError(path, `its header's ahead ${why}`);
   if (typeof value !== "object" || value === null) throw bad("is not a map");
-  let total = 0;
   const out: AheadRanges = {};
   for (const [origin, ranges] of Object.entries(value)) {
     if (!Array.isArray(ranges)) throw bad(`of ${origin} is not a list`);
@@ -258,8 +252,6 @@ function parseAhead(path: string, value: unknown): AheadRanges | undefined {
       ) {
         throw bad(`of ${origin} holds ${JSON.stringify(range)} out of order or not a range`);
       }
-      total += to - from + 1;
-      if (total > AHEAD_ENTRIES_MAX) throw bad(`names more than ${AHEAD_ENTRIES_MAX} entries`);
       last = to;
     }
     out[origin] = ranges as [number, number][];
