@@ -1013,7 +1013,7 @@ Deno.test("simulation: a quorum read does not answer a put that a replier answer
   }, { tombstoneGraceMs: 0, faults: { dropRate: 0, duplicateRate: 0 } }));
 
 Deno.test("simulation: an entry a snapshot's sender held above a gap counts at the follower once its origin is gone", () =>
-  forEachSeed(10, async (sim, seed) => {
+  forEachSeed(40, async (sim, seed) => {
     // n1 wrote 15 entries and died for good. n2 got 1-10 and 15 (relays come out of order);
     // n3, away meanwhile, gets n2's view as a snapshot: its records hold entry 15, its vector
     // stops at 10. Then n3 gets 11-14 (from n1 before it died, say) and ships them to n2.

@@ -219,7 +219,9 @@ export class MemoryReplicaLog implements ReplicaLog {
 
   captureSnapshot(): Promise<CapturedSnapshot> {
     const captured = {
-      lsn: this.lastLsn(),
+      // The LSN the view reflects, as Store.captureView takes it: entries appended and not yet
+      // applied are in neither the records nor the vector, so the tail must bring them.
+      lsn: this.#appliedLsn,
       versionVector: this.versionVector(),
       ahead: this.keyspace.aheadRanges(),
       hlc: this.#hlc.last,
