@@ -746,8 +746,8 @@ export class Shipper {
       count++;
       bytes += keys[i].length + (records[i].value?.length ?? 0);
     }
-    // The entries held above a gap go along unless there are too many ranges to fit a frame:
-    // then the follower counts only the vector (and gets those entries as any it lacks).
+    // The entries held above a gap go along within the bounds a follower accepts; past them
+    // the follower counts only the vector, as before the field existed.
     const ahead = capture.ahead ?? {};
     let ranges = 0;
     let entries = 0;
