@@ -201,7 +201,7 @@ try {
     ["acknowledged puts missing", String(check.missing.length)],
     ["acknowledged deletes come back", String(check.resurrected.length)],
     ["keys with another value", String(check.wrong.length)],
-    ["peers back from a crash holding less than they had reported", String(regressions.length)],
+    ["restarted peers holding less than they had reported", String(regressions.length)],
   ];
   const width = Math.max(...rows.map(([name]) => name.length));
   console.log("");

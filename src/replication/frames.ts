@@ -93,7 +93,16 @@ export interface OpenedFrame {
   sources?: string[];
   /** See {@link Succession}: what the follower acknowledged under that origin still holds. */
   succeeds?: Succession;
+  /**
+   * Drawn anew by each start of the follower's process (at most RUN_ID_BYTES_MAX characters):
+   * a leader that sees it change knows the follower restarted, and checks that it still holds
+   * all it reported (LeaderStream.takeVectorRegressions). Absent from peers that predate it.
+   */
+  run?: string;
 }
+
+/** Longest `run` of an opened frame. */
+export const RUN_ID_BYTES_MAX = 32;
 
 export interface BatchFrame {
   v: number;
@@ -251,6 +260,15 @@ class FrameBody {
     return value;
   }
 
+  /** A non-empty string of at most `max` characters. */
+  text(field: string, max: number): string {
+    const value = this.#fields[field];
+    if (typeof value !== "string" || value.length === 0 || value.length > max) {
+      this.fail(`${field} is not a string of 1 to ${max} characters`);
+    }
+    return value;
+  }
+
   /** The optional `prevOrigin` and `prevThroughLsn` pair ({@link Succession}), as a field. */
   succeeds(): { succeeds?: Succession } {
     const origin = this.origin("prevOrigin");
@@ -353,6 +371,7 @@ export function parseOpened(body: unknown): OpenedFrame {
     origin: b.origin(),
     sources: b.nodeIds("sources"),
     ...b.succeeds(),
+    ...(b.get("run") === undefined ? {} : { run: b.text("run", RUN_ID_BYTES_MAX) }),
   };
 }
 

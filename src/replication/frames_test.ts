@@ -19,6 +19,7 @@ import {
   parseReadOk,
   parseSnap,
   REPL_PROTOCOL_VERSION,
+  RUN_ID_BYTES_MAX,
 } from "./frames.ts";
 import { batchBody } from "../../tests/support/repl_frames.ts";
 
@@ -242,5 +243,15 @@ Deno.test("a snapshot's last chunk may carry the entries its sender held above g
     ]
   ) {
     assert.throws(() => parseSnap({ ...chunk, ahead }), ProtocolError, JSON.stringify(ahead));
+  }
+});
+
+Deno.test("opened frames may carry the follower's run, a short string", () => {
+  const v = REPL_PROTOCOL_VERSION;
+  const frame = { v, session: 1, cursor: 0, vv: {}, credit: 10 };
+  assert.equal(parseOpened(frame).run, undefined, "absent from older peers");
+  assert.equal(parseOpened({ ...frame, run: "0a1b2c3d" }).run, "0a1b2c3d");
+  for (const run of ["", 7, "r".repeat(RUN_ID_BYTES_MAX + 1)]) {
+    assert.throws(() => parseOpened({ ...frame, run }), ProtocolError, JSON.stringify(run));
   }
 });

@@ -147,6 +147,8 @@ export class LeaderStream {
   #followerVv: VersionVector = {};
   #followerHlc = 0;
   #followerOrigin: string | undefined;
+  // The follower's process as its last `repl.opened` named it (OpenedFrame.run).
+  #followerRun: string | undefined;
   // Peers streaming their own log to the follower, as it last reported (undefined: it does
   // not report them, so every live peer is taken to).
   #followerSources: ReadonlySet<string> | undefined;
@@ -303,13 +305,13 @@ export class LeaderStream {
   }
 
   /**
-   * Notes each origin a follower back from a crash reports holding less of than it reported
-   * before the crash (see {@link takeVectorRegressions}). It must not happen: a node's vector
-   * counts only durable entries. When it does, this stream never sends the difference (it
-   * takes the follower to hold it) and the two never converge, which a soak showed while
-   * snapshots forgot the entries held above a gap. (Within one run there is nothing to check
-   * here: a vector only grows, and reports of one session come in the order sent; a network
-   * that reorders them, as the simulation's does, would only look like a regression.)
+   * Notes each origin a restarted follower reports holding less of than it reported before
+   * (see {@link takeVectorRegressions}). It must not happen: a node's vector counts only
+   * durable entries. When it does, this stream never sends the difference (it takes the
+   * follower to hold it) and the two never converge, which a soak showed while snapshots
+   * forgot the entries held above a gap. (Within one run there is nothing to check: a vector
+   * only grows, and reports of one session come in the order sent; a network that reorders
+   * them, as the simulation's does, would only look like a regression.)
    */
   #noteRegressions(vv: VersionVector): void {
     for (const [origin, reported] of Object.entries(this.#followerVv)) {
@@ -427,19 +429,25 @@ export class LeaderStream {
     coverage?: LogCoverage,
   ): boolean {
     if (frame.session !== this.#session || this.#status !== "opening") return false;
+    // A new process of the follower (a new run, or a new origin after a crash) holds all it
+    // acknowledged (acks follow its fdatasync) and all it reported, unless it was restored or
+    // remade under an origin that succeeds none it had.
+    let restarted = frame.run !== undefined && this.#followerRun !== undefined &&
+      frame.run !== this.#followerRun;
     if (frame.origin !== undefined) {
       if (this.#followerOrigin !== undefined && frame.origin !== this.#followerOrigin) {
         if (frame.succeeds?.origin === this.#followerOrigin) {
-          // Back from a crash under a new origin: it holds all it acknowledged (acks follow
-          // its fdatasync) and all it reported.
-          this.#noteRegressions(frame.vv);
+          restarted = true;
         } else {
           // Restored or remade: it may hold less than it acknowledged.
           this.#forgetFollower();
+          restarted = false;
         }
       }
       this.#followerOrigin = frame.origin;
     }
+    if (frame.run !== undefined) this.#followerRun = frame.run;
+    if (restarted) this.#noteRegressions(frame.vv);
     this.#mergeVv(frame.vv, nowMs);
     this.#setSources(frame.sources);
     this.window.onAck(0, frame.credit);

@@ -426,3 +426,23 @@ Deno.test("LeaderStream names the origins a follower back from a crash reports l
   // Restored or remade: what it held before no longer counts, so nothing went back.
   assert.deepEqual(reopen("n2~00000009", { a: 1 }), []);
 });
+
+Deno.test("LeaderStream names what a follower restarted under the same origin reports less of, and nothing within one run", () => {
+  const log = { firstLsn: 1, lastLsn: 50 };
+  const leader = stream();
+  const reopen = (run: string, vv: Record<string, number>) => {
+    leader.onPeerDown();
+    leader.onPeerUp(0, log);
+    leader.drain();
+    const frame = { ...opened(leader.session, 0), origin: "n2~00000001", vv, run };
+    assert.equal(leader.onOpened(frame, 0, log), true);
+    return leader.takeVectorRegressions();
+  };
+  assert.deepEqual(reopen("run-a", { a: 5 }), []);
+  // The same process: an opened frame that seems to say less (a reordered report in a
+  // simulation) is no restart.
+  assert.deepEqual(reopen("run-a", { a: 3 }), []);
+  // A clean restart keeps the origin; it must still hold all it reported.
+  assert.deepEqual(reopen("run-b", { a: 4 }), [{ origin: "a", reported: 5, holds: 4 }]);
+  assert.deepEqual(reopen("run-c", { a: 5 }), []);
+});

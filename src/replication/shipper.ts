@@ -107,11 +107,11 @@ export const SKIP_BATCH_EVERY_MS = TICK_MS;
 
 /**
  * Logged (level warn, with `peer`, `origins` and the `first` few as origin, reported, holds) when a
- * peer back from a crash reports holding fewer entries of an origin than it reported before
+ * restarted peer reports holding fewer entries of an origin than it reported before
  * (LeaderStream.takeVectorRegressions): the chaos test and the soak fail on it.
  */
 export const VECTOR_REGRESSION_WARNING =
-  "A peer reports holding fewer entries than it reported before its crash: this node will not send it the difference";
+  "A peer reports holding fewer entries than it reported before it restarted: this node will not send it the difference";
 
 /** Options of a {@link Shipper}. */
 export interface ShipperOptions {
@@ -251,6 +251,8 @@ export class Shipper {
     { session: number; capture: CapturedSnapshot; chunkStarts: number[]; ahead?: AheadRanges }
   >();
   #stats = new Map<string, PeerStats>();
+  // This process's run (OpenedFrame.run): leaders check a follower that restarted.
+  readonly #run = crypto.randomUUID().slice(0, 8);
   #known = new Set<string>();
   #membersMemo:
     | { source: readonly string[] | undefined; known: number; ids: readonly string[] }
@@ -910,6 +912,7 @@ export class Shipper {
         ...(succeeds === undefined
           ? {}
           : { prevOrigin: succeeds.origin, prevThroughLsn: succeeds.throughLsn }),
+        run: this.#run,
         cursor: follower.resumeCursor(),
         vv: this.log.versionVector(),
         credit: this.#credit(),

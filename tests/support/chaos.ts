@@ -553,7 +553,7 @@ export async function convergenceReport(
 }
 
 /**
- * Every warning, in the logs of every process `cluster` started, that a peer back from a crash
+ * Every warning, in the logs of every process `cluster` started, that a restarted peer
  * reported holding less than before (VECTOR_REGRESSION_WARNING): "node about peer: [...]". A
  * leader then never sends the difference, so the run may still converge on digests (the records
  * came another way) while the vectors never meet.
