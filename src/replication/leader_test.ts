@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { LeaderStream, type LeaderWork } from "./leader.ts";
-import { MSG_OPEN } from "./frames.ts";
+import { MSG_OPEN, type OpenedFrame } from "./frames.ts";
 
 function stream(): LeaderStream {
   return new LeaderStream({
@@ -42,6 +42,21 @@ const ack = (session: number, ackedLsn: number, credit = 100) => ({
   hlc: 1,
   credit,
 });
+
+/**
+ * Takes `leader`'s peer down and up again and answers the new open with an opened frame at
+ * cursor 0 carrying `fields`; returns what onOpened answered.
+ */
+function reopenWith(
+  leader: LeaderStream,
+  log: { firstLsn: number; lastLsn: number },
+  fields: Partial<OpenedFrame>,
+): boolean {
+  leader.onPeerDown();
+  leader.onPeerUp(0, log);
+  leader.drain();
+  return leader.onOpened({ ...opened(leader.session, 0), ...fields }, 0, log);
+}
 
 /** A stream to n2 that opened at time 0 with the follower at `cursor` and has a read out. */
 function streaming(log: { firstLsn: number; lastLsn: number }, cursor = 0): LeaderStream {
@@ -351,10 +366,7 @@ Deno.test("LeaderStream forgets what a follower held once it comes back under a 
   const log = { firstLsn: 1, lastLsn: 50 };
   const leader = stream();
   const reopen = (origin: string, cursor: number, vv: Record<string, number>) => {
-    leader.onPeerDown();
-    leader.onPeerUp(0, log);
-    leader.drain();
-    assert.equal(leader.onOpened({ ...opened(leader.session, cursor), origin, vv }, 0, log), true);
+    assert.equal(reopenWith(leader, log, { origin, cursor, vv }), true);
     leader.poll(0, log);
     return only(leader.drain(), "read").fromLsn;
   };
@@ -374,16 +386,8 @@ Deno.test("LeaderStream keeps what a follower acknowledged when it comes back un
   const log = { firstLsn: 1, lastLsn: 50 };
   const leader = stream();
   const reopen = (origin: string, succeeds?: string) => {
-    leader.onPeerDown();
-    leader.onPeerUp(0, log);
-    leader.drain();
-    const frame = {
-      ...opened(leader.session, 0),
-      origin,
-      vv: {},
-      ...(succeeds === undefined ? {} : { succeeds: { origin: succeeds, throughLsn: 3 } }),
-    };
-    assert.equal(leader.onOpened(frame, 0, log), true);
+    const fields = succeeds === undefined ? {} : { succeeds: { origin: succeeds, throughLsn: 3 } };
+    assert.equal(reopenWith(leader, log, { origin, ...fields }), true);
     leader.poll(0, log);
     return only(leader.drain(), "read").fromLsn;
   };
@@ -403,16 +407,8 @@ Deno.test("LeaderStream names the origins a follower back from a crash reports l
   const log = { firstLsn: 1, lastLsn: 50 };
   const leader = stream();
   const reopen = (origin: string, vv: Record<string, number>, succeeds?: string) => {
-    leader.onPeerDown();
-    leader.onPeerUp(0, log);
-    leader.drain();
-    const frame = {
-      ...opened(leader.session, 0),
-      origin,
-      vv,
-      ...(succeeds === undefined ? {} : { succeeds: { origin: succeeds, throughLsn: 3 } }),
-    };
-    assert.equal(leader.onOpened(frame, 0, log), true);
+    const fields = succeeds === undefined ? {} : { succeeds: { origin: succeeds, throughLsn: 3 } };
+    assert.equal(reopenWith(leader, log, { origin, vv, ...fields }), true);
     return leader.takeVectorRegressions();
   };
   assert.deepEqual(reopen("n2~00000001", { a: 5, b: 7 }), []);
@@ -431,11 +427,7 @@ Deno.test("LeaderStream names what a follower restarted under the same origin re
   const log = { firstLsn: 1, lastLsn: 50 };
   const leader = stream();
   const reopen = (run: string, vv: Record<string, number>) => {
-    leader.onPeerDown();
-    leader.onPeerUp(0, log);
-    leader.drain();
-    const frame = { ...opened(leader.session, 0), origin: "n2~00000001", vv, run };
-    assert.equal(leader.onOpened(frame, 0, log), true);
+    assert.equal(reopenWith(leader, log, { origin: "n2~00000001", vv, run }), true);
     return leader.takeVectorRegressions();
   };
   assert.deepEqual(reopen("run-a", { a: 5 }), []);

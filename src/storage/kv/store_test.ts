@@ -14,6 +14,7 @@ import { raiseSnapshotOnly, Store } from "./store.ts";
 import { type KeyRecord, recordToEntry, SORT_AT_ONCE_KEYS_MAX } from "./keyspace.ts";
 import { TOMBSTONE_SWEEP_STEP_KEYS } from "../../common/limits.ts";
 import { runWithFileBytesMax } from "../_zero_write_failure_child.ts";
+import type { EntryInput } from "../wal/wal.ts";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array | null | undefined) => b ? new TextDecoder().decode(b) : undefined;
@@ -29,6 +30,21 @@ function peerRecord(seq: number, hlc: number, value: string | null, origin = "n1
     origin,
     seq,
     lsn: 0,
+    prevHlc: 0,
+    prevOrigin: "",
+  };
+}
+
+/** `origin`'s put of `r<seq>` (value `v<seq>`) at `hlc`, as a peer's entry reaches this node. */
+function peerPut(seq: number, origin = "n2", hlc = seq): EntryInput {
+  return {
+    origin,
+    seq,
+    hlc,
+    op: "put",
+    key: `r${seq}`,
+    value: bytes(`v${seq}`),
+    contentType: "text/plain",
     prevHlc: 0,
     prevOrigin: "",
   };
@@ -296,25 +312,14 @@ Deno.test("Store.appliedLsn is the LSN the version vector reflects: never past i
 Deno.test("Store: a snapshot keeps the entries applied above a gap, so a restart's vector counts them once the gap fills", async () => {
   await withDir(async (dataDir) => {
     const store = await Store.open({ dataDir, nodeId: "n1", snapshotEveryBytes: 0 });
-    const remote = (seq: number) => ({
-      origin: "n2",
-      seq,
-      hlc: seq,
-      op: "put" as const,
-      key: `r${seq}`,
-      value: bytes(`v${seq}`),
-      contentType: "text/plain",
-      prevHlc: 0,
-      prevOrigin: "",
-    });
     // Entries of one origin come through several streams, so out of order: 2 is late.
-    await store.applyRemoteBatch([remote(1), remote(3), remote(4), remote(6)]);
+    await store.applyRemoteBatch([peerPut(1), peerPut(3), peerPut(4), peerPut(6)]);
     assert.deepEqual(store.versionVector(), { n2: 1 });
     await store.snapshot();
     const written = readSnapshot((await listSnapshots(`${dataDir}/snapshots`))[0].path);
     assert.deepEqual(written.ahead, { n2: [[3, 4], [6, 6]] });
     // The gap fills after the snapshot: the vector tells peers this node holds 1..4.
-    await store.applyRemoteBatch([remote(2)]);
+    await store.applyRemoteBatch([peerPut(2)]);
     assert.deepEqual(store.versionVector(), { n2: 4 });
     await store.close({ snapshot: false });
     // The snapshot plus the WAL after it (entry 2 only): the vector must not go back to 2.
@@ -322,7 +327,7 @@ Deno.test("Store: a snapshot keeps the entries applied above a gap, so a restart
     assert.deepEqual(again.versionVector(), { n2: 4 });
     assert.equal(text(again.get("r6")?.value), "v6");
     // 6 still sits above the gap at 5, and counts once 5 comes.
-    await again.applyRemoteBatch([remote(5), remote(6)]);
+    await again.applyRemoteBatch([peerPut(5), peerPut(6)]);
     assert.deepEqual(again.versionVector(), { n2: 6 });
     assert.equal(again.lastLsn, 6, "entry 6 was held: not appended again");
     await again.close();
@@ -424,11 +429,7 @@ Deno.test("Store: an install counts the entries its sender held above a gap, bes
   await withDir(async (dataDir) => {
     const store = await Store.open({ dataDir, nodeId: "n3", snapshotEveryBytes: 0 });
     // This node holds n2's entry 1 and, above a gap, 4.
-    const remote = (seq: number) => ({
-      ...recordToEntry(`r${seq}`, peerRecord(seq, seq, `v${seq}`, "n2")),
-      lsn: 0,
-    });
-    await store.applyRemoteBatch([remote(1), remote(4)]);
+    await store.applyRemoteBatch([peerPut(1), peerPut(4)]);
     // From another stream, n1's 9: a put of "w".
     const hlc = store.hlcNow() + 1024;
     await store.applyRemoteBatch([recordToEntry("w", peerRecord(9, hlc + 2, "nine"))]);
@@ -659,18 +660,7 @@ Deno.test("Store.applyRemoteBatch() appends what is new, waits for copies in fli
   await withDir(async (dataDir) => {
     const store = await Store.open({ dataDir, nodeId: "n1" });
     // With the sender's LSNs, as a follower gets them: they are ignored.
-    const remote = (seq: number, lsn = 100 + seq) => ({
-      lsn,
-      origin: "n2",
-      seq,
-      hlc: seq,
-      op: "put" as const,
-      key: `r${seq}`,
-      value: bytes(`v${seq}`),
-      contentType: "text/plain",
-      prevHlc: 0,
-      prevOrigin: "",
-    });
+    const remote = (seq: number, lsn = 100 + seq) => ({ ...peerPut(seq), lsn });
     await store.applyRemoteBatch([remote(1)]);
     // Seq 2 is on its way to disk through applyRemote when a batch repeats it.
     const single = store.applyRemote(remote(2));
@@ -705,18 +695,7 @@ Deno.test("Store.applyRemote() lets a peer's entries fill a WAL batch past the l
       batchEntriesMax: 10,
       replicatedBatchEntriesMax: 40,
     });
-    const remote = (seq: number) => ({
-      origin: "n2",
-      seq,
-      hlc: seq,
-      op: "put" as const,
-      key: `r${seq}`,
-      value: bytes("v"),
-      contentType: "text/plain",
-      prevHlc: 0,
-      prevOrigin: "",
-    });
-    await Promise.all(Array.from({ length: 81 }, (_, i) => store.applyRemote(remote(i + 1))));
+    await Promise.all(Array.from({ length: 81 }, (_, i) => store.applyRemote(peerPut(i + 1))));
     assert.deepEqual(batches, [1, 40, 40]);
     batches.length = 0;
     await Promise.all(Array.from({ length: 21 }, (_, i) => store.put(`l${i}`, bytes("v"), "")));
@@ -776,17 +755,7 @@ Deno.test("Store reports how long a peer's entry took from its origin's clock to
     const store = await Store.open({ dataDir, nodeId: "n1", clock, events });
     const writtenAtMs = clock.nowMs();
     clock.advance(7);
-    const remote = (seq: number) => ({
-      origin: "n2",
-      seq,
-      hlc: writtenAtMs * 1024 + seq,
-      op: "put" as const,
-      key: `r${seq}`,
-      value: bytes("remote"),
-      contentType: "text/plain",
-      prevHlc: 0,
-      prevOrigin: "",
-    });
+    const remote = (seq: number) => peerPut(seq, "n2", writtenAtMs * 1024 + seq);
     await Promise.all([store.applyRemote(remote(1)), store.applyRemote(remote(2))]);
     // The node's own writes are not replication.
     await store.put("l", bytes("x"), "text/plain");
