@@ -11,7 +11,7 @@
  * | `repl.opened`   | follower -> leader | session, cursor for this leader, vv, credit, sources   |
  * | `repl.batch`    | leader -> follower | session, startLsn, fromLsn..toLsn, framed entries, held? |
  * | `repl.ack`      | follower -> leader | session, ackedLsn, vv, hlc, credit, sources?           |
- * | `repl.snap`     | leader -> follower | session, lsn, chunk index, last?, vv, framed tuples    |
+ * | `repl.snap`     | leader -> follower | session, lsn, chunk index, last?, vv, ahead? (last), framed tuples |
  * | `repl.snapack`  | follower -> leader | session, chunk index                                   |
  * | `repl.read`     | any -> any         | request id, key (quorum reads)                         |
  * | `repl.readok`   | any -> any         | request id, framed entry of the key's version or null, vv? |
@@ -35,7 +35,7 @@ import {
   REPL_SNAP_AHEAD_RANGES_MAX,
 } from "../common/limits.ts";
 import { isNodeId, isOrigin } from "../common/origin.ts";
-import type { AheadRanges, KeyRecord } from "../storage/kv/keyspace.ts";
+import { type AheadRanges, checkAheadRanges, type KeyRecord } from "../storage/kv/keyspace.ts";
 import { frameRecord, readRecord } from "../storage/wal/record.ts";
 
 /** Version of the replication frames; a frame of another version is refused. */
@@ -100,6 +100,12 @@ export interface OpenedFrame {
    */
   run?: string;
 }
+
+/** What the `ahead` of a snapshot's last chunk may hold at most (SnapFrame.ahead). */
+export const SNAP_AHEAD_BOUNDS = {
+  rangesMax: REPL_SNAP_AHEAD_RANGES_MAX,
+  entriesMax: AHEAD_ENTRIES_MAX,
+} as const;
 
 /** Longest `run` of an opened frame. */
 export const RUN_ID_BYTES_MAX = 32;
@@ -312,39 +318,11 @@ class FrameBody {
     return out;
   }
 
-  /**
-   * Sorted, disjoint inclusive ranges of positive sequence numbers per origin, at most
-   * REPL_SNAP_AHEAD_RANGES_MAX ranges and AHEAD_ENTRIES_MAX entries in all.
-   */
+  /** Entries held above a gap, within SNAP_AHEAD_BOUNDS (see checkAheadRanges). */
   aheadRanges(field: string): AheadRanges {
-    const value = this.#fields[field];
-    if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      this.fail(`${field} is not a map`);
-    }
-    const out: AheadRanges = {};
-    let total = 0;
-    let entries = 0;
-    for (const [origin, ranges] of Object.entries(value as Record<string, unknown>)) {
-      if (origin.length === 0 || origin.length > ORIGIN_BYTES_MAX || !Array.isArray(ranges)) {
-        this.fail(`${field} entry ${JSON.stringify(origin)} is malformed`);
-      }
-      total += ranges.length;
-      if (total > REPL_SNAP_AHEAD_RANGES_MAX) this.fail(`${field} holds too many ranges`);
-      let last = 0;
-      for (const range of ranges) {
-        const [from, to] = Array.isArray(range) && range.length === 2 ? range : [];
-        if (
-          !Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from <= last || to < from
-        ) {
-          this.fail(`${field} entry ${JSON.stringify(origin)} holds a range out of order`);
-        }
-        entries += to - from + 1;
-        if (entries > AHEAD_ENTRIES_MAX) this.fail(`${field} names too many entries`);
-        last = to;
-      }
-      out[origin] = ranges as [number, number][];
-    }
-    return out;
+    const ahead = checkAheadRanges(this.#fields[field], SNAP_AHEAD_BOUNDS);
+    if (typeof ahead === "string") this.fail(`${field} ${ahead}`);
+    return ahead;
   }
 }
 

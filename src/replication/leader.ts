@@ -109,7 +109,7 @@ export interface VectorRegression {
   holds: number;
 }
 
-const NO_REGRESSIONS: VectorRegression[] = [];
+const NO_REGRESSIONS: readonly VectorRegression[] = [];
 
 /** Work for the shell. */
 export type LeaderWork =
@@ -324,7 +324,7 @@ export class LeaderStream {
    * Origins whose opened frame reported less than the follower had reported before, since the
    * last call: what the shell warns of.
    */
-  takeVectorRegressions(): VectorRegression[] {
+  takeVectorRegressions(): readonly VectorRegression[] {
     if (this.#regressions.length === 0) return NO_REGRESSIONS;
     const taken = this.#regressions;
     this.#regressions = [];

@@ -26,14 +26,12 @@ import {
   ShanghaiError,
 } from "../common/errors.ts";
 import {
-  AHEAD_ENTRIES_MAX,
   REPL_BATCH_BYTES_DEFAULT,
   REPL_BATCH_ENTRIES_DEFAULT,
   REPL_CREDIT_BOOST,
   REPL_CREDIT_ENTRIES_DEFAULT,
   REPL_RELAY_GRACE_MS_DEFAULT,
   REPL_RESEND_AFTER_MS_DEFAULT,
-  REPL_SNAP_AHEAD_RANGES_MAX,
   REPL_SNAPSHOT_CHUNK_BYTES,
   REPL_SNAPSHOT_CHUNK_KEYS,
   REPL_SNAPSHOT_CHUNKS_INFLIGHT_MAX,
@@ -44,7 +42,7 @@ import {
   WAITERS_MAX,
 } from "../common/limits.ts";
 import { originNode } from "../common/origin.ts";
-import type { AheadRanges, KeyRecord } from "../storage/kv/keyspace.ts";
+import { type AheadRanges, checkAheadRanges, type KeyRecord } from "../storage/kv/keyspace.ts";
 import type { LeaderCursor } from "../storage/kv/snapshot.ts";
 import { LsnCompactedError } from "../storage/wal/wal.ts";
 import type { EventBus } from "../telemetry/events.ts";
@@ -76,6 +74,7 @@ import {
   parseSnapAck,
   recordToEntry,
   REPL_PROTOCOL_VERSION,
+  SNAP_AHEAD_BOUNDS,
   type Succession,
 } from "./frames.ts";
 import { type BatchHeader, LeaderStream, type LogBounds, type StreamStatus } from "./leader.ts";
@@ -751,14 +750,8 @@ export class Shipper {
     // The entries held above a gap go along within the bounds a follower accepts; past them
     // the follower counts only the vector, as before the field existed.
     const ahead = capture.ahead ?? {};
-    let ranges = 0;
-    let entries = 0;
-    for (const list of Object.values(ahead)) {
-      ranges += list.length;
-      for (const [from, to] of list) entries += to - from + 1;
-    }
-    const fits = ranges > 0 && ranges <= REPL_SNAP_AHEAD_RANGES_MAX &&
-      entries <= AHEAD_ENTRIES_MAX;
+    const fits = Object.keys(ahead).length > 0 &&
+      typeof checkAheadRanges(ahead, SNAP_AHEAD_BOUNDS) !== "string";
     this.#snapshots.set(peer, { session, capture, chunkStarts, ...(fits ? { ahead } : {}) });
     this.#logger.info("Snapshot transfer started", {
       peer,

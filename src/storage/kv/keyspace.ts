@@ -14,6 +14,7 @@ import {
   type Version,
   type VersionVector,
 } from "../../common/entry.ts";
+import { ORIGIN_BYTES_MAX } from "../../common/limits.ts";
 import { slabBytesHandedOut } from "../../common/value_slab.ts";
 import { PackedRecord } from "./_packed_record.ts";
 import { rebuildSortedKeys, SORT_STEP_UNITS, SortedKeyList } from "./sorted_keys.ts";
@@ -819,6 +820,45 @@ export class Keyspace {
 
 /** Entries held above a gap, per origin: sorted, disjoint, inclusive [from, to] ranges. */
 export type AheadRanges = Record<string, [number, number][]>;
+
+/**
+ * `value` as {@link AheadRanges} when it has their shape (per origin of 1 to ORIGIN_BYTES_MAX
+ * characters, sorted, disjoint, inclusive ranges of positive sequence numbers) holding at most
+ * `bounds.rangesMax` ranges and `bounds.entriesMax` entries in all (no bound by default);
+ * otherwise why not.
+ * What a snapshot file's header and a transfer's last chunk are checked with, and what a sender
+ * checks before it sends its own.
+ */
+export function checkAheadRanges(
+  value: unknown,
+  bounds: { rangesMax: number; entriesMax: number } = {
+    rangesMax: Infinity,
+    entriesMax: Infinity,
+  },
+): AheadRanges | string {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return "is not a map";
+  let ranges = 0;
+  let entries = 0;
+  for (const [origin, list] of Object.entries(value)) {
+    if (origin.length === 0 || origin.length > ORIGIN_BYTES_MAX || !Array.isArray(list)) {
+      return `entry ${JSON.stringify(origin)} is malformed`;
+    }
+    ranges += list.length;
+    if (ranges > bounds.rangesMax) return `holds over ${bounds.rangesMax} ranges`;
+    let last = 0;
+    for (const range of list) {
+      const [from, to] = Array.isArray(range) && range.length === 2 ? range : [];
+      if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from <= last || to < from) {
+        const shown = JSON.stringify(range);
+        return `entry ${JSON.stringify(origin)} holds ${shown}, out of order or not a range`;
+      }
+      entries += to - from + 1;
+      if (entries > bounds.entriesMax) return `names over ${bounds.entriesMax} entries`;
+      last = to;
+    }
+  }
+  return value as AheadRanges;
+}
 
 /** Whether a peer's snapshot stands for entry `origin`:`seq` (see {@link appliedBy}). */
 export type AppliedBy = (origin: string, seq: number) => boolean;

@@ -17,7 +17,12 @@ import { ShanghaiError } from "../../common/errors.ts";
 import { KiB, MiB, RECORD_BYTES_MAX, SNAPSHOT_SYNC_EVERY_BYTES } from "../../common/limits.ts";
 import { readWholeFile, writeAll, writeFileAtomicWith } from "../durable_fs.ts";
 import { frameRecord, readRecord } from "../wal/record.ts";
-import type { AheadRanges, KeyRecord, KeyspaceCapture } from "./keyspace.ts";
+import {
+  type AheadRanges,
+  checkAheadRanges,
+  type KeyRecord,
+  type KeyspaceCapture,
+} from "./keyspace.ts";
 
 const SNAPSHOT_MAGIC = "SHSNAP";
 const SNAPSHOT_FORMAT = 1;
@@ -239,24 +244,9 @@ export function readSnapshot(path: string): Snapshot {
  */
 function parseAhead(path: string, value: unknown): AheadRanges | undefined {
   if (value === undefined) return undefined;
-  const bad = (why: string) => new SnapshotError(path, `its header's ahead ${why}`);
-  if (typeof value !== "object" || value === null) throw bad("is not a map");
-  const out: AheadRanges = {};
-  for (const [origin, ranges] of Object.entries(value)) {
-    if (!Array.isArray(ranges)) throw bad(`of ${origin} is not a list`);
-    let last = 0;
-    for (const range of ranges) {
-      const [from, to] = Array.isArray(range) ? range : [];
-      if (
-        !Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from <= last || to < from
-      ) {
-        throw bad(`of ${origin} holds ${JSON.stringify(range)} out of order or not a range`);
-      }
-      last = to;
-    }
-    out[origin] = ranges as [number, number][];
-  }
-  return out;
+  const ahead = checkAheadRanges(value);
+  if (typeof ahead === "string") throw new SnapshotError(path, `its header's ahead ${ahead}`);
+  return ahead;
 }
 
 /**

@@ -735,8 +735,13 @@ export class Store {
       copies?: number;
     } = {},
   ): Promise<void> {
-    const { force = false, mergeVv, mergeAhead, snapshotOnly = this.#snapshotOnly } = options;
-    const { copies = 1 } = options;
+    const {
+      force = false,
+      mergeVv,
+      mergeAhead,
+      snapshotOnly = this.#snapshotOnly,
+      copies = 1,
+    } = options;
     const started = this.#clock.monoMs();
     // Everything up to lastLsn is applied (the view applies batches as they become durable),
     // and captureView() begins its copy in the same synchronous step as it reads the vector and
