@@ -306,18 +306,25 @@ export class LeaderStream {
 
   /**
    * Notes each origin a restarted follower reports holding less of than it reported before
-   * (see {@link takeVectorRegressions}). It must not happen: a node's vector counts only
-   * durable entries. When it does, this stream never sends the difference (it takes the
-   * follower to hold it) and the two never converge, which a soak showed while snapshots
-   * forgot the entries held above a gap. (Within one run there is nothing to check: a vector
+   * (see {@link takeVectorRegressions}) and returns whether there was one. It must not happen:
+   * a node's vector counts only durable entries. When it does, the stream would never send the
+   * difference (it takes the follower to hold it) and the two would never converge, which a soak
+   * showed while snapshots forgot the entries held above a gap. So what the follower holds now
+   * is what counts, and it gets a snapshot, the one transfer that brings every entry this node
+   * holds whatever its place in the log. (Within one run there is nothing to check: a vector
    * only grows, and reports of one session come in the order sent; a network that reorders
    * them, as the simulation's does, would only look like a regression.)
    */
-  #noteRegressions(vv: VersionVector): void {
+  #noteRegressions(vv: VersionVector): boolean {
+    let regressed = false;
     for (const [origin, reported] of Object.entries(this.#followerVv)) {
       const holds = vv[origin] ?? 0;
-      if (holds < reported) this.#regressions.push({ origin, reported, holds });
+      if (holds >= reported) continue;
+      this.#regressions.push({ origin, reported, holds });
+      this.#followerVv[origin] = holds;
+      regressed = true;
     }
+    return regressed;
   }
 
   /**
@@ -447,7 +454,7 @@ export class LeaderStream {
       this.#followerOrigin = frame.origin;
     }
     if (frame.run !== undefined) this.#followerRun = frame.run;
-    if (restarted) this.#noteRegressions(frame.vv);
+    const regressed = restarted && this.#noteRegressions(frame.vv);
     this.#mergeVv(frame.vv, nowMs);
     this.#setSources(frame.sources);
     this.window.onAck(0, frame.credit);
@@ -467,7 +474,7 @@ export class LeaderStream {
       // whole cluster restarted after retention used to send full snapshots both ways.
       start = log.firstLsn;
     }
-    if (start < log.firstLsn || this.lacksAny(snapshotOnly)) {
+    if (start < log.firstLsn || regressed || this.lacksAny(snapshotOnly)) {
       this.#status = "snapshot";
       this.#snapshotPending = true;
       this.#outbox.push({ kind: "snapshot", session: this.#session });

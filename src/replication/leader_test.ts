@@ -387,7 +387,9 @@ Deno.test("LeaderStream keeps what a follower acknowledged when it comes back un
   const leader = stream();
   const reopen = (origin: string, succeeds?: string) => {
     const fields = succeeds === undefined ? {} : { succeeds: { origin: succeeds, throughLsn: 3 } };
-    assert.equal(reopenWith(leader, log, { origin, ...fields }), true);
+    // It reports holding all it acknowledged (else it gets a snapshot: see below).
+    const vv = { ...leader.followerVv };
+    assert.equal(reopenWith(leader, log, { origin, vv, ...fields }), true);
     leader.poll(0, log);
     return only(leader.drain(), "read").fromLsn;
   };
@@ -421,6 +423,28 @@ Deno.test("LeaderStream names the origins a follower back from a crash reports l
   assert.deepEqual(reopen("n2~00000003", { a: 6, b: 7 }, "n2~00000002"), [], "all it reported");
   // Restored or remade: what it held before no longer counts, so nothing went back.
   assert.deepEqual(reopen("n2~00000009", { a: 1 }), []);
+});
+
+Deno.test("LeaderStream answers a follower that came back holding less than it reported with a snapshot", () => {
+  const log = { firstLsn: 1, lastLsn: 50 };
+  const leader = stream();
+  const reopen = (run: string, vv: Record<string, number>, cursor: number) => {
+    assert.equal(
+      reopenWith(leader, log, { origin: "n2~00000001", vv, run, cursor }),
+      true,
+    );
+    leader.poll(0, log);
+    return leader.drain();
+  };
+  assert.equal(only(reopen("run-a", { a: 5, b: 7 }, 30), "read").fromLsn, 31);
+  // Back holding less of b than it reported, with a cursor that says nothing of where b's
+  // missing entries sit in this log: resuming at 31 would never send them.
+  assert.equal(only(reopen("run-b", { a: 5, b: 4 }, 30), "snapshot").kind, "snapshot");
+  assert.equal(leader.status, "snapshot");
+  assert.deepEqual(leader.followerVv, { a: 5, b: 4 }, "what it holds now counts");
+  assert.equal(leader.lacksAny({ b: 5 }), true);
+  // A restart that holds all it reported resumes from the log as before.
+  assert.equal(only(reopen("run-c", { a: 5, b: 7 }, 30), "read").fromLsn, 31);
 });
 
 Deno.test("LeaderStream names what a follower restarted under the same origin reports less of, and nothing within one run", () => {

@@ -107,10 +107,11 @@ export const SKIP_BATCH_EVERY_MS = TICK_MS;
 /**
  * Logged (level warn, with `peer`, `origins` and the `first` few as origin, reported, holds) when a
  * restarted peer reports holding fewer entries of an origin than it reported before
- * (LeaderStream.takeVectorRegressions): the chaos test and the soak fail on it.
+ * (LeaderStream.takeVectorRegressions); the stream then sends the peer a snapshot, which brings
+ * it the difference. The chaos test and the soak fail on it all the same: it is a fault.
  */
 export const VECTOR_REGRESSION_WARNING =
-  "A peer reports holding fewer entries than it reported before it restarted: this node will not send it the difference";
+  "A peer reports holding fewer entries than it reported before it restarted: this node sends it a snapshot of its state to make up the difference";
 
 /** Options of a {@link Shipper}. */
 export interface ShipperOptions {
@@ -803,7 +804,7 @@ export class Shipper {
         origins: regressions.length,
         first: regressions.slice(0, 5),
         advice:
-          "A node's version vector counts only durable entries, so this is a fault in Shanghai: report it with both nodes' logs. If GET /v1/digest still differs between the nodes once writes stop, empty that peer's data directory and let it rejoin",
+          "A node's version vector counts only durable entries, so this is a fault in Shanghai: report it with both nodes' logs. The snapshot repairs the peer; if GET /v1/digest still differs between the nodes once writes stop and every peer shows replicating, empty that peer's data directory and let it rejoin",
       });
     }
     if (opened) this.#checkWaiters();

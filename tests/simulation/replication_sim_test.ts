@@ -1052,3 +1052,32 @@ Deno.test("simulation: an entry a snapshot's sender held above a gap counts at t
     await sim.untilConverged(30_000, () => `seed ${seed}`);
     assert.equal(n3.log.versionVector().n1, 15, `seed ${seed}`);
   }, { nodes: 3 }));
+
+Deno.test("simulation: a node whose disk lost entries it had reported holding gets them back from its peers", () =>
+  forEachSeed(20, async (sim, seed) => {
+    let written = 0;
+    const writeSome = async (count: number) => {
+      for (let i = 0; i < count; i++, written++) {
+        const node = sim.nodes.filter((n) => n.alive)[written % 3];
+        void node.log.write(sim.random.pick(KEYS), value(`${node.id}-${written}`));
+        if (i % 3 === 2) await sim.step();
+      }
+    };
+    await writeSome(60);
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    // Every leader has n3's report of all of it; then n3's disk loses the last 30 entries it
+    // had made durable (its own and relays alike) and it restarts on what is left.
+    for (let ms = 0; ms < 2 * STATUS_EVERY_MS; ms += 5) await sim.step(5);
+    const n3 = sim.node("n3").log;
+    const restarted = sim.crashAndRestart("n3", "n3~0000000b", n3.durableLsn - 30);
+    const kept = Object.values(restarted.log.versionVector()).reduce((s, n) => s + n, 0);
+    assert.ok(kept < 60, `seed ${seed}: n3 kept ${kept} of 60`);
+    await writeSome(15);
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    const vv = restarted.log.versionVector();
+    assert.equal(
+      Object.values(vv).reduce((s, n) => s + n, 0),
+      75,
+      `seed ${seed}: ${JSON.stringify(vv)}`,
+    );
+  }));

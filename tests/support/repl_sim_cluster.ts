@@ -122,14 +122,17 @@ export class SimCluster {
    * and it writes on under `origin`, as a node that shipped unsynced entries does after a
    * crash (src/node/unsynced.ts).
    */
-  crashAndRestart(id: string, origin: string): SimNode {
+  crashAndRestart(id: string, origin: string, keptLsn?: number): SimNode {
     this.crash(id);
     const at = this.nodes.findIndex((n) => n.id === id);
     const old = this.nodes[at].log;
-    const log = old.restoredCopy(old.durableLsn, origin);
+    // `keptLsn` below what was durable: a disk that lost what it had made durable (a write
+    // cache that lied about its flushes), a fault no node can rule out.
+    const kept = Math.min(keptLsn ?? old.durableLsn, old.durableLsn);
+    const log = old.restoredCopy(kept, origin);
     log.localDurableAtStep = old.localDurableAtStep;
     // The same log up to what it kept, as a node tells its peers after such a restart.
-    const node = this.#node(id, log, { origin: old.origin, throughLsn: old.durableLsn });
+    const node = this.#node(id, log, { origin: old.origin, throughLsn: kept });
     this.nodes[at] = node;
     node.shipper.start();
     this.network.connectAll();
