@@ -1,7 +1,8 @@
 /**
  * Replication between real `shanghai serve` processes on loopback, over the TCP transport:
  * SIGKILL under quorum writes, a SIGSTOPped follower under load (leader RSS from /proc),
- * a node away past retention (snapshot, then tail), and malformed frames on the node port.
+ * a node away past retention (snapshot, then tail), a node whose disk lost durable writes, and
+ * malformed frames on the node port.
  */
 import assert from "node:assert/strict";
 import { waitForNodes } from "../support/wait.ts";
@@ -13,6 +14,10 @@ import { batchBody } from "../support/repl_frames.ts";
 import { runBackup } from "../../src/backup/backup.ts";
 import { runRestore } from "../../src/backup/restore.ts";
 import { Store } from "../../src/storage/kv/store.ts";
+import { readRecord } from "../../src/storage/wal/record.ts";
+import { parseSegmentFileName } from "../../src/storage/wal/segment.ts";
+import { RECORD_BYTES_MAX, SEGMENT_HEADER_BYTES } from "../../src/common/limits.ts";
+import { VECTOR_REGRESSION_WARNING } from "../../src/replication/shipper.ts";
 
 const VALUE = new Uint8Array(1024).fill(7);
 
@@ -382,6 +387,61 @@ Deno.test("real processes: a node down past retention gets a snapshot, then the 
       "n3 got the state as a snapshot",
     );
     assert.equal((await keysOn(again, "r")).size, 600);
+    const sent = (await snapshotsSent(n1)) + (await snapshotsSent(n2));
+    assert.ok(sent >= 1, `a snapshot went to n3 (sent ${sent})`);
+  } finally {
+    await cluster.teardown();
+  }
+});
+
+/**
+ * Zeroes the last `count` records of the newest WAL segment in `walDir`, as a disk whose write
+ * cache never flushed them leaves the file (its preallocated zeros follow). Returns how many
+ * records the segment keeps.
+ */
+async function loseWalTail(walDir: string, count: number): Promise<number> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(walDir)) {
+    if (entry.isFile && parseSegmentFileName(entry.name) !== undefined) names.push(entry.name);
+  }
+  assert.ok(names.length > 0, `no WAL segment in ${walDir}`);
+  const path = `${walDir}/${names.sort().at(-1)}`;
+  const bytes = await Deno.readFile(path);
+  const starts: number[] = [];
+  let end = SEGMENT_HEADER_BYTES;
+  for (let read; (read = readRecord(bytes, end, RECORD_BYTES_MAX)).ok; end = read.next) {
+    starts.push(end);
+  }
+  assert.ok(starts.length > count, `the segment holds ${starts.length} records`);
+  const cut = starts[starts.length - count];
+  const file = await Deno.open(path, { write: true });
+  try {
+    await file.seek(cut, Deno.SeekMode.Start);
+    await file.write(new Uint8Array(end - cut));
+    await file.syncData();
+  } finally {
+    file.close();
+  }
+  return starts.length - count;
+}
+
+Deno.test("real processes: a node whose disk lost writes it had made durable gets them back from its peers", async () => {
+  const cluster = await formCluster(3);
+  try {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    // ack=all: each leader has n3's ack, and with it n3's report of all 200.
+    for (let i = 0; i < 200; i++) assert.equal(await put(i % 2 ? n1 : n2, `d${i}`, "all"), 200);
+    await n3.kill("SIGKILL");
+    await loseWalTail(`${await cluster.dataDir("n3")}/wal`, 80);
+    const again = await cluster.start("n3", n1);
+    assert.ok(
+      Number((await getJson(again, "/v1/status")).lastLsn) <= 200 - 80,
+      "n3 came back without the lost records",
+    );
+    await waitForNodes("all three to converge", () => digestsEqual([n1, n2, again]), 60_000);
+    assert.equal((await keysOn(again, "d")).size, 200);
+    const warned = [n1, n2].filter((n) => n.logs.some((l) => l.msg === VECTOR_REGRESSION_WARNING));
+    assert.ok(warned.length > 0, "a leader noticed that n3 holds less than it had reported");
     const sent = (await snapshotsSent(n1)) + (await snapshotsSent(n2));
     assert.ok(sent >= 1, `a snapshot went to n3 (sent ${sent})`);
   } finally {
