@@ -729,19 +729,28 @@ Deno.test("simulation: a tombstone waits for the writes a restarted node lost un
   }, { tombstoneGraceMs: 0, shipUnsynced: true }));
 
 /**
+ * `count` writes to random keys from the live nodes in turn, the `from`-th write first (its
+ * value names the node and the write's number), a step after every third. Returns the number
+ * of the next write.
+ */
+async function writeInTurn(sim: SimCluster, from: number, count: number): Promise<number> {
+  let written = from;
+  for (let i = 0; i < count; i++, written++) {
+    const node = sim.nodes.filter((n) => n.alive)[written % 3];
+    void node.log.write(sim.random.pick(KEYS), value(`${node.id}-${written}`));
+    if (i % 3 === 2) await sim.step();
+  }
+  return written;
+}
+
+/**
  * n1 ships its writes before they are durable while its disk is slow, and crashes with some
  * of them durable only at its peers; it restarts on what it kept under `origin`. Returns the
  * writes made in all.
  */
 async function crashAfterShippingUnsynced(sim: SimCluster, seed: number, origin: string) {
   let written = 0;
-  const writeSome = async (count: number) => {
-    for (let i = 0; i < count; i++, written++) {
-      const node = sim.nodes.filter((n) => n.alive)[written % 3];
-      void node.log.write(sim.random.pick(KEYS), value(`${node.id}-${written}`));
-      if (i % 3 === 2) await sim.step();
-    }
-  };
+  const writeSome = async (count: number) => written = await writeInTurn(sim, written, count);
   await writeSome(30);
   await sim.untilConverged(60_000, () => `seed ${seed}`);
   // The slow sync: n1's next writes are written and shipped, and stay not durable on n1.
@@ -1055,15 +1064,7 @@ Deno.test("simulation: an entry a snapshot's sender held above a gap counts at t
 
 Deno.test("simulation: a node whose disk lost entries it had reported holding gets them back from its peers", () =>
   forEachSeed(20, async (sim, seed) => {
-    let written = 0;
-    const writeSome = async (count: number) => {
-      for (let i = 0; i < count; i++, written++) {
-        const node = sim.nodes.filter((n) => n.alive)[written % 3];
-        void node.log.write(sim.random.pick(KEYS), value(`${node.id}-${written}`));
-        if (i % 3 === 2) await sim.step();
-      }
-    };
-    await writeSome(60);
+    const written = await writeInTurn(sim, 0, 60);
     await sim.untilConverged(60_000, () => `seed ${seed}`);
     // Every leader has n3's report of all of it; then n3's disk loses the last 30 entries it
     // had made durable (its own and relays alike) and it restarts on what is left.
@@ -1072,7 +1073,7 @@ Deno.test("simulation: a node whose disk lost entries it had reported holding ge
     const restarted = sim.crashAndRestart("n3", "n3~0000000b", n3.durableLsn - 30);
     const kept = Object.values(restarted.log.versionVector()).reduce((s, n) => s + n, 0);
     assert.ok(kept < 60, `seed ${seed}: n3 kept ${kept} of 60`);
-    await writeSome(15);
+    await writeInTurn(sim, written, 15);
     await sim.untilConverged(60_000, () => `seed ${seed}`);
     const vv = restarted.log.versionVector();
     assert.equal(
