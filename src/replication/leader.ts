@@ -156,6 +156,10 @@ export class LeaderStream {
   #lastProgressMs = 0;
   #snapshot: SnapshotTransfer | undefined;
   #snapshotPending = false;
+  // The follower came back holding less than it had reported (see #noteRegressions): it gets a
+  // snapshot at every open until one is installed there, since a transfer cut short by a link
+  // flap or another crash leaves it as short as before while its reports no longer show it.
+  #snapshotOwed = false;
   #outbox: LeaderWork[] = [];
   // Highest LSN acknowledged in this session: acks below it are stale. It can sit below
   // matchLsn after a rewind, which resends a range the follower already covered.
@@ -302,6 +306,8 @@ export class LeaderStream {
     this.#deferred.clear();
     this.#relaying.clear();
     this.#originProgressMs.clear();
+    // It resumes from its own report, so the log resends all it lacks.
+    this.#snapshotOwed = false;
   }
 
   /**
@@ -454,7 +460,7 @@ export class LeaderStream {
       this.#followerOrigin = frame.origin;
     }
     if (frame.run !== undefined) this.#followerRun = frame.run;
-    const regressed = restarted && this.#noteRegressions(frame.vv);
+    if (restarted && this.#noteRegressions(frame.vv)) this.#snapshotOwed = true;
     this.#mergeVv(frame.vv, nowMs);
     this.#setSources(frame.sources);
     this.window.onAck(0, frame.credit);
@@ -474,7 +480,7 @@ export class LeaderStream {
       // whole cluster restarted after retention used to send full snapshots both ways.
       start = log.firstLsn;
     }
-    if (start < log.firstLsn || regressed || this.lacksAny(snapshotOnly)) {
+    if (start < log.firstLsn || this.#snapshotOwed || this.lacksAny(snapshotOnly)) {
       this.#status = "snapshot";
       this.#snapshotPending = true;
       this.#outbox.push({ kind: "snapshot", session: this.#session });
@@ -670,6 +676,7 @@ export class LeaderStream {
       this.#startLsn = this.#nextLsn = this.#matchLsn + 1;
       this.#sessionAckedLsn = this.#matchLsn;
       this.#snapshot = undefined;
+      this.#snapshotOwed = false;
       this.#status = "replicating";
       this.#outbox.push({ kind: "snapshotDone", session: this.#session });
     }

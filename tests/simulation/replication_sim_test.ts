@@ -1062,23 +1062,49 @@ Deno.test("simulation: an entry a snapshot's sender held above a gap counts at t
     assert.equal(n3.log.versionVector().n1, 15, `seed ${seed}`);
   }, { nodes: 3 }));
 
+/**
+ * 60 writes from the nodes in turn, reported everywhere; then n3's disk loses the last 30
+ * entries it had made durable (its own and relays alike) and it restarts on what is left.
+ */
+async function n3LosesItsTail(sim: SimCluster, seed: number): Promise<SimNode> {
+  await writeInTurn(sim, 0, 60);
+  await sim.untilConverged(60_000, () => `seed ${seed}`);
+  // Every leader has n3's report of all of it (status reports go out every STATUS_EVERY_MS).
+  for (let ms = 0; ms < 2 * STATUS_EVERY_MS; ms += 5) await sim.step(5);
+  const n3 = sim.node("n3").log;
+  const restarted = sim.crashAndRestart("n3", "n3~0000000b", n3.durableLsn - 30);
+  const kept = Object.values(restarted.log.versionVector()).reduce((s, n) => s + n, 0);
+  assert.ok(kept < 60, `seed ${seed}: n3 kept ${kept} of 60`);
+  return restarted;
+}
+
+/** 15 more writes; then every node, `node` included, converges on all 75. */
+async function convergesOnAll(sim: SimCluster, seed: number, node: SimNode): Promise<void> {
+  await writeInTurn(sim, 60, 15);
+  await sim.untilConverged(60_000, () => `seed ${seed}`);
+  const vv = node.log.versionVector();
+  assert.equal(
+    Object.values(vv).reduce((s, n) => s + n, 0),
+    75,
+    `seed ${seed}: ${JSON.stringify(vv)}`,
+  );
+}
+
 Deno.test("simulation: a node whose disk lost entries it had reported holding gets them back from its peers", () =>
   forEachSeed(20, async (sim, seed) => {
-    const written = await writeInTurn(sim, 0, 60);
-    await sim.untilConverged(60_000, () => `seed ${seed}`);
-    // Every leader has n3's report of all of it; then n3's disk loses the last 30 entries it
-    // had made durable (its own and relays alike) and it restarts on what is left.
-    for (let ms = 0; ms < 2 * STATUS_EVERY_MS; ms += 5) await sim.step(5);
-    const n3 = sim.node("n3").log;
-    const restarted = sim.crashAndRestart("n3", "n3~0000000b", n3.durableLsn - 30);
-    const kept = Object.values(restarted.log.versionVector()).reduce((s, n) => s + n, 0);
-    assert.ok(kept < 60, `seed ${seed}: n3 kept ${kept} of 60`);
-    await writeInTurn(sim, written, 15);
-    await sim.untilConverged(60_000, () => `seed ${seed}`);
-    const vv = restarted.log.versionVector();
-    assert.equal(
-      Object.values(vv).reduce((s, n) => s + n, 0),
-      75,
-      `seed ${seed}: ${JSON.stringify(vv)}`,
+    await convergesOnAll(sim, seed, await n3LosesItsTail(sim, seed));
+  }));
+
+Deno.test("simulation: a repair snapshot cut short by another crash is sent again", () =>
+  forEachSeed(20, async (sim, seed) => {
+    await n3LosesItsTail(sim, seed);
+    const leaders = () => ["n1", "n2"].map((id) => sim.node(id).shipper);
+    await sim.stepUntil(
+      () => leaders().some((l) => l.replicas().find((r) => r.peer === "n3")?.status === "snapshot"),
+      `seed ${seed}: no leader began a snapshot to n3`,
     );
+    assert.equal(sim.node("n3").log.installs, 0, `seed ${seed}: the repair landed already`);
+    // Crashed again before any repair landed: it comes back as short as before, and now
+    // reports what the leaders already count.
+    await convergesOnAll(sim, seed, sim.crashAndRestart("n3", "n3~0000000c"));
   }));
