@@ -27,6 +27,8 @@ export const ALERT_THRESHOLDS = {
   replicationLagEntries: 10_000,
   clusterNodesDown: 0,
   diskUsagePercent: 85,
+  /** Followers that came back holding less than they had reported, since this node started. */
+  peerRegressions: 0,
 } as const;
 
 export interface Sample {
@@ -109,6 +111,8 @@ export interface MetricsSummary {
     lag: { follower: string; leader: string; lag: number }[];
     maxLag: number | null;
     conflicts: number;
+    /** Followers that came back from a restart holding less than they had reported. */
+    peerRegressions: number;
   };
   alerts: { metric: string; value: number | null; threshold: string; firing: boolean }[];
 }
@@ -169,6 +173,7 @@ export function summarize(samples: Sample[]): MetricsSummary {
       lag,
       maxLag: lag.length > 0 ? Math.max(...lag.map((l) => l.lag)) : null,
       conflicts: sum(samples, "shanghai_replication_conflicts_total"),
+      peerRegressions: sum(samples, "shanghai_replication_peer_regressions_total"),
     },
     alerts: [],
   };
@@ -194,6 +199,12 @@ export function summarize(samples: Sample[]): MetricsSummary {
   );
   alert("shanghai_cluster_nodes_down", summary.cluster.nodesDown, t.clusterNodesDown, "");
   alert("shanghai_disk_usage_percent", summary.disk.usagePercent, t.diskUsagePercent, "%");
+  alert(
+    "shanghai_replication_peer_regressions_total",
+    summary.replication.peerRegressions,
+    t.peerRegressions,
+    "",
+  );
   return summary;
 }
 

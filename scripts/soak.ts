@@ -155,12 +155,24 @@ try {
     overlap,
     links,
     onFault: (line) => console.log(`  ${line}`),
-  }).catch((error) => {
+  }).catch(async (error) => {
     // A fault that failed (a node that would not stop or start): what each node said last.
     console.log(`soak FAILED: ${error}`);
     for (const node of nodes()) {
       for (const line of node.logs.slice(-8)) {
         console.log(`${node.nodeId} log: ${JSON.stringify(line)}`);
+      }
+    }
+    // A node that exited on its own may leave no log line: its exit status says how it ended.
+    for (const node of nodes()) {
+      const status = await Promise.race([
+        node.status,
+        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 100)),
+      ]);
+      if (status !== undefined) {
+        console.log(
+          `${node.nodeId} (pid ${node.child.pid}) exited: code ${status.code}, signal ${status.signal}`,
+        );
       }
     }
     throw error;

@@ -799,6 +799,10 @@ export class Shipper {
     );
     const regressions = leader.takeVectorRegressions();
     if (regressions.length > 0) {
+      this.#events?.emit("replication.peer.regressed", {
+        follower: from,
+        origins: regressions.length,
+      });
       this.#logger.warn(VECTOR_REGRESSION_WARNING, {
         peer: from,
         origins: regressions.length,

@@ -36,6 +36,11 @@ export interface EventMap {
   /** This node began sending its whole key-value state to `follower` (its log could not serve). */
   "replication.snapshot.started": { follower: string };
   /**
+   * `follower` came back from a restart holding fewer entries of `origins` origins than it had
+   * reported (a fault: a disk that lost flushed writes, say); this node sends it a snapshot.
+   */
+  "replication.peer.regressed": { follower: string; origins: number };
+  /**
    * A durable batch held peers' entries: for each, the wall-clock ms from its HLC timestamp
    * (taken by its origin when it accepted the write) until this node applied it, so readable.
    */

@@ -459,6 +459,10 @@ export class Metrics {
       description:
         "Snapshot transfers this node began to a follower because its retained log could not serve it",
     });
+    const peerRegressions = meter.createCounter("shanghai_replication_peer_regressions", {
+      description:
+        "Times a follower came back from a restart holding fewer entries than it had reported (a fault: its disk lost flushed writes, or a bug); this node sent it a snapshot",
+    });
     const linksDropped = meter.createCounter("shanghai_cluster_links_dropped", {
       description:
         "Peer links dropped because nothing arrived on them for suspect-after-ms (a path losing packets); the node redials",
@@ -485,6 +489,7 @@ export class Metrics {
     on("replication.credit.changed", (e) => setTracked(this.peers.credit, pairKey(e), { ...e }));
     on("replication.conflict", () => conflicts.add(1));
     on("replication.snapshot.started", (e) => snapshotsSent.add(1, { to_node: e.follower }));
+    on("replication.peer.regressed", (e) => peerRegressions.add(1, { to_node: e.follower }));
     const applyDelay = this.#histogram(
       "shanghai_replication_apply_delay",
       "Peers' entries: from the origin's HLC wall time at the write until applied here (readable); includes clock skew between hosts",

@@ -52,16 +52,19 @@ async function keysOn(node: NodeProcess, prefix: string): Promise<Set<string>> {
   }
 }
 
-/** Snapshot transfers `node` began, to any follower (its metrics counter). */
-async function snapshotsSent(node: NodeProcess): Promise<number> {
+/** A counter of `node`'s metrics, summed over its series (one per follower, say). */
+async function counterSum(node: NodeProcess, name: string): Promise<number> {
   const metrics = await (await fetch(`${node.url}/metrics`)).text();
-  let sent = 0;
-  for (
-    const m of metrics.matchAll(/^shanghai_replication_snapshots_sent_total\{[^}]*\} (\d+)$/gm)
-  ) {
-    sent += Number(m[1]);
+  let sum = 0;
+  for (const m of metrics.matchAll(new RegExp(`^${name}\\{[^}]*\\} (\\d+)$`, "gm"))) {
+    sum += Number(m[1]);
   }
-  return sent;
+  return sum;
+}
+
+/** Snapshot transfers `node` began, to any follower (its metrics counter). */
+function snapshotsSent(node: NodeProcess): Promise<number> {
+  return counterSum(node, "shanghai_replication_snapshots_sent_total");
 }
 
 /** Batches of `node`'s entries each follower acknowledged, by follower (its ack latency histogram). */
@@ -442,6 +445,9 @@ Deno.test("real processes: a node whose disk lost writes it had made durable get
     assert.equal((await keysOn(again, "d")).size, 200);
     const warned = [n1, n2].filter((n) => n.logs.some((l) => l.msg === VECTOR_REGRESSION_WARNING));
     assert.ok(warned.length > 0, "a leader noticed that n3 holds less than it had reported");
+    const counted = (await counterSum(n1, "shanghai_replication_peer_regressions_total")) +
+      (await counterSum(n2, "shanghai_replication_peer_regressions_total"));
+    assert.equal(counted, warned.length, "each warning is counted for alerts");
     const sent = (await snapshotsSent(n1)) + (await snapshotsSent(n2));
     assert.ok(sent >= 1, `a snapshot went to n3 (sent ${sent})`);
   } finally {
