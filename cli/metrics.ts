@@ -58,7 +58,8 @@ export function parsePrometheus(text: string): Sample[] {
   return out;
 }
 
-function sum(
+/** The values of every sample named `name` (whose labels pass `filter`), added up. */
+export function sum(
   samples: Sample[],
   name: string,
   filter: (l: Record<string, string>) => boolean = () => true,

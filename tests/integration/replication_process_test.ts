@@ -18,6 +18,7 @@ import { readRecord } from "../../src/storage/wal/record.ts";
 import { parseSegmentFileName } from "../../src/storage/wal/segment.ts";
 import { RECORD_BYTES_MAX, SEGMENT_HEADER_BYTES } from "../../src/common/limits.ts";
 import { VECTOR_REGRESSION_WARNING } from "../../src/replication/shipper.ts";
+import { parsePrometheus, sum } from "../../cli/metrics.ts";
 
 const VALUE = new Uint8Array(1024).fill(7);
 
@@ -54,12 +55,7 @@ async function keysOn(node: NodeProcess, prefix: string): Promise<Set<string>> {
 
 /** A counter of `node`'s metrics, summed over its series (one per follower, say). */
 async function counterSum(node: NodeProcess, name: string): Promise<number> {
-  const metrics = await (await fetch(`${node.url}/metrics`)).text();
-  let sum = 0;
-  for (const m of metrics.matchAll(new RegExp(`^${name}\\{[^}]*\\} (\\d+)$`, "gm"))) {
-    sum += Number(m[1]);
-  }
-  return sum;
+  return sum(parsePrometheus(await (await fetch(`${node.url}/metrics`)).text()), name);
 }
 
 /** Snapshot transfers `node` began, to any follower (its metrics counter). */

@@ -74,6 +74,16 @@ async function forEachSeed(
   }
 }
 
+/** How many entries `vv` counts, over every origin. */
+function entriesCounted(vv: Record<string, number>): number {
+  return Object.values(vv).reduce((s, n) => s + n, 0);
+}
+
+/** Fails unless `vv` counts `expected` entries in all; `what` starts the message. */
+function assertCounts(vv: Record<string, number>, expected: number, what: string): void {
+  assert.equal(entriesCounted(vv), expected, `${what}: ${JSON.stringify(vv)}`);
+}
+
 /**
  * `count` writes from random nodes to random keys (a `deletes` share of them deletes, values
  * `<node>-<first + i>`) while links are cut and healed at random; then heals every link and
@@ -112,11 +122,7 @@ Deno.test("simulation: concurrent conflicting writers on 3 nodes converge to equ
     }
     // Every node's own writes arrived everywhere.
     const vv = sim.nodes[0].log.versionVector();
-    assert.equal(
-      Object.values(vv).reduce((s, n) => s + n, 0),
-      300,
-      `seed ${seed}: ${JSON.stringify(vv)}`,
-    );
+    assertCounts(vv, 300, `seed ${seed}`);
   }));
 
 Deno.test("simulation: a node that shipped a write to one peer and died for good still converges the survivors", () =>
@@ -576,11 +582,7 @@ Deno.test("simulation: a node restored in place from an older backup converges a
       assert.ok(vv[origin] >= seq, `seed ${seed}: ${origin} at ${vv[origin]}, was ${seq}`);
     }
     assert.ok(vv["n1~00000001"] >= 5, `seed ${seed}`);
-    assert.equal(
-      Object.values(vv).reduce((s, n) => s + n, 0),
-      written,
-      `seed ${seed}: ${JSON.stringify(vv)}`,
-    );
+    assertCounts(vv, written, `seed ${seed}`);
   }));
 
 Deno.test("simulation: a node relays at once the writes of a live origin whose link to the follower is down", async () => {
@@ -792,11 +794,7 @@ Deno.test("simulation: writes shipped before their sync and lost in a crash come
       const vv = node.log.versionVector();
       // Every write n1 shipped is everywhere, n1 included, and none was dropped anywhere.
       assert.equal(vv.n1, shipped, `seed ${seed}: ${node.id} ${JSON.stringify(vv)}`);
-      assert.equal(
-        Object.values(vv).reduce((s, n) => s + n, 0),
-        written,
-        `seed ${seed}: ${node.id} ${JSON.stringify(vv)}`,
-      );
+      assertCounts(vv, written, `seed ${seed}: ${node.id}`);
     }
   }, { shipUnsynced: true }));
 
@@ -829,7 +827,7 @@ Deno.test("simulation: the same crash without a new origin reuses sequence numbe
     const { written } = await crashAfterShippingUnsynced(sim, seed, "n1");
     // The restarted n1's first writes took numbers its peers held: dropped as duplicates.
     for (const node of sim.nodes) {
-      const held = Object.values(node.log.versionVector()).reduce((s, n) => s + n, 0);
+      const held = entriesCounted(node.log.versionVector());
       assert.ok(held < written, `seed ${seed}: ${node.id} holds ${held} of ${written}`);
     }
   }
@@ -1073,7 +1071,7 @@ async function n3LosesItsTail(sim: SimCluster, seed: number): Promise<SimNode> {
   for (let ms = 0; ms < 2 * STATUS_EVERY_MS; ms += 5) await sim.step(5);
   const n3 = sim.node("n3").log;
   const restarted = sim.crashAndRestart("n3", "n3~0000000b", n3.durableLsn - 30);
-  const kept = Object.values(restarted.log.versionVector()).reduce((s, n) => s + n, 0);
+  const kept = entriesCounted(restarted.log.versionVector());
   assert.ok(kept < 60, `seed ${seed}: n3 kept ${kept} of 60`);
   return restarted;
 }
@@ -1082,12 +1080,7 @@ async function n3LosesItsTail(sim: SimCluster, seed: number): Promise<SimNode> {
 async function convergesOnAll(sim: SimCluster, seed: number, node: SimNode): Promise<void> {
   await writeInTurn(sim, 60, 15);
   await sim.untilConverged(60_000, () => `seed ${seed}`);
-  const vv = node.log.versionVector();
-  assert.equal(
-    Object.values(vv).reduce((s, n) => s + n, 0),
-    75,
-    `seed ${seed}: ${JSON.stringify(vv)}`,
-  );
+  assertCounts(node.log.versionVector(), 75, `seed ${seed}`);
 }
 
 Deno.test("simulation: a node whose disk lost entries it had reported holding gets them back from its peers", () =>
