@@ -1101,3 +1101,18 @@ Deno.test("simulation: a repair snapshot cut short by another crash is sent agai
     // reports what the leaders already count.
     await convergesOnAll(sim, seed, sim.crashAndRestart("n3", "n3~0000000c"));
   }));
+
+Deno.test("simulation: a repair snapshot cut short by its sender's crash: the follower still gets back what it lost", () =>
+  forEachSeed(20, async (sim, seed) => {
+    await n3LosesItsTail(sim, seed);
+    const repairing = () =>
+      ["n1", "n2"].filter((id) =>
+        sim.node(id).shipper.replicas().find((r) => r.peer === "n3")?.status === "snapshot"
+      );
+    await sim.stepUntil(() => repairing().length > 0, `seed ${seed}: no snapshot to n3 began`);
+    assert.equal(sim.node("n3").log.installs, 0, `seed ${seed}: the repair landed already`);
+    // Every sender of a repair restarts before it lands (its disk kept all it had): the new
+    // process never saw n3 report more than it holds now, so it owes n3 no snapshot.
+    for (const [i, id] of repairing().entries()) sim.crashAndRestart(id, `${id}~0000000${i + 3}`);
+    await convergesOnAll(sim, seed, sim.node("n3"));
+  }));
