@@ -56,9 +56,14 @@ export const WAL_GATHER_MICROS_DEFAULT = 150;
 export const WAL_GATHER_MICROS_MAX = 10_000;
 /**
  * Idle polling (src/node/idle_poll.ts): how long after its last request or WAL sync a node's
- * idle-priority poller keeps its core from halting (0 turns it off).
+ * idle-priority poller keeps its core from halting (0: off). Off by default since session 39:
+ * on that machine the poller made one node slower at 1, 10 and 50 clients in most of eight
+ * alternating pairs and doubled its 1-client p99 (docs/BENCHMARKS.md); where a halted core
+ * loses its caches (session 32's machine) a window of IDLE_POLL_MICROS_SUGGESTED paid.
  */
-export const IDLE_POLL_MICROS_DEFAULT = 1_000;
+export const IDLE_POLL_MICROS_DEFAULT = 0;
+/** The window that paid where idle polling helped (session 32): what `--idle-poll-us` suggests. */
+export const IDLE_POLL_MICROS_SUGGESTED = 1_000;
 export const IDLE_POLL_MICROS_MAX = 100_000;
 /** Batches at least this long never wait for expected writers: their fdatasync is shared enough. */
 export const WAL_GATHER_BATCH_ENTRIES = 8;

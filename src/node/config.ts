@@ -23,6 +23,7 @@ import {
   HEARTBEAT_INTERVAL_MS_DEFAULT,
   IDLE_POLL_MICROS_DEFAULT,
   IDLE_POLL_MICROS_MAX,
+  IDLE_POLL_MICROS_SUGGESTED,
   MiB,
   MIN_FREE_DISK_BYTES_DEFAULT,
   READY_LAG_MAX_DEFAULT,
@@ -273,7 +274,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 0,
     max: IDLE_POLL_MICROS_MAX,
     help:
-      "For this long (µs) after each request or WAL sync, a helper thread at idle priority keeps a core from halting, so the next request finds warm caches; it takes only CPU nothing else wants (Linux; 0: off)",
+      `For this long (µs) after each request or WAL sync, a helper thread at idle priority keeps a core from halting, so the next request finds warm caches; it takes only CPU nothing else wants (Linux; 0: off). Off by default: measure your host before turning it on (${IDLE_POLL_MICROS_SUGGESTED} is the window that paid where it helped)`,
   },
   {
     key: "snapshotEveryBytes",

@@ -13,8 +13,8 @@ Deno.test("resolveConfig(): defaults give one node on ./data with the seed's por
   assert.equal(config.segmentBytes, 64 * 1024 * 1024);
   assert.equal(config.tombstoneGraceMs, 60_000);
   assert.equal(config.tombstoneSweepMs, 10_000);
-  assert.equal(config.idlePollMicros, 1_000);
-  assert.equal(resolveConfig({}, { SHANGHAI_IDLE_POLL_US: "0" }).idlePollMicros, 0);
+  assert.equal(config.idlePollMicros, 0);
+  assert.equal(resolveConfig({}, { SHANGHAI_IDLE_POLL_US: "1000" }).idlePollMicros, 1_000);
   assert.equal(resolveConfig({ "idle-poll-us": "250" }, {}).idlePollMicros, 250);
 });
 

@@ -7,7 +7,10 @@
  * starts on caches the halt lost. At one client the node's thread blocks in fdatasync for most
  * of each request, so every request paid for it: busy loops at idle priority beside a node made
  * it 16-37% faster at one client and about 20% at ten (docs/BENCHMARKS.md, sessions 30 and 32).
- * This is what Seastar's reactor does when it polls before sleeping.
+ * This is what Seastar's reactor does when it polls before sleeping. It is off by default
+ * (`--idle-poll-us 0`) since session 39, whose machine, the same kind of guest, ran one node
+ * slower with it at 1, 10 and 50 clients in most of eight alternating pairs, and with twice the
+ * 1-client p99: whether it pays depends on the host, so an operator measures before turning it on.
  *
  * How: the poller is a Worker that makes its own thread `SCHED_IDLE` (libc's
  * `sched_setscheduler` through Deno's FFI; Linux only), so it runs only on a core nothing else
