@@ -14,9 +14,7 @@ import { batchBody } from "../support/repl_frames.ts";
 import { runBackup } from "../../src/backup/backup.ts";
 import { runRestore } from "../../src/backup/restore.ts";
 import { Store } from "../../src/storage/kv/store.ts";
-import { readRecord } from "../../src/storage/wal/record.ts";
-import { parseSegmentFileName } from "../../src/storage/wal/segment.ts";
-import { RECORD_BYTES_MAX, SEGMENT_HEADER_BYTES } from "../../src/common/limits.ts";
+import { loseWalTail } from "../support/wal_damage.ts";
 import { VECTOR_REGRESSION_WARNING } from "../../src/replication/shipper.ts";
 import { parsePrometheus, sum } from "../../cli/metrics.ts";
 
@@ -393,37 +391,6 @@ Deno.test("real processes: a node down past retention gets a snapshot, then the 
   }
 });
 
-/**
- * Zeroes the last `count` records of the newest WAL segment in `walDir`, as a disk whose write
- * cache never flushed them leaves the file (its preallocated zeros follow). Returns how many
- * records the segment keeps.
- */
-async function loseWalTail(walDir: string, count: number): Promise<number> {
-  const names: string[] = [];
-  for await (const entry of Deno.readDir(walDir)) {
-    if (entry.isFile && parseSegmentFileName(entry.name) !== undefined) names.push(entry.name);
-  }
-  assert.ok(names.length > 0, `no WAL segment in ${walDir}`);
-  const path = `${walDir}/${names.sort().at(-1)}`;
-  const bytes = await Deno.readFile(path);
-  const starts: number[] = [];
-  let end = SEGMENT_HEADER_BYTES;
-  for (let read; (read = readRecord(bytes, end, RECORD_BYTES_MAX)).ok; end = read.next) {
-    starts.push(end);
-  }
-  assert.ok(starts.length > count, `the segment holds ${starts.length} records`);
-  const cut = starts[starts.length - count];
-  const file = await Deno.open(path, { write: true });
-  try {
-    await file.seek(cut, Deno.SeekMode.Start);
-    await file.write(new Uint8Array(end - cut));
-    await file.syncData();
-  } finally {
-    file.close();
-  }
-  return starts.length - count;
-}
-
 Deno.test("real processes: a node whose disk lost writes it had made durable gets them back from its peers", async () => {
   const cluster = await formCluster(3);
   try {
@@ -446,6 +413,34 @@ Deno.test("real processes: a node whose disk lost writes it had made durable get
     assert.equal(counted, warned.length, "each warning is counted for alerts");
     const sent = (await snapshotsSent(n1)) + (await snapshotsSent(n2));
     assert.ok(sent >= 1, `a snapshot went to n3 (sent ${sent})`);
+  } finally {
+    await cluster.teardown();
+  }
+});
+
+Deno.test("real processes: a node whose disk lost writes it had made durable gets them back when every node restarted since", async () => {
+  // Snapshots every 64 KiB: n3's last one (and the cursors it keeps) may lie past the records
+  // its disk then loses. The leaders restart too, so none remembers what n3 had reported: the
+  // repair must come from n3's own report (its vector and the cursors its snapshot kept).
+  const cluster = await formCluster(3, ["--snapshot-every-bytes", String(64 * 1024)]);
+  try {
+    const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
+    for (let i = 0; i < 200; i++) assert.equal(await put(i % 2 ? n1 : n2, `r${i}`, "all"), 200);
+    for (const node of [n1, n2, n3]) await node.kill("SIGKILL");
+    await loseWalTail(`${await cluster.dataDir("n3")}/wal`, 80);
+    const again1 = await cluster.start("n1");
+    const nodes = [again1, await cluster.start("n2", again1), await cluster.start("n3", again1)];
+    await waitForNodes("all three to converge", () => digestsEqual(nodes), 60_000);
+    for (const node of nodes) assert.equal((await keysOn(node, "r")).size, 200, node.nodeId);
+    // Writes after the restart reach every node, n3's own included.
+    for (let i = 0; i < 30; i++) assert.equal(await put(nodes[i % 3], `s${i}`, "all"), 200);
+    await waitForNodes("all three to converge again", () => digestsEqual(nodes), 60_000);
+    for (const node of nodes) assert.equal((await keysOn(node, "s")).size, 30, node.nodeId);
+    // And n3 holds them on its own disk: alone after another crash, it still has every write.
+    for (const node of nodes) await node.kill("SIGKILL");
+    const alone = await cluster.start("n3");
+    assert.equal((await keysOn(alone, "r")).size, 200);
+    assert.equal((await keysOn(alone, "s")).size, 30);
   } finally {
     await cluster.teardown();
   }

@@ -276,6 +276,7 @@ export class Store {
         }),
       verifyFromLsn: snapshotLsn + 1,
       firstLsnIfEmpty: snapshotLsn + 1,
+      nextLsnAtLeast: snapshotLsn + 1,
       clock: this.#clock,
       onDurable: (entries, info) => this.#onDurable(entries, info),
       onWritten: (entries, records) => this.#onWritten(entries, records),

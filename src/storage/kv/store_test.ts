@@ -15,6 +15,7 @@ import { type KeyRecord, recordToEntry, SORT_AT_ONCE_KEYS_MAX } from "./keyspace
 import { TOMBSTONE_SWEEP_STEP_KEYS } from "../../common/limits.ts";
 import { runWithFileBytesMax } from "../_zero_write_failure_child.ts";
 import type { EntryInput } from "../wal/wal.ts";
+import { loseWalTail } from "../../../tests/support/wal_damage.ts";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array | null | undefined) => b ? new TextDecoder().decode(b) : undefined;
@@ -109,6 +110,34 @@ Deno.test("Store: a snapshot plus the WAL after it restores the state; restart r
     for (let i = 0; i < 10; i++) assert.equal(text(again.get(`k${i}`)?.value), `v${50 + i}`);
     assert.equal(replayed, 0, "listeners attached after open see only new entries");
     await again.close();
+  });
+});
+
+Deno.test("Store: a WAL that lost records its newest snapshot covers goes on past the snapshot, and later writes survive the next restart", async () => {
+  await withDir(async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1", snapshotEveryBytes: 0 });
+    for (let i = 0; i < 100; i++) await store.put(`k${i}`, bytes(`v${i}`), "text/plain");
+    await store.snapshot();
+    await store.close({ snapshot: false });
+    // A disk that lied about its flushes: the WAL keeps 60 records, the snapshot covers 100.
+    assert.equal(await loseWalTail(`${dataDir}/wal`, 40), 60);
+    const events: unknown[] = [];
+    const bus = new EventBus();
+    bus.on("wal.repaired", (event) => events.push(event));
+    const again = await Store.open({ dataDir, nodeId: "n1", events: bus });
+    assert.equal(again.snapshotLsn, 100);
+    assert.equal(again.lastLsn, 100, "the log goes on after what the snapshot covers");
+    assert.equal(again.wal.firstLsn, 101);
+    assert.equal(events.length, 1, "the loss is reported");
+    for (let i = 0; i < 10; i++) {
+      assert.equal((await again.put(`p${i}`, bytes(`w${i}`), "text/plain")).lsn, 101 + i);
+    }
+    await again.close({ snapshot: false });
+    const third = await Store.open({ dataDir, nodeId: "n1" });
+    for (let i = 0; i < 100; i++) assert.equal(text(third.get(`k${i}`)?.value), `v${i}`);
+    for (let i = 0; i < 10; i++) assert.equal(text(third.get(`p${i}`)?.value), `w${i}`);
+    assert.equal(third.lastLsn, 110);
+    await third.close();
   });
 });
 

@@ -108,6 +108,15 @@ export interface WalOptions {
   verifyFromLsn?: number;
   /** With no segments on disk, the log starts here (after a snapshot or restore). */
   firstLsnIfEmpty?: number;
+  /**
+   * The log goes on at this LSN or later: an embedder's state (a snapshot) already covers every
+   * entry before it. When the segments on disk end earlier (a disk that lost records it had
+   * made durable, or a WAL directory restored from an older copy), every one of them is wholly
+   * covered: they are removed, `onRepair` hears why, and the log starts anew here. Left to
+   * number on from what was kept, new entries would take LSNs the embedder's state already
+   * counts, and its next recovery (replaying from past that state) would skip them.
+   */
+  nextLsnAtLeast?: number;
   clock?: Clock;
   /** Called with each durable batch, in LSN order, before its writers are answered. */
   onDurable?: (entries: readonly Entry[], info: BatchInfo) => void;
@@ -636,9 +645,18 @@ export class Wal {
         index: scan.index,
       });
     }
+    const nextLsnAtLeast = options.nextLsnAtLeast ?? 1;
+    const keptLastLsn = segments.length > 0 ? segments[segments.length - 1].lastLsn : undefined;
+    if (keptLastLsn !== undefined && keptLastLsn + 1 < nextLsnAtLeast) {
+      for (const segment of segments.splice(0)) await Deno.remove(segment.path);
+      await syncDir(dir);
+      options.onRepair?.(
+        `The WAL ends at LSN ${keptLastLsn} but must go on at ${nextLsnAtLeast} (a snapshot covers everything before it): the disk lost records it had made durable, or the WAL directory is older than the data directory. Removed its segments, which that snapshot covers, and started the log at LSN ${nextLsnAtLeast}; entries after the snapshot that the disk lost can come back only from peers`,
+      );
+    }
     let file: Deno.FsFile;
     if (segments.length === 0) {
-      const firstLsn = Math.max(1, options.firstLsnIfEmpty ?? 1);
+      const firstLsn = Math.max(1, options.firstLsnIfEmpty ?? 1, nextLsnAtLeast);
       const created = await Wal.#createSegment(dir, firstLsn, options.clock ?? systemClock);
       segments.push(created.segment);
       file = created.file;

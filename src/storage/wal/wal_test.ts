@@ -46,6 +46,30 @@ Deno.test("Wal.append() assigns dense LSNs from 1 and read() returns entries in 
   });
 });
 
+Deno.test("Wal.open() with nextLsnAtLeast past its records removes the covered segments and goes on there", async () => {
+  await withDir(async (dir) => {
+    const wal = await Wal.open(dir, { segmentBytesMax: 4096 });
+    for (let i = 1; i <= 10; i++) await wal.append(appendInput(i, 1024));
+    await wal.close();
+    assert.ok((await segmentFiles(dir)).length > 1, "the records span segments");
+    // Up to one past what it holds: nothing changes.
+    const same = await Wal.open(dir, { nextLsnAtLeast: 11, onRepair: () => assert.fail() });
+    assert.deepEqual([same.firstLsn, same.lastLsn], [1, 10]);
+    await same.close();
+    const repairs: string[] = [];
+    const moved = await Wal.open(dir, { nextLsnAtLeast: 21, onRepair: (m) => repairs.push(m) });
+    assert.deepEqual([moved.firstLsn, moved.lastLsn], [21, 20]);
+    assert.equal(repairs.length, 1);
+    assert.match(repairs[0], /ends at LSN 10 but must go on at 21/);
+    assert.deepEqual(await segmentFiles(dir), [moved.segments()[0].fileName]);
+    assert.equal(await moved.append(appendInput(21)), 21);
+    await moved.close();
+    const reopened = await Wal.open(dir, { nextLsnAtLeast: 21 });
+    assert.deepEqual((await reopened.read(21)).map((e) => e.lsn), [21]);
+    await reopened.close();
+  });
+});
+
 Deno.test("Wal group commit: concurrent appends share batches and all resolve after their batch", async () => {
   await withDir(async (dir) => {
     const batches: number[] = [];
