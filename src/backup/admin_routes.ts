@@ -1,10 +1,12 @@
 /**
  * Admin routes of online backup, mounted on the node's HTTP port:
  *
- * - `POST /v1/admin/backup/sessions[?since_lsn=N&node_id=ID&cluster_id=ID&origin=O]` takes the
- *   cut and answers the session (files, LSN range); an incremental request past what the WAL
- *   still holds, or for another node, cluster or origin (the node was restored since), becomes
- *   a full backup and says why (`fullReason`);
+ * - `POST /v1/admin/backup/sessions[?since_lsn=N&node_id=ID&cluster_id=ID&origin=O&last_origin=O&last_seq=S&last_hlc=H]`
+ *   takes the cut and answers the session (files, LSN range, the entry at its last LSN); an
+ *   incremental request past what the WAL still holds, for another node, cluster or origin (the
+ *   node was restored since), or whose base ended with another entry than the one the node's
+ *   log now holds at that LSN (the log changed), becomes a full backup and says why
+ *   (`fullReason`);
  * - `GET /v1/admin/backup/sessions/:id/file?path=P` streams one file of the cut;
  * - `DELETE /v1/admin/backup/sessions/:id` releases the session (idle ones expire).
  *
@@ -13,6 +15,7 @@
 import type { Hono } from "hono";
 import { InputError, ShanghaiError } from "../common/errors.ts";
 import type { BackupSessions, BackupSource } from "./session.ts";
+import { type EntryId, isEntryId } from "./manifest.ts";
 
 function optionalLsn(text: string | undefined): number | undefined {
   if (text === undefined || text === "") return undefined;
@@ -23,6 +26,31 @@ function optionalLsn(text: string | undefined): number | undefined {
     );
   }
   return Number(text);
+}
+
+/**
+ * The base backup's last entry from `last_origin`, `last_seq` and `last_hlc`; undefined when
+ * none is given.
+ */
+function optionalEntryId(
+  origin: string | undefined,
+  seqText: string | undefined,
+  hlcText: string | undefined,
+): EntryId | undefined {
+  if (!origin && !seqText && !hlcText) return undefined;
+  const id = { origin: origin ?? "", seq: Number(seqText), hlc: Number(hlcText) };
+  const whole = (text: string | undefined) => /^\d{1,16}$/.test(text ?? "");
+  if (!whole(seqText) || !whole(hlcText) || !isEntryId(id)) {
+    throw new InputError(
+      "bad_query",
+      `Invalid last_origin ${JSON.stringify(origin ?? "")}, last_seq ${
+        JSON.stringify(seqText ?? "")
+      }, last_hlc ${
+        JSON.stringify(hlcText ?? "")
+      }: expected an origin, a sequence number >= 1 and an HLC, all three or none`,
+    );
+  }
+  return id;
 }
 
 /** Mounts the backup routes; `source` is undefined while the node recovers. */
@@ -41,6 +69,11 @@ export function backupRoutes(
         baseNodeId: c.req.query("node_id") || undefined,
         baseClusterId: c.req.query("cluster_id") || undefined,
         baseOrigin: c.req.query("origin") || undefined,
+        baseLastEntry: optionalEntryId(
+          c.req.query("last_origin"),
+          c.req.query("last_seq"),
+          c.req.query("last_hlc"),
+        ),
       });
       return c.json(info, 201);
     });

@@ -18,6 +18,7 @@ import { ShanghaiError } from "../common/errors.ts";
 import {
   type BackupManifest,
   backupName,
+  isEntryId,
   isSafeBackupPath,
   listBackups,
   type ManifestFile,
@@ -232,6 +233,12 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
         encodeURIComponent(base.manifest.nodeId)
       }&cluster_id=${encodeURIComponent(base.manifest.clusterId)}${
         base.manifest.origin ? `&origin=${encodeURIComponent(base.manifest.origin)}` : ""
+      }${
+        base.manifest.lastEntry
+          ? `&last_origin=${
+            encodeURIComponent(base.manifest.lastEntry.origin)
+          }&last_seq=${base.manifest.lastEntry.seq}&last_hlc=${base.manifest.lastEntry.hlc}`
+          : ""
       }`
       : "";
     const session =
@@ -287,6 +294,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
         base: session.kind === "incremental" && base ? base.name : null,
         firstLsn: session.firstLsn,
         lastLsn: session.lastLsn,
+        ...(isEntryId(session.lastEntry) ? { lastEntry: session.lastEntry } : {}),
         snapshotLsn: session.snapshotLsn,
         source: options.addr,
         files,

@@ -41,12 +41,37 @@ export interface BackupManifest {
   /** LSNs this backup adds (1 for a full backup) up to the cut. */
   firstLsn: number;
   lastLsn: number;
+  /**
+   * The entry at `lastLsn` (origin, sequence, HLC), when the WAL held it at the cut: the next
+   * incremental checks that the node's log still holds that entry there. Absent from backups
+   * made before session 39, and when `lastLsn` was covered only by a snapshot.
+   */
+  lastEntry?: EntryId;
   snapshotLsn: number | null;
   /** Where it was taken from (host:port). */
   source: string;
   files: ManifestFile[];
   /** SHA-256 of the manifest's other fields (canonical JSON); written last. */
   checksum: string;
+}
+
+/**
+ * Which entry an LSN held: its origin, its sequence number there and its HLC. The HLC tells
+ * apart two entries of one origin with the same sequence number, which a node that lost
+ * records and kept its origin (one that never shipped unsynced entries) writes.
+ */
+export interface EntryId {
+  origin: string;
+  seq: number;
+  hlc: number;
+}
+
+/** Whether `value` is an {@link EntryId}. */
+export function isEntryId(value: unknown): value is EntryId {
+  const id = value as EntryId;
+  return typeof id === "object" && id !== null && typeof id.origin === "string" &&
+    id.origin.length > 0 && Number.isSafeInteger(id.seq) && id.seq >= 1 &&
+    Number.isSafeInteger(id.hlc) && id.hlc >= 0;
 }
 
 /** A backup, a manifest or a file in one that fails its checks. */
@@ -123,6 +148,13 @@ export function parseManifest(text: string, where: string): BackupManifest {
         `Cannot trust manifest ${where}: entry for ${file.path} has a bad size or checksum`,
       );
     }
+  }
+  if (parsed.lastEntry !== undefined && !isEntryId(parsed.lastEntry)) {
+    throw new BackupIntegrityError(
+      `Cannot trust manifest ${where}: lastEntry ${
+        JSON.stringify(parsed.lastEntry)
+      } is not an origin, a sequence number and an HLC`,
+    );
   }
   if (
     parsed.base !== null &&

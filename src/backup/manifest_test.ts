@@ -53,7 +53,7 @@ Deno.test("isSafeBackupPath() accepts data directory shapes only", () => {
   }
 });
 
-Deno.test("parseManifest() accepts a sealed manifest and refuses edits, bad paths and bad bases", () => {
+Deno.test("parseManifest() accepts a sealed manifest and refuses edits, bad paths, bad bases and bad last entries", () => {
   assert.deepEqual(parseManifest(JSON.stringify(manifest), "m"), manifest);
   assert.throws(
     () => parseManifest(JSON.stringify({ ...manifest, lastLsn: 5 }), "m"),
@@ -85,6 +85,14 @@ Deno.test("parseManifest() accepts a sealed manifest and refuses edits, bad path
       ),
     /bad size or checksum/,
   );
+  const named = sealManifest({ ...rest, lastEntry: { origin: "n1~00000001", seq: 3, hlc: 7 } });
+  assert.deepEqual(parseManifest(JSON.stringify(named), "m"), named);
+  for (const lastEntry of [{ origin: "", seq: 3, hlc: 7 }, { origin: "n1", seq: 0, hlc: 7 }, {}]) {
+    assert.throws(
+      () => parseManifest(JSON.stringify(sealManifest({ ...rest, lastEntry } as never)), "m"),
+      /lastEntry .* is not an origin, a sequence number and an HLC/,
+    );
+  }
 });
 
 Deno.test("backupName() sorts in time order and is UTC to the millisecond", () => {

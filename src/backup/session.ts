@@ -26,8 +26,10 @@ import {
   BACKUP_SESSIONS_MAX,
 } from "../common/limits.ts";
 import { randomHex } from "../common/random.ts";
+import type { EntryId } from "./manifest.ts";
 import { listSnapshots, snapshotFileName } from "../storage/kv/snapshot.ts";
 import type { Store } from "../storage/kv/store.ts";
+import { LsnCompactedError } from "../storage/wal/wal.ts";
 import type { Logger } from "../telemetry/log.ts";
 
 /** One file of a backup, as the manifest lists it. */
@@ -54,6 +56,8 @@ export interface BackupSessionInfo {
   /** LSNs this backup adds: 1 for a full one, the base's last + 1 for an incremental one. */
   firstLsn: number;
   lastLsn: number;
+  /** The entry at `lastLsn`, when the WAL holds it (see BackupManifest.lastEntry). */
+  lastEntry?: EntryId;
   snapshotLsn: number | null;
   files: BackupFileInfo[];
 }
@@ -88,6 +92,8 @@ export interface OpenRequest {
   baseNodeId?: string;
   baseClusterId?: string;
   baseOrigin?: string;
+  /** The entry the base backup ended with, when its manifest names it. */
+  baseLastEntry?: EntryId;
 }
 
 const CUT_ATTEMPTS = 3;
@@ -143,6 +149,22 @@ export class BackupSessions {
       } else if (since + 1 < store.wal.firstLsn) {
         fullReason =
           `retention removed LSNs after ${since}; the WAL starts at ${store.wal.firstLsn}`;
+      } else if (request.baseLastEntry !== undefined && since >= store.wal.firstLsn) {
+        // The node's log is the base's only while the base's last entry is still where it was:
+        // a disk that lost records it had made durable numbers new entries over those LSNs.
+        const held = await entryIdAt(store, since);
+        const base = request.baseLastEntry;
+        if (
+          held === undefined || held.origin !== base.origin || held.seq !== base.seq ||
+          held.hlc !== base.hlc
+        ) {
+          const named = (id: EntryId) => `${id.origin}:${id.seq} (HLC ${id.hlc})`;
+          fullReason = `the newest backup ended with entry ${
+            named(base)
+          } at LSN ${since}, and this node's log holds ${
+            held ? named(held) : "nothing"
+          } there: its log changed after the backup (its disk lost records it had made durable), so later LSNs name other entries`;
+        }
       }
       if (fullReason !== undefined) since = undefined;
     }
@@ -223,6 +245,9 @@ export class BackupSessions {
         }, { handle });
       }
       put({ path: "node.json", bytes: identity.length, kind: "identity" }, { content: identity });
+      const lastEntry = lastLsn > 0 && lastLsn >= segments[0].firstLsn
+        ? await entryIdAt(store, lastLsn)
+        : undefined;
       const info: BackupSessionInfo = {
         id: randomHex(8),
         kind: since === undefined ? "full" : "incremental",
@@ -231,6 +256,7 @@ export class BackupSessions {
         origin: store.origin,
         firstLsn: since === undefined ? 1 : since + 1,
         lastLsn,
+        ...(lastEntry ? { lastEntry } : {}),
         snapshotLsn,
         files: [...files.values()].map((f) => f.info),
       };
@@ -338,5 +364,19 @@ export class BackupSessions {
 
   closeAll(): void {
     for (const id of [...this.#sessions.keys()]) this.close(id, "node stopping");
+  }
+}
+
+/** Which entry `lsn` holds in the store's WAL; undefined when it is gone. */
+async function entryIdAt(store: Store, lsn: number): Promise<EntryId | undefined> {
+  try {
+    const [entry] = await store.wal.read(lsn, { limit: 1 });
+    return entry?.lsn === lsn
+      ? { origin: entry.origin, seq: entry.seq, hlc: entry.hlc }
+      : undefined;
+  } catch (error) {
+    // Retention removed it between the check and the read.
+    if (error instanceof LsnCompactedError) return undefined;
+    throw error;
   }
 }

@@ -10,6 +10,7 @@ import { runRestore } from "../../src/backup/restore.ts";
 import { hlcWallMs } from "../../src/common/hlc.ts";
 import { Store } from "../../src/storage/kv/store.ts";
 import { runCli, spawnNode, spawnSmallSegmentNode, tempDir } from "../support/node_process.ts";
+import { loseWalTail } from "../support/wal_damage.ts";
 
 interface Acked {
   key: string;
@@ -338,6 +339,54 @@ Deno.test("backup under write load restores exactly the acknowledged writes up t
   } finally {
     stop.resolve();
     await load?.catch(() => {});
+    await node.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("an incremental backup after the node's disk lost records its base holds becomes a full one and says why", async () => {
+  const root = await tempDir("shanghai-backup-lost-");
+  const dataDir = `${root}/node`;
+  let node = await spawnNode({ dataDir });
+  try {
+    for (let i = 0; i < 100; i++) {
+      await (await putJson(node.addr, `a${i}`, `old${i}`)).body?.cancel();
+    }
+    const base = await runBackup({ addr: node.addr, toDir: `${root}/backups` });
+    const baseManifest: BackupManifest = JSON.parse(
+      await Deno.readTextFile(`${base.path}/${MANIFEST_FILE}`),
+    );
+    assert.equal(base.lastLsn, 100);
+    assert.equal(baseManifest.lastEntry?.seq, 100, "the manifest names its last entry");
+    // The disk loses the last 40 records it had made durable; the node, which never had a
+    // peer, keeps its origin and numbers its next writes 61 onwards.
+    await node.kill("SIGKILL");
+    assert.equal(await loseWalTail(`${dataDir}/wal`, 40), 60);
+    node = await spawnNode({ dataDir });
+    for (let i = 0; i < 60; i++) {
+      await (await putJson(node.addr, `b${i}`, `new${i}`)).body?.cancel();
+    }
+    const bad = await fetch(
+      `http://${node.addr}/v1/admin/backup/sessions?since_lsn=100&last_origin=x&last_seq=1`,
+      { method: "POST" },
+    );
+    assert.equal(bad.status, 400, "an entry named without its HLC is refused");
+    assert.equal((await bad.json()).error.code, "bad_query");
+    const next = await runBackup({ addr: node.addr, toDir: `${root}/backups`, incremental: true });
+    assert.equal(next.kind, "full");
+    assert.match(next.fullReason ?? "", /its log changed after the backup/);
+    // Restored, it holds what the node holds: the kept old writes and every new one.
+    const { values } = await readAll(
+      (await runRestore({
+        from: next.path,
+        dataDir: `${root}/restored`,
+      })).dataDir,
+    );
+    assert.equal(values.size, 120);
+    assert.equal(values.get("a59"), "old59");
+    assert.equal(values.has("a60"), false);
+    for (let i = 0; i < 60; i++) assert.equal(values.get(`b${i}`), `new${i}`);
+  } finally {
     await node.stop();
     await Deno.remove(root, { recursive: true });
   }
