@@ -17,9 +17,12 @@ import { InputError, ShanghaiError } from "../common/errors.ts";
 import type { BackupSessions, BackupSource } from "./session.ts";
 import { type EntryId, isEntryId } from "./manifest.ts";
 
+/** A whole number a query parameter may carry: LSNs, sequence numbers and HLCs are safe integers. */
+const WHOLE_NUMBER = /^\d{1,16}$/;
+
 function optionalLsn(text: string | undefined): number | undefined {
   if (text === undefined || text === "") return undefined;
-  if (!/^\d{1,16}$/.test(text)) {
+  if (!WHOLE_NUMBER.test(text)) {
     throw new InputError(
       "bad_query",
       `Invalid since_lsn ${JSON.stringify(text)}: expected a whole number`,
@@ -39,7 +42,7 @@ function optionalEntryId(
 ): EntryId | undefined {
   if (!origin && !seqText && !hlcText) return undefined;
   const id = { origin: origin ?? "", seq: Number(seqText), hlc: Number(hlcText) };
-  const whole = (text: string | undefined) => /^\d{1,16}$/.test(text ?? "");
+  const whole = (text: string | undefined) => WHOLE_NUMBER.test(text ?? "");
   if (!whole(seqText) || !whole(hlcText) || !isEntryId(id)) {
     throw new InputError(
       "bad_query",

@@ -228,19 +228,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
       const name = existing[existing.length - 1];
       base = { name, manifest: await readManifest(`${options.toDir}/${name}`) };
     }
-    const query = base
-      ? `?since_lsn=${base.manifest.lastLsn}&node_id=${
-        encodeURIComponent(base.manifest.nodeId)
-      }&cluster_id=${encodeURIComponent(base.manifest.clusterId)}${
-        base.manifest.origin ? `&origin=${encodeURIComponent(base.manifest.origin)}` : ""
-      }${
-        base.manifest.lastEntry
-          ? `&last_origin=${
-            encodeURIComponent(base.manifest.lastEntry.origin)
-          }&last_seq=${base.manifest.lastEntry.seq}&last_hlc=${base.manifest.lastEntry.hlc}`
-          : ""
-      }`
-      : "";
+    const query = base ? `?${incrementalQuery(base.manifest)}` : "";
     const session =
       await (await request(options.addr, `/v1/admin/backup/sessions${query}`, { method: "POST" }))
         .json() as BackupSessionInfo;
@@ -345,4 +333,20 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
   } finally {
     await release();
   }
+}
+
+/** The query asking the node for an incremental backup on top of `base` (admin_routes.ts). */
+function incrementalQuery(base: BackupManifest): URLSearchParams {
+  const query = new URLSearchParams({
+    since_lsn: String(base.lastLsn),
+    node_id: base.nodeId,
+    cluster_id: base.clusterId,
+  });
+  if (base.origin) query.set("origin", base.origin);
+  if (base.lastEntry) {
+    query.set("last_origin", base.lastEntry.origin);
+    query.set("last_seq", String(base.lastEntry.seq));
+    query.set("last_hlc", String(base.lastEntry.hlc));
+  }
+  return query;
 }

@@ -245,7 +245,7 @@ export class BackupSessions {
         }, { handle });
       }
       put({ path: "node.json", bytes: identity.length, kind: "identity" }, { content: identity });
-      const lastEntry = lastLsn > 0 && lastLsn >= segments[0].firstLsn
+      const lastEntry = lastLsn >= segments[0].firstLsn
         ? await entryIdAt(store, lastLsn)
         : undefined;
       const info: BackupSessionInfo = {

@@ -275,7 +275,6 @@ export class Store {
           reason,
         }),
       verifyFromLsn: snapshotLsn + 1,
-      firstLsnIfEmpty: snapshotLsn + 1,
       nextLsnAtLeast: snapshotLsn + 1,
       clock: this.#clock,
       onDurable: (entries, info) => this.#onDurable(entries, info),

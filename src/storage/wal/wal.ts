@@ -106,11 +106,10 @@ export interface WalOptions {
   preallocateBytes?: number;
   /** Segments wholly below this LSN are trusted after a header check (a snapshot covers them). */
   verifyFromLsn?: number;
-  /** With no segments on disk, the log starts here (after a snapshot or restore). */
-  firstLsnIfEmpty?: number;
   /**
    * The log goes on at this LSN or later: an embedder's state (a snapshot) already covers every
-   * entry before it. When the segments on disk end earlier (a disk that lost records it had
+   * entry before it. With no segments on disk the log starts here (after a snapshot or a
+   * restore). When the segments on disk end earlier (a disk that lost records it had
    * made durable, or a WAL directory restored from an older copy), every one of them is wholly
    * covered: they are removed, `onRepair` hears why, and the log starts anew here. Left to
    * number on from what was kept, new entries would take LSNs the embedder's state already
@@ -645,7 +644,7 @@ export class Wal {
         index: scan.index,
       });
     }
-    const nextLsnAtLeast = options.nextLsnAtLeast ?? 1;
+    const nextLsnAtLeast = Math.max(1, options.nextLsnAtLeast ?? 1);
     const keptLastLsn = segments.length > 0 ? segments[segments.length - 1].lastLsn : undefined;
     if (keptLastLsn !== undefined && keptLastLsn + 1 < nextLsnAtLeast) {
       for (const segment of segments.splice(0)) await Deno.remove(segment.path);
@@ -656,8 +655,7 @@ export class Wal {
     }
     let file: Deno.FsFile;
     if (segments.length === 0) {
-      const firstLsn = Math.max(1, options.firstLsnIfEmpty ?? 1, nextLsnAtLeast);
-      const created = await Wal.#createSegment(dir, firstLsn, options.clock ?? systemClock);
+      const created = await Wal.#createSegment(dir, nextLsnAtLeast, options.clock ?? systemClock);
       segments.push(created.segment);
       file = created.file;
       lastFileBytes = SEGMENT_HEADER_BYTES;
