@@ -5,11 +5,13 @@ import { crc32 } from "../common/crc32.ts";
 import { TooLargeError } from "../common/errors.ts";
 import { Random } from "../common/random.ts";
 import {
+  ByteParts,
   decodePayload,
   encodeFrame,
   FrameDecoder,
   PROTOCOL_VERSION,
   ProtocolError,
+  withJoinedBytes,
 } from "./frame.ts";
 
 function rawFrame(
@@ -99,6 +101,51 @@ Deno.test("FrameDecoder.end() reports a truncated frame", () => {
 Deno.test("encodeFrame() refuses a payload over the limit", () => {
   assert.throws(() => encodeFrame("big", new Uint8Array(5000), { bytesMax: 4096 }), TooLargeError);
   assert.equal(decodePayload(encodeFrame("a", 1).subarray(8)).body, 1);
+});
+
+Deno.test("encodeFrame() writes a ByteParts field as the byte string its parts make, byte for byte as cbor-x with that field last", () => {
+  const random = new Random(40);
+  // Byte strings of every head width, and maps whose count crosses 23/24 and 255/256.
+  for (const bytes of [0, 1, 23, 24, 255, 256, 65_535, 65_536, 300_000]) {
+    for (const fields of [0, 1, 22, 23, 24, 255, 300]) {
+      const all = Uint8Array.from({ length: bytes }, () => random.int(256));
+      let at = 0;
+      const parts: Uint8Array[] = [];
+      while (at < bytes) {
+        const n = Math.min(bytes - at, 1 + random.int(40_000));
+        parts.push(all.subarray(at, at + n));
+        at += n;
+      }
+      const rest: Record<string, unknown> = {};
+      for (let i = 0; i < fields; i++) rest[`f${i}`] = i % 3 === 0 ? `v${i}` : i * 1_000_003;
+      const frame = encodeFrame("repl.batch", { ...rest, records: new ByteParts(parts) });
+      const joined = encodeFrame("repl.batch", { ...rest, records: all });
+      assert.deepEqual(frame, joined, `${bytes} bytes after ${fields} fields`);
+      const decoded = new FrameDecoder().push(frame);
+      assert.equal(decoded.length, 1);
+      assert.deepEqual(decoded[0].body, { ...rest, records: all });
+    }
+  }
+  // Wherever the field stands in the body, it decodes the same (written last).
+  const parts = new ByteParts([Uint8Array.of(1, 2), Uint8Array.of(3)]);
+  const frame = encodeFrame("t", { a: 1, records: parts, z: "end" });
+  assert.deepEqual(decodePayload(frame.subarray(8)).body, {
+    a: 1,
+    z: "end",
+    records: Uint8Array.of(1, 2, 3),
+  });
+  assert.throws(() => encodeFrame("t", { a: parts, b: parts }), TypeError);
+  assert.throws(
+    () => encodeFrame("t", { records: new ByteParts([new Uint8Array(5000)]) }, { bytesMax: 4096 }),
+    TooLargeError,
+  );
+  // Transports that hand bodies over without encoding them deliver the same.
+  assert.deepEqual(withJoinedBytes({ a: 1, records: parts }), {
+    a: 1,
+    records: Uint8Array.of(1, 2, 3),
+  });
+  const plain = { a: 1 };
+  assert.equal(withJoinedBytes(plain), plain);
 });
 
 Deno.test("FrameDecoder keeps nothing of a chunk: one buffer read into again and again, and spare() filled directly", () => {

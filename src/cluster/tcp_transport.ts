@@ -42,7 +42,6 @@ import {
   PEER_READ_BUFFER_BYTES,
   PEER_SEND_QUEUE_BYTES_MAX,
 } from "../common/limits.ts";
-import { concatBytes } from "../common/bytes.ts";
 import { randomHex } from "../common/random.ts";
 import type { Logger } from "../telemetry/log.ts";
 import { encodeFrame, type Frame, FrameDecoder, PROTOCOL_VERSION, ProtocolError } from "./frame.ts";
@@ -196,6 +195,7 @@ class Connection {
   lastQueuedMs = 0;
   openedMs = 0;
   #queue: Uint8Array[] = [];
+  #joined: Uint8Array | undefined;
   queuedBytes = 0;
   #writing = false;
   readonly #onWriteError: (error: unknown) => void;
@@ -234,7 +234,19 @@ class Connection {
           count++;
         }
         const parts = this.#queue.splice(0, count);
-        const chunk = count === 1 ? parts[0] : concatBytes(parts, bytes);
+        let chunk = parts[0];
+        if (count > 1) {
+          // Joined in one buffer kept for the connection's life: a new one per write was fresh
+          // memory each time (a leader's batches are about 100 KiB), and a page's first touch
+          // costs about 12 µs here. The write is awaited before the buffer is filled again.
+          this.#joined ??= new Uint8Array(WRITE_COALESCE_BYTES_MAX);
+          chunk = this.#joined.subarray(0, bytes);
+          let at = 0;
+          for (const part of parts) {
+            chunk.set(part, at);
+            at += part.length;
+          }
+        }
         let at = 0;
         while (at < chunk.length) at += await this.conn.write(chunk.subarray(at));
         this.queuedBytes -= bytes;

@@ -9,7 +9,7 @@ import type { Entry, VersionVector } from "../common/entry.ts";
 import type { AheadRanges, KeyRecord, KeyspaceCapture } from "../storage/kv/keyspace.ts";
 import type { LeaderCursor } from "../storage/kv/snapshot.ts";
 import type { Store } from "../storage/kv/store.ts";
-import type { EntryInput, WrittenListener } from "../storage/wal/wal.ts";
+import type { EntryInput, ReadBuffers, WrittenListener } from "../storage/wal/wal.ts";
 
 /** A point-in-time copy of the key-value view for a snapshot transfer. */
 export interface CapturedSnapshot {
@@ -53,9 +53,15 @@ export interface ReplicaLog {
   vectorLsn(): number;
   /**
    * Durable entries from `fromLsn` as records to ship; throws LsnCompactedError below the
-   * first retained LSN.
+   * first retained LSN. With `buffers`, the records may be views into them, valid until
+   * their next read.
    */
-  readFramed(fromLsn: number, entriesMax: number, bytesMax: number): Promise<FramedEntry[]>;
+  readFramed(
+    fromLsn: number,
+    entriesMax: number,
+    bytesMax: number,
+    buffers?: ReadBuffers,
+  ): Promise<FramedEntry[]>;
   versionVector(): VersionVector;
   /**
    * `versionVector()[origin]` (0 when absent) without copying the vector: every ack a leader
@@ -127,8 +133,8 @@ export function storeReplicaLog(store: Store): ReplicaLog {
     firstLsn: () => store.wal.firstLsn,
     lastLsn: () => store.lastLsn,
     vectorLsn: () => store.keyspace.hasGaps() ? 0 : store.appliedLsn,
-    readFramed: async (fromLsn, entriesMax, bytesMax) =>
-      (await store.wal.readFramed(fromLsn, { limit: entriesMax, bytesMax })).map((r) => ({
+    readFramed: async (fromLsn, entriesMax, bytesMax, buffers) =>
+      (await store.wal.readFramed(fromLsn, { limit: entriesMax, bytesMax, buffers })).map((r) => ({
         lsn: r.lsn,
         origin: r.origin,
         seq: r.seq,

@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { ByteParts } from "../cluster/frame.ts";
 import type { PeerTransport } from "../cluster/transport.ts";
 import type { Clock } from "../common/clock.ts";
 import { compareVersions, covers, type Entry, type VersionVector } from "../common/entry.ts";
@@ -44,7 +45,7 @@ import {
 import { originNode } from "../common/origin.ts";
 import { type AheadRanges, checkAheadRanges, type KeyRecord } from "../storage/kv/keyspace.ts";
 import type { LeaderCursor } from "../storage/kv/snapshot.ts";
-import { LsnCompactedError } from "../storage/wal/wal.ts";
+import { LsnCompactedError, ReadBuffers } from "../storage/wal/wal.ts";
 import type { EventBus } from "../telemetry/events.ts";
 import { type Logger, silentLogger } from "../telemetry/log.ts";
 import { FollowerStream } from "./follower.ts";
@@ -79,7 +80,7 @@ import {
 } from "./frames.ts";
 import { type BatchHeader, LeaderStream, type LogBounds, type StreamStatus } from "./leader.ts";
 import type { CapturedSnapshot, FramedEntry, ReplicaLog } from "./replica_log.ts";
-import { concatFrames, TailCache } from "./tail_cache.ts";
+import { TailCache } from "./tail_cache.ts";
 
 /** Write acknowledgement levels. */
 export type AckLevel = "one" | "quorum" | "all";
@@ -95,6 +96,8 @@ export const TICK_MS = 20;
 export const STATUS_EVERY_MS = 1_000;
 export const STATUS_REFRESH_MS = 5_000;
 const HLC_PER_MS = 1024;
+/** The records of a cursor-only batch. */
+const NO_RECORDS = new ByteParts([]);
 /**
  * A batch that carries no entry (the follower holds, or gets from their origins, everything in
  * its range) goes to a peer at most this often. Each received batch of relays used to answer
@@ -245,6 +248,8 @@ export class Shipper {
   #followers = new Map<string, FollowerStream>();
   #followerChains = new Map<string, Promise<void>>();
   readonly #tail: TailCache;
+  /** Each follower's WAL read buffers, between its reads (see ReadBuffers). */
+  readonly #readBuffers = new Map<string, ReadBuffers>();
   // A transfer in progress: chunk i sends the captured keys from chunkStarts[i] up to the next.
   #snapshots = new Map<
     string,
@@ -498,6 +503,7 @@ export class Shipper {
       this.#sourcesChanged();
     }
     this.#snapshots.delete(peer);
+    this.#readBuffers.delete(peer);
   }
 
   // ---- leader side -------------------------------------------------------------------------
@@ -575,12 +581,17 @@ export class Shipper {
       }
       readFrom = vectorLsn + 1;
     }
+    // The peer's read buffers, taken while this read uses them: a read of an older session
+    // may still be running when the next one starts, which then reads into buffers of its own.
+    const buffers = this.#readBuffers.get(peer) ?? new ReadBuffers();
+    this.#readBuffers.delete(peer);
     let entries: FramedEntry[];
     try {
       // Read at least one entry even at zero entry credit: an all-skipped batch costs none.
       entries = this.#tail.read(readFrom, Math.max(1, entriesMax), bytesMax) ??
-        await this.log.readFramed(readFrom, Math.max(1, entriesMax), bytesMax);
+        await this.log.readFramed(readFrom, Math.max(1, entriesMax), bytesMax, buffers);
     } catch (error) {
+      this.#keepReadBuffers(peer, buffers);
       leader.onReadFailed(session);
       if (!(error instanceof LsnCompactedError)) {
         this.#logger.error("Replication read failed", { peer, fromLsn, error: String(error) });
@@ -588,9 +599,36 @@ export class Shipper {
       this.#pump(peer);
       return;
     }
+    let pump: boolean;
+    try {
+      pump = this.#shipRead(peer, leader, session, fromLsn, entries);
+    } finally {
+      // Every record shipped was copied into its frame: the next read may reuse the buffers.
+      this.#keepReadBuffers(peer, buffers);
+    }
+    if (pump) this.#pump(peer);
+  }
+
+  #keepReadBuffers(peer: string, buffers: ReadBuffers): void {
+    if (this.#leaders.has(peer) && !this.#readBuffers.has(peer)) {
+      this.#readBuffers.set(peer, buffers);
+    }
+  }
+
+  /**
+   * Ships what one read gave, in batches; false when the stream needs no pump after it (the
+   * read held nothing to ship, or no cursor-only batch may go yet).
+   */
+  #shipRead(
+    peer: string,
+    leader: LeaderStream,
+    session: number,
+    fromLsn: number,
+    entries: FramedEntry[],
+  ): boolean {
     if (entries.length === 0) {
       leader.onReadFailed(session);
-      return;
+      return false;
     }
     // Split into batches; each leaves out what the follower already holds (it got it from its
     // origin or another peer) but still covers its whole LSN range. It also holds back relays
@@ -629,7 +667,7 @@ export class Shipper {
       const more = end < entries.length;
       if (
         count === 0 && start === 0 && !more && !leader.mayShipCursorOnly(session, nowMs)
-      ) return;
+      ) return false;
       const header = leader.onRead(
         session,
         start === 0 ? fromLsn : entries[start].lsn,
@@ -643,11 +681,11 @@ export class Shipper {
         if (more) leader.onReadFailed(session);
         break;
       }
-      if (!this.#sendBatch(peer, header, count, concatFrames(frames), heldVv(held))) break;
+      if (!this.#sendBatch(peer, header, count, new ByteParts(frames), heldVv(held))) break;
       for (const e of held) leader.onDeferred(e.origin, e.seq, e.lsn, nowMs);
       start = end;
     }
-    this.#pump(peer);
+    return true;
   }
 
   /** Ships a batch covering `fromLsn..toLsn` with no entry, when the pacing allows one. */
@@ -660,7 +698,7 @@ export class Shipper {
   ): void {
     if (!leader.mayShipCursorOnly(session, this.#clock.monoMs())) return;
     const header = leader.onRead(session, fromLsn, toLsn, 0, 0);
-    if (header && this.#sendBatch(peer, header, 0, new Uint8Array(0))) this.#pump(peer);
+    if (header && this.#sendBatch(peer, header, 0, NO_RECORDS)) this.#pump(peer);
   }
 
   /**
@@ -671,7 +709,7 @@ export class Shipper {
     peer: string,
     header: BatchHeader,
     count: number,
-    records: Uint8Array,
+    records: ByteParts,
     held?: VersionVector,
   ): boolean {
     return this.#send(peer, MSG_BATCH, {

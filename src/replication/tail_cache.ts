@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { concatBytes } from "../common/bytes.ts";
 import { encodeEntry, type Entry } from "../common/entry.ts";
 import { frameRecord } from "../storage/wal/record.ts";
 import type { FramedEntry } from "./replica_log.ts";
@@ -149,9 +148,4 @@ export class TailCache {
 /** Frames entries read from the WAL (no cache hit). */
 export function framed(entries: readonly Entry[]): FramedEntry[] {
   return entries.map((entry) => new LazyFramedEntry(entry));
-}
-
-/** Concatenates frames into one batch body. */
-export function concatFrames(frames: readonly Uint8Array[]): Uint8Array {
-  return concatBytes(frames);
 }

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
+import { concatBytes } from "../common/bytes.ts";
 import type { Entry } from "../common/entry.ts";
 import { decodeBatchEntries } from "./frames.ts";
-import { concatFrames, TailCache } from "./tail_cache.ts";
+import { TailCache } from "./tail_cache.ts";
 
 function entry(lsn: number): Entry {
   return {
@@ -34,7 +35,7 @@ Deno.test("TailCache keeps the newest entries within its byte bound and serves r
     fromLsn: 45,
     toLsn: 47,
     count: 3,
-    records: concatFrames(read.map((f) => f.frame())),
+    records: concatBytes(read.map((f) => f.frame())),
   };
   assert.deepEqual(decodeBatchEntries(frame), [entry(45), entry(46), entry(47)]);
   // Reads hand out the held entries themselves: a leader re-reads its range on every pump while

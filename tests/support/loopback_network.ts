@@ -6,6 +6,7 @@
  * @module
  */
 import { InProcessNetwork, InProcessTransport } from "./_in_process_network.ts";
+import { withJoinedBytes } from "../../src/cluster/frame.ts";
 
 export class LoopbackNetwork extends InProcessNetwork<LoopbackTransport> {
   protected createTransport(nodeId: string): LoopbackTransport {
@@ -46,7 +47,7 @@ export class LoopbackNetwork extends InProcessNetwork<LoopbackTransport> {
 
   send(from: string, to: string, type: string, body: unknown): boolean {
     if (!this.connected(from, to)) return false;
-    const copy = structuredClone(body);
+    const copy = structuredClone(withJoinedBytes(body));
     setTimeout(() => {
       if (this.connected(from, to)) this.transports.get(to)!.deliver(from, type, copy);
     }, 0);

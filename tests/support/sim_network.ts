@@ -10,6 +10,7 @@ import { InFlightQueue } from "../../src/cluster/sim_network.ts";
 import type { FakeClock } from "../../src/common/clock.ts";
 import type { Random } from "../../src/common/random.ts";
 import { InProcessNetwork, InProcessTransport } from "./_in_process_network.ts";
+import { withJoinedBytes } from "../../src/cluster/frame.ts";
 
 export interface SimFaults {
   dropRate: number;
@@ -94,7 +95,7 @@ export class SimNetwork extends InProcessNetwork<SimTransport> {
         from,
         to,
         type,
-        body: structuredClone(body),
+        body: structuredClone(withJoinedBytes(body)),
       });
     }
     return true;

@@ -247,6 +247,46 @@ interface Segment {
   index?: IndexPoint[];
 }
 
+/**
+ * Buffers that {@link Wal.readFramed} reads its chunks into, handed out in order from the
+ * start at each read and kept for the next: the records it returns are views into them, valid
+ * until the next read with the same buffers. A leader keeps one set per follower (its reads
+ * for one follower come one at a time, and it copies what it ships before the next) because a
+ * new buffer per chunk was fresh memory each time: a catch-up's leader took about one page
+ * fault per 4 KiB it shipped, and a first touch costs about 12 µs on our VMs
+ * (docs/BENCHMARKS.md, session 40). At most `keep` buffers are kept; a longer read takes
+ * fresh ones beyond them.
+ */
+export class ReadBuffers {
+  readonly #kept: Uint8Array[] = [];
+  readonly #keep: number;
+  #next = 0;
+
+  constructor(keep = WAL_READ_BUFFERS_PER_READER) {
+    this.#keep = keep;
+  }
+
+  /** Starts a read: the buffers are handed out again from the first. */
+  reset(): void {
+    this.#next = 0;
+  }
+
+  /** A buffer of at least `bytes` (a view of that length) not handed out since reset(). */
+  take(bytes: number): Uint8Array {
+    const at = this.#next++;
+    const kept = this.#kept[at];
+    if (kept !== undefined && kept.length >= bytes) return kept.subarray(0, bytes);
+    const fresh = new Uint8Array(Math.max(bytes, WAL_READ_CHUNK_BYTES));
+    if (at < this.#keep) this.#kept[at] = fresh;
+    return fresh.subarray(0, bytes);
+  }
+
+  /** Bytes held between reads. */
+  get bytesKept(): number {
+    return this.#kept.reduce((sum, b) => sum + b.length, 0);
+  }
+}
+
 /** A WAL record as {@link Wal.readFramed} returns it. */
 export interface FramedRecord {
   lsn: number;
@@ -316,6 +356,11 @@ function nextMacrotask(): Promise<void> {
  * of fresh memory (about 3 ms per MiB on our VMs).
  */
 const WAL_READ_BUFFERS_KEPT = 2;
+/**
+ * Chunk buffers a {@link ReadBuffers} keeps: 8 of WAL_READ_CHUNK_BYTES (2 MiB) cover a leader's
+ * read of 1,000 entries of 1 KiB (REPL_BATCH_ENTRIES_DEFAULT times READ_BATCHES_MAX) twice over.
+ */
+const WAL_READ_BUFFERS_PER_READER = 8;
 
 /** Batches up to this size reuse one buffer (the write copies it before returning). */
 const BATCH_BUFFER_KEEP_BYTES = 4 * 1024 * 1024;
@@ -1183,7 +1228,12 @@ export class Wal {
     // Decoded entries copy what they keep, so the chunks can be read into a reused buffer.
     const scratch = this.#readBuffers.pop() ?? new Uint8Array(WAL_READ_CHUNK_BYTES);
     try {
-      await this.#scanRecords(fromLsn, options, (data) => out.push(decodeEntry(data)), scratch);
+      await this.#scanRecords(
+        fromLsn,
+        options,
+        (data) => out.push(decodeEntry(data)),
+        (bytes) => scratch.length >= bytes ? scratch.subarray(0, bytes) : undefined,
+      );
     } finally {
       if (this.#readBuffers.length < WAL_READ_BUFFERS_KEPT) this.#readBuffers.push(scratch);
     }
@@ -1197,25 +1247,33 @@ export class Wal {
    */
   async readFramed(
     fromLsn: number,
-    options: { limit?: number; bytesMax?: number } = {},
+    options: { limit?: number; bytesMax?: number; buffers?: ReadBuffers } = {},
   ): Promise<FramedRecord[]> {
     const out: FramedRecord[] = [];
-    await this.#scanRecords(fromLsn, options, (data, frame) => {
-      const identity = peekEntryIdentity(data) ?? decodeEntry(data);
-      out.push({ lsn: identity.lsn, origin: identity.origin, seq: identity.seq, frame });
-    });
+    const buffers = options.buffers;
+    buffers?.reset();
+    await this.#scanRecords(
+      fromLsn,
+      options,
+      (data, frame) => {
+        const identity = peekEntryIdentity(data) ?? decodeEntry(data);
+        out.push({ lsn: identity.lsn, origin: identity.origin, seq: identity.seq, frame });
+      },
+      buffers === undefined ? undefined : (bytes) => buffers.take(bytes),
+    );
     return out;
   }
 
   /**
    * Visits the CRC-checked records from `fromLsn` on: `data` is the encoded entry, `frame`
-   * the whole record; both are views into a read buffer.
+   * the whole record; both are views into a read buffer. Each chunk is read into what
+   * `chunkBuffer` gives for its size, or a new buffer when it gives none.
    */
   async #scanRecords(
     fromLsn: number,
     options: { limit?: number; bytesMax?: number },
     visit: (data: Uint8Array, frame: Uint8Array) => void,
-    scratch?: Uint8Array,
+    chunkBuffer?: (bytes: number) => Uint8Array | undefined,
   ): Promise<void> {
     const limit = Math.min(options.limit ?? READ_ENTRIES_MAX, READ_ENTRIES_MAX);
     const bytesMax = Math.min(options.bytesMax ?? READ_BYTES_MAX, READ_BYTES_MAX);
@@ -1254,7 +1312,7 @@ export class Wal {
             throw new LsnCompactedError(cursor, this.firstLsn);
           }
         }
-        let chunk = this.#readChunk(segment, offset, chunkBytes, scratch);
+        let chunk = this.#readChunk(segment, offset, chunkBytes, chunkBuffer?.(chunkBytes));
         readSinceYield += chunk.length;
         let at = 0;
         let progressed = false;
@@ -1308,13 +1366,11 @@ export class Wal {
   }
 
   /**
-   * Reads `bytes` at `offset` of `segment` (fewer at its end), into `scratch` when given and
-   * large enough (the bytes returned are then valid only until its next use).
+   * Reads `bytes` at `offset` of `segment` (fewer at its end), into `into` when given (exactly
+   * `bytes` long), else into a new buffer.
    */
-  #readChunk(segment: Segment, offset: number, bytes: number, scratch?: Uint8Array): Uint8Array {
-    const into = scratch !== undefined && scratch.length >= bytes
-      ? scratch.subarray(0, bytes)
-      : new Uint8Array(bytes);
+  #readChunk(segment: Segment, offset: number, bytes: number, into?: Uint8Array): Uint8Array {
+    into ??= new Uint8Array(bytes);
     // A closed WAL keeps no handle open: a read after close opens the file for itself.
     if (this.#closed) return readAt(segment.path, offset, into);
     return readFileAt(this.#reader(segment), offset, into);

@@ -6,7 +6,7 @@ import { decodeEntry } from "../../common/entry.ts";
 import { RECORD_BYTES_MAX, SEGMENT_HEADER_BYTES } from "../../common/limits.ts";
 import { Random } from "../../common/random.ts";
 import { readRecord } from "./record.ts";
-import { LsnCompactedError, Wal } from "./wal.ts";
+import { LsnCompactedError, ReadBuffers, Wal } from "./wal.ts";
 import { PREALLOCATE_BYTES, runWithFileBytesMax } from "../_zero_write_failure_child.ts";
 
 const withDir = (fn: (dir: string) => Promise<void>) => withTempDir("wal-test-", fn);
@@ -254,6 +254,40 @@ Deno.test("Wal.readFramed() returns each entry's checked record with its identit
         assert.deepEqual(decodeEntry(read.data), entry);
       }
     }
+    await wal.close();
+  });
+});
+
+Deno.test("Wal.readFramed() with ReadBuffers reads into the same memory each time, and a read past them into fresh buffers", async () => {
+  await withDir(async (dir) => {
+    const wal = await Wal.open(dir, { segmentBytesMax: 1024 * 1024, batchEntriesMax: 100 });
+    for (let i = 1; i <= 1200; i++) wal.append(appendInput(i, 1024)).catch(() => {});
+    await wal.append(appendInput(1201, 1024));
+    const buffers = new ReadBuffers(2);
+    const check = async (from: number, limit: number) => {
+      const framed = await wal.readFramed(from, { limit, buffers });
+      const entries = await wal.read(from, { limit });
+      assert.equal(framed.length, entries.length);
+      for (const [i, record] of framed.entries()) {
+        const read = readRecord(record.frame, 0, RECORD_BYTES_MAX);
+        assert.ok(read.ok && read.next === record.frame.length);
+        assert.deepEqual(decodeEntry(read.data), entries[i]);
+      }
+      return framed;
+    };
+    // One chunk (256 KiB holds about 240 of these records), then again: the same buffer.
+    const first = await check(1, 100);
+    const second = await check(501, 100);
+    assert.equal(second[0].frame.buffer, first[0].frame.buffer);
+    // Over 1.2 MiB: the first two chunks go to the kept buffers, the rest to fresh ones.
+    const long = await check(1, 1200);
+    const memories = [...new Set(long.map((r) => r.frame.buffer))];
+    assert.ok(memories.length >= 5, `${memories.length} chunks`);
+    assert.equal(memories[0], first[0].frame.buffer);
+    assert.equal(buffers.bytesKept, 2 * 256 * 1024);
+    const again = [...new Set((await check(1, 1200)).map((r) => r.frame.buffer))];
+    assert.deepEqual(again.slice(0, 2), memories.slice(0, 2));
+    for (const fresh of again.slice(2)) assert.ok(!memories.includes(fresh));
     await wal.close();
   });
 });
