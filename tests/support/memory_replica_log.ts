@@ -27,6 +27,7 @@ import {
 import {
   type EntryInput,
   LsnCompactedError,
+  type ReadBuffers,
   type WrittenListener,
 } from "../../src/storage/wal/wal.ts";
 import type {
@@ -91,12 +92,34 @@ export class MemoryReplicaLog implements ReplicaLog {
     return this.#firstLsn + this.#log.length - 1;
   }
 
-  readFramed(fromLsn: number, entriesMax: number, _bytesMax: number): Promise<FramedEntry[]> {
+  /**
+   * With `buffers`, as the WAL does: the records are views into them, overwritten by the next
+   * read, so a leader that kept a record past the read it came from would ship another's bytes
+   * (and its follower refuse them). Unlike the WAL's, the read fills them before it resolves:
+   * an await there shifts every simulation's timing, and two tests are built on theirs.
+   */
+  readFramed(
+    fromLsn: number,
+    entriesMax: number,
+    _bytesMax: number,
+    buffers?: ReadBuffers,
+  ): Promise<FramedEntry[]> {
     if (fromLsn < this.#firstLsn) {
       return Promise.reject(new LsnCompactedError(fromLsn, this.#firstLsn));
     }
     const start = fromLsn - this.#firstLsn;
-    return Promise.resolve(framed(this.#log.slice(start, start + entriesMax)));
+    const entries = this.#log.slice(start, start + entriesMax);
+    if (buffers === undefined) return Promise.resolve(framed(entries));
+    buffers.reset();
+    const records = entries.map((entry) => frameRecord(encodeEntry(entry)));
+    const into = buffers.take(records.reduce((sum, r) => sum + r.length, 0));
+    let at = 0;
+    return Promise.resolve(entries.map((entry, i) => {
+      const frame = into.subarray(at, at + records[i].length);
+      frame.set(records[i]);
+      at += frame.length;
+      return { lsn: entry.lsn, origin: entry.origin, seq: entry.seq, frame: () => frame };
+    }));
   }
 
   versionVector(): VersionVector {
