@@ -49,8 +49,12 @@ async function withWal(
 
 Deno.test("Wal lets a short batch wait for a writer expected back, so both share one fdatasync", async () => {
   let expected = 1;
+  // A clock that stands still: the wait ends when the writer is back (or after the turn cap),
+  // never because the real one moved. With it, the three turns below once took over the 10 ms
+  // bound while the suite ran on both cores, and the batch went without the writer.
+  const stopped: Clock = { nowMs: () => 0, monoMs: () => 0 };
   await withWal(
-    { expectedWriters: () => expected, gatherMicros: 10_000 },
+    { expectedWriters: () => expected, gatherMicros: 10_000, clock: stopped },
     async (wal, batches, waits) => {
       const first = wal.append(input(1));
       // The expected writer's append arrives a few event-loop turns later, as a request would.
