@@ -144,8 +144,8 @@ function cborHead(major: number, value: number): Uint8Array {
  * The frame of `[version, type, body]` with `body[partsKey]` (ByteParts) written as the map's
  * last entry, its parts copied straight into the frame (tagged as cbor-x tags a Uint8Array, so
  * it decodes as one): cbor-x encodes the rest of the body, and the map's head is rewritten to
- * count one entry more. The same CBOR as cbor-x's encoding
- * of the body with that field last (frame_test.ts checks it byte for byte).
+ * count one entry more. The same CBOR as cbor-x's encoding of the body with that field last
+ * (frame_test.ts checks it byte for byte).
  */
 function encodeWithParts(
   version: number,

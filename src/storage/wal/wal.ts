@@ -358,7 +358,7 @@ function nextMacrotask(): Promise<void> {
 const WAL_READ_BUFFERS_KEPT = 2;
 /**
  * Chunk buffers a {@link ReadBuffers} keeps: 8 of WAL_READ_CHUNK_BYTES (2 MiB) cover a leader's
- * read of 1,000 entries of 1 KiB (REPL_BATCH_ENTRIES_DEFAULT times READ_BATCHES_MAX) twice over.
+ * read of 800 entries of 1 KiB (REPL_BATCH_ENTRIES_DEFAULT times READ_BATCHES_MAX) twice over.
  */
 const WAL_READ_BUFFERS_PER_READER = 8;
 
