@@ -7,6 +7,7 @@
  * @module
  */
 import { Decoder, Encoder } from "cbor-x";
+import { concatBytes, copyParts } from "../common/bytes.ts";
 import { crc32 } from "../common/crc32.ts";
 import { ShanghaiError, TooLargeError } from "../common/errors.ts";
 import { FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from "../common/limits.ts";
@@ -56,13 +57,7 @@ export class ByteParts {
 
   /** The parts as one array. */
   join(): Uint8Array {
-    const out = new Uint8Array(this.byteLength);
-    let at = 0;
-    for (const part of this.parts) {
-      out.set(part, at);
-      at += part.length;
-    }
-    return out;
+    return concatBytes(this.parts, this.byteLength);
   }
 }
 
@@ -179,13 +174,9 @@ function encodeWithParts(
     throw new TooLargeError(`a "${type}" frame`, payloadBytes, bytesMax);
   }
   const out = new Uint8Array(FRAME_HEADER_BYTES + payloadBytes);
-  let at = FRAME_HEADER_BYTES;
-  out[at++] = CBOR_ARRAY_3;
+  out[FRAME_HEADER_BYTES] = CBOR_ARRAY_3;
   const pieces = [head, mapHead, map.subarray(mapHeadBytes), key, CBOR_TAG_UINT8_ARRAY, bytesHead];
-  for (const piece of [...pieces, ...parts.parts]) {
-    out.set(piece, at);
-    at += piece.length;
-  }
+  copyParts(parts.parts, out, copyParts(pieces, out, FRAME_HEADER_BYTES + 1));
   return sealFrame(out);
 }
 

@@ -42,6 +42,7 @@ import {
   PEER_READ_BUFFER_BYTES,
   PEER_SEND_QUEUE_BYTES_MAX,
 } from "../common/limits.ts";
+import { copyParts } from "../common/bytes.ts";
 import { randomHex } from "../common/random.ts";
 import type { Logger } from "../telemetry/log.ts";
 import { encodeFrame, type Frame, FrameDecoder, PROTOCOL_VERSION, ProtocolError } from "./frame.ts";
@@ -240,12 +241,7 @@ class Connection {
           // memory each time (a leader's batches are about 100 KiB), and a page's first touch
           // costs about 12 µs here. The write is awaited before the buffer is filled again.
           this.#joined ??= new Uint8Array(WRITE_COALESCE_BYTES_MAX);
-          chunk = this.#joined.subarray(0, bytes);
-          let at = 0;
-          for (const part of parts) {
-            chunk.set(part, at);
-            at += part.length;
-          }
+          chunk = this.#joined.subarray(0, copyParts(parts, this.#joined));
         }
         let at = 0;
         while (at < chunk.length) at += await this.conn.write(chunk.subarray(at));

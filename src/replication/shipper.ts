@@ -248,7 +248,10 @@ export class Shipper {
   #followers = new Map<string, FollowerStream>();
   #followerChains = new Map<string, Promise<void>>();
   readonly #tail: TailCache;
-  /** Each follower's WAL read buffers, between its reads (see ReadBuffers). */
+  /**
+   * Each follower's WAL read buffers between its reads (see ReadBuffers): at most 2 MiB a peer,
+   * kept like the rest of its stream's state (LeaderStream) while it is down.
+   */
   readonly #readBuffers = new Map<string, ReadBuffers>();
   // A transfer in progress: chunk i sends the captured keys from chunkStarts[i] up to the next.
   #snapshots = new Map<
@@ -503,7 +506,6 @@ export class Shipper {
       this.#sourcesChanged();
     }
     this.#snapshots.delete(peer);
-    this.#readBuffers.delete(peer);
   }
 
   // ---- leader side -------------------------------------------------------------------------
@@ -609,10 +611,9 @@ export class Shipper {
     if (pump) this.#pump(peer);
   }
 
+  /** Keeps a read's buffers for the peer's next read, unless a newer read already left its own. */
   #keepReadBuffers(peer: string, buffers: ReadBuffers): void {
-    if (this.#leaders.has(peer) && !this.#readBuffers.has(peer)) {
-      this.#readBuffers.set(peer, buffers);
-    }
+    if (!this.#readBuffers.has(peer)) this.#readBuffers.set(peer, buffers);
   }
 
   /**

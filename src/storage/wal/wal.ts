@@ -351,11 +351,13 @@ function nextMacrotask(): Promise<void> {
 }
 
 /**
- * Chunk buffers a WAL keeps for `read` calls (each holds one while it runs): a restart's
- * replay reads its tail 256 KiB at a time, and a new buffer for each chunk cost first touches
- * of fresh memory (about 3 ms per MiB on our VMs).
+ * Chunk buffers a WAL keeps for `read` calls (each holds one while it runs, and reads every
+ * chunk into it: the entries it decodes copy what they keep): a restart's replay reads its
+ * tail 256 KiB at a time, and a new buffer for each chunk cost first touches of fresh memory
+ * (about 3 ms per MiB on our VMs). `readFramed` returns views into its chunks, so it reads
+ * into a {@link ReadBuffers} its caller owns instead.
  */
-const WAL_READ_BUFFERS_KEPT = 2;
+const WAL_READ_SCRATCH_KEPT = 2;
 /**
  * Chunk buffers a {@link ReadBuffers} keeps: 8 of WAL_READ_CHUNK_BYTES (2 MiB) cover a leader's
  * read of 800 entries of 1 KiB (REPL_BATCH_ENTRIES_DEFAULT times READ_BATCHES_MAX) twice over.
@@ -508,8 +510,8 @@ export class Wal {
    * a batch at a time; opening and closing the file for each read was 2.6% of its time.
    */
   #readers = new Map<Segment, Deno.FsFile>();
-  /** Chunk buffers of finished `read` calls, for the next (see WAL_READ_BUFFERS_KEPT). */
-  #readBuffers: Uint8Array[] = [];
+  /** Chunk buffers of finished `read` calls, for the next (see WAL_READ_SCRATCH_KEPT). */
+  #readScratch: Uint8Array[] = [];
   /**
    * Where recent scans stopped: the next record's LSN and offset in its segment. A stream
    * reads on from where its last read ended, and without this each read started at the index
@@ -1226,7 +1228,7 @@ export class Wal {
   ): Promise<Entry[]> {
     const out: Entry[] = [];
     // Decoded entries copy what they keep, so the chunks can be read into a reused buffer.
-    const scratch = this.#readBuffers.pop() ?? new Uint8Array(WAL_READ_CHUNK_BYTES);
+    const scratch = this.#readScratch.pop() ?? new Uint8Array(WAL_READ_CHUNK_BYTES);
     try {
       await this.#scanRecords(
         fromLsn,
@@ -1235,7 +1237,7 @@ export class Wal {
         (bytes) => scratch.length >= bytes ? scratch.subarray(0, bytes) : undefined,
       );
     } finally {
-      if (this.#readBuffers.length < WAL_READ_BUFFERS_KEPT) this.#readBuffers.push(scratch);
+      if (this.#readScratch.length < WAL_READ_SCRATCH_KEPT) this.#readScratch.push(scratch);
     }
     return out;
   }
