@@ -29,6 +29,8 @@ export const ALERT_THRESHOLDS = {
   diskUsagePercent: 85,
   /** Followers that came back holding less than they had reported, since this node started. */
   peerRegressions: 0,
+  /** Peers that held more of this node's own writes than its data directory, since it started. */
+  ownOriginBehind: 0,
 } as const;
 
 export interface Sample {
@@ -114,6 +116,7 @@ export interface MetricsSummary {
     conflicts: number;
     /** Followers that came back from a restart holding less than they had reported. */
     peerRegressions: number;
+    ownOriginBehind: number;
   };
   alerts: { metric: string; value: number | null; threshold: string; firing: boolean }[];
 }
@@ -175,6 +178,7 @@ export function summarize(samples: Sample[]): MetricsSummary {
       maxLag: lag.length > 0 ? Math.max(...lag.map((l) => l.lag)) : null,
       conflicts: sum(samples, "shanghai_replication_conflicts_total"),
       peerRegressions: sum(samples, "shanghai_replication_peer_regressions_total"),
+      ownOriginBehind: sum(samples, "shanghai_replication_own_origin_behind_total"),
     },
     alerts: [],
   };
@@ -204,6 +208,12 @@ export function summarize(samples: Sample[]): MetricsSummary {
     "shanghai_replication_peer_regressions_total",
     summary.replication.peerRegressions,
     t.peerRegressions,
+    "",
+  );
+  alert(
+    "shanghai_replication_own_origin_behind_total",
+    summary.replication.ownOriginBehind,
+    t.ownOriginBehind,
     "",
   );
   return summary;

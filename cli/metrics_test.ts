@@ -15,6 +15,7 @@ shanghai_cluster_members{state="up",otel_scope_name="shanghai"} 2
 shanghai_cluster_nodes_down{otel_scope_name="shanghai"} 0
 shanghai_disk_usage_percent{otel_scope_name="shanghai"} 91.5
 shanghai_replication_peer_regressions_total{to_node="c",otel_scope_name="shanghai"} 1
+shanghai_replication_own_origin_behind_total{from_node="b",otel_scope_name="shanghai"} 0
 shanghai_http_requests_total{method="GET",route="/x \\"y\\"",status="503",otel_scope_name="shanghai"} 4
 shanghai_event_loop_delay_bucket{otel_scope_name="shanghai",le="2"} 98
 shanghai_event_loop_delay_bucket{otel_scope_name="shanghai",le="25"} 100
@@ -23,7 +24,7 @@ shanghai_event_loop_delay_bucket{otel_scope_name="shanghai",le="+Inf"} 100
 
 Deno.test("parsePrometheus() reads names, escaped labels and values", () => {
   const samples = parsePrometheus(TEXT);
-  assert.equal(samples.length, 16);
+  assert.equal(samples.length, 17);
   const http = samples.find((s) => s.name === "shanghai_http_requests_total")!;
   assert.equal(http.labels.route, '/x "y"');
   assert.equal(http.value, 4);
@@ -46,6 +47,7 @@ Deno.test("summarize() applies seed 002's alert thresholds", () => {
     shanghai_cluster_nodes_down: false,
     shanghai_disk_usage_percent: true,
     shanghai_replication_peer_regressions_total: true,
+    shanghai_replication_own_origin_behind_total: false,
   });
   assert.equal(s.replication.peerRegressions, 1);
   assert.equal(s.replication.maxLag, 12000);

@@ -118,7 +118,9 @@ async function serveUntilStopped(
     throw error;
   }
   // A node that left its cluster (`shanghai node leave`) asks to stop, like a signal.
+  // A node that found its directory rolled back asks to stop too, and exits 1 so that a
+  // supervisor (systemd's Restart=on-failure) starts it again under its new origin.
   await Promise.race([stopped, node.stopRequested]);
   await node.stop();
-  return EXIT_OK;
+  return node.stopFailure === undefined ? EXIT_OK : EXIT_FAILED;
 }

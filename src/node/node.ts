@@ -28,7 +28,8 @@ import {
 } from "./unsynced.ts";
 import { VERSION } from "./version.ts";
 import { clusterRoutes } from "../api/http/cluster_routes.ts";
-import { type Identity, identityOrigin } from "../cluster/identity.ts";
+import { type Identity, identityOrigin, writeIdentity } from "../cluster/identity.ts";
+import { newOrigin } from "../common/origin.ts";
 import { NodeCluster } from "../cluster/node_cluster.ts";
 import type { MembershipDriver } from "../cluster/membership_driver.ts";
 import type { PeerTransport } from "../cluster/transport.ts";
@@ -57,6 +58,10 @@ export interface NodeOptions {
   env?: Record<string, string | undefined>;
 }
 
+/** Logged (at error) as a node whose data directory was rolled back stops (see #originBehind). */
+export const ORIGIN_BEHIND_STOP_MESSAGE =
+  "Stopping to start again under a new origin: this node's data directory holds fewer of its own writes than its peers (rolled back, or a disk that lost flushed writes); once started again its peers resend what it lacks";
+
 export class ShanghaiNode {
   readonly config: NodeConfig;
   readonly events: EventBus;
@@ -78,6 +83,8 @@ export class ShanghaiNode {
    */
   #serving = false;
   readonly #stopRequested = Promise.withResolvers<void>();
+  /** Why the node asked its process to stop and exit with a failure (see #originBehind). */
+  #stopFailure: string | undefined;
   /** Metrics, traces, readiness figures, backup sessions (src/node/ops.ts). */
   readonly ops: NodeOps;
 
@@ -144,9 +151,49 @@ export class ShanghaiNode {
     return this.#cluster?.transport.port ?? 0;
   }
 
-  /** Resolves when the node asks its process to stop (after leaving the cluster). */
+  /**
+   * Resolves when the node asks its process to stop: after leaving the cluster, or with
+   * {@link stopFailure} set, after finding its data directory rolled back.
+   */
   get stopRequested(): Promise<void> {
     return this.#stopRequested.promise;
+  }
+
+  /** Set when the node asked to stop because it must start again (the process exits 1). */
+  get stopFailure(): string | undefined {
+    return this.#stopFailure;
+  }
+
+  /**
+   * A peer holds more of this node's own origin than its data directory does (the shipper
+   * found it, numbered the next writes past the peer's count and logged it): the directory
+   * was rolled back or its disk lost writes it had made durable, and no crash marker gave it a
+   * new origin. Its log numbers LSNs its peers' cursors already count as entries they hold, so
+   * streams resumed from those cursors would skip what it writes now. As after `shanghai
+   * restore`, it takes a new origin that succeeds none (peers then forget its cursors and
+   * reports and resend what its vector lacks), written to node.json before anything else, and
+   * stops, exiting 1: systemd's Restart=on-failure starts it again under that origin.
+   */
+  async #originBehind(): Promise<void> {
+    const identity = this.#identity;
+    if (this.#stopFailure !== undefined || identity === undefined) return;
+    const previous = identityOrigin(identity);
+    const { priorOrigins: _prior, ...rest } = identity;
+    const next: Identity = { ...rest, origin: newOrigin(identity.nodeId) };
+    this.#stopFailure = "its data directory holds fewer of its own writes than its peers";
+    try {
+      await writeIdentity(this.config.dataDir, next);
+      this.#identity = next;
+      this.logger.error(ORIGIN_BEHIND_STOP_MESSAGE, { origin: previous, nextOrigin: next.origin });
+    } catch (error) {
+      this.logger.error(ORIGIN_BEHIND_STOP_MESSAGE, {
+        origin: previous,
+        error: `cannot write node.json: ${(error as Error).message}`,
+        advice:
+          "Fix the data directory, or empty it and start the node again (it rejoins and gets everything from its peers)",
+      });
+    }
+    this.#stopRequested.resolve();
   }
 
   readiness(): Readiness {
@@ -315,6 +362,7 @@ export class ShanghaiNode {
         });
         this.#replication.start();
       };
+      this.events.on("replication.origin.behind", () => void this.#originBehind());
       this.#cluster = await NodeCluster.start({
         config: this.config,
         identity: this.#identity,

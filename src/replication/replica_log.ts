@@ -121,6 +121,12 @@ export interface ReplicaLog {
   snapshotOnly(): VersionVector;
   /** Keyspace.collectTombstones; a node's store takes it in steps (Store.collectTombstones). */
   collectTombstones(stable: VersionVector, belowHlc: number): Promise<number>;
+  /**
+   * Numbers the next local write above `seq` unless it would be already (Store.raiseLocalSeq):
+   * a peer holds this node's origin up to `seq`. Returns the last number used before when it
+   * raised it, undefined when nothing changed.
+   */
+  raiseOwnSeq(seq: number): number | undefined;
   /** Replication cursors the loaded snapshot kept, by leader (none: every stream from 0). */
   followerCursors?(): Record<string, LeaderCursor>;
 }
@@ -156,6 +162,7 @@ export function storeReplicaLog(store: Store): ReplicaLog {
     installSnapshot: (vv, hlc, source, ahead) => store.installSnapshot(vv, hlc, source, ahead),
     snapshotOnly: () => store.snapshotOnly(),
     collectTombstones: (stable, belowHlc) => store.collectTombstones(stable, belowHlc),
+    raiseOwnSeq: (seq) => store.raiseLocalSeq(seq),
     followerCursors: () => store.followerCursors(),
   };
 }

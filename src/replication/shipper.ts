@@ -116,6 +116,14 @@ export const SKIP_BATCH_EVERY_MS = TICK_MS;
 export const VECTOR_REGRESSION_WARNING =
   "A peer reports holding fewer entries than it reported before it restarted: this node sends it a snapshot of its state to make up the difference";
 
+/**
+ * Logged (at error) when a peer holds more of this node's own origin than this node has
+ * numbered: its data directory was rolled back (a volume snapshot put back, a copy of an older
+ * directory) or its disk lost writes it had made durable. See Shipper's #noteOwnOrigin.
+ */
+export const OWN_ORIGIN_BEHIND_WARNING =
+  "A peer holds more of this node's own writes than this node's data directory does: it was rolled back or its disk lost writes it had made durable. Its next writes are numbered past what the peer holds";
+
 /** Options of a {@link Shipper}. */
 export interface ShipperOptions {
   log: ReplicaLog;
@@ -836,6 +844,7 @@ export class Shipper {
       this.log.snapshotOnly(),
       { versionVector: this.log.versionVector(), vectorLsn: this.log.vectorLsn() },
     );
+    this.#noteOwnOrigin(from, frame.vv);
     const regressions = leader.takeVectorRegressions();
     if (regressions.length > 0) {
       this.#events?.emit("replication.peer.regressed", {
@@ -858,6 +867,7 @@ export class Shipper {
     const frame = parseAck(body);
     const leader = this.#leaders.get(from);
     if (!leader) return;
+    this.#noteOwnOrigin(from, frame.vv);
     const before = leader.window.inflightBytes;
     const advanced = leader.onAck(frame, this.#clock.monoMs());
     if (advanced !== undefined && advanced > 0) {
@@ -880,6 +890,35 @@ export class Shipper {
     this.#releaseTail();
     this.#checkWaiters();
     this.#pump(from);
+  }
+
+  /**
+   * A peer's vector (from its opened frame or an ack) counts `vv[origin]` entries of this
+   * node's own origin. Only this node numbers them, so it numbered that far once; when its own
+   * count is lower, its data directory lost some (rolled back, or a disk that lost flushed
+   * writes, with no crash marker to give it a new origin: src/node/unsynced.ts). Numbering on
+   * from what it holds would give new writes the numbers of entries the peers hold, and they
+   * would drop them as duplicates: acknowledged writes lost everywhere but here. So the next
+   * write is numbered past the peer's count (the entries in between come back as relays once
+   * the peers' relay grace passes), and the event tells the node, which stops to start again
+   * under a new origin (src/node/node.ts): its log's positions are ones its peers' cursors
+   * count already, so streams resumed from them would skip what it writes now. Writes taken
+   * before the first peer answered cannot be told apart; the log line says so.
+   */
+  #noteOwnOrigin(from: string, vv: VersionVector): void {
+    const theirs = vv[this.log.origin];
+    if (theirs === undefined) return;
+    const numbered = this.log.raiseOwnSeq(theirs);
+    if (numbered === undefined) return;
+    this.#events?.emit("replication.origin.behind", { peer: from, numbered, peerHolds: theirs });
+    this.#logger.error(OWN_ORIGIN_BEHIND_WARNING, {
+      peer: from,
+      origin: this.log.origin,
+      numberedHere: numbered,
+      peerHolds: theirs,
+      advice:
+        "A node stops now and starts again under a new origin (exit 1: systemd restarts it); its peers then resend what it lacks. Writes it took since it started and before this message may have been numbered like entries the peers hold, and then only this node has them: compare GET /v1/digest across the nodes once writes stop; if they differ, empty its data directory and start it again. Check the disk's write cache, or how the directory was put back: restore backups with shanghai restore",
+    });
   }
 
   /** Bytes the tail cache counts for the entries it holds (see TailCache). */

@@ -41,6 +41,11 @@ export interface EventMap {
    */
   "replication.peer.regressed": { follower: string; origins: number };
   /**
+   * A peer holds more of this node's own origin than it had numbered here (a rolled-back data
+   * directory): `numbered` was the last local number, `peerHolds` the peer's count.
+   */
+  "replication.origin.behind": { peer: string; numbered: number; peerHolds: number };
+  /**
    * A durable batch held peers' entries: for each, the wall-clock ms from its HLC timestamp
    * (taken by its origin when it accepted the write) until this node applied it, so readable.
    */

@@ -463,6 +463,10 @@ export class Metrics {
       description:
         "Times a follower came back from a restart holding fewer entries than it had reported (a fault: its disk lost flushed writes, or a bug); this node sent it a snapshot",
     });
+    const ownOriginBehind = meter.createCounter("shanghai_replication_own_origin_behind", {
+      description:
+        "Times a peer showed holding more of this node's own writes than this node's data directory does (rolled back, or a disk that lost flushed writes); its next writes were numbered past them",
+    });
     const linksDropped = meter.createCounter("shanghai_cluster_links_dropped", {
       description:
         "Peer links dropped because nothing arrived on them for suspect-after-ms (a path losing packets); the node redials",
@@ -490,6 +494,7 @@ export class Metrics {
     on("replication.conflict", () => conflicts.add(1));
     on("replication.snapshot.started", (e) => snapshotsSent.add(1, { to_node: e.follower }));
     on("replication.peer.regressed", (e) => peerRegressions.add(1, { to_node: e.follower }));
+    on("replication.origin.behind", (e) => ownOriginBehind.add(1, { from_node: e.peer }));
     const applyDelay = this.#histogram(
       "shanghai_replication_apply_delay",
       "Peers' entries: from the origin's HLC wall time at the write until applied here (readable); includes clock skew between hosts",

@@ -34,6 +34,7 @@ function emitSome(events: EventBus): void {
   events.emit("cluster.link.dropped", { peer: "n3", silentMs: 10_000 });
   events.emit("replication.snapshot.started", { follower: "n3" });
   events.emit("replication.peer.regressed", { follower: "n3", origins: 2 });
+  events.emit("replication.origin.behind", { peer: "n2", numbered: 7, peerHolds: 20 });
   events.emit("cluster.heartbeat.completed", { rttMs: 1.5, fromNode: "n1", toNode: "n2" });
   events.emit("replication.applied", { delaysMs: [2, 4, 40] });
   events.emit("replication.acked", { follower: "n2", latenciesMs: [0.4, 3] });
@@ -88,6 +89,7 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
         'shanghai_cluster_links_dropped_total{to_node="n3",otel_scope_name="shanghai"} 1',
         'shanghai_replication_snapshots_sent_total{to_node="n3",otel_scope_name="shanghai"} 1',
         'shanghai_replication_peer_regressions_total{to_node="n3",otel_scope_name="shanghai"} 1',
+        'shanghai_replication_own_origin_behind_total{from_node="n2",otel_scope_name="shanghai"} 1',
         'shanghai_replication_apply_delay_count{otel_scope_name="shanghai"} 3',
         'shanghai_replication_apply_delay_bucket{otel_scope_name="shanghai",le="2"} 1',
         'shanghai_replication_apply_delay_bucket{otel_scope_name="shanghai",le="5"} 2',

@@ -15,8 +15,12 @@ import { runBackup } from "../../src/backup/backup.ts";
 import { runRestore } from "../../src/backup/restore.ts";
 import { Store } from "../../src/storage/kv/store.ts";
 import { loseWalTail } from "../support/wal_damage.ts";
-import { VECTOR_REGRESSION_WARNING } from "../../src/replication/shipper.ts";
+import {
+  OWN_ORIGIN_BEHIND_WARNING,
+  VECTOR_REGRESSION_WARNING,
+} from "../../src/replication/shipper.ts";
 import { parsePrometheus, sum } from "../../cli/metrics.ts";
+import { ORIGIN_BEHIND_STOP_MESSAGE } from "../../src/node/node.ts";
 
 const VALUE = new Uint8Array(1024).fill(7);
 
@@ -444,6 +448,67 @@ Deno.test("real processes: a node whose disk lost writes it had made durable get
     const alone = await cluster.start("n3");
     assert.equal((await keysOn(alone, "r")).size, 200);
     assert.equal((await keysOn(alone, "s")).size, 30);
+  } finally {
+    await cluster.teardown();
+  }
+});
+
+/** Copies directory `from` into `to` (which exists), as `cp -a` does. */
+async function copyTree(from: string, to: string): Promise<void> {
+  const out = await new Deno.Command("cp", { args: ["-a", `${from}/.`, to], stderr: "piped" })
+    .output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+}
+
+Deno.test("real processes: a node whose data directory was put back from an older copy restarts under a new origin and loses nothing", async () => {
+  const cluster = await formCluster(3);
+  try {
+    const [n1, n2] = ["n1", "n2"].map((id) => cluster.nodes.get(id)!);
+    // A copy of n3's directory after a clean stop (no crash marker: it keeps its origin), as a
+    // volume snapshot would be; then n3 writes on, and every node holds those writes.
+    await cluster.nodes.get("n3")!.stop();
+    const dir = await cluster.dataDir("n3");
+    const copy = await cluster.dataDir("n3-copy");
+    await copyTree(dir, copy);
+    const n3 = await cluster.start("n3", n1);
+    const origin = String((await getJson(n3, "/v1/status")).origin);
+    await waitForNodes("n3 replicating", () => replicating([n1, n2, n3]));
+    for (let i = 0; i < 30; i++) assert.equal(await put(n3, `b${i}`, "all"), 200);
+    // Every node restarts (so none remembers n3's reports), n3 on the copy put back.
+    for (const node of [n1, n2, n3]) await node.stop();
+    await cluster.wipe("n3");
+    await copyTree(copy, dir);
+    const again1 = await cluster.start("n1");
+    const again2 = await cluster.start("n2", again1);
+    const rolledBack = await cluster.start("n3", again1);
+    assert.equal(String((await getJson(rolledBack, "/v1/status")).origin), origin);
+    assert.equal((await keysOn(rolledBack, "b")).size, 0, "the copy holds none of the b writes");
+    // The first peer to answer shows n3 that its directory lacks its own writes: n3 stops
+    // (exit 1, for systemd to start it again) after giving itself a new origin.
+    const status = await Promise.race([
+      rolledBack.status,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error("n3 did not stop")), 30_000)
+      ),
+    ]);
+    assert.equal(status.code, 1);
+    for (const msg of [OWN_ORIGIN_BEHIND_WARNING, ORIGIN_BEHIND_STOP_MESSAGE]) {
+      assert.ok(rolledBack.logs.some((l) => l.msg === msg && l.level === "error"), msg);
+    }
+    const again3 = await cluster.start("n3", again1);
+    const nodes = [again1, again2, again3];
+    assert.notEqual(String((await getJson(again3, "/v1/status")).origin), origin);
+    // Its writes under the new origin reach every node, and what the copy lacked comes back.
+    for (let i = 0; i < 30; i++) assert.equal(await put(again3, `c${i}`, "all"), 200);
+    await waitForNodes("all three to converge", () => digestsEqual(nodes), 60_000);
+    for (const node of nodes) {
+      assert.equal(
+        (await keysOn(node, "b")).size,
+        30,
+        `${node.nodeId}: n3's writes the copy lacked`,
+      );
+      assert.equal((await keysOn(node, "c")).size, 30, `${node.nodeId}: n3's writes since`);
+    }
   } finally {
     await cluster.teardown();
   }

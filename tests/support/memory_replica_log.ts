@@ -285,6 +285,9 @@ export class MemoryReplicaLog implements ReplicaLog {
     ahead: AheadRanges = {},
   ): Promise<void> {
     this.#hlc.observe(hlc);
+    // As Store.installSnapshot: this node's writes the sender counts are numbered past.
+    const ownAhead = ahead[this.origin] ?? [];
+    this.raiseOwnSeq(Math.max(vv[this.origin] ?? 0, ownAhead[ownAhead.length - 1]?.[1] ?? 0));
     // As Store.installSnapshot: keys the sender deleted (and collected) go here too. The
     // install completes in this step, so no entry lands between the pass and the vector.
     this.keyspace.beginDropDeletedBy(
@@ -320,6 +323,14 @@ export class MemoryReplicaLog implements ReplicaLog {
   /** At once: the simulation's tombstones are gone when this returns. */
   collectTombstones(stable: VersionVector, belowHlc: number): Promise<number> {
     return Promise.resolve(this.keyspace.collectTombstones(stable, belowHlc));
+  }
+
+  /** As Store.raiseLocalSeq. */
+  raiseOwnSeq(seq: number): number | undefined {
+    if (seq <= this.#localSeq) return undefined;
+    const before = this.#localSeq;
+    this.#localSeq = seq;
+    return before;
   }
 
   /** A local write, as Store.put / Store.delete make it. */
@@ -365,7 +376,7 @@ export class MemoryReplicaLog implements ReplicaLog {
       copy.#installed = installed;
       copy.#snapshotOnly = { ...this.#snapshotOnly };
     }
-    copy.#localSeq = copy.keyspace.versionVector()[origin] ?? 0;
+    copy.#localSeq = copy.keyspace.highestSeq(origin);
     return copy;
   }
 

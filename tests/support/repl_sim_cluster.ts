@@ -139,6 +139,25 @@ export class SimCluster {
     return node;
   }
 
+  /**
+   * Node `id`'s data directory is rolled back to `keptLsn` (a volume snapshot put back, or a
+   * disk that lost writes it had made durable, the marker of src/node/unsynced.ts included) and
+   * the node starts on it as it is: under the same origin, numbering its writes on from the
+   * last of its own entries it still holds, which its peers may hold more of.
+   */
+  rollBack(id: string, keptLsn: number): SimNode {
+    this.crash(id);
+    const at = this.nodes.findIndex((n) => n.id === id);
+    const old = this.nodes[at].log;
+    const log = old.restoredCopy(Math.min(keptLsn, old.durableLsn), old.origin);
+    log.localDurableAtStep = old.localDurableAtStep;
+    const node = this.#node(id, log);
+    this.nodes[at] = node;
+    node.shipper.start();
+    this.network.connectAll();
+    return node;
+  }
+
   node(id: string): SimNode {
     return this.nodes.find((n) => n.id === id)!;
   }

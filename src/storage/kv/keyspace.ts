@@ -502,6 +502,16 @@ export class Keyspace {
     return this.#vv[origin] ?? 0;
   }
 
+  /**
+   * The highest sequence number of `origin` applied here: the vector's, or an entry's above a
+   * gap (see {@link has}), whichever is higher.
+   */
+  highestSeq(origin: string): number {
+    let highest = this.#vv[origin] ?? 0;
+    for (const seq of this.#ahead.get(origin) ?? []) if (seq > highest) highest = seq;
+    return highest;
+  }
+
   /** True while some applied entry sits above a gap in its origin's sequence (not in the vector). */
   hasGaps(): boolean {
     return this.#ahead.size > 0;

@@ -312,7 +312,8 @@ export class Store {
       for (const entry of entries) this.#apply(entry);
       lsn = entries[entries.length - 1].lsn + 1;
     }
-    this.#localSeq = this.keyspace.versionVector()[this.origin] ?? 0;
+    // Its own entries above a gap count too: numbering on from the vector would reuse theirs.
+    this.#localSeq = this.keyspace.highestSeq(this.origin);
   }
 
   #apply(entry: Entry): void {
@@ -519,6 +520,13 @@ export class Store {
     ahead: AheadRanges,
   ): Promise<void> {
     this.hlc.observe(hlc);
+    // The sender may count writes of this node's origin that this node no longer holds (they
+    // come with the transfer): its next writes are numbered past them at once, before the
+    // vector that counts them goes live.
+    const ownAhead = ahead[this.origin] ?? [];
+    this.raiseLocalSeq(
+      Math.max(versionVector[this.origin] ?? 0, ownAhead[ownAhead.length - 1]?.[1] ?? 0),
+    );
     // The sender applied every entry its vector covers: where its view has no record of a key
     // this node holds a covered write of, it deleted the key and collected the tombstone. This
     // node may have that write from another stream or transfer while the delete reaches it only
@@ -652,6 +660,20 @@ export class Store {
       for (const { origin, seq } of fresh) this.#inflight.get(origin)?.delete(seq);
     });
     return append;
+  }
+
+  /**
+   * Numbers the next local write above `seq`, when it would not be already: a peer holds
+   * this node's origin up to `seq`, so this node numbered that far once, and its data
+   * directory no longer holds all of it (see Shipper: a directory rolled back or a disk that
+   * lost writes it had made durable). Returns the sequence number of the last local write
+   * before when it raised it, undefined when it was at `seq` or past it.
+   */
+  raiseLocalSeq(seq: number): number | undefined {
+    if (!Number.isSafeInteger(seq) || seq <= this.#localSeq) return undefined;
+    const before = this.#localSeq;
+    this.#localSeq = seq;
+    return before;
   }
 
   /**

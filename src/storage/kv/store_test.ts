@@ -792,3 +792,33 @@ Deno.test("Store reports how long a peer's entry took from its origin's clock to
     await store.close();
   });
 });
+
+Deno.test("Store: numbers its writes past its own entries above a gap and past what a peer holds", async () => {
+  await withDir(async (dataDir) => {
+    const origin = "n1~00000001";
+    const store = await Store.open({ dataDir, nodeId: "n1", origin });
+    // Its own write 5 comes back from a peer while 1-4 are missing (its directory lost them).
+    await store.applyRemote(peerPut(5, origin));
+    await store.put("a", bytes("x"), "text/plain");
+    assert.equal(store.get("a")?.seq, 6);
+    await store.close({ snapshot: false });
+    // Replayed from the WAL: 5 and 6 sit above the gap, so the vector stops at 0 and the
+    // next write is 7 (numbering on from the vector gave it 1, which a peer holds).
+    const replayed = await Store.open({ dataDir, nodeId: "n1", origin });
+    assert.equal(replayed.versionVector()[origin] ?? 0, 0);
+    await replayed.put("b", bytes("x"), "text/plain");
+    assert.equal(replayed.get("b")?.seq, 7);
+    // A peer holds the origin up to 20: the next write is 21; a lower count changes nothing.
+    assert.equal(replayed.raiseLocalSeq(20), 7);
+    assert.equal(replayed.raiseLocalSeq(20), undefined);
+    assert.equal(replayed.raiseLocalSeq(3), undefined);
+    await replayed.put("c", bytes("x"), "text/plain");
+    assert.equal(replayed.get("c")?.seq, 21);
+    await replayed.close();
+    // From the snapshot written at close (it keeps the entries above the gap).
+    const loaded = await Store.open({ dataDir, nodeId: "n1", origin });
+    await loaded.put("d", bytes("x"), "text/plain");
+    assert.equal(loaded.get("d")?.seq, 22);
+    await loaded.close();
+  });
+});
