@@ -480,9 +480,8 @@ Deno.test("real processes: a node whose data directory was put back from an olde
     await copyTree(copy, dir);
     const again1 = await cluster.start("n1");
     const again2 = await cluster.start("n2", again1);
+    // (It may stop any moment after its ready line: nothing is asked of it in between.)
     const rolledBack = await cluster.start("n3", again1);
-    assert.equal(String((await getJson(rolledBack, "/v1/status")).origin), origin);
-    assert.equal((await keysOn(rolledBack, "b")).size, 0, "the copy holds none of the b writes");
     // The first peer to answer shows n3 that its directory lacks its own writes: n3 stops
     // (exit 1, for systemd to start it again) after giving itself a new origin.
     const status = await Promise.race([
@@ -495,6 +494,11 @@ Deno.test("real processes: a node whose data directory was put back from an olde
     for (const msg of [OWN_ORIGIN_BEHIND_WARNING, ORIGIN_BEHIND_STOP_MESSAGE]) {
       assert.ok(rolledBack.logs.some((l) => l.msg === msg && l.level === "error"), msg);
     }
+    const found = rolledBack.logs.find((l) => l.msg === OWN_ORIGIN_BEHIND_WARNING)!;
+    assert.ok(
+      Number(found.peerHolds) - Number(found.numberedHere) >= 30,
+      `the copy lacks n3's 30 later writes: ${JSON.stringify(found)}`,
+    );
     const again3 = await cluster.start("n3", again1);
     const nodes = [again1, again2, again3];
     assert.notEqual(String((await getJson(again3, "/v1/status")).origin), origin);
