@@ -213,7 +213,10 @@ try {
     ["acknowledged puts missing", String(check.missing.length)],
     ["acknowledged deletes come back", String(check.resurrected.length)],
     ["keys with another value", String(check.wrong.length)],
-    ["restarted peers holding less than they had reported", String(regressions.length)],
+    [
+      "restarted peers holding less than they had reported, or than peers held of them",
+      String(regressions.length),
+    ],
   ];
   const width = Math.max(...rows.map(([name]) => name.length));
   console.log("");

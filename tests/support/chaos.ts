@@ -15,7 +15,10 @@
  * @module
  */
 import { Random } from "../../src/common/random.ts";
-import { VECTOR_REGRESSION_WARNING } from "../../src/replication/shipper.ts";
+import {
+  OWN_ORIGIN_BEHIND_WARNING,
+  VECTOR_REGRESSION_WARNING,
+} from "../../src/replication/shipper.ts";
 import type { NetnsLink } from "./netns.ts";
 import { divergentKeys } from "./node_http.ts";
 import { type NodeProcess, runCli } from "./node_process.ts";
@@ -556,13 +559,22 @@ export async function convergenceReport(
  * Every warning, in the logs of every process `cluster` started, that a restarted peer
  * reported holding less than before (VECTOR_REGRESSION_WARNING): "node about peer: [...]". The
  * leader repairs it with a snapshot, so the run converges all the same; it is still a fault (a
- * vector counts only durable entries), which the chaos test and the soak fail on.
+ * vector counts only durable entries), which the chaos test and the soak fail on. So is the
+ * error that a peer held more of a node's own origin than the node (OWN_ORIGIN_BEHIND_WARNING:
+ * "node by peer: ..."): no fault these runs inject puts a data directory back without a new
+ * origin, so it means the node lost durable writes.
  */
 export function vectorRegressions(cluster: ProcessCluster): string[] {
   return cluster.started.flatMap((node) =>
-    node.logs
-      .filter((line) => line.msg === VECTOR_REGRESSION_WARNING)
-      .map((line) => `${node.nodeId} about ${line.peer}: ${JSON.stringify(line.first)}`)
+    node.logs.flatMap((line) =>
+      line.msg === VECTOR_REGRESSION_WARNING
+        ? [`${node.nodeId} about ${line.peer}: ${JSON.stringify(line.first)}`]
+        : line.msg === OWN_ORIGIN_BEHIND_WARNING
+        ? [
+          `${node.nodeId} by ${line.peer}: numbered ${line.numberedHere}, peer holds ${line.peerHolds}`,
+        ]
+        : []
+    )
   );
 }
 
