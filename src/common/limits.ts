@@ -259,6 +259,13 @@ export const REPL_RESEND_AFTER_MS_DEFAULT = 1_000;
  */
 export const REPL_RELAY_GRACE_MS_DEFAULT = 500;
 /**
+ * How long a restarted cluster node holds its first local writes for a peer's version vector,
+ * which shows whether the peers hold more of its origin than its data directory does (a
+ * directory put back from a copy): writes numbered before that could take numbers the peers
+ * hold. Past it, with no peer answering, writes go ahead.
+ */
+export const ORIGIN_CHECK_WAIT_MS = 1_000;
+/**
  * Deletes are tombstones until every member holds them: a sweep every TOMBSTONE_SWEEP_MS_DEFAULT
  * removes those every member reported and whose HLC is older than every member's reported clock
  * by TOMBSTONE_GRACE_MS_DEFAULT (both configurable: --tombstone-sweep-ms, --tombstone-grace-ms).

@@ -30,7 +30,9 @@ import { VERSION } from "./version.ts";
 import { clusterRoutes } from "../api/http/cluster_routes.ts";
 import { type Identity, identityOrigin, writeIdentity } from "../cluster/identity.ts";
 import { newOrigin } from "../common/origin.ts";
+import { ORIGIN_CHECK_WAIT_MS } from "../common/limits.ts";
 import { NodeCluster } from "../cluster/node_cluster.ts";
+import { readClusterState } from "../cluster/cluster_state.ts";
 import type { MembershipDriver } from "../cluster/membership_driver.ts";
 import type { PeerTransport } from "../cluster/transport.ts";
 import { NodeOps } from "./ops.ts";
@@ -196,6 +198,26 @@ export class ShanghaiNode {
     this.#stopRequested.resolve();
   }
 
+  /**
+   * A node that knew peers when it last ran (cluster.json) and starts under the origin it had
+   * holds its first local writes until a peer's vector has arrived (at most
+   * ORIGIN_CHECK_WAIT_MS): should its data directory have been put back from a copy, that
+   * vector shows the peers holding more of its origin (#originBehind), and writes numbered
+   * before it could take numbers they hold. A new origin drawn at this start (a crash that
+   * shipped unsynced entries) has nothing to check.
+   */
+  #holdWritesForOriginCheck(store: Store, peerVectorSeen: Promise<void>): void {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waited = new Promise<void>((resolve) => {
+      const next = setTimeout(resolve, ORIGIN_CHECK_WAIT_MS);
+      Deno.unrefTimer(next);
+      timer = next;
+    });
+    store.holdLocalWrites(
+      Promise.race([peerVectorSeen, waited]).finally(() => clearTimeout(timer)),
+    );
+  }
+
   readiness(): Readiness {
     const reasons: string[] = [];
     if (this.#recoveryError) reasons.push(`recovery failed: ${this.#recoveryError}`);
@@ -325,6 +347,8 @@ export class ShanghaiNode {
       });
       // The last LSN recovered: under a new origin after a crash, the log is the same to here.
       const recoveredLsn = this.#store.lastLsn;
+      const knewPeers = (await readClusterState(this.config.dataDir).catch(() => undefined))
+        ?.members.some((m) => m.id !== this.#identity!.nodeId) ?? false;
       // Replication registers its handlers as soon as the transport listens (onTransport):
       // a peer opens its stream to this node while the join to the seeds is still under way.
       const startReplication = (transport: PeerTransport) => {
@@ -361,6 +385,9 @@ export class ShanghaiNode {
           logger: this.logger,
         });
         this.#replication.start();
+        if (knewPeers && loaded.replaced === undefined) {
+          this.#holdWritesForOriginCheck(this.#store!, this.#replication.shipper.peerVectorSeen);
+        }
       };
       this.events.on("replication.origin.behind", () => void this.#originBehind());
       this.#cluster = await NodeCluster.start({

@@ -256,6 +256,7 @@ export class Shipper {
   #followers = new Map<string, FollowerStream>();
   #followerChains = new Map<string, Promise<void>>();
   readonly #tail: TailCache;
+  readonly #peerVectorSeen = Promise.withResolvers<void>();
   /**
    * Each follower's WAL read buffers between its reads (see ReadBuffers): at most 2 MiB a peer,
    * kept like the rest of its stream's state (LeaderStream) while it is down.
@@ -906,6 +907,7 @@ export class Shipper {
    * before the first peer answered cannot be told apart; the log line says so.
    */
   #noteOwnOrigin(from: string, vv: VersionVector): void {
+    this.#peerVectorSeen.resolve();
     const theirs = vv[this.log.origin];
     if (theirs === undefined) return;
     const numbered = this.log.raiseOwnSeq(theirs);
@@ -919,6 +921,14 @@ export class Shipper {
       advice:
         "A node stops now and starts again under a new origin (exit 1: systemd restarts it); its peers then resend what it lacks. Writes it took since it started and before this message may have been numbered like entries the peers hold, and then only this node has them: compare GET /v1/digest across the nodes once writes stop; if they differ, empty its data directory and start it again. Check the disk's write cache, or how the directory was put back: restore backups with shanghai restore",
     });
+  }
+
+  /**
+   * Resolves once a peer's vector has arrived (its opened frame or an ack) and was checked for
+   * more of this node's origin than it has numbered (#noteOwnOrigin).
+   */
+  get peerVectorSeen(): Promise<void> {
+    return this.#peerVectorSeen.promise;
   }
 
   /** Bytes the tail cache counts for the entries it holds (see TailCache). */

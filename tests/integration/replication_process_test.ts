@@ -480,8 +480,14 @@ Deno.test("real processes: a node whose data directory was put back from an olde
     await copyTree(copy, dir);
     const again1 = await cluster.start("n1");
     const again2 = await cluster.start("n2", again1);
-    // (It may stop any moment after its ready line: nothing is asked of it in between.)
+    // It may stop any moment after its ready line; writes sent at once are held until a peer's
+    // vector shows what the peers hold of its origin, then numbered past it: each one it
+    // acknowledges must reach every node.
     const rolledBack = await cluster.start("n3", again1);
+    const early = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => put(rolledBack, `w${i}`, "one").catch(() => 0)),
+    );
+    const acked = early.flatMap((status, i) => status === 200 ? [`w${i}`] : []);
     // The first peer to answer shows n3 that its directory lacks its own writes: n3 stops
     // (exit 1, for systemd to start it again) after giving itself a new origin.
     const status = await Promise.race([
@@ -512,6 +518,8 @@ Deno.test("real processes: a node whose data directory was put back from an olde
         `${node.nodeId}: n3's writes the copy lacked`,
       );
       assert.equal((await keysOn(node, "c")).size, 30, `${node.nodeId}: n3's writes since`);
+      const held = await keysOn(node, "w");
+      for (const key of acked) assert.ok(held.has(key), `${node.nodeId}: acknowledged ${key}`);
     }
   } finally {
     await cluster.teardown();

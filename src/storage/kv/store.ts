@@ -143,6 +143,8 @@ export class Store {
   #wal!: Wal;
   // Invariant: localSeq >= versionVector[origin]; sequence numbers are never reused.
   #localSeq = 0;
+  // While set, local writes wait for it before they are numbered (holdLocalWrites).
+  #localHold: Promise<void> | undefined;
   // Peers' entries queued in the WAL and not yet durable, by origin then seq: their appends.
   // (Keyed without building an `origin:seq` string: a follower looks up every entry here.)
   #inflight = new Map<string, Map<number, Promise<number>>>();
@@ -427,23 +429,49 @@ export class Store {
     return { lsn, origin: input.origin, seq: input.seq, hlc: input.hlc };
   }
 
+  /**
+   * Local writes made from now until `until` settles wait for it before they are numbered, in
+   * the order they came (a node holds them until a peer's vector has shown whether its peers
+   * hold more of its origin: see ShanghaiNode and Shipper's #noteOwnOrigin).
+   */
+  holdLocalWrites(until: Promise<unknown>): void {
+    const hold: Promise<void> = until.then(() => {}, () => {}).then(() => {
+      if (this.#localHold === hold) this.#localHold = undefined;
+    });
+    this.#localHold = hold;
+  }
+
+  /** Numbers and writes a local entry, after the hold when there is one. */
+  #writeLocal(
+    op: Entry["op"],
+    key: string,
+    value: Uint8Array | null,
+    contentType: string,
+  ): Promise<WriteResult> {
+    const hold = this.#localHold;
+    if (hold !== undefined) {
+      return hold.then(() => this.#write(this.#local(op, key, value, contentType)));
+    }
+    return this.#write(this.#local(op, key, value, contentType));
+  }
+
   /** Puts `value` under `key`; resolves once the entry is durable. */
   put(key: string, value: Uint8Array, contentType: string): Promise<WriteResult> {
     validateKey(key);
     this.#checkValue(value);
-    return this.#write(this.#local("put", key, value, contentType));
+    return this.#writeLocal("put", key, value, contentType);
   }
 
   /** Writes a tombstone for `key`. */
   delete(key: string): Promise<WriteResult> {
     validateKey(key);
-    return this.#write(this.#local("delete", key, null, ""));
+    return this.#writeLocal("delete", key, null, "");
   }
 
   /** Appends an opaque entry to the log (it does not touch the key-value view). */
   append(value: Uint8Array, contentType = "application/octet-stream"): Promise<WriteResult> {
     this.#checkValue(value);
-    return this.#write(this.#local("append", "", value, contentType));
+    return this.#writeLocal("append", "", value, contentType);
   }
 
   /** Checks a peer's entry the way applyRemote will, without writing (all-or-nothing batches). */

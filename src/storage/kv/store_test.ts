@@ -822,3 +822,29 @@ Deno.test("Store: numbers its writes past its own entries above a gap and past w
     await loaded.close();
   });
 });
+
+Deno.test("Store: local writes held for an origin check are numbered after it, in order", async () => {
+  await withDir(async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1", origin: "n1~00000001" });
+    await store.put("before", bytes("x"), "text/plain");
+    const check = Promise.withResolvers<void>();
+    store.holdLocalWrites(check.promise);
+    const held = [
+      store.put("a", bytes("1"), "text/plain"),
+      store.delete("before"),
+      store.append(bytes("log")),
+    ];
+    // Bad input is refused at once, not held.
+    assert.throws(() => store.put("", bytes("x"), "text/plain"));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(store.get("a"), undefined, "held until the check");
+    // The check found a peer holding the origin up to 40.
+    store.raiseLocalSeq(40);
+    check.resolve();
+    const results = await Promise.all(held);
+    assert.deepEqual(results.map((r) => r.seq), [41, 42, 43]);
+    // The hold is over: the next write goes straight through.
+    assert.equal((await store.put("b", bytes("2"), "text/plain")).seq, 44);
+    await store.close();
+  });
+});
