@@ -122,5 +122,5 @@ async function serveUntilStopped(
   // supervisor (systemd's Restart=on-failure) starts it again under its new origin.
   await Promise.race([stopped, node.stopRequested]);
   await node.stop();
-  return node.stopFailure === undefined ? EXIT_OK : EXIT_FAILED;
+  return node.stopFailed ? EXIT_FAILED : EXIT_OK;
 }

@@ -71,6 +71,35 @@ export function freePort(): number {
   return port;
 }
 
+/** The median of `values` (the mean of the middle two for an even count). */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Linux's USER_HZ: the unit of utime and stime in /proc/<pid>/stat. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/**
+ * A process's CPU time (user + system, ms) and minor page faults so far, from
+ * /proc/<pid>/stat; undefined where it cannot be read (not Linux, or the process is gone).
+ */
+export function processCounters(pid: number): { cpuMs: number; minorFaults: number } | undefined {
+  let stat: string;
+  try {
+    stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  } catch {
+    return undefined;
+  }
+  // The fields after the command name, which is in parentheses and may hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return {
+    minorFaults: Number(fields[7]),
+    cpuMs: (Number(fields[11]) + Number(fields[12])) * 1000 / CLOCK_TICKS_PER_SECOND,
+  };
+}
+
 /** Resident set size of a process, in bytes (VmRSS from /proc). */
 export async function rssBytes(pid: number): Promise<number> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);

@@ -25,7 +25,7 @@ import { appendEntry, limits, Store, Wal } from "../mod.ts";
 import { directEntryBytes } from "../src/common/entry.ts";
 import { RECORD_HEADER_BYTES } from "../src/common/limits.ts";
 import { spawnNode } from "../tests/support/node_process.ts";
-import { freePort } from "./_bench_load.ts";
+import { freePort, median } from "./_bench_load.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -643,12 +643,6 @@ async function oneRun(options: Options, index: number): Promise<RunResult> {
     await removeDir(dataDir);
   }
   return { lib1, lib100, lib100Inline, disk, http, redis: redisSamples };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 function fmt(value: number, digits: number): string {

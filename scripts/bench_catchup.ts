@@ -21,8 +21,16 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import type { VersionVector } from "../src/common/entry.ts";
 import { type NodeProcess, spawnNode } from "../tests/support/node_process.ts";
-import { expectOk, HttpClient, runLoad, waitUntil } from "./_bench_load.ts";
+import {
+  expectOk,
+  HttpClient,
+  median,
+  processCounters,
+  runLoad,
+  waitUntil,
+} from "./_bench_load.ts";
 
 const USAGE = `Usage: deno task bench:catchup [options]
 
@@ -37,32 +45,9 @@ const CLIENTS = 50;
 const LOAD_MS_MAX = 600_000;
 const POLL_MS = 20;
 const CATCH_UP_MS_MAX = 600_000;
-/** Linux's USER_HZ: the unit of utime and stime in /proc/<pid>/stat. */
-const CLOCK_TICKS_PER_SECOND = 100;
 const VALUE = crypto.getRandomValues(new Uint8Array(1024));
 
-type VersionVector = Record<string, number>;
-
-/** CPU time (ms) and minor page faults of a process so far, or undefined without /proc. */
-interface ProcessCounters {
-  cpuMs: number;
-  minorFaults: number;
-}
-
-async function processCounters(pid: number): Promise<ProcessCounters | undefined> {
-  let stat: string;
-  try {
-    stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-  } catch {
-    return undefined;
-  }
-  // The fields after the command name, which is in parentheses and may hold spaces.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return {
-    minorFaults: Number(fields[7]),
-    cpuMs: (Number(fields[11]) + Number(fields[12])) * 1000 / CLOCK_TICKS_PER_SECOND,
-  };
-}
+type ProcessCounters = NonNullable<ReturnType<typeof processCounters>>;
 
 function difference(
   before: ProcessCounters | undefined,
@@ -162,7 +147,7 @@ async function oneRun(preload: number, writes: number): Promise<RunResult> {
     const n3 = await start("n3", dirs[2], n1);
     nodes[2] = n3;
     const pids = [n1.child.pid, n2.child.pid, n3.child.pid];
-    const before = await Promise.all(pids.map(processCounters));
+    const before = pids.map(processCounters);
     const started = performance.now();
     const trace: [number, number][] = [];
     while (true) {
@@ -174,7 +159,7 @@ async function oneRun(preload: number, writes: number): Promise<RunResult> {
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
     const catchUpMs = performance.now() - started;
-    const after = await Promise.all(pids.map(processCounters));
+    const after = pids.map(processCounters);
     const base = trace[0][1];
     const reached = (share: number) =>
       trace.find(([, have]) => have - base >= share * (total - base))?.[0] ?? catchUpMs;
@@ -199,11 +184,6 @@ function fmt(n: number | undefined, digits = 0): string {
   return n === undefined || !Number.isFinite(n)
     ? "n/a"
     : n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
 function row(label: string, r: RunResult): string {

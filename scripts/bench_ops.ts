@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import { runBackup } from "../src/backup/backup.ts";
 import { runRestore } from "../src/backup/restore.ts";
 import { GiB, MiB } from "../src/common/limits.ts";
+import { median, processCounters } from "./_bench_load.ts";
 import { Store } from "../src/storage/kv/store.ts";
 import { EventBus } from "../src/telemetry/events.ts";
 import { Metrics } from "../src/telemetry/metrics.ts";
@@ -51,11 +52,6 @@ function perMode<T>(make: () => T): Record<Mode, T> {
   return Object.fromEntries(MODES.map((m) => [m, make()])) as Record<Mode, T>;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
 function pct(on: number, off: number): string {
   return `${(((off - on) / off) * 100).toFixed(1)}%`;
 }
@@ -80,9 +76,9 @@ function startSink(): { url: string; requests: () => number; stop: () => Promise
 
 /** CPU time (user + system) a process has used, in µs, from /proc (Linux clock ticks of 10 ms). */
 function cpuMicros(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime, stime (fields 14, 15)
+  const counters = processCounters(pid);
+  if (counters === undefined) throw new Error(`Cannot read /proc/${pid}/stat`);
+  return counters.cpuMs * 1000;
 }
 
 async function httpRound(addr: string, round: number): Promise<number> {

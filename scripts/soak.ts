@@ -18,10 +18,10 @@ import {
   checkLedger,
   convergenceReport,
   type FaultKind,
+  heldLessWarnings,
   PARTITION_FAULTS,
   PROCESS_FAULTS,
   runChaos,
-  vectorRegressions,
 } from "../tests/support/chaos.ts";
 import {
   createNetnsLink,
@@ -185,7 +185,7 @@ try {
   ).catch(() => undefined);
   if (convergeMs === undefined) console.log(await convergenceReport(nodes(), ledger));
   const check = await checkLedger(nodes(), ledger);
-  const regressions = vectorRegressions(cluster);
+  const regressions = heldLessWarnings(cluster);
   const { counts } = ledger;
   const rows: [string, string][] = [
     ["load, s", loadSeconds.toFixed(1)],

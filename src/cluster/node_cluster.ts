@@ -56,9 +56,10 @@ export interface NodeClusterOptions {
    * Called with the transport as soon as it listens, before any peer can be heard: the place
    * for the layers above to register their message handlers. A frame of a type with no
    * handler yet is dropped, and a peer's `repl.open` that arrived while this node was still
-   * joining its seeds went unanswered until the peer's resend timeout (1 s).
+   * joining its seeds went unanswered until the peer's resend timeout (1 s). `knewPeers`: the
+   * members saved when it last ran (cluster.json) include another node.
    */
-  onTransport?: (transport: TcpTransport) => void;
+  onTransport?: (transport: TcpTransport, knewPeers: boolean) => void;
   clock: Clock;
   events: EventBus;
   logger: Logger;
@@ -137,7 +138,10 @@ export class NodeCluster {
       onLinkDropped: (peer, silentMs) =>
         options.events.emit("cluster.link.dropped", { peer, silentMs }),
     });
-    options.onTransport?.(transport);
+    options.onTransport?.(
+      transport,
+      (saved?.members ?? []).some((m) => m.id !== identity.nodeId),
+    );
     const membership = new MembershipDriver({
       transport,
       self: { id: identity.nodeId, address: transport.address, httpAddress: options.httpAddress() },

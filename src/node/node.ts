@@ -32,7 +32,6 @@ import { type Identity, identityOrigin, writeIdentity } from "../cluster/identit
 import { newOrigin } from "../common/origin.ts";
 import { ORIGIN_CHECK_WAIT_MS } from "../common/limits.ts";
 import { NodeCluster } from "../cluster/node_cluster.ts";
-import { readClusterState } from "../cluster/cluster_state.ts";
 import type { MembershipDriver } from "../cluster/membership_driver.ts";
 import type { PeerTransport } from "../cluster/transport.ts";
 import { NodeOps } from "./ops.ts";
@@ -85,8 +84,8 @@ export class ShanghaiNode {
    */
   #serving = false;
   readonly #stopRequested = Promise.withResolvers<void>();
-  /** Why the node asked its process to stop and exit with a failure (see #originBehind). */
-  #stopFailure: string | undefined;
+  /** The node asked its process to stop and exit with a failure (see #originBehind). */
+  #stopFailed = false;
   /** Metrics, traces, readiness figures, backup sessions (src/node/ops.ts). */
   readonly ops: NodeOps;
 
@@ -155,15 +154,15 @@ export class ShanghaiNode {
 
   /**
    * Resolves when the node asks its process to stop: after leaving the cluster, or with
-   * {@link stopFailure} set, after finding its data directory rolled back.
+   * {@link stopFailed} set, after finding its data directory rolled back.
    */
   get stopRequested(): Promise<void> {
     return this.#stopRequested.promise;
   }
 
-  /** Set when the node asked to stop because it must start again (the process exits 1). */
-  get stopFailure(): string | undefined {
-    return this.#stopFailure;
+  /** True when the node asked to stop because it must start again (the process exits 1). */
+  get stopFailed(): boolean {
+    return this.#stopFailed;
   }
 
   /**
@@ -178,11 +177,11 @@ export class ShanghaiNode {
    */
   async #originBehind(): Promise<void> {
     const identity = this.#identity;
-    if (this.#stopFailure !== undefined || identity === undefined) return;
+    if (this.#stopFailed || identity === undefined) return;
     const previous = identityOrigin(identity);
     const { priorOrigins: _prior, ...rest } = identity;
     const next: Identity = { ...rest, origin: newOrigin(identity.nodeId) };
-    this.#stopFailure = "its data directory holds fewer of its own writes than its peers";
+    this.#stopFailed = true;
     try {
       await writeIdentity(this.config.dataDir, next);
       this.#identity = next;
@@ -347,11 +346,9 @@ export class ShanghaiNode {
       });
       // The last LSN recovered: under a new origin after a crash, the log is the same to here.
       const recoveredLsn = this.#store.lastLsn;
-      const knewPeers = (await readClusterState(this.config.dataDir).catch(() => undefined))
-        ?.members.some((m) => m.id !== this.#identity!.nodeId) ?? false;
       // Replication registers its handlers as soon as the transport listens (onTransport):
       // a peer opens its stream to this node while the join to the seeds is still under way.
-      const startReplication = (transport: PeerTransport) => {
+      const startReplication = (transport: PeerTransport, knewPeers: boolean) => {
         this.#replication = new ReplicationService({
           store: this.#store!,
           transport: this.#options.transport ?? transport,

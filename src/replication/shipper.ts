@@ -907,10 +907,10 @@ export class Shipper {
    * before the first peer answered cannot be told apart; the log line says so.
    */
   #noteOwnOrigin(from: string, vv: VersionVector): void {
-    this.#peerVectorSeen.resolve();
     const theirs = vv[this.log.origin];
-    if (theirs === undefined) return;
-    const numbered = this.log.raiseOwnSeq(theirs);
+    const numbered = theirs === undefined ? undefined : this.log.raiseOwnSeq(theirs);
+    // Writes held for this check (ShanghaiNode) go on once the number is past the peer's.
+    this.#peerVectorSeen.resolve();
     if (numbered === undefined) return;
     this.#events?.emit("replication.origin.behind", { peer: from, numbered, peerHolds: theirs });
     this.#logger.error(OWN_ORIGIN_BEHIND_WARNING, {

@@ -16,9 +16,9 @@ import {
   checkLedger,
   convergenceReport,
   faultsTotal,
+  heldLessWarnings,
   PARTITION_FAULTS,
   runChaos,
-  vectorRegressions,
 } from "../support/chaos.ts";
 import {
   createNetnsLink,
@@ -65,9 +65,9 @@ async function chaosChecked(
       resurrected: check.resurrected,
       wrong: check.wrong,
       staleReads: ledger.staleReads,
-      vectorRegressions: vectorRegressions(cluster),
+      heldLessWarnings: heldLessWarnings(cluster),
     },
-    { missing: [], resurrected: [], wrong: [], staleReads: [], vectorRegressions: [] },
+    { missing: [], resurrected: [], wrong: [], staleReads: [], heldLessWarnings: [] },
     `counts ${JSON.stringify(counts)}`,
   );
   assert.equal(check.checked, ledger.acked.size - ledger.uncertain.size);

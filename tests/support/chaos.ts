@@ -564,7 +564,7 @@ export async function convergenceReport(
  * "node by peer: ..."): no fault these runs inject puts a data directory back without a new
  * origin, so it means the node lost durable writes.
  */
-export function vectorRegressions(cluster: ProcessCluster): string[] {
+export function heldLessWarnings(cluster: ProcessCluster): string[] {
   return cluster.started.flatMap((node) =>
     node.logs.flatMap((line) =>
       line.msg === VECTOR_REGRESSION_WARNING

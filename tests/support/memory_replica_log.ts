@@ -20,6 +20,7 @@ import type { Clock } from "../../src/common/clock.ts";
 import {
   type AheadRanges,
   appliedBy,
+  highestCounted,
   type KeyRecord,
   Keyspace,
   recordToEntry,
@@ -205,7 +206,7 @@ export class MemoryReplicaLog implements ReplicaLog {
   }
 
   async applyRemote(entry: EntryInput): Promise<unknown> {
-    if (entry.origin === this.origin && entry.seq > this.#localSeq) this.#localSeq = entry.seq;
+    if (entry.origin === this.origin) this.raiseOwnSeq(entry.seq);
     if (this.keyspace.has(entry.origin, entry.seq)) return undefined;
     const id = `${entry.origin}:${entry.seq}`;
     // As the store: a copy queued by another stream settles this one once it is durable.
@@ -286,8 +287,7 @@ export class MemoryReplicaLog implements ReplicaLog {
   ): Promise<void> {
     this.#hlc.observe(hlc);
     // As Store.installSnapshot: this node's writes the sender counts are numbered past.
-    const ownAhead = ahead[this.origin] ?? [];
-    this.raiseOwnSeq(Math.max(vv[this.origin] ?? 0, ownAhead[ownAhead.length - 1]?.[1] ?? 0));
+    this.raiseOwnSeq(highestCounted(vv, ahead, this.origin));
     // As Store.installSnapshot: keys the sender deleted (and collected) go here too. The
     // install completes in this step, so no entry lands between the pass and the vector.
     this.keyspace.beginDropDeletedBy(

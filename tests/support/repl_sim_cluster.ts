@@ -123,20 +123,8 @@ export class SimCluster {
    * crash (src/node/unsynced.ts).
    */
   crashAndRestart(id: string, origin: string, keptLsn?: number): SimNode {
-    this.crash(id);
-    const at = this.nodes.findIndex((n) => n.id === id);
-    const old = this.nodes[at].log;
-    // `keptLsn` below what was durable: a disk that lost what it had made durable (a write
-    // cache that lied about its flushes), a fault no node can rule out.
-    const kept = Math.min(keptLsn ?? old.durableLsn, old.durableLsn);
-    const log = old.restoredCopy(kept, origin);
-    log.localDurableAtStep = old.localDurableAtStep;
     // The same log up to what it kept, as a node tells its peers after such a restart.
-    const node = this.#node(id, log, { origin: old.origin, throughLsn: kept });
-    this.nodes[at] = node;
-    node.shipper.start();
-    this.network.connectAll();
-    return node;
+    return this.#restart(id, keptLsn, origin, true);
   }
 
   /**
@@ -146,12 +134,27 @@ export class SimCluster {
    * last of its own entries it still holds, which its peers may hold more of.
    */
   rollBack(id: string, keptLsn: number): SimNode {
+    return this.#restart(id, keptLsn, this.node(id).log.origin, false);
+  }
+
+  /**
+   * Crashes `id` and starts it on its log up to `keptLsn` (what was durable, at most) under
+   * `origin`; `succeeds`: it tells its peers its log is the old origin's up to there.
+   */
+  #restart(id: string, keptLsn: number | undefined, origin: string, succeeds: boolean): SimNode {
     this.crash(id);
     const at = this.nodes.findIndex((n) => n.id === id);
     const old = this.nodes[at].log;
-    const log = old.restoredCopy(Math.min(keptLsn, old.durableLsn), old.origin);
+    // `keptLsn` below what was durable: a disk that lost what it had made durable (a write
+    // cache that lied about its flushes), a fault no node can rule out.
+    const kept = Math.min(keptLsn ?? old.durableLsn, old.durableLsn);
+    const log = old.restoredCopy(kept, origin);
     log.localDurableAtStep = old.localDurableAtStep;
-    const node = this.#node(id, log);
+    const node = this.#node(
+      id,
+      log,
+      succeeds ? { origin: old.origin, throughLsn: kept } : undefined,
+    );
     this.nodes[at] = node;
     node.shipper.start();
     this.network.connectAll();

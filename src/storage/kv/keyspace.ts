@@ -831,6 +831,12 @@ export class Keyspace {
 /** Entries held above a gap, per origin: sorted, disjoint, inclusive [from, to] ranges. */
 export type AheadRanges = Record<string, [number, number][]>;
 
+/** The highest sequence number of `origin` that `vv` and `ahead` count (0 when none). */
+export function highestCounted(vv: VersionVector, ahead: AheadRanges, origin: string): number {
+  const ranges = ahead[origin] ?? [];
+  return Math.max(vv[origin] ?? 0, ranges[ranges.length - 1]?.[1] ?? 0);
+}
+
 /**
  * `value` as {@link AheadRanges} when it has their shape (per origin of 1 to ORIGIN_BYTES_MAX
  * characters, sorted, disjoint, inclusive ranges of positive sequence numbers) holding at most

@@ -36,6 +36,7 @@ import {
   appliedBy,
   type ApplyResult,
   type ConflictResolver,
+  highestCounted,
   type KeyRecord,
   Keyspace,
   type KeyspaceCapture,
@@ -551,10 +552,7 @@ export class Store {
     // The sender may count writes of this node's origin that this node no longer holds (they
     // come with the transfer): its next writes are numbered past them at once, before the
     // vector that counts them goes live.
-    const ownAhead = ahead[this.origin] ?? [];
-    this.raiseLocalSeq(
-      Math.max(versionVector[this.origin] ?? 0, ownAhead[ownAhead.length - 1]?.[1] ?? 0),
-    );
+    this.raiseLocalSeq(highestCounted(versionVector, ahead, this.origin));
     // The sender applied every entry its vector covers: where its view has no record of a key
     // this node holds a covered write of, it deleted the key and collected the tombstone. This
     // node may have that write from another stream or transfer while the delete reaches it only
@@ -712,7 +710,7 @@ export class Store {
     if (entry.origin === this.origin) {
       // Our own entry coming back from a peer: we hold it unless it was lost, which
       // cannot happen to an acknowledged entry. Either way its sequence must never be reused.
-      if (entry.seq > this.#localSeq) this.#localSeq = entry.seq;
+      this.raiseLocalSeq(entry.seq);
     }
     return this.keyspace.has(entry.origin, entry.seq);
   }
