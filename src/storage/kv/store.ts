@@ -15,11 +15,18 @@ import { invariant } from "../../common/invariant.ts";
 import { type Clock, systemClock } from "../../common/clock.ts";
 import type { Entry, VersionVector } from "../../common/entry.ts";
 import { validateKey } from "../../common/entry.ts";
-import { CorruptionError, InputError, TooLargeError } from "../../common/errors.ts";
+import {
+  CorruptionError,
+  InputError,
+  OverloadedError,
+  TooLargeError,
+} from "../../common/errors.ts";
 import { Hlc, hlcWallMs } from "../../common/hlc.ts";
 import {
   INSTALL_PASS_STEP_KEYS,
   ORIGIN_BYTES_MAX,
+  PENDING_BYTES_MAX,
+  PENDING_ENTRIES_MAX,
   READ_ENTRIES_MAX,
   RETAIN_BYTES_DEFAULT,
   SNAPSHOT_CAPTURE_STEP_KEYS,
@@ -144,8 +151,10 @@ export class Store {
   #wal!: Wal;
   // Invariant: localSeq >= versionVector[origin]; sequence numbers are never reused.
   #localSeq = 0;
-  // While set, local writes wait for it before they are numbered (holdLocalWrites).
+  // While set, local writes wait for it before they are numbered (holdLocalWrites); the held
+  // ones count against the WAL queue's bounds, which they join once it settles.
   #localHold: Promise<void> | undefined;
+  #heldWrites = { entries: 0, bytes: 0 };
   // Peers' entries queued in the WAL and not yet durable, by origin then seq: their appends.
   // (Keyed without building an `origin:seq` string: a follower looks up every entry here.)
   #inflight = new Map<string, Map<number, Promise<number>>>();
@@ -450,10 +459,24 @@ export class Store {
     contentType: string,
   ): Promise<WriteResult> {
     const hold = this.#localHold;
-    if (hold !== undefined) {
-      return hold.then(() => this.#write(this.#local(op, key, value, contentType)));
+    if (hold === undefined) return this.#write(this.#local(op, key, value, contentType));
+    const bytes = key.length + (value?.length ?? 0);
+    const held = this.#heldWrites;
+    if (held.entries >= PENDING_ENTRIES_MAX || held.bytes + bytes > PENDING_BYTES_MAX) {
+      return Promise.reject(
+        new OverloadedError(
+          "overloaded",
+          `Cannot write: ${held.entries} writes already wait for a peer's answer after the start; retry later`,
+        ),
+      );
     }
-    return this.#write(this.#local(op, key, value, contentType));
+    held.entries++;
+    held.bytes += bytes;
+    return hold.then(() => {
+      held.entries--;
+      held.bytes -= bytes;
+      return this.#write(this.#local(op, key, value, contentType));
+    });
   }
 
   /** Puts `value` under `key`; resolves once the entry is durable. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { withTempDir } from "../../../tests/support/temp_dir.ts";
 import { FakeClock } from "../../common/clock.ts";
 import { EventBus } from "../../telemetry/events.ts";
-import { InputError, TooLargeError } from "../../common/errors.ts";
+import { InputError, OverloadedError, TooLargeError } from "../../common/errors.ts";
 import {
   listSnapshots,
   parseFollowerCursors,
@@ -12,7 +12,7 @@ import {
 } from "./snapshot.ts";
 import { raiseSnapshotOnly, Store } from "./store.ts";
 import { type KeyRecord, recordToEntry, SORT_AT_ONCE_KEYS_MAX } from "./keyspace.ts";
-import { TOMBSTONE_SWEEP_STEP_KEYS } from "../../common/limits.ts";
+import { PENDING_ENTRIES_MAX, TOMBSTONE_SWEEP_STEP_KEYS } from "../../common/limits.ts";
 import { runWithFileBytesMax } from "../_zero_write_failure_child.ts";
 import type { EntryInput } from "../wal/wal.ts";
 import { loseWalTail } from "../../../tests/support/wal_damage.ts";
@@ -846,5 +846,25 @@ Deno.test("Store: local writes held for an origin check are numbered after it, i
     // The hold is over: the next write goes straight through.
     assert.equal((await store.put("b", bytes("2"), "text/plain")).seq, 44);
     await store.close();
+  });
+});
+
+Deno.test("Store: writes held for an origin check are bounded as the WAL's queue is", async () => {
+  await withDir(async (dataDir) => {
+    const store = await Store.open({ dataDir, nodeId: "n1", origin: "n1~00000001" });
+    const check = Promise.withResolvers<void>();
+    store.holdLocalWrites(check.promise);
+    const value = bytes("v");
+    const held = Array.from(
+      { length: PENDING_ENTRIES_MAX },
+      (_, i) => store.put(`k${i}`, value, "text/plain"),
+    );
+    // One more is refused with the queue's error (a 503), not kept in memory.
+    await assert.rejects(store.put("over", value, "text/plain"), OverloadedError);
+    check.resolve();
+    const results = await Promise.all(held);
+    assert.equal(results[results.length - 1].seq, PENDING_ENTRIES_MAX);
+    assert.equal((await store.put("after", value, "text/plain")).seq, PENDING_ENTRIES_MAX + 1);
+    await store.close({ snapshot: false });
   });
 });
