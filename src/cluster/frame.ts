@@ -11,6 +11,7 @@ import { concatBytes, copyParts } from "../common/bytes.ts";
 import { crc32 } from "../common/crc32.ts";
 import { ShanghaiError, TooLargeError } from "../common/errors.ts";
 import { FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from "../common/limits.ts";
+import { takeFrameBytes } from "../common/value_slab.ts";
 
 /** The node-to-node protocol this build speaks; the handshake refuses any other. */
 export const PROTOCOL_VERSION = 1;
@@ -209,7 +210,7 @@ export function decodePayload(payload: Uint8Array): Frame {
  * It keeps nothing of a chunk it is given: what it needs later (a frame's payload, the part of
  * a header or payload that arrived) is copied out, so the caller may read into the same buffer
  * again. Each byte is copied once at most: a payload that a chunk holds whole is copied at its
- * own length; one that spans chunks goes into a buffer of its final size, and the caller may
+ * own length; one that spans chunks goes into a slot of its final size, and the caller may
  * read the rest of it straight there ({@link FrameDecoder.spare}, {@link FrameDecoder.filled}),
  * with no copy at all. (Keeping the chunks and joining them when a frame was whole copied a
  * large frame twice, and was 8% of a catching-up follower's time.)
@@ -288,13 +289,14 @@ export class FrameDecoder {
         length = this.#checkLength(this.#headerView.getUint32(0, true));
         this.#crc = this.#headerView.getUint32(4, true);
       }
+      // Payloads go into shared slabs (value_slab.ts): a batch's values stay where they arrived.
+      this.#payload = takeFrameBytes(length);
       if (chunk.length - at >= length) {
-        this.#payload = chunk.slice(at, at + length);
+        this.#payload.set(chunk.subarray(at, at + length));
         this.#payloadFilled = length;
         at += length;
         frames.push(this.#finish());
       } else {
-        this.#payload = new Uint8Array(length);
         this.#payloadFilled = 0;
       }
     }

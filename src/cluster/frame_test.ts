@@ -3,7 +3,9 @@ import { Encoder } from "cbor-x";
 import { concatBytes } from "../common/bytes.ts";
 import { crc32 } from "../common/crc32.ts";
 import { TooLargeError } from "../common/errors.ts";
+import { FRAME_SLAB_BYTES, FRAME_SLAB_TAKE_BYTES_MAX } from "../common/limits.ts";
 import { Random } from "../common/random.ts";
+import { takeFrameBytes } from "../common/value_slab.ts";
 import {
   ByteParts,
   decodePayload,
@@ -181,4 +183,30 @@ Deno.test("FrameDecoder keeps nothing of a chunk: one buffer read into again and
     for (const { i, v } of got) assert.deepEqual(v, values[i], `frame ${i}, round ${round}`);
   }
   assert.throws(() => new FrameDecoder().filled(1), RangeError);
+});
+
+Deno.test("FrameDecoder reads payloads into shared slabs, byte strings staying views at their offsets there", () => {
+  const values = [1, 2, 3].map((i) => new Uint8Array(1000 + i).fill(i));
+  const large = new Uint8Array(FRAME_SLAB_TAKE_BYTES_MAX + 1).fill(9);
+  const stream = concatBytes([
+    ...values.map((v, i) => encodeFrame("repl.batch", { i, v })),
+    encodeFrame("repl.batch", { i: 3, v: large }),
+  ]);
+  // Start a new slab (the carver is the process's), so the small payloads fit in what is left.
+  while (takeFrameBytes(FRAME_SLAB_TAKE_BYTES_MAX).byteOffset !== 0);
+  const frames = new FrameDecoder().push(stream);
+  assert.equal(frames.length, 4);
+  const bodies = frames.map((f) => f.body as { i: number; v: Uint8Array });
+  const slab = bodies[0].v.buffer;
+  for (const [i, body] of bodies.slice(0, 3).entries()) {
+    assert.equal(body.i, i);
+    assert.deepEqual(body.v, values[i]);
+    // A follower keeps such views as values (decodeBatchEntries, Keyspace's shared buffers).
+    assert.equal(body.v.buffer, slab, `frame ${i} shares the slab`);
+    assert.equal(slab.byteLength, FRAME_SLAB_BYTES);
+  }
+  assert.ok(bodies[2].v.byteOffset > bodies[1].v.byteOffset);
+  assert.ok(bodies[1].v.byteOffset > bodies[0].v.byteOffset);
+  assert.deepEqual(bodies[3].v, large);
+  assert.notEqual(bodies[3].v.buffer, slab, "over the slot limit: a buffer of its own");
 });

@@ -19,6 +19,16 @@ export const VALUE_BYTES_MAX = 16 * MiB;
 export const VALUE_SLAB_BYTES = 256 * KiB;
 /** Bodies longer than this get a buffer of their own rather than a slot in a slab. */
 export const VALUE_SLAB_TAKE_BYTES_MAX = 16 * KiB;
+/**
+ * Size of the slabs peers' frame payloads are read into (see value_slab.ts): a replication batch
+ * of 100 entries with 1 KiB values is about 110 KiB, so a slab holds several.
+ */
+export const FRAME_SLAB_BYTES = 1 * MiB;
+/** Frame payloads longer than this get a buffer of their own rather than a slot in a slab. */
+export const FRAME_SLAB_TAKE_BYTES_MAX = 256 * KiB;
+/** Prefaulted slabs kept ready per kind (`--prefault-slabs`; see prefaulted_slabs.ts). */
+export const PREFAULT_SLABS_DEFAULT = 8;
+export const PREFAULT_SLABS_MAX = 256;
 /** One encoded entry: a value plus its key and metadata. */
 export const RECORD_OVERHEAD_BYTES_MAX = 4 * KiB;
 export const RECORD_BYTES_MAX = VALUE_BYTES_MAX + RECORD_OVERHEAD_BYTES_MAX;

@@ -1,47 +1,129 @@
 /**
- * Where a node's request bodies are read to: small ones are carved, one after the other, out of
- * a shared slab instead of each getting an ArrayBuffer of its own.
+ * Where a node's values are read to: small request bodies, and the payloads of the frames its
+ * peers send (a follower keeps a replication batch's values where they arrived), are carved,
+ * one after the other, out of shared slabs instead of each getting an ArrayBuffer of its own.
  *
  * Why: a value the key-value view keeps survives the young generation's next two scavenges, and
  * each scavenge copies every object that survives it. A value of its own is two such objects (a
  * Uint8Array and its ArrayBuffer, about 150 bytes together); a slot in a slab is none, as the view
  * keeps the slab's buffer and the value's place in it (see Keyspace). With every write leaving
  * about a third fewer bytes to copy, the scavenges that pause the one JavaScript thread every
- * ~80 ms under load got 40% shorter (docs/BENCHMARKS.md, session 25).
+ * ~80 ms under load got 40% shorter (docs/BENCHMARKS.md, session 25). And a slab can be touched
+ * by another thread before it is needed (prefaulted_slabs.ts), where a buffer of its own costs
+ * the event loop a page fault per 4 KiB.
  *
  * A slab is kept alive by any view into it: the key-value view counts the live bytes in each
  * and copies the survivors out of one that holds less than half of what was handed out of it
- * ({@link slabBytesHandedOut}). Bodies for routes that keep nothing (appends, refused writes)
- * simply leave dead bytes behind in a slab that will be collected with it.
+ * ({@link slabBytesHandedOut}). What keeps nothing (appends, refused writes, frames other than
+ * a batch's) simply leaves dead bytes behind in a slab that will be collected with it.
  *
  * @module
  */
-import { VALUE_SLAB_BYTES, VALUE_SLAB_TAKE_BYTES_MAX } from "./limits.ts";
+import {
+  FRAME_SLAB_BYTES,
+  FRAME_SLAB_TAKE_BYTES_MAX,
+  VALUE_SLAB_BYTES,
+  VALUE_SLAB_TAKE_BYTES_MAX,
+} from "./limits.ts";
+import {
+  PrefaultedSlabs,
+  type PrefaultedSlabStats,
+  type SlabMaker,
+  WorkerSlabMaker,
+} from "./prefaulted_slabs.ts";
 
-let slab = new Uint8Array(0);
-let handedOut = 0;
+/** Carves slots out of one slab at a time; larger takes get buffers of their own. */
+class SlabCarver {
+  readonly #takeMax: number;
+  readonly slabs: PrefaultedSlabs;
+  #slab = new Uint8Array(0);
+  #handedOut = 0;
+
+  constructor(slabBytes: number, takeMax: number) {
+    this.slabs = new PrefaultedSlabs(slabBytes);
+    this.#takeMax = takeMax;
+  }
+
+  take(length: number): Uint8Array {
+    if (length > this.#takeMax || length === 0) return new Uint8Array(length);
+    if (this.#handedOut + length > this.#slab.length) {
+      this.#slab = this.slabs.take();
+      this.#handedOut = 0;
+    }
+    // The constructor, not subarray(): subarray looks up a species constructor first (about half
+    // the cost of carving a slot here).
+    const bytes = new Uint8Array(this.#slab.buffer, this.#handedOut, length);
+    this.#handedOut += length;
+    return bytes;
+  }
+
+  /** What was handed out of `buffer` when it is the slab being carved now, else undefined. */
+  handedOut(buffer: ArrayBufferLike): number | undefined {
+    return buffer === this.#slab.buffer ? this.#handedOut : undefined;
+  }
+}
+
+const requestBodies = new SlabCarver(VALUE_SLAB_BYTES, VALUE_SLAB_TAKE_BYTES_MAX);
+const framePayloads = new SlabCarver(FRAME_SLAB_BYTES, FRAME_SLAB_TAKE_BYTES_MAX);
 
 /**
- * `length` bytes to read a value into: a slot of the current slab when it is at most
+ * `length` bytes to read a request body into: a slot of the current slab when it is at most
  * VALUE_SLAB_TAKE_BYTES_MAX, else a buffer of its own. The bytes are zero.
  */
 export function takeValueBytes(length: number): Uint8Array {
-  if (length > VALUE_SLAB_TAKE_BYTES_MAX || length === 0) return new Uint8Array(length);
-  if (handedOut + length > slab.length) {
-    slab = new Uint8Array(VALUE_SLAB_BYTES);
-    handedOut = 0;
-  }
-  // The constructor, not subarray(): subarray looks up a species constructor first (about half
-  // the cost of carving a slot here).
-  const bytes = new Uint8Array(slab.buffer, handedOut, length);
-  handedOut += length;
-  return bytes;
+  return requestBodies.take(length);
 }
 
 /**
- * How many bytes of `buffer` have been handed out: for the slab being carved now, what went so
- * far; for any other buffer (a finished slab, a replication batch), all of it.
+ * `length` bytes to read a peer's frame payload into: a slot of the current frame slab when it
+ * is at most FRAME_SLAB_TAKE_BYTES_MAX, else a buffer of its own. The bytes are zero.
+ */
+export function takeFrameBytes(length: number): Uint8Array {
+  return framePayloads.take(length);
+}
+
+/**
+ * How many bytes of `buffer` have been handed out: for a slab being carved now, what went so
+ * far; for any other buffer (a finished slab, a buffer of its own), all of it.
  */
 export function slabBytesHandedOut(buffer: ArrayBufferLike): number {
-  return buffer === slab.buffer ? handedOut : buffer.byteLength;
+  return requestBodies.handedOut(buffer) ?? framePayloads.handedOut(buffer) ?? buffer.byteLength;
+}
+
+let workerMaker: WorkerSlabMaker | undefined;
+
+/**
+ * Keeps `readyMax` prefaulted slabs ready for request bodies and for frames each (0: none, the
+ * default of the library; a node keeps `--prefault-slabs`). `make` defaults to a Worker of the
+ * process's own ({@link WorkerSlabMaker}), stopped when this is set to 0. Says why it is off
+ * when it cannot be on.
+ */
+export function prefaultSlabs(
+  readyMax: number,
+  make?: SlabMaker,
+): { on: true } | { on: false; problem: string } {
+  let maker = make;
+  let problem = "turned off";
+  if (readyMax > 0 && maker === undefined) {
+    const started = workerMaker ?? WorkerSlabMaker.start();
+    if ("problem" in started) problem = started.problem;
+    else maker = (workerMaker = started).make;
+  }
+  const on = readyMax > 0 && maker !== undefined;
+  requestBodies.slabs.keepReady(on ? readyMax : 0, maker);
+  framePayloads.slabs.keepReady(on ? readyMax : 0, maker);
+  if (on) return { on };
+  workerMaker?.stop();
+  workerMaker = undefined;
+  return { on, problem };
+}
+
+/** Resolves once neither pool is touching a slab. */
+export async function prefaultingIdle(): Promise<void> {
+  await Promise.all([requestBodies.slabs.idle(), framePayloads.slabs.idle()]);
+}
+
+/** Both pools' counters, by the kind label the metrics give them. */
+export function prefaultStats(): Record<"request_bodies" | "frames", PrefaultedSlabStats> {
+  return { request_bodies: requestBodies.slabs.stats(), frames: framePayloads.slabs.stats() };
 }

@@ -26,6 +26,8 @@ import {
   IDLE_POLL_MICROS_SUGGESTED,
   MiB,
   MIN_FREE_DISK_BYTES_DEFAULT,
+  PREFAULT_SLABS_DEFAULT,
+  PREFAULT_SLABS_MAX,
   READY_LAG_MAX_DEFAULT,
   RECORD_HEADER_BYTES,
   REPL_BATCH_BYTES_DEFAULT,
@@ -77,6 +79,7 @@ export interface NodeConfig {
   walSync: "inline" | "thread";
   /** How long after its last request or WAL sync the idle poller keeps spinning, µs (0: off). */
   idlePollMicros: number;
+  prefaultSlabs: number;
   snapshotEveryBytes: number;
   retainBytes: number;
   logLevel: "debug" | "info" | "warn" | "error";
@@ -275,6 +278,17 @@ export const SETTINGS: readonly SettingSpec[] = [
     max: IDLE_POLL_MICROS_MAX,
     help:
       `For this long (µs) after each request or WAL sync, a helper thread at idle priority keeps a core from halting, so the next request finds warm caches; it takes only CPU nothing else wants (Linux; 0: off). Off by default: measure your host before turning it on (${IDLE_POLL_MICROS_SUGGESTED} is the window that paid where it helped)`,
+  },
+  {
+    key: "prefaultSlabs",
+    flag: "prefault-slabs",
+    env: "SHANGHAI_PREFAULT_SLABS",
+    kind: "int",
+    default: PREFAULT_SLABS_DEFAULT,
+    min: 0,
+    max: PREFAULT_SLABS_MAX,
+    help:
+      "Slabs for incoming values (request bodies, peers' frames) whose memory a helper thread maps ahead, so the event loop takes no page faults writing them; this many of each kind are kept ready (Linux; 0: off)",
   },
   {
     key: "snapshotEveryBytes",

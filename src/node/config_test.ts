@@ -16,6 +16,12 @@ Deno.test("resolveConfig(): defaults give one node on ./data with the seed's por
   assert.equal(config.idlePollMicros, 0);
   assert.equal(resolveConfig({}, { SHANGHAI_IDLE_POLL_US: "1000" }).idlePollMicros, 1_000);
   assert.equal(resolveConfig({ "idle-poll-us": "250" }, {}).idlePollMicros, 250);
+  assert.equal(config.prefaultSlabs, 8);
+  assert.equal(resolveConfig({}, { SHANGHAI_PREFAULT_SLABS: "0" }).prefaultSlabs, 0);
+  assert.throws(
+    () => resolveConfig({ "prefault-slabs": "257" }, {}),
+    /prefault-slabs \(from --prefault-slabs\): 257 is outside 0 to 256/,
+  );
 });
 
 Deno.test("resolveConfig(): flags win over environment, environment over file", () => {

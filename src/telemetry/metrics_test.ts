@@ -62,6 +62,10 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
       }),
       memory: () => ({ rss: 5000, heapUsed: 3000, heapTotal: 4000, external: 700 }),
       replication: () => ({ tailCacheBytes: 4096 }),
+      slabs: () => ({
+        request_bodies: { prefaulted: 12, fresh: 1, ready: 8 },
+        frames: { prefaulted: 3, fresh: 0, ready: 7 },
+      }),
     },
   });
   try {
@@ -82,6 +86,10 @@ Deno.test("Metrics records every instrument from bus events and renders Promethe
         'shanghai_snapshot_duration_count{otel_scope_name="shanghai"} 1',
         'shanghai_retention_removed_bytes_total{otel_scope_name="shanghai"} 5000',
         'shanghai_cluster_members{state="up",otel_scope_name="shanghai"} 1',
+        'shanghai_memory_slabs_total{kind="request_bodies",source="prefaulted",otel_scope_name="shanghai"} 12',
+        'shanghai_memory_slabs_total{kind="request_bodies",source="fresh",otel_scope_name="shanghai"} 1',
+        'shanghai_memory_slabs_total{kind="frames",source="fresh",otel_scope_name="shanghai"} 0',
+        'shanghai_memory_slabs_ready{kind="frames",otel_scope_name="shanghai"} 7',
         'shanghai_cluster_nodes_down{otel_scope_name="shanghai"} 1',
         'shanghai_replication_lag{follower="n2",leader="n1",otel_scope_name="shanghai"} 42',
         'shanghai_replication_credit{follower="n2",leader="n1",otel_scope_name="shanghai"} 100',

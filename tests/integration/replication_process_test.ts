@@ -262,7 +262,7 @@ Deno.test("real processes: a follower SIGSTOPped for 30 s under load costs the l
   }
 });
 
-Deno.test("real processes: a follower keeps replicated values in batch payloads within twice their live bytes", async () => {
+Deno.test("real processes: a follower keeps replicated values in batch payloads within twice their live bytes, read into prefaulted slabs", async () => {
   const cluster = await formCluster(2);
   try {
     const [n1, n2] = ["n1", "n2"].map((id) => cluster.nodes.get(id)!);
@@ -289,6 +289,18 @@ Deno.test("real processes: a follower keeps replicated values in batch payloads 
     // Every payload but the one being applied (at most one batch, 1 MiB by default) is at
     // least half live values.
     assert.ok(bytes <= 2 * live + 1048576 + 65536, `payloads ${bytes} bytes, live values ${live}`);
+    // The payloads were read into slabs whose pages a helper thread had touched first.
+    const metrics = await (await fetch(`${n2.url}/metrics`)).text();
+    const taken = (source: string) =>
+      metrics.split("\n").filter((line) =>
+        line.startsWith("shanghai_memory_slabs_total{") && line.includes(`kind="frames"`) &&
+        line.includes(`source="${source}"`)
+      ).map((line) => Number(line.split(" ").pop()));
+    assert.equal(taken("fresh").length, 1, "the frames' fresh-slab series");
+    assert.ok(
+      taken("prefaulted")[0] > 0,
+      `n2 took no prefaulted frame slab: ${taken("prefaulted")}`,
+    );
   } finally {
     await cluster.teardown();
   }
