@@ -83,12 +83,18 @@ const CLOCK_TICKS_PER_SECOND = 100;
 
 /**
  * A process's CPU time (user + system, ms) and minor page faults so far, from
- * /proc/<pid>/stat; undefined where it cannot be read (not Linux, or the process is gone).
+ * /proc/<pid>/stat, or one of its threads' (the main thread, whose id is the pid, runs the event
+ * loop); undefined where it cannot be read (not Linux, or the process is gone).
  */
-export function processCounters(pid: number): { cpuMs: number; minorFaults: number } | undefined {
+export function processCounters(
+  pid: number,
+  thread?: number,
+): { cpuMs: number; minorFaults: number } | undefined {
   let stat: string;
   try {
-    stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    stat = Deno.readTextFileSync(
+      thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`,
+    );
   } catch {
     return undefined;
   }

@@ -6,8 +6,9 @@
  * reach all three; n3 stops cleanly (SIGTERM); 50 clients write `--writes` new keys to n1 and n2
  * at `ack=one`; n3 starts again on its directory. From its ready line until its version vector
  * covers what n1's held when n3 restarted, the script polls n3 every 20 ms and reads each
- * process's CPU time and minor page faults from /proc (Linux only; elsewhere those cells are
- * n/a). The catch-up rate is the missed writes over that time, as in `deno task
+ * process's CPU time and minor page faults from /proc, and the follower's main thread's (its
+ * event loop; helper threads such as the slab maker's are in the process's figures) (Linux only;
+ * elsewhere those cells are n/a). The catch-up rate is the missed writes over that time, as in `deno task
  * bench:replication`'s catch-up row; the rate between 10% and 90% of the way leaves out the
  * start and the last stragglers.
  *
@@ -65,6 +66,8 @@ interface RunResult {
   rate: number;
   rate10to90: number;
   follower?: ProcessCounters;
+  /** The follower's main thread alone: its event loop. */
+  followerLoop?: ProcessCounters;
   leaders?: [ProcessCounters, ProcessCounters];
 }
 
@@ -147,7 +150,8 @@ async function oneRun(preload: number, writes: number): Promise<RunResult> {
     const n3 = await start("n3", dirs[2], n1);
     nodes[2] = n3;
     const pids = [n1.child.pid, n2.child.pid, n3.child.pid];
-    const before = pids.map(processCounters);
+    const before = pids.map((pid) => processCounters(pid));
+    const loopBefore = processCounters(n3.child.pid, n3.child.pid);
     const started = performance.now();
     const trace: [number, number][] = [];
     while (true) {
@@ -159,7 +163,8 @@ async function oneRun(preload: number, writes: number): Promise<RunResult> {
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
     const catchUpMs = performance.now() - started;
-    const after = pids.map(processCounters);
+    const after = pids.map((pid) => processCounters(pid));
+    const loopAfter = processCounters(n3.child.pid, n3.child.pid);
     const base = trace[0][1];
     const reached = (share: number) =>
       trace.find(([, have]) => have - base >= share * (total - base))?.[0] ?? catchUpMs;
@@ -171,6 +176,7 @@ async function oneRun(preload: number, writes: number): Promise<RunResult> {
       rate: missed.ops / (catchUpMs / 1000),
       rate10to90: 0.8 * (total - base) / ((reached(0.9) - reached(0.1)) / 1000),
       follower: difference(before[2], after[2]),
+      followerLoop: difference(loopBefore, loopAfter),
       leaders: leaders[0] && leaders[1] ? [leaders[0], leaders[1]] : undefined,
     };
   } finally {
@@ -193,6 +199,8 @@ function row(label: string, r: RunResult): string {
     fmt(r.firstEntryMs)
   } | ${fmt(r.follower?.cpuMs)} | ${fmt(perEntry(r.follower?.cpuMs, 1000), 1)} | ${
     fmt(perEntry(r.follower?.minorFaults), 2)
+  } | ${fmt(perEntry(r.followerLoop?.cpuMs, 1000), 1)} | ${
+    fmt(perEntry(r.followerLoop?.minorFaults), 2)
   } | ${r.leaders ? r.leaders.map((l) => fmt(l.cpuMs)).join(" / ") : "n/a"} | ${
     r.leaders ? r.leaders.map((l) => fmt(l.minorFaults)).join(" / ") : "n/a"
   } |`;
@@ -238,9 +246,9 @@ if (import.meta.main) {
     console.error(`[run ${i + 1}/${runs}] ${fmt(results[i].rate)} entries/s`);
   }
   console.log(
-    "| run | catch-up, entries/s | 10%-90%, entries/s | time, ms | first entry, ms | follower CPU, ms | follower CPU per entry, µs | follower faults per entry | leaders' CPU, ms | leaders' minor faults |",
+    "| run | catch-up, entries/s | 10%-90%, entries/s | time, ms | first entry, ms | follower CPU, ms | follower CPU per entry, µs | follower faults per entry | its event loop: CPU per entry, µs | its event loop: faults per entry | leaders' CPU, ms | leaders' minor faults |",
   );
-  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   results.forEach((r, i) => console.log(row(String(i + 1), r)));
   if (runs > 1) {
     console.log(
@@ -250,10 +258,12 @@ if (import.meta.main) {
         }); target (issue 4): >= 50,000.`,
     );
   }
-  const tunables = Deno.env.get("GLIBC_TUNABLES");
+  const settings = ["GLIBC_TUNABLES", "SHANGHAI_PREFAULT_SLABS"]
+    .filter((name) => Deno.env.get(name) !== undefined)
+    .map((name) => `${name}=${Deno.env.get(name)}`);
   console.log(
     `\nCommand: deno task bench:catchup --runs ${runs} --preload ${preload} --writes ${writes}` +
-      (tunables ? ` (GLIBC_TUNABLES=${tunables})` : "") +
+      (settings.length > 0 ? ` (${settings.join(" ")})` : "") +
       `\n3 nodes on loopback (deno run main.ts serve, Deno ${Deno.version.deno}), ` +
       `${CLIENTS} clients, 1 KiB values, ack=one; CPU and faults from /proc over the catch-up; ` +
       `${navigator.hardwareConcurrency} cores.`,
