@@ -288,7 +288,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 0,
     max: PREFAULT_SLABS_MAX,
     help:
-      "Slabs for incoming values (request bodies, peers' frames) whose memory a helper thread maps ahead, so the event loop takes no page faults writing them; this many of each kind are kept ready (Linux; 0: off)",
+      "Slabs for incoming values (request bodies, peers' frames) whose memory a helper thread maps ahead, so the event loop takes no page faults writing them; this many of each kind are kept ready (0: off)",
   },
   {
     key: "snapshotEveryBytes",
