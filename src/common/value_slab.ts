@@ -90,37 +90,44 @@ export function slabBytesHandedOut(buffer: ArrayBufferLike): number {
   return requestBodies.handedOut(buffer) ?? framePayloads.handedOut(buffer) ?? buffer.byteLength;
 }
 
+/** Holders of the prefaulted slabs ({@link holdPrefaultedSlabs}): the pools are the process's. */
+let holders = 0;
 let workerMaker: WorkerSlabMaker | undefined;
 
 /**
- * Keeps `readyMax` prefaulted slabs ready for request bodies and for frames each (0: none, the
- * default of the library; a node keeps `--prefault-slabs`). `make` defaults to a Worker of the
- * process's own ({@link WorkerSlabMaker}), stopped when this is set to 0. Says why it is off
- * when it cannot be on.
+ * Keeps `readyMax` (at least 1) prefaulted slabs ready for request bodies and for frames each,
+ * until every holder has released them: a node holds them while it runs (`--prefault-slabs`);
+ * the library alone keeps none. `make` defaults to a Worker of the process's own
+ * ({@link WorkerSlabMaker}). The last release lets the slabs go, stops the Worker and resolves
+ * once no slab is being made; a second release of one hold does nothing. Says why it cannot hold
+ * them when the Worker cannot start.
  */
-export function prefaultSlabs(
+export function holdPrefaultedSlabs(
   readyMax: number,
   make?: SlabMaker,
-): { on: true } | { on: false; problem: string } {
+): { release(): Promise<void> } | { problem: string } {
   let maker = make;
-  let problem = "turned off";
-  if (readyMax > 0 && maker === undefined) {
+  if (maker === undefined) {
     const started = workerMaker ?? WorkerSlabMaker.start();
-    if ("problem" in started) problem = started.problem;
-    else maker = (workerMaker = started).make;
+    if ("problem" in started) return { problem: started.problem };
+    maker = (workerMaker = started).make;
   }
-  const on = readyMax > 0 && maker !== undefined;
-  requestBodies.slabs.keepReady(on ? readyMax : 0, maker);
-  framePayloads.slabs.keepReady(on ? readyMax : 0, maker);
-  if (on) return { on };
-  workerMaker?.stop();
-  workerMaker = undefined;
-  return { on, problem };
-}
-
-/** Resolves once neither pool is touching a slab. */
-export async function prefaultingIdle(): Promise<void> {
-  await Promise.all([requestBodies.slabs.idle(), framePayloads.slabs.idle()]);
+  requestBodies.slabs.keepReady(readyMax, maker);
+  framePayloads.slabs.keepReady(readyMax, maker);
+  holders++;
+  let released = false;
+  return {
+    release: async () => {
+      if (released) return;
+      released = true;
+      if (--holders > 0) return;
+      requestBodies.slabs.keepReady(0, undefined);
+      framePayloads.slabs.keepReady(0, undefined);
+      workerMaker?.stop();
+      workerMaker = undefined;
+      await Promise.all([requestBodies.slabs.idle(), framePayloads.slabs.idle()]);
+    },
+  };
 }
 
 /** Both pools' counters, by the kind label the metrics give them. */

@@ -6,23 +6,32 @@ import {
   VALUE_SLAB_TAKE_BYTES_MAX,
 } from "./limits.ts";
 import {
-  prefaultingIdle,
-  prefaultSlabs,
+  holdPrefaultedSlabs,
   prefaultStats,
   slabBytesHandedOut,
   takeFrameBytes,
   takeValueBytes,
 } from "./value_slab.ts";
 
-/** Takes the largest slots until a new slab starts; returns that first slot. */
-function startNewSlab(): Uint8Array {
-  const first = takeValueBytes(VALUE_SLAB_TAKE_BYTES_MAX);
-  for (let i = 0; i <= VALUE_SLAB_BYTES / VALUE_SLAB_TAKE_BYTES_MAX; i++) {
-    const next = takeValueBytes(VALUE_SLAB_TAKE_BYTES_MAX);
+/**
+ * Takes the largest slots until a new slab starts; returns that first slot. Request bodies by
+ * default; frames with `takeFrameBytes` and the frame limits.
+ */
+function startNewSlab(
+  take = takeValueBytes,
+  slabBytes = VALUE_SLAB_BYTES,
+  takeMax = VALUE_SLAB_TAKE_BYTES_MAX,
+): Uint8Array {
+  const first = take(takeMax);
+  for (let i = 0; i <= slabBytes / takeMax; i++) {
+    const next = take(takeMax);
     if (next.buffer !== first.buffer) return next;
   }
   throw new Error("no new slab started");
 }
+
+const startNewFrameSlab = () =>
+  startNewSlab(takeFrameBytes, FRAME_SLAB_BYTES, FRAME_SLAB_TAKE_BYTES_MAX);
 
 Deno.test("takeValueBytes carves small values one after the other out of a slab", () => {
   const first = startNewSlab();
@@ -63,8 +72,8 @@ Deno.test("a slab counts whole once the next one starts", () => {
 });
 
 Deno.test("takeFrameBytes carves frame payloads out of slabs of their own; larger ones get their own buffers", () => {
-  let first = takeFrameBytes(FRAME_SLAB_TAKE_BYTES_MAX);
-  while (first.byteOffset !== 0) first = takeFrameBytes(FRAME_SLAB_TAKE_BYTES_MAX);
+  const first = startNewFrameSlab();
+  assert.equal(first.byteOffset, 0);
   assert.equal(first.buffer.byteLength, FRAME_SLAB_BYTES);
   const next = takeFrameBytes(1000);
   assert.equal(next.buffer, first.buffer);
@@ -76,46 +85,36 @@ Deno.test("takeFrameBytes carves frame payloads out of slabs of their own; large
   assert.equal(large.buffer.byteLength, FRAME_SLAB_TAKE_BYTES_MAX + 1);
 });
 
-Deno.test("prefaultSlabs: new slabs come from the maker while on, and are allocated here once off", async () => {
+Deno.test("holdPrefaultedSlabs: new slabs come from the maker while any hold lasts, and are allocated here after the last release", async () => {
   const made: Uint8Array<ArrayBuffer>[] = [];
   const maker = (bytes: number) => {
     const slab = new Uint8Array(bytes);
     made.push(slab);
     return Promise.resolve(slab);
   };
+  const fromMaker = (slot: Uint8Array) => made.some((slab) => slab.buffer === slot.buffer);
+  const first = holdPrefaultedSlabs(1, maker);
+  const second = holdPrefaultedSlabs(1, maker);
+  assert.ok(!("problem" in first) && !("problem" in second));
   try {
-    assert.deepEqual(prefaultSlabs(1, maker), { on: true });
+    await Promise.resolve(); // the made slabs arrive
     assert.deepEqual(made.map((s) => s.length), [VALUE_SLAB_BYTES, FRAME_SLAB_BYTES]);
-    await prefaultingIdle();
-    // Enough slots to start a new slab of each kind: the first new one is the made one.
-    const frames = new Set<ArrayBufferLike>();
-    for (let i = 0; i <= FRAME_SLAB_BYTES / FRAME_SLAB_TAKE_BYTES_MAX; i++) {
-      frames.add(takeFrameBytes(FRAME_SLAB_TAKE_BYTES_MAX).buffer);
-    }
-    assert.ok(made.some((slab) => frames.has(slab.buffer)), "the made frame slab");
-    const bodies = new Set<ArrayBufferLike>();
-    for (let i = 0; i <= VALUE_SLAB_BYTES / VALUE_SLAB_TAKE_BYTES_MAX; i++) {
-      bodies.add(takeValueBytes(VALUE_SLAB_TAKE_BYTES_MAX).buffer);
-    }
-    assert.ok(made.some((slab) => bodies.has(slab.buffer)), "the made body slab");
+    // The one ready slab of each kind is the next new one.
+    assert.ok(fromMaker(startNewFrameSlab()), "the made frame slab");
+    assert.ok(fromMaker(startNewSlab()), "the made body slab");
     assert.ok(prefaultStats().frames.prefaulted >= 1);
     assert.ok(prefaultStats().request_bodies.prefaulted >= 1);
+
+    // One hold released, one left: still on.
+    await first.release();
+    await first.release(); // a second release of the same hold counts once
+    await Promise.resolve();
+    assert.ok(fromMaker(startNewFrameSlab()), "still on while a hold lasts");
   } finally {
-    assert.deepEqual(prefaultSlabs(0), { on: false, problem: "turned off" });
-    await prefaultingIdle();
+    await second.release();
   }
   const count = made.length;
-  const after = startNewFrameSlab();
-  assert.ok(!made.some((slab) => slab.buffer === after.buffer));
-  assert.equal(made.length, count, "nothing asked of the maker once off");
+  assert.ok(!fromMaker(startNewFrameSlab()));
+  assert.ok(!fromMaker(startNewSlab()));
+  assert.equal(made.length, count, "nothing asked of the maker after the last release");
 });
-
-/** Takes the largest frame slots until a new frame slab starts; returns that first slot. */
-function startNewFrameSlab(): Uint8Array {
-  const first = takeFrameBytes(FRAME_SLAB_TAKE_BYTES_MAX);
-  for (let i = 0; i <= FRAME_SLAB_BYTES / FRAME_SLAB_TAKE_BYTES_MAX; i++) {
-    const next = takeFrameBytes(FRAME_SLAB_TAKE_BYTES_MAX);
-    if (next.buffer !== first.buffer) return next;
-  }
-  throw new Error("no new frame slab started");
-}

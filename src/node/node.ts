@@ -36,7 +36,7 @@ import type { MembershipDriver } from "../cluster/membership_driver.ts";
 import type { PeerTransport } from "../cluster/transport.ts";
 import { NodeOps } from "./ops.ts";
 import { IdlePoller } from "./idle_poll.ts";
-import { prefaultingIdle, prefaultSlabs } from "../common/value_slab.ts";
+import { holdPrefaultedSlabs } from "../common/value_slab.ts";
 
 const NO_MEMBERS: readonly string[] = [];
 /** How long one step of a stop may take before the node logs that it is still waiting on it. */
@@ -76,9 +76,8 @@ export class ShanghaiNode {
   #identity: Identity | undefined;
   #server: HttpServer | undefined;
   #idlePoll: IdlePoller | undefined;
-  #prefaulting = false;
-  /** Nodes of this process keeping prefaulted slabs ready (the pools are the process's). */
-  static #prefaultingNodes = 0;
+  /** This node's hold on the process's prefaulted slabs (value_slab.ts), while it runs. */
+  #prefaulted: { release(): Promise<void> } | undefined;
   #recoveryError: string | undefined;
   #stopping = false;
   #cluster: NodeCluster | undefined;
@@ -411,7 +410,7 @@ export class ShanghaiNode {
       await this.#server.shutdown();
       await this.#store?.close().catch(() => {});
       this.#idlePoll.stop();
-      await this.#stopPrefaulting();
+      await this.#prefaulted?.release();
       throw error;
     }
     this.#serving = true;
@@ -460,7 +459,7 @@ export class ShanghaiNode {
     });
     await this.#stopStep("ops", stepsMs, () => this.ops.stop());
     this.#idlePoll?.stop();
-    await this.#stopPrefaulting();
+    await this.#prefaulted?.release();
     this.logger.info("Node stopped", {
       stopMs: Math.round(this.#clock.monoMs() - startedMs),
       stepsMs,
@@ -470,24 +469,12 @@ export class ShanghaiNode {
   /** Keeps prefaulted slabs ready for incoming values (value_slab.ts), unless configured off. */
   #startPrefaulting(): void {
     if (this.config.prefaultSlabs === 0) return;
-    const result = prefaultSlabs(this.config.prefaultSlabs);
-    if (!result.on) {
+    const held = holdPrefaultedSlabs(this.config.prefaultSlabs);
+    if ("problem" in held) {
       this.logger.info("Prefaulted slabs are off: values take page faults on the event loop", {
-        reason: result.problem,
+        reason: held.problem,
       });
-      return;
-    }
-    this.#prefaulting = true;
-    ShanghaiNode.#prefaultingNodes++;
-  }
-
-  /** The last node of the process to stop lets the slabs go and waits for the helper thread. */
-  async #stopPrefaulting(): Promise<void> {
-    if (!this.#prefaulting) return;
-    this.#prefaulting = false;
-    if (--ShanghaiNode.#prefaultingNodes > 0) return;
-    prefaultSlabs(0);
-    await prefaultingIdle();
+    } else this.#prefaulted = held;
   }
 
   /**
