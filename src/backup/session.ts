@@ -9,9 +9,10 @@
  * holding entries after the LSN the client already has.
  *
  * A full backup does not force a fresh snapshot: that would write the whole state to the node's
- * own disk on every backup. The WAL after the newest snapshot is bounded by
- * `snapshot-every-bytes`, so restore replays at most that much; and the extra WAL widens the
- * range a point-in-time restore can reach.
+ * own disk on every backup. The WAL after the newest snapshot is bounded by what the next
+ * snapshot waits for (the larger of `snapshot-every-bytes` and `snapshot-wal-percent` of the
+ * snapshot's size), so restore replays at most that much; and the extra WAL widens the range a
+ * point-in-time restore can reach.
  *
  * Files are opened while the cut is taken and served from those handles, so retention or a
  * newer snapshot may unlink them meanwhile without harm (the inode lives while it is open); the

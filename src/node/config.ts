@@ -40,6 +40,8 @@ import {
   SEGMENT_BYTES_MAX,
   SEGMENT_BYTES_MIN,
   SNAPSHOT_EVERY_BYTES_DEFAULT,
+  SNAPSHOT_WAL_PERCENT_DEFAULT,
+  SNAPSHOT_WAL_PERCENT_MAX,
   SUSPECT_AFTER_MS_DEFAULT,
   TOMBSTONE_GRACE_MS_DEFAULT,
   TOMBSTONE_GRACE_MS_MAX,
@@ -81,6 +83,7 @@ export interface NodeConfig {
   idlePollMicros: number;
   prefaultSlabs: number;
   snapshotEveryBytes: number;
+  snapshotWalPercent: number;
   retainBytes: number;
   logLevel: "debug" | "info" | "warn" | "error";
   logFormat: "json" | "text";
@@ -299,6 +302,17 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 0,
     max: 64 * GiB,
     help: "Snapshot after this many WAL bytes (0: only at shutdown)",
+  },
+  {
+    key: "snapshotWalPercent",
+    flag: "snapshot-wal-percent",
+    env: "SHANGHAI_SNAPSHOT_WAL_PERCENT",
+    kind: "int",
+    default: SNAPSHOT_WAL_PERCENT_DEFAULT,
+    min: 0,
+    max: SNAPSHOT_WAL_PERCENT_MAX,
+    help:
+      "A snapshot also waits until the WAL since the last one reaches this percentage of that snapshot's size, so snapshots of a large data set write at most about as much as the WAL (0: --snapshot-every-bytes alone)",
   },
   {
     key: "retainBytes",

@@ -22,6 +22,16 @@ Deno.test("resolveConfig(): defaults give one node on ./data with the seed's por
     () => resolveConfig({ "prefault-slabs": "257" }, {}),
     /prefault-slabs \(from --prefault-slabs\): 257 is outside 0 to 256/,
   );
+  assert.equal(config.snapshotEveryBytes, 256 * 1024 * 1024);
+  assert.equal(config.snapshotWalPercent, 100);
+  assert.equal(
+    resolveConfig({}, { SHANGHAI_SNAPSHOT_WAL_PERCENT: "0" }).snapshotWalPercent,
+    0,
+  );
+  assert.throws(
+    () => resolveConfig({ "snapshot-wal-percent": "-5" }, {}),
+    /snapshot-wal-percent \(from --snapshot-wal-percent\)/,
+  );
 });
 
 Deno.test("resolveConfig(): flags win over environment, environment over file", () => {

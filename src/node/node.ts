@@ -340,6 +340,7 @@ export class ShanghaiNode {
         gatherMicros: this.config.walGatherMicros,
         dropBehindBytes: this.config.walDropBehindBytes,
         snapshotEveryBytes: this.config.snapshotEveryBytes,
+        snapshotWalPercent: this.config.snapshotWalPercent,
         retainBytes: this.config.retainBytes,
         retentionHoldLsn: () => this.#replication?.shipper.retentionHoldLsn(),
         followerCursors: () => this.#replication?.shipper.followerCursors(),

@@ -189,6 +189,7 @@ Deno.test("replication: a node away past retention gets a snapshot, converges, a
     "batch-bytes-max": String(64 * 1024),
     "segment-bytes": String(128 * 1024),
     "snapshot-every-bytes": String(64 * 1024),
+    "snapshot-wal-percent": "0",
     "retain-bytes": "0",
   };
   const { network, nodes } = await startCluster(flags);

@@ -377,6 +377,8 @@ const RETAIN_LITTLE = [
   String(128 * 1024),
   "--snapshot-every-bytes",
   String(64 * 1024),
+  "--snapshot-wal-percent",
+  "0",
   "--retain-bytes",
   "0",
 ];
@@ -438,7 +440,12 @@ Deno.test("real processes: a node whose disk lost writes it had made durable get
   // Snapshots every 64 KiB: n3's last one (and the cursors it keeps) may lie past the records
   // its disk then loses. The leaders restart too, so none remembers what n3 had reported: the
   // repair must come from n3's own report (its vector and the cursors its snapshot kept).
-  const cluster = await formCluster(3, ["--snapshot-every-bytes", String(64 * 1024)]);
+  const cluster = await formCluster(3, [
+    "--snapshot-every-bytes",
+    String(64 * 1024),
+    "--snapshot-wal-percent",
+    "0",
+  ]);
   try {
     const [n1, n2, n3] = ["n1", "n2", "n3"].map((id) => cluster.nodes.get(id)!);
     // n3 writes too: the records its disk loses include its own writes, which its peers hold.

@@ -39,6 +39,8 @@ export const CHAOS_NODE_ARGS: readonly string[] = [
   String(64 << 10),
   "--snapshot-every-bytes",
   String(4 << 20),
+  "--snapshot-wal-percent",
+  "0",
   "--retain-bytes",
   String(1 << 20),
   "--tombstone-grace-ms",

@@ -199,6 +199,9 @@ export function spawnSmallSegmentNode(
       "4096",
       "--snapshot-every-bytes",
       String(options.snapshotEveryBytes),
+      // Snapshots at that pace whatever the data set's size: these tests count on them.
+      "--snapshot-wal-percent",
+      "0",
       ...(options.args ?? []),
     ],
   });

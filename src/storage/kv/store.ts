@@ -31,6 +31,7 @@ import {
   RETAIN_BYTES_DEFAULT,
   SNAPSHOT_CAPTURE_STEP_KEYS,
   SNAPSHOT_EVERY_BYTES_DEFAULT,
+  SNAPSHOT_WAL_PERCENT_DEFAULT,
   TOMBSTONE_SWEEP_STEP_KEYS,
   VALUE_BYTES_DEFAULT,
 } from "../../common/limits.ts";
@@ -110,6 +111,11 @@ export interface StoreOptions {
   dropBehindBytes?: number;
   /** Take a snapshot after this many WAL bytes since the last one. 0 disables it. */
   snapshotEveryBytes?: number;
+  /**
+   * An automatic snapshot also waits until the WAL since the last one reaches this percentage
+   * of that snapshot's size (SNAPSHOT_WAL_PERCENT_DEFAULT; 0: snapshotEveryBytes alone).
+   */
+  snapshotWalPercent?: number;
   /** Records a snapshot copies per turn of the event loop (SNAPSHOT_CAPTURE_STEP_KEYS). */
   snapshotCaptureStepKeys?: number;
   /** WAL bytes kept behind the newest snapshot, for peers catching up. */
@@ -163,6 +169,8 @@ export class Store {
   #snapshotLsn = 0;
   #appliedLsn = 0;
   #bytesSinceSnapshot = 0;
+  /** Size of the newest snapshot written or loaded (0: none), for snapshotWalPercent. */
+  #lastSnapshotBytes = 0;
   #snapshotting: Promise<void> | undefined;
   #conflicts = 0;
   // Entries held only through installed peer snapshots (see snapshotOnly()); kept in every
@@ -261,6 +269,7 @@ export class Store {
           ? snapshot.followerCursors!.leaders
           : {};
         snapshotLsn = lsn;
+        this.#lastSnapshotBytes = (await Deno.stat(path)).size;
         this.#logger.info("Loaded snapshot", { path, lsn, keys: snapshot.keys });
         break;
       } catch (error) {
@@ -376,8 +385,8 @@ export class Store {
       gatherMs: info.gatherMs,
     });
     this.#bytesSinceSnapshot += info.bytes;
-    const every = this.#options.snapshotEveryBytes ?? SNAPSHOT_EVERY_BYTES_DEFAULT;
-    if (every > 0 && this.#bytesSinceSnapshot >= every && this.#snapshotting === undefined) {
+    const due = this.snapshotDueBytes;
+    if (due > 0 && this.#bytesSinceSnapshot >= due && this.#snapshotting === undefined) {
       this.snapshot().catch((error) =>
         this.#logger.error("Snapshot failed", { error: String(error) })
       );
@@ -791,6 +800,19 @@ export class Store {
     return this.keyspace.vectorChanges;
   }
 
+  /**
+   * WAL bytes after which the next snapshot is taken (0: only when asked): the larger of
+   * snapshotEveryBytes and snapshotWalPercent of the last snapshot's size. A snapshot rewrites
+   * the whole data set, so the second term keeps what snapshots write per WAL byte bounded as
+   * the data set grows.
+   */
+  get snapshotDueBytes(): number {
+    const every = this.#options.snapshotEveryBytes ?? SNAPSHOT_EVERY_BYTES_DEFAULT;
+    if (every <= 0) return 0;
+    const percent = this.#options.snapshotWalPercent ?? SNAPSHOT_WAL_PERCENT_DEFAULT;
+    return Math.max(every, Math.ceil(this.#lastSnapshotBytes * percent / 100));
+  }
+
   /** Writes a snapshot of the view at the current durable LSN, then applies retention. */
   snapshot(): Promise<void> {
     this.#snapshotting ??= this.#snapshot().finally(() => this.#snapshotting = undefined);
@@ -861,6 +883,7 @@ export class Store {
     }
     const { path, bytes } = written;
     this.#snapshotLsn = lsn;
+    this.#lastSnapshotBytes = bytes;
     this.#installLsn = installLsn;
     this.events.emit("snapshot.completed", {
       lsn,

@@ -632,6 +632,48 @@ Deno.test("Store: retention removes segments a snapshot covers but keeps the con
   });
 });
 
+Deno.test("Store: automatic snapshots wait for a share of the last snapshot's size in WAL, so a growing data set is not rewritten every few writes", async () => {
+  const value = new Uint8Array(1024);
+  const every = 4096;
+  // 300 new 1 KiB keys, one at a time; a snapshot after every 4 KiB of WAL at the least.
+  const run = async (dataDir: string, snapshotWalPercent: number) => {
+    const events = new EventBus();
+    const sizes: number[] = [];
+    events.on("snapshot.completed", (e: { bytes: number }) => sizes.push(e.bytes));
+    const options = { dataDir, nodeId: "n1", snapshotEveryBytes: every, snapshotWalPercent };
+    const store = await Store.open({ ...options, events });
+    for (let i = 0; i < 300; i++) {
+      await store.put(`k${i}`, value, "application/octet-stream");
+      // What the next automatic snapshot waits for follows the newest one's size.
+      const due = Math.ceil((sizes.at(-1) ?? 0) * snapshotWalPercent / 100);
+      assert.equal(store.snapshotDueBytes, Math.max(every, due));
+    }
+    await store.close({ snapshot: false });
+    // Reopened, the loaded snapshot's size sets it.
+    const again = await Store.open(options);
+    const newest = (await Deno.stat((await listSnapshots(again.snapshotDir))[0].path)).size;
+    const due = Math.ceil(newest * snapshotWalPercent / 100);
+    assert.equal(again.snapshotDueBytes, Math.max(every, due));
+    await again.close({ snapshot: false });
+    return sizes;
+  };
+  await withDir(async (fixed) => {
+    await withDir(async (proportional) => {
+      const atZero = await run(fixed, 0);
+      const atHundred = await run(proportional, 100);
+      // 0%: a snapshot per ~4 KiB of WAL, each the whole data set so far. 100%: each about
+      // twice the one before.
+      assert.ok(atZero.length >= 20, `${atZero.length} snapshots at 0%`);
+      assert.ok(atHundred.length <= 12, `${atHundred.length} snapshots at 100%`);
+      const written = (sizes: number[]) => sizes.reduce((sum, n) => sum + n, 0);
+      assert.ok(
+        written(atHundred) * 4 < written(atZero),
+        `${written(atHundred)} against ${written(atZero)} bytes of snapshots`,
+      );
+    });
+  });
+});
+
 Deno.test("Store refuses bad keys and oversize values without writing", async () => {
   await withDir(async (dataDir) => {
     const store = await Store.open({ dataDir, nodeId: "n1", valueBytesMax: 10 });
