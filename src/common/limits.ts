@@ -145,10 +145,11 @@ export const SNAPSHOT_EVERY_BYTES_DEFAULT = 256 * MiB;
  * A snapshot also waits until the WAL since the last one holds this percentage of that
  * snapshot's size (configurable; 0: SNAPSHOT_EVERY_BYTES_DEFAULT alone decides). A snapshot
  * rewrites the whole data set, so with a fixed trigger the bytes snapshots write grew with the
- * data set: at 1 GiB of 1 KiB values under overwrites, 1.6-1.8 bytes per WAL byte and one
- * under way 86-94% of the time (docs/BENCHMARKS.md, session 43). At 100% they write at most about
- * one byte per WAL byte, whatever the data set's size, as Redis's `auto-aof-rewrite-percentage
- * 100` bounds its rewrites; a restart then replays at most about one snapshot's worth of WAL.
+ * data set: at 1 GiB of 1 KiB values under overwrites, 1.7-2.3 bytes per WAL byte, one under
+ * way for 27-32 s of every 30 s. At 100% they write at most about one byte per WAL byte (0.8-0.9
+ * there, with 6-42% more writes per second: `deno task bench:snapshots`), whatever the data
+ * set's size, as Redis's `auto-aof-rewrite-percentage 100` bounds its rewrites; a restart then
+ * replays at most about one snapshot's worth of WAL.
  */
 export const SNAPSHOT_WAL_PERCENT_DEFAULT = 100;
 export const SNAPSHOT_WAL_PERCENT_MAX = 10_000;
