@@ -936,11 +936,22 @@ export class Shipper {
     return this.#tail.bytes;
   }
 
-  /** Lets the tail cache drop what every live stream has acknowledged (down ones hold nothing). */
+  /**
+   * Lets the tail cache drop what every live stream has acknowledged. Down streams hold
+   * nothing, nor do streams whose next entry the cache no longer holds: they read from the log
+   * whatever happens, and the cache evicts its oldest entries at its bound, so holding it for
+   * them kept only the newest entries, which every other stream had acknowledged, in memory for
+   * as long as they stayed behind. A follower stalled under load made each leader keep the
+   * whole bound (8 MiB live, about three times that in resident size with the collector's
+   * slack for external memory; docs/BENCHMARKS.md, session 43).
+   */
   #releaseTail(): void {
+    const first = this.#tail.fromLsn;
     let through = Infinity;
     for (const leader of this.#leaders.values()) {
-      if (leader.status !== "down") through = Math.min(through, leader.matchLsn);
+      if (leader.status === "down") continue;
+      if (first !== undefined && leader.matchLsn + 1 < first) continue;
+      through = Math.min(through, leader.matchLsn);
     }
     if (through !== Infinity) this.#tail.releaseThrough(through);
   }

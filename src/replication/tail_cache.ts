@@ -61,6 +61,7 @@ export class TailCache {
   #items: Item[] = [];
   #head = 0;
   #bytes = 0;
+  #lastAdded: number | undefined;
 
   constructor(bytesMax: number) {
     this.bytesMax = bytesMax;
@@ -76,6 +77,15 @@ export class TailCache {
   }
 
   /**
+   * The lowest LSN the cache can serve now or later: its oldest entry's, or, when it holds
+   * none, the LSN after the last one added (entries come in LSN order, so it never gets an
+   * older one back). Undefined before any entry, or after a gap cleared it.
+   */
+  get fromLsn(): number | undefined {
+    return this.firstLsn ?? (this.#lastAdded === undefined ? undefined : this.#lastAdded + 1);
+  }
+
+  /**
    * Adds an entry to ship (entries arrive in LSN order), with its record when the WAL handed it
    * over (then the same bytes frameRecord(encodeEntry(entry)) gives).
    */
@@ -86,6 +96,7 @@ export class TailCache {
     const bytes = 2 * ((entry.value?.length ?? 0) + entry.key.length) + ENTRY_OVERHEAD_BYTES;
     this.#items.push(new Item(entry, bytes, frame));
     this.#bytes += bytes;
+    this.#lastAdded = entry.lsn;
     while (this.#bytes > this.bytesMax && this.#head < this.#items.length) {
       this.#bytes -= this.#items[this.#head].bytes;
       this.#head++;
@@ -125,6 +136,7 @@ export class TailCache {
     this.#items = [];
     this.#head = 0;
     this.#bytes = 0;
+    this.#lastAdded = undefined;
   }
 
   /**

@@ -71,3 +71,17 @@ Deno.test("TailCache lets go of what every stream acknowledged and keeps serving
   assert.equal(cache.firstLsn, 21);
   assert.deepEqual(cache.read(21, 10, 1 << 20)!.map((f) => f.lsn), [21]);
 });
+
+Deno.test("TailCache.fromLsn is its oldest entry's LSN, or the next one's once it holds none", () => {
+  const cache = new TailCache(1 << 20);
+  assert.equal(cache.fromLsn, undefined);
+  for (let lsn = 1; lsn <= 5; lsn++) cache.onApply(entry(lsn));
+  assert.equal(cache.fromLsn, 1);
+  cache.releaseThrough(3);
+  assert.equal(cache.fromLsn, 4);
+  cache.releaseThrough(5);
+  assert.equal(cache.firstLsn, undefined);
+  assert.equal(cache.fromLsn, 6);
+  cache.clear();
+  assert.equal(cache.fromLsn, undefined);
+});

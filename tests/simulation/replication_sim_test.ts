@@ -300,6 +300,40 @@ Deno.test("simulation: the tail cache lets go of what every live stream acknowle
   }
 });
 
+Deno.test("simulation: a stream behind the tail cache holds none of it; the follower still gets everything once it answers", async () => {
+  for (const seed of SEEDS.slice(0, 10)) {
+    // A small cache: each entry counts about 300 bytes, so it holds about 13.
+    const sim = new SimCluster({ seed, nodes: 3, tailCacheBytes: 4096 });
+    const n1 = sim.node("n1");
+    const n3 = sim.node("n3");
+    await sim.untilConverged(60_000, () => `seed ${seed}`);
+    // n3 stops answering (its link stays up) while n1 writes past the cache's bound.
+    const deliver = n3.transport.deliver;
+    n3.transport.deliver = () => {};
+    const ackedBy = (peer: string) =>
+      n1.shipper.replicas().find((r) => r.peer === peer)?.followerOffset ?? 0;
+    for (let i = 0; i < 60; i++) {
+      await n1.log.write(`stalled${i}`, value(`s${i}`));
+      if (i % 5 === 0) await sim.step();
+    }
+    await sim.stepUntil(
+      () => ackedBy("n2") === n1.log.lastLsn(),
+      `seed ${seed}: n2 never acknowledged the writes`,
+    );
+    // n3's next entry left the cache long ago: holding the newest entries for it served no
+    // one, so once n2 has them the cache holds nothing.
+    assert.ok(ackedBy("n3") < n1.log.lastLsn() - 13, `seed ${seed}: n3 acknowledged too much`);
+    await sim.stepUntil(
+      () => n1.shipper.tailCacheBytes === 0,
+      `seed ${seed}: n1 holds the cache for a stream behind it`,
+      2_000,
+    );
+    // n3 answers again and gets everything from the log.
+    n3.transport.deliver = deliver;
+    await sim.untilConverged(60_000, () => `seed ${seed}: after n3 answered again`);
+  }
+});
+
 /** A leader and one follower on a lossless network, base credit and batches of BASE_CREDIT. */
 const BASE_CREDIT = 100;
 function losslessPair(seed: number, options: Partial<SimClusterOptions> = {}): SimCluster {
