@@ -37,7 +37,13 @@ import {
 } from "../../common/limits.ts";
 import { EventBus } from "../../telemetry/events.ts";
 import { type Logger, silentLogger } from "../../telemetry/log.ts";
-import { type BatchInfo, type EntryInput, Wal, type WrittenListener } from "../wal/wal.ts";
+import {
+  type BatchInfo,
+  type EntryInput,
+  type SegmentInfo,
+  Wal,
+  type WrittenListener,
+} from "../wal/wal.ts";
 import {
   type AheadRanges,
   type AppliedBy,
@@ -335,6 +341,10 @@ export class Store {
     }
     // Its own entries above a gap count too: numbering on from the vector would reuse theirs.
     this.#localSeq = this.keyspace.highestSeq(this.origin);
+    // The WAL replayed counts toward the next snapshot: counting from zero at every start, a
+    // node that crashed more often than a snapshot came due never took one, and each restart
+    // replayed more.
+    this.#bytesSinceSnapshot = walBytesAfter(this.#wal.segments(), snapshotLsn);
   }
 
   #apply(entry: Entry): void {
@@ -986,6 +996,21 @@ export class Store {
       );
     }
   }
+}
+
+/**
+ * About how many WAL bytes hold entries after `lsn`: every segment that starts past it, and of
+ * the segment it falls in the share of its entries after it (entries taken as alike in size).
+ */
+export function walBytesAfter(segments: readonly SegmentInfo[], lsn: number): number {
+  let bytes = 0;
+  for (const segment of segments) {
+    if (segment.lastLsn <= lsn) continue;
+    const entries = segment.lastLsn - segment.firstLsn + 1;
+    const after = segment.lastLsn - Math.max(lsn, segment.firstLsn - 1);
+    bytes += segment.firstLsn > lsn ? segment.bytes : Math.round(segment.bytes * after / entries);
+  }
+  return bytes;
 }
 
 /** `vv` with each origin raised to the highest sequence `ahead` names for it. */
