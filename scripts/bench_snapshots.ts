@@ -63,13 +63,13 @@ interface Result {
 async function run(snapshotWalPercent: number): Promise<Result> {
   const dataDir = await Deno.makeTempDir({ dir: values.dir, prefix: "bench-snapshots-" });
   const events = new EventBus();
-  let snapshots = 0, snapshotBytes = 0, snapshotMs = 0, walBytes = 0;
+  let seen = { snapshots: 0, snapshotBytes: 0, snapshotMs: 0, walBytes: 0 };
   events.on("snapshot.completed", (e: { bytes: number; durationMs: number }) => {
-    snapshots++;
-    snapshotBytes += e.bytes;
-    snapshotMs += e.durationMs;
+    seen.snapshots++;
+    seen.snapshotBytes += e.bytes;
+    seen.snapshotMs += e.durationMs;
   });
-  events.on("wal.write.completed", (e: { bytes: number }) => walBytes += e.bytes);
+  events.on("wal.write.completed", (e: { bytes: number }) => seen.walBytes += e.bytes);
   const store = await Store.open({
     dataDir,
     nodeId: "bench",
@@ -84,11 +84,7 @@ async function run(snapshotWalPercent: number): Promise<Result> {
     };
     await Promise.all(Array.from({ length: WRITERS }, fill));
     // A snapshot the fill began still counts below: it is part of what the setting costs.
-    snapshots =
-      snapshotBytes =
-      snapshotMs =
-      walBytes =
-        0;
+    seen = { snapshots: 0, snapshotBytes: 0, snapshotMs: 0, walBytes: 0 };
     const latencies: number[] = [];
     let seed = 1;
     const started = performance.now();
@@ -108,10 +104,10 @@ async function run(snapshotWalPercent: number): Promise<Result> {
       writesPerS: latencies.length / elapsedS,
       p50Ms: percentile(latencies, 0.5),
       p99Ms: percentile(latencies, 0.99),
-      walBytes,
-      snapshots,
-      snapshotBytes,
-      snapshotS: snapshotMs / 1000,
+      walBytes: seen.walBytes,
+      snapshots: seen.snapshots,
+      snapshotBytes: seen.snapshotBytes,
+      snapshotS: seen.snapshotMs / 1000,
     };
   } finally {
     await store.close({ snapshot: false });

@@ -943,7 +943,9 @@ export class Shipper {
    * them kept only the newest entries, which every other stream had acknowledged, in memory for
    * as long as they stayed behind. A follower stalled under load made each leader keep the
    * whole bound (8 MiB live, about three times that in resident size with the collector's
-   * slack for external memory; docs/BENCHMARKS.md, session 43).
+   * slack for external memory; docs/BENCHMARKS.md, session 43). When every live stream is
+   * behind, none releases anything and the cache stays at its bound, as before: the newest
+   * entries are then what a stream that catches up from the log reaches last.
    */
   #releaseTail(): void {
     const first = this.#tail.fromLsn;
